@@ -1,0 +1,369 @@
+"""All configuration in one place: `Settings` (where data lives, which embedder and which
+Weaviate to use) read from the environment and `.streamlit/secrets.toml`, and the seed's
+`BatchConfig` (how imports are batched and retried). Defaults need no configuration at all.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+# The Weaviate server version, pinned next to the client version in requirements.txt.
+# tools/install_weaviate.py builds exactly this version; embedded mode starts exactly it.
+WEAVIATE_VERSION = "1.35.2"
+
+LOCAL_MODEL = "multilingual-e5-small-q4"
+LOCAL_DIMENSIONS = 384
+DEFAULT_OPENAI_MODEL = "text-embedding-3-small"
+PROVIDERS = ("local", "openai")
+
+
+class Secret:
+    """A string that never shows itself: repr, str and f-strings print a mask."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('set')" if self._value else "Secret('')"
+
+    __str__ = __repr__
+
+
+class ConfigError(ValueError):
+    """A setting has a value memsys cannot use; the message names the setting."""
+
+
+def user_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "memsys"
+
+
+def _read_secrets_file(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    with path.open("rb") as f:
+        data = tomllib.load(f)
+    # Accept both top-level keys and a [memsys] table.
+    flat = {k: v for k, v in data.items() if not isinstance(v, dict)}
+    flat.update(data.get("memsys", {}))
+    return {str(k).upper(): v for k, v in flat.items()}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where memsys keeps its data and which services it talks to."""
+
+    data_dir: Path = Path(".memsys")
+    embedding_provider: str = "local"
+    embedding_model: str = LOCAL_MODEL
+    embedding_dimensions: int | None = None
+    openai_api_key: Secret = field(default_factory=lambda: Secret(""))
+    openai_base_url: str | None = None
+    embedding_timeout: float = 60.0
+    weaviate_url: str | None = None
+    weaviate_api_key: Secret = field(default_factory=lambda: Secret(""))
+    weaviate_port: int = 8079
+    weaviate_grpc_port: int = 50060
+    weaviate_binary_dir: Path = field(default_factory=lambda: user_cache_dir() / "weaviate")
+    collection: str = "Memory"
+    cache_size_limit_bytes: int = 64 * 2**30
+    cache_eviction_policy: str = "none"
+
+    @property
+    def weaviate_data_dir(self) -> Path:
+        return self.data_dir / "weaviate"
+
+    @property
+    def cache_dir(self) -> Path:
+        return BatchConfig().resolve_cache_dir(self.data_dir)
+
+    @property
+    def jobs_db(self) -> Path:
+        return self.data_dir / "jobs.sqlite3"
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.data_dir / "spool"
+
+    @property
+    def weaviate_mode(self) -> str:
+        if not self.weaviate_url:
+            return "embedded"
+        return "cloud" if ".weaviate.cloud" in self.weaviate_url or ".wcs." in self.weaviate_url else "server"
+
+    def replace(self, **changes: Any) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def load(
+        cls,
+        env: Mapping[str, str] | None = None,
+        secrets_path: Path | None = None,
+    ) -> "Settings":
+        """Read settings: environment first, then `.streamlit/secrets.toml`, then defaults."""
+        env = dict(os.environ if env is None else env)
+        secrets = _read_secrets_file(secrets_path or Path(".streamlit/secrets.toml"))
+
+        def get(name: str) -> str | None:
+            value = env.get(name)
+            if value in (None, ""):
+                value = secrets.get(name)
+            return None if value in (None, "") else str(value)
+
+        provider = (get("MEMSYS_EMBEDDING_PROVIDER") or "local").lower()
+        if provider not in PROVIDERS:
+            raise ConfigError(
+                f"MEMSYS_EMBEDDING_PROVIDER is {provider!r}; use one of {', '.join(PROVIDERS)}"
+            )
+        default_model = LOCAL_MODEL if provider == "local" else DEFAULT_OPENAI_MODEL
+        kwargs: dict[str, Any] = {
+            "embedding_provider": provider,
+            "embedding_model": get("MEMSYS_EMBEDDING_MODEL") or default_model,
+            "embedding_dimensions": _int(get, "MEMSYS_EMBEDDING_DIMENSIONS", None, minimum=1),
+            "openai_api_key": Secret(get("OPENAI_API_KEY") or ""),
+            "openai_base_url": get("OPENAI_BASE_URL"),
+            "embedding_timeout": _float(get, "MEMSYS_EMBEDDING_TIMEOUT", 60.0),
+            "weaviate_url": get("WEAVIATE_URL"),
+            "weaviate_api_key": Secret(get("WEAVIATE_API_KEY") or ""),
+            "weaviate_port": _int(get, "MEMSYS_WEAVIATE_PORT", 8079, minimum=1),
+            "weaviate_grpc_port": _int(get, "MEMSYS_WEAVIATE_GRPC_PORT", 50060, minimum=1),
+            "collection": get("MEMSYS_COLLECTION") or "Memory",
+            "cache_size_limit_bytes": _int(
+                get, "MEMSYS_CACHE_SIZE_LIMIT_BYTES", 64 * 2**30, minimum=1
+            ),
+            "cache_eviction_policy": get("MEMSYS_CACHE_EVICTION_POLICY") or "none",
+        }
+        if get("MEMSYS_DATA_DIR"):
+            kwargs["data_dir"] = Path(get("MEMSYS_DATA_DIR"))  # type: ignore[arg-type]
+        if get("MEMSYS_WEAVIATE_BINARY_DIR"):
+            kwargs["weaviate_binary_dir"] = Path(get("MEMSYS_WEAVIATE_BINARY_DIR"))  # type: ignore[arg-type]
+        if provider == "local" and kwargs["embedding_model"] != LOCAL_MODEL:
+            raise ConfigError(
+                f"MEMSYS_EMBEDDING_MODEL is {kwargs['embedding_model']!r}, but the local "
+                f"provider only has {LOCAL_MODEL!r}"
+            )
+        policies = ("none", "least-recently-stored", "least-recently-used", "least-frequently-used")
+        if kwargs["cache_eviction_policy"] not in policies:
+            raise ConfigError(
+                f"MEMSYS_CACHE_EVICTION_POLICY is {kwargs['cache_eviction_policy']!r}; "
+                f"use one of {', '.join(policies)}"
+            )
+        if not kwargs["collection"][0].isalpha() or not kwargs["collection"].replace("_", "").isalnum():
+            raise ConfigError(
+                f"MEMSYS_COLLECTION is {kwargs['collection']!r}; use letters, digits and _ only, starting with a letter"
+            )
+        return cls(**kwargs)
+
+
+def _int(get: Any, name: str, default: int | None, minimum: int) -> int | None:
+    raw = get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} is {raw!r}; it must be a whole number") from None
+    if value < minimum:
+        raise ConfigError(f"{name} is {value}; it must be at least {minimum}")
+    return value
+
+
+def _float(get: Any, name: str, default: float) -> float:
+    raw = get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} is {raw!r}; it must be a number") from None
+    if value <= 0:
+        raise ConfigError(f"{name} is {value}; it must be greater than 0")
+    return value
+
+
+# --- BatchConfig: the seed's dataclass, validated --------------------------------------
+
+LENGTH_BUCKETS = ("short", "medium", "long", "very_long")
+# The seed's recommended ranges per bucket (characters -> batch size), shown beside the fields.
+RECOMMENDED_BATCH_SIZES = {
+    "short": (40, 60),
+    "medium": (30, 50),
+    "long": (20, 40),
+    "very_long": (10, 25),
+}
+
+
+@dataclass
+class BatchConfig:
+    """How imports are batched, retried and bounded (the seed's `BatchConfig`)."""
+
+    # Batch sizes
+    default_batch_size: int = 50
+    text_type_batch_sizes: dict[str, int] | None = None
+
+    # Retries
+    max_retries: int = 3
+    base_retry_delay: float = 1.0
+    max_retry_delay: float = 60.0
+
+    # Cache
+    enable_cache: bool = True
+    cache_dir: str = ".cache/embeddings"
+
+    # Performance
+    enable_progress_bar: bool = True
+    gc_frequency: int = 10
+
+    # Errors
+    continue_on_error: bool = True
+    log_errors: bool = True
+
+    # Concurrency and memory (beyond the seed)
+    embed_workers: int = 1
+    write_workers: int = 2
+    queue_depth: int = 4
+    memory_limit_mb: int = 2048
+    min_batch_size: int = 10
+    max_batch_size: int = 200
+
+    def __post_init__(self) -> None:
+        if self.text_type_batch_sizes is None:
+            self.text_type_batch_sizes = {
+                "short": 60,  # < 100 characters
+                "medium": 40,  # 100-500 characters
+                "long": 25,  # 500-2000 characters
+                "very_long": 15,  # > 2000 characters
+            }
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ConfigError naming the first field whose value cannot work."""
+        sizes = self.text_type_batch_sizes or {}
+        missing = [b for b in LENGTH_BUCKETS if b not in sizes]
+        if missing:
+            raise ConfigError(f"text_type_batch_sizes is missing {', '.join(missing)}")
+        unknown = [b for b in sizes if b not in LENGTH_BUCKETS]
+        if unknown:
+            raise ConfigError(
+                f"text_type_batch_sizes has unknown bucket {unknown[0]!r}; "
+                f"use {', '.join(LENGTH_BUCKETS)}"
+            )
+        checks: list[tuple[str, Any, bool, str]] = [
+            ("default_batch_size", self.default_batch_size, _pos_int(self.default_batch_size), "a whole number of at least 1"),
+            ("max_retries", self.max_retries, _int_at_least(self.max_retries, 0), "a whole number of at least 0"),
+            ("base_retry_delay", self.base_retry_delay, _num_at_least(self.base_retry_delay, 0), "a number of seconds, 0 or more"),
+            ("max_retry_delay", self.max_retry_delay, _num_at_least(self.max_retry_delay, 0), "a number of seconds, 0 or more"),
+            ("gc_frequency", self.gc_frequency, _pos_int(self.gc_frequency), "a whole number of at least 1"),
+            ("embed_workers", self.embed_workers, _pos_int(self.embed_workers), "a whole number of at least 1"),
+            ("write_workers", self.write_workers, _pos_int(self.write_workers), "a whole number of at least 1"),
+            ("queue_depth", self.queue_depth, _pos_int(self.queue_depth), "a whole number of at least 1"),
+            ("memory_limit_mb", self.memory_limit_mb, _int_at_least(self.memory_limit_mb, 64), "a whole number of MB, at least 64"),
+            ("min_batch_size", self.min_batch_size, _pos_int(self.min_batch_size), "a whole number of at least 1"),
+            ("max_batch_size", self.max_batch_size, _pos_int(self.max_batch_size), "a whole number of at least 1"),
+            ("cache_dir", self.cache_dir, isinstance(self.cache_dir, str) and bool(self.cache_dir.strip()), "a folder path"),
+        ]
+        for bucket in LENGTH_BUCKETS:
+            value = sizes[bucket]
+            checks.append(
+                (f"text_type_batch_sizes.{bucket}", value, _pos_int(value), "a whole number of at least 1")
+            )
+        for name in ("enable_cache", "enable_progress_bar", "continue_on_error", "log_errors"):
+            value = getattr(self, name)
+            checks.append((name, value, isinstance(value, bool), "true or false"))
+        for name, value, ok, want in checks:
+            if not ok:
+                raise ConfigError(f"{name} is {value!r}; it must be {want}")
+        if self.min_batch_size > self.max_batch_size:
+            raise ConfigError(
+                f"min_batch_size ({self.min_batch_size}) is larger than max_batch_size ({self.max_batch_size})"
+            )
+        if self.base_retry_delay > self.max_retry_delay:
+            raise ConfigError(
+                f"base_retry_delay ({self.base_retry_delay}) is larger than max_retry_delay ({self.max_retry_delay})"
+            )
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "BatchConfig":
+        if not isinstance(data, Mapping):
+            raise ConfigError("a batch configuration must be a JSON object")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(k for k in data if k not in names)
+        if unknown:
+            raise ConfigError(
+                f"unknown setting {unknown[0]!r} in the batch configuration; "
+                f"known settings: {', '.join(sorted(names))}"
+            )
+        return cls(**dict(data))
+
+    @classmethod
+    def from_file(cls, config_path: str | os.PathLike[str]) -> "BatchConfig":
+        """Load from a JSON file (the seed's format); unknown keys are an error."""
+        path = Path(config_path)
+        try:
+            with path.open("r", encoding="utf-8") as f:
+                data = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{path.name} is not valid JSON: {e.msg} at line {e.lineno}") from None
+        return cls.from_dict(data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_file(self, config_path: str | os.PathLike[str]) -> None:
+        path = Path(config_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
+        tmp.replace(path)
+
+    @staticmethod
+    def length_bucket(text: str) -> str:
+        n = len(text)
+        if n < 100:
+            return "short"
+        if n < 500:
+            return "medium"
+        if n < 2000:
+            return "long"
+        return "very_long"
+
+    def get_batch_size_for_text(self, text: str) -> int:
+        """The batch size that suits a text of this length (the seed's table)."""
+        assert self.text_type_batch_sizes is not None
+        return self.text_type_batch_sizes[self.length_bucket(text)]
+
+    def resolve_cache_dir(self, data_dir: Path) -> Path:
+        """A relative cache_dir lives under the data directory."""
+        p = Path(self.cache_dir).expanduser()
+        return p if p.is_absolute() else data_dir / p
+
+
+def _pos_int(v: Any) -> bool:
+    return _int_at_least(v, 1)
+
+
+def _int_at_least(v: Any, minimum: int) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= minimum
+
+
+def _num_at_least(v: Any, minimum: float) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v >= minimum
