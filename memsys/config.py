@@ -82,7 +82,7 @@ class Settings:
     weaviate_url: str | None = None
     weaviate_api_key: Secret = field(default_factory=lambda: Secret(""))
     weaviate_port: int = 8079
-    weaviate_grpc_port: int = 50060
+    weaviate_grpc_port: int | None = None  # default: 50060 embedded, 50051 for a server
     weaviate_binary_dir: Path = field(default_factory=lambda: user_cache_dir() / "weaviate")
     collection: str = "Memory"
     cache_size_limit_bytes: int = 64 * 2**30
@@ -145,7 +145,7 @@ class Settings:
             "weaviate_url": get("WEAVIATE_URL"),
             "weaviate_api_key": Secret(get("WEAVIATE_API_KEY") or ""),
             "weaviate_port": _int(get, "MEMSYS_WEAVIATE_PORT", 8079, minimum=1),
-            "weaviate_grpc_port": _int(get, "MEMSYS_WEAVIATE_GRPC_PORT", 50060, minimum=1),
+            "weaviate_grpc_port": _int(get, "MEMSYS_WEAVIATE_GRPC_PORT", None, minimum=1),
             "collection": get("MEMSYS_COLLECTION") or "Memory",
             "cache_size_limit_bytes": _int(
                 get, "MEMSYS_CACHE_SIZE_LIMIT_BYTES", 64 * 2**30, minimum=1

@@ -1,0 +1,6 @@
+"""`python -m memsys ...`: the command line over the same engine."""
+import sys
+
+from memsys.cli import main
+
+sys.exit(main())

@@ -1,0 +1,209 @@
+"""The seed's Python API: `embed_text`, `embed_texts_batch`, `write_memory`,
+`write_memories_batch`, plus reading and searching. `MemorySystem` holds one router and
+one store; the module-level functions use a process-wide default system built from
+`Settings.load()` on first use.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from memsys.config import Settings
+from memsys.embeddings.router import EmbeddingRouter
+from memsys.errors import FailedMemory, MemoryWriteError
+from memsys.models import DEFAULT_SOURCE, Memory, validate_memories
+from memsys.store import MemoryFilter, MemoryStore, StoredMemory
+
+
+@dataclass
+class WriteReport:
+    """What one write did to each memory: written, unchanged (already stored as is) or failed."""
+
+    uuids: list[str]  # per input, in input order
+    written: list[int] = field(default_factory=list)  # input indexes
+    unchanged: list[int] = field(default_factory=list)
+    failed: dict[int, str] = field(default_factory=dict)  # input index -> reason
+    cache_hits: int = 0
+    embedded: int = 0
+
+
+class MemorySystem:
+    """The engine: an embedding router and a memory store, configured by one Settings."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        router: EmbeddingRouter | None = None,
+        store: MemoryStore | None = None,
+    ) -> None:
+        self.settings = settings or Settings.load()
+        self.router = router or EmbeddingRouter(self.settings)
+        self.store = store or MemoryStore(self.settings)
+
+    def with_collection(self, name: str) -> "MemorySystem":
+        """The same router and connection, writing to another collection."""
+        return MemorySystem(self.settings, router=self.router, store=self.store.with_collection(name))
+
+    def close(self) -> None:
+        self.store.close()
+
+    # --- embeddings ----------------------------------------------------------------
+    def embed_text(self, text: str) -> list[float]:
+        return self.embed_texts_batch([text])[0]
+
+    def embed_texts_batch(self, texts: list[str], metadata: list[dict[str, Any]] | None = None) -> list[list[float]]:
+        return self.router.get_embeddings_batch(texts, metadata=metadata)
+
+    # --- writes --------------------------------------------------------------------
+    def write_memory(
+        self,
+        content: str,
+        project: str,
+        repo: str,
+        agent: str,
+        tags: list[str],
+        source: str = DEFAULT_SOURCE,
+    ) -> str:
+        return self.write_memories_batch(
+            [{"content": content, "project": project, "repo": repo, "agent": agent, "tags": tags, "source": source}]
+        )[0]
+
+    def write_memories_batch(self, memories: list[dict[str, Any]]) -> list[str]:
+        """Validate all, then embed and write; returns one UUID per record, in order.
+
+        A bad record raises ValueError naming its index and field, and nothing is written.
+        A partial failure raises MemoryWriteError with the UUIDs written and the failed
+        records with their reasons.
+        """
+        records = validate_memories(memories)
+        report = self.write(records)
+        if report.failed:
+            failed = [
+                FailedMemory(i, report.uuids[i], records[i].to_dict(), reason) for i, reason in sorted(report.failed.items())
+            ]
+            written = [report.uuids[i] for i in range(len(records)) if i not in report.failed]
+            raise MemoryWriteError(written, failed)
+        return report.uuids
+
+    def write(self, records: Sequence[Memory], use_cache: bool = True) -> WriteReport:
+        """Write validated memories: skip what is stored unchanged, embed the rest through
+        the cache, write them in one batch, and say what happened to each."""
+        uuids = [m.uuid for m in records]
+        report = WriteReport(uuids=uuids)
+        if not records:
+            return report
+        existing = self.store.existing(uuids)
+        first: dict[str, int] = {}  # uuid -> index of its first occurrence in this call
+        repeats: list[int] = []
+        for i, m in enumerate(records):
+            stored = existing.get(m.uuid)
+            if m.uuid in first:
+                repeats.append(i)  # the same memory twice in one call is written once
+            elif stored is not None and stored.same_as(m):
+                first[m.uuid] = i
+                report.unchanged.append(i)
+            else:
+                first[m.uuid] = i
+        todo = [i for i in first.values() if i not in set(report.unchanged)]
+        if todo:
+            batch = [records[i] for i in todo]
+            embedding = self.router.embed([m.content for m in batch], use_cache=use_cache)
+            report.cache_hits, report.embedded = embedding.cache_hits, embedding.embedded
+            created = [existing[m.uuid].created_at if m.uuid in existing else None for m in batch]
+            outcome = self.store.write(batch, embedding.vectors, created_at=created)
+            for j, i in enumerate(todo):
+                if j in outcome.failed:
+                    report.failed[i] = outcome.failed[j]
+                else:
+                    report.written.append(i)
+        for i in repeats:
+            reason = report.failed.get(first[uuids[i]])
+            if reason is None:
+                report.unchanged.append(i)
+            else:
+                report.failed[i] = reason
+        return report
+
+    # --- reads ---------------------------------------------------------------------
+    def get_memory(self, uuid: str) -> StoredMemory | None:
+        return self.store.get(uuid)
+
+    def count_memories(self, project: str | None = None) -> int:
+        return self.store.count(MemoryFilter(project=project))
+
+    def search_memories(
+        self,
+        query: str,
+        limit: int = 10,
+        project: str | None = None,
+        repo: str | None = None,
+        agent: str | None = None,
+        tags: Sequence[str] | None = None,
+    ) -> list[StoredMemory]:
+        """Vector search: the query is embedded as a query, memories were embedded as passages."""
+        if not isinstance(query, str) or not query.strip():
+            raise ValueError("query must be a non-empty string")
+        if not isinstance(limit, int) or limit < 1:
+            raise ValueError(f"limit must be a whole number of at least 1, got {limit!r}")
+        vector = self.router.embed([query], kind="query").vectors[0]
+        where = MemoryFilter(project=project, repo=repo, agent=agent, tags=tuple(tags) if tags else None)
+        return self.store.search(vector, limit=limit, where=where)
+
+
+# --- the process-wide default system behind the module-level functions --------------
+_default: MemorySystem | None = None
+_default_lock = threading.Lock()
+
+
+def get_default_system() -> MemorySystem:
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = MemorySystem()
+        return _default
+
+
+def set_default_system(system: MemorySystem | None) -> None:
+    """Use `system` behind the module-level functions (None: build one on next use)."""
+    global _default
+    with _default_lock:
+        _default = system
+
+
+def embed_text(text: str) -> list[float]:
+    """Embed one text (as a document passage), through the cache."""
+    return get_default_system().embed_text(text)
+
+
+def embed_texts_batch(texts: list[str], metadata: list[dict[str, Any]] | None = None) -> list[list[float]]:
+    """Embed texts in input order; only cache misses reach the provider."""
+    return get_default_system().embed_texts_batch(texts, metadata=metadata)
+
+
+def write_memory(content: str, project: str, repo: str, agent: str, tags: list[str], source: str = DEFAULT_SOURCE) -> str:
+    return get_default_system().write_memory(content, project, repo, agent, tags, source)
+
+
+def write_memories_batch(memories: list[dict[str, Any]]) -> list[str]:
+    return get_default_system().write_memories_batch(memories)
+
+
+def get_memory(uuid: str) -> StoredMemory | None:
+    return get_default_system().get_memory(uuid)
+
+
+def count_memories(project: str | None = None) -> int:
+    return get_default_system().count_memories(project)
+
+
+def search_memories(
+    query: str,
+    limit: int = 10,
+    project: str | None = None,
+    repo: str | None = None,
+    agent: str | None = None,
+    tags: Sequence[str] | None = None,
+) -> list[StoredMemory]:
+    return get_default_system().search_memories(query, limit, project, repo, agent, tags)

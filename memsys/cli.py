@@ -1,0 +1,45 @@
+"""The command line: `python -m memsys cache ...`, `import ...`, `jobs ...`.
+Each command group registers itself here; all of them call the engine, nothing else."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable, Sequence
+
+from memsys.config import ConfigError
+from memsys.errors import MemsysError
+
+# Each group: (name, help, function adding its sub-commands to a subparser).
+_GROUPS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None]]] = []
+
+
+def command_group(name: str, help_text: str) -> Callable[[Callable[[argparse.ArgumentParser], None]], Callable[[argparse.ArgumentParser], None]]:
+    def register(add: Callable[[argparse.ArgumentParser], None]) -> Callable[[argparse.ArgumentParser], None]:
+        _GROUPS.append((name, help_text, add))
+        return add
+
+    return register
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import memsys.cli_cache  # noqa: F401  (registers its group)
+    import memsys.cli_jobs  # noqa: F401
+
+    parser = argparse.ArgumentParser(prog="python -m memsys", description="Import documents into a Weaviate memory store.")
+    sub = parser.add_subparsers(dest="group", required=True)
+    for name, help_text, add in _GROUPS:
+        add(sub.add_parser(name, help=help_text))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ConfigError, MemsysError, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

