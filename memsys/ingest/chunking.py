@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from memsys.config import ConfigError
 from memsys.tokens import max_input_tokens, token_counter
@@ -281,11 +281,19 @@ def _boundaries(
     newline or a space before a CJK character as tokens of their own, so spans are counted
     with it and their sum does not fall short of the joined text."""
     prev = lo
+    pending: list[Any] | None = None  # the last piece, held until we know if a paragraph ends it
     for m in pattern.finditer(text, lo, hi):
         start, end = _strip(text, prev, m.end())
+        paragraph_end = m.lastgroup == "para"
         if start < end:
-            yield prev, start, end, m.lastgroup == "para"
+            if pending:
+                yield tuple(pending)
+            pending = [prev, start, end, paragraph_end]
             prev = end
+        elif paragraph_end and pending:
+            pending[3] = True  # "end." then a blank line: the sentence ends the paragraph
     start, end = _strip(text, prev, hi)
+    if pending:
+        yield tuple(pending)
     if start < end:
         yield prev, start, end, True
