@@ -120,8 +120,10 @@ class EmbeddingRouter:
         kind: Kind = "passage",
         use_cache: bool = True,
         kinds: Sequence[Kind] | None = None,
+        retry: RetryPolicy | None = None,
     ) -> EmbeddingResult:
-        """Embed texts; cached ones are not sent, duplicates are sent once."""
+        """Embed texts; cached ones are not sent, duplicates are sent once. `retry`
+        overrides the router's retry policy for this call (an import's BatchConfig)."""
         _check_texts(texts)
         n = len(texts)
         kinds = list(kinds) if kinds is not None else [kind] * n
@@ -149,7 +151,7 @@ class EmbeddingRouter:
 
         requests = retries = tokens = 0
         if missing:
-            requests, retries, tokens = self._fetch(unique, missing, vectors, keys if use_cache else None)
+            requests, retries, tokens = self._fetch(unique, missing, vectors, keys if use_cache else None, retry or self.retry)
 
         missed = np.zeros(len(unique), dtype=bool)
         missed[missing] = True
@@ -176,6 +178,7 @@ class EmbeddingRouter:
         missing: list[int],
         vectors: list[np.ndarray | None],
         keys: list[str] | None,
+        retry: RetryPolicy,
     ) -> tuple[int, int, int]:
         provider = self.provider
         token_counts = self._token_counts([unique[s][1] for s in missing])
@@ -189,7 +192,7 @@ class EmbeddingRouter:
                 def on_retry(_e: BaseException, _attempt: int, _wait: float) -> None:
                     retried[0] += 1
 
-                out = self.retry.run(
+                out = retry.run(
                     lambda: provider.embed([unique[s][1] for s in batch], kind),  # type: ignore[arg-type]
                     is_retryable=lambda e: isinstance(e, EmbeddingProviderError) and e.retryable,
                     retry_after=lambda e: getattr(e, "retry_after", None),
@@ -220,6 +223,13 @@ class EmbeddingRouter:
                 raise InputTooLongError(i, n, provider.max_input_tokens)
             counts[text] = n
         return counts
+
+    def cached_texts(self, texts: Sequence[str], kind: Kind = "passage") -> set[str]:
+        """Which of `texts` the cache already holds for the current model."""
+        provider = self.provider
+        by_key = {make_key(provider.fingerprint, kind, t): t for t in texts}
+        found = self.cache.get_many(list(by_key), provider.fingerprint, provider.dimensions)
+        return {by_key[k] for k in found}
 
     # --- cache operations -----------------------------------------------------------
     def warmup(self, texts: Sequence[str]) -> EmbeddingResult:

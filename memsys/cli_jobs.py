@@ -1,0 +1,185 @@
+"""CLI commands for imports and jobs: `import PATH...`, `jobs`, `jobs show|resume|
+retry-failed|cancel ID`. Imports run in the foreground with a tqdm bar; the exit code is 0
+only when nothing failed."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from memsys.cli import command_group
+from memsys.config import BatchConfig
+from memsys.ingest.documents import MemoryDefaults
+from memsys.jobs import JobProgress
+
+_SHOWN_FAILURES = 20
+
+
+def _engine():  # type: ignore[no-untyped-def]
+    from memsys.engine import Engine
+
+    return Engine()
+
+
+@command_group("import", "import files and folders as memories")
+def _add_import(p: argparse.ArgumentParser) -> None:
+    p.add_argument("paths", nargs="+", type=Path, help="files, folders or zip archives")
+    p.add_argument("--project", required=True)
+    p.add_argument("--repo", required=True)
+    p.add_argument("--agent", required=True)
+    p.add_argument("--tags", default="", help="comma-separated tags for every memory")
+    p.add_argument("--source", default="document-import")
+    p.add_argument("--config", type=Path, help="a BatchConfig JSON file")
+    p.set_defaults(func=_import)
+
+
+def _import(args: argparse.Namespace) -> int:
+    config = BatchConfig.from_file(args.config) if args.config else BatchConfig()
+    defaults = MemoryDefaults(
+        project=args.project,
+        repo=args.repo,
+        agent=args.agent,
+        tags=tuple(t.strip() for t in args.tags.split(",") if t.strip()),
+        source=args.source,
+    )
+    missing = [str(p) for p in args.paths if not p.exists()]
+    if missing:
+        raise FileNotFoundError(f"not found: {', '.join(missing)}")
+    engine = _engine()
+    try:
+        copies = engine.spool_paths(args.paths)
+        job_id = engine.create_import(copies, defaults, config=config)
+        print(f"job {job_id}", flush=True)
+        return _run_foreground(engine, job_id, config)
+    finally:
+        engine.close()
+
+
+def _run_foreground(engine, job_id: str, config: BatchConfig) -> int:  # type: ignore[no-untyped-def]
+    bar = tqdm(total=0, unit="items", desc="import", disable=not config.enable_progress_bar, file=sys.stderr)
+
+    def on_progress(job: JobProgress) -> None:
+        if bar.total != job.total:
+            bar.total = job.total
+        bar.n = job.processed
+        bar.set_postfix(written=job.written, unchanged=job.unchanged, failed=job.failed,
+                        cache=f"{job.cache_hit_rate * 100:.0f}%", refresh=False)
+        bar.refresh()
+
+    try:
+        job = engine.pipeline.run(job_id, on_progress)
+    finally:
+        bar.close()
+    _print_summary(engine, job)
+    return 0 if job.state == "completed" and job.failed == 0 else 1
+
+
+def _print_summary(engine, job: JobProgress) -> None:  # type: ignore[no-untyped-def]
+    print(
+        f"job {job.job_id}: {job.state}: {job.written} written, {job.unchanged} unchanged, "
+        f"{job.failed} failed, of {job.total} items; cache hit rate {job.cache_hit_rate * 100:.1f}%"
+    )
+    if job.error:
+        print(f"  {job.error}")
+    failures = engine.jobs.failed_items(job.job_id, limit=_SHOWN_FAILURES)
+    for f in failures:
+        print(f"  failed: {f.item}: {f.reason}")
+    if job.failed > len(failures):
+        print(f"  ... and {job.failed - len(failures)} more (python -m memsys jobs show {job.job_id} --failed 1000)")
+    if job.pending and job.state in ("cancelled", "failed", "interrupted"):
+        print(f"  {job.pending} items not processed yet: python -m memsys jobs resume {job.job_id}")
+
+
+@command_group("jobs", "list jobs, show one, resume, retry its failed items, cancel")
+def _add_jobs(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--limit", type=int, default=20)
+    p.set_defaults(func=_list_jobs)
+    sub = p.add_subparsers(dest="action")
+    show = sub.add_parser("show", help="a job's counts, metrics and failed items")
+    show.add_argument("job_id")
+    show.add_argument("--failed", type=int, default=_SHOWN_FAILURES, help="how many failed items to list")
+    show.set_defaults(func=_show)
+    for name, func, text in (
+        ("resume", _resume, "continue a cancelled, failed or interrupted job"),
+        ("retry-failed", _retry_failed, "re-run only the failed items of a job"),
+        ("cancel", _cancel, "stop a running job after its current batch"),
+    ):
+        action = sub.add_parser(name, help=text)
+        action.add_argument("job_id")
+        action.set_defaults(func=func)
+
+
+def _list_jobs(args: argparse.Namespace) -> int:
+    from memsys.config import Settings
+    from memsys.jobs import JobStore
+
+    store = JobStore(Settings.load().jobs_db)
+    jobs = store.list_jobs(args.limit)
+    if not jobs:
+        print("no jobs yet: python -m memsys import PATH --project P --repo R --agent A")
+    for j in jobs:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(j.created_at))
+        print(f"{j.job_id}  {when}  {j.state:<11} {j.processed}/{j.total}  written {j.written}  "
+              f"unchanged {j.unchanged}  failed {j.failed}  {j.label}")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from memsys.config import Settings
+    from memsys.jobs import JobStore
+
+    store = JobStore(Settings.load().jobs_db)
+    job = store.require(args.job_id)
+    print(f"job {job.job_id} ({job.label}): {job.state}")
+    print(f"  {job.total} items: {job.written} written, {job.unchanged} unchanged, {job.failed} failed, {job.pending} pending")
+    if job.error:
+        print(f"  {job.error}")
+    store.metrics(job.job_id).print_summary()
+    failures = store.failed_items(job.job_id, limit=args.failed)
+    for f in failures:
+        print(f"  failed: {f.item}: {f.reason}")
+    return 0
+
+
+def _resume(args: argparse.Namespace) -> int:
+    engine = _engine()
+    try:
+        job = engine.jobs.require(args.job_id)
+        if job.is_active:
+            raise ValueError(f"job {job.job_id} is {job.state} in another process; cancel it first or wait")
+        engine.jobs.recount(job.job_id)
+        config = BatchConfig.from_dict(job.request.get("config") or {})
+        return _run_foreground(engine, job.job_id, config)
+    finally:
+        engine.close()
+
+
+def _retry_failed(args: argparse.Namespace) -> int:
+    engine = _engine()
+    try:
+        job = engine.jobs.require(args.job_id)
+        if job.is_active:
+            raise ValueError(f"job {job.job_id} is {job.state}; wait for it to finish first")
+        n = engine.jobs.reset_failed(job.job_id)
+        print(f"retrying {n} failed items of job {job.job_id}", flush=True)
+        config = BatchConfig.from_dict(job.request.get("config") or {})
+        return _run_foreground(engine, job.job_id, config)
+    finally:
+        engine.close()
+
+
+def _cancel(args: argparse.Namespace) -> int:
+    from memsys.config import Settings
+    from memsys.jobs import JobStore
+
+    store = JobStore(Settings.load().jobs_db)
+    job = store.require(args.job_id)
+    if not job.is_active:
+        print(f"job {job.job_id} is {job.state}; nothing to cancel")
+        return 0
+    store.request_cancel(job.job_id)
+    print(f"job {job.job_id}: cancel requested; it stops after the batch in flight")
+    return 0

@@ -1,0 +1,562 @@
+"""The job store (SQLite, WAL, in the data directory) and the job runner.
+
+A job's items are planned into the store before any is processed, so a job can resume
+after any stop: every item is pending, written, unchanged or failed (with its reason),
+and the counts always add up to the total. The runner is one background thread per
+process; it never touches the UI. Cancelling works across processes (a flag in the store).
+"""
+from __future__ import annotations
+
+import json
+import os
+import queue
+import socket
+import sqlite3
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+from memsys.metrics import BatchMetrics, BatchRecord
+
+ACTIVE_STATES = ("queued", "planning", "running", "cancelling")
+FINAL_STATES = ("completed", "cancelled", "failed")
+ITEM_STATES = ("pending", "written", "unchanged", "failed")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    state TEXT NOT NULL,
+    request TEXT NOT NULL,
+    planned INTEGER NOT NULL DEFAULT 0,
+    total INTEGER NOT NULL DEFAULT 0,
+    written INTEGER NOT NULL DEFAULT 0,
+    unchanged INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0,
+    cache_hits INTEGER NOT NULL DEFAULT 0,
+    cache_misses INTEGER NOT NULL DEFAULT 0,
+    batches_done INTEGER NOT NULL DEFAULT 0,
+    current_batch INTEGER NOT NULL DEFAULT 0,
+    error TEXT NOT NULL DEFAULT '',
+    owner TEXT NOT NULL DEFAULT '',
+    heartbeat REAL,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    run_started_at REAL,
+    run_processed_start INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS items (
+    job_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    uuid TEXT,
+    memory TEXT,
+    item TEXT NOT NULL,
+    state TEXT NOT NULL,
+    reason TEXT NOT NULL DEFAULT '',
+    error_type TEXT NOT NULL DEFAULT '',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (job_id, seq)
+);
+CREATE INDEX IF NOT EXISTS items_by_state ON items (job_id, state, seq);
+CREATE INDEX IF NOT EXISTS items_by_uuid ON items (job_id, uuid);
+CREATE TABLE IF NOT EXISTS batches (
+    job_id TEXT NOT NULL,
+    batch_no INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    embed_seconds REAL NOT NULL,
+    write_seconds REAL NOT NULL,
+    seconds REAL NOT NULL,
+    cache_hits INTEGER NOT NULL,
+    cache_misses INTEGER NOT NULL,
+    written INTEGER NOT NULL,
+    unchanged INTEGER NOT NULL,
+    failed INTEGER NOT NULL,
+    retries INTEGER NOT NULL,
+    started_at REAL NOT NULL,
+    finished_at REAL NOT NULL,
+    error_type TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (job_id, batch_no)
+);
+"""
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _owner_alive(owner: str, heartbeat: float | None) -> bool:
+    host, _, pid = owner.rpartition(":")
+    if host == socket.gethostname() and pid.isdigit():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    # Another machine: trust its heartbeat for two minutes.
+    return heartbeat is not None and time.time() - heartbeat < 120
+
+
+@dataclass(frozen=True)
+class JobProgress:
+    """A job as the UI and CLI show it. `state` is derived: a job whose process died
+    while it ran is "interrupted" (resume it)."""
+
+    job_id: str
+    state: str
+    total: int
+    written: int
+    unchanged: int
+    failed: int
+    processed: int
+    items_per_second: float
+    eta_seconds: float | None
+    current_batch: int
+    batches_done: int
+    cache_hits: int
+    cache_misses: int
+    cache_hit_rate: float
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    error: str
+    planned: bool
+    request: dict[str, Any]
+
+    @property
+    def pending(self) -> int:
+        return max(0, self.total - self.processed)
+
+    @property
+    def fraction(self) -> float:
+        return self.processed / self.total if self.total else (1.0 if self.state in FINAL_STATES else 0.0)
+
+    @property
+    def is_active(self) -> bool:
+        return self.state in ACTIVE_STATES
+
+    @property
+    def is_resumable(self) -> bool:
+        return self.state in ("interrupted", "cancelled", "failed") and (self.pending > 0 or not self.planned)
+
+    @property
+    def label(self) -> str:
+        return str(self.request.get("label") or self.job_id)
+
+
+@dataclass(frozen=True)
+class FailedItem:
+    seq: int
+    item: str
+    reason: str
+    error_type: str
+    content_preview: str
+    retryable: bool
+
+
+@dataclass(frozen=True)
+class PendingItem:
+    seq: int
+    uuid: str
+    memory: dict[str, Any]
+    item: str
+
+
+class JobStore:
+    """Jobs, their items and their batches in one SQLite file. Thread-safe and
+    process-safe (WAL; every change is one transaction)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(str(self.path), timeout=30, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=30000")
+        with self._lock:
+            self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _tx(self) -> "_Transaction":
+        return _Transaction(self)
+
+    # --- jobs ------------------------------------------------------------------------
+    def create_job(self, request: dict[str, Any]) -> str:
+        job_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO jobs (id, created_at, state, request) VALUES (?, ?, 'queued', ?)",
+                (job_id, time.time(), json.dumps(request, ensure_ascii=False)),
+            )
+        return job_id
+
+    def request(self, job_id: str) -> dict[str, Any]:
+        row = self._one("SELECT request FROM jobs WHERE id = ?", (job_id,))
+        if row is None:
+            raise KeyError(f"no job {job_id!r}")
+        return dict(json.loads(row[0]))
+
+    def get(self, job_id: str) -> JobProgress | None:
+        rows = self._rows("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        return self._progress(rows[0]) if rows else None
+
+    def require(self, job_id: str) -> JobProgress:
+        job = self.get(job_id)
+        if job is None:
+            raise KeyError(f"no job {job_id!r}; `python -m memsys jobs` lists them")
+        return job
+
+    def list_jobs(self, limit: int = 50) -> list[JobProgress]:
+        return [self._progress(r) for r in self._rows("SELECT * FROM jobs ORDER BY created_at DESC LIMIT ?", (limit,))]
+
+    def _progress(self, r: sqlite3.Row) -> JobProgress:
+        state = r["state"]
+        if state in ("planning", "running", "cancelling") and not _owner_alive(r["owner"], r["heartbeat"]):
+            state = "interrupted"
+        processed = r["written"] + r["unchanged"] + r["failed"]
+        rate = 0.0
+        eta = None
+        if r["run_started_at"] and state in ("running", "cancelling"):
+            done_this_run = processed - r["run_processed_start"]
+            elapsed = time.time() - r["run_started_at"]
+            rate = done_this_run / elapsed if elapsed > 0 else 0.0
+            eta = (r["total"] - processed) / rate if rate > 0 else None
+        elif r["finished_at"] and r["started_at"] and r["finished_at"] > r["started_at"]:
+            rate = (processed - r["run_processed_start"]) / (r["finished_at"] - (r["run_started_at"] or r["started_at"]))
+        lookups = r["cache_hits"] + r["cache_misses"]
+        return JobProgress(
+            job_id=r["id"],
+            state=state,
+            total=r["total"],
+            written=r["written"],
+            unchanged=r["unchanged"],
+            failed=r["failed"],
+            processed=processed,
+            items_per_second=max(rate, 0.0),
+            eta_seconds=eta,
+            current_batch=r["current_batch"],
+            batches_done=r["batches_done"],
+            cache_hits=r["cache_hits"],
+            cache_misses=r["cache_misses"],
+            cache_hit_rate=r["cache_hits"] / lookups if lookups else 0.0,
+            created_at=r["created_at"],
+            started_at=r["started_at"],
+            finished_at=r["finished_at"],
+            error=r["error"],
+            planned=bool(r["planned"]),
+            request=json.loads(r["request"]),
+        )
+
+    def claim(self, job_id: str) -> None:
+        """This process runs the job from now on."""
+        now = time.time()
+        with self._tx() as db:
+            processed = db.execute("SELECT written + unchanged + failed FROM jobs WHERE id = ?", (job_id,)).fetchone()[0]
+            db.execute(
+                "UPDATE jobs SET state = 'planning', owner = ?, heartbeat = ?, started_at = COALESCE(started_at, ?),"
+                " finished_at = NULL, error = '', cancel_requested = 0, run_started_at = ?, run_processed_start = ?"
+                " WHERE id = ?",
+                (_owner(), now, now, now, processed, job_id),
+            )
+
+    def set_state(self, job_id: str, state: str, error: str = "") -> None:
+        finished = time.time() if state in FINAL_STATES else None
+        with self._tx() as db:
+            db.execute(
+                "UPDATE jobs SET state = ?, error = ?, finished_at = COALESCE(?, finished_at), heartbeat = ? WHERE id = ?",
+                (state, error, finished, time.time(), job_id),
+            )
+
+    def mark_queued(self, job_id: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE jobs SET state = 'queued', owner = ?, heartbeat = ?, cancel_requested = 0, finished_at = NULL, error = ''"
+                " WHERE id = ?",
+                (_owner(), time.time(), job_id),
+            )
+
+    def request_cancel(self, job_id: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE jobs SET cancel_requested = 1,"
+                " state = CASE WHEN state IN ('planning', 'running') THEN 'cancelling'"
+                "              WHEN state = 'queued' THEN 'cancelled' ELSE state END,"
+                " finished_at = CASE WHEN state = 'queued' THEN ? ELSE finished_at END"
+                " WHERE id = ?",
+                (time.time(), job_id),
+            )
+
+    def cancel_requested(self, job_id: str) -> bool:
+        row = self._one("SELECT cancel_requested FROM jobs WHERE id = ?", (job_id,))
+        return bool(row and row[0])
+
+    def heartbeat(self, job_id: str, current_batch: int | None = None) -> None:
+        with self._tx() as db:
+            if current_batch is None:
+                db.execute("UPDATE jobs SET heartbeat = ? WHERE id = ?", (time.time(), job_id))
+            else:
+                db.execute("UPDATE jobs SET heartbeat = ?, current_batch = ? WHERE id = ?", (time.time(), current_batch, job_id))
+
+    # --- planning --------------------------------------------------------------------
+    def reset_plan(self, job_id: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM items WHERE job_id = ?", (job_id,))
+            db.execute("DELETE FROM batches WHERE job_id = ?", (job_id,))
+            db.execute(
+                "UPDATE jobs SET planned = 0, total = 0, written = 0, unchanged = 0, failed = 0, cache_hits = 0,"
+                " cache_misses = 0, batches_done = 0, current_batch = 0, run_processed_start = 0 WHERE id = ?",
+                (job_id,),
+            )
+
+    def add_items(self, job_id: str, rows: Sequence[tuple[int, str | None, dict[str, Any] | None, str, str, str]]) -> None:
+        """Add planned items: (seq, uuid, memory dict or None, item name, state, reason).
+        An item whose memory an earlier item of the job already has is settled at once as
+        unchanged, so each memory is written once per job."""
+        if not rows:
+            return
+        with self._tx() as db:
+            uuids = list({r[1] for r in rows if r[1]})
+            seen: dict[str, str] = {}
+            for start in range(0, len(uuids), 500):
+                chunk = uuids[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                seen.update(db.execute(
+                    f"SELECT uuid, MIN(item) FROM items WHERE job_id = ? AND uuid IN ({marks}) GROUP BY uuid", (job_id, *chunk)
+                ).fetchall())
+            settled = []
+            for seq, uid, mem, name, state, reason in rows:
+                if state == "pending" and uid in seen:
+                    state, reason = "unchanged", f"same content as {seen[uid]}"
+                elif state == "pending" and uid:
+                    seen[uid] = name
+                settled.append((job_id, seq, uid, json.dumps(mem, ensure_ascii=False) if mem is not None else None, name, state,
+                                reason, "input" if state == "failed" else ""))
+            db.executemany(
+                "INSERT INTO items (job_id, seq, uuid, memory, item, state, reason, error_type) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                settled,
+            )
+            failed = sum(1 for r in settled if r[5] == "failed")
+            unchanged = sum(1 for r in settled if r[5] == "unchanged")
+            db.execute(
+                "UPDATE jobs SET total = total + ?, failed = failed + ?, unchanged = unchanged + ?, heartbeat = ? WHERE id = ?",
+                (len(settled), failed, unchanged, time.time(), job_id),
+            )
+
+    def finish_planning(self, job_id: str) -> None:
+        """Planned: items/s counts from here, so planning time does not dilute the rate."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE jobs SET planned = 1, state = 'running', run_started_at = ?,"
+                " run_processed_start = written + unchanged + failed WHERE id = ?",
+                (time.time(), job_id),
+            )
+
+    # --- items -----------------------------------------------------------------------
+    def pending_items(self, job_id: str, after_seq: int = -1, limit: int = 1000) -> list[PendingItem]:
+        rows = self._rows(
+            "SELECT seq, uuid, memory, item FROM items WHERE job_id = ? AND state = 'pending' AND seq > ? ORDER BY seq LIMIT ?",
+            (job_id, after_seq, limit),
+        )
+        return [PendingItem(r["seq"], r["uuid"], json.loads(r["memory"]), r["item"]) for r in rows]
+
+    def record_batch(self, batch: BatchRecord, outcomes: Sequence[tuple[int, str, str, str]]) -> None:
+        """Store one batch's figures and its items' outcomes (seq, state, reason, error_type)
+        in one transaction, so counts and states never disagree."""
+        counts = {s: 0 for s in ITEM_STATES}
+        for _, state, _, _ in outcomes:
+            counts[state] += 1
+        with self._tx() as db:
+            db.executemany(
+                "UPDATE items SET state = ?, reason = ?, error_type = ?, attempts = attempts + 1 WHERE job_id = ? AND seq = ?",
+                [(state, reason, etype, batch.job_id, seq) for seq, state, reason, etype in outcomes],
+            )
+            db.execute(
+                "INSERT OR REPLACE INTO batches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (batch.job_id, batch.batch_no, batch.size, batch.embed_seconds, batch.write_seconds, batch.seconds,
+                 batch.cache_hits, batch.cache_misses, batch.written, batch.unchanged, batch.failed, batch.retries,
+                 batch.started_at, batch.finished_at, batch.error_type),
+            )
+            db.execute(
+                "UPDATE jobs SET written = written + ?, unchanged = unchanged + ?, failed = failed + ?,"
+                " cache_hits = cache_hits + ?, cache_misses = cache_misses + ?, batches_done = batches_done + 1,"
+                " heartbeat = ? WHERE id = ?",
+                (counts["written"], counts["unchanged"], counts["failed"], batch.cache_hits, batch.cache_misses,
+                 time.time(), batch.job_id),
+            )
+
+    def next_batch_no(self, job_id: str) -> int:
+        row = self._one("SELECT COALESCE(MAX(batch_no), 0) FROM batches WHERE job_id = ?", (job_id,))
+        return int(row[0]) + 1 if row else 1
+
+    def reset_failed(self, job_id: str) -> int:
+        """Make failed items that can be tried again pending; returns how many."""
+        with self._tx() as db:
+            n = db.execute(
+                "UPDATE items SET state = 'pending', reason = '', error_type = ''"
+                " WHERE job_id = ? AND state = 'failed' AND memory IS NOT NULL",
+                (job_id,),
+            ).rowcount
+            db.execute("UPDATE jobs SET failed = failed - ? WHERE id = ?", (n, job_id))
+        return int(n)
+
+    def recount(self, job_id: str) -> None:
+        """Recompute the job's counters from its items (after a crash, they are the truth)."""
+        with self._tx() as db:
+            counts = dict(db.execute("SELECT state, COUNT(*) FROM items WHERE job_id = ? GROUP BY state", (job_id,)).fetchall())
+            total = sum(counts.values())
+            db.execute(
+                "UPDATE jobs SET total = ?, written = ?, unchanged = ?, failed = ? WHERE id = ?",
+                (total, counts.get("written", 0), counts.get("unchanged", 0), counts.get("failed", 0), job_id),
+            )
+
+    def item_counts(self, job_id: str) -> dict[str, int]:
+        counts = dict(self._rows("SELECT state, COUNT(*) FROM items WHERE job_id = ? GROUP BY state", (job_id,)))
+        return {s: int(counts.get(s, 0)) for s in ITEM_STATES}
+
+    def failed_items(self, job_id: str, limit: int | None = None) -> list[FailedItem]:
+        sql = "SELECT seq, item, reason, error_type, memory FROM items WHERE job_id = ? AND state = 'failed' ORDER BY seq"
+        rows = self._rows(sql + (" LIMIT ?" if limit else ""), (job_id, limit) if limit else (job_id,))
+        out = []
+        for r in rows:
+            content = json.loads(r["memory"])["content"] if r["memory"] else ""
+            preview = content[:120] + ("…" if len(content) > 120 else "")
+            out.append(FailedItem(r["seq"], r["item"], r["reason"], r["error_type"], preview, r["memory"] is not None))
+        return out
+
+    def errors_by_type(self, job_id: str) -> dict[str, int]:
+        return {
+            r[0] or "unknown": int(r[1])
+            for r in self._rows("SELECT error_type, COUNT(*) FROM items WHERE job_id = ? AND state = 'failed' GROUP BY 1", (job_id,))
+        }
+
+    def item_uuids(self, job_id: str, states: Sequence[str] = ("written", "unchanged")) -> list[str]:
+        marks = ",".join("?" * len(states))
+        return [r[0] for r in self._rows(f"SELECT uuid FROM items WHERE job_id = ? AND state IN ({marks}) ORDER BY seq", (job_id, *states))]
+
+    # --- batches ---------------------------------------------------------------------
+    def batches(self, job_id: str) -> list[BatchRecord]:
+        rows = self._rows("SELECT * FROM batches WHERE job_id = ? ORDER BY batch_no", (job_id,))
+        return [BatchRecord(**{k: r[k] for k in r.keys()}) for r in rows]
+
+    def metrics(self, job_id: str) -> BatchMetrics:
+        return BatchMetrics.from_batches(self.batches(job_id), self.errors_by_type(job_id))
+
+    # --- plumbing --------------------------------------------------------------------
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            cur = self._db.execute(sql, params)
+            cur.row_factory = sqlite3.Row
+            return cur.fetchall()
+
+    def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        with self._lock:
+            return self._db.execute(sql, params).fetchone()
+
+
+class _Transaction:
+    def __init__(self, store: JobStore) -> None:
+        self._store = store
+
+    def __enter__(self) -> sqlite3.Connection:
+        self._store._lock.acquire()
+        self._store._db.execute("BEGIN IMMEDIATE")
+        return self._store._db
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        try:
+            self._store._db.execute("ROLLBACK" if exc_type else "COMMIT")
+        finally:
+            self._store._lock.release()
+
+
+class JobRunner:
+    """Runs jobs one after another in a background thread (one runner per process).
+    Submitting from any thread is safe; the UI and CLI only read progress from the store."""
+
+    def __init__(self, store: JobStore, run_job: Callable[[str], None]) -> None:
+        self.store = store
+        self._run_job = run_job
+        self._queue: queue.Queue[str] = queue.Queue()
+        self._queued: set[str] = set()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._loop, name="memsys-job-runner", daemon=True)
+        self._thread.start()
+
+    def submit(self, job_id: str) -> None:
+        with self._lock:
+            if job_id in self._queued:
+                return
+            self._queued.add(job_id)
+        self.store.mark_queued(job_id)
+        self._queue.put(job_id)
+
+    def is_busy(self) -> bool:
+        with self._lock:
+            return bool(self._queued)
+
+    def cancel(self, job_id: str) -> None:
+        self.store.request_cancel(job_id)
+
+    def resume(self, job_id: str) -> str:
+        job = self.store.require(job_id)
+        if job.is_active:
+            raise ValueError(f"job {job_id} is {job.state}; it is already going")
+        self.store.recount(job_id)
+        self.submit(job_id)
+        return job_id
+
+    def retry_failed(self, job_id: str) -> int:
+        """Re-run only the failed items of a finished job; returns how many will be retried."""
+        job = self.store.require(job_id)
+        if job.is_active:
+            raise ValueError(f"job {job_id} is {job.state}; wait for it to finish before retrying its failed items")
+        n = self.store.reset_failed(job_id)
+        if n or job.pending:
+            self.submit(job_id)
+        return n
+
+    def wait(self, job_id: str, timeout: float | None = None, poll: float = 0.2) -> JobProgress:
+        """Block until the job is no longer active (tests and scripts)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with self._lock:
+                queued = job_id in self._queued
+            job = self.store.require(job_id)
+            if not queued and not job.is_active:
+                return job
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} still {job.state} after {timeout}s")
+            time.sleep(poll)
+
+    def _loop(self) -> None:
+        while True:
+            job_id = self._queue.get()
+            try:
+                job = self.store.get(job_id)
+                if job is not None and job.state != "cancelled":
+                    self._run_job(job_id)
+            except Exception as e:  # noqa: BLE001 - recorded on the job; the runner must live on
+                self.store.set_state(job_id, "failed", f"the import stopped: {type(e).__name__}")
+            finally:
+                with self._lock:
+                    self._queued.discard(job_id)
+
+
+def iter_chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    chunk: list[Any] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

@@ -1,0 +1,438 @@
+"""The import pipeline: plan a job's items into the job store, then process them in
+batches sized by text length (the seed's table), embedding the next batch while writer
+threads store the current one, with retries, per-item outcomes and per-batch metrics.
+Everything a batch did is recorded in one transaction, so a stop at any point loses
+nothing and a resume finishes with the same result.
+"""
+from __future__ import annotations
+
+import dataclasses
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import psutil
+from weaviate.exceptions import WeaviateBaseError
+
+from memsys.api import MemorySystem
+from memsys.config import BatchConfig
+from memsys.errors import EmbeddingProviderError, InputTooLongError, scrub
+from memsys.ingest.chunking import ChunkSettings
+from memsys.ingest.documents import FieldMapping, MemoryDefaults, iter_memories
+from memsys.ingest.readers import InputProblem
+from memsys.jobs import JobProgress, JobStore, PendingItem
+from memsys.metrics import BatchRecord
+from memsys.models import Memory
+from memsys.retry import RetryPolicy
+from memsys.store import StoredMemory
+
+ProgressCallback = Callable[[JobProgress], None]
+_PLAN_CHUNK = 500
+_FETCH_WINDOW = 1000
+
+
+@dataclass(frozen=True)
+class ImportRequest:
+    """Everything a job needs to run again from scratch: spooled paths and settings."""
+
+    paths: tuple[str, ...]
+    defaults: MemoryDefaults
+    mapping: FieldMapping | None = None
+    chunking: ChunkSettings | None = None
+    config: BatchConfig = dataclasses.field(default_factory=BatchConfig)
+    label: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "paths": list(self.paths),
+            "defaults": dataclasses.asdict(self.defaults),
+            "mapping": dataclasses.asdict(self.mapping) if self.mapping else None,
+            "chunking": dataclasses.asdict(self.chunking) if self.chunking else None,
+            "config": self.config.to_dict(),
+            "label": self.label,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "ImportRequest":
+        defaults = dict(data["defaults"])
+        defaults["tags"] = tuple(defaults.get("tags") or ())
+        return cls(
+            paths=tuple(data["paths"]),
+            defaults=MemoryDefaults(**defaults),
+            mapping=FieldMapping(**data["mapping"]) if data.get("mapping") else None,
+            chunking=ChunkSettings(**data["chunking"]) if data.get("chunking") else None,
+            config=BatchConfig.from_dict(data.get("config") or {}),
+            label=data.get("label", ""),
+        )
+
+
+def item_name(memory: Memory) -> str:
+    """How an item is named to the user: file, place in it, chunk."""
+    parts = [memory.source_file or "record", memory.source_location]
+    name = " ".join(p for p in parts if p)
+    return f"{name} chunk {memory.chunk_index + 1}" if memory.source_file else name
+
+
+class AdaptiveBatchSizer:
+    """The seed's adaptive sizing: halve the batch cap while resident memory is over the
+    limit, grow it by 10 while memory is under half of it."""
+
+    def __init__(self, config: BatchConfig, rss: Callable[[], int] | None = None) -> None:
+        self.config = config
+        self.cap = config.max_batch_size
+        self._rss = rss or (lambda: psutil.Process().memory_info().rss)
+
+    def observe(self) -> int:
+        mb = self._rss() / 2**20
+        limit = self.config.memory_limit_mb
+        if mb > limit:
+            self.cap = max(self.config.min_batch_size, self.cap // 2)
+        elif mb < limit * 0.5:
+            self.cap = min(self.config.max_batch_size, self.cap + 10)
+        return self.cap
+
+
+def plan_batches(items: Iterable[PendingItem], config: BatchConfig, cap: Callable[[], int], max_inputs: int) -> Iterator[list[PendingItem]]:
+    """Group items into batches: a batch is as large as the seed's size for its longest
+    text allows, never over the adaptive cap or the provider's per-request limit."""
+    batch: list[PendingItem] = []
+    limit = 0
+    for item in items:
+        size = min(config.get_batch_size_for_text(item.memory["content"]), cap(), max_inputs)
+        new_limit = min(limit, size) if batch else size
+        if batch and len(batch) + 1 > new_limit:
+            yield batch
+            batch, new_limit = [], size
+        batch.append(item)
+        limit = new_limit
+    if batch:
+        yield batch
+
+
+@dataclass
+class _PreparedBatch:
+    batch_no: int
+    started_at: float
+    size: int
+    to_write: list[tuple[PendingItem, Memory]]
+    vectors: Any
+    created_at: list[Any]
+    outcomes: dict[int, tuple[str, str, str]]  # seq -> (state, reason, error_type)
+    embed_seconds: float
+    cache_hits: int
+    cache_misses: int
+    retries: int
+
+
+def _is_permanent_write_error(message: str) -> bool:
+    m = message.lower()
+    return any(word in m for word in ("vector length", "dimension", "invalid", "validation", "no such prop", "wrong data type"))
+
+
+class ImportPipeline:
+    """Runs jobs: plan, then embed and write in overlapped batches."""
+
+    def __init__(self, system: MemorySystem, jobs: JobStore) -> None:
+        self.system = system
+        self.jobs = jobs
+
+    # --- the whole job -----------------------------------------------------------------
+    def run(self, job_id: str, on_progress: ProgressCallback | None = None) -> JobProgress:
+        """Run (or resume) a job to its end in this thread; returns its final progress."""
+        jobs = self.jobs
+        request = ImportRequest.from_json(jobs.request(job_id))
+        jobs.claim(job_id)
+        try:
+            job = jobs.require(job_id)
+            if not job.planned:
+                self._plan(job_id, request, on_progress)
+            else:
+                jobs.finish_planning(job_id)
+            if jobs.cancel_requested(job_id):
+                jobs.set_state(job_id, "cancelled")
+                return jobs.require(job_id)
+            stopped_early = self._process(job_id, request.config, on_progress)
+            if jobs.cancel_requested(job_id):
+                jobs.set_state(job_id, "cancelled")
+            elif stopped_early:
+                jobs.set_state(job_id, "failed", stopped_early)
+            else:
+                jobs.set_state(job_id, "completed")
+        except Exception as e:  # noqa: BLE001 - recorded on the job, which stays resumable
+            jobs.set_state(job_id, "failed", self._plain(e))
+        final = jobs.require(job_id)
+        if on_progress:
+            on_progress(final)
+        return final
+
+    def _plain(self, e: BaseException) -> str:
+        s = self.system.settings
+        message = scrub(str(e), [s.openai_api_key.get(), s.weaviate_api_key.get()])
+        return f"the import stopped: {message}" if message else f"the import stopped: {type(e).__name__}"
+
+    # --- planning ----------------------------------------------------------------------
+    def _plan(self, job_id: str, request: ImportRequest, on_progress: ProgressCallback | None) -> None:
+        jobs = self.jobs
+        jobs.reset_plan(job_id)
+        provider = self.system.router.provider
+        pieces = iter_memories(
+            [Path(p) for p in request.paths],
+            request.defaults,
+            mapping=request.mapping,
+            chunking=request.chunking,
+            provider=provider.name,
+            model=provider.model,
+        )
+        rows: list[tuple[int, str | None, dict[str, Any] | None, str, str, str]] = []
+        for seq, piece in enumerate(pieces):
+            if isinstance(piece, InputProblem):
+                rows.append((seq, None, None, piece.item, "failed", piece.reason))
+            else:
+                rows.append((seq, piece.uuid, piece.to_dict(), item_name(piece), "pending", ""))
+            if len(rows) >= _PLAN_CHUNK:
+                jobs.add_items(job_id, rows)
+                rows = []
+                if on_progress:
+                    on_progress(jobs.require(job_id))
+                if jobs.cancel_requested(job_id):
+                    return  # unplanned: a resume plans again from the spooled files
+        jobs.add_items(job_id, rows)
+        jobs.finish_planning(job_id)
+
+    # --- processing --------------------------------------------------------------------
+    def _process(self, job_id: str, config: BatchConfig, on_progress: ProgressCallback | None) -> str:
+        """Process every pending item; returns "" or why the job stopped early."""
+        jobs = self.jobs
+        job_created = jobs.require(job_id).created_at
+        retry = RetryPolicy(config.max_retries, config.base_retry_delay, config.max_retry_delay)
+        sizer = AdaptiveBatchSizer(config)
+        max_inputs = self.system.router.provider.max_inputs_per_request
+        work: queue.Queue[_PreparedBatch | None] = queue.Queue(maxsize=config.queue_depth)
+        stop_reason: list[str] = []
+        writers = [
+            threading.Thread(target=self._writer, args=(job_id, work, retry, config, stop_reason, on_progress), daemon=True,
+                             name=f"memsys-writer-{i}")
+            for i in range(config.write_workers)
+        ]
+        for w in writers:
+            w.start()
+        batch_no = jobs.next_batch_no(job_id)
+        try:
+            for batch in plan_batches(self._pending(job_id), config, sizer.observe, max_inputs):
+                if stop_reason or jobs.cancel_requested(job_id):
+                    break
+                jobs.heartbeat(job_id, batch_no)
+                prepared = self._prepare(job_id, batch_no, batch, job_created, retry)
+                work.put(prepared)
+                batch_no += 1
+        finally:
+            for _ in writers:
+                work.put(None)
+            for w in writers:
+                w.join()
+        return stop_reason[0] if stop_reason else ""
+
+    def _pending(self, job_id: str) -> Iterator[PendingItem]:
+        after = -1
+        while True:
+            window = self.jobs.pending_items(job_id, after_seq=after, limit=_FETCH_WINDOW)
+            if not window:
+                return
+            yield from window
+            after = window[-1].seq
+
+    def _prepare(self, job_id: str, batch_no: int, batch: list[PendingItem], job_created: float, retry: RetryPolicy) -> _PreparedBatch:
+        """Decide what each item needs (nothing, or embedding and writing) and embed."""
+        started = time.time()
+        memories = [Memory.from_dict(item.memory) for item in batch]
+        prepared = _PreparedBatch(batch_no, started, len(batch), [], None, [], {}, 0.0, 0, 0, 0)
+        try:
+            existing = retry.run(
+                lambda: self.system.store.existing([m.uuid for m in memories]),
+                is_retryable=lambda e: True,
+            )
+        except Exception as e:  # noqa: BLE001 - every item gets this reason, retryable later
+            reason = f"Weaviate could not be reached: {self._plain(e).removeprefix('the import stopped: ')}"
+            prepared.outcomes = {item.seq: ("failed", reason, "store_unavailable") for item in batch}
+            return prepared
+        # Items repeating an earlier item's memory were settled when the job was planned.
+        for item, memory in zip(batch, memories):
+            stored = existing.get(memory.uuid)
+            if stored is not None and stored.same_as(memory):
+                prepared.outcomes[item.seq] = self._already_stored(stored, job_created)
+            else:
+                prepared.to_write.append((item, memory))
+                prepared.created_at.append(stored.created_at if stored is not None else None)
+        if prepared.to_write:
+            self._embed(prepared, retry)
+        prepared.embed_seconds = time.time() - started
+        return prepared
+
+    @staticmethod
+    def _already_stored(stored: StoredMemory, job_created: float) -> tuple[str, str, str]:
+        # Stored by this job before it was stopped: it counts as written, as it would have
+        # in an uninterrupted run. Stored earlier: unchanged.
+        created = stored.created_at.timestamp() if stored.created_at is not None else 0.0
+        if created >= job_created:
+            return ("written", "", "")
+        return ("unchanged", "", "")
+
+    def _embed(self, prepared: _PreparedBatch, retry: RetryPolicy) -> None:
+        router = self.system.router
+        texts = [m.content for _, m in prepared.to_write]
+        try:
+            result = router.embed(texts, retry=retry)
+        except (EmbeddingProviderError, InputTooLongError, ValueError) as e:
+            if getattr(e, "retryable", False) or len(texts) == 1:
+                self._fail_all(prepared, e)
+                return
+            # A permanent error in a batch: find the item(s) at fault, embed the rest.
+            self._embed_one_by_one(prepared, retry)
+            return
+        prepared.vectors = result.vectors
+        prepared.cache_hits = result.cache_hits
+        prepared.cache_misses = len(texts) - result.cache_hits
+        prepared.retries = result.retries
+
+    def _embed_one_by_one(self, prepared: _PreparedBatch, retry: RetryPolicy) -> None:
+        keep: list[tuple[PendingItem, Memory]] = []
+        created: list[Any] = []
+        vectors = []
+        for (item, memory), when in zip(prepared.to_write, prepared.created_at):
+            try:
+                result = self.system.router.embed([memory.content], retry=retry)
+            except (EmbeddingProviderError, InputTooLongError, ValueError) as e:
+                prepared.outcomes[item.seq] = ("failed", self._reason(e), getattr(e, "kind", "bad_input"))
+                continue
+            keep.append((item, memory))
+            created.append(when)
+            vectors.append(result.vectors[0])
+            prepared.cache_hits += result.cache_hits
+            prepared.cache_misses += 1 - result.cache_hits
+            prepared.retries += result.retries
+        prepared.to_write, prepared.created_at = keep, created
+        prepared.vectors = vectors
+
+    def _fail_all(self, prepared: _PreparedBatch, e: BaseException) -> None:
+        for item, _ in prepared.to_write:
+            prepared.outcomes[item.seq] = ("failed", self._reason(e), getattr(e, "kind", "bad_input"))
+        prepared.to_write, prepared.created_at, prepared.vectors = [], [], None
+
+    def _reason(self, e: BaseException) -> str:
+        if isinstance(e, InputTooLongError):
+            return f"has {e.tokens} tokens, more than the model's limit of {e.limit}; split it into smaller chunks"
+        return self._plain(e).removeprefix("the import stopped: ")
+
+    # --- writing -----------------------------------------------------------------------
+    def _writer(
+        self,
+        job_id: str,
+        work: "queue.Queue[_PreparedBatch | None]",
+        retry: RetryPolicy,
+        config: BatchConfig,
+        stop_reason: list[str],
+        on_progress: ProgressCallback | None,
+    ) -> None:
+        while True:
+            prepared = work.get()
+            if prepared is None:
+                return
+            try:
+                self._finish(job_id, prepared, retry, config, stop_reason, on_progress)
+            except Exception as e:  # noqa: BLE001 - the batch's items stay pending: a resume redoes them
+                if not stop_reason:
+                    stop_reason.append(self._plain(e))
+
+    def _finish(
+        self,
+        job_id: str,
+        prepared: _PreparedBatch,
+        retry: RetryPolicy,
+        config: BatchConfig,
+        stop_reason: list[str],
+        on_progress: ProgressCallback | None,
+    ) -> None:
+        write_started = time.time()
+        self._write(prepared, retry)
+        finished = time.time()
+        outcomes = prepared.outcomes
+        counts = {"written": 0, "unchanged": 0, "failed": 0}
+        error_types = set()
+        for state, _, etype in outcomes.values():
+            counts[state] += 1
+            if etype:
+                error_types.add(etype)
+        record = BatchRecord(
+            job_id=job_id,
+            batch_no=prepared.batch_no,
+            size=prepared.size,
+            embed_seconds=prepared.embed_seconds,
+            write_seconds=finished - write_started,
+            seconds=finished - prepared.started_at,
+            cache_hits=prepared.cache_hits,
+            cache_misses=prepared.cache_misses,
+            written=counts["written"],
+            unchanged=counts["unchanged"],
+            failed=counts["failed"],
+            retries=prepared.retries,
+            started_at=prepared.started_at,
+            finished_at=finished,
+            error_type=",".join(sorted(error_types)),
+        )
+        self.jobs.record_batch(record, [(seq, s, r, t) for seq, (s, r, t) in sorted(outcomes.items())])
+        if counts["failed"] and not config.continue_on_error and not stop_reason:
+            first = next(r for s, r, _ in outcomes.values() if s == "failed")
+            stop_reason.append(f"batch {prepared.batch_no} had failures and continue_on_error is off: {first}")
+        if on_progress:
+            on_progress(self.jobs.require(job_id))
+
+    def _write(self, prepared: _PreparedBatch, retry: RetryPolicy) -> None:
+        """Write the batch; retry whole-request failures with backoff, and per-object
+        failures that may pass on a second try, with the same UUIDs."""
+        todo = list(range(len(prepared.to_write)))
+        attempt = 0
+        while todo:
+            memories = [prepared.to_write[i][1] for i in todo]
+            vectors = [prepared.vectors[i] for i in todo]
+            created = [prepared.created_at[i] for i in todo]
+            try:
+                outcome = self.system.store.write(memories, vectors, created_at=created)
+            except (WeaviateBaseError, OSError) as e:
+                if attempt >= retry.max_retries:
+                    reason = f"Weaviate did not take the write: {self._plain(e).removeprefix('the import stopped: ')}"
+                    for i in todo:
+                        prepared.outcomes[prepared.to_write[i][0].seq] = ("failed", reason, "store_unavailable")
+                    return
+                time.sleep(retry.delay(attempt))
+                attempt += 1
+                continue
+            again = []
+            for j, i in enumerate(todo):
+                seq = prepared.to_write[i][0].seq
+                if j not in outcome.failed:
+                    prepared.outcomes[seq] = ("written", "", "")
+                elif attempt < retry.max_retries and not _is_permanent_write_error(outcome.failed[j]):
+                    again.append(i)
+                else:
+                    prepared.outcomes[seq] = ("failed", f"Weaviate refused it: {outcome.failed[j]}", "store_rejected")
+            if again:
+                time.sleep(retry.delay(attempt))
+                prepared.retries += 1
+            todo = again
+            attempt += 1
+
+
+def write_progress_summary(job: JobProgress) -> str:
+    return (
+        f"{job.written} written, {job.unchanged} unchanged, {job.failed} failed of {job.total}"
+        f" ({job.cache_hit_rate * 100:.0f}% cache hits)"
+    )
+
+
+def plan_sizes(texts: Sequence[str], config: BatchConfig, max_inputs: int) -> list[int]:
+    """The batch sizes an import of `texts` would use (for previews)."""
+    items = (PendingItem(i, "", {"content": t}, "") for i, t in enumerate(texts))
+    return [len(b) for b in plan_batches(items, config, lambda: config.max_batch_size, max_inputs)]
