@@ -18,7 +18,7 @@ from memsys.ingest import (
     group_commits_by_week,
     read_git_commits,
 )
-from memsys.models import Memory
+from recording_writer import RecordingWriter
 
 COMMITS = [
     ("2024-01-02T10:00:00+00:00", "Alice", "app.py", "print('a')\nprint('b')\n", "feat(core): add the app"),
@@ -26,20 +26,6 @@ COMMITS = [
     ("2024-01-10T10:00:00+00:00", "Alice", "app.py", "print('c')\n", "fix: print the last line"),
     ("2024-01-24T10:00:00+00:00", "Carol", "src/util.py", "x = 1\n", "Tidy up helpers"),
 ]
-
-
-class RecordingWriter:
-    def __init__(self, failing_calls: tuple[int, ...] = ()) -> None:
-        self.batches: list[list[dict[str, Any]]] = []
-        self.calls = 0
-        self.failing_calls = set(failing_calls)
-
-    def __call__(self, records: list[dict[str, Any]]) -> list[str]:
-        self.calls += 1
-        if self.calls in self.failing_calls:
-            raise TimeoutError("store timed out")
-        self.batches.append(list(records))
-        return [Memory.from_dict(r).uuid for r in records]
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +107,7 @@ def test_analysis_since_a_date_writes_only_newer_commits(repo: Path) -> None:
 
 
 def test_failing_week_does_not_stop_the_others_and_is_reported(repo: Path) -> None:
-    writer = RecordingWriter(failing_calls=(2,))
+    writer = RecordingWriter(failing_calls=(2,), error=TimeoutError("store timed out"))
     with pytest.raises(BatchesFailedError) as caught:
         analyze_repository_commits(repo, writer=writer)
     error = caught.value

@@ -19,27 +19,7 @@ from memsys.ingest import (
     import_knowledge_base,
 )
 from memsys.models import Memory, MemoryValidationError
-
-
-class RecordingWriter:
-    """Keeps every batch it is given and returns the memories' UUIDs; the calls numbered
-    in `failing_calls` raise instead, as a store that is down would."""
-
-    def __init__(self, failing_calls: tuple[int, ...] = ()) -> None:
-        self.batches: list[list[dict[str, Any]]] = []
-        self.calls = 0
-        self.failing_calls = set(failing_calls)
-
-    def __call__(self, records: list[dict[str, Any]]) -> list[str]:
-        self.calls += 1
-        if self.calls in self.failing_calls:
-            raise ConnectionError("Weaviate is not reachable")
-        self.batches.append(list(records))
-        return [Memory.from_dict(r).uuid for r in records]
-
-    @property
-    def contents(self) -> list[str]:
-        return [r["content"] for batch in self.batches for r in batch]
+from recording_writer import RecordingWriter
 
 
 def half_writer(records: list[dict[str, Any]]) -> list[str]:

@@ -229,6 +229,8 @@ def _read_item(item: _Item, mapping: FieldMapping, limits: ReadLimits) -> Iterat
         else:
             # .txt, .md and files with other or no extensions: anything that is text.
             yield from _read_text(item, limits)
+    except (_TooLarge, UndecodableError) as e:
+        yield InputProblem(item.name, str(e))
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as e:
         # A damaged zip entry (bad CRC, truncated data) or an I/O failure of this file only.
         yield InputProblem(item.name, f"could not be read: {e}")
@@ -300,7 +302,7 @@ def _read_bytes(item: _Item, limit: int) -> bytes:
 
 
 class _TooLarge(ValueError):
-    pass
+    """More bytes than the limit (a zip entry larger than it said)."""
 
 
 def _size(n: int) -> str:
@@ -316,10 +318,8 @@ def _size(n: int) -> str:
 
 
 def _text_of(item: _Item, limits: ReadLimits) -> str | InputProblem:
-    try:
-        text = decode_bytes(_read_bytes(item, limits.max_file_bytes))
-    except (UndecodableError, _TooLarge) as e:
-        return InputProblem(item.name, str(e))
+    """The decoded text of a whole file; raises UndecodableError or _TooLarge."""
+    text = decode_bytes(_read_bytes(item, limits.max_file_bytes))
     if not text.strip():
         return InputProblem(item.name, "is empty (only white space)")
     return text
@@ -413,11 +413,7 @@ def _read_pdf(item: _Item, limits: ReadLimits) -> Iterator[SourceText | InputPro
     from pypdf import PdfReader
     from pypdf.errors import FileNotDecryptedError
 
-    try:
-        data = _read_bytes(item, limits.max_file_bytes)
-    except _TooLarge as e:
-        yield InputProblem(item.name, str(e))
-        return
+    data = _read_bytes(item, limits.max_file_bytes)
     if b"%PDF-" not in data[:1024]:
         yield InputProblem(item.name, "is not a PDF (it does not start with %PDF-)")
         return
@@ -453,11 +449,7 @@ def _read_docx(item: _Item, limits: ReadLimits) -> Iterator[SourceText | InputPr
     import docx
     from docx.table import Table
 
-    try:
-        data = _read_bytes(item, limits.max_file_bytes)
-    except _TooLarge as e:
-        yield InputProblem(item.name, str(e))
-        return
+    data = _read_bytes(item, limits.max_file_bytes)
     if not data.startswith(b"PK"):
         yield InputProblem(
             item.name, "is not a valid .docx file (password-protected, an old .doc renamed, or damaged)"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 from memsys.config import LOCAL_MODEL
 from memsys.errors import MemoryWriteError, MemsysError
@@ -21,6 +21,7 @@ from memsys.models import Memory
 log = logging.getLogger(__name__)
 
 Writer = Callable[[list[dict[str, Any]]], list[str]]
+T = TypeVar("T")
 
 
 def default_writer() -> Writer:
@@ -77,6 +78,25 @@ def write_batch(writer: Writer, records: list[dict[str, Any]]) -> BatchWriteResu
         return BatchWriteResult(list(e.written), unwritten, str(e))
     except Exception as e:  # noqa: BLE001 - any failure keeps the batch; the reason is kept and raised later
         return BatchWriteResult([], records, f"{type(e).__name__}: {e}")
+
+
+def _drain(queue: list[T], size: int, to_record: Callable[[T], dict[str, Any]], writer: Writer) -> tuple[list[str], str]:
+    """Write `queue` `size` items at a time, removing what was written. Stops at the first
+    batch that fails, whose unwritten items stay at the head of the queue, in order.
+    Returns the UUIDs written and the reason of the failure ("" when none)."""
+    written: list[str] = []
+    while queue:
+        batch = queue[:size]
+        records = [to_record(item) for item in batch]
+        result = write_batch(writer, records)
+        written += result.written
+        unwritten = {id(r) for r in result.unwritten}
+        kept = [item for item, record in zip(batch, records) if id(record) in unwritten]
+        queue[: len(batch)] = kept
+        if kept:
+            log.warning("%d items kept for the next try: %s", len(kept), result.reason)
+            return written, result.reason
+    return written, ""
 
 
 # --- Language -------------------------------------------------------------------------------
@@ -245,21 +265,11 @@ class ConversationProcessor:
     def process_batch(self) -> list[str]:
         """Write what is pending, `batch_size` at a time, stopping at the first failure
         (that batch and the rest stay pending). Returns the UUIDs written."""
-        written: list[str] = []
-        while self.pending_conversations:
-            batch = self.pending_conversations[: self.batch_size]
-            records = [self.record(c) for c in batch]
-            result = write_batch(self._writer or default_writer(), records)
-            written += result.written
-            self.written += result.written
-            unwritten = {id(r) for r in result.unwritten}
-            kept = [c for c, r in zip(batch, records) if id(r) in unwritten]
-            self.pending_conversations[: len(batch)] = kept
-            if kept:
-                self.last_error = result.reason
-                log.warning("%d conversations kept for the next try: %s", len(kept), result.reason)
-                break
-            self.last_error = None
+        written, reason = _drain(
+            self.pending_conversations, self.batch_size, self.record, self._writer or default_writer()
+        )
+        self.written += written
+        self.last_error = reason or None
         return written
 
     def flush(self) -> list[str]:
@@ -333,21 +343,11 @@ class MultilingualProcessor:
     def process_language_batch(self, language: str) -> list[str]:
         """Write one language's queue, a batch at a time; a failing batch and the rest stay."""
         queue = self.language_queues.get(language, [])
-        written: list[str] = []
-        size = self.batch_size_for(language)
-        while queue:
-            batch = queue[:size]
-            records = [self.record(i) for i in batch]
-            result = write_batch(self._writer or default_writer(), records)
-            written += result.written
-            self.written += result.written
-            unwritten = {id(r) for r in result.unwritten}
-            kept = [i for i, r in zip(batch, records) if id(r) in unwritten]
-            queue[: len(batch)] = kept
-            if kept:
-                self.last_errors[language] = result.reason
-                log.warning("%s: %d items kept for the next try: %s", language, len(kept), result.reason)
-                break
+        written, reason = _drain(queue, self.batch_size_for(language), self.record, self._writer or default_writer())
+        self.written += written
+        if reason:
+            self.last_errors[language] = reason
+        else:
             self.last_errors.pop(language, None)
         return written
 
