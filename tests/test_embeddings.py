@@ -19,23 +19,9 @@ from memsys.embeddings.providers import Kind, LocalProvider, OpenAIProvider
 from memsys.errors import EmbeddingAuthError, EmbeddingResponseError, InputTooLongError
 from memsys.retry import RetryPolicy
 
+from helpers import CountingLocalProvider
+
 E5_MODEL = "multilingual-e5-small-q4"
-
-
-class CountingLocalProvider(LocalProvider):
-    """The real local embedder, counting what reaches it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls: list[list[str]] = []
-
-    def embed(self, texts: Sequence[str], kind: Kind) -> np.ndarray:
-        self.calls.append(list(texts))
-        return super().embed(texts, kind)
-
-    @property
-    def sent(self) -> list[str]:
-        return [t for call in self.calls for t in call]
 
 
 class CountingOpenAIProvider(OpenAIProvider):
