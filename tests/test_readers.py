@@ -7,6 +7,7 @@ import json
 import tracemalloc
 import types
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -153,6 +154,13 @@ def test_csv_columns_can_be_mapped_by_the_user(folder: Path) -> None:
     memories, problems = run([folder / "export.csv"], mapping=mapping)
     assert problems == []
     assert [(m.content, m.project, m.tags) for m in memories] == [("Ship on Friday", "ops", ("import", "release"))]
+
+
+def test_csv_in_gbk_is_decoded(folder: Path) -> None:
+    write(folder / "notes.csv", "content,project\n会议记录：讨论了项目进度,alpha\n", encoding="gbk")
+    memories, problems = run([folder / "notes.csv"])
+    assert problems == []
+    assert [(m.content, m.project) for m in memories] == [("会议记录：讨论了项目进度", "alpha")]
 
 
 def test_jsonl_records_become_memories_located_by_line(folder: Path) -> None:
@@ -330,6 +338,38 @@ def test_csv_mapping_to_a_missing_column_is_reported(folder: Path) -> None:
     assert good_file_imported(memories)
 
 
+def test_csv_row_with_bad_bytes_after_the_first_block_is_reported_and_the_rest_still_import(folder: Path) -> None:
+    rows = [f"row {i} is plain UTF-8 text,p\n".encode() for i in range(5000)]  # > 64 KiB
+    rows[4000] = b"bad \xff\xfe row,p\n"
+    write(folder / "data.csv", b"content,project\n" + b"".join(rows))
+    memories, problems = run([folder])
+    problem = only_problem(problems)
+    assert problem.item == "upload/data.csv row 4002"
+    assert problem.reason.startswith("has bytes that are not valid utf-8 text")
+    assert len([m for m in memories if m.source_file == "upload/data.csv"]) == 4999
+    assert good_file_imported(memories)
+
+
+def test_jsonl_line_with_bad_bytes_after_the_first_block_is_reported(folder: Path) -> None:
+    lines = [b'{"content": "line %d is fine"}\n' % i for i in range(3000)]  # > 64 KiB
+    lines[2500] = b'{"content": "bad \xff"}\n'
+    write(folder / "data.jsonl", b"".join(lines))
+    memories, problems = run([folder])
+    problem = only_problem(problems)
+    assert problem.item == "upload/data.jsonl line 2501"
+    assert problem.reason.startswith("has bytes that are not valid utf-8 text")
+    assert len([m for m in memories if m.source_file == "upload/data.jsonl"]) == 2999
+
+
+def test_undecodable_csv_is_reported(folder: Path) -> None:
+    write(folder / "data.csv", b"content\n" + bytes(range(0x80, 0x100)) * 8)
+    memories, problems = run([folder])
+    problem = only_problem(problems)
+    assert problem.item == "upload/data.csv"
+    assert problem.reason.startswith("could not be decoded")
+    assert good_file_imported(memories)
+
+
 def test_malformed_json_line_is_reported_by_line_and_the_other_lines_import(folder: Path) -> None:
     write(folder / "data.jsonl", '{"content": "one"}\n{"content": "two"\n{"content": "three"}\n')
     memories, problems = run([folder])
@@ -479,3 +519,19 @@ def test_spool_path_refuses_names_that_leave_the_spool(tmp_path: Path, name: str
 
 def test_spool_path_keeps_ordinary_names_inside_the_spool(tmp_path: Path) -> None:
     assert spool_path(tmp_path / "spool", "docs/报告.pdf") == (tmp_path / "spool" / "docs" / "报告.pdf").resolve()
+
+
+# --- For real: a search hit can be traced back to its file --------------------------------------
+
+
+def test_search_hit_tells_which_file_and_page_it_came_from(memsys_system: Any, folder: Path) -> None:
+    write(folder / "report.pdf", pdf_with_text(["Quarterly revenue grew by ten percent.",
+                                                "The new warehouse in Lyon opens in March."]))
+    write(folder / "faq.csv", "question,content\nParking?,Visitors park behind building B.\n")
+    memories, problems = run([folder])
+    assert problems == []
+    memsys_system.write_memories_batch([m.to_dict() for m in memories])
+    hit = memsys_system.search_memories("when does the Lyon warehouse open", limit=1)[0]
+    assert (hit.source_file, hit.source_location, hit.chunk_index) == ("upload/report.pdf", "page 2", 0)
+    hit = memsys_system.search_memories("where can visitors park", limit=1)[0]
+    assert (hit.source_file, hit.source_location) == ("upload/faq.csv", "row 2")

@@ -14,6 +14,7 @@ import io
 import itertools
 import json
 import os
+import re
 import zipfile
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -481,70 +482,70 @@ def _read_docx(item: _Item, limits: ReadLimits) -> Iterator[SourceText | InputPr
 _SAMPLE_BYTES = 64 * 1024
 
 
-def _open_text(item: _Item) -> tuple[io.TextIOWrapper, str] | InputProblem:
-    """The file as a text stream (newline="" for csv), its encoding told from the first block."""
+def _open_text(item: _Item) -> tuple[io.TextIOWrapper, str]:
+    """The file as a text stream (newline="" for csv) and its encoding, told from the
+    first block; raises UndecodableError."""
     with item.open() as f:
         sample = f.read(_SAMPLE_BYTES)
     if len(sample) == _SAMPLE_BYTES and b"\n" in sample:
         sample = sample[: sample.rfind(b"\n") + 1]  # never judge half a character
-    try:
-        encoding = detect_encoding(sample)
-    except UndecodableError as e:
-        return InputProblem(item.name, str(e))
-    stream = io.TextIOWrapper(item.open(), encoding=encoding, errors="strict", newline="")
+    encoding = detect_encoding(sample)
+    # Bytes the encoding cannot decode become lone surrogates (\udc80-\udcff) instead of
+    # an exception in the middle of a buffer, so the row or line holding them is reported
+    # and the rest of the file is still read.
+    stream = io.TextIOWrapper(item.open(), encoding=encoding, errors="surrogateescape", newline="")
     return stream, encoding
 
 
+_BAD_BYTES = re.compile("[\udc80-\udcff]")
+
+
+def _bad_bytes_reason(encoding: str) -> str:
+    return f"has bytes that are not valid {encoding} text (the encoding was judged from the start of the file)"
+
+
 def _read_csv(item: _Item, mapping: FieldMapping) -> Iterator[SourceText | InputProblem]:
-    opened = _open_text(item)
-    if isinstance(opened, InputProblem):
-        yield opened
-        return
-    stream, encoding = opened
+    stream, encoding = _open_text(item)
     # The csv module's per-field limit (128 KiB) is process-wide; a long text cell is normal.
     csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
-    row_number = 1
     with stream:
+        first_line = stream.readline()
+        delimiter = "\t" if item.suffix == ".tsv" else _guess_delimiter(first_line)
+        reader = csv.reader(itertools.chain([first_line], stream), delimiter=delimiter, strict=True)
         try:
-            first_line = stream.readline()
-            delimiter = "\t" if item.suffix == ".tsv" else _guess_delimiter(first_line)
-            reader = csv.reader(itertools.chain([first_line], stream), delimiter=delimiter, strict=True)
+            header = [h.strip().lstrip("\ufeff") for h in next(reader, [])]
+        except csv.Error as e:
+            yield InputProblem(item.name, f"has a malformed header row: {e}")
+            return
+        if not any(header):
+            yield InputProblem(item.name, "is empty (no header row)")
+            return
+        try:
+            columns = mapping.columns(header)
+        except MissingColumnError as e:
+            yield InputProblem(item.name, str(e))
+            return
+        index = {f: header.index(name) for f, name in columns.items()}
+        row_number = 1  # the header is row 1, as a spreadsheet shows it
+        while True:
             try:
-                header = [h.strip().lstrip("\ufeff") for h in next(reader, [])]
+                row = next(reader)
+            except StopIteration:
+                break
             except csv.Error as e:
-                yield InputProblem(item.name, f"has a malformed header row: {e}")
-                return
-            if not any(header):
-                yield InputProblem(item.name, "is empty (no header row)")
-                return
-            try:
-                columns = mapping.columns(header)
-            except MissingColumnError as e:
-                yield InputProblem(item.name, str(e))
-                return
-            index = {f: header.index(name) for f, name in columns.items()}
-            while True:
-                try:
-                    row = next(reader)
-                except StopIteration:
-                    break
-                except csv.Error as e:
-                    row_number += 1
-                    yield InputProblem(f"{item.name} row {row_number}", f"is malformed: {e}")
-                    continue
                 row_number += 1
-                if not any(cell.strip() for cell in row):
-                    continue
-                where = f"{item.name} row {row_number}"
-                if len(row) != len(header):
-                    yield InputProblem(where, f"has {len(row)} values but the header has {len(header)} columns")
-                    continue
+                yield InputProblem(f"{item.name} row {row_number}", f"is malformed: {e}")
+                continue
+            row_number += 1
+            where = f"{item.name} row {row_number}"
+            if not any(cell.strip() for cell in row):
+                continue
+            if any(_BAD_BYTES.search(cell) for cell in row):
+                yield InputProblem(where, _bad_bytes_reason(encoding))
+            elif len(row) != len(header):
+                yield InputProblem(where, f"has {len(row)} values but the header has {len(header)} columns")
+            else:
                 yield _csv_row(row, index, columns, mapping, item.name, row_number)
-        except UnicodeDecodeError as e:
-            yield InputProblem(
-                f"{item.name} row {row_number + 1}",
-                f"is not valid {encoding} text ({e.reason}); reading stopped here, rows before it were read",
-            )
     if row_number == 1:
         yield InputProblem(item.name, "has a header row but no data rows")
 
@@ -625,32 +626,23 @@ def _json_kind(value: Any) -> str:
 
 
 def _read_jsonl(item: _Item, mapping: FieldMapping) -> Iterator[SourceText | InputProblem]:
-    opened = _open_text(item)
-    if isinstance(opened, InputProblem):
-        yield opened
-        return
-    stream, encoding = opened
-    line_number = 0
+    stream, encoding = _open_text(item)
     records = 0
     with stream:
-        try:
-            for line in stream:
-                line_number += 1
-                if not line.strip():
-                    continue
-                records += 1
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as e:
-                    yield InputProblem(f"{item.name} line {line_number}", f"is not valid JSON: {e.msg} at column {e.colno}")
-                    continue
-                yield _map_record(record, mapping, item.name, f"line {line_number}")
-        except UnicodeDecodeError as e:
-            yield InputProblem(
-                f"{item.name} line {line_number + 1}",
-                f"is not valid {encoding} text ({e.reason}); reading stopped here, lines before it were read",
-            )
-            return
+        for line_number, line in enumerate(stream, start=1):
+            if not line.strip():
+                continue
+            records += 1
+            where = f"{item.name} line {line_number}"
+            if _BAD_BYTES.search(line):
+                yield InputProblem(where, _bad_bytes_reason(encoding))
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                yield InputProblem(where, f"is not valid JSON: {e.msg} at column {e.colno}")
+                continue
+            yield _map_record(record, mapping, item.name, f"line {line_number}")
     if not records:
         yield InputProblem(item.name, "is empty (only blank lines)")
 
