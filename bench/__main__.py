@@ -1,0 +1,28 @@
+"""`make bench`: run every benchmark and print each figure beside its target.
+`python -m bench cache pipeline` runs only the named modules."""
+from __future__ import annotations
+
+import importlib
+import sys
+
+from bench.common import Result
+
+MODULES = ["bench.cache", "bench.pipeline"]
+
+
+def main(argv: list[str]) -> int:
+    wanted = [m for m in MODULES if not argv or m.split(".")[-1] in argv]
+    results: list[Result] = []
+    for name in wanted:
+        module = importlib.import_module(name)
+        print(f"== {name}", flush=True)
+        for result in module.run():
+            print(result.line(), flush=True)
+            results.append(result)
+    missed = [r for r in results if not r.ok]
+    print(f"\n{len(results) - len(missed)} of {len(results)} figures meet their targets")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
