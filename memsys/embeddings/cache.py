@@ -4,19 +4,30 @@ Keys name the model: `v1:<model fingerprint>:<kind>:<sha256 of text>`, so a chan
 provider, base URL, model or dimensions never returns another model's vector. Values are
 compact: a 24-byte header (magic, dimensions, model fingerprint) then float32 data, so
 every entry can be validated on its own.
+
+Maintenance (the health check's repair, a rebuild) takes the cache's exclusive lock; every
+other operation takes it shared, so a repair never runs in the middle of a write and an
+import only waits for it, in this process or another.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import os
+import shutil
+import sqlite3
 import struct
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 import diskcache
 import numpy as np
+
+from memsys.errors import MemsysError
 
 MAGIC = b"MSV1"
 HEADER = struct.Struct("<4sI16s")  # magic, dimensions, model fingerprint (16 ascii hex)
@@ -26,6 +37,17 @@ STATS_HITS = "stats:hits"
 STATS_MISSES = "stats:misses"
 # SQLite's limit on bound parameters is 32766 in modern builds; stay well below it.
 _SQL_CHUNK = 900
+
+
+class CacheDamagedError(MemsysError):
+    """The cache's SQLite database is damaged; `python -m memsys cache check --fix` repairs it."""
+
+    def __init__(self, directory: Path, detail: str) -> None:
+        self.directory = directory
+        super().__init__(
+            f"the embedding cache at {directory} is damaged ({detail}); "
+            "run `python -m memsys cache check --fix` to repair it"
+        )
 
 
 class CorruptEntry(ValueError):
@@ -48,9 +70,13 @@ def key_fingerprint(key: str) -> str | None:
     return parts[1]
 
 
+def vector_header(fingerprint: str, dimensions: int) -> bytes:
+    return HEADER.pack(MAGIC, dimensions, fingerprint.encode("ascii"))
+
+
 def encode_vector(vector: np.ndarray, fingerprint: str) -> bytes:
     v = np.asarray(vector, dtype="<f4")
-    return HEADER.pack(MAGIC, v.shape[0], fingerprint.encode("ascii")) + v.tobytes()
+    return vector_header(fingerprint, v.shape[0]) + v.tobytes()
 
 
 def decode_vector(raw: Any, fingerprint: str | None = None, dimensions: int | None = None) -> np.ndarray:
@@ -85,7 +111,11 @@ class ModelInfo:
 
 
 class EmbeddingCache:
-    """Vectors by (model, kind, text). Safe to share between threads and processes."""
+    """Vectors by (model, kind, text). Safe to share between threads and processes.
+
+    A cache whose database is damaged still opens: `open_error` says what is wrong, lookups
+    and writes raise CacheDamagedError, and the health check can rebuild it.
+    """
 
     def __init__(
         self,
@@ -97,26 +127,106 @@ class EmbeddingCache:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.eviction_policy = eviction_policy
-        self._cache = diskcache.Cache(
-            str(self.directory),
-            size_limit=size_limit_bytes,
-            eviction_policy=eviction_policy,
-            disk_min_file_size=min_file_size,
-            cull_limit=0 if eviction_policy == "none" else 10,
-        )
+        # Passed to diskcache.Cache, again when a rebuild creates a fresh database.
+        self.diskcache_settings: dict[str, Any] = {
+            "size_limit": size_limit_bytes,
+            "eviction_policy": eviction_policy,
+            "disk_min_file_size": min_file_size,
+            # "none" never evicts: a large import's vectors are never dropped silently.
+            "cull_limit": 0 if eviction_policy == "none" else 10,
+        }
+        # Beside the directory, not in it: a rebuild replaces the directory, the locks stay.
+        self._lock_path = self.directory.with_name(f".{self.directory.name}.lock")
+        self._gate_path = self.directory.with_name(f".{self.directory.name}.gate")
         self._models: dict[str, ModelInfo] = {}
         self._lock = threading.Lock()
+        self._cache: diskcache.Cache | None = None
+        self._inode: int | None = None
+        self.open_error: str | None = None
+        with _flock(self._gate_path, fcntl.LOCK_EX):
+            pass
+        with _flock(self._lock_path, fcntl.LOCK_SH):
+            self._open()
+
+    @property
+    def database_path(self) -> Path:
+        return self.directory / diskcache.core.DBNAME
 
     @property
     def diskcache(self) -> diskcache.Cache:
+        """The diskcache underneath; raises CacheDamagedError when its database cannot be opened."""
+        if self._cache is None:
+            raise CacheDamagedError(self.directory, self.open_error or "cannot be opened")
         return self._cache
 
     @property
     def size_limit_bytes(self) -> int:
-        return int(self._cache.size_limit)
+        return int(self.diskcache_settings["size_limit"])
 
     def close(self) -> None:
-        self._cache.close()
+        if self._cache is not None:
+            self._cache.close()
+
+    # --- opening, locking, maintenance ------------------------------------------
+    def _open(self) -> None:
+        try:
+            self._cache = diskcache.Cache(str(self.directory), **self.diskcache_settings)
+            self.open_error = None
+        except sqlite3.DatabaseError as e:
+            if type(e) is not sqlite3.DatabaseError:  # locked, I/O, ...: not damage, report as is
+                raise
+            self._cache = None
+            self.open_error = str(e)
+        self._inode = _inode(self.database_path)
+
+    def _store(self) -> diskcache.Cache:
+        """The diskcache, reopened first if a rebuild (here or in another process) replaced it."""
+        if _inode(self.database_path) != self._inode:
+            with self._lock:
+                if _inode(self.database_path) != self._inode:
+                    self.close()
+                    self._models.clear()  # the new database may lack their records
+                    self._open()
+        return self.diskcache
+
+    @contextmanager
+    def _shared(self) -> Iterator[diskcache.Cache]:
+        # The gate makes new operations queue behind a waiting maintenance, so a steady stream
+        # of lookups cannot starve a repair. Never nest: the gate would deadlock.
+        with _flock(self._gate_path, fcntl.LOCK_EX):
+            pass
+        with _flock(self._lock_path, fcntl.LOCK_SH):
+            try:
+                yield self._store()
+            except sqlite3.DatabaseError as e:
+                if type(e) is not sqlite3.DatabaseError:
+                    raise
+                raise CacheDamagedError(self.directory, str(e)) from None
+
+    @contextmanager
+    def maintenance(self) -> Iterator[diskcache.Cache | None]:
+        """Exclusive use of the cache across threads and processes; every other operation
+        waits until it ends. Yields the diskcache, or None if its database cannot be opened.
+        Inside, use only the yielded diskcache, never this object's other methods."""
+        with _flock(self._gate_path, fcntl.LOCK_EX), _flock(self._lock_path, fcntl.LOCK_EX):
+            try:
+                store: diskcache.Cache | None = self._store()
+            except CacheDamagedError:
+                store = None
+            yield store
+
+    def replace_directory(self, rebuilt: Path) -> None:
+        """Put a rebuilt cache directory in place of this one (inside `maintenance()` only).
+        Other processes notice the new database on their next operation and reopen it."""
+        self.close()
+        self._cache = None
+        retired = self.directory.with_name(f".{self.directory.name}.retired-{os.getpid()}")
+        os.rename(self.directory, retired)
+        os.rename(rebuilt, self.directory)
+        shutil.rmtree(retired, ignore_errors=True)
+        self.forget_models()
+        with self._lock:
+            self._open()
 
     # --- models -------------------------------------------------------------------
     def register_model(self, info: ModelInfo) -> None:
@@ -124,43 +234,69 @@ class EmbeddingCache:
             if self._models.get(info.fingerprint) == info:
                 return
             self._models[info.fingerprint] = info
-        self._cache.set(MODEL_PREFIX + info.fingerprint, json.dumps(info.__dict__).encode("utf-8"))
+        with self._shared() as store:
+            store.set(MODEL_PREFIX + info.fingerprint, json.dumps(info.__dict__).encode("utf-8"))
+
+    def forget_models(self) -> None:
+        """Forget which models this process has recorded: the next write records its model
+        again (after a repair removed or lost the record)."""
+        with self._lock:
+            self._models.clear()
 
     def models(self) -> dict[str, ModelInfo]:
-        found: dict[str, ModelInfo] = {}
-        for key in self._cache.iterkeys():
-            if isinstance(key, str) and key.startswith(MODEL_PREFIX):
-                raw = self._cache.get(key)
-                try:
-                    found[key[len(MODEL_PREFIX):]] = ModelInfo(**json.loads(bytes(raw)))
-                except (TypeError, ValueError):
-                    continue
-        return found
+        with self._shared() as store:
+            return read_models(store._sql, self.directory)  # noqa: SLF001
 
     # --- vectors ------------------------------------------------------------------
     def get_many(self, keys: Sequence[str], fingerprint: str, dimensions: int | None) -> dict[str, np.ndarray]:
         """The valid cached vectors among `keys`; corrupt entries count as misses."""
         found: dict[str, np.ndarray] = {}
-        if self.eviction_policy not in ("none", "least-recently-stored"):
-            # These policies update access statistics on every read: use diskcache's get.
-            for key in keys:
-                raw = self._cache.get(key)
-                if raw is not None:
-                    self._decode_into(found, key, raw, fingerprint, dimensions)
-            return found
-        for raw_rows in self._select(keys):
-            for key, raw in raw_rows:
-                self._decode_into(found, key, raw, fingerprint, dimensions)
+        with self._shared() as store:
+            for key, raw in (pair for rows in self._fetch_values(store, keys) for pair in rows):
+                try:
+                    found[key] = decode_vector(raw, fingerprint, dimensions)
+                except CorruptEntry:
+                    continue
         return found
 
-    def _select(self, keys: Sequence[str]) -> Iterator[list[tuple[str, Any]]]:
-        # One query per ~900 keys instead of one per key: diskcache stores small bytes
-        # values inline (mode 1, raw) and larger ones in files (mode 2), read via its Disk.
-        cache = self._cache
+    def get_matrix(self, keys: Sequence[str], fingerprint: str, dimensions: int) -> tuple[np.ndarray, np.ndarray]:
+        """The cached vectors for `keys` as one float32 matrix in key order, and a mask of
+        the rows found valid; corrupt entries count as misses (rows of zeros).
+
+        Validates whole chunks at once (header bytes and finiteness as array operations)
+        instead of decoding entry by entry: this is the re-import hot path."""
+        out = np.zeros((len(keys), dimensions), dtype=np.float32)
+        ok = np.zeros(len(keys), dtype=bool)
+        record = HEADER.size + 4 * dimensions
+        expected = np.frombuffer(vector_header(fingerprint, dimensions), dtype=np.uint8)
+        index = {key: i for i, key in enumerate(keys)}
+        with self._shared() as store:
+            for rows in self._fetch_values(store, keys):
+                sized = [(index[key], raw) for key, raw in rows if isinstance(raw, bytes) and len(raw) == record]
+                if not sized:
+                    continue
+                where = np.fromiter((i for i, _ in sized), dtype=np.int64, count=len(sized))
+                buf = b"".join(raw for _, raw in sized)
+                headers = np.frombuffer(buf, dtype=np.uint8).reshape(len(sized), record)[:, : HEADER.size]
+                floats = np.frombuffer(buf, dtype="<f4").reshape(len(sized), record // 4)[:, HEADER.size // 4:]
+                valid = (headers == expected).all(axis=1) & np.isfinite(floats).all(axis=1)
+                out[where[valid]] = floats[valid]
+                ok[where[valid]] = True
+        return out, ok
+
+    def _fetch_values(self, store: diskcache.Cache, keys: Sequence[str]) -> Iterator[list[tuple[str, Any]]]:
+        """(key, stored value) for the keys present, a list per chunk of keys; call with the
+        shared lock held."""
         for start in range(0, len(keys), _SQL_CHUNK):
             chunk = list(keys[start:start + _SQL_CHUNK])
+            if self.eviction_policy not in ("none", "least-recently-stored"):
+                # These policies update access statistics on every read: use diskcache's get.
+                yield [(key, raw) for key, raw in zip(chunk, map(store.get, chunk)) if raw is not None]
+                continue
+            # One query per ~900 keys instead of one per key: diskcache stores small bytes
+            # values inline (mode 1, raw) and larger ones in files (mode 2), read via its Disk.
             marks = ",".join("?" * len(chunk))
-            rows = cache._sql(  # noqa: SLF001 - bulk read of diskcache's own table
+            rows = store._sql(  # noqa: SLF001 - bulk read of diskcache's own table
                 f"SELECT key, mode, filename, value FROM Cache WHERE raw = 1 AND key IN ({marks})"
                 " AND (expire_time IS NULL OR expire_time > strftime('%s','now'))",
                 chunk,
@@ -169,57 +305,98 @@ class EmbeddingCache:
             for key, mode, filename, value in rows:
                 if mode == diskcache.core.MODE_RAW:
                     out.append((key, value))
-                else:
+                elif mode == diskcache.core.MODE_BINARY:
                     try:
-                        out.append((key, cache.disk.fetch(mode, filename, value, True)))
-                    except (OSError, ValueError):
+                        out.append((key, store.disk.fetch(mode, filename, value, False)))
+                    except OSError:
                         continue  # a missing value file is a miss; the health check reports it
             yield out
 
-    @staticmethod
-    def _decode_into(found: dict[str, np.ndarray], key: str, raw: Any, fp: str, dims: int | None) -> None:
-        try:
-            found[key] = decode_vector(raw, fp, dims)
-        except CorruptEntry:
-            pass
-
     def set_many(self, items: Iterable[tuple[str, np.ndarray]], fingerprint: str) -> int:
         count = 0
-        with self._cache.transact():
+        with self._shared() as store, store.transact():
             for key, vector in items:
-                self._cache.set(key, encode_vector(vector, fingerprint))
+                store.set(key, encode_vector(vector, fingerprint))
                 count += 1
         return count
 
     def record_lookups(self, hits: int, misses: int) -> None:
-        if hits:
-            self._cache.incr(STATS_HITS, hits)
-        if misses:
-            self._cache.incr(STATS_MISSES, misses)
+        if not (hits or misses):
+            return
+        with self._shared() as store:
+            if hits:
+                store.incr(STATS_HITS, hits)
+            if misses:
+                store.incr(STATS_MISSES, misses)
 
     def lifetime_stats(self) -> tuple[int, int]:
-        return int(self._cache.get(STATS_HITS, 0)), int(self._cache.get(STATS_MISSES, 0))
+        with self._shared() as store:
+            return int(store.get(STATS_HITS, 0)), int(store.get(STATS_MISSES, 0))
 
     def count_vectors(self) -> int:
-        row = self._cache._sql(  # noqa: SLF001
-            "SELECT COUNT(*) FROM Cache WHERE raw = 1 AND key LIKE ?", (KEY_PREFIX + "%",)
-        ).fetchone()
-        return int(row[0])
+        return sum(self.count_by_model().values())
 
     def count_by_model(self) -> dict[str, int]:
-        rows = self._cache._sql(  # noqa: SLF001
-            "SELECT substr(key, 4, 16), COUNT(*) FROM Cache WHERE raw = 1 AND key LIKE ? GROUP BY 1",
-            (KEY_PREFIX + "%",),
-        ).fetchall()
+        # A key range, not LIKE: SQLite answers it from the key index without reading values.
+        with self._shared() as store:
+            rows = store._sql(  # noqa: SLF001
+                "SELECT substr(key, 4, 16), COUNT(*) FROM Cache WHERE key >= ? AND key < ? AND raw = 1 GROUP BY 1",
+                _prefix_range(KEY_PREFIX),
+            ).fetchall()
         return {fp: int(n) for fp, n in rows}
 
     def volume(self) -> int:
-        return int(self._cache.volume())
+        with self._shared() as store:
+            return int(store.volume())
 
     def clear(self) -> int:
-        with self._lock:
-            self._models.clear()
-        return int(self._cache.clear(retry=True))
+        self.forget_models()
+        with self._shared() as store:
+            return int(store.clear(retry=True))
 
     def __len__(self) -> int:
-        return len(self._cache)
+        with self._shared() as store:
+            return len(store)
+
+
+def read_models(execute: Any, directory: Path) -> dict[str, ModelInfo]:
+    """The model registry (`model:<fingerprint>` entries) through an SQL `execute` on the
+    cache's database; entries that do not read as a model record are left out (the health
+    check names them)."""
+    found: dict[str, ModelInfo] = {}
+    rows = execute(
+        "SELECT key, mode, filename, value FROM Cache WHERE key >= ? AND key < ? AND raw = 1",
+        _prefix_range(MODEL_PREFIX),
+    ).fetchall()
+    for key, mode, filename, value in rows:
+        try:
+            raw = (directory / filename).read_bytes() if mode == diskcache.core.MODE_BINARY else value
+            info = ModelInfo(**json.loads(bytes(raw)))
+        except (OSError, TypeError, ValueError):
+            continue
+        if info.fingerprint == key[len(MODEL_PREFIX):]:
+            found[info.fingerprint] = info
+    return found
+
+
+def _prefix_range(prefix: str) -> tuple[str, str]:
+    return prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+def _inode(path: Path) -> int | None:
+    try:
+        return os.stat(path).st_ino
+    except FileNotFoundError:
+        return None
+
+
+@contextmanager
+def _flock(path: Path, mode: int) -> Iterator[None]:
+    # One open file per acquisition: flock locks belong to an open file, so two threads of
+    # one process exclude each other exactly as two processes do.
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, mode)
+        yield
+    finally:
+        os.close(fd)

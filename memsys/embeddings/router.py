@@ -15,6 +15,7 @@ import numpy as np
 
 from memsys.config import Settings
 from memsys.embeddings.cache import EmbeddingCache, ModelInfo, make_key
+from memsys.embeddings.health import CacheHealthReport, Progress, check_cache
 from memsys.embeddings.providers import EmbeddingProvider, Kind, provider_from_settings
 from memsys.errors import EmbeddingProviderError, InputTooLongError
 from memsys.retry import RetryPolicy
@@ -47,7 +48,8 @@ class EmbeddingRouter:
     ) -> None:
         self.settings = settings or Settings.load()
         self.provider = provider or provider_from_settings(self.settings)
-        self.cache = cache or EmbeddingCache(
+        # `is None`, not `or`: an empty cache is falsy (it has a length) but must still be used.
+        self.cache = cache if cache is not None else EmbeddingCache(
             self.settings.cache_dir,
             size_limit_bytes=self.settings.cache_size_limit_bytes,
             eviction_policy=self.settings.cache_eviction_policy,
@@ -99,6 +101,8 @@ class EmbeddingRouter:
             "dimensions": self.provider.dimensions,
             "size_limit_bytes": self.cache.size_limit_bytes,
             "eviction_policy": self.cache.eviction_policy,
+            # With policy "none" (the default) nothing is ever evicted and the limit is not enforced.
+            "evicts": self.cache.eviction_policy != "none",
             "models": [
                 {
                     "fingerprint": fp,
@@ -140,13 +144,21 @@ class EmbeddingRouter:
             positions[i] = slot
 
         fingerprint = provider.fingerprint
-        vectors: list[np.ndarray | None] = [None] * len(unique)
         keys = [make_key(fingerprint, k, t) for k, t in unique] if use_cache else []
-        if use_cache and unique:
-            found = self.cache.get_many(keys, fingerprint, provider.dimensions)
-            for slot, key in enumerate(keys):
-                vectors[slot] = found.get(key)
-        missing = [slot for slot, v in enumerate(vectors) if v is None]
+        dims = provider.dimensions
+        vectors: np.ndarray | list[np.ndarray | None]
+        if dims is not None:
+            # Known size: cached rows land straight in one matrix, the provider fills the rest.
+            if use_cache and unique:
+                vectors, found = self.cache.get_matrix(keys, fingerprint, dims)
+            else:
+                vectors, found = np.zeros((len(unique), dims), dtype=np.float32), np.zeros(len(unique), dtype=bool)
+            missing = np.flatnonzero(~found).tolist()
+        else:
+            # Size not known until the provider first answers (OpenAI-compatible servers).
+            cached = self.cache.get_many(keys, fingerprint, None) if use_cache and unique else {}
+            vectors = [cached.get(key) for key in keys] if use_cache else [None] * len(unique)
+            missing = [slot for slot, v in enumerate(vectors) if v is None]
         hit_slots = len(unique) - len(missing)
 
         requests = retries = tokens = 0
@@ -161,10 +173,15 @@ class EmbeddingRouter:
             with self._lock:
                 self.session_hits += hit_slots
                 self.session_misses += len(missing)
-        dims = provider.dimensions or (vectors[0].shape[0] if vectors else 0)
-        table = np.stack(vectors) if vectors else np.empty((0, dims), dtype=np.float32)  # type: ignore[arg-type]
+        if isinstance(vectors, np.ndarray):
+            table = vectors
+        else:
+            width = provider.dimensions or (vectors[0].shape[0] if vectors else 0)  # type: ignore[union-attr]
+            table = np.stack(vectors) if vectors else np.empty((0, width), dtype=np.float32)  # type: ignore[arg-type]
+        # Without duplicates every input is its own slot, in order: no copy needed.
+        ordered = table if len(unique) == n else table[positions]
         return EmbeddingResult(
-            vectors=table[positions] if n else table,
+            vectors=ordered,
             cache_hits=cache_hits,
             embedded=len(missing),
             requests=requests,
@@ -176,7 +193,7 @@ class EmbeddingRouter:
         self,
         unique: list[tuple[str, str]],
         missing: list[int],
-        vectors: list[np.ndarray | None],
+        vectors: np.ndarray | list[np.ndarray | None],
         keys: list[str] | None,
         retry: RetryPolicy,
     ) -> tuple[int, int, int]:
@@ -235,6 +252,15 @@ class EmbeddingRouter:
     def warmup(self, texts: Sequence[str]) -> EmbeddingResult:
         """Embed and cache texts ahead of an import (the seed's cache warm-up)."""
         return self.embed(list(texts))
+
+    def check_cache(self, fix: bool = False, progress: Progress | None = None) -> CacheHealthReport:
+        """Check the cache: diskcache's own consistency check, then every entry decoded and
+        validated (dimension, finite numbers, the model its key names). `fix=True` removes
+        what cannot be trusted and repairs what diskcache can; `progress(checked, total)`
+        is called after each chunk. Safe while imports write to the same cache."""
+        provider = self.provider
+        known = {provider.fingerprint: provider.dimensions} if provider.dimensions else {}
+        return check_cache(self.cache, known_dimensions=known, fix=fix, progress=progress)
 
     def clear(self) -> int:
         """Remove every cached vector; returns how many entries were removed."""
