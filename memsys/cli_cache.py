@@ -1,0 +1,237 @@
+"""CLI commands for the embedding cache: `cache info`, `cache check [--fix]`, `cache warmup
+FILE`, `cache clear --yes`. Written for an operator: counts, kinds of problems in plain
+words, what was removed; `cache check` exits 1 when it finds problems it did not fix."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+from tqdm import tqdm
+
+from memsys.cli import command_group
+from memsys.config import Settings
+from memsys.embeddings.health import PROBLEMS, CacheHealthReport
+from memsys.embeddings.router import EmbeddingRouter
+
+_SHOWN_ENTRIES = 20
+_WARMUP_CHUNK = 64
+
+WARMUP_FORMAT = (
+    'FILE holds one text per line (blank lines are skipped), or, when it ends in .jsonl, one '
+    'JSON object per line whose "content" field (or else "text") is the text.'
+)
+
+
+@command_group("cache", "inspect, check, repair, warm up and clear the embedding cache")
+def _add_cache(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="command", required=True)
+    info = sub.add_parser("info", help="entries, size, lifetime hits and misses, size limit, eviction policy")
+    info.add_argument("--json", action="store_true", help="print the figures as JSON")
+    info.set_defaults(func=_info)
+    check = sub.add_parser(
+        "check",
+        help="check every entry; exits 1 if problems are found and --fix is not given",
+        description="Runs diskcache's own consistency check, then reads every entry and verifies it "
+        "decodes, has its model's dimension, holds only finite numbers and matches its key's model.",
+    )
+    check.add_argument("--fix", action="store_true", help="remove what cannot be trusted, repair the rest, then check again")
+    check.set_defaults(func=_check)
+    warmup = sub.add_parser("warmup", help="embed and cache texts ahead of an import", description=WARMUP_FORMAT)
+    warmup.add_argument("file", type=Path, help="a text file (one text per line) or a .jsonl file")
+    warmup.set_defaults(func=_warmup)
+    clear = sub.add_parser("clear", help="remove every cached vector (needs --yes)")
+    clear.add_argument("--yes", action="store_true", help="confirm: really remove everything")
+    clear.set_defaults(func=_clear)
+
+
+def _router() -> EmbeddingRouter:
+    return EmbeddingRouter(Settings.load())
+
+
+# --- info ------------------------------------------------------------------------------
+
+def _info(args: argparse.Namespace) -> int:
+    info = _router().get_cache_info()
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    lookups = info["hits"] + info["misses"]
+    limit = _size(info["size_limit_bytes"])
+    print(f"Embedding cache at {info['directory']}")
+    print(f"  entries:         {info['num_entries']:,} vectors")
+    print(f"  size on disk:    {_size(info['total_size_bytes'])}")
+    print(f"  lookups:         {info['hits']:,} hits, {info['misses']:,} misses"
+          f" ({info['hit_rate']:.1%} hit rate over {lookups:,} lookups, lifetime)")
+    print(f"  eviction policy: {info['eviction_policy']}")
+    if info["evicts"]:
+        print(f"  size limit:      {limit}; beyond it the oldest entries are evicted")
+    else:
+        print(f"  size limit:      {limit}, not enforced: policy \"none\" never evicts a vector")
+    print("  models:")
+    if not info["models"]:
+        print("    (none yet)")
+    for m in info["models"]:
+        current = "  <- current" if m["current"] else ""
+        dims = f"{m['dimensions']} dims" if m["dimensions"] else "size unknown"
+        print(f"    {m['provider']} {m['model']} ({dims}): {m['entries']:,} entries{current}")
+    return 0
+
+
+def _size(n: int) -> str:
+    if n < 1024:
+        return f"{n:,} bytes"
+    scaled, unit = float(n), "bytes"
+    for unit in ("KB", "MB", "GB", "TB"):
+        scaled /= 1024
+        if scaled < 1024:
+            break
+    return f"{scaled:,.1f} {unit}"
+
+
+# --- check ------------------------------------------------------------------------------
+
+def _check(args: argparse.Namespace) -> int:
+    router = _router()
+    print(f"Checking the embedding cache at {router.cache_dir}", flush=True)
+    report = _run_check(router, fix=args.fix)
+    _print_found(report)
+    if report.ok:
+        return 0
+    if not args.fix:
+        print("\nRun `python -m memsys cache check --fix` to remove what cannot be trusted;"
+              " the next import embeds those texts again.")
+        return 1
+    _print_fixed(report)
+    again = _run_check(router, fix=False)
+    if again.ok:
+        print(f"\nA second check found no problems ({again.checked:,} entries).")
+        return 0
+    print("\nA second check still finds problems:")
+    _print_counts(again)
+    return 1
+
+
+def _run_check(router: EmbeddingRouter, fix: bool) -> CacheHealthReport:
+    # The bar goes to stderr and only to a terminal, so output stays clean in scripts.
+    with tqdm(unit=" entries", file=sys.stderr, disable=None, leave=False) as bar:
+        def progress(checked: int, total: int) -> None:
+            bar.total = total
+            bar.update(checked - bar.n)
+
+        return router.check_cache(fix=fix, progress=progress)
+
+
+def _print_found(report: CacheHealthReport) -> None:
+    bad = len(report.bad_entries)
+    print(f"Checked {report.checked:,} entries in {report.seconds:.1f} s: {report.healthy:,} healthy, {bad:,} bad.")
+    if report.ok:
+        print("No problems found.")
+        return
+    print("\nProblems:")
+    _print_counts(report)
+    if report.bad_entries:
+        print(f"\nBad entries{' (first %d)' % _SHOWN_ENTRIES if bad > _SHOWN_ENTRIES else ''}:")
+        for e in report.bad_entries[:_SHOWN_ENTRIES]:
+            print(f"  {e.key or f'row {e.rowid} (key lost)'}  {e.problem}: {e.detail}")
+    other = [p for p in report.store_problems if p.problem != "database_damaged"]
+    damage = [p for p in report.store_problems if p.problem == "database_damaged"]
+    if other or damage:
+        print("\ndiskcache's own check:")
+        for p in [*damage, *other][:_SHOWN_ENTRIES]:
+            print(f"  {p.problem}: {p.detail}")
+
+
+def _print_counts(report: CacheHealthReport) -> None:
+    for problem, n in report.problem_counts().items():
+        print(f"  {n:>7,}  {problem:<17} {PROBLEMS.get(problem, '')}")
+
+
+def _print_fixed(report: CacheHealthReport) -> None:
+    print("\nFixing:")
+    if report.rebuilt:
+        lost = len(report.removed)
+        print(f"  The database was damaged: rebuilt it from the {report.kept:,} entries that still read and validate.")
+        print(f"  {lost:,} entries could not be kept" + ("." if lost else "; nothing was lost."))
+    removed: dict[str, int] = {}
+    for e in report.removed:
+        removed[e.problem] = removed.get(e.problem, 0) + 1
+    if removed:
+        kinds = ", ".join(f"{n:,} {problem}" for problem, n in sorted(removed.items(), key=lambda kv: (-kv[1], kv[0])))
+        print(f"  Removed {len(report.removed):,} entries: {kinds}.")
+        print("  The next import (or `cache warmup`) embeds their texts again.")
+    for p in report.repaired:
+        print(f"  diskcache repaired {p.problem}: {p.detail}")
+
+
+# --- warmup -----------------------------------------------------------------------------
+
+def _warmup(args: argparse.Namespace) -> int:
+    path: Path = args.file
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist or is not a file")
+    router = _router()
+    started = time.monotonic()
+    texts = hits = embedded = 0
+    with tqdm(unit=" texts", file=sys.stderr, disable=None, leave=False) as bar:
+        for chunk in _chunks(read_warmup_texts(path), _WARMUP_CHUNK):
+            result = router.warmup(chunk)
+            texts += len(chunk)
+            hits += result.cache_hits
+            embedded += result.embedded
+            bar.update(len(chunk))
+    seconds = time.monotonic() - started
+    repeats = texts - hits - embedded
+    print(f"Warmed up {texts:,} texts from {path.name} in {seconds:.1f} s: "
+          f"{hits:,} were already cached, {embedded:,} embedded and cached now"
+          + (f", {repeats:,} repeated within the file." if repeats else "."))
+    return 0
+
+
+def read_warmup_texts(path: Path) -> Iterator[str]:
+    """The texts of a warm-up file (see WARMUP_FORMAT), streamed; raises ValueError naming
+    the line of a .jsonl record that has no text."""
+    jsonl = path.suffix.lower() == ".jsonl"
+    with path.open("r", encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            if not jsonl:
+                yield line.rstrip("\r\n")
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path.name} line {lineno} is not valid JSON: {e.msg}") from None
+            text = record.get("content") or record.get("text") if isinstance(record, dict) else None
+            if not isinstance(text, str) or not text.strip():
+                raise ValueError(f'{path.name} line {lineno} has no "content" or "text" field with text in it')
+            yield text
+
+
+def _chunks(texts: Iterator[str], size: int) -> Iterator[list[str]]:
+    chunk: list[str] = []
+    for text in texts:
+        chunk.append(text)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+# --- clear ------------------------------------------------------------------------------
+
+def _clear(args: argparse.Namespace) -> int:
+    router = _router()
+    if not args.yes:
+        n = router.get_cache_info()["num_entries"]
+        print(f"This removes all {n:,} cached vectors from {router.cache_dir}; the next import embeds"
+              " everything again. Run `python -m memsys cache clear --yes` to confirm.")
+        return 1
+    removed = router.clear()
+    print(f"Removed {removed:,} entries from {router.cache_dir}.")
+    return 0
