@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from conftest import run_memsys
-from test_cache_health import FP, fill, nan, open_cache, other_model, truncated
+from test_cache_health import FP, fill, nan, open_cache, other_model, overwrite_header, truncated
 
 from memsys.cli_cache import read_warmup_texts
 from memsys.config import LOCAL_DIMENSIONS
@@ -90,9 +90,7 @@ def test_check_fix_says_what_it_removed_and_leaves_a_clean_cache(env: dict[str, 
 def test_check_fix_rebuilds_a_database_that_cannot_open(env: dict[str, str]) -> None:
     cache = cache_of(env)
     fill(cache, 50)
-    cache.close()
-    with cache.database_path.open("r+b") as f:
-        f.write(b"this is not an SQLite header at all")
+    overwrite_header(cache)
 
     found = run_memsys(["cache", "check"], env)
     fixed = run_memsys(["cache", "check", "--fix"], env)
@@ -105,9 +103,7 @@ def test_check_fix_rebuilds_a_database_that_cannot_open(env: dict[str, str]) -> 
 def test_a_command_on_a_damaged_cache_gives_advice_not_a_traceback(env: dict[str, str]) -> None:
     cache = cache_of(env)
     fill(cache, 5)
-    cache.close()
-    with cache.database_path.open("r+b") as f:
-        f.write(b"this is not an SQLite header at all")
+    overwrite_header(cache)
 
     result = run_memsys(["cache", "info"], env)
 

@@ -124,6 +124,13 @@ def damage_page_holding(cache: EmbeddingCache, key: str) -> None:
         f.write(np.random.default_rng(3).bytes(64))
 
 
+def overwrite_header(cache: EmbeddingCache) -> None:
+    """Close the cache and destroy its database's header: SQLite no longer opens the file."""
+    cache.close()
+    with cache.database_path.open("r+b") as f:
+        f.write(b"this is not an SQLite header at all")
+
+
 def damage_middle(db: Path) -> None:
     size = db.stat().st_size
     with db.open("r+b") as f:
@@ -184,9 +191,7 @@ def test_a_damaged_sqlite_page_is_reported_with_the_entries_it_holds(tmp_path: P
 def test_a_database_that_cannot_even_open_is_reported(tmp_path: Path) -> None:
     cache = open_cache(tmp_path / "cache")
     fill(cache, 20)
-    cache.close()
-    with cache.database_path.open("r+b") as f:
-        f.write(b"this is not an SQLite header at all")
+    overwrite_header(cache)
 
     broken = open_cache(tmp_path / "cache")
     report = router_on(broken).check_cache()
@@ -199,9 +204,7 @@ def test_a_database_that_cannot_even_open_is_reported(tmp_path: Path) -> None:
 def test_a_damaged_database_makes_lookups_fail_with_advice_not_a_traceback(tmp_path: Path) -> None:
     cache = open_cache(tmp_path / "cache")
     fill(cache, 20)
-    cache.close()
-    with cache.database_path.open("r+b") as f:
-        f.write(b"this is not an SQLite header at all")
+    overwrite_header(cache)
 
     with pytest.raises(CacheDamagedError, match="cache check --fix"):
         router_on(open_cache(tmp_path / "cache")).embed(["anything"])
@@ -384,9 +387,7 @@ def test_fix_recovers_a_usable_cache_after_damage_in_the_middle_of_the_file(tmp_
 def test_fix_rebuilds_a_database_that_cannot_open_into_an_empty_usable_cache(tmp_path: Path) -> None:
     cache = open_cache(tmp_path / "cache")
     fill(cache, 20)
-    cache.close()
-    with cache.database_path.open("r+b") as f:
-        f.write(b"this is not an SQLite header at all")
+    overwrite_header(cache)
     broken = open_cache(tmp_path / "cache")
     router = router_on(broken)
 
