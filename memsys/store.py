@@ -5,6 +5,7 @@ what is already stored, search, browsing and deletion.
 from __future__ import annotations
 
 import datetime as dt
+import socket
 import threading
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
@@ -116,6 +117,11 @@ def connect(settings: Settings) -> weaviate.WeaviateClient:
     """Connect as the settings say: embedded (default), a server URL, or Weaviate Cloud."""
     try:
         if not settings.weaviate_url:
+            grpc_port = settings.weaviate_grpc_port or 50060
+            if _listening(settings.weaviate_port) and _listening(grpc_port):
+                # Another memsys process (the dashboard, a CLI import) already started
+                # embedded Weaviate on these ports: share it.
+                return weaviate.connect_to_local(host="127.0.0.1", port=settings.weaviate_port, grpc_port=grpc_port)
             settings.weaviate_binary_dir.mkdir(parents=True, exist_ok=True)
             settings.weaviate_data_dir.mkdir(parents=True, exist_ok=True)
             return weaviate.connect_to_embedded(
@@ -123,7 +129,7 @@ def connect(settings: Settings) -> weaviate.WeaviateClient:
                 binary_path=str(settings.weaviate_binary_dir),
                 persistence_data_path=str(settings.weaviate_data_dir),
                 port=settings.weaviate_port,
-                grpc_port=settings.weaviate_grpc_port or 50060,
+                grpc_port=grpc_port,
                 environment_variables=embedded_environment(),
             )
         auth = wvc.init.Auth.api_key(settings.weaviate_api_key.get()) if settings.weaviate_api_key else None
@@ -144,6 +150,12 @@ def connect(settings: Settings) -> weaviate.WeaviateClient:
         secrets = [settings.weaviate_api_key.get(), settings.openai_api_key.get()]
         where = settings.weaviate_url or f"embedded Weaviate on port {settings.weaviate_port}"
         raise StoreUnavailableError(f"cannot connect to {where}: {scrub(str(e), secrets)}") from None
+
+
+def _listening(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(1.0)
+        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def embedded_environment() -> dict[str, str]:
