@@ -156,7 +156,6 @@ def bench_warm_write_throughput(b: Bench) -> list[Result]:
     engine = b.engine(system)
     memsys_seconds, job = b.import_file(engine, path)
     assert job.written == n, job
-    import weaviate.classes as wvc
 
     target = b.base.store.with_collection(f"Bench_{uuid.uuid4().hex[:10]}")
     target.ensure_collection()

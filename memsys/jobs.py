@@ -418,10 +418,6 @@ class JobStore:
                 (total, counts.get("written", 0), counts.get("unchanged", 0), counts.get("failed", 0), job_id),
             )
 
-    def item_counts(self, job_id: str) -> dict[str, int]:
-        counts = dict(self._rows("SELECT state, COUNT(*) FROM items WHERE job_id = ? GROUP BY state", (job_id,)))
-        return {s: int(counts.get(s, 0)) for s in ITEM_STATES}
-
     def failed_items(self, job_id: str, limit: int | None = None) -> list[FailedItem]:
         sql = "SELECT seq, item, reason, error_type, memory FROM items WHERE job_id = ? AND state = 'failed' ORDER BY seq"
         rows = self._rows(sql + (" LIMIT ?" if limit else ""), (job_id, limit) if limit else (job_id,))
@@ -438,11 +434,6 @@ class JobStore:
             for r in self._rows("SELECT error_type, COUNT(*) FROM items WHERE job_id = ? AND state = 'failed' GROUP BY 1", (job_id,))
         }
 
-    def item_uuids(self, job_id: str, states: Sequence[str] = ("written", "unchanged")) -> list[str]:
-        marks = ",".join("?" * len(states))
-        return [r[0] for r in self._rows(f"SELECT uuid FROM items WHERE job_id = ? AND state IN ({marks}) ORDER BY seq", (job_id, *states))]
-
-    # --- batches ---------------------------------------------------------------------
     def batches(self, job_id: str) -> list[BatchRecord]:
         rows = self._rows("SELECT * FROM batches WHERE job_id = ? ORDER BY batch_no", (job_id,))
         return [BatchRecord(**{k: r[k] for k in r.keys()}) for r in rows]

@@ -425,13 +425,6 @@ class ImportPipeline:
             attempt += 1
 
 
-def write_progress_summary(job: JobProgress) -> str:
-    return (
-        f"{job.written} written, {job.unchanged} unchanged, {job.failed} failed of {job.total}"
-        f" ({job.cache_hit_rate * 100:.0f}% cache hits)"
-    )
-
-
 def plan_sizes(texts: Sequence[str], config: BatchConfig, max_inputs: int) -> list[int]:
     """The batch sizes an import of `texts` would use (for previews)."""
     items = (PendingItem(i, "", {"content": t}, "") for i, t in enumerate(texts))

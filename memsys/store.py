@@ -8,7 +8,7 @@ import datetime as dt
 import socket
 import threading
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 from urllib.parse import urlparse
 
 import numpy as np
@@ -268,13 +268,6 @@ class MemoryStore:
         failed = {int(i): err.message for i, err in result.errors.items()}
         written = [m.uuid for i, m in enumerate(memories) if i not in failed]
         return WriteOutcome(written, failed)
-
-    def delete_ids(self, uuids: Iterable[str]) -> int:
-        ids = list(uuids)
-        if not ids:
-            return 0
-        result = self.collection.data.delete_many(where=Filter.by_id().contains_any(ids))
-        return int(result.successful)
 
     def delete_where(self, where: MemoryFilter) -> int:
         """Delete every memory matching `where`; an empty filter is refused."""
