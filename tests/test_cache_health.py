@@ -3,8 +3,6 @@ kind is found and named, healthy entries are never flagged, a fix leaves a cache
 checks clean, and the next import re-embeds exactly what the fix removed."""
 from __future__ import annotations
 
-import os
-import sqlite3
 import tracemalloc
 from pathlib import Path
 from typing import Callable

@@ -140,7 +140,7 @@ def check_cache(
         # Exclusive: a value file written just before its row is committed must not be
         # taken for a stray file.
         report.store_problems = _diskcache_check(store, cache, fix=False)
-    with _database(cache) as execute:
+    with _Database(cache) as execute:
         dims = _dimensions(execute, cache.directory, known_dimensions or {})
         report.total = _count(execute)
         for row in _rows(execute, report.total, progress, damaged=_is_damaged(report.store_problems)):
@@ -215,7 +215,7 @@ def _first_lines(text: str, n: int = 6) -> str:
 
 # --- reading every entry -------------------------------------------------------------
 
-class _database:
+class _Database:
     """An SQL `execute` on the cache's database: diskcache's own connection when it opens,
     else a plain SQLite connection that reads what it can of a damaged file."""
 
@@ -442,7 +442,7 @@ def _rebuild(cache: EmbeddingCache, dims: Mapping[str, int], report: CacheHealth
     else is reported as removed. Imports wait meanwhile and continue on the new database."""
     rebuilt = cache.directory.with_name(f".{cache.directory.name}.rebuild")
     shutil.rmtree(rebuilt, ignore_errors=True)
-    with cache.maintenance(), _database(cache) as execute:
+    with cache.maintenance(), _Database(cache) as execute:
         fresh = diskcache.Cache(str(rebuilt), **cache.diskcache_settings)
         try:
             batch: list[tuple[str, Any]] = []
