@@ -1,0 +1,47 @@
+"""Batch settings as the dashboard edits them: plain labels for the seed's length buckets,
+the seed's recommended ranges, and loading a configuration someone uploaded."""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path, PurePath
+
+from memsys.config import LENGTH_BUCKETS, RECOMMENDED_BATCH_SIZES, BatchConfig, Settings
+
+BUCKET_LABELS = {"short": "Short texts", "medium": "Medium texts", "long": "Long texts", "very_long": "Very long texts"}
+BUCKET_LENGTHS = {
+    "short": "under 100 characters",
+    "medium": "100–500 characters",
+    "long": "500–2,000 characters",
+    "very_long": "over 2,000 characters",
+}
+
+
+def default_config_path(settings: Settings) -> Path:
+    return settings.data_dir / "batch_config.json"
+
+
+def recommended(bucket: str) -> str:
+    low, high = RECOMMENDED_BATCH_SIZES[bucket]
+    return f"recommended {low}–{high}"
+
+
+def outside_recommended(config: BatchConfig) -> list[str]:
+    """A sentence for each length bucket whose batch size is outside the seed's range."""
+    sizes = config.text_type_batch_sizes or {}
+    notes = []
+    for bucket in LENGTH_BUCKETS:
+        low, high = RECOMMENDED_BATCH_SIZES[bucket]
+        if not low <= sizes[bucket] <= high:
+            notes.append(
+                f"{BUCKET_LABELS[bucket]} ({BUCKET_LENGTHS[bucket]}): a batch size of {sizes[bucket]} is outside the {recommended(bucket)}."
+            )
+    return notes
+
+
+def config_from_upload(name: str, data: bytes) -> BatchConfig:
+    """Read an uploaded JSON file exactly as `BatchConfig.from_file` reads one on disk,
+    so its messages name the uploaded file."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / (PurePath(name).name or "batch_config.json")
+        path.write_bytes(data)
+        return BatchConfig.from_file(path)

@@ -1,0 +1,113 @@
+"""Numbers, sizes, durations and times written the way an operator reads them."""
+from __future__ import annotations
+
+import datetime as dt
+
+_UNITS = ("bytes", "KB", "MB", "GB", "TB")
+
+
+def size(n_bytes: int | float | None) -> str:
+    """1536 -> "1.5 KB"; 0 -> "0 bytes"."""
+    if n_bytes is None:
+        return "unknown"
+    value = float(n_bytes)
+    for unit in _UNITS:
+        if abs(value) < 1024 or unit == _UNITS[-1]:
+            return f"{int(value)} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def duration(seconds: float | None) -> str:
+    """75 -> "1 min 15 s"; None -> "—" (not known yet)."""
+    if seconds is None or seconds != seconds or seconds < 0:  # NaN as well
+        return "—"
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    total = int(round(seconds))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes} min"
+    if minutes:
+        return f"{minutes} min {secs} s"
+    return f"{secs} s"
+
+
+def rate(per_second: float | None, unit: str = "items") -> str:
+    if per_second is None or per_second != per_second:
+        return "—"
+    return f"{per_second:.1f} {unit}/s" if per_second < 100 else f"{per_second:,.0f} {unit}/s"
+
+
+def percent(fraction: float | None) -> str:
+    """0.873 -> "87%"; None -> "—"."""
+    if fraction is None or fraction != fraction:
+        return "—"
+    return f"{fraction * 100:.0f}%"
+
+
+def count(n: int | None) -> str:
+    return "—" if n is None else f"{n:,}"
+
+
+def money(dollars: float) -> str:
+    if dollars == 0:
+        return "free"
+    return f"${dollars:.4f}" if dollars < 0.01 else f"${dollars:,.2f}"
+
+
+def when(moment: dt.datetime | float | None, now: dt.datetime | None = None) -> str:
+    """A time as "today 14:03", "yesterday 09:12" or "2025-11-20 17:40" (local time)."""
+    if moment is None:
+        return "—"
+    if not isinstance(moment, dt.datetime):
+        moment = dt.datetime.fromtimestamp(float(moment), tz=dt.timezone.utc)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.timezone.utc)
+    local = moment.astimezone()
+    today = (now or dt.datetime.now(dt.timezone.utc)).astimezone().date()
+    if local.date() == today:
+        return f"today {local:%H:%M:%S}"
+    if local.date() == today - dt.timedelta(days=1):
+        return f"yesterday {local:%H:%M}"
+    return f"{local:%Y-%m-%d %H:%M}"
+
+
+def plural(n: int, word: str, words: str | None = None) -> str:
+    """plural(1, "memory", "memories") -> "1 memory"; plural(3, "file") -> "3 files"."""
+    return f"{n:,} {word if n == 1 else (words or word + 's')}"
+
+
+# A job's state as the Import and Home pages name it.
+_STATES = {
+    "queued": "Waiting to start",
+    "planning": "Reading files",
+    "running": "Importing",
+    "cancelling": "Stopping",
+    "cancelled": "Cancelled",
+    "completed": "Completed",
+    "failed": "Stopped by an error",
+    "interrupted": "Interrupted (can be resumed)",
+}
+
+
+def job_state(state: str) -> str:
+    return _STATES.get(state, state.capitalize())
+
+
+def batch_plan(sizes: list[int]) -> str:
+    """[60, 60, 12] -> "3 batches: 60, 60, 12"; long plans are summarised."""
+    if not sizes:
+        return "no batches (nothing to embed or write)"
+    head = plural(len(sizes), "batch", "batches")
+    if len(sizes) <= 12:
+        return f"{head}: {', '.join(str(s) for s in sizes)} items"
+    return f"{head} of {min(sizes)} to {max(sizes)} items (about {sum(sizes) / len(sizes):.0f} each)"
+
+
+def and_list(items: list[str]) -> str:
+    """["project", "repo", "agent"] -> "project, repo and agent"."""
+    if len(items) <= 1:
+        return "".join(items)
+    return f"{', '.join(items[:-1])} and {items[-1]}"

@@ -1,0 +1,146 @@
+"""Rows for the dashboard's tables, built from engine records: one dict per row, column
+names as people read them."""
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping
+
+from memsys.embeddings.health import PROBLEMS, CacheHealthReport
+from memsys.ingest.readers import InputProblem
+from memsys.jobs import FailedItem, JobProgress
+from memsys.models import Memory
+from memsys.store import StoredMemory
+from memsys.ui import format as fmt
+
+PREVIEW_CHARS = 120
+
+
+def preview(text: str, limit: int = PREVIEW_CHARS) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def source_of(memory: StoredMemory) -> str:
+    """"notes.pdf, page 3, chunk 2" - where a memory's text came from."""
+    parts = [memory.source_file or memory.source or "unknown source"]
+    if memory.source_location:
+        parts.append(memory.source_location)
+    parts.append(f"chunk {memory.chunk_index + 1}")
+    return ", ".join(parts)
+
+
+def memory_rows(memories: Iterable[StoredMemory]) -> list[dict[str, Any]]:
+    rows = []
+    for m in memories:
+        row: dict[str, Any] = {}
+        if m.score is not None:
+            row["Match"] = round(m.score, 3)
+        row.update({
+            "Content": preview(m.content),
+            "Project": m.project,
+            "Repo": m.repo,
+            "Agent": m.agent,
+            "Tags": ", ".join(m.tags),
+            "Source": source_of(m),
+            "Created": fmt.when(m.created_at),
+            "ID": m.uuid,
+        })
+        rows.append(row)
+    return rows
+
+
+def cache_model_rows(cache_info: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The cache's entries per provider and model (from EmbeddingRouter.get_cache_info)."""
+    return [
+        {
+            "Provider": m["provider"],
+            "Model": m["model"],
+            "Base URL": m["base_url"] or "—",
+            "Dimensions": m["dimensions"],
+            "Entries": m["entries"],
+            "In use now": "yes" if m["current"] else "",
+        }
+        for m in cache_info.get("models", [])
+    ]
+
+
+def job_rows(jobs: Iterable[JobProgress]) -> list[dict[str, Any]]:
+    return [
+        {
+            "Started": fmt.when(job.started_at or job.created_at),
+            "Files": job.label,
+            "State": fmt.job_state(job.state),
+            "Done": f"{job.processed:,} of {job.total:,}",
+            "Written": job.written,
+            "Unchanged": job.unchanged,
+            "Failed": job.failed,
+            "Items/s": round(job.items_per_second, 1),
+            "Cache hits": fmt.percent(job.cache_hit_rate) if job.cache_hits + job.cache_misses else "—",
+            "Job": job.job_id,
+        }
+        for job in jobs
+    ]
+
+
+def failed_rows(items: Iterable[FailedItem]) -> list[dict[str, Any]]:
+    """Failed items with their reasons: the table on screen and the CSV download."""
+    return [
+        {
+            "Item": item.item,
+            "Reason": item.reason,
+            "Kind of error": item.error_type or "unknown",
+            "Can retry": "yes" if item.retryable else "no (fix the file)",
+            "Content": item.content_preview,
+        }
+        for item in items
+    ]
+
+
+def health_rows(report: CacheHealthReport) -> list[dict[str, Any]]:
+    """What a cache health check found, one row per bad entry or store problem."""
+    rows = [
+        {"Problem": PROBLEMS.get(e.problem, e.problem), "Kind": e.problem, "Entry": preview(e.key or "(unreadable)", 60),
+         "Detail": e.detail, "Removed": "yes" if e in report.removed else ""}
+        for e in report.bad_entries
+    ]
+    rows += [
+        {"Problem": PROBLEMS.get(p.problem, p.problem), "Kind": p.problem, "Entry": "(the cache as a whole)",
+         "Detail": p.detail, "Removed": ""}
+        for p in report.store_problems
+    ]
+    return rows
+
+
+def job_cache_rows(jobs: Iterable[JobProgress]) -> list[dict[str, Any]]:
+    """Each import's use of the cache: texts found there versus texts embedded."""
+    return [
+        {
+            "Started": fmt.when(job.started_at or job.created_at),
+            "Files": job.label,
+            "From the cache": job.cache_hits,
+            "Embedded": job.cache_misses,
+            "Hit rate": fmt.percent(job.cache_hit_rate),
+        }
+        for job in jobs
+        if job.cache_hits + job.cache_misses
+    ]
+
+
+def preview_rows(memories: Iterable[Memory]) -> list[dict[str, Any]]:
+    """The memories an import would create, as the preview shows them."""
+    return [
+        {
+            "Content": preview(m.content),
+            "File": m.source_file,
+            "Where": m.source_location or "—",
+            "Chunk": m.chunk_index,
+            "Project": m.project,
+            "Repo": m.repo,
+            "Agent": m.agent,
+            "Tags": ", ".join(m.tags),
+        }
+        for m in memories
+    ]
+
+
+def problem_rows(problems: Iterable[InputProblem]) -> list[dict[str, Any]]:
+    return [{"Item": p.item, "Problem": p.reason} for p in problems]

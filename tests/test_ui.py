@@ -1,0 +1,193 @@
+"""The dashboard's plain helpers (memsys/ui), tested without Streamlit."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from memsys.config import BatchConfig, ConfigError
+from memsys.errors import EmbeddingAuthError, StoreUnavailableError
+from memsys.jobs import JobProgress
+from memsys.metrics import BatchRecord
+from memsys.ui import charts, guidance
+from memsys.ui import format as fmt
+from memsys.ui.batch import config_from_upload, outside_recommended
+from memsys.ui.columns import columns_in
+from memsys.ui.explain import explain, sentence
+from memsys.ui.guidance import next_steps
+from memsys.ui.inputs import import_defaults, memory_filter, parse_tags, text_lines
+from memsys.ui.session_settings import describe, fingerprint, load_settings
+from memsys.ui.tasks import DONE, FAILED, TaskRunner
+
+KEY = "sk-unit-SENTINEL-0a1b2c3d4e5f6789"
+NO_SECRETS = Path("/nonexistent/secrets.toml")
+
+
+# --- errors as sentences ----------------------------------------------------------------
+
+def test_an_error_becomes_a_sentence_with_a_next_step() -> None:
+    told = explain(EmbeddingAuthError("the embedding service refused the API key (401): check OPENAI_API_KEY"))
+    assert told.sentence.startswith("The embedding service refused the API key (401): check OPENAI_API_KEY.")
+    assert "Settings page" in told.sentence
+
+
+def test_no_secret_survives_in_the_sentence_or_the_details() -> None:
+    try:
+        raise StoreUnavailableError(f"cannot connect with key {KEY}")
+    except StoreUnavailableError as e:
+        told = explain(e, secrets=[KEY])
+    assert KEY not in told.sentence and KEY not in told.details
+    assert "Traceback" in told.details
+
+
+def test_an_unexpected_error_is_named_without_its_message() -> None:
+    told = explain(RuntimeError(f"internal state {KEY}"))
+    assert told.sentence.startswith("Something unexpected went wrong (RuntimeError).")
+    assert KEY not in told.details  # shaped like a key: scrubbed even when not listed
+
+
+def test_a_message_starting_with_a_setting_name_keeps_its_spelling() -> None:
+    assert sentence("max_retries is -1") == "max_retries is -1."
+    assert sentence("cannot connect") == "Cannot connect."
+
+
+# --- numbers and times -------------------------------------------------------------------
+
+@pytest.mark.parametrize("value, shown", [(0, "0 bytes"), (1536, "1.5 KB"), (5 * 2**30, "5.0 GB")])
+def test_sizes_read_like_sizes(value: int, shown: str) -> None:
+    assert fmt.size(value) == shown
+
+
+@pytest.mark.parametrize("seconds, shown", [(None, "—"), (2.25, "2.2 s"), (75, "1 min 15 s"), (7300, "2 h 1 min")])
+def test_durations_read_like_durations(seconds: float | None, shown: str) -> None:
+    assert fmt.duration(seconds) == shown
+
+
+def test_batch_plans_are_listed_or_summarised() -> None:
+    assert fmt.batch_plan([60, 60, 12]) == "3 batches: 60, 60, 12 items"
+    assert fmt.batch_plan([40] * 20 + [5]) == "21 batches of 5 to 40 items (about 38 each)"
+    assert fmt.batch_plan([]).startswith("no batches")
+
+
+# --- inputs --------------------------------------------------------------------------------
+
+def test_tags_are_split_trimmed_and_kept_once() -> None:
+    assert parse_tags(" alpha, beta ,alpha,, ") == ("alpha", "beta")
+
+
+def test_a_blank_filter_field_does_not_filter() -> None:
+    where = memory_filter(project="demo", repo=" ", tags="a, b")
+    assert (where.project, where.repo, where.agent, where.tags) == ("demo", None, None, ("a", "b"))
+
+
+def test_import_defaults_name_every_missing_field() -> None:
+    with pytest.raises(ValueError, match="fill in the project and agent"):
+        import_defaults(project="", repo="docs", agent=" ")
+    assert import_defaults("p", "r", "a", "x, y").tags == ("x", "y")
+
+
+def test_warm_up_texts_are_one_per_line_each_once() -> None:
+    assert text_lines("one\n\n two \none\n") == ["one", "two"]
+
+
+def test_csv_and_jsonl_columns_are_read_from_the_first_block(tmp_path: Path) -> None:
+    (tmp_path / "a.csv").write_text("text;project;labels\nhello;p;x\n", encoding="utf-8")
+    (tmp_path / "b.jsonl").write_text('{"body": "x", "team": "t"}\n{"body": "y", "owner": "o"}\n', encoding="utf-8")
+    assert columns_in(tmp_path / "a.csv") == ["text", "project", "labels"]
+    assert columns_in(tmp_path / "b.jsonl") == ["body", "team", "owner"]
+
+
+# --- batch settings --------------------------------------------------------------------------
+
+def test_sizes_outside_the_seeds_ranges_are_named() -> None:
+    config = BatchConfig(text_type_batch_sizes={"short": 90, "medium": 40, "long": 25, "very_long": 15})
+    notes = outside_recommended(config)
+    assert len(notes) == 1 and "90 is outside the recommended 40–60" in notes[0]
+
+
+def test_an_uploaded_config_is_read_like_a_file_and_named_in_errors() -> None:
+    assert config_from_upload("mine.json", json.dumps({"max_retries": 4}).encode()).max_retries == 4
+    with pytest.raises(ConfigError, match="mine.json is not valid JSON"):
+        config_from_upload("mine.json", b"{not json")
+
+
+# --- session settings ------------------------------------------------------------------------
+
+def test_session_overrides_go_through_the_same_validation() -> None:
+    with pytest.raises(ConfigError, match="OPENAI_API_KEY is not set"):
+        load_settings({"provider": "openai"}, env={}, secrets_path=NO_SECRETS)
+    with pytest.raises(ConfigError, match="cannot be changed"):
+        load_settings({"data_dir": "/tmp/x"}, env={}, secrets_path=NO_SECRETS)
+    settings = load_settings({"provider": "openai", "openai_api_key": KEY}, env={}, secrets_path=NO_SECRETS)
+    assert settings.embedding_provider == "openai" and settings.openai_api_key.get() == KEY
+
+
+def test_settings_are_described_and_fingerprinted_without_their_secrets() -> None:
+    settings = load_settings({"provider": "openai", "openai_api_key": KEY}, env={}, secrets_path=NO_SECRETS)
+    rows = describe(settings, {"openai_api_key": KEY})
+    assert all(KEY not in row.value for row in rows)
+    assert [r.value for r in rows if r.name == "OpenAI API key"] == ["set"]
+    assert KEY not in fingerprint(settings)
+    other = settings.replace(openai_api_key=type(settings.openai_api_key)("sk-another-key-000000"))
+    assert fingerprint(other) != fingerprint(settings)
+
+
+# --- charts ------------------------------------------------------------------------------------
+
+def _batch(no: int, start: float, seconds: float, size: int = 10, hits: int = 2) -> BatchRecord:
+    return BatchRecord("job", no, size, seconds * 0.8, seconds * 0.2, seconds, hits, size - hits, size, 0, 0, 0,
+                       start, start + seconds)
+
+
+def test_the_batch_table_measures_time_from_the_first_batch() -> None:
+    table = charts.batch_table([_batch(2, 101.0, 2.0), _batch(1, 100.0, 1.0)])
+    assert list(table["batch"]) == [1, 2]
+    assert list(table["elapsed_seconds"]) == [1.0, 3.0]
+    assert list(table["items_done"]) == [10, 20]
+    assert list(table["items_per_second"]) == [10.0, 5.0]  # 10 items per second since the previous finished
+
+
+def test_every_chart_draws_from_its_table() -> None:
+    table = charts.batch_table([_batch(1, 100.0, 1.0), _batch(2, 101.0, 2.0)])
+    for figure in (charts.throughput_figure(table), charts.latency_figure(table), charts.cache_figure(table)):
+        assert figure.data
+    errors = charts.errors_table({"timeout": 2, "bad_request": 5})
+    assert list(errors["kind of error"]) == ["bad_request", "timeout"]
+    assert charts.errors_figure(errors).data
+    runs = charts.runs_table({"a": table, "b": table.iloc[:0]})
+    assert set(runs["run"]) == {"a"}
+    assert charts.comparison_figure(runs).data
+
+
+# --- background tasks ----------------------------------------------------------------------------
+
+def test_a_task_reports_progress_and_keeps_its_result_or_error() -> None:
+    runner = TaskRunner()
+
+    def work(progress):  # type: ignore[no-untyped-def]
+        progress(1, 2)
+        return "result"
+
+    ok = runner.submit("ok", work)
+    bad = runner.submit("bad", lambda progress: 1 / 0)
+    deadline = time.monotonic() + 10
+    while not (runner.get(ok).finished and runner.get(bad).finished):  # type: ignore[union-attr]
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert (runner.get(ok).state, runner.get(ok).result, runner.get(ok).done) == (DONE, "result", 1)  # type: ignore[union-attr]
+    assert runner.get(bad).state == FAILED and isinstance(runner.get(bad).error, ZeroDivisionError)  # type: ignore[union-attr]
+
+
+def _job(state: str, failed: int = 0) -> JobProgress:
+    return JobProgress("j1", state, 10, 10 - failed, 0, failed, 10, 1.0, None, 0, 1, 0, 0, 0.0, 0.0, None, None, "",
+                       True, {"label": "notes.txt"})
+
+
+def test_next_steps_put_what_needs_attention_first() -> None:
+    assert next_steps(None, [])[0].page == guidance.SETTINGS
+    assert next_steps(0, [])[0].text == "The store is empty: import your first documents."
+    steps = next_steps(10, [_job("completed", failed=2), _job("interrupted")])
+    assert steps[0].text.startswith("1 import was interrupted")
+    assert "notes.txt has 2 failed items" in steps[1].text
