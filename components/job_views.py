@@ -1,0 +1,97 @@
+"""An import job on screen: live progress (polled every second from the job store by a
+fragment, so the page script never waits on the import), and the summary at the end with
+the failed items, their reasons, "Retry failed" and a CSV of the failures."""
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from components.feedback import guarded
+from components.resources import engine
+from memsys.jobs import JobProgress
+from memsys.ui import format as fmt
+from memsys.ui.explain import sentence
+from memsys.ui.tables import failed_rows
+
+FAILED_SHOWN = 500
+
+
+def job_figures(job: JobProgress, *, live: bool) -> None:
+    """The counts everyone asks about, in one row."""
+    columns = st.columns(6 if live else 5)
+    columns[0].metric("Written", fmt.count(job.written))
+    columns[1].metric("Unchanged", fmt.count(job.unchanged), help="Already stored exactly like this; not written again.")
+    columns[2].metric("Failed", fmt.count(job.failed))
+    columns[3].metric("Items per second", f"{job.items_per_second:.1f}")
+    lookups = job.cache_hits + job.cache_misses
+    columns[4].metric("Cache hit rate", fmt.percent(job.cache_hit_rate) if lookups else "—",
+                      help=f"{job.cache_hits:,} texts from the cache, {job.cache_misses:,} embedded")
+    if live:
+        columns[5].metric("Time left", fmt.duration(job.eta_seconds))
+
+
+@st.fragment(run_every=1)
+def live_job(job_id: str) -> None:
+    """Progress of a running job, refreshed every second; the whole page reruns once the
+    job is over, to show its summary."""
+    job = engine().jobs.get(job_id)
+    if job is None or not job.is_active:
+        st.rerun()
+    if job.planned:
+        text = f"{fmt.job_state(job.state)}: {job.processed:,} of {job.total:,} items"
+    else:
+        text = f"{fmt.job_state(job.state)}: {fmt.plural(job.total, 'item')} found so far"
+    st.progress(job.fraction if job.planned else 0.0, text=text)
+    job_figures(job, live=True)
+    batch = f"batch {job.current_batch} in progress, " if job.current_batch and job.state == "running" else ""
+    st.caption(f"{batch}{fmt.plural(job.batches_done, 'batch', 'batches')} done; started {fmt.when(job.started_at or job.created_at)}")
+    if job.state == "cancelling":
+        st.info("Stopping after the current batch…")
+    elif st.button("Cancel", icon=":material/stop_circle:", key=f"cancel_{job_id}"):
+        engine().runner.cancel(job_id)
+        st.rerun(scope="fragment")
+
+
+def _outcome(job: JobProgress) -> None:
+    took = fmt.duration(job.finished_at - job.started_at) if job.finished_at and job.started_at else "—"
+    counts = (f"{job.written:,} written, {job.unchanged:,} unchanged, {job.failed:,} failed "
+              f"of {fmt.plural(job.total, 'item')}")
+    if job.state == "completed" and not job.failed:
+        st.success(f"Import finished in {took}: {counts}.", icon=":material/check_circle:")
+    elif job.state == "completed":
+        st.warning(f"Import finished in {took} with failures: {counts}. The reasons are below.", icon=":material/warning:")
+    elif job.state == "cancelled":
+        st.warning(f"Import cancelled: {counts}, {job.pending:,} not started. Resume to finish it.", icon=":material/stop_circle:")
+    elif job.state == "interrupted":
+        st.warning(f"The import was interrupted (the dashboard stopped while it ran): {counts}. "
+                   "Resume to finish it; nothing is imported twice.", icon=":material/pause_circle:")
+    else:
+        reason = sentence(job.error) if job.error else "The import stopped."
+        st.error(f"{reason} So far: {counts}. Resume to continue from where it stopped.", icon=":material/error:")
+
+
+def job_summary(job: JobProgress) -> None:
+    """A finished (or stopped) job: what happened, what failed and why, and what to do."""
+    _outcome(job)
+    job_figures(job, live=False)
+    jobs = engine().jobs
+    failed = jobs.failed_items(job.job_id) if job.failed else []
+    actions = st.columns(3)
+    if job.is_resumable and actions[0].button("Resume", type="primary", icon=":material/play_arrow:"):
+        with guarded():
+            engine().runner.resume(job.job_id)
+            st.rerun()
+    retryable = sum(1 for item in failed if item.retryable)
+    if retryable and actions[1].button(f"Retry failed ({retryable:,})", type="primary", icon=":material/replay:"):
+        with guarded():
+            engine().runner.retry_failed(job.job_id)
+            st.rerun()
+    if failed:
+        table = pd.DataFrame(failed_rows(failed))
+        actions[2].download_button("Failures as CSV", table.to_csv(index=False), file_name=f"failures-{job.job_id}.csv",
+                                   mime="text/csv", icon=":material/download:")
+        st.markdown(f"**{fmt.plural(len(failed), 'failed item')}**" +
+                    (f" (the first {FAILED_SHOWN} are shown; the CSV has all)" if len(failed) > FAILED_SHOWN else ""))
+        st.dataframe(table.head(FAILED_SHOWN), hide_index=True, width="stretch")
+        if retryable < len(failed):
+            st.caption("Items marked \"no (fix the file)\" could not be read at all: correct the file and import it again.")

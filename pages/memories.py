@@ -1,0 +1,103 @@
+"""Memories: search by meaning, browse page by page, open one with its source, and
+delete the memories a filter matches after a typed confirmation."""
+import pandas as pd
+import streamlit as st
+
+from components.feedback import guarded, show_error
+from components.memory_views import filter_fields, memory_card, memory_detail, memory_table
+from components.resources import system
+from memsys.store import MemoryFilter
+from memsys.ui import format as fmt
+from memsys.ui.inputs import describe_filter, memory_filter, parse_tags
+from memsys.ui.tables import memory_rows
+
+st.title("Memories")
+st.caption("Find what has been imported, see where each memory came from, and remove what is no longer wanted.")
+
+
+def delete_matching(target: MemoryFilter) -> None:
+    """Runs before the page does (a button callback), so the confirmation box can be emptied."""
+    st.session_state["delete_confirm"] = ""
+    try:
+        st.session_state["delete_outcome"] = system().store.delete_where(target)
+    except Exception as e:  # shown as a sentence by the page below
+        st.session_state["delete_outcome"] = e
+
+
+search_tab, browse_tab, delete_tab = st.tabs(["Search", "Browse", "Delete"])
+
+with search_tab:
+    with st.form("search"):
+        query = st.text_input("Search for", placeholder="what are you looking for?")
+        project, repo, agent, tags = filter_fields("search")
+        limit = st.slider("Results", min_value=1, max_value=100, value=10)
+        searched = st.form_submit_button("Search", type="primary", icon=":material/search:")
+    if searched:
+        if not query.strip():
+            st.warning("Type something to search for.")
+        else:
+            with guarded(), st.spinner("Searching…"):
+                st.session_state["search_hits"] = system().search_memories(
+                    query, limit=limit, project=project or None, repo=repo or None,
+                    agent=agent or None, tags=list(parse_tags(tags)) or None,
+                )
+    hits = st.session_state.get("search_hits")
+    if hits is not None:
+        if hits:
+            st.caption(f"{fmt.plural(len(hits), 'memory', 'memories')} found, best match first.")
+            for hit in hits:
+                memory_card(hit)
+        else:
+            st.info("Nothing matches. Try other words or fewer filters.")
+
+with browse_tab:
+    with guarded():
+        left, right = st.columns([3, 1])
+        with left.expander("Filters"):
+            where = memory_filter(*filter_fields("browse"))
+        page_size = right.selectbox("Per page", (10, 25, 50, 100), index=1)
+        total = system().store.count(where)
+        pages = max(1, -(-total // page_size))
+        page = right.number_input(f"Page (of {pages})", min_value=1, max_value=pages, value=1, step=1)
+        shown = system().store.browse(offset=(page - 1) * page_size, limit=page_size, where=where)
+        st.caption(f"{fmt.plural(total, 'memory', 'memories')} ({describe_filter(where)}), newest first.")
+        if shown:
+            memory_detail(memory_table(shown, key="browse_table"))
+
+    with st.expander("Open a memory by its ID"):
+        memory_id = st.text_input("Memory ID", placeholder="00000000-0000-0000-0000-000000000000")
+        if memory_id.strip():
+            with guarded():
+                found = system().get_memory(memory_id.strip())
+                if found is None:
+                    st.warning("No memory has this ID.")
+                else:
+                    memory_detail(found)
+
+with delete_tab:
+    st.markdown("Delete every memory that matches a filter. Name at least one field.")
+    with st.form("delete_filter"):
+        fields = filter_fields("delete")
+        source = st.text_input("Source", key="delete_source", placeholder="e.g. document-import")
+        st.form_submit_button("Find the memories to delete")
+    target = memory_filter(*fields, source=source)
+    if target.is_empty:
+        st.caption("Fill in a field above to choose what to delete.")
+    else:
+        with guarded():
+            matches = system().store.count(target)
+            st.markdown(f"**{fmt.plural(matches, 'memory matches', 'memories match')}** {describe_filter(target)}.")
+            if matches:
+                st.dataframe(pd.DataFrame(memory_rows(system().store.browse(limit=5, where=target))),
+                             hide_index=True, width="stretch")
+                typed = st.text_input(f"Type DELETE to remove {fmt.plural(matches, 'memory', 'memories')} for good",
+                                      key="delete_confirm")
+                st.button(
+                    f"Delete {fmt.plural(matches, 'memory', 'memories')}", type="primary", icon=":material/delete:",
+                    disabled=typed != "DELETE", on_click=delete_matching, args=(target,),
+                )
+    outcome = st.session_state.pop("delete_outcome", None)
+    if isinstance(outcome, BaseException):
+        show_error(outcome)
+    elif outcome is not None:
+        st.success(f"Deleted {fmt.plural(outcome, 'memory', 'memories')}.", icon=":material/check:")

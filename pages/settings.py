@@ -1,0 +1,86 @@
+"""Settings: which embedder and which Weaviate this browser session uses. Changes last for
+the session; API keys can be entered but are only ever shown as "set" or "not set"."""
+import pandas as pd
+import streamlit as st
+
+from components.feedback import guarded, show_error
+from components.resources import current_settings, session_overrides, system
+from memsys.config import PROVIDERS, ConfigError
+from memsys.ui.session_settings import describe, load_settings
+
+st.title("Settings")
+st.caption(
+    "What memsys connects to. Values come from the environment and .streamlit/secrets.toml; "
+    "changes made here apply to this browser session only."
+)
+overview = st.container()  # filled last, so it shows the settings after this run's changes
+overrides = session_overrides()
+
+
+def apply(changes: dict[str, str]) -> None:
+    """Keep the changes for this session only if the settings they make can work."""
+    proposed = {k: v for k, v in {**overrides, **changes}.items() if v}
+    try:
+        load_settings(proposed)
+    except ConfigError as e:
+        show_error(e)
+        return
+    overrides.clear()
+    overrides.update(proposed)
+    st.success("Saved for this session.", icon=":material/check:")
+
+
+st.subheader("Change for this session")
+with st.form("connection"):
+    left, right = st.columns(2)
+    with left:
+        st.markdown("**Embeddings**")
+        chosen = overrides.get("provider", "")
+        provider = st.selectbox(
+            "Provider", ("",) + PROVIDERS, index=(("",) + PROVIDERS).index(chosen),
+            format_func=lambda p: p or "as configured",
+            help="local: the offline multilingual-e5-small model. openai: OpenAI or any compatible server.",
+        )
+        model = st.text_input("Model", value=overrides.get("model", ""), placeholder="the provider's default model")
+        dimensions = st.text_input("Dimensions", value=overrides.get("dimensions", ""), placeholder="the model's own size")
+        base_url = st.text_input("Base URL", value=overrides.get("base_url", ""), placeholder="https://api.openai.com/v1",
+                                 help="For an OpenAI-compatible server.")
+    with right:
+        st.markdown("**Weaviate**")
+        weaviate_url = st.text_input("Weaviate URL", value=overrides.get("weaviate_url", ""),
+                                     placeholder="empty: embedded Weaviate",
+                                     help="A Weaviate server or a Weaviate Cloud cluster.")
+        weaviate_grpc_port = st.text_input("gRPC port", value=overrides.get("weaviate_grpc_port", ""), placeholder="as configured",
+                                           help="The server's gRPC port, when it is not 50051.")
+        collection = st.text_input("Collection", value=overrides.get("collection", ""), placeholder="as configured")
+    if st.form_submit_button("Apply to this session", type="primary"):
+        apply({
+            "provider": provider, "model": model, "dimensions": dimensions, "base_url": base_url,
+            "weaviate_url": weaviate_url, "weaviate_grpc_port": weaviate_grpc_port, "collection": collection,
+        })
+
+st.subheader("API keys")
+st.caption("A key entered here is kept for this session and never shown again.")
+with st.form("keys", clear_on_submit=True):
+    openai_key = st.text_input("OpenAI API key", type="password")
+    weaviate_key = st.text_input("Weaviate API key", type="password")
+    if st.form_submit_button("Save keys"):
+        apply({"openai_api_key": openai_key, "weaviate_api_key": weaviate_key})
+
+left, right = st.columns(2)
+if left.button("Check the connection", icon=":material/network_check:"):
+    with guarded(), st.spinner("Connecting (embedded Weaviate takes about 15 seconds to start)…"):
+        memsys_system = system()
+        info = memsys_system.store.server_info()
+        memsys_system.router.embed(["connection check"], kind="query", use_cache=False)
+        st.success(
+            f"Weaviate {info['version']} answers ({info['objects']:,} memories in {info['collection']}) and the "
+            f"{memsys_system.settings.embedding_provider} embedder works."
+        )
+if right.button("Back to the configured settings", disabled=not overrides):
+    overrides.clear()
+    st.rerun()
+
+with overview, guarded():
+    rows = describe(current_settings(), overrides)
+    st.table(pd.DataFrame([{"Setting": r.name, "Value": r.value, "From": r.source} for r in rows]).set_index("Setting"))
