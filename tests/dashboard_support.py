@@ -1,0 +1,132 @@
+"""Helpers for the dashboard tests: the app served by a real `streamlit run` process,
+Debian's Chromium for Playwright, and small input files."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from conftest import REPO, free_port, wait_for_http
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--disable-sync", "--no-first-run", "--disable-quic",
+]
+ARTIFACTS = REPO / "test-artifacts"
+
+_TOPICS = ["harbor", "cedar", "ember", "fjord", "garden", "lantern", "meadow", "orchard", "quarry", "river"]
+
+
+def sentences(n: int, subject: str) -> list[str]:
+    """n distinct English sentences (the local embedder does about 20 of these a second)."""
+    return [
+        f"Note {i} on {subject}: the team met near the {_TOPICS[i % 10]} and agreed to review "
+        f"item {i * 7 % 97} again next week."
+        for i in range(n)
+    ]
+
+
+def jsonl(texts: list[str]) -> bytes:
+    return "".join(json.dumps({"content": t}) + "\n" for t in texts).encode("utf-8")
+
+
+def memsys_env(data_dir: Path) -> dict[str, str]:
+    """Settings for one dashboard process: its own data folder and Weaviate ports."""
+    return {
+        "MEMSYS_DATA_DIR": str(data_dir),
+        "MEMSYS_WEAVIATE_PORT": str(free_port()),
+        "MEMSYS_WEAVIATE_GRPC_PORT": str(free_port()),
+        "MEMSYS_EMBEDDING_PROVIDER": "local",
+    }
+
+
+class DashboardServer:
+    """`streamlit run app.py` in its own process group (it starts embedded Weaviate as a
+    child), stopped as a group so nothing outlives the test."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.env = env
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._log = log.open("w")
+        full_env = {**os.environ, **env, "NO_PROXY": "127.0.0.1,localhost"}
+        for proxy in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
+            full_env.pop(proxy, None)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1",
+             "--server.port", str(self.port), "--server.headless", "true"],
+            cwd=str(REPO), env=full_env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        try:
+            wait_for_http(f"{self.url}/_stcore/health", timeout=60)
+        except RuntimeError:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+        # Embedded Weaviate is in the same group; make sure it is gone as well.
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self._log.close()
+
+
+def weaviate_count(env: dict[str, str], project: str, collection: str = "Memory") -> int:
+    """Memories of `project` in the dashboard's Weaviate, counted by a client of the test's own."""
+    import weaviate
+    from weaviate.classes.query import Filter
+
+    client = weaviate.connect_to_local(
+        port=int(env["MEMSYS_WEAVIATE_PORT"]), grpc_port=int(env["MEMSYS_WEAVIATE_GRPC_PORT"])
+    )
+    try:
+        result = client.collections.get(collection).aggregate.over_all(
+            total_count=True, filters=Filter.by_property("project").equal(project)
+        )
+        return int(result.total_count or 0)
+    finally:
+        client.close()
+
+
+def require_chromium() -> Path:
+    """The browser tests never skip: without Chromium they fail and say how to get it."""
+    if not CHROMIUM.exists():
+        pytest.fail("Chromium is missing: run `make browser` (or apt-get install chromium); the dashboard tests need it")
+    return CHROMIUM
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.5, what: str = "condition") -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"{what} not met within {timeout}s")
+
+
+def iter_strings(value: object) -> Iterator[str]:
+    """Every string inside nested lists/dicts/tuples (for looking through page content)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from iter_strings(v)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from iter_strings(v)

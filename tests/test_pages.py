@@ -1,0 +1,328 @@
+"""Every dashboard page under Streamlit's AppTest, on real components: embedded Weaviate,
+the local embedder, the job runner. The pages are driven the way a person would: typing,
+choosing, clicking; what they show is checked, never their code."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from conftest import REPO
+from dashboard_support import iter_strings, jsonl, memsys_env, sentences, weaviate_count
+
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))  # the app imports `components` and `memsys` from here
+
+SENTINEL_KEY = "sk-pages-SENTINEL-5d1e8c0b9a7f3e21"
+STARTUP = 180  # seconds: the first run starts embedded Weaviate and loads the model
+PAGES = ["pages/import_files.py", "pages/memories.py", "pages/metrics.py", "pages/cache.py",
+         "pages/batch_settings.py", "pages/settings.py"]
+CLEARED = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "WEAVIATE_URL", "WEAVIATE_API_KEY", "MEMSYS_EMBEDDING_MODEL",
+           "MEMSYS_EMBEDDING_DIMENSIONS", "MEMSYS_COLLECTION")
+
+
+@pytest.fixture(scope="module")
+def app_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """The app's settings for this module: its own data folder and Weaviate, nothing from
+    the developer's environment or secrets file. The engine is released at the end."""
+    data_dir = tmp_path_factory.mktemp("pages-data")
+    env = memsys_env(data_dir)
+    with pytest.MonkeyPatch.context() as mp:
+        for name in CLEARED:
+            mp.delenv(name, raising=False)
+        for name, value in env.items():
+            mp.setenv(name, value)
+        mp.chdir(tmp_path_factory.mktemp("pages-cwd"))  # no .streamlit/secrets.toml here
+        yield env
+        st.cache_resource.clear()  # closes the engines: stops embedded Weaviate
+
+
+def open_page(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=STARTUP)
+    at.run()
+    if page:
+        at.switch_page(page)
+        at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def button(at: AppTest, label: str):  # type: ignore[no-untyped-def]
+    matches = [b for b in at.button if b.label == label]
+    assert matches, f"no button {label!r}; buttons: {[b.label for b in at.button]}"
+    return matches[0]
+
+
+def by_label(widgets, label: str):  # type: ignore[no-untyped-def]
+    matches = [w for w in widgets if w.label == label]
+    assert matches, f"no widget {label!r}; have: {[w.label for w in widgets]}"
+    return matches[0]
+
+
+def texts(at: AppTest, kind: str) -> list[str]:
+    return [str(e.value) for e in at.get(kind)]
+
+
+def rerun_until(at: AppTest, done: Callable[[AppTest], bool], timeout: float = 120) -> None:
+    """Run the page again (as its polling fragment would) until `done`."""
+    deadline = time.monotonic() + timeout
+    while not done(at):
+        assert time.monotonic() < deadline, f"page did not get there in {timeout}s: {texts(at, 'caption')}"
+        time.sleep(0.5)
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+
+
+def start_import(at: AppTest, files: list[tuple[str, bytes, str]], project: str) -> None:
+    at.file_uploader[0].set_value(files)
+    at.run()
+    at.text_input(key="import_project").input(project)
+    at.text_input(key="import_repo").input("handbook")
+    at.text_input(key="import_agent").input("page-tests")
+    at.text_input(key="import_tags").input("pages, test")
+    at.run()
+    button(at, "Start import").click()
+    at.run()
+
+
+def finished(at: AppTest) -> bool:
+    return any(s.startswith("Import finished") for s in texts(at, "success"))
+
+
+@pytest.fixture(scope="module")
+def imported(app_env: dict[str, str]) -> str:
+    """A small import run from the Import page; returns its project."""
+    at = open_page("pages/import_files.py")
+    start_import(at, [("notes.md", b"# Notes\n\nThe lighthouse keeper logs every ship.", "text/markdown"),
+                      ("rows.jsonl", jsonl(sentences(6, "the page tests")), "application/json")], "pages-import")
+    rerun_until(at, finished)
+    return "pages-import"
+
+
+# --- Home ------------------------------------------------------------------------------
+
+def test_home_shows_the_store_the_embedder_and_the_cache(app_env: dict[str, str]) -> None:
+    at = open_page()
+    labels = {m.label for m in at.metric}
+    assert {"Memories", "Provider", "Cached vectors"} <= labels
+    assert by_label(at.metric, "Provider").value == "local"
+    assert any("Weaviate 1.35.2, embedded mode" in c for c in texts(at, "caption"))
+    assert not texts(at, "error")
+
+
+def test_every_page_renders_without_an_error(app_env: dict[str, str]) -> None:
+    for page in PAGES:
+        at = open_page(page)
+        assert at.title, page
+        assert not texts(at, "error"), (page, texts(at, "error"))
+
+
+# --- Batch settings ------------------------------------------------------------------------
+
+def test_batch_settings_refuse_a_smallest_batch_larger_than_the_largest(app_env: dict[str, str]) -> None:
+    at = open_page("pages/batch_settings.py")
+    by_label(at.number_input, "Smallest batch").set_value(300)
+    button(at, "Use these settings").click()
+    at.run()
+    assert any(e.startswith("min_batch_size (300) is larger than max_batch_size (200).") for e in texts(at, "error"))
+
+
+def test_batch_settings_warn_about_a_size_outside_the_recommended_range(app_env: dict[str, str]) -> None:
+    at = open_page("pages/batch_settings.py")
+    by_label(at.number_input, "Short texts").set_value(90)
+    button(at, "Use these settings").click()
+    at.run()
+    assert not texts(at, "error")
+    assert any("a batch size of 90 is outside the recommended 40–60" in w for w in texts(at, "warning"))
+
+
+def test_batch_settings_are_saved_to_and_loaded_from_a_json_file(app_env: dict[str, str], tmp_path: Path) -> None:
+    path = tmp_path / "batch.json"
+    at = open_page("pages/batch_settings.py")
+    by_label(at.number_input, "Retries per batch").set_value(5)
+    button(at, "Use these settings").click()
+    at.run()
+    by_label(at.text_input, "File").input(str(path))
+    at.run()
+    button(at, "Save to the file").click()
+    at.run()
+    assert json.loads(path.read_text())["max_retries"] == 5
+
+    path.write_text(json.dumps({**json.loads(path.read_text()), "max_retries": 7}))
+    button(at, "Load from the file").click()
+    at.run()
+    assert by_label(at.number_input, "Retries per batch").value == 7
+    assert any(f"Loaded {path}" in s for s in texts(at, "success"))
+
+
+def test_batch_settings_say_which_setting_a_bad_file_gets_wrong(app_env: dict[str, str], tmp_path: Path) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"max_retries": -1}))
+    at = open_page("pages/batch_settings.py")
+    by_label(at.text_input, "File").input(str(path))
+    at.run()
+    button(at, "Load from the file").click()
+    at.run()
+    assert any(e.startswith("max_retries is -1; it must be a whole number of at least 0.") for e in texts(at, "error"))
+    assert not at.exception
+
+
+# --- Settings ------------------------------------------------------------------------------
+
+def test_settings_refuse_openai_without_a_key(app_env: dict[str, str]) -> None:
+    at = open_page("pages/settings.py")
+    by_label(at.selectbox, "Provider").select("openai")
+    button(at, "Apply to this session").click()
+    at.run()
+    assert any("OPENAI_API_KEY is not set" in e for e in texts(at, "error"))
+
+
+def test_settings_refuse_a_grpc_port_without_a_server(app_env: dict[str, str]) -> None:
+    at = open_page("pages/settings.py")
+    by_label(at.text_input, "gRPC port").input("50051")
+    button(at, "Apply to this session").click()
+    at.run()
+    assert any(e.startswith("The gRPC port is for a Weaviate server") for e in texts(at, "error"))
+
+
+def test_settings_show_an_entered_key_as_set_and_never_its_value(app_env: dict[str, str]) -> None:
+    at = open_page("pages/settings.py")
+    by_label(at.text_input, "OpenAI API key").input(SENTINEL_KEY)
+    button(at, "Save keys").click()
+    at.run()
+    table = at.table[0].value
+    assert table.loc["OpenAI API key", "Value"] == "set"
+    assert table.loc["OpenAI API key", "From"] == "this session"
+    for page in [None, *PAGES]:
+        if page:
+            at.switch_page(page)
+            at.run()
+        shown = [str(e.value) for kind in ("markdown", "caption", "text", "code", "success", "error", "warning", "info")
+                 for e in at.get(kind)]
+        # The key boxes hold what was typed until the browser empties them on submit
+        # (tests/test_dashboard_e2e.py checks that); everything else is what the app shows.
+        shown += [w.value or "" for w in at.text_input if not w.label.endswith("API key")]
+        shown += [s for t in at.table for s in iter_strings(t.value.to_dict())]
+        assert not [s for s in shown if SENTINEL_KEY in s], page
+
+
+# --- Import ----------------------------------------------------------------------------------
+
+def test_import_says_which_fields_are_missing(app_env: dict[str, str]) -> None:
+    at = open_page("pages/import_files.py")
+    at.file_uploader[0].set_value(("one.txt", b"A single short note.", "text/plain"))
+    at.run()
+    button(at, "Start import").click()
+    at.run()
+    assert any(e.startswith("Fill in the project, repo and agent") for e in texts(at, "error"))
+
+
+def test_import_preview_counts_memories_calls_and_cost(app_env: dict[str, str]) -> None:
+    at = open_page("pages/import_files.py")
+    at.file_uploader[0].set_value([("a.txt", b"First preview note.", "text/plain"),
+                                   ("b.csv", b"text,tags\nSecond preview note.,x\nThird preview note.,y\n", "text/csv")])
+    at.run()
+    for key, value in (("import_project", "preview"), ("import_repo", "r"), ("import_agent", "a")):
+        at.text_input(key=key).input(value)
+    by_label(at.selectbox, "Content column").select("text")
+    at.run()
+    button(at, "Preview").click()
+    at.run()
+    figures = {m.label: m.value for m in at.metric}
+    assert figures["Memories"] == "3"
+    assert figures["Problems"] == "0"
+    assert figures["Provider calls"] == "1"
+    assert figures["Estimated cost"] == "free"
+    assert any(c.startswith("Batch plan: 1 batch") for c in texts(at, "caption"))
+
+
+def test_an_import_started_from_the_page_completes(app_env: dict[str, str], imported: str) -> None:
+    assert weaviate_count(app_env, imported) == 7  # one memory for the markdown file, six rows
+
+
+def test_the_import_page_follows_its_job_across_page_switches(app_env: dict[str, str]) -> None:
+    at = open_page("pages/import_files.py")
+    start_import(at, [("counts.jsonl", jsonl(sentences(4, "the counting test")), "application/json")], "pages-counts")
+    job_heading = {"Importing counts.jsonl", "Import of counts.jsonl"}  # running, or already done
+    assert job_heading & set(texts(at, "subheader"))  # shown by the same run that started it
+    at.switch_page("pages/memories.py")
+    at.run()
+    at.switch_page("pages/import_files.py")
+    at.run()
+    assert job_heading & set(texts(at, "subheader"))
+    rerun_until(at, finished)
+    assert any("4 written, 0 unchanged, 0 failed of 4 items" in s for s in texts(at, "success"))
+    assert weaviate_count(app_env, "pages-counts") == 4
+
+
+# --- Metrics ---------------------------------------------------------------------------------
+
+def test_metrics_draw_charts_for_a_finished_import(app_env: dict[str, str], imported: str) -> None:
+    at = open_page("pages/metrics.py")
+    assert len(at.get("plotly_chart")) >= 4  # throughput, time per batch, cache, and all imports
+    assert not texts(at, "error")
+
+
+# --- Memories --------------------------------------------------------------------------------
+
+def test_search_finds_an_imported_memory(app_env: dict[str, str], imported: str) -> None:
+    at = open_page("pages/memories.py")
+    by_label(at.text_input, "Search for").input("who logs the ships")
+    button(at, "Search").click()
+    at.run()
+    assert any("found, best match first" in c for c in texts(at, "caption"))
+    assert "The lighthouse keeper logs every ship." in texts(at, "text")[0]
+
+
+def test_deleting_by_filter_needs_the_typed_confirmation(app_env: dict[str, str]) -> None:
+    at = open_page("pages/import_files.py")
+    start_import(at, [("gone.jsonl", jsonl(sentences(3, "the delete test")), "application/json")], "pages-delete")
+    rerun_until(at, finished)
+    at.switch_page("pages/memories.py")
+    at.run()
+    at.text_input(key="delete_project").input("pages-delete")
+    button(at, "Find the memories to delete").click()
+    at.run()
+    delete = button(at, "Delete 3 memories")
+    assert delete.disabled
+    at.text_input(key="delete_confirm").input("DELETE")
+    at.run()
+    button(at, "Delete 3 memories").click()
+    at.run()
+    assert any(s == "Deleted 3 memories." for s in texts(at, "success"))
+    assert weaviate_count(app_env, "pages-delete") == 0
+
+
+# --- Cache -------------------------------------------------------------------------------------
+
+def test_cache_health_check_reports_a_healthy_cache(app_env: dict[str, str], imported: str) -> None:
+    at = open_page("pages/cache.py")
+    button(at, "Check the cache").click()
+    at.run()
+    rerun_until(at, lambda at: any("all of them can be trusted" in s for s in texts(at, "success")), timeout=60)
+
+
+def test_cache_warm_up_embeds_typed_texts(app_env: dict[str, str]) -> None:
+    at = open_page("pages/cache.py")
+    by_label(at.text_area, "One text per line").input("warm text one\nwarm text two\nwarm text one")
+    button(at, "Warm up the cache").click()
+    at.run()
+    rerun_until(at, lambda at: any(s.startswith("Warmed up 2 texts") for s in texts(at, "success")), timeout=60)
+
+
+def test_clearing_the_cache_needs_a_confirmation(app_env: dict[str, str], imported: str) -> None:
+    at = open_page("pages/cache.py")
+    assert button(at, "Clear the cache").disabled
+    by_label(at.checkbox, "I understand: every text will be embedded again").check()
+    at.run()
+    button(at, "Clear the cache").click()
+    at.run()
+    assert any(s.startswith("Removed ") for s in texts(at, "success"))
+    at.run()
+    assert by_label(at.metric, "Cached vectors").value == "0"
