@@ -1,0 +1,212 @@
+"""The dashboard in a real browser: Debian's Chromium driven by Playwright against
+`streamlit run app.py`, which starts its own embedded Weaviate and uses the local
+embedder. Screenshots of every page go to test-artifacts/."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from dashboard_support import (
+    ARTIFACTS, CHROMIUM_ARGS, DashboardServer, jsonl, memsys_env, require_chromium, sentences, wait_until,
+    weaviate_count,
+)
+
+SENTINEL_KEY = "sk-e2e-SENTINEL-7f3a9c1d2b4e6f80"
+LONG = 180_000  # ms: the first import also loads the model and starts nothing twice
+FINISHED = re.compile(r"Import finished in .*?: ([\d,]+) written, ([\d,]+) unchanged, ([\d,]+) failed of ([\d,]+) item")
+PAGES = ["Home", "Import", "Memories", "Metrics", "Cache", "Batch settings", "Settings"]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DashboardServer]:
+    data_dir = tmp_path_factory.mktemp("dashboard-e2e")
+    dashboard = DashboardServer(memsys_env(data_dir), data_dir / "streamlit.log")
+    yield dashboard
+    dashboard.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    chromium = require_chromium()
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser, server: DashboardServer) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1400, "height": 1100}, accept_downloads=True)
+    opened = context.new_page()
+    opened.goto(server.url)
+    # Embedded Weaviate starts on the first visit (about 15 s).
+    expect(opened.get_by_text("Cached vectors")).to_be_visible(timeout=LONG)
+    yield opened
+    context.close()
+
+
+def go(page: Page, name: str) -> None:
+    """Switch page the way a person does: the sidebar (the session stays the same)."""
+    page.get_by_test_id("stSidebarNavItems").get_by_role("link", name=name, exact=True).click()
+    expect(page.get_by_role("heading", level=1).first).to_be_visible()
+
+
+def shoot(page: Page, name: str) -> None:
+    """The whole page: Streamlit scrolls inside its main area, so the window is made as
+    tall as that area for the picture."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.wait_for_timeout(800)  # let charts and tables finish drawing
+    size = page.viewport_size or {"width": 1400, "height": 1100}
+    height = page.evaluate("document.querySelector('[data-testid=stMain]').scrollHeight")
+    page.set_viewport_size({"width": size["width"], "height": max(size["height"], int(height) + 40)})
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    page.set_viewport_size(size)
+
+
+def settle(page: Page) -> None:
+    """Wait for the script run to finish: no element left over from the previous run."""
+    page.wait_for_timeout(300)
+    expect(page.locator("[data-stale='true']")).to_have_count(0, timeout=30_000)
+
+
+def fill(page: Page, label: str, value: str) -> None:
+    settle(page)
+    box = page.get_by_label(label, exact=True)
+    box.fill(value)
+    box.press("Enter")
+
+
+def upload(page: Page, files: list[tuple[str, bytes, str]]) -> None:
+    page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(
+        [{"name": n, "mimeType": m, "buffer": b} for n, b, m in files]
+    )
+    # Listed with a Remove button once the page has copied them to the spool.
+    expect(page.get_by_role("button", name="Remove")).to_have_count(len(files), timeout=30_000)
+
+
+def start_import(page: Page, files: list[tuple[str, bytes, str]], project: str) -> None:
+    go(page, "Import")
+    upload(page, files)
+    fill(page, "Project", project)
+    fill(page, "Repo", "handbook")
+    fill(page, "Agent", "e2e")
+    fill(page, "Tags", "browser, test")
+    page.get_by_role("button", name="Start import").click()
+
+
+def finished_counts(page: Page) -> tuple[int, int, int, int]:
+    summary = page.get_by_text(FINISHED)
+    expect(summary).to_be_visible(timeout=LONG)
+    match = FINISHED.search(summary.inner_text())
+    assert match is not None
+    written, unchanged, failed, total = (int(g.replace(",", "")) for g in match.groups())
+    return written, unchanged, failed, total
+
+
+def test_every_page_opens_without_an_error(page: Page) -> None:
+    for name in PAGES:
+        go(page, name)
+        expect(page.get_by_test_id("stException")).to_have_count(0)
+        expect(page.get_by_test_id("stAlertContentError")).to_have_count(0)
+        shoot(page, f"empty-{name.lower().replace(' ', '-')}")
+
+
+def test_import_of_two_files_completes_while_the_user_switches_pages(page: Page, server: DashboardServer) -> None:
+    notes = ("notes.txt", "\n\n".join(sentences(3, "the notes file")).encode(), "text/plain")
+    rows = ("rows.jsonl", jsonl(sentences(120, "the rows file")), "application/json")
+    go(page, "Import")
+    upload(page, [notes, rows])
+    spool = Path(server.env["MEMSYS_DATA_DIR"]) / "spool"
+    # Copied to disk as soon as they arrived, before anything was started.
+    wait_until(lambda: {"notes.txt", "rows.jsonl"} <= {p.name for p in spool.rglob("*") if p.is_file()},
+               timeout=10, what="uploads in the spool")
+    fill(page, "Project", "e2e-import")
+    fill(page, "Repo", "handbook")
+    fill(page, "Agent", "e2e")
+    fill(page, "Tags", "browser, test")
+    page.get_by_role("button", name="Preview").click()
+    expect(page.get_by_text("Batch plan:")).to_be_visible(timeout=60_000)
+    shoot(page, "import-preview")
+
+    page.get_by_role("button", name="Start import").click()
+    expect(page.get_by_role("heading", name=re.compile("Importing notes.txt"))).to_be_visible(timeout=10_000)
+    expect(page.get_by_test_id("stProgress")).to_be_visible(timeout=10_000)
+    shoot(page, "import-running")
+
+    go(page, "Memories")
+    go(page, "Home")
+    go(page, "Import")
+    expect(page.get_by_role("heading", name=re.compile(r"Import(ing)? (of )?notes.txt, rows.jsonl"))).to_be_visible()
+
+    written, unchanged, failed, total = finished_counts(page)
+    shoot(page, "import-finished")
+    assert (written, unchanged, failed) == (total, 0, 0)
+    assert total == 121  # one memory for the short text file, one per jsonl row
+    assert weaviate_count(server.env, "e2e-import") == total
+
+
+def test_search_finds_an_imported_memory(page: Page) -> None:
+    go(page, "Memories")
+    fill(page, "Search for", "what did the team agree near the lantern")
+    page.get_by_role("button", name="Search").click()
+    expect(page.get_by_text(re.compile(r"\d+ memor(y|ies) found"))).to_be_visible(timeout=60_000)
+    expect(page.get_by_text(re.compile("near the lantern")).first).to_be_visible()
+    expect(page.get_by_text(re.compile(r"rows\.jsonl, line \d+, chunk 1")).first).to_be_visible()
+    shoot(page, "memories-search")
+
+
+def test_metrics_show_charts_of_the_import(page: Page) -> None:
+    go(page, "Metrics")
+    # For the import: throughput, time per batch, cache hits and misses (no item failed, so
+    # no error chart); in the "All imports" tab: the speed of each import.
+    expect(page.get_by_test_id("stPlotlyChart")).to_have_count(4, timeout=30_000)
+    expect(page.get_by_test_id("stAlertContentError")).to_have_count(0)
+    shoot(page, "metrics")
+
+
+def test_cache_health_check_finds_a_healthy_cache(page: Page) -> None:
+    go(page, "Cache")
+    page.get_by_role("button", name="Check the cache").click()
+    expect(page.get_by_text(re.compile("all of them can be trusted"))).to_be_visible(timeout=60_000)
+    shoot(page, "cache-health")
+
+
+def test_an_api_key_entered_in_settings_is_never_shown(page: Page) -> None:
+    go(page, "Settings")
+    fill(page, "OpenAI API key", SENTINEL_KEY)
+    page.get_by_role("button", name="Save keys").click()
+    expect(page.get_by_text("Saved for this session.")).to_be_visible(timeout=30_000)
+    row = page.get_by_role("row", name=re.compile("OpenAI API key"))
+    expect(row).to_contain_text("set")
+    shoot(page, "settings")
+    for name in PAGES:
+        go(page, name)
+        page.wait_for_timeout(500)
+        assert SENTINEL_KEY not in page.content()
+
+
+def test_two_browser_sessions_import_at_the_same_time(browser: Browser, server: DashboardServer) -> None:
+    sessions = []
+    for who in ("first", "second"):
+        context = browser.new_context(viewport={"width": 1400, "height": 1100})
+        tab = context.new_page()
+        tab.goto(server.url)
+        expect(tab.get_by_text("Cached vectors")).to_be_visible(timeout=LONG)
+        sessions.append((who, context, tab))
+    try:
+        for who, _, tab in sessions:
+            start_import(tab, [(f"{who}.jsonl", jsonl(sentences(30, f"the {who} session")), "application/json")],
+                         project=f"e2e-{who}")
+        for who, _, tab in sessions:
+            written, unchanged, failed, total = finished_counts(tab)
+            assert (written, unchanged, failed, total) == (30, 0, 0, 30), who
+            wait_until(lambda: weaviate_count(server.env, f"e2e-{who}") == 30, timeout=30, what=f"{who} count in Weaviate")
+        shoot(sessions[1][2], "import-second-session")
+    finally:
+        for _, context, _ in sessions:
+            context.close()
