@@ -65,7 +65,11 @@ with st.form("keys", clear_on_submit=True):
     openai_key = st.text_input("OpenAI API key", type="password")
     weaviate_key = st.text_input("Weaviate API key", type="password")
     if st.form_submit_button("Save keys"):
-        apply({"openai_api_key": openai_key, "weaviate_api_key": weaviate_key})
+        typed = {name: key for name, key in (("openai_api_key", openai_key), ("weaviate_api_key", weaviate_key)) if key}
+        if typed:  # a box left empty keeps the key saved before
+            apply(typed)
+        else:
+            st.info("Type a key first.")
 
 left, right = st.columns(2)
 if left.button("Check the connection", icon=":material/network_check:"):

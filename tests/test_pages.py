@@ -13,7 +13,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from conftest import REPO
+from conftest import REPO, free_port
 from dashboard_support import iter_strings, jsonl, memsys_env, sentences, weaviate_count
 
 if str(REPO) not in sys.path:
@@ -196,9 +196,14 @@ def test_settings_show_an_entered_key_as_set_and_never_its_value(app_env: dict[s
     by_label(at.text_input, "OpenAI API key").input(SENTINEL_KEY)
     button(at, "Save keys").click()
     at.run()
+    by_label(at.text_input, "OpenAI API key").input("")  # the browser empties the box after a save
+    by_label(at.text_input, "Weaviate API key").input("sk-weaviate-key-0000")
+    button(at, "Save keys").click()  # saving another key keeps the first
+    at.run()
     table = at.table[0].value
     assert table.loc["OpenAI API key", "Value"] == "set"
     assert table.loc["OpenAI API key", "From"] == "this session"
+    assert table.loc["Weaviate API key", "Value"] == "set"
     for page in [None, *PAGES]:
         if page:
             at.switch_page(page)
@@ -259,6 +264,41 @@ def test_the_import_page_follows_its_job_across_page_switches(app_env: dict[str,
     rerun_until(at, finished)
     assert any("4 written, 0 unchanged, 0 failed of 4 items" in s for s in texts(at, "success"))
     assert weaviate_count(app_env, "pages-counts") == 4
+
+
+def test_failed_items_are_listed_with_their_reasons_and_can_be_retried(app_env: dict[str, str]) -> None:
+    at = open_page("pages/settings.py")
+    # An embedding service nobody listens on: every item fails, and can be retried.
+    by_label(at.selectbox, "Provider").select("openai")
+    by_label(at.text_input, "Base URL").input(f"http://127.0.0.1:{free_port()}/v1")
+    button(at, "Apply to this session").click()
+    at.run()
+    assert not texts(at, "error")
+    at.switch_page("pages/batch_settings.py")
+    at.run()
+    by_label(at.number_input, "Retries per batch").set_value(0)
+    button(at, "Use these settings").click()
+    at.switch_page("pages/import_files.py")
+    at.run()
+    start_import(at, [("retry.jsonl", jsonl(sentences(3, "the retry test")), "application/json")], "pages-retry")
+    rerun_until(at, lambda at: any("with failures" in w for w in texts(at, "warning")))
+    assert any("0 written, 0 unchanged, 3 failed of 3 items" in w for w in texts(at, "warning"))
+    failures = at.dataframe[0].value
+    assert list(failures["Item"]) == [f"retry.jsonl line {n} chunk 1" for n in (1, 2, 3)]
+    assert all("cannot reach the embedding service" in reason for reason in failures["Reason"])
+    assert [d.proto.label for d in at.get("download_button")] == ["Failures as CSV"]
+
+    at.switch_page("pages/settings.py")
+    at.run()
+    button(at, "Back to the configured settings").click()
+    at.run()
+    at.switch_page("pages/import_files.py")
+    at.run()
+    button(at, "Retry failed (3)").click()
+    at.run()
+    rerun_until(at, finished)
+    assert any("3 written, 0 unchanged, 0 failed of 3 items" in s for s in texts(at, "success"))
+    assert weaviate_count(app_env, "pages-retry") == 3
 
 
 # --- Metrics ---------------------------------------------------------------------------------
