@@ -97,13 +97,20 @@ def bench_cold_and_warm(b: Bench) -> list[Result]:
     provider = LocalProvider()
     provider.embed(["warm up the model"], "passage")
     sizes = BatchConfig().get_batch_size_for_text(corpus[0])
-    _, embed_only = timed(lambda: [provider.embed(corpus[i:i + sizes], "passage") for i in range(0, len(corpus), sizes)])
+
+    def embed_all() -> None:
+        for i in range(0, len(corpus), sizes):
+            provider.embed(corpus[i:i + sizes], "passage")
+
+    _, embed_before = timed(embed_all)
     vectors = np.vstack([provider.embed(corpus[i:i + 64], "passage") for i in range(0, len(corpus), 64)])
     memories = [Memory(content=c, project="w", repo="w", agent="w", source="document-import") for c in corpus]
     scratch = b.base.store.with_collection(f"Bench_{uuid.uuid4().hex[:10]}")
     scratch.ensure_collection()
     _, write_only = timed(lambda: [scratch.write(memories[i:i + sizes], vectors[i:i + sizes]) for i in range(0, len(memories), sizes)])
     cold_seconds, cold = b.import_file(engine, path)
+    _, embed_after = timed(embed_all)
+    embed_only = min(embed_before, embed_after)  # the machine is shared: the less disturbed run
     misses_before = system.router.session_misses
     warm_seconds, warm = b.import_file(engine, path)
     provider_calls = system.router.session_misses - misses_before

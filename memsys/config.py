@@ -238,7 +238,7 @@ class BatchConfig:
     log_errors: bool = True
 
     # Concurrency and memory (beyond the seed)
-    embed_workers: int = 1
+    embed_workers: int = 2
     write_workers: int = 2
     queue_depth: int = 4
     memory_limit_mb: int = 2048

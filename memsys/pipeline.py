@@ -10,6 +10,8 @@ import dataclasses
 import queue
 import threading
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -220,14 +222,25 @@ class ImportPipeline:
         for w in writers:
             w.start()
         batch_no = jobs.next_batch_no(job_id)
+        # `embed_workers` batches are prepared at once: while one waits for the embedder,
+        # another checks what Weaviate already has. Prepared batches go to the writers.
+        in_flight: deque[Future[None]] = deque()
+
+        def prepare(number: int, batch: list[PendingItem]) -> None:
+            work.put(self._prepare(job_id, number, batch, job_created, retry))
+
         try:
-            for batch in plan_batches(self._pending(job_id), config, sizer.observe, max_inputs):
-                if stop_reason or jobs.cancel_requested(job_id):
-                    break
-                jobs.heartbeat(job_id, batch_no)
-                prepared = self._prepare(job_id, batch_no, batch, job_created, retry)
-                work.put(prepared)
-                batch_no += 1
+            with ThreadPoolExecutor(config.embed_workers, thread_name_prefix="memsys-embed") as pool:
+                for batch in plan_batches(self._pending(job_id), config, sizer.observe, max_inputs):
+                    if stop_reason or jobs.cancel_requested(job_id):
+                        break
+                    while len(in_flight) >= config.embed_workers:
+                        in_flight.popleft().result()
+                    jobs.heartbeat(job_id, batch_no)
+                    in_flight.append(pool.submit(prepare, batch_no, batch))
+                    batch_no += 1
+                while in_flight:
+                    in_flight.popleft().result()
         finally:
             for _ in writers:
                 work.put(None)

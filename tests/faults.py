@@ -27,8 +27,8 @@ class FaultProxy:
         self.latency = latency
         self.requests = 0
         self.faults: dict[str, int] = {k: 0 for k in kinds}
-        self.retry_after_honoured: list[float] = []  # seconds between a 429 and the next request
-        self._last_429: float | None = None
+        self.retry_after_honoured: list[float] = []  # seconds between a 429 and the same request again
+        self._refused: dict[int, float] = {}  # hash of a refused body -> when it got its 429
         self._lock = threading.Lock()
         proxy = self
 
@@ -37,7 +37,7 @@ class FaultProxy:
 
             def do_POST(self) -> None:  # noqa: N802
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                fault = proxy._next_fault()
+                fault = proxy._next_fault(hash(body))
                 if proxy.latency:
                     time.sleep(proxy.latency)
                 if fault == "429":
@@ -83,18 +83,18 @@ class FaultProxy:
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
-    def _next_fault(self) -> str | None:
+    def _next_fault(self, body: int) -> str | None:
         with self._lock:
             now = time.monotonic()
-            if self._last_429 is not None:
-                self.retry_after_honoured.append(now - self._last_429)
-                self._last_429 = None
+            refused_at = self._refused.pop(body, None)
+            if refused_at is not None:
+                self.retry_after_honoured.append(now - refused_at)
             self.requests += 1
             if self.every and self.requests % self.every == 0:
                 kind = self.kinds[(self.requests // self.every - 1) % len(self.kinds)]
                 self.faults[kind] += 1
                 if kind == "429":
-                    self._last_429 = now
+                    self._refused[body] = now
                 return kind
             return None
 
