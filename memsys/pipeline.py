@@ -85,7 +85,8 @@ class AdaptiveBatchSizer:
     def __init__(self, config: BatchConfig, rss: Callable[[], int] | None = None) -> None:
         self.config = config
         self.cap = config.max_batch_size
-        self._rss = rss or (lambda: psutil.Process().memory_info().rss)
+        process = psutil.Process()
+        self._rss = rss or (lambda: process.memory_info().rss)
 
     def observe(self) -> int:
         mb = self._rss() / 2**20
@@ -99,15 +100,18 @@ class AdaptiveBatchSizer:
 
 def plan_batches(items: Iterable[PendingItem], config: BatchConfig, cap: Callable[[], int], max_inputs: int) -> Iterator[list[PendingItem]]:
     """Group items into batches: a batch is as large as the seed's size for its longest
-    text allows, never over the adaptive cap or the provider's per-request limit."""
+    text allows, never over the adaptive cap (read once per batch) or the provider's
+    per-request limit."""
     batch: list[PendingItem] = []
     limit = 0
+    ceiling = min(cap(), max_inputs)
     for item in items:
-        size = min(config.get_batch_size_for_text(item.memory["content"]), cap(), max_inputs)
+        size = min(config.get_batch_size_for_text(item.memory["content"]), ceiling)
         new_limit = min(limit, size) if batch else size
         if batch and len(batch) + 1 > new_limit:
             yield batch
-            batch, new_limit = [], size
+            ceiling = min(cap(), max_inputs)
+            batch, new_limit = [], min(config.get_batch_size_for_text(item.memory["content"]), ceiling)
         batch.append(item)
         limit = new_limit
     if batch:

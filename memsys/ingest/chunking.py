@@ -118,7 +118,10 @@ class Chunker:
         lo, hi = _strip(text, lo, hi)
         if lo >= hi:
             return []
-        # Fast path: short enough as a whole (skip counting what cannot possibly fit).
+        # Fast paths: no tokenizer makes more tokens of a text than it has UTF-8 bytes, so a
+        # text that short fits without counting; otherwise count only what might fit.
+        if hi - lo <= limit and len(text[lo:hi].encode("utf-8")) + self._overhead <= limit:
+            return [Chunk(text[lo:hi], lo, hi)]
         if hi - lo <= limit * _MAX_CHARS_PER_TOKEN and self._count(text[lo:hi]) <= limit:
             return [Chunk(text[lo:hi], lo, hi)]
         spans = self._spans(text, lo, hi, budget)
