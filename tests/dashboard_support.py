@@ -8,10 +8,13 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
+import weaviate
+from weaviate.classes.query import Filter
 
 from conftest import REPO, free_port, wait_for_http
 
@@ -87,21 +90,28 @@ class DashboardServer:
         self._log.close()
 
 
-def weaviate_count(env: dict[str, str], project: str, collection: str = "Memory") -> int:
-    """Memories of `project` in the dashboard's Weaviate, counted by a client of the test's own."""
-    import weaviate
-    from weaviate.classes.query import Filter
-
+@contextmanager
+def memories_in_weaviate(env: dict[str, str], collection: str = "Memory") -> Iterator[Any]:
+    """The dashboard's memories collection, through a Weaviate client of the test's own."""
     client = weaviate.connect_to_local(
         port=int(env["MEMSYS_WEAVIATE_PORT"]), grpc_port=int(env["MEMSYS_WEAVIATE_GRPC_PORT"])
     )
     try:
-        result = client.collections.get(collection).aggregate.over_all(
-            total_count=True, filters=Filter.by_property("project").equal(project)
-        )
-        return int(result.total_count or 0)
+        yield client.collections.get(collection)
     finally:
         client.close()
+
+
+def weaviate_count(env: dict[str, str], project: str) -> int:
+    with memories_in_weaviate(env) as memories:
+        result = memories.aggregate.over_all(total_count=True, filters=Filter.by_property("project").equal(project))
+        return int(result.total_count or 0)
+
+
+def a_memory_id(env: dict[str, str], project: str) -> str:
+    with memories_in_weaviate(env) as memories:
+        found = memories.query.fetch_objects(filters=Filter.by_property("project").equal(project), limit=1)
+        return str(found.objects[0].uuid)
 
 
 def require_chromium() -> Path:

@@ -3,18 +3,21 @@ the local embedder, the job runner. The pages are driven the way a person would:
 choosing, clicking; what they show is checked, never their code."""
 from __future__ import annotations
 
+import io
 import json
 import sys
+import zipfile
 import time
 from pathlib import Path
 from typing import Callable, Iterator
 
+import diskcache
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from conftest import REPO, free_port
-from dashboard_support import iter_strings, jsonl, memsys_env, sentences, weaviate_count
+from dashboard_support import a_memory_id, iter_strings, jsonl, memsys_env, sentences, weaviate_count
 
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # the app imports `components` and `memsys` from here
@@ -121,6 +124,19 @@ def test_every_page_renders_without_an_error(app_env: dict[str, str]) -> None:
         at = open_page(page)
         assert at.title, page
         assert not texts(at, "error"), (page, texts(at, "error"))
+
+
+def test_an_unreachable_weaviate_is_told_as_a_sentence_not_a_traceback(app_env: dict[str, str]) -> None:
+    at = open_page("pages/settings.py")
+    by_label(at.text_input, "Weaviate URL").input(f"http://127.0.0.1:{free_port()}")
+    button(at, "Apply to this session").click()
+    at.run()
+    at.switch_page("pages/home.py")
+    at.run()
+    assert not at.exception
+    errors = texts(at, "error")
+    assert any(e.startswith("Cannot connect to http://127.0.0.1:") and "Settings page" in e for e in errors), errors
+    assert "Traceback" not in " ".join(errors)
 
 
 # --- Batch settings ------------------------------------------------------------------------
@@ -247,6 +263,23 @@ def test_import_preview_counts_memories_calls_and_cost(app_env: dict[str, str]) 
     assert any(c.startswith("Batch plan: 1 batch") for c in texts(at, "caption"))
 
 
+def test_import_preview_reads_inside_a_zip(app_env: dict[str, str]) -> None:
+    bundle = io.BytesIO()
+    with zipfile.ZipFile(bundle, "w") as archive:
+        archive.writestr("guide/one.md", "# One\n\nThe first guide page.")
+        archive.writestr("guide/two.txt", "The second guide page.")
+    at = open_page("pages/import_files.py")
+    at.file_uploader[0].set_value(("guide.zip", bundle.getvalue(), "application/zip"))
+    at.run()
+    for key, value in (("import_project", "zip"), ("import_repo", "r"), ("import_agent", "a")):
+        at.text_input(key=key).input(value)
+    at.run()
+    button(at, "Preview").click()
+    at.run()
+    assert {m.label: m.value for m in at.metric}["Memories"] == "2"
+    assert set(at.dataframe[0].value["File"]) == {"guide.zip/guide/one.md", "guide.zip/guide/two.txt"}
+
+
 def test_an_import_started_from_the_page_completes(app_env: dict[str, str], imported: str) -> None:
     assert weaviate_count(app_env, imported) == 7  # one memory for the markdown file, six rows
 
@@ -264,6 +297,20 @@ def test_the_import_page_follows_its_job_across_page_switches(app_env: dict[str,
     rerun_until(at, finished)
     assert any("4 written, 0 unchanged, 0 failed of 4 items" in s for s in texts(at, "success"))
     assert weaviate_count(app_env, "pages-counts") == 4
+
+
+def test_a_cancelled_import_can_be_resumed_to_the_end(app_env: dict[str, str]) -> None:
+    at = open_page("pages/import_files.py")
+    start_import(at, [("long.jsonl", jsonl(sentences(150, "the cancel test")), "application/json")], "pages-cancel")
+    button(at, "Cancel").click()
+    at.run()
+    rerun_until(at, lambda at: any(w.startswith("Import cancelled") for w in texts(at, "warning")))
+    assert weaviate_count(app_env, "pages-cancel") < 150
+    button(at, "Resume").click()
+    at.run()
+    rerun_until(at, finished)
+    assert any("150 written, 0 unchanged, 0 failed of 150 items" in s for s in texts(at, "success"))
+    assert weaviate_count(app_env, "pages-cancel") == 150
 
 
 def test_failed_items_are_listed_with_their_reasons_and_can_be_retried(app_env: dict[str, str]) -> None:
@@ -320,6 +367,20 @@ def test_search_finds_an_imported_memory(app_env: dict[str, str], imported: str)
     assert "The lighthouse keeper logs every ship." in texts(at, "text")[0]
 
 
+def test_a_memory_opens_by_its_id_with_its_source(app_env: dict[str, str], imported: str) -> None:
+    at = open_page("pages/memories.py")
+    by_label(at.text_input, "Memory ID").input(a_memory_id(app_env, imported))
+    at.run()
+    assert any(m.startswith("**notes.md, chunk 1**") or m.startswith("**rows.jsonl, line ") for m in texts(at, "markdown"))
+    assert any("Project **pages-import**" in m for m in texts(at, "markdown"))
+
+
+def test_browsing_shows_how_many_memories_there_are(app_env: dict[str, str], imported: str) -> None:
+    at = open_page("pages/memories.py")
+    assert any(c.endswith("(every memory), newest first.") for c in texts(at, "caption"))
+    assert len(at.dataframe[0].value) >= 7
+
+
 def test_deleting_by_filter_needs_the_typed_confirmation(app_env: dict[str, str]) -> None:
     at = open_page("pages/import_files.py")
     start_import(at, [("gone.jsonl", jsonl(sentences(3, "the delete test")), "application/json")], "pages-delete")
@@ -346,6 +407,21 @@ def test_cache_health_check_reports_a_healthy_cache(app_env: dict[str, str], imp
     button(at, "Check the cache").click()
     at.run()
     rerun_until(at, lambda at: any("all of them can be trusted" in s for s in texts(at, "success")), timeout=60)
+
+
+def test_cache_repair_removes_an_entry_that_cannot_be_trusted(app_env: dict[str, str], imported: str) -> None:
+    cache_dir = Path(app_env["MEMSYS_DATA_DIR"]) / ".cache" / "embeddings"
+    with diskcache.Cache(str(cache_dir)) as raw:
+        raw.set("v1:" + "ab" * 8 + ":passage:" + "cd" * 32, b"not a vector")
+    at = open_page("pages/cache.py")
+    button(at, "Check the cache").click()
+    at.run()
+    rerun_until(at, lambda at: any("cannot be trusted" in w for w in texts(at, "warning")), timeout=60)
+    findings = at.dataframe[-1].value
+    assert list(findings["Kind"]) == ["truncated"]  # shorter than the vector header
+    button(at, "Repair").click()
+    at.run()
+    rerun_until(at, lambda at: any(s.startswith("Removed 1 entry") for s in texts(at, "success")), timeout=60)
 
 
 def test_cache_warm_up_embeds_typed_texts(app_env: dict[str, str]) -> None:
