@@ -6,30 +6,31 @@ from typing import Any, Callable
 
 import streamlit as st
 
+from components.feedback import show_error
 from components.resources import task_runner
-from memsys.ui.tasks import Progress, TaskStatus
+from memsys.ui.tasks import Progress
 
 
 def start_task(key: str, name: str, work: Callable[[Progress], Any]) -> None:
-    """Run `work` in the background; the page follows it with `follow_task(key, ...)`."""
+    """Run `work` in the background; the page follows it with `task_result(key, ...)`."""
     st.session_state[key] = task_runner().submit(name, work)
 
 
-def follow_task(key: str, label: str) -> TaskStatus | None:
-    """The task's status once it has finished (until `forget_task`); while it runs, a
-    progress bar that refreshes every second, and None."""
+def task_result(key: str, label: str) -> Any | None:
+    """The result of this session's latest task under `key`, once it has finished. While
+    it runs: a progress bar that refreshes every second. If it failed: the error, as a
+    sentence. Either way None until there is a result to show."""
     task_id = st.session_state.get(key)
     status = task_runner().get(task_id) if task_id else None
     if status is None:
         return None
-    if status.finished:
-        return status
-    _live(task_id, label)
-    return None
-
-
-def forget_task(key: str) -> None:
-    st.session_state.pop(key, None)
+    if not status.finished:
+        _live(task_id, label)
+        return None
+    if status.error is not None:
+        show_error(status.error)
+        return None
+    return status.result
 
 
 @st.fragment(run_every=1)

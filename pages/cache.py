@@ -3,14 +3,15 @@ check that finds entries that cannot be trusted, and repair; warm-up; clearing."
 import pandas as pd
 import streamlit as st
 
-from components.feedback import guarded, or_stop, show_error
+from components.cache_views import health_report
+from components.feedback import guarded, or_stop
 from components.resources import engine
-from components.task_views import follow_task, forget_task, start_task
+from components.task_views import start_task, task_result
 from memsys.ingest.readers import UndecodableError, decode_bytes
 from memsys.ui import format as fmt
 from memsys.ui.explain import sentence
 from memsys.ui.inputs import text_lines
-from memsys.ui.tables import cache_model_rows, health_rows, job_cache_rows
+from memsys.ui.tables import cache_model_rows, job_cache_rows
 from memsys.ui.warmup import warm_up
 
 st.title("Embedding cache")
@@ -54,32 +55,13 @@ st.caption("Reads every entry and checks it can be trusted: its size, its number
            "Imports can keep running meanwhile.")
 check, repair = st.columns(2)
 if check.button("Check the cache", icon=":material/health_and_safety:"):
-    with guarded():
-        start_task("cache_check", "cache-check", lambda progress: router.check_cache(fix=False, progress=progress))
-status = follow_task("cache_check", "Checking entries")
-if status is not None:
-    if status.error is not None:
-        show_error(status.error)
-    else:
-        report = status.result
-        verb = "Repaired" if report.fix else "Checked"
-        if report.ok:
-            st.success(f"{verb} {fmt.plural(report.checked, 'entry', 'entries')} in {fmt.duration(report.seconds)}: "
-                       "all of them can be trusted.", icon=":material/check:")
-        elif report.fix:
-            st.success(f"Removed {fmt.plural(len(report.removed), 'entry', 'entries')} that could not be trusted"
-                       + (" and rebuilt the cache database" if report.rebuilt else "")
-                       + ". Their texts are embedded again the next time they are imported.", icon=":material/check:")
-        else:
-            st.warning(f"{fmt.plural(len(report.bad_entries), 'entry', 'entries')} of {report.checked:,} cannot be "
-                       f"trusted, and {fmt.plural(len(report.store_problems), 'problem')} with the cache as a whole. "
-                       "Repair removes them.", icon=":material/warning:")
-        rows = health_rows(report)
-        if rows:
-            st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
-        if repair.button("Repair", type="primary", icon=":material/build:", disabled=report.ok or report.fix):
-            start_task("cache_check", "cache-repair", lambda progress: router.check_cache(fix=True, progress=progress))
-            st.rerun()
+    start_task("cache_check", "cache-check", lambda progress: router.check_cache(fix=False, progress=progress))
+report = task_result("cache_check", "Checking entries")
+if report is not None:
+    health_report(report)
+    if repair.button("Repair", type="primary", icon=":material/build:", disabled=report.ok or report.fix):
+        start_task("cache_check", "cache-repair", lambda progress: router.check_cache(fix=True, progress=progress))
+        st.rerun()
 
 st.subheader("Warm up")
 st.caption("Embed texts you expect to import, so the import itself finds them in the cache.")
@@ -98,17 +80,10 @@ if st.button("Warm up the cache", icon=":material/local_fire_department:"):
         st.warning("Type some texts or choose a file first.")
     else:
         start_task("cache_warmup", "cache-warmup", lambda progress: warm_up(router, texts, progress))
-warm = follow_task("cache_warmup", "Embedding")
-if warm is not None:
-    if warm.error is not None:
-        show_error(warm.error)
-    else:
-        outcome = warm.result
-        st.success(f"Warmed up {fmt.plural(outcome.texts, 'text')}: {outcome.already_cached:,} were already cached, "
-                   f"{outcome.embedded:,} embedded now.", icon=":material/check:")
-    if st.button("Done", key="warmup_done"):
-        forget_task("cache_warmup")
-        st.rerun()
+warmed = task_result("cache_warmup", "Embedding")
+if warmed is not None:
+    st.success(f"Warmed up {fmt.plural(warmed.texts, 'text')}: {warmed.already_cached:,} were already cached, "
+               f"{warmed.embedded:,} embedded now.", icon=":material/check:")
 
 st.subheader("Clear")
 with st.container(border=True):

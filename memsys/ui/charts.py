@@ -52,20 +52,23 @@ def throughput_figure(table: pd.DataFrame, title: str = "Throughput over time") 
     return figure.update_layout(title=title, **_LAYOUT)
 
 
+def _per_batch_bars(table: pd.DataFrame, names: Mapping[str, str], legend: str, value: str, title: str,
+                    **bars: object) -> go.Figure:
+    """Bars per batch for some of the table's columns, named in the legend by `names`."""
+    long = table[["batch", *names]].melt(id_vars="batch", var_name=legend, value_name=value)
+    long[legend] = long[legend].map(names)
+    return px.bar(long, x="batch", y=value, color=legend, **bars).update_layout(title=title, **_LAYOUT)
+
+
 def latency_figure(table: pd.DataFrame) -> go.Figure:
-    long = table[["batch", "embed_seconds", "write_seconds"]].melt(id_vars="batch", var_name="step", value_name="seconds")
-    long["step"] = long["step"].map({"embed_seconds": "embedding", "write_seconds": "writing"})
-    figure = px.bar(long, x="batch", y="seconds", color="step", barmode="group",
-                    labels={"batch": "batch", "seconds": "seconds"})
-    return figure.update_layout(title="Time per batch", **_LAYOUT)
+    return _per_batch_bars(table, {"embed_seconds": "embedding", "write_seconds": "writing"}, "step", "seconds",
+                           "Time per batch", barmode="group")
 
 
 def cache_figure(table: pd.DataFrame) -> go.Figure:
-    long = table[["batch", "cache_hits", "cache_misses"]].melt(id_vars="batch", var_name="lookup", value_name="texts")
-    long["lookup"] = long["lookup"].map({"cache_hits": "from the cache", "cache_misses": "embedded"})
-    figure = px.bar(long, x="batch", y="texts", color="lookup", barmode="stack",
-                    color_discrete_map={"from the cache": "#2f8f5b", "embedded": "#c9a227"})
-    return figure.update_layout(title="Cache hits and misses per batch", **_LAYOUT)
+    return _per_batch_bars(table, {"cache_hits": "from the cache", "cache_misses": "embedded"}, "lookup", "texts",
+                           "Cache hits and misses per batch", barmode="stack",
+                           color_discrete_map={"from the cache": "#2f8f5b", "embedded": "#c9a227"})
 
 
 def errors_table(errors: Mapping[str, int]) -> pd.DataFrame:

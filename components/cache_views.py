@@ -1,0 +1,29 @@
+"""A cache health report on screen: one sentence on what was found or done, then the
+findings, one row each."""
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from memsys.embeddings.health import CacheHealthReport
+from memsys.ui import format as fmt
+from memsys.ui.tables import health_rows
+
+
+def health_report(report: CacheHealthReport) -> None:
+    entries = fmt.plural(report.checked, "entry", "entries")
+    if report.ok:
+        verb = "Repaired" if report.fix else "Checked"
+        st.success(f"{verb} {entries} in {fmt.duration(report.seconds)}: all of them can be trusted.",
+                   icon=":material/check:")
+    elif report.fix:
+        rebuilt = " and rebuilt the cache database" if report.rebuilt else ""
+        st.success(f"Removed {fmt.plural(len(report.removed), 'entry', 'entries')} that could not be trusted{rebuilt}. "
+                   "Their texts are embedded again the next time they are imported.", icon=":material/check:")
+    else:
+        st.warning(f"{fmt.plural(len(report.bad_entries), 'entry', 'entries')} of {report.checked:,} cannot be trusted, "
+                   f"and {fmt.plural(len(report.store_problems), 'problem')} with the cache as a whole. "
+                   "Repair removes them.", icon=":material/warning:")
+    rows = health_rows(report)
+    if rows:
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")

@@ -1,0 +1,86 @@
+"""The Import page's pieces: files that go to the spool the moment they arrive, the
+column mapping for csv/jsonl files, and the preview of what an import would do."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from components.feedback import guarded
+from memsys.engine import Engine, ImportPreview
+from memsys.ingest.readers import MAPPED_FIELDS, FieldMapping
+from memsys.ui import format as fmt
+from memsys.ui.columns import columns_in
+from memsys.ui.tables import preview_rows, problem_rows
+
+UPLOAD_TYPES = ["txt", "text", "md", "markdown", "rst", "log", "html", "htm", "xhtml", "pdf", "docx",
+                "csv", "tsv", "jsonl", "ndjson", "json", "zip"]
+AUTOMATIC = "(found by name)"
+_FILES, _ROUND = "import_files", "uploader_round"
+
+
+def spooled_files(engine: Engine) -> list[Path]:
+    """An uploader whose files are copied to the spool at once (the uploader is then
+    replaced, so Streamlit lets go of them), and the list of files waiting to be imported."""
+    files: list[dict] = st.session_state.setdefault(_FILES, [])
+    round_no = st.session_state.setdefault(_ROUND, 0)
+    uploads = st.file_uploader(
+        "Documents: txt, md, html, pdf, docx, csv, jsonl, json, or a zip of them",
+        type=UPLOAD_TYPES, accept_multiple_files=True, key=f"uploader_{round_no}",
+    )
+    if uploads:
+        with guarded():
+            for upload in uploads:
+                path = engine.spool_upload(upload.file_id, upload.name, upload)
+                files.append({"name": upload.name, "path": str(path), "size": upload.size})
+            st.session_state[_ROUND] = round_no + 1
+            st.rerun()
+    for index, item in enumerate(files):
+        name, size, remove = st.columns([6, 2, 1])
+        name.markdown(f":material/description: {item['name']}")
+        size.caption(fmt.size(item["size"]))
+        if remove.button("Remove", key=f"remove_{index}_{item['path']}"):
+            files.pop(index)
+            st.rerun()
+    return [Path(item["path"]) for item in files]
+
+
+def forget_files() -> None:
+    """The files went into an import; the next one starts with an empty list."""
+    st.session_state[_FILES] = []
+
+
+def column_mapping(structured: list[Path]) -> FieldMapping:
+    """Which column of the csv/jsonl files fills which memory field."""
+    st.caption("Which column fills which field. Columns with the usual names (content, text, project, tags…) "
+               "are found by themselves; a row's own project, repo, agent or tags win over the fields above.")
+    options = [AUTOMATIC, *dict.fromkeys(c for p in structured for c in columns_in(p))]
+    chosen = {
+        field_name: column.selectbox(f"{field_name.capitalize()} column", options, key=f"map_{field_name}")
+        for column, field_name in zip(st.columns(len(MAPPED_FIELDS)), MAPPED_FIELDS)
+    }
+    separator = st.text_input("Tags in a cell are separated by", value=",", max_chars=3)
+    return FieldMapping(**{f: (None if c == AUTOMATIC else c) for f, c in chosen.items()}, tag_separator=separator or ",")
+
+
+def preview_panel(preview: ImportPreview, engine: Engine) -> None:
+    """What the import would create, what it cannot read, and what it would cost."""
+    provider = engine.system.router.provider
+    figures = st.columns(5)
+    figures[0].metric("Memories", fmt.count(preview.memories))
+    figures[1].metric("Problems", fmt.count(len(preview.problems)))
+    figures[2].metric("Already cached", f"{preview.cached:,} of {preview.distinct:,}",
+                      help="Distinct texts the cache already holds: they cost nothing.")
+    figures[3].metric("Provider calls", fmt.count(preview.provider_calls))
+    paid = provider.price_per_million_tokens > 0
+    figures[4].metric("Estimated cost", fmt.money(preview.estimated_cost_usd) if paid else "free",
+                      help=(f"{preview.tokens:,} tokens at ${provider.price_per_million_tokens}/million"
+                            if paid else f"The {provider.name} model costs nothing per call."))
+    st.caption(f"Batch plan: {fmt.batch_plan(preview.batch_sizes)}.")
+    if preview.sample:
+        st.markdown(f"**The first {len(preview.sample)} memories**")
+        st.dataframe(pd.DataFrame(preview_rows(preview.sample)), hide_index=True, width="stretch")
+    if preview.problems:
+        st.markdown("**Problems** (these items are skipped, with their reason; the rest is imported)")
+        st.dataframe(pd.DataFrame(problem_rows(preview.problems)), hide_index=True, width="stretch")
