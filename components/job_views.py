@@ -56,18 +56,19 @@ def _outcome(job: JobProgress) -> None:
     took = fmt.duration(job.finished_at - job.started_at) if job.finished_at and job.started_at else "—"
     counts = (f"{job.written:,} written, {job.unchanged:,} unchanged, {job.failed:,} failed "
               f"of {fmt.plural(job.total, 'item')}")
+    resume = " Resume to finish it; nothing is imported twice." if job.is_resumable else ""
     if job.state == "completed" and not job.failed:
         st.success(f"Import finished in {took}: {counts}.", icon=":material/check_circle:")
     elif job.state == "completed":
         st.warning(f"Import finished in {took} with failures: {counts}. The reasons are below.", icon=":material/warning:")
     elif job.state == "cancelled":
-        st.warning(f"Import cancelled: {counts}, {job.pending:,} not started. Resume to finish it.", icon=":material/stop_circle:")
+        st.warning(f"Import cancelled: {counts}, {job.pending:,} not started.{resume}", icon=":material/stop_circle:")
     elif job.state == "interrupted":
-        st.warning(f"The import was interrupted (the dashboard stopped while it ran): {counts}. "
-                   "Resume to finish it; nothing is imported twice.", icon=":material/pause_circle:")
+        st.warning(f"The import was interrupted (the dashboard stopped while it ran): {counts}.{resume}",
+                   icon=":material/pause_circle:")
     else:
         reason = sentence(job.error) if job.error else "The import stopped."
-        st.error(f"{reason} So far: {counts}. Resume to continue from where it stopped.", icon=":material/error:")
+        st.error(f"{reason} So far: {counts}.{resume}", icon=":material/error:")
 
 
 def job_summary(job: JobProgress) -> None:
