@@ -8,7 +8,7 @@ from components.memory_views import filter_fields, memory_card, memory_detail, m
 from components.resources import system
 from memsys.store import MemoryFilter
 from memsys.ui import format as fmt
-from memsys.ui.inputs import describe_filter, memory_filter, parse_tags
+from memsys.ui.inputs import checked_memory_id, describe_filter, memory_filter, parse_tags
 from memsys.ui.tables import memory_rows
 
 st.title("Memories")
@@ -58,9 +58,10 @@ with browse_tab:
         page_size = right.selectbox("Per page", (10, 25, 50, 100), index=1)
         total = system().store.count(where)
         pages = max(1, -(-total // page_size))
-        page = right.number_input(f"Page (of {pages})", min_value=1, max_value=pages, value=1, step=1)
+        page = right.number_input("Page", min_value=1, max_value=pages, value=1, step=1, key="browse_page")
         shown = system().store.browse(offset=(page - 1) * page_size, limit=page_size, where=where)
-        st.caption(f"{fmt.plural(total, 'memory', 'memories')} ({describe_filter(where)}), newest first.")
+        st.caption(f"{fmt.plural(total, 'memory', 'memories')} ({describe_filter(where)}), newest first; "
+                   f"page {page} of {pages}.")
         if shown:
             memory_detail(memory_table(shown, key="browse_table"))
 
@@ -68,7 +69,7 @@ with browse_tab:
         memory_id = st.text_input("Memory ID", placeholder="00000000-0000-0000-0000-000000000000")
         if memory_id.strip():
             with guarded():
-                found = system().get_memory(memory_id.strip())
+                found = system().get_memory(checked_memory_id(memory_id))
                 if found is None:
                     st.warning("No memory has this ID.")
                 else:

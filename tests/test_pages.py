@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import sys
 import zipfile
 import time
@@ -371,13 +372,21 @@ def test_a_memory_opens_by_its_id_with_its_source(app_env: dict[str, str], impor
     at = open_page("pages/memories.py")
     by_label(at.text_input, "Memory ID").input(a_memory_id(app_env, imported))
     at.run()
-    assert any(m.startswith("**notes.md, chunk 1**") or m.startswith("**rows.jsonl, line ") for m in texts(at, "markdown"))
+    # Where it came from: file, place in the file, chunk.
+    assert any(re.match(r"\*\*(notes\.md|rows\.jsonl), line \d+, chunk 1\*\*$", m) for m in texts(at, "markdown"))
     assert any("Project **pages-import**" in m for m in texts(at, "markdown"))
+
+
+def test_a_mistyped_memory_id_is_told_as_such(app_env: dict[str, str]) -> None:
+    at = open_page("pages/memories.py")
+    by_label(at.text_input, "Memory ID").input("not-an-id")
+    at.run()
+    assert any(e.startswith("'not-an-id' is not a memory ID") for e in texts(at, "error"))
 
 
 def test_browsing_shows_how_many_memories_there_are(app_env: dict[str, str], imported: str) -> None:
     at = open_page("pages/memories.py")
-    assert any(c.endswith("(every memory), newest first.") for c in texts(at, "caption"))
+    assert any(re.search(r"\(every memory\), newest first; page 1 of \d+\.$", c) for c in texts(at, "caption"))
     assert len(at.dataframe[0].value) >= 7
 
 

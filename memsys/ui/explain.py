@@ -25,7 +25,6 @@ from memsys.errors import (
     StoreUnavailableError,
     scrub,
 )
-from memsys.models import MemoryValidationError
 
 
 @dataclass(frozen=True)
@@ -78,12 +77,13 @@ def explain(error: BaseException, secrets: Iterable[str] = ()) -> Explanation:
     if isinstance(error, WeaviateBaseError):
         what = "The memory store (Weaviate) could not answer"
         step = "Check the Weaviate connection on the Settings page and try again."
-    elif isinstance(error, (EmbeddingProviderError, StoreUnavailableError, ConfigError, MemoryWriteError,
-                            MemoryValidationError, InputTooLongError)):
-        what = sentence(str(error))
+    elif isinstance(error, (EmbeddingProviderError, StoreUnavailableError, MemoryWriteError, ValueError)):
+        # memsys's own messages (ConfigError, validation errors and the like are ValueErrors)
+        # already say what is wrong and name the item.
+        what = str(error)
         step = _next_step(error)
-    elif isinstance(error, (ValueError, KeyError)):
-        what = sentence(str(error).strip("'\""))
+    elif isinstance(error, KeyError):
+        what = str(error.args[0]) if error.args else "something asked for is missing"
         step = ""
     elif isinstance(error, PermissionError):
         what = f"memsys is not allowed to use {error.filename or 'a file it needs'}"

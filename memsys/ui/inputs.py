@@ -1,6 +1,8 @@
 """What people type, turned into engine values: tag lists and memory filters."""
 from __future__ import annotations
 
+import uuid
+
 from memsys.ingest.documents import MemoryDefaults
 from memsys.store import MemoryFilter
 from memsys.ui import format as fmt
@@ -48,3 +50,13 @@ def import_defaults(project: str, repo: str, agent: str, tags: str = "", source:
 def text_lines(text: str) -> list[str]:
     """One text per non-blank line, trimmed, each once (cache warm-up input)."""
     return list(dict.fromkeys(line.strip() for line in text.splitlines() if line.strip()))
+
+
+def checked_memory_id(text: str) -> str:
+    """A memory ID as typed, checked: raises ValueError with a plain sentence otherwise."""
+    try:
+        return str(uuid.UUID(text.strip()))
+    except ValueError:
+        raise ValueError(
+            f"{text.strip()!r} is not a memory ID; IDs look like 0f8fad5b-d9cb-469f-a165-70867728950e"
+        ) from None
