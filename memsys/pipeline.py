@@ -229,13 +229,14 @@ class ImportPipeline:
         # `embed_workers` batches are prepared at once: while one waits for the embedder,
         # another checks what Weaviate already has. Prepared batches go to the writers.
         in_flight: deque[Future[None]] = deque()
+        known: dict[str, StoredMemory | None] = {}
 
         def prepare(number: int, batch: list[PendingItem]) -> None:
-            work.put(self._prepare(job_id, number, batch, job_created, retry))
+            work.put(self._prepare(job_id, number, batch, job_created, retry, known))
 
         try:
             with ThreadPoolExecutor(config.embed_workers, thread_name_prefix="memsys-embed") as pool:
-                for batch in plan_batches(self._pending(job_id), config, sizer.observe, max_inputs):
+                for batch in plan_batches(self._pending(job_id, known), config, sizer.observe, max_inputs):
                     if stop_reason or jobs.cancel_requested(job_id):
                         break
                     while len(in_flight) >= config.embed_workers:
@@ -252,25 +253,50 @@ class ImportPipeline:
                 w.join()
         return stop_reason[0] if stop_reason else ""
 
-    def _pending(self, job_id: str) -> Iterator[PendingItem]:
+    def _pending(self, job_id: str, known: dict[str, StoredMemory | None]) -> Iterator[PendingItem]:
+        """Pending items in order, a window at a time. What Weaviate already holds for a
+        window is asked in one query and left in `known` (uuid -> stored or None) for the
+        batches; if that query fails, each batch asks again for itself, with retries."""
         after = -1
         while True:
             window = self.jobs.pending_items(job_id, after_seq=after, limit=_FETCH_WINDOW)
             if not window:
                 return
+            uuids = [item.uuid for item in window]
+            try:
+                stored = self.system.store.existing(uuids)
+            except (WeaviateBaseError, OSError):
+                stored = None
+            if stored is not None:
+                known.update((u, stored.get(u)) for u in uuids)
             yield from window
             after = window[-1].seq
 
-    def _prepare(self, job_id: str, batch_no: int, batch: list[PendingItem], job_created: float, retry: RetryPolicy) -> _PreparedBatch:
+    def _prepare(
+        self,
+        job_id: str,
+        batch_no: int,
+        batch: list[PendingItem],
+        job_created: float,
+        retry: RetryPolicy,
+        known: dict[str, StoredMemory | None],
+    ) -> _PreparedBatch:
         """Decide what each item needs (nothing, or embedding and writing) and embed."""
         started = time.time()
         memories = [Memory.from_dict(item.memory) for item in batch]
         prepared = _PreparedBatch(batch_no, started, len(batch), [], None, [], {}, 0.0, 0, 0, 0)
+        existing: dict[str, StoredMemory] = {}
+        unknown = []
+        for m in memories:
+            if m.uuid in known:
+                stored = known.pop(m.uuid)
+                if stored is not None:
+                    existing[m.uuid] = stored
+            else:
+                unknown.append(m.uuid)
         try:
-            existing = retry.run(
-                lambda: self.system.store.existing([m.uuid for m in memories]),
-                is_retryable=lambda e: True,
-            )
+            if unknown:
+                existing.update(retry.run(lambda: self.system.store.existing(unknown), is_retryable=lambda e: True))
         except Exception as e:  # noqa: BLE001 - every item gets this reason, retryable later
             reason = f"Weaviate could not be reached: {self._plain(e).removeprefix('the import stopped: ')}"
             prepared.outcomes = {item.seq: ("failed", reason, "store_unavailable") for item in batch}
