@@ -261,7 +261,7 @@ def test_import_preview_counts_memories_calls_and_cost(app_env: dict[str, str]) 
     assert figures["Problems"] == "0"
     assert figures["Provider calls"] == "1"
     assert figures["Estimated cost"] == "free"
-    assert any(c.startswith("Batch plan: 1 batch") for c in texts(at, "caption"))
+    assert "Batch plan: 1 batch of 3 items." in texts(at, "caption")
 
 
 def test_import_preview_reads_inside_a_zip(app_env: dict[str, str]) -> None:

@@ -97,12 +97,12 @@ def job_state(state: str) -> str:
 
 
 def batch_plan(sizes: list[int]) -> str:
-    """[60, 60, 12] -> "3 batches: 60, 60, 12"; long plans are summarised."""
+    """[60, 60, 12] -> "3 batches of 60, 60 and 12 items"; long plans are summarised."""
     if not sizes:
         return "no batches (nothing to embed or write)"
     head = plural(len(sizes), "batch", "batches")
     if len(sizes) <= 12:
-        return f"{head}: {', '.join(str(s) for s in sizes)} items"
+        return f"{head} of {and_list([str(s) for s in sizes])} {'item' if sizes == [1] else 'items'}"
     return f"{head} of {min(sizes)} to {max(sizes)} items (about {sum(sizes) / len(sizes):.0f} each)"
 
 

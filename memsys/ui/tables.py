@@ -132,7 +132,7 @@ def preview_rows(memories: Iterable[Memory]) -> list[dict[str, Any]]:
             "Content": preview(m.content),
             "File": m.source_file,
             "Where": m.source_location or "—",
-            "Chunk": m.chunk_index,
+            "Chunk": m.chunk_index + 1,
             "Project": m.project,
             "Repo": m.repo,
             "Agent": m.agent,
