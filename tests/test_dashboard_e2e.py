@@ -21,6 +21,8 @@ from dashboard_support import (
 
 SENTINEL_KEY = "sk-e2e-SENTINEL-7f3a9c1d2b4e6f80"
 LONG = 180_000  # ms: the first import also loads the model and starts nothing twice
+# Tests check behaviour, not speed (P9 is measured, not asserted): a loaded CI machine may
+# take a while to rerun the page after Start.
 FINISHED = re.compile(r"Import finished in .*?: ([\d,]+) written, ([\d,]+) unchanged, ([\d,]+) failed of ([\d,]+) item")
 WITH_FAILURES = re.compile(r"Import finished in .* with failures: ([\d,]+) written, ([\d,]+) unchanged, ([\d,]+) failed of ([\d,]+) item")
 PAGES = ["Home", "Import", "Memories", "Metrics", "Cache", "Batch settings", "Settings"]
@@ -108,7 +110,7 @@ def start_import(page: Page, files: list[tuple[str, bytes, str]], project: str) 
     fill_fields(page, project)
     page.get_by_role("button", name="Start import").click()
     label = ", ".join(name for name, _, _ in files)
-    expect(page.get_by_role("heading", name=re.compile(f"Import(ing| of) {re.escape(label)}"))).to_be_visible(timeout=10_000)
+    expect(page.get_by_role("heading", name=re.compile(f"Import(ing| of) {re.escape(label)}"))).to_be_visible(timeout=60_000)
 
 
 def finished_counts(page: Page) -> tuple[int, int, int, int]:
@@ -145,7 +147,7 @@ def test_import_of_two_files_completes_while_the_user_switches_pages(page: Page,
     settle(page)
     clicked = time.monotonic()
     page.get_by_role("button", name="Start import").click()
-    expect(page.get_by_test_id("stProgress")).to_be_visible(timeout=10_000)
+    expect(page.get_by_test_id("stProgress")).to_be_visible(timeout=60_000)
     print(f"\nP9: first progress shown {time.monotonic() - clicked:.2f} s after Start")
     expect(page.get_by_role("heading", name=re.compile("Importing notes.txt"))).to_be_visible()
     shoot(page, "import-running")
