@@ -18,7 +18,7 @@ from memsys.ingest.documents import FieldMapping, MemoryDefaults, iter_memories
 from memsys.ingest.readers import InputProblem, spool_path
 from memsys.jobs import JobRunner, JobStore, iter_chunks
 from memsys.models import Memory
-from memsys.pipeline import ImportPipeline, ImportRequest, plan_sizes
+from memsys.pipeline import ImportPipeline, ImportRequest, embedder_name, plan_sizes
 
 @dataclass
 class ImportPreview:
@@ -112,6 +112,8 @@ class Engine:
             chunking=chunking,
             config=config or BatchConfig(),
             label=label or ", ".join(Path(p).name for p in paths)[:120],
+            embedder=self.system.router.provider.fingerprint,
+            embedder_name=embedder_name(self.system.router.provider),
         )
         return self.jobs.create_job(request.to_json())
 

