@@ -239,7 +239,7 @@ class BatchConfig:
 
     # Concurrency and memory (beyond the seed)
     embed_workers: int = 2
-    write_workers: int = 2
+    write_workers: int = 3
     queue_depth: int = 4
     memory_limit_mb: int = 2048
     min_batch_size: int = 10
