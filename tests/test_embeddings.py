@@ -201,7 +201,7 @@ def test_a_dimension_change_never_returns_another_sizes_vector(tmp_path: Path, n
 
 # --- secrets --------------------------------------------------------------------------------
 
-SENTINEL_KEY = "sk-SENTINEL0123456789abcdefghijklmnop"
+SENTINEL_KEY = "sk-SENTINEL-0123456789-abcdefghij-klmnop"
 
 
 class _EchoKeyHandler(BaseHTTPRequestHandler):
