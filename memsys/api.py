@@ -106,7 +106,8 @@ class MemorySystem:
                 report.unchanged.append(i)
             else:
                 first[m.uuid] = i
-        todo = [i for i in first.values() if i not in set(report.unchanged)]
+        settled = set(report.unchanged)
+        todo = [i for i in first.values() if i not in settled]
         if todo:
             batch = [records[i] for i in todo]
             embedding = self.router.embed([m.content for m in batch], use_cache=use_cache)

@@ -137,14 +137,14 @@ class _PreparedBatch:
     batch_no: int
     started_at: float
     size: int
-    to_write: list[tuple[PendingItem, Memory]]
-    vectors: Any
-    created_at: list[Any]
-    outcomes: dict[int, tuple[str, str, str]]  # seq -> (state, reason, error_type)
-    embed_seconds: float
-    cache_hits: int
-    cache_misses: int
-    retries: int
+    to_write: list[tuple[PendingItem, Memory]] = dataclasses.field(default_factory=list)
+    vectors: Any = None
+    created_at: list[Any] = dataclasses.field(default_factory=list)  # of what is rewritten
+    outcomes: dict[int, tuple[str, str, str]] = dataclasses.field(default_factory=dict)  # seq -> (state, reason, error_type)
+    embed_seconds: float = 0.0
+    cache_hits: int = 0
+    cache_misses: int = 0
+    retries: int = 0
 
 
 def _is_permanent_write_error(message: str) -> bool:
@@ -308,7 +308,7 @@ class ImportPipeline:
         """Decide what each item needs (nothing, or embedding and writing) and embed."""
         started = time.time()
         memories = [Memory.from_dict(item.memory) for item in batch]
-        prepared = _PreparedBatch(batch_no, started, len(batch), [], None, [], {}, 0.0, 0, 0, 0)
+        prepared = _PreparedBatch(batch_no, started, len(batch))
         existing: dict[str, StoredMemory] = {}
         unknown = []
         for m in memories:
@@ -320,8 +320,11 @@ class ImportPipeline:
                 unknown.append(m.uuid)
         try:
             if unknown:
-                existing.update(retry.run(lambda: self.system.store.existing(unknown), is_retryable=lambda e: True))
-        except Exception as e:  # noqa: BLE001 - every item gets this reason, retryable later
+                existing.update(retry.run(
+                    lambda: self.system.store.existing(unknown),
+                    is_retryable=lambda e: isinstance(e, (WeaviateBaseError, OSError)),
+                ))
+        except (WeaviateBaseError, OSError) as e:  # every item gets this reason; retry-failed clears it
             reason = f"Weaviate could not be reached: {self._plain(e).removeprefix('the import stopped: ')}"
             prepared.outcomes = {item.seq: ("failed", reason, "store_unavailable") for item in batch}
             return prepared
