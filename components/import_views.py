@@ -9,13 +9,11 @@ import streamlit as st
 
 from components.feedback import guarded
 from memsys.engine import Engine, ImportPreview
-from memsys.ingest.readers import MAPPED_FIELDS, FieldMapping
+from memsys.ingest.readers import MAPPED_FIELDS, UPLOAD_CAPTION, UPLOAD_TYPES, FieldMapping
 from memsys.ui import format as fmt
 from memsys.ui.columns import columns_in
 from memsys.ui.tables import preview_rows, problem_rows
 
-UPLOAD_TYPES = ["txt", "text", "md", "markdown", "rst", "log", "html", "htm", "xhtml", "pdf", "docx",
-                "csv", "tsv", "jsonl", "ndjson", "json", "zip"]
 AUTOMATIC = "(found by name)"
 _FILES, _ROUND = "import_files", "uploader_round"
 
@@ -26,8 +24,8 @@ def spooled_files(engine: Engine) -> list[Path]:
     files: list[dict] = st.session_state.setdefault(_FILES, [])
     round_no = st.session_state.setdefault(_ROUND, 0)
     uploads = st.file_uploader(
-        "Documents: txt, md, html, pdf, docx, csv, jsonl, json, or a zip of them",
-        type=UPLOAD_TYPES, accept_multiple_files=True, key=f"uploader_{round_no}",
+        f"Documents: {UPLOAD_CAPTION}",
+        type=list(UPLOAD_TYPES), accept_multiple_files=True, key=f"uploader_{round_no}",
     )
     if uploads:
         with guarded():

@@ -5,8 +5,6 @@ on disk so a job can always be resumed. The dashboard and the CLI both use it.
 from __future__ import annotations
 
 import math
-import shutil
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Sequence
@@ -15,10 +13,11 @@ from memsys.api import MemorySystem
 from memsys.config import BatchConfig, Settings
 from memsys.ingest.chunking import ChunkSettings
 from memsys.ingest.documents import FieldMapping, MemoryDefaults, iter_memories
-from memsys.ingest.readers import InputProblem, spool_path
+from memsys.ingest.readers import InputProblem
 from memsys.jobs import JobRunner, JobStore, iter_chunks
 from memsys.models import Memory
 from memsys.pipeline import ImportPipeline, ImportRequest, embedder_name, plan_sizes
+from memsys.spool import Spool
 
 @dataclass
 class ImportPreview:
@@ -47,6 +46,7 @@ class Engine:
         self.settings = settings or (system.settings if system else Settings.load())
         self.system = system or MemorySystem(self.settings)
         self.jobs = JobStore(self.settings.jobs_db)
+        self.spool = Spool(self.settings.spool_dir)
         self.pipeline = ImportPipeline(self.system, self.jobs)
         self.runner = JobRunner(self.jobs, self._run_job)
 
@@ -61,37 +61,18 @@ class Engine:
         self.system.close()
         self.jobs.close()
 
-    # --- the spool -------------------------------------------------------------------
+    # --- the spool (memsys/spool.py) -------------------------------------------------
     def new_spool(self) -> Path:
-        folder = self.settings.spool_dir / uuid.uuid4().hex[:12]
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder
+        return self.spool.new_folder()
 
     def spool_upload(self, upload_id: str, name: str, data: BinaryIO) -> Path:
         """Copy one uploaded file into the spool now (streamed, not held in memory). A name
         with '..' or an absolute path raises UnsafeNameError: nothing lands outside the spool."""
-        folder = spool_path(self.settings.spool_dir, upload_id)
-        target = spool_path(folder, name)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with target.open("wb") as out:
-            shutil.copyfileobj(data, out, length=1 << 20)
-        return target
+        return self.spool.save_upload(upload_id, name, data)
 
     def spool_paths(self, paths: Sequence[Path | str]) -> list[Path]:
         """Copy files and folders into a new spool folder; returns the copies."""
-        folder = self.new_spool()
-        copies = []
-        for raw in paths:
-            path = Path(raw)
-            target = spool_path(folder, path.resolve().name or "input")
-            if path.is_dir():
-                shutil.copytree(path, target, symlinks=True, ignore=shutil.ignore_patterns(".git"))
-            elif path.is_file():
-                shutil.copy2(path, target)
-            else:
-                raise FileNotFoundError(f"{path} does not exist")
-            copies.append(target)
-        return copies
+        return self.spool.copy_in(paths)
 
     # --- imports ---------------------------------------------------------------------
     def create_import(

@@ -521,6 +521,30 @@ def test_spool_path_keeps_ordinary_names_inside_the_spool(tmp_path: Path) -> Non
     assert spool_path(tmp_path / "spool", "docs/报告.pdf") == (tmp_path / "spool" / "docs" / "报告.pdf").resolve()
 
 
+# --- The format registry -------------------------------------------------------------------------
+
+
+def test_every_upload_type_has_a_reader_and_is_named_in_the_supported_sentence() -> None:
+    from memsys.ingest.readers import FORMATS, SUPPORTED, UPLOAD_TYPES, format_of
+    from memsys.ingest.readers.reading import READERS
+
+    assert {f.name for f in FORMATS} == set(READERS)
+    for suffix in UPLOAD_TYPES:
+        file_format = format_of(f"x.{suffix.upper()}")
+        assert file_format is not None and file_format.label in SUPPORTED, suffix
+
+
+def test_the_columns_offered_for_mapping_are_the_columns_the_import_reads(folder: Path) -> None:
+    from memsys.ingest.readers import has_columns, structured_columns
+
+    write(folder / "notes.csv", "Body;Team\nsemicolons separate these columns;blue\n")
+    columns = structured_columns(folder / "notes.csv")
+    assert has_columns(folder / "notes.csv") and columns == ["Body", "Team"]
+    memories, problems = run([folder / "notes.csv"], mapping=FieldMapping(content=columns[0], project=columns[1]))
+    assert not problems
+    assert [(m.content, m.project) for m in memories] == [("semicolons separate these columns", "blue")]
+
+
 # --- For real: a search hit can be traced back to its file --------------------------------------
 
 

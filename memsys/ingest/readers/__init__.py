@@ -1,0 +1,74 @@
+"""Readers: turn files, folders and zip archives into `SourceText` pieces (a page, a row,
+a whole document) and bad input into `InputProblem`s, one per file or row, so one broken
+file never stops the others.
+
+Everything streams: a csv or jsonl file is read a row at a time, a zip archive an entry at
+a time, and nothing is ever extracted to disk (so no entry name can write outside the
+spool). One module per concern:
+
+- `sources`: what readers take and produce, the read limits and the field mapping;
+- `formats`: the supported formats and their suffixes, named once;
+- `encoding`: text decoding (encoding detection with charset-normalizer);
+- `documents`: txt/md, html, pdf, docx;
+- `structured`: csv/tsv, jsonl, json, and the columns a file offers for mapping;
+- `archives`: zip;
+- `reading`: `read_sources`, the walk over paths and the reader of each format.
+"""
+from memsys.ingest.readers.documents import html_to_text
+from memsys.ingest.readers.encoding import PREFERRED_ENCODINGS, UndecodableError, decode_bytes, detect_encoding
+from memsys.ingest.readers.formats import (
+    CSV_SUFFIXES,
+    FORMATS,
+    HTML_SUFFIXES,
+    JSONL_SUFFIXES,
+    SUPPORTED,
+    TEXT_SUFFIXES,
+    UPLOAD_CAPTION,
+    UPLOAD_TYPES,
+    FileFormat,
+    format_of,
+)
+from memsys.ingest.readers.reading import read_sources
+from memsys.ingest.readers.sources import (
+    MAPPED_FIELDS,
+    USUAL_NAMES,
+    FieldMapping,
+    InputProblem,
+    MissingColumnError,
+    ReadLimits,
+    SourceText,
+)
+from memsys.ingest.readers.structured import guess_delimiter, has_columns, structured_columns
+from memsys.spool import UnsafeNameError, is_safe_relative_name, spool_path
+
+__all__ = [
+    "CSV_SUFFIXES",
+    "FORMATS",
+    "HTML_SUFFIXES",
+    "JSONL_SUFFIXES",
+    "MAPPED_FIELDS",
+    "PREFERRED_ENCODINGS",
+    "SUPPORTED",
+    "TEXT_SUFFIXES",
+    "UPLOAD_CAPTION",
+    "UPLOAD_TYPES",
+    "USUAL_NAMES",
+    "FieldMapping",
+    "FileFormat",
+    "InputProblem",
+    "MissingColumnError",
+    "ReadLimits",
+    "SourceText",
+    "UndecodableError",
+    "UnsafeNameError",
+    "decode_bytes",
+    "detect_encoding",
+    "format_of",
+    "guess_delimiter",
+    "has_columns",
+    "html_to_text",
+    "is_safe_relative_name",
+    "read_sources",
+    "spool_path",
+    "structured_columns",
+]

@@ -1,0 +1,164 @@
+"""What readers take and produce: an `Item` to read (a file on disk or a zip entry), the
+`SourceText` pieces read from it, the `InputProblem`s that bad input becomes, the
+`ReadLimits` of one import, and the `FieldMapping` of csv columns / json keys to memory
+fields.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, BinaryIO, Callable, Iterable, Iterator, Mapping
+
+
+@dataclass(frozen=True)
+class SourceText:
+    """One piece of text read from a file, before chunking."""
+
+    text: str
+    source_file: str  # display name relative to the import root: "docs/a.pdf", "bundle.zip/x.md"
+    location: str = ""  # "page 3", "row 12", "line 4" or ""
+    # Memory fields a structured row maps (project/repo/agent/tags/source), overriding defaults.
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    # Plain text: locate each chunk by the line it starts on ("line 40").
+    locate_lines: bool = False
+
+
+@dataclass(frozen=True)
+class InputProblem:
+    """Bad input: the item ("report.pdf", "data.csv row 7") and a plain-sentence reason."""
+
+    item: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.item}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    """Bounds on what one import reads; a zip bomb or a huge file is refused, not read."""
+
+    max_file_bytes: int = 100 * 2**20  # one file, or one zip entry once expanded
+    max_archive_bytes: int = 1024 * 2**20  # all entries of one zip archive, expanded
+    max_archive_entries: int = 10_000
+
+    def __post_init__(self) -> None:
+        for name in ("max_file_bytes", "max_archive_bytes", "max_archive_entries"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} is {value!r}; it must be a whole number of at least 1")
+
+
+@dataclass(frozen=True)
+class Item:
+    """A file to read: a path on disk or a zip entry, behind one way of opening it."""
+
+    name: str  # display name
+    size: int
+    open: Callable[[], BinaryIO]
+    path: Path | None = None  # on disk; None for a zip entry
+
+    @property
+    def suffix(self) -> str:
+        return PurePosixPath(self.name).suffix.lower()
+
+
+class TooLargeError(ValueError):
+    """More bytes than the limit (a zip entry larger than it said)."""
+
+
+def read_bytes(item: Item, limit: int) -> bytes:
+    """The whole item, refusing (TooLargeError) more than `limit` bytes whatever its size said."""
+    with item.open() as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise TooLargeError(f"is larger than the limit of {human_size(limit)} per file")
+    return data
+
+
+def human_size(n: int) -> str:
+    """A byte count for people: "512 bytes", "3.2 MB"."""
+    if n < 1024:
+        return f"{n} bytes"
+    value = float(n)
+    for unit in ("KB", "MB", "GB", "TB"):
+        value /= 1024
+        if value < 1024 or unit == "TB":
+            break
+    return f"{value:.1f} {unit}"
+
+
+# --- Field mapping for csv / jsonl / json ------------------------------------------------
+
+MAPPED_FIELDS = ("content", "project", "repo", "agent", "tags", "source")
+# Column or key names recognised without any mapping, tried in this order, ignoring case.
+USUAL_NAMES: Mapping[str, tuple[str, ...]] = {
+    "content": ("content", "text", "body", "message", "memory"),
+    "project": ("project",),
+    "repo": ("repo", "repository"),
+    "agent": ("agent", "author"),
+    "tags": ("tags", "tag", "labels"),
+    "source": ("source",),
+}
+
+
+class MissingColumnError(ValueError):
+    """A structured file lacks a column the mapping needs."""
+
+
+@dataclass(frozen=True)
+class FieldMapping:
+    """Which csv column or json key fills which memory field. A field left as None takes
+    the first of its usual names that is present (see USUAL_NAMES); names ignore case.
+    In csv, a tags cell is split on `tag_separator`, or read as a JSON list if it is one."""
+
+    content: str | None = None
+    project: str | None = None
+    repo: str | None = None
+    agent: str | None = None
+    tags: str | None = None
+    source: str | None = None
+    tag_separator: str = ","
+
+    def columns(self, names: Iterable[str]) -> dict[str, str]:
+        """Memory field -> the name (as spelled in `names`) that fills it; fields with no
+        column are left out. Raises MissingColumnError for an explicitly mapped name that
+        is absent, or when no content column can be found."""
+        by_lower = {}
+        for name in names:
+            by_lower.setdefault(name.strip().lower(), name)
+        found: dict[str, str] = {}
+        for field_name in MAPPED_FIELDS:
+            wanted = getattr(self, field_name)
+            if wanted is not None:
+                if wanted.strip().lower() not in by_lower:
+                    raise MissingColumnError(f"has no column {wanted!r} for {field_name} (columns: {_list(by_lower.values())})")
+                found[field_name] = by_lower[wanted.strip().lower()]
+                continue
+            for usual in USUAL_NAMES[field_name]:
+                if usual in by_lower:
+                    found[field_name] = by_lower[usual]
+                    break
+        if "content" not in found:
+            raise MissingColumnError(
+                f"has no content column; name one {_list(USUAL_NAMES['content'])} or choose the "
+                f"content column in the mapping (columns: {_list(by_lower.values())})"
+            )
+        return found
+
+
+def _list(names: Iterable[str]) -> str:
+    return ", ".join(repr(n) for n in names) or "none"
+
+
+Pieces = Iterator[SourceText | InputProblem]
+
+
+@dataclass(frozen=True)
+class ReadContext:
+    """What every reader is given beside the item: the import's field mapping and limits,
+    and how to read a file found inside another (an archive entry) with the same readers."""
+
+    mapping: FieldMapping
+    limits: ReadLimits
+    read_entry: Callable[[Item], Pieces]
