@@ -9,10 +9,13 @@ PORT ?= 8501
 
 setup: $(STAMP) weaviate
 
-$(STAMP): requirements.txt
+# The pinned packages, then memsys itself in editable mode: `import memsys` works from any
+# directory in the environment and the `memsys` command is on the venv's PATH.
+$(STAMP): requirements.txt requirements-test.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -r requirements.txt
+	$(BIN)/python -m pip install -q -r requirements.txt -r requirements-test.txt
+	$(BIN)/python -m pip install -q --no-deps -e .
 	touch $(STAMP)
 
 weaviate: $(STAMP)
@@ -31,4 +34,4 @@ bench: setup
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache test-artifacts
+	rm -rf $(VENV) .pytest_cache test-artifacts *.egg-info

@@ -12,7 +12,7 @@ navigation = st.navigation(
             st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
         ],
         "Memories": [
-            st.Page("pages/import_files.py", title="Import", icon=":material/upload_file:", url_path="import"),
+            st.Page("pages/import.py", title="Import", icon=":material/upload_file:"),
             st.Page("pages/memories.py", title="Memories", icon=":material/search:"),
         ],
         "Tuning": [

@@ -4,24 +4,22 @@ from __future__ import annotations
 import streamlit as st
 
 from components.feedback import show_error
-from components.resources import current_settings
+from components.resources import engine
 from memsys.config import BatchConfig, ConfigError
-from memsys.ui.batch import default_config_path
 
 _KEY = "batch_config"
 
 
 def batch_config() -> BatchConfig:
-    """The saved file if there is one (data folder/batch_config.json), else the defaults."""
+    """This session's batch settings: at first the saved ones (the data folder's
+    batch_config.json), else the guide's defaults."""
     if _KEY not in st.session_state:
-        path = default_config_path(current_settings())
         config = BatchConfig()
-        if path.is_file():
-            try:
-                config = BatchConfig.from_file(path)
-            except ConfigError as e:
-                show_error(e)
-                st.warning(f"Using the default batch settings until {path.name} is fixed or saved again.")
+        try:
+            config = engine().saved_batch_config()
+        except ConfigError as e:
+            show_error(e)
+            st.warning("Using the default batch settings until the saved ones are fixed or saved again.")
         st.session_state[_KEY] = config
     return st.session_state[_KEY]
 

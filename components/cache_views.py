@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from memsys.embeddings.health import CacheHealthReport
-from memsys.ui import format as fmt
-from memsys.ui.tables import health_rows
+from memsys.engine import CacheHealthReport
+from components import format as fmt
+from components.tables import health_rows
 
 
 def health_report(report: CacheHealthReport) -> None:

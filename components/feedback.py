@@ -9,7 +9,7 @@ from typing import Callable, Iterator, TypeVar
 import streamlit as st
 
 from components.resources import current_secrets
-from memsys.ui.explain import explain
+from components.explain import explain
 
 log = logging.getLogger("memsys.dashboard")
 

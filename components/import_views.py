@@ -8,11 +8,9 @@ import pandas as pd
 import streamlit as st
 
 from components.feedback import guarded
-from memsys.engine import Engine, ImportPreview
-from memsys.ingest.readers import MAPPED_FIELDS, UPLOAD_CAPTION, UPLOAD_TYPES, FieldMapping
-from memsys.ui import format as fmt
-from memsys.ui.columns import columns_in
-from memsys.ui.tables import preview_rows, problem_rows
+from components import format as fmt
+from components.tables import preview_rows, problem_rows
+from memsys.engine import MAPPED_FIELDS, UPLOAD_CAPTION, UPLOAD_TYPES, Engine, FieldMapping, ImportPreview
 
 AUTOMATIC = "(found by name)"
 _FILES, _ROUND = "import_files", "uploader_round"
@@ -49,11 +47,11 @@ def forget_files() -> None:
     st.session_state[_FILES] = []
 
 
-def column_mapping(structured: list[Path]) -> FieldMapping:
+def column_mapping(engine: Engine, structured: list[Path]) -> FieldMapping:
     """Which column of the csv/jsonl files fills which memory field."""
     st.caption("Which column fills which field. Columns with the usual names (content, text, project, tags…) "
                "are found by themselves; a row's own project, repo, agent or tags win over the fields above.")
-    options = [AUTOMATIC, *dict.fromkeys(c for p in structured for c in columns_in(p))]
+    options = [AUTOMATIC, *dict.fromkeys(c for p in structured for c in engine.columns_in(p))]
     chosen = {
         field_name: column.selectbox(f"{field_name.capitalize()} column", options, key=f"map_{field_name}")
         for column, field_name in zip(st.columns(len(MAPPED_FIELDS)), MAPPED_FIELDS)
@@ -64,17 +62,17 @@ def column_mapping(structured: list[Path]) -> FieldMapping:
 
 def preview_panel(preview: ImportPreview, engine: Engine) -> None:
     """What the import would create, what it cannot read, and what it would cost."""
-    provider = engine.system.router.provider
+    embedder = engine.embedder_status()
     figures = st.columns(5)
     figures[0].metric("Memories", fmt.count(preview.memories))
     figures[1].metric("Problems", fmt.count(len(preview.problems)))
     figures[2].metric("Already cached", f"{preview.cached:,} of {preview.distinct:,}",
                       help="Distinct texts the cache already holds: they cost nothing.")
     figures[3].metric("Provider calls", fmt.count(preview.provider_calls))
-    paid = provider.price_per_million_tokens > 0
+    paid = preview.price_per_million_tokens > 0
     figures[4].metric("Estimated cost", fmt.money(preview.estimated_cost_usd) if paid else "free",
-                      help=(f"{preview.tokens:,} tokens at ${provider.price_per_million_tokens}/million"
-                            if paid else f"The {provider.name} model costs nothing per call."))
+                      help=(f"{preview.tokens:,} tokens at ${preview.price_per_million_tokens}/million"
+                            if paid else f"The {embedder.provider} model costs nothing per call."))
     st.caption(f"Batch plan: {fmt.batch_plan(preview.batch_sizes)}.")
     if preview.sample:
         st.markdown(f"**The first {len(preview.sample)} memories**")

@@ -8,10 +8,10 @@ import streamlit as st
 
 from components.feedback import guarded
 from components.resources import engine
-from memsys.jobs import JobProgress
-from memsys.ui import format as fmt
-from memsys.ui.explain import sentence
-from memsys.ui.tables import failed_rows
+from memsys.engine import JobProgress
+from components import format as fmt
+from components.explain import sentence
+from components.tables import failed_rows
 
 FAILED_SHOWN = 500
 
@@ -34,7 +34,7 @@ def job_figures(job: JobProgress, *, live: bool) -> None:
 def live_job(job_id: str) -> None:
     """Progress of a running job, refreshed every second; the whole page reruns once the
     job is over, to show its summary."""
-    job = engine().jobs.get(job_id)
+    job = engine().job(job_id)
     if job is None or not job.is_active:
         st.rerun()
     if job.planned:
@@ -48,7 +48,7 @@ def live_job(job_id: str) -> None:
     if job.state == "cancelling":
         st.info("Stopping after the current batch…")
     elif st.button("Cancel", icon=":material/stop_circle:", key=f"cancel_{job_id}"):
-        engine().runner.cancel(job_id)
+        engine().cancel(job_id)
         st.rerun(scope="fragment")
 
 
@@ -75,17 +75,16 @@ def job_summary(job: JobProgress) -> None:
     """A finished (or stopped) job: what happened, what failed and why, and what to do."""
     _outcome(job)
     job_figures(job, live=False)
-    jobs = engine().jobs
-    failed = jobs.failed_items(job.job_id) if job.failed else []
+    failed = engine().failed_items(job.job_id) if job.failed else []
     actions = st.columns(3)
     if job.is_resumable and actions[0].button("Resume", type="primary", icon=":material/play_arrow:"):
         with guarded():
-            engine().runner.resume(job.job_id)
+            engine().resume(job.job_id)
             st.rerun()
     retryable = sum(1 for item in failed if item.retryable)
     if retryable and actions[1].button(f"Retry failed ({retryable:,})", type="primary", icon=":material/replay:"):
         with guarded():
-            engine().runner.retry_failed(job.job_id)
+            engine().retry_failed(job.job_id)
             st.rerun()
     if failed:
         table = pd.DataFrame(failed_rows(failed))

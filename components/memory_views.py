@@ -6,9 +6,9 @@ from typing import Sequence
 import pandas as pd
 import streamlit as st
 
-from memsys.store import StoredMemory
-from memsys.ui import format as fmt
-from memsys.ui.tables import memory_rows, preview, source_of
+from memsys.engine import StoredMemory
+from components import format as fmt
+from components.tables import memory_rows, preview, source_of
 
 
 def filter_fields(key: str) -> tuple[str, str, str, str]:

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from memsys.api import MemorySystem
+from components.explain import settings_secrets
+from components.session_settings import SECRET_FIELDS, fingerprint, load_settings
 from memsys.config import ConfigError, Settings
 from memsys.engine import Engine
-from memsys.ui.explain import settings_secrets
-from memsys.ui.session_settings import SECRET_FIELDS, fingerprint, load_settings
-from memsys.ui.tasks import TaskRunner
 
 OVERRIDES = "settings_overrides"
 
@@ -46,12 +44,3 @@ def _engine_for(key: str, _settings: Settings) -> Engine:
 def engine() -> Engine:
     settings = current_settings()
     return _engine_for(fingerprint(settings), settings)
-
-
-def system() -> MemorySystem:
-    return engine().system
-
-
-@st.cache_resource(show_spinner=False)
-def task_runner() -> TaskRunner:
-    return TaskRunner()

@@ -1,5 +1,5 @@
-"""Following a background task (components.resources.task_runner) from a page: live
-progress while it runs, then one full rerun so the page can show the outcome."""
+"""Following a background task (the engine's `start_task`) from a page: live progress
+while it runs, then one full rerun so the page can show the outcome."""
 from __future__ import annotations
 
 from typing import Any, Callable
@@ -7,13 +7,13 @@ from typing import Any, Callable
 import streamlit as st
 
 from components.feedback import show_error
-from components.resources import task_runner
-from memsys.ui.tasks import Progress
+from components.resources import engine
+from memsys.engine import Progress
 
 
 def start_task(key: str, name: str, work: Callable[[Progress], Any]) -> None:
     """Run `work` in the background; the page follows it with `task_result(key, ...)`."""
-    st.session_state[key] = task_runner().submit(name, work)
+    st.session_state[key] = engine().start_task(name, work)
 
 
 def task_result(key: str, label: str) -> Any | None:
@@ -21,7 +21,7 @@ def task_result(key: str, label: str) -> Any | None:
     it runs: a progress bar that refreshes every second. If it failed: the error, as a
     sentence. Either way None until there is a result to show."""
     task_id = st.session_state.get(key)
-    status = task_runner().get(task_id) if task_id else None
+    status = engine().task(task_id) if task_id else None
     if status is None:
         return None
     if not status.finished:
@@ -35,7 +35,7 @@ def task_result(key: str, label: str) -> Any | None:
 
 @st.fragment(run_every=1)
 def _live(task_id: str, label: str) -> None:
-    status = task_runner().get(task_id)
+    status = engine().task(task_id)
     if status is None or status.finished:
         st.rerun()
     if status.total:

@@ -2,6 +2,13 @@
 
     from memsys import write_memories_batch, search_memories
 """
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("memsys")
+except PackageNotFoundError:  # a source checkout that was never installed
+    __version__ = "0+unknown"
+
 from memsys.api import (
     MemorySystem,
     WriteReport,
@@ -22,7 +29,7 @@ from memsys.models import Memory, MemoryValidationError
 from memsys.store import MemoryFilter, StoredMemory
 
 __all__ = [
-    "BatchConfig", "ConfigError", "EmbeddingProviderError", "EmbeddingRouter", "Memory", "MemoryFilter",
+    "__version__", "BatchConfig", "ConfigError", "EmbeddingProviderError", "EmbeddingRouter", "Memory", "MemoryFilter",
     "MemorySystem", "MemoryValidationError", "MemoryWriteError", "Settings", "StoredMemory", "WriteReport",
     "count_memories", "embed_text", "embed_texts_batch", "get_default_system", "get_memory",
     "search_memories", "set_default_system", "write_memories_batch", "write_memory",

@@ -5,15 +5,16 @@ one store; the module-level functions use a process-wide default system built fr
 """
 from __future__ import annotations
 
+import atexit
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from memsys.config import Settings
+from memsys.config import BatchConfig, Settings
 from memsys.embeddings.router import EmbeddingRouter
 from memsys.errors import FailedMemory, MemoryWriteError
 from memsys.models import DEFAULT_SOURCE, Memory, validate_memories
-from memsys.store import MemoryFilter, MemoryStore, StoredMemory
+from memsys.store import MemoryFilter, MemoryStore, StoredMemory, settle
 
 
 @dataclass
@@ -29,7 +30,12 @@ class WriteReport:
 
 
 class MemorySystem:
-    """The engine: an embedding router and a memory store, configured by one Settings."""
+    """The engine: an embedding router and a memory store, configured by one Settings.
+
+    `batch_config` governs the guide's writes: `write_memories_batch` embeds and writes
+    `default_batch_size` records at a time, through the cache when `enable_cache` is on.
+    By default it is the saved batch settings of the data directory (or the guide's
+    defaults when none are saved)."""
 
     def __init__(
         self,
@@ -37,14 +43,17 @@ class MemorySystem:
         *,
         router: EmbeddingRouter | None = None,
         store: MemoryStore | None = None,
+        batch_config: BatchConfig | None = None,
     ) -> None:
         self.settings = settings or Settings.load()
         self.router = router or EmbeddingRouter(self.settings)
         self.store = store or MemoryStore(self.settings)
+        self.batch_config = batch_config or BatchConfig.saved(self.settings.batch_config_path)
 
     def with_collection(self, name: str) -> "MemorySystem":
         """The same router and connection, writing to another collection."""
-        return MemorySystem(self.settings, router=self.router, store=self.store.with_collection(name))
+        return MemorySystem(self.settings, router=self.router, store=self.store.with_collection(name),
+                            batch_config=self.batch_config)
 
     def close(self) -> None:
         self.store.close()
@@ -87,38 +96,24 @@ class MemorySystem:
             raise MemoryWriteError(written, failed)
         return report.uuids
 
-    def write(self, records: Sequence[Memory], use_cache: bool = True) -> WriteReport:
-        """Write validated memories: skip what is stored unchanged, embed the rest through
-        the cache, write them in one batch, and say what happened to each."""
+    def write(self, records: Sequence[Memory], use_cache: bool | None = None) -> WriteReport:
+        """Write validated memories, `default_batch_size` at a time: skip what is stored
+        unchanged, embed the rest (through the cache unless `use_cache`, or else the batch
+        config's `enable_cache`, says not to), write them, and say what happened to each."""
         uuids = [m.uuid for m in records]
         report = WriteReport(uuids=uuids)
-        if not records:
-            return report
-        existing = self.store.existing(uuids)
+        cached = self.batch_config.enable_cache if use_cache is None else use_cache
         first: dict[str, int] = {}  # uuid -> index of its first occurrence in this call
         repeats: list[int] = []
         for i, m in enumerate(records):
-            stored = existing.get(m.uuid)
             if m.uuid in first:
                 repeats.append(i)  # the same memory twice in one call is written once
-            elif stored is not None and stored.same_as(m):
-                first[m.uuid] = i
-                report.unchanged.append(i)
             else:
                 first[m.uuid] = i
-        settled = set(report.unchanged)
-        todo = [i for i in first.values() if i not in settled]
-        if todo:
-            batch = [records[i] for i in todo]
-            embedding = self.router.embed([m.content for m in batch], use_cache=use_cache)
-            report.cache_hits, report.embedded = embedding.cache_hits, embedding.embedded
-            created = [existing[m.uuid].created_at if m.uuid in existing else None for m in batch]
-            outcome = self.store.write(batch, embedding.vectors, created_at=created)
-            for j, i in enumerate(todo):
-                if j in outcome.failed:
-                    report.failed[i] = outcome.failed[j]
-                else:
-                    report.written.append(i)
+        distinct = list(first.values())
+        size = self.batch_config.default_batch_size
+        for start in range(0, len(distinct), size):
+            self._write_batch(records, distinct[start:start + size], cached, report)
         for i in repeats:
             reason = report.failed.get(first[uuids[i]])
             if reason is None:
@@ -126,6 +121,25 @@ class MemorySystem:
             else:
                 report.failed[i] = reason
         return report
+
+    def _write_batch(self, records: Sequence[Memory], indexes: list[int], use_cache: bool, report: WriteReport) -> None:
+        batch = [records[i] for i in indexes]
+        existing = self.store.existing([m.uuid for m in batch])
+        to_write, unchanged = settle(batch, existing)
+        report.unchanged.extend(indexes[j] for j in unchanged)
+        if not to_write:
+            return
+        writing = [batch[j] for j in to_write]
+        embedding = self.router.embed([m.content for m in writing], use_cache=use_cache)
+        report.cache_hits += embedding.cache_hits
+        report.embedded += embedding.embedded
+        created = [existing[m.uuid].created_at if m.uuid in existing else None for m in writing]
+        outcome = self.store.write(writing, embedding.vectors, created_at=created)
+        for k, j in enumerate(to_write):
+            if k in outcome.failed:
+                report.failed[indexes[j]] = outcome.failed[k]
+            else:
+                report.written.append(indexes[j])
 
     # --- reads ---------------------------------------------------------------------
     def get_memory(self, uuid: str) -> StoredMemory | None:
@@ -164,6 +178,14 @@ def get_default_system() -> MemorySystem:
         if _default is None:
             _default = MemorySystem()
         return _default
+
+
+@atexit.register
+def _close_default_system() -> None:
+    """A script using the guide's functions closes its Weaviate connection at exit."""
+    with _default_lock:
+        if _default is not None:
+            _default.close()
 
 
 def set_default_system(system: MemorySystem | None) -> None:

@@ -1,4 +1,4 @@
-"""The command line: `python -m memsys cache ...`, `import ...`, `jobs ...`.
+"""The command line: `memsys cache ...`, `import ...`, `jobs ...` (or `python -m memsys`).
 Each command group registers itself here; all of them call the engine, nothing else."""
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Callable, Sequence
 
+from memsys import __version__
 from memsys.config import ConfigError
 from memsys.errors import MemsysError
 
@@ -25,7 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     import memsys.cli_cache  # noqa: F401  (registers its group)
     import memsys.cli_jobs  # noqa: F401
 
-    parser = argparse.ArgumentParser(prog="python -m memsys", description="Import documents into a Weaviate memory store.")
+    parser = argparse.ArgumentParser(prog="memsys", description="Import documents into a Weaviate memory store.")
+    parser.add_argument("--version", action="version", version=f"memsys {__version__}")
     sub = parser.add_subparsers(dest="group", required=True)
     for name, help_text, add in _GROUPS:
         add(sub.add_parser(name, help=help_text))

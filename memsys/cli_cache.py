@@ -6,24 +6,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
-from typing import Iterator
 
 from tqdm import tqdm
 
 from memsys.cli import command_group
-from memsys.config import Settings
 from memsys.embeddings.health import PROBLEMS, CacheHealthReport
-from memsys.embeddings.router import EmbeddingRouter
+from memsys.embeddings.warmup import WARMUP_FORMAT
+from memsys.engine import Engine
+from memsys.units import size
 
 _SHOWN_ENTRIES = 20
-_WARMUP_CHUNK = 64
-
-WARMUP_FORMAT = (
-    'FILE holds one text per line (blank lines are skipped), or, when it ends in .jsonl, one '
-    'JSON object per line whose "content" field (or else "text") is the text.'
-)
 
 
 @command_group("cache", "inspect, check, repair, warm up and clear the embedding cache")
@@ -48,22 +41,23 @@ def _add_cache(p: argparse.ArgumentParser) -> None:
     clear.set_defaults(func=_clear)
 
 
-def _router() -> EmbeddingRouter:
-    return EmbeddingRouter(Settings.load())
+def _engine() -> Engine:
+    # The cache commands never touch Weaviate: the engine connects only on first use.
+    return Engine()
 
 
 # --- info ------------------------------------------------------------------------------
 
 def _info(args: argparse.Namespace) -> int:
-    info = _router().get_cache_info()
+    info = _engine().cache_info()
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
     lookups = info["hits"] + info["misses"]
-    limit = _size(info["size_limit_bytes"])
+    limit = size(info["size_limit_bytes"])
     print(f"Embedding cache at {info['directory']}")
     print(f"  entries:         {info['num_entries']:,} vectors")
-    print(f"  size on disk:    {_size(info['total_size_bytes'])}")
+    print(f"  size on disk:    {size(info['total_size_bytes'])}")
     print(f"  lookups:         {info['hits']:,} hits, {info['misses']:,} misses"
           f" ({info['hit_rate']:.1%} hit rate over {lookups:,} lookups, lifetime)")
     print(f"  eviction policy: {info['eviction_policy']}")
@@ -81,23 +75,12 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _size(n: int) -> str:
-    if n < 1024:
-        return f"{n:,} bytes"
-    scaled, unit = float(n), "bytes"
-    for unit in ("KB", "MB", "GB", "TB"):
-        scaled /= 1024
-        if scaled < 1024:
-            break
-    return f"{scaled:,.1f} {unit}"
-
-
 # --- check ------------------------------------------------------------------------------
 
 def _check(args: argparse.Namespace) -> int:
-    router = _router()
-    print(f"Checking the embedding cache at {router.cache_dir}", flush=True)
-    report = _run_check(router, fix=args.fix)
+    engine = _engine()
+    print(f"Checking the embedding cache at {engine.cache_dir}", flush=True)
+    report = _run_check(engine, fix=args.fix)
     _print_found(report)
     if report.ok:
         return 0
@@ -106,7 +89,7 @@ def _check(args: argparse.Namespace) -> int:
               " the next import embeds those texts again.")
         return 1
     _print_fixed(report)
-    again = _run_check(router, fix=False)
+    again = _run_check(engine, fix=False)
     if again.ok:
         print(f"\nA second check found no problems ({again.checked:,} entries).")
         return 0
@@ -115,14 +98,14 @@ def _check(args: argparse.Namespace) -> int:
     return 1
 
 
-def _run_check(router: EmbeddingRouter, fix: bool) -> CacheHealthReport:
+def _run_check(engine: Engine, fix: bool) -> CacheHealthReport:
     # The bar goes to stderr and only to a terminal, so output stays clean in scripts.
     with tqdm(unit=" entries", file=sys.stderr, disable=None, leave=False) as bar:
         def progress(checked: int, total: int) -> None:
             bar.total = total
             bar.update(checked - bar.n)
 
-        return router.check_cache(fix=fix, progress=progress)
+        return engine.check_cache(fix=fix, progress=progress)
 
 
 def _print_found(report: CacheHealthReport) -> None:
@@ -173,65 +156,23 @@ def _warmup(args: argparse.Namespace) -> int:
     path: Path = args.file
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist or is not a file")
-    router = _router()
-    started = time.monotonic()
-    texts = hits = embedded = 0
     with tqdm(unit=" texts", file=sys.stderr, disable=None, leave=False) as bar:
-        for chunk in _chunks(read_warmup_texts(path), _WARMUP_CHUNK):
-            result = router.warmup(chunk)
-            texts += len(chunk)
-            hits += result.cache_hits
-            embedded += result.embedded
-            bar.update(len(chunk))
-    seconds = time.monotonic() - started
-    repeats = texts - hits - embedded
-    print(f"Warmed up {texts:,} texts from {path.name} in {seconds:.1f} s: "
-          f"{hits:,} were already cached, {embedded:,} embedded and cached now"
-          + (f", {repeats:,} repeated within the file." if repeats else "."))
+        report = _engine().warm_up(files=[path], progress=lambda done, _total: bar.update(done - bar.n))
+    print(f"Warmed up {report.texts:,} texts from {path.name} in {report.seconds:.1f} s: "
+          f"{report.already_cached:,} were already cached, {report.embedded:,} embedded and cached now"
+          + (f", {report.repeats:,} repeated within the file." if report.repeats else "."))
     return 0
-
-
-def read_warmup_texts(path: Path) -> Iterator[str]:
-    """The texts of a warm-up file (see WARMUP_FORMAT), streamed; raises ValueError naming
-    the line of a .jsonl record that has no text."""
-    jsonl = path.suffix.lower() == ".jsonl"
-    with path.open("r", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            if not jsonl:
-                yield line.rstrip("\r\n")
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path.name} line {lineno} is not valid JSON: {e.msg}") from None
-            text = record.get("content") or record.get("text") if isinstance(record, dict) else None
-            if not isinstance(text, str) or not text.strip():
-                raise ValueError(f'{path.name} line {lineno} has no "content" or "text" field with text in it')
-            yield text
-
-
-def _chunks(texts: Iterator[str], size: int) -> Iterator[list[str]]:
-    chunk: list[str] = []
-    for text in texts:
-        chunk.append(text)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 # --- clear ------------------------------------------------------------------------------
 
 def _clear(args: argparse.Namespace) -> int:
-    router = _router()
+    engine = _engine()
     if not args.yes:
-        n = router.get_cache_info()["num_entries"]
-        print(f"This removes all {n:,} cached vectors from {router.cache_dir}; the next import embeds"
+        n = engine.cache_info()["num_entries"]
+        print(f"This removes all {n:,} cached vectors from {engine.cache_dir}; the next import embeds"
               " everything again. Run `python -m memsys cache clear --yes` to confirm.")
         return 1
-    removed = router.clear()
-    print(f"Removed {removed:,} entries from {router.cache_dir}.")
+    removed = engine.clear_cache()
+    print(f"Removed {removed:,} entries from {engine.cache_dir}.")
     return 0

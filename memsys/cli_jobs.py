@@ -1,6 +1,6 @@
 """CLI commands for imports and jobs: `import PATH...`, `jobs`, `jobs show|resume|
-retry-failed|cancel ID`. Imports run in the foreground with a tqdm bar; the exit code is 0
-only when nothing failed."""
+retry-failed|cancel ID`. Imports run in the engine's job runner, as the dashboard's do; the
+command follows them with a tqdm bar, and its exit code is 0 only when nothing failed."""
 from __future__ import annotations
 
 import argparse
@@ -12,15 +12,14 @@ from tqdm import tqdm
 
 from memsys.cli import command_group
 from memsys.config import BatchConfig
+from memsys.engine import Engine
 from memsys.ingest.documents import MemoryDefaults
 from memsys.jobs import JobProgress
 
 _SHOWN_FAILURES = 20
 
 
-def _engine():  # type: ignore[no-untyped-def]
-    from memsys.engine import Engine
-
+def _engine() -> Engine:
     return Engine()
 
 
@@ -32,12 +31,12 @@ def _add_import(p: argparse.ArgumentParser) -> None:
     p.add_argument("--agent", required=True)
     p.add_argument("--tags", default="", help="comma-separated tags for every memory")
     p.add_argument("--source", default="document-import")
-    p.add_argument("--config", type=Path, help="a BatchConfig JSON file")
+    p.add_argument("--config", type=Path, help="a BatchConfig JSON file (default: the saved batch settings)")
     p.set_defaults(func=_import)
 
 
 def _import(args: argparse.Namespace) -> int:
-    config = BatchConfig.from_file(args.config) if args.config else BatchConfig()
+    config = BatchConfig.from_file(args.config) if args.config else None
     defaults = MemoryDefaults(
         project=args.project,
         repo=args.repo,
@@ -53,12 +52,16 @@ def _import(args: argparse.Namespace) -> int:
         copies = engine.spool_paths(args.paths)
         job_id = engine.create_import(copies, defaults, config=config)
         print(f"job {job_id}", flush=True)
-        return _run_foreground(engine, job_id, config)
+        engine.run(job_id)
+        return _follow(engine, job_id)
     finally:
         engine.close()
 
 
-def _run_foreground(engine, job_id: str, config: BatchConfig) -> int:  # type: ignore[no-untyped-def]
+def _follow(engine: Engine, job_id: str) -> int:
+    """Follow a job the engine's runner is running, with a tqdm bar; Ctrl-C cancels it
+    after the batch in flight (resume finishes it later)."""
+    config = BatchConfig.from_dict(engine.require_job(job_id).request.get("config") or {})
     bar = tqdm(total=0, unit="items", desc="import", disable=not config.enable_progress_bar, file=sys.stderr)
 
     def on_progress(job: JobProgress) -> None:
@@ -70,21 +73,26 @@ def _run_foreground(engine, job_id: str, config: BatchConfig) -> int:  # type: i
         bar.refresh()
 
     try:
-        job = engine.pipeline.run(job_id, on_progress)
+        try:
+            job = engine.follow(job_id, on_progress)
+        except KeyboardInterrupt:
+            print("\ncancelling after the batch in flight…", file=sys.stderr, flush=True)
+            engine.cancel(job_id)
+            job = engine.follow(job_id, on_progress)
     finally:
         bar.close()
     _print_summary(engine, job)
     return 0 if job.state == "completed" and job.failed == 0 else 1
 
 
-def _print_summary(engine, job: JobProgress) -> None:  # type: ignore[no-untyped-def]
+def _print_summary(engine: Engine, job: JobProgress) -> None:
     print(
         f"job {job.job_id}: {job.state}: {job.written} written, {job.unchanged} unchanged, "
         f"{job.failed} failed, of {job.total} items; cache hit rate {job.cache_hit_rate * 100:.1f}%"
     )
     if job.error:
         print(f"  {job.error}")
-    failures = engine.jobs.failed_items(job.job_id, limit=_SHOWN_FAILURES)
+    failures = engine.failed_items(job.job_id, limit=_SHOWN_FAILURES)
     for f in failures:
         print(f"  failed: {f.item}: {f.reason}")
     if job.failed > len(failures):
@@ -113,11 +121,8 @@ def _add_jobs(p: argparse.ArgumentParser) -> None:
 
 
 def _list_jobs(args: argparse.Namespace) -> int:
-    from memsys.config import Settings
-    from memsys.jobs import JobStore
-
-    store = JobStore(Settings.load().jobs_db)
-    jobs = store.list_jobs(args.limit)
+    engine = _engine()
+    jobs = engine.recent_jobs(args.limit)
     if not jobs:
         print("no jobs yet: python -m memsys import PATH --project P --repo R --agent A")
     for j in jobs:
@@ -128,18 +133,14 @@ def _list_jobs(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from memsys.config import Settings
-    from memsys.jobs import JobStore
-
-    store = JobStore(Settings.load().jobs_db)
-    job = store.require(args.job_id)
+    engine = _engine()
+    job = engine.require_job(args.job_id)
     print(f"job {job.job_id} ({job.label}): {job.state}")
     print(f"  {job.total} items: {job.written} written, {job.unchanged} unchanged, {job.failed} failed, {job.pending} pending")
     if job.error:
         print(f"  {job.error}")
-    store.metrics(job.job_id).print_summary()
-    failures = store.failed_items(job.job_id, limit=args.failed)
-    for f in failures:
+    engine.metrics(job.job_id).print_summary()
+    for f in engine.failed_items(job.job_id, limit=args.failed):
         print(f"  failed: {f.item}: {f.reason}")
     return 0
 
@@ -147,12 +148,8 @@ def _show(args: argparse.Namespace) -> int:
 def _resume(args: argparse.Namespace) -> int:
     engine = _engine()
     try:
-        job = engine.jobs.require(args.job_id)
-        if job.is_active:
-            raise ValueError(f"job {job.job_id} is {job.state} in another process; cancel it first or wait")
-        engine.jobs.recount(job.job_id)
-        config = BatchConfig.from_dict(job.request.get("config") or {})
-        return _run_foreground(engine, job.job_id, config)
+        engine.resume(args.job_id)
+        return _follow(engine, args.job_id)
     finally:
         engine.close()
 
@@ -160,26 +157,19 @@ def _resume(args: argparse.Namespace) -> int:
 def _retry_failed(args: argparse.Namespace) -> int:
     engine = _engine()
     try:
-        job = engine.jobs.require(args.job_id)
-        if job.is_active:
-            raise ValueError(f"job {job.job_id} is {job.state}; wait for it to finish first")
-        n = engine.jobs.reset_failed(job.job_id)
-        print(f"retrying {n} failed items of job {job.job_id}", flush=True)
-        config = BatchConfig.from_dict(job.request.get("config") or {})
-        return _run_foreground(engine, job.job_id, config)
+        n = engine.retry_failed(args.job_id)
+        print(f"retrying {n} failed items of job {args.job_id}", flush=True)
+        return _follow(engine, args.job_id)
     finally:
         engine.close()
 
 
 def _cancel(args: argparse.Namespace) -> int:
-    from memsys.config import Settings
-    from memsys.jobs import JobStore
-
-    store = JobStore(Settings.load().jobs_db)
-    job = store.require(args.job_id)
+    engine = _engine()
+    job = engine.require_job(args.job_id)
     if not job.is_active:
         print(f"job {job.job_id} is {job.state}; nothing to cancel")
         return 0
-    store.request_cancel(job.job_id)
+    engine.cancel(job.job_id)
     print(f"job {job.job_id}: cancel requested; it stops after the batch in flight")
     return 0

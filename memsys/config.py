@@ -20,6 +20,8 @@ LOCAL_MODEL = "multilingual-e5-small-q4"
 LOCAL_DIMENSIONS = 384
 DEFAULT_OPENAI_MODEL = "text-embedding-3-small"
 PROVIDERS = ("local", "openai")
+# The embedding cache's folder under the data directory (the seed's `BatchConfig.cache_dir`).
+DEFAULT_CACHE_DIR = ".cache/embeddings"
 
 
 class Secret:
@@ -94,7 +96,12 @@ class Settings:
 
     @property
     def cache_dir(self) -> Path:
-        return BatchConfig().resolve_cache_dir(self.data_dir)
+        return self.data_dir / DEFAULT_CACHE_DIR
+
+    @property
+    def batch_config_path(self) -> Path:
+        """The batch settings new imports start from (saved from the Batch settings page)."""
+        return self.data_dir / "batch_config.json"
 
     @property
     def jobs_db(self) -> Path:
@@ -203,6 +210,8 @@ def _float(get: Any, name: str, default: float) -> float:
 # --- BatchConfig: the seed's dataclass, validated --------------------------------------
 
 LENGTH_BUCKETS = ("short", "medium", "long", "very_long")
+# A text shorter than its bucket's limit (characters) is in that bucket; very_long has none.
+LENGTH_LIMITS = {"short": 100, "medium": 500, "long": 2000}
 # The seed's recommended ranges per bucket (characters -> batch size), shown beside the fields.
 RECOMMENDED_BATCH_SIZES = {
     "short": (40, 60),
@@ -227,7 +236,7 @@ class BatchConfig:
 
     # Cache
     enable_cache: bool = True
-    cache_dir: str = ".cache/embeddings"
+    cache_dir: str = DEFAULT_CACHE_DIR
 
     # Performance
     enable_progress_bar: bool = True
@@ -247,12 +256,7 @@ class BatchConfig:
 
     def __post_init__(self) -> None:
         if self.text_type_batch_sizes is None:
-            self.text_type_batch_sizes = {
-                "short": 60,  # < 100 characters
-                "medium": 40,  # 100-500 characters
-                "long": 25,  # 500-2000 characters
-                "very_long": 15,  # > 2000 characters
-            }
+            self.text_type_batch_sizes = {"short": 60, "medium": 40, "long": 25, "very_long": 15}  # see LENGTH_LIMITS
         self.validate()
 
     def validate(self) -> None:
@@ -279,7 +283,7 @@ class BatchConfig:
             ("memory_limit_mb", self.memory_limit_mb, _int_at_least(self.memory_limit_mb, 64), "a whole number of MB, at least 64"),
             ("min_batch_size", self.min_batch_size, _pos_int(self.min_batch_size), "a whole number of at least 1"),
             ("max_batch_size", self.max_batch_size, _pos_int(self.max_batch_size), "a whole number of at least 1"),
-            ("cache_dir", self.cache_dir, isinstance(self.cache_dir, str) and bool(self.cache_dir.strip()), "a folder path"),
+            ("cache_dir", self.cache_dir, _inside(self.cache_dir), "a folder path inside the data directory, like .cache/embeddings"),
         ]
         for bucket in LENGTH_BUCKETS:
             value = sizes[bucket]
@@ -325,6 +329,11 @@ class BatchConfig:
             raise ConfigError(f"{path.name} is not valid JSON: {e.msg} at line {e.lineno}") from None
         return cls.from_dict(data)
 
+    @classmethod
+    def saved(cls, path: Path) -> "BatchConfig":
+        """The batch settings saved at `path`, or the defaults when nothing is saved there."""
+        return cls.from_file(path) if path.is_file() else cls()
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -338,12 +347,9 @@ class BatchConfig:
     @staticmethod
     def length_bucket(text: str) -> str:
         n = len(text)
-        if n < 100:
-            return "short"
-        if n < 500:
-            return "medium"
-        if n < 2000:
-            return "long"
+        for bucket, limit in LENGTH_LIMITS.items():
+            if n < limit:
+                return bucket
         return "very_long"
 
     def get_batch_size_for_text(self, text: str) -> int:
@@ -352,9 +358,16 @@ class BatchConfig:
         return self.text_type_batch_sizes[self.length_bucket(text)]
 
     def resolve_cache_dir(self, data_dir: Path) -> Path:
-        """A relative cache_dir lives under the data directory."""
-        p = Path(self.cache_dir).expanduser()
-        return p if p.is_absolute() else data_dir / p
+        """The cache folder: `cache_dir` is always relative to the data directory."""
+        return data_dir / self.cache_dir
+
+
+def _inside(v: Any) -> bool:
+    """A relative folder path that stays inside the folder it is relative to."""
+    if not isinstance(v, str) or not v.strip() or "\x00" in v:
+        return False
+    p = Path(v)
+    return not p.is_absolute() and not v.startswith("~") and ".." not in p.parts
 
 
 def _pos_int(v: Any) -> bool:

@@ -1,23 +1,50 @@
-"""The engine as one process-wide object: the memory system, the job store, the
-pipeline and the background job runner, plus the spool that keeps every import's input
-on disk so a job can always be resumed. The dashboard and the CLI both use it.
+"""The engine as one process-wide object and the one API the dashboard and the CLI use:
+imports (preview, start, follow, cancel, resume, retry), jobs and their metrics, memories
+(search, browse, open, delete), the embedding cache (info, check, repair, warm-up, clear),
+the status of the store and the embedder, and the saved batch settings. Nothing outside
+`memsys` needs to reach past these methods.
 """
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Sequence
+from typing import Any, BinaryIO, Callable, Iterable, Sequence
 
 from memsys.api import MemorySystem
 from memsys.config import BatchConfig, Settings
+from memsys.embeddings.health import PROBLEMS, CacheHealthReport
+from memsys.embeddings.providers import provider_from_settings
+from memsys.embeddings.router import WarmupReport
+from memsys.embeddings.warmup import read_warmup_texts
 from memsys.ingest.chunking import ChunkSettings
 from memsys.ingest.documents import FieldMapping, MemoryDefaults, iter_memories
-from memsys.ingest.readers import InputProblem
-from memsys.jobs import JobRunner, JobStore, iter_chunks
+from memsys.ingest.readers import MAPPED_FIELDS, UPLOAD_CAPTION, UPLOAD_TYPES, InputProblem, has_columns, structured_columns
+from memsys.jobs import FailedItem, JobProgress, JobRunner, JobStore, iter_chunks
+from memsys.metrics import BatchMetrics, BatchRecord
 from memsys.models import Memory
 from memsys.pipeline import ImportPipeline, ImportRequest, embedder_name, plan_sizes
+from memsys.store import MemoryFilter, StoredMemory
 from memsys.spool import Spool
+from memsys.tasks import Progress, TaskRunner, TaskStatus
+
+# The types this API takes and returns, importable from here: the dashboard imports
+# nothing else of memsys but `memsys.config`, `memsys.errors` and `memsys.units`.
+__all__ = [
+    "MAPPED_FIELDS", "PROBLEMS", "UPLOAD_CAPTION", "UPLOAD_TYPES", "BatchMetrics", "BatchRecord", "CacheHealthReport", "EmbedderStatus", "Engine",
+    "FailedItem", "FieldMapping", "ImportPreview", "InputProblem", "JobProgress", "Memory", "MemoryDefaults",
+    "MemoryFilter", "Progress", "StoreStatus", "StoredMemory", "TaskStatus", "WarmupReport", "check_settings",
+]
+
+ProgressCallback = Callable[[JobProgress], None]
+
+
+def check_settings(settings: Settings) -> None:
+    """Raise ConfigError naming the setting when these settings cannot work (an embedding
+    provider that cannot start, such as openai without a key or a server)."""
+    provider_from_settings(settings)
+
 
 @dataclass
 class ImportPreview:
@@ -33,10 +60,33 @@ class ImportPreview:
     provider_calls: int = 0
     tokens: int = 0
     estimated_cost_usd: float = 0.0
+    price_per_million_tokens: float = 0.0
 
     @property
     def to_embed(self) -> int:
         return self.distinct - self.cached
+
+
+@dataclass(frozen=True)
+class StoreStatus:
+    """Which Weaviate memsys talks to and how many memories its collection holds."""
+
+    mode: str  # embedded | server | cloud
+    version: str
+    collection: str
+    memories: int
+
+
+@dataclass(frozen=True)
+class EmbedderStatus:
+    """Which embedder imports and searches use (nothing secret in it)."""
+
+    provider: str
+    model: str
+    dimensions: int | None
+    base_url: str | None
+    price_per_million_tokens: float
+    max_inputs_per_request: int
 
 
 class Engine:
@@ -49,6 +99,7 @@ class Engine:
         self.spool = Spool(self.settings.spool_dir)
         self.pipeline = ImportPipeline(self.system, self.jobs)
         self.runner = JobRunner(self.jobs, self._run_job)
+        self.tasks = TaskRunner()
 
     def _run_job(self, job_id: str) -> None:
         self.pipeline.run(job_id)
@@ -60,6 +111,50 @@ class Engine:
     def close(self) -> None:
         self.system.close()
         self.jobs.close()
+
+    # --- status ----------------------------------------------------------------------
+    def store_status(self) -> StoreStatus:
+        """Connects (embedded Weaviate starts on first use) and counts the memories."""
+        info = self.system.store.server_info()
+        return StoreStatus(info["mode"], str(info["version"] or "?"), info["collection"], int(info["objects"]))
+
+    def embedder_status(self) -> EmbedderStatus:
+        provider = self.system.router.provider
+        return EmbedderStatus(
+            provider=provider.name,
+            model=provider.model,
+            dimensions=provider.dimensions,
+            base_url=provider.base_url,
+            price_per_million_tokens=provider.price_per_million_tokens,
+            max_inputs_per_request=provider.max_inputs_per_request,
+        )
+
+    def check_connections(self) -> StoreStatus:
+        """Reach Weaviate and make one real embedding call (no cache); raises what fails."""
+        status = self.store_status()
+        self.system.router.embed(["connection check"], kind="query", use_cache=False)
+        return status
+
+    def secrets(self) -> list[str]:
+        """The configured secrets, for scrubbing anything shown or logged."""
+        return [s for s in (self.settings.openai_api_key.get(), self.settings.weaviate_api_key.get()) if s]
+
+    # --- batch settings --------------------------------------------------------------
+    @property
+    def batch_config_path(self) -> Path:
+        return self.settings.batch_config_path
+
+    def saved_batch_config(self) -> BatchConfig:
+        """The saved batch settings new imports start from; the guide's defaults when none
+        are saved. A saved file that no longer loads raises ConfigError naming the problem."""
+        return BatchConfig.saved(self.batch_config_path)
+
+    def save_batch_config(self, config: BatchConfig) -> Path:
+        """Save as the batch settings new imports (and the guide's writes) start from."""
+        config.validate()
+        config.to_file(self.batch_config_path)
+        self.system.batch_config = config
+        return self.batch_config_path
 
     # --- the spool (memsys/spool.py) -------------------------------------------------
     def new_spool(self) -> Path:
@@ -85,13 +180,14 @@ class Engine:
         config: BatchConfig | None = None,
         label: str = "",
     ) -> str:
-        """Record an import job for already-spooled paths; returns its id."""
+        """Record an import job for already-spooled paths; returns its id. Without a
+        `config` the job uses the saved batch settings."""
         request = ImportRequest(
             paths=tuple(str(Path(p).resolve()) for p in paths),
             defaults=defaults,
             mapping=mapping,
             chunking=chunking,
-            config=config or BatchConfig(),
+            config=config or self.saved_batch_config(),
             label=label or ", ".join(Path(p).name for p in paths)[:120],
             embedder=self.system.router.provider.fingerprint,
             embedder_name=embedder_name(self.system.router.provider),
@@ -113,6 +209,72 @@ class Engine:
         self.runner.submit(job_id)
         return job_id
 
+    def run(self, job_id: str) -> None:
+        """Queue a recorded job on this process's runner."""
+        self.runner.submit(job_id)
+
+    def follow(self, job_id: str, on_progress: ProgressCallback | None = None, poll: float = 0.25) -> JobProgress:
+        """Wait for a job to end, calling `on_progress` with its progress about every
+        `poll` seconds; returns its final progress."""
+        while True:
+            try:
+                job = self.runner.wait(job_id, timeout=poll, poll=min(poll, 0.1))
+            except TimeoutError:
+                if on_progress is not None:
+                    on_progress(self.jobs.require(job_id))
+                continue
+            if on_progress is not None:
+                on_progress(job)
+            return job
+
+    def wait(self, job_id: str, timeout: float | None = None) -> JobProgress:
+        return self.runner.wait(job_id, timeout=timeout)
+
+    def cancel(self, job_id: str) -> None:
+        """Ask a job to stop after the batch in flight (works across processes)."""
+        self.runner.cancel(job_id)
+
+    def resume(self, job_id: str) -> str:
+        """Continue a cancelled, failed or interrupted job in the background."""
+        return self.runner.resume(job_id)
+
+    def retry_failed(self, job_id: str) -> int:
+        """Re-run a finished job's failed items in the background; returns how many."""
+        return self.runner.retry_failed(job_id)
+
+    def job(self, job_id: str) -> JobProgress | None:
+        return self.jobs.get(job_id)
+
+    def require_job(self, job_id: str) -> JobProgress:
+        """The job, or ValueError naming the id that does not exist."""
+        return self.jobs.require(job_id)
+
+    def recent_jobs(self, limit: int = 50) -> list[JobProgress]:
+        return self.jobs.list_jobs(limit=limit)
+
+    def failed_items(self, job_id: str, limit: int | None = None) -> list[FailedItem]:
+        return self.jobs.failed_items(job_id, limit=limit)
+
+    def batches(self, job_id: str) -> list[BatchRecord]:
+        return self.jobs.batches(job_id)
+
+    def errors_by_type(self, job_id: str) -> dict[str, int]:
+        return self.jobs.errors_by_type(job_id)
+
+    def metrics(self, job_id: str) -> BatchMetrics:
+        """The guide's BatchMetrics for a job, rebuilt from its stored batches."""
+        return self.jobs.metrics(job_id)
+
+    @staticmethod
+    def is_structured(path: Path) -> bool:
+        """True for files read as records (csv, tsv, jsonl), whose columns can be mapped."""
+        return has_columns(Path(path))
+
+    @staticmethod
+    def columns_in(path: Path) -> list[str]:
+        """The column names a structured file offers for mapping ([] when none can be read)."""
+        return structured_columns(Path(path))
+
     def preview(
         self,
         paths: Sequence[Path | str],
@@ -123,10 +285,11 @@ class Engine:
         config: BatchConfig | None = None,
         limit: int = 20,
     ) -> ImportPreview:
-        config = config or BatchConfig()
+        """Read the files as an import would and say what it would do; nothing is written."""
+        config = config or self.saved_batch_config()
         router = self.system.router
         provider = router.provider
-        preview = ImportPreview()
+        preview = ImportPreview(price_per_million_tokens=provider.price_per_million_tokens)
         pieces = iter_memories([Path(p) for p in paths], defaults, mapping=mapping, chunking=chunking,
                                provider=provider.name, model=provider.model)
         seen: set[str] = set()
@@ -144,10 +307,72 @@ class Engine:
                     new_texts.append(piece.content)
             preview.distinct += len(new_texts)
             if new_texts:
-                cached = router.cached_texts(new_texts)
+                cached = router.with_cache_dir(config.resolve_cache_dir(self.settings.data_dir)).cached_texts(new_texts) \
+                    if config.enable_cache else set()
                 preview.cached += len(cached)
                 preview.tokens += sum(provider.count_tokens(t) for t in new_texts if t not in cached)
             preview.batch_sizes.extend(plan_sizes(new_texts, config, provider.max_inputs_per_request))
         preview.provider_calls = math.ceil(preview.to_embed / provider.max_inputs_per_request) if preview.to_embed else 0
         preview.estimated_cost_usd = preview.tokens / 1e6 * provider.price_per_million_tokens
         return preview
+
+    # --- memories --------------------------------------------------------------------
+    def search(self, query: str, limit: int = 10, where: MemoryFilter | None = None) -> list[StoredMemory]:
+        """Memories closest in meaning to `query`, best first, within the filter."""
+        where = where or MemoryFilter()
+        return self.system.search_memories(
+            query, limit=limit, project=where.project, repo=where.repo, agent=where.agent,
+            tags=list(where.tags) if where.tags else None,
+        )
+
+    def browse(self, where: MemoryFilter | None = None, offset: int = 0, limit: int = 50) -> list[StoredMemory]:
+        """Memories matching the filter, newest first, a page at a time."""
+        return self.system.store.browse(offset=offset, limit=limit, where=where)
+
+    def count(self, where: MemoryFilter | None = None) -> int:
+        return self.system.store.count(where)
+
+    def get_memory(self, memory_id: str) -> StoredMemory | None:
+        return self.system.get_memory(memory_id)
+
+    def delete(self, where: MemoryFilter) -> int:
+        """Delete every memory the filter matches; an empty filter is refused. Returns how many."""
+        return self.system.store.delete_where(where)
+
+    # --- the embedding cache ---------------------------------------------------------
+    @property
+    def cache_dir(self) -> Path:
+        return self.system.router.cache_dir
+
+    def cache_info(self) -> dict[str, Any]:
+        """Entries, size, lifetime and session hits and misses, limit, policy, per model."""
+        return self.system.router.get_cache_info()
+
+    def check_cache(self, fix: bool = False, progress: Progress | None = None) -> CacheHealthReport:
+        """Find (and with `fix`, remove or repair) cache entries that cannot be trusted."""
+        return self.system.router.check_cache(fix=fix, progress=progress)
+
+    def warm_up(
+        self,
+        texts: Iterable[str] = (),
+        *,
+        files: Sequence[Path] = (),
+        progress: Progress | None = None,
+        total: int = 0,
+    ) -> WarmupReport:
+        """Embed and cache texts ahead of an import: `texts`, then the texts of each warm-up
+        file (one per line, or .jsonl), streamed a step at a time, never read whole."""
+        stream = itertools.chain(texts, *(read_warmup_texts(Path(f)) for f in files))
+        return self.system.router.warm_up(stream, progress=progress, total=total)
+
+    def clear_cache(self) -> int:
+        """Remove every cached vector; returns how many entries went."""
+        return self.system.router.clear()
+
+    # --- short background tasks (cache check, repair, warm-up from the dashboard) ------
+    def start_task(self, name: str, work: Callable[[Progress], Any]) -> str:
+        """Run `work(progress)` in the background; poll it with `task(task_id)`."""
+        return self.tasks.submit(name, work)
+
+    def task(self, task_id: str) -> TaskStatus | None:
+        return self.tasks.get(task_id)

@@ -7,6 +7,8 @@ nothing and a resume finishes with the same result.
 from __future__ import annotations
 
 import dataclasses
+import gc
+import logging
 import queue
 import threading
 import time
@@ -22,6 +24,7 @@ from weaviate.exceptions import WeaviateBaseError
 from memsys.api import MemorySystem
 from memsys.config import BatchConfig
 from memsys.embeddings.providers import EmbeddingProvider
+from memsys.embeddings.router import EmbeddingResult, EmbeddingRouter
 from memsys.errors import EmbeddingProviderError, InputTooLongError, scrub
 from memsys.ingest.chunking import ChunkSettings
 from memsys.ingest.documents import FieldMapping, MemoryDefaults, iter_memories
@@ -30,8 +33,9 @@ from memsys.jobs import JobProgress, JobStore, PendingItem
 from memsys.metrics import BatchRecord
 from memsys.models import Memory
 from memsys.retry import RetryPolicy
-from memsys.store import StoredMemory
+from memsys.store import StoredMemory, settle
 
+log = logging.getLogger(__name__)
 ProgressCallback = Callable[[JobProgress], None]
 _PLAN_CHUNK = 500
 _FETCH_WINDOW = 1000
@@ -141,6 +145,7 @@ class _PreparedBatch:
     vectors: Any = None
     created_at: list[Any] = dataclasses.field(default_factory=list)  # of what is rewritten
     outcomes: dict[int, tuple[str, str, str]] = dataclasses.field(default_factory=dict)  # seq -> (state, reason, error_type)
+    names: dict[int, str] = dataclasses.field(default_factory=dict)  # seq -> the item's name, for the log
     embed_seconds: float = 0.0
     cache_hits: int = 0
     cache_misses: int = 0
@@ -220,6 +225,8 @@ class ImportPipeline:
         for seq, piece in enumerate(pieces):
             if isinstance(piece, InputProblem):
                 rows.append((seq, None, None, piece.item, "failed", piece.reason))
+                if request.config.log_errors:
+                    log.warning("job %s: %s failed: %s", job_id, piece.item, piece.reason)
             else:
                 rows.append((seq, piece.uuid, piece.to_dict(), item_name(piece), "pending", ""))
             if len(rows) >= _PLAN_CHUNK:
@@ -239,6 +246,11 @@ class ImportPipeline:
         job_created = jobs.require(job_id).created_at
         retry = RetryPolicy(config.max_retries, config.base_retry_delay, config.max_retry_delay)
         sizer = AdaptiveBatchSizer(config)
+        embedder = _JobEmbedder(
+            self.system.router.with_cache_dir(config.resolve_cache_dir(self.system.settings.data_dir)),
+            use_cache=config.enable_cache,
+            retry=retry,
+        )
         max_inputs = self.system.router.provider.max_inputs_per_request
         work: queue.Queue[_PreparedBatch | None] = queue.Queue(maxsize=config.queue_depth)
         stop_reason: list[str] = []
@@ -256,7 +268,7 @@ class ImportPipeline:
         known: dict[str, StoredMemory | None] = {}
 
         def prepare(number: int, batch: list[PendingItem]) -> None:
-            work.put(self._prepare(job_id, number, batch, job_created, retry, known))
+            work.put(self._prepare(job_id, number, batch, job_created, retry, known, embedder))
 
         try:
             with ThreadPoolExecutor(config.embed_workers, thread_name_prefix="memsys-embed") as pool:
@@ -304,11 +316,12 @@ class ImportPipeline:
         job_created: float,
         retry: RetryPolicy,
         known: dict[str, StoredMemory | None],
+        embedder: "_JobEmbedder",
     ) -> _PreparedBatch:
         """Decide what each item needs (nothing, or embedding and writing) and embed."""
         started = time.time()
         memories = [Memory.from_dict(item.memory) for item in batch]
-        prepared = _PreparedBatch(batch_no, started, len(batch))
+        prepared = _PreparedBatch(batch_no, started, len(batch), names={item.seq: item.item for item in batch})
         existing: dict[str, StoredMemory] = {}
         unknown = []
         for m in memories:
@@ -329,15 +342,15 @@ class ImportPipeline:
             prepared.outcomes = {item.seq: ("failed", reason, "store_unavailable") for item in batch}
             return prepared
         # Items repeating an earlier item's memory were settled when the job was planned.
-        for item, memory in zip(batch, memories):
-            stored = existing.get(memory.uuid)
-            if stored is not None and stored.same_as(memory):
-                prepared.outcomes[item.seq] = self._already_stored(stored, job_created)
-            else:
-                prepared.to_write.append((item, memory))
-                prepared.created_at.append(stored.created_at if stored is not None else None)
+        to_write, unchanged = settle(memories, existing)
+        for i in unchanged:
+            prepared.outcomes[batch[i].seq] = self._already_stored(existing[memories[i].uuid], job_created)
+        for i in to_write:
+            stored = existing.get(memories[i].uuid)
+            prepared.to_write.append((batch[i], memories[i]))
+            prepared.created_at.append(stored.created_at if stored is not None else None)
         if prepared.to_write:
-            self._embed(prepared, retry)
+            self._embed(prepared, embedder)
         prepared.embed_seconds = time.time() - started
         return prepared
 
@@ -350,30 +363,29 @@ class ImportPipeline:
             return ("written", "", "")
         return ("unchanged", "", "")
 
-    def _embed(self, prepared: _PreparedBatch, retry: RetryPolicy) -> None:
-        router = self.system.router
+    def _embed(self, prepared: _PreparedBatch, embedder: "_JobEmbedder") -> None:
         texts = [m.content for _, m in prepared.to_write]
         try:
-            result = router.embed(texts, retry=retry)
+            result = embedder.embed(texts)
         except (EmbeddingProviderError, InputTooLongError, ValueError) as e:
             if getattr(e, "retryable", False) or len(texts) == 1:
                 self._fail_all(prepared, e)
                 return
             # A permanent error in a batch: find the item(s) at fault, embed the rest.
-            self._embed_one_by_one(prepared, retry)
+            self._embed_one_by_one(prepared, embedder)
             return
         prepared.vectors = result.vectors
         prepared.cache_hits = result.cache_hits
         prepared.cache_misses = len(texts) - result.cache_hits
         prepared.retries = result.retries
 
-    def _embed_one_by_one(self, prepared: _PreparedBatch, retry: RetryPolicy) -> None:
+    def _embed_one_by_one(self, prepared: _PreparedBatch, embedder: "_JobEmbedder") -> None:
         keep: list[tuple[PendingItem, Memory]] = []
         created: list[Any] = []
         vectors = []
         for (item, memory), when in zip(prepared.to_write, prepared.created_at):
             try:
-                result = self.system.router.embed([memory.content], retry=retry)
+                result = embedder.embed([memory.content])
             except (EmbeddingProviderError, InputTooLongError, ValueError) as e:
                 prepared.outcomes[item.seq] = ("failed", self._reason(e), getattr(e, "kind", "bad_input"))
                 continue
@@ -453,6 +465,13 @@ class ImportPipeline:
             error_type=",".join(sorted(error_types)),
         )
         self.jobs.record_batch(record, [(seq, s, r, t) for seq, (s, r, t) in sorted(outcomes.items())])
+        if config.log_errors:
+            for seq, (state, reason, _) in sorted(outcomes.items()):
+                if state == "failed":
+                    log.warning("job %s batch %d: %s failed: %s", job_id, prepared.batch_no,
+                                prepared.names.get(seq, f"item {seq}"), reason)
+        if prepared.batch_no % config.gc_frequency == 0:
+            gc.collect()  # the seed's gc_frequency: free what finished batches left behind
         if counts["failed"] and not config.continue_on_error and not stop_reason:
             first = next(r for s, r, _ in outcomes.values() if s == "failed")
             stop_reason.append(f"batch {prepared.batch_no} had failures and continue_on_error is off: {first}")
@@ -493,6 +512,19 @@ class ImportPipeline:
                 prepared.retries += 1
             todo = again
             attempt += 1
+
+
+@dataclass(frozen=True)
+class _JobEmbedder:
+    """How one job embeds: its cache folder (`cache_dir`), whether it reads and fills the
+    cache at all (`enable_cache`), and its retry policy."""
+
+    router: EmbeddingRouter
+    use_cache: bool
+    retry: RetryPolicy
+
+    def embed(self, texts: Sequence[str]) -> EmbeddingResult:
+        return self.router.embed(texts, use_cache=self.use_cache, retry=self.retry)
 
 
 def plan_sizes(texts: Sequence[str], config: BatchConfig, max_inputs: int) -> list[int]:

@@ -78,6 +78,17 @@ class StoredMemory:
         )
 
 
+def settle(memories: Sequence[Memory], existing: dict[str, StoredMemory]) -> tuple[list[int], list[int]]:
+    """Split memories into those to embed and write (new or changed) and those stored
+    exactly so already (no embedding, no write): two lists of indexes, in order."""
+    to_write: list[int] = []
+    unchanged: list[int] = []
+    for i, memory in enumerate(memories):
+        stored = existing.get(memory.uuid)
+        (unchanged if stored is not None and stored.same_as(memory) else to_write).append(i)
+    return to_write, unchanged
+
+
 @dataclass(frozen=True)
 class MemoryFilter:
     """Which memories: every given field must match; tags match any of the given tags."""

@@ -1,14 +1,16 @@
 """Batch settings: how imports are cut into batches, retried and bounded (the seed's
-BatchConfig), with the seed's recommended ranges, validation, and a JSON file to keep them."""
+BatchConfig), with the seed's recommended ranges and validation. Saved settings live in the
+data folder (batch_config.json) and are what new imports start from; the JSON can be
+downloaded and uploaded."""
 import json
 
 import streamlit as st
 
 from components.batch_settings import batch_config, use_batch_config
 from components.feedback import flash, guarded, show_error, show_flashes
-from components.resources import current_settings
+from components.resources import engine
+from components.batch_labels import BUCKET_LABELS, BUCKET_LENGTHS, config_from_upload, outside_recommended, recommended
 from memsys.config import LENGTH_BUCKETS, BatchConfig, ConfigError
-from memsys.ui.batch import BUCKET_LABELS, BUCKET_LENGTHS, config_from_upload, default_config_path, outside_recommended, recommended
 
 st.title("Batch settings")
 st.caption(
@@ -28,7 +30,10 @@ with st.form("batch_form"):
                                                 help=f"How many texts of this length go in one batch; {recommended(bucket)}.")
         column.caption(f"{BUCKET_LENGTHS[bucket].capitalize()}; {recommended(bucket)}")
     left, middle, right = st.columns(3)
-    default_batch_size = left.number_input("Default batch size", value=config.default_batch_size, step=1)
+    default_batch_size = left.number_input(
+        "Records per write (Python API)", value=config.default_batch_size, step=1,
+        help="write_memories_batch embeds and writes this many records at a time (the guide's default_batch_size). "
+             "Imports size their batches by text length, above.")
     min_batch_size = middle.number_input("Smallest batch", value=config.min_batch_size, step=1,
                                          help="Batches shrink down to this under memory pressure.")
     max_batch_size = right.number_input("Largest batch", value=config.max_batch_size, step=1)
@@ -46,14 +51,17 @@ with st.form("batch_form"):
     queue_depth = columns[2].number_input("Batches waiting", value=config.queue_depth, step=1,
                                           help="Batches embedded ahead of the writers.")
     memory_limit_mb = columns[3].number_input("Memory limit (MB)", value=config.memory_limit_mb, step=64)
-    gc_frequency = columns[4].number_input("Clean memory every N batches", value=config.gc_frequency, step=1)
+    gc_frequency = columns[4].number_input("Free memory every N batches", value=config.gc_frequency, step=1,
+                                           help="Runs Python's garbage collector after every N-th batch.")
 
     st.markdown("**Errors and cache**")
     left, middle, right = st.columns(3)
     continue_on_error = left.toggle("Continue after a failed batch", value=config.continue_on_error,
                                     help="Failed items are kept with their reason and can be retried.")
-    enable_cache = middle.toggle("Use the embedding cache", value=config.enable_cache)
-    log_errors = right.toggle("Log errors", value=config.log_errors)
+    enable_cache = middle.toggle("Use the embedding cache", value=config.enable_cache,
+                                 help="Off: every text is sent to the embedder and nothing is cached.")
+    log_errors = right.toggle("Log failed items", value=config.log_errors,
+                              help="Write each failed item and its reason to the log, as well as to the job.")
 
     if st.form_submit_button("Use these settings", type="primary"):
         changes = {
@@ -76,30 +84,30 @@ with st.form("batch_form"):
 for note in outside_recommended(config):
     st.warning(note, icon=":material/info:")
 
-st.subheader("Keep them in a file")
-with guarded():
-    path = st.text_input("File", value=str(default_config_path(current_settings())),
-                         help="A JSON file in the seed's BatchConfig format.")
-    left, middle, right = st.columns(3)
-    if left.button("Save to the file", icon=":material/save:"):
-        with guarded():
-            config.to_file(path)
-            st.success(f"Saved to {path}.")
-    if middle.button("Load from the file", icon=":material/folder_open:"):
-        with guarded():
-            use_batch_config(BatchConfig.from_file(path))
-            flash(f"Loaded {path}.")
-            st.rerun()
-    right.download_button("Download as JSON", json.dumps(config.to_dict(), indent=2), file_name="batch_config.json",
-                          mime="application/json", icon=":material/download:")
+st.subheader("Keep them")
+memsys_engine = engine()
+st.caption("Saved settings are what every new import starts from, in every browser session and on the command "
+           "line; they are kept in the data folder as batch_config.json.")
+left, middle, right = st.columns(3)
+if left.button("Save for every new import", icon=":material/save:", type="primary"):
+    with guarded():
+        memsys_engine.save_batch_config(config)
+        st.success("Saved: new imports start from these settings.", icon=":material/check:")
+if middle.button("Go back to the saved settings", icon=":material/history:"):
+    with guarded():
+        use_batch_config(memsys_engine.saved_batch_config())
+        flash("Loaded the saved settings.")
+        st.rerun()
+right.download_button("Download as JSON", json.dumps(config.to_dict(), indent=2), file_name="batch_config.json",
+                      mime="application/json", icon=":material/download:")
 
-    uploaded = st.file_uploader("Or load a JSON file from your computer", type=["json"])
-    if uploaded is not None and st.button("Use the uploaded file"):
-        try:
-            loaded = config_from_upload(uploaded.name, uploaded.getvalue())
-        except ConfigError as e:
-            show_error(e)
-        else:
-            use_batch_config(loaded)
-            flash(f"Loaded {uploaded.name}.")
-            st.rerun()
+uploaded = st.file_uploader("Load a JSON file from your computer", type=["json"])
+if uploaded is not None and st.button("Use the uploaded file"):
+    try:
+        loaded = config_from_upload(uploaded.name, uploaded.getvalue())
+    except ConfigError as e:
+        show_error(e)
+    else:
+        use_batch_config(loaded)
+        flash(f"Loaded {uploaded.name}.")
+        st.rerun()

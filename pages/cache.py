@@ -7,12 +7,9 @@ from components.cache_views import health_report
 from components.feedback import guarded, or_stop
 from components.resources import engine
 from components.task_views import start_task, task_result
-from memsys.ingest.readers import UndecodableError, decode_bytes
-from memsys.ui import format as fmt
-from memsys.ui.explain import sentence
-from memsys.ui.inputs import text_lines
-from memsys.ui.tables import cache_model_rows, job_cache_rows
-from memsys.ui.warmup import warm_up
+from components import format as fmt
+from components.fields import text_lines
+from components.tables import cache_model_rows, job_cache_rows
 
 st.title("Embedding cache")
 st.caption(
@@ -21,9 +18,8 @@ st.caption(
 )
 
 memsys_engine = or_stop(engine)
-router = memsys_engine.system.router
 with guarded():
-    info = router.get_cache_info()
+    info = memsys_engine.cache_info()
     entries, size, lifetime, process = st.columns(4)
     entries.metric("Cached vectors", fmt.count(info["num_entries"]))
     limit = f"limit {fmt.size(info['size_limit_bytes'])}" if info.get("evicts") else "no size limit"
@@ -44,7 +40,7 @@ with guarded():
     else:
         st.caption("The cache is empty.")
     st.subheader("Per import")
-    rows = job_cache_rows(memsys_engine.jobs.list_jobs(limit=20))
+    rows = job_cache_rows(memsys_engine.recent_jobs(limit=20))
     if rows:
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
     else:
@@ -55,12 +51,12 @@ st.caption("Reads every entry and checks it can be trusted: its size, its number
            "Imports can keep running meanwhile.")
 check, repair = st.columns(2)
 if check.button("Check the cache", icon=":material/health_and_safety:"):
-    start_task("cache_check", "cache-check", lambda progress: router.check_cache(fix=False, progress=progress))
+    start_task("cache_check", "cache-check", lambda progress: memsys_engine.check_cache(fix=False, progress=progress))
 report = task_result("cache_check", "Checking entries")
 if report is not None:
     health_report(report)
     if repair.button("Repair", type="primary", icon=":material/build:", disabled=report.ok or report.fix):
-        start_task("cache_check", "cache-repair", lambda progress: router.check_cache(fix=True, progress=progress))
+        start_task("cache_check", "cache-repair", lambda progress: memsys_engine.check_cache(fix=True, progress=progress))
         st.rerun()
 
 st.subheader("Warm up")
@@ -69,17 +65,19 @@ typed_tab, file_tab = st.tabs(["Type or paste texts", "From a text file"])
 with typed_tab:
     typed = st.text_area("One text per line", height=120)
 with file_tab:
-    upload = st.file_uploader("A text file, one text per line", type=["txt", "md", "csv", "log"], key="warmup_file")
+    upload = st.file_uploader("A text file, one text per line (or .jsonl with a \"content\" field)",
+                              type=["txt", "md", "csv", "log", "jsonl"], key="warmup_file")
 if st.button("Warm up the cache", icon=":material/local_fire_department:"):
     texts = text_lines(typed)
-    try:
-        texts += text_lines(decode_bytes(upload.getvalue())) if upload else []
-    except UndecodableError as e:
-        st.error(sentence(f"{upload.name} {e}"))
-    if not texts:
-        st.warning("Type some texts or choose a file first.")
-    else:
-        start_task("cache_warmup", "cache-warmup", lambda progress: warm_up(router, texts, progress))
+    with guarded():
+        # The file goes to the spool first and is read a line at a time, never whole.
+        spooled = memsys_engine.spool_upload(upload.file_id, upload.name, upload) if upload else None
+        if not texts and spooled is None:
+            st.warning("Type some texts or choose a file first.")
+        else:
+            files = [spooled] if spooled is not None else []
+            start_task("cache_warmup", "cache-warmup",
+                       lambda progress: memsys_engine.warm_up(texts, files=files, progress=progress))
 warmed = task_result("cache_warmup", "Embedding")
 if warmed is not None:
     st.success(f"Warmed up {fmt.plural(warmed.texts, 'text')}: {warmed.already_cached:,} were already cached, "
@@ -91,5 +89,5 @@ with st.container(border=True):
     sure = st.checkbox("I understand: every text will be embedded again")
     if st.button("Clear the cache", icon=":material/delete_forever:", disabled=not sure):
         with guarded():
-            removed = router.clear()
+            removed = memsys_engine.clear_cache()
             st.success(f"Removed {fmt.plural(removed, 'entry', 'entries')}.", icon=":material/check:")

@@ -5,11 +5,11 @@ import streamlit as st
 
 from components.feedback import guarded, show_error
 from components.memory_views import filter_fields, memory_card, memory_detail, memory_table
-from components.resources import system
-from memsys.store import MemoryFilter
-from memsys.ui import format as fmt
-from memsys.ui.inputs import checked_memory_id, describe_filter, memory_filter, parse_tags
-from memsys.ui.tables import memory_rows
+from components.resources import engine
+from memsys.engine import MemoryFilter
+from components import format as fmt
+from components.fields import checked_memory_id, describe_filter, memory_filter
+from components.tables import memory_rows
 
 st.title("Memories")
 st.caption("Find what has been imported, see where each memory came from, and remove what is no longer wanted.")
@@ -19,7 +19,7 @@ def delete_matching(target: MemoryFilter) -> None:
     """Runs before the page does (a button callback), so the confirmation box can be emptied."""
     st.session_state["delete_confirm"] = ""
     try:
-        st.session_state["delete_outcome"] = system().store.delete_where(target)
+        st.session_state["delete_outcome"] = engine().delete(target)
     except Exception as e:  # shown as a sentence by the page below
         st.session_state["delete_outcome"] = e
 
@@ -37,10 +37,8 @@ with search_tab:
             st.warning("Type something to search for.")
         else:
             with guarded(), st.spinner("Searching…"):
-                st.session_state["search_hits"] = system().search_memories(
-                    query, limit=limit, project=project or None, repo=repo or None,
-                    agent=agent or None, tags=list(parse_tags(tags)) or None,
-                )
+                st.session_state["search_hits"] = engine().search(
+                    query, limit=limit, where=memory_filter(project, repo, agent, tags))
     hits = st.session_state.get("search_hits")
     if hits is not None:
         if hits:
@@ -56,10 +54,10 @@ with browse_tab:
         with left.expander("Filters"):
             where = memory_filter(*filter_fields("browse"))
         page_size = right.selectbox("Per page", (10, 25, 50, 100), index=1)
-        total = system().store.count(where)
+        total = engine().count(where)
         pages = max(1, -(-total // page_size))
         page = right.number_input("Page", min_value=1, max_value=pages, value=1, step=1, key="browse_page")
-        shown = system().store.browse(offset=(page - 1) * page_size, limit=page_size, where=where)
+        shown = engine().browse(where, offset=(page - 1) * page_size, limit=page_size)
         st.caption(f"{fmt.plural(total, 'memory', 'memories')} ({describe_filter(where)}), newest first; "
                    f"page {page} of {pages}.")
         if shown:
@@ -69,7 +67,7 @@ with browse_tab:
         memory_id = st.text_input("Memory ID", placeholder="00000000-0000-0000-0000-000000000000")
         if memory_id.strip():
             with guarded():
-                found = system().get_memory(checked_memory_id(memory_id))
+                found = engine().get_memory(checked_memory_id(memory_id))
                 if found is None:
                     st.warning("No memory has this ID.")
                 else:
@@ -86,10 +84,10 @@ with delete_tab:
         st.caption("Fill in a field above to choose what to delete.")
     else:
         with guarded():
-            matches = system().store.count(target)
+            matches = engine().count(target)
             st.markdown(f"**{fmt.plural(matches, 'memory matches', 'memories match')}** {describe_filter(target)}.")
             if matches:
-                st.dataframe(pd.DataFrame(memory_rows(system().store.browse(limit=5, where=target))),
+                st.dataframe(pd.DataFrame(memory_rows(engine().browse(target, limit=5))),
                              hide_index=True, width="stretch")
                 typed = st.text_input(f"Type DELETE to remove {fmt.plural(matches, 'memory', 'memories')} for good",
                                       key="delete_confirm")

@@ -7,16 +7,16 @@ from components.charts import chart_with_data
 from components.feedback import or_stop
 from components.job_views import job_figures
 from components.resources import engine
-from memsys.ui import format as fmt
-from memsys.ui.charts import (
+from components import format as fmt
+from components.figures import (
     batch_table, cache_figure, comparison_figure, comparison_table, errors_figure, errors_table,
     jobs_figure, jobs_table, latency_figure, runs_table, throughput_figure,
 )
 
 st.title("Metrics")
 st.caption("How fast imports ran, where the time went, and how much the cache saved.")
-store = or_stop(engine).jobs
-jobs = store.list_jobs(limit=100)
+store = or_stop(engine)
+jobs = store.recent_jobs(limit=100)
 if not jobs:
     st.info("No imports yet: metrics appear here once the first import has run.")
     st.stop()

@@ -4,9 +4,9 @@ import pandas as pd
 import streamlit as st
 
 from components.feedback import guarded, show_error
-from components.resources import current_settings, session_overrides, system
+from components.resources import current_settings, engine, session_overrides
 from memsys.config import PROVIDERS, ConfigError
-from memsys.ui.session_settings import describe, load_settings
+from components.session_settings import describe, load_settings
 
 st.title("Settings")
 st.caption(
@@ -74,12 +74,10 @@ with st.form("keys", clear_on_submit=True):
 left, right = st.columns(2)
 if left.button("Check the connection", icon=":material/network_check:"):
     with guarded(), st.spinner("Connecting (embedded Weaviate takes about 15 seconds to start)…"):
-        memsys_system = system()
-        info = memsys_system.store.server_info()
-        memsys_system.router.embed(["connection check"], kind="query", use_cache=False)
+        status = engine().check_connections()
         st.success(
-            f"Weaviate {info['version']} answers ({info['objects']:,} memories in {info['collection']}) and the "
-            f"{memsys_system.settings.embedding_provider} embedder works."
+            f"Weaviate {status.version} answers ({status.memories:,} memories in {status.collection}) and the "
+            f"{engine().embedder_status().provider} embedder works."
         )
 if right.button("Back to the configured settings", disabled=not overrides):
     overrides.clear()

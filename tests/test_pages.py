@@ -26,7 +26,7 @@ if str(REPO) not in sys.path:
 
 SENTINEL_KEY = "sk-pages-SENTINEL-5d1e8c0b9a7f3e21"
 STARTUP = 180  # seconds: the first run starts embedded Weaviate and loads the model
-PAGES = ["pages/import_files.py", "pages/memories.py", "pages/metrics.py", "pages/cache.py",
+PAGES = ["pages/import.py", "pages/memories.py", "pages/metrics.py", "pages/cache.py",
          "pages/batch_settings.py", "pages/settings.py"]
 CLEARED = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "WEAVIATE_URL", "WEAVIATE_API_KEY", "MEMSYS_EMBEDDING_MODEL",
            "MEMSYS_EMBEDDING_DIMENSIONS", "MEMSYS_COLLECTION")
@@ -103,7 +103,7 @@ def finished(at: AppTest) -> bool:
 @pytest.fixture(scope="module")
 def imported(app_env: dict[str, str]) -> str:
     """A small import run from the Import page; returns its project."""
-    at = open_page("pages/import_files.py")
+    at = open_page("pages/import.py")
     start_import(at, [("notes.md", b"# Notes\n\nThe lighthouse keeper logs every ship.", "text/markdown"),
                       ("rows.jsonl", jsonl(sentences(6, "the page tests")), "application/json")], "pages-import")
     rerun_until(at, finished)
@@ -238,7 +238,7 @@ def test_settings_show_an_entered_key_as_set_and_never_its_value(app_env: dict[s
 # --- Import ----------------------------------------------------------------------------------
 
 def test_import_says_which_fields_are_missing(app_env: dict[str, str]) -> None:
-    at = open_page("pages/import_files.py")
+    at = open_page("pages/import.py")
     at.file_uploader[0].set_value(("one.txt", b"A single short note.", "text/plain"))
     at.run()
     button(at, "Start import").click()
@@ -247,7 +247,7 @@ def test_import_says_which_fields_are_missing(app_env: dict[str, str]) -> None:
 
 
 def test_import_preview_counts_memories_calls_and_cost(app_env: dict[str, str]) -> None:
-    at = open_page("pages/import_files.py")
+    at = open_page("pages/import.py")
     at.file_uploader[0].set_value([("a.txt", b"First preview note.", "text/plain"),
                                    ("b.csv", b"text,tags\nSecond preview note.,x\nThird preview note.,y\n", "text/csv")])
     at.run()
@@ -270,7 +270,7 @@ def test_import_preview_reads_inside_a_zip(app_env: dict[str, str]) -> None:
     with zipfile.ZipFile(bundle, "w") as archive:
         archive.writestr("guide/one.md", "# One\n\nThe first guide page.")
         archive.writestr("guide/two.txt", "The second guide page.")
-    at = open_page("pages/import_files.py")
+    at = open_page("pages/import.py")
     at.file_uploader[0].set_value(("guide.zip", bundle.getvalue(), "application/zip"))
     at.run()
     for key, value in (("import_project", "zip"), ("import_repo", "r"), ("import_agent", "a")):
@@ -287,13 +287,13 @@ def test_an_import_started_from_the_page_completes(app_env: dict[str, str], impo
 
 
 def test_the_import_page_follows_its_job_across_page_switches(app_env: dict[str, str]) -> None:
-    at = open_page("pages/import_files.py")
+    at = open_page("pages/import.py")
     start_import(at, [("counts.jsonl", jsonl(sentences(4, "the counting test")), "application/json")], "pages-counts")
     job_heading = {"Importing counts.jsonl", "Import of counts.jsonl"}  # running, or already done
     assert job_heading & set(texts(at, "subheader"))  # shown by the same run that started it
     at.switch_page("pages/memories.py")
     at.run()
-    at.switch_page("pages/import_files.py")
+    at.switch_page("pages/import.py")
     at.run()
     assert job_heading & set(texts(at, "subheader"))
     rerun_until(at, finished)
@@ -302,7 +302,7 @@ def test_the_import_page_follows_its_job_across_page_switches(app_env: dict[str,
 
 
 def test_a_cancelled_import_can_be_resumed_to_the_end(app_env: dict[str, str]) -> None:
-    at = open_page("pages/import_files.py")
+    at = open_page("pages/import.py")
     start_import(at, [("long.jsonl", jsonl(sentences(150, "the cancel test")), "application/json")], "pages-cancel")
     button(at, "Cancel").click()
     at.run()
@@ -330,7 +330,7 @@ def test_failed_items_are_listed_with_their_reasons_and_can_be_retried(app_env: 
     at.run()
     by_label(at.number_input, "Retries per batch").set_value(0)
     button(at, "Use these settings").click()
-    at.switch_page("pages/import_files.py")
+    at.switch_page("pages/import.py")
     at.run()
     start_import(at, [("retry.jsonl", jsonl(sentences(3, "the retry test")), "application/json")], "pages-retry")
     rerun_until(at, lambda at: any("with failures" in w for w in texts(at, "warning")))
@@ -396,7 +396,7 @@ def test_browsing_shows_how_many_memories_there_are(app_env: dict[str, str], imp
 
 
 def test_deleting_by_filter_needs_the_typed_confirmation(app_env: dict[str, str]) -> None:
-    at = open_page("pages/import_files.py")
+    at = open_page("pages/import.py")
     start_import(at, [("gone.jsonl", jsonl(sentences(3, "the delete test")), "application/json")], "pages-delete")
     rerun_until(at, finished)
     at.switch_page("pages/memories.py")

@@ -1,4 +1,4 @@
-"""The dashboard's plain helpers (memsys/ui), tested without Streamlit."""
+"""The dashboard's plain helpers (components/ modules that do not draw), tested without Streamlit."""
 from __future__ import annotations
 
 import json
@@ -11,15 +11,15 @@ from memsys.config import BatchConfig, ConfigError
 from memsys.errors import EmbeddingAuthError, StoreUnavailableError
 from memsys.jobs import JobProgress
 from memsys.metrics import BatchRecord
-from memsys.ui import charts, guidance
-from memsys.ui import format as fmt
-from memsys.ui.batch import config_from_upload, outside_recommended
-from memsys.ui.columns import columns_in
-from memsys.ui.explain import explain, sentence
-from memsys.ui.guidance import next_steps
-from memsys.ui.inputs import import_defaults, memory_filter, parse_tags, text_lines
-from memsys.ui.session_settings import describe, fingerprint, load_settings
-from memsys.ui.tasks import DONE, FAILED, TaskRunner
+from components import figures, guidance
+from components import format as fmt
+from components.batch_labels import config_from_upload, outside_recommended
+from memsys.engine import Engine
+from components.explain import explain, sentence
+from components.guidance import next_steps
+from components.fields import import_defaults, memory_filter, parse_tags, text_lines
+from components.session_settings import describe, fingerprint, load_settings
+from memsys.tasks import DONE, FAILED, TaskRunner
 
 KEY = "sk-unit-SENTINEL-0a1b2c3d4e5f6789"
 NO_SECRETS = Path("/nonexistent/secrets.toml")
@@ -96,8 +96,8 @@ def test_warm_up_texts_are_one_per_line_each_once() -> None:
 def test_csv_and_jsonl_columns_are_read_from_the_first_block(tmp_path: Path) -> None:
     (tmp_path / "a.csv").write_text("text;project;labels\nhello;p;x\n", encoding="utf-8")
     (tmp_path / "b.jsonl").write_text('{"body": "x", "team": "t"}\n{"body": "y", "owner": "o"}\n', encoding="utf-8")
-    assert columns_in(tmp_path / "a.csv") == ["text", "project", "labels"]
-    assert columns_in(tmp_path / "b.jsonl") == ["body", "team", "owner"]
+    assert Engine.columns_in(tmp_path / "a.csv") == ["text", "project", "labels"]
+    assert Engine.columns_in(tmp_path / "b.jsonl") == ["body", "team", "owner"]
 
 
 # --- batch settings --------------------------------------------------------------------------
@@ -143,7 +143,7 @@ def _batch(no: int, start: float, seconds: float, size: int = 10, hits: int = 2)
 
 
 def test_the_batch_table_measures_time_from_the_first_batch() -> None:
-    table = charts.batch_table([_batch(2, 101.0, 2.0), _batch(1, 100.0, 1.0)])
+    table = figures.batch_table([_batch(2, 101.0, 2.0), _batch(1, 100.0, 1.0)])
     assert list(table["batch"]) == [1, 2]
     assert list(table["elapsed_seconds"]) == [1.0, 3.0]
     assert list(table["items_done"]) == [10, 20]
@@ -151,15 +151,15 @@ def test_the_batch_table_measures_time_from_the_first_batch() -> None:
 
 
 def test_every_chart_draws_from_its_table() -> None:
-    table = charts.batch_table([_batch(1, 100.0, 1.0), _batch(2, 101.0, 2.0)])
-    for figure in (charts.throughput_figure(table), charts.latency_figure(table), charts.cache_figure(table)):
+    table = figures.batch_table([_batch(1, 100.0, 1.0), _batch(2, 101.0, 2.0)])
+    for figure in (figures.throughput_figure(table), figures.latency_figure(table), figures.cache_figure(table)):
         assert figure.data
-    errors = charts.errors_table({"timeout": 2, "bad_request": 5})
+    errors = figures.errors_table({"timeout": 2, "bad_request": 5})
     assert list(errors["kind of error"]) == ["bad_request", "timeout"]
-    assert charts.errors_figure(errors).data
-    runs = charts.runs_table({"a": table, "b": table.iloc[:0]})
+    assert figures.errors_figure(errors).data
+    runs = figures.runs_table({"a": table, "b": table.iloc[:0]})
     assert set(runs["run"]) == {"a"}
-    assert charts.comparison_figure(runs).data
+    assert figures.comparison_figure(runs).data
 
 
 # --- background tasks ----------------------------------------------------------------------------

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import gc
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -21,6 +22,22 @@ from memsys.errors import EmbeddingProviderError, InputTooLongError
 from memsys.retry import RetryPolicy
 
 KINDS = ("passage", "query")
+WARMUP_STEP = 64  # texts per warm-up call: one local-model request, a couple of seconds of work
+
+
+@dataclass(frozen=True)
+class WarmupReport:
+    """What a warm-up did: texts read, how many the cache already had, how many were embedded
+    now (the rest repeated a text seen earlier in the same warm-up)."""
+
+    texts: int
+    already_cached: int
+    embedded: int
+    seconds: float
+
+    @property
+    def repeats(self) -> int:
+        return self.texts - self.already_cached - self.embedded
 
 
 @dataclass(frozen=True)
@@ -56,12 +73,31 @@ class EmbeddingRouter:
         )
         self.retry = retry or RetryPolicy()
         self._lock = threading.Lock()
+        self._other_caches: dict[Path, "EmbeddingRouter"] = {}
         self.session_hits = 0
         self.session_misses = 0
 
     @property
     def cache_dir(self) -> Path:
         return self.cache.directory
+
+    def with_cache_dir(self, directory: Path) -> "EmbeddingRouter":
+        """The same provider over the cache in another folder (a job whose BatchConfig names
+        its own `cache_dir`); one router per folder for the life of this one."""
+        if Path(directory) == Path(self.cache_dir):
+            return self
+        with self._lock:
+            other = self._other_caches.get(Path(directory))
+            if other is None:
+                cache = EmbeddingCache(
+                    Path(directory),
+                    size_limit_bytes=self.settings.cache_size_limit_bytes,
+                    eviction_policy=self.settings.cache_eviction_policy,
+                )
+                other = self._other_caches[Path(directory)] = EmbeddingRouter(
+                    self.settings, provider=self.provider, cache=cache, retry=self.retry
+                )
+            return other
 
     # --- the seed's API -------------------------------------------------------------
     def get_embedding(self, text: str, use_cache: bool = True) -> list[float]:
@@ -252,6 +288,36 @@ class EmbeddingRouter:
     def warmup(self, texts: Sequence[str]) -> EmbeddingResult:
         """Embed and cache texts ahead of an import (the seed's cache warm-up)."""
         return self.embed(list(texts))
+
+    def warm_up(
+        self,
+        texts: Iterable[str],
+        progress: Callable[[int, int], None] | None = None,
+        total: int = 0,
+    ) -> WarmupReport:
+        """Warm the cache from a stream of texts, WARMUP_STEP at a time, so a large file is
+        never held whole; `progress(done, total)` after each step (`total` 0 when unknown)."""
+        started = time.monotonic()
+        done = hits = embedded = 0
+        step: list[str] = []
+
+        def flush() -> None:
+            nonlocal done, hits, embedded
+            result = self.embed(step)
+            done += len(step)
+            hits += result.cache_hits
+            embedded += result.embedded
+            step.clear()
+            if progress is not None:
+                progress(done, total)
+
+        for text in texts:
+            step.append(text)
+            if len(step) == WARMUP_STEP:
+                flush()
+        if step:
+            flush()
+        return WarmupReport(done, hits, embedded, time.monotonic() - started)
 
     def check_cache(self, fix: bool = False, progress: Progress | None = None) -> CacheHealthReport:
         """Check the cache: diskcache's own consistency check, then every entry decoded and

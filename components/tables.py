@@ -4,12 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
-from memsys.embeddings.health import PROBLEMS, CacheHealthReport
-from memsys.ingest.readers import InputProblem
-from memsys.jobs import FailedItem, JobProgress
-from memsys.models import Memory
-from memsys.store import StoredMemory
-from memsys.ui import format as fmt
+from memsys.engine import PROBLEMS, CacheHealthReport, FailedItem, InputProblem, JobProgress, Memory, StoredMemory
+from components import format as fmt
 
 PREVIEW_CHARS = 120
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Mapping
 
 from memsys.config import ConfigError, Settings
-from memsys.embeddings.providers import provider_from_settings
+from memsys.engine import check_settings
 
 # Field -> the setting's environment name (the names Settings.load reads).
 EDITABLE = {
@@ -44,7 +44,7 @@ def load_settings(
         if value is not None and str(value).strip():
             merged[EDITABLE[name]] = str(value).strip()
     settings = Settings.load(env=merged, secrets_path=secrets_path)
-    provider_from_settings(settings)  # raises ConfigError for a provider that cannot work
+    check_settings(settings)  # raises ConfigError for a provider that cannot work
     if overrides and overrides.get("weaviate_grpc_port") and not settings.weaviate_url:
         # Embedded Weaviate runs once per process, on the configured ports.
         raise ConfigError("the gRPC port is for a Weaviate server: enter the server's URL as well")

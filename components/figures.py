@@ -8,8 +8,7 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
-from memsys.jobs import JobProgress
-from memsys.metrics import BatchRecord
+from memsys.engine import BatchRecord, JobProgress
 
 _LAYOUT = dict(margin=dict(l=10, r=10, t=40, b=10), height=320, legend_title_text="")
 

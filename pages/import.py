@@ -10,16 +10,15 @@ from components.import_views import column_mapping, forget_files, preview_panel,
 from components.inputs import kept
 from components.job_views import job_summary, live_job
 from components.resources import engine
-from memsys.ui import format as fmt
-from memsys.ui.columns import is_structured
-from memsys.ui.inputs import import_defaults
+from components import format as fmt
+from components.fields import import_defaults
 
 st.title("Import")
 st.caption("Turn documents into memories: each file is read, cut into chunks, embedded and stored.")
 memsys_engine = or_stop(engine)
 state = st.session_state
 job_id = state.get("import_job") or st.query_params.get("job")
-job = memsys_engine.jobs.get(job_id) if job_id else None
+job = memsys_engine.job(job_id) if job_id else None
 
 # --- the import this session is following ----------------------------------------------
 if job is not None:
@@ -34,7 +33,7 @@ if job is not None:
             st.query_params.pop("job", None)
             st.rerun()
 
-others = [j for j in memsys_engine.jobs.list_jobs(limit=20) if j.is_active and j.job_id != job_id]
+others = [j for j in memsys_engine.recent_jobs(limit=20) if j.is_active and j.job_id != job_id]
 for other in others:
     left, right = st.columns([4, 1])
     left.info(f"Also running: {other.label} ({fmt.job_state(other.state).lower()}, "
@@ -62,15 +61,17 @@ tags = kept(left.text_input, "Tags", "import_tags", "", placeholder="separate wi
 source = kept(right.text_input, "Source", "import_source", "document-import")
 
 mapping = None
-structured = [p for p in paths if is_structured(p)]
+structured = [p for p in paths if memsys_engine.is_structured(p)]
 if structured:
     st.subheader("3. Columns")
-    mapping = column_mapping(structured)
+    mapping = column_mapping(memsys_engine, structured)
 
 st.subheader(f"{4 if structured else 3}. Preview and start")
 config = batch_config()
-st.caption(f"Batch settings: default {config.default_batch_size} per batch, {config.max_retries} retries, "
-           f"{'continue' if config.continue_on_error else 'stop'} after a failed batch (change them on Batch settings).")
+sizes = config.text_type_batch_sizes or {}
+st.caption(f"Batch settings: {sizes['short']} short to {sizes['very_long']} very long texts per batch, "
+           f"{config.max_retries} retries, {'continue' if config.continue_on_error else 'stop'} after a failed batch, "
+           f"embedding cache {'on' if config.enable_cache else 'off'} (change them on Batch settings).")
 left, right = st.columns(2)
 preview_clicked = left.button("Preview", icon=":material/visibility:", disabled=not paths)
 start_clicked = right.button("Start import", type="primary", icon=":material/play_arrow:", disabled=not paths)

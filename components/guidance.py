@@ -4,11 +4,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from memsys.jobs import JobProgress
-from memsys.ui import format as fmt
+from memsys.engine import JobProgress
+from components import format as fmt
 
 IMPORT, MEMORIES, CACHE, METRICS, SETTINGS = (
-    "pages/import_files.py", "pages/memories.py", "pages/cache.py", "pages/metrics.py", "pages/settings.py",
+    "pages/import.py", "pages/memories.py", "pages/cache.py", "pages/metrics.py", "pages/settings.py",
 )
 
 

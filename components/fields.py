@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import uuid
 
-from memsys.ingest.documents import MemoryDefaults
-from memsys.store import MemoryFilter
-from memsys.ui import format as fmt
+from memsys.engine import MemoryDefaults, MemoryFilter
+from components import format as fmt
 
 
 def parse_tags(text: str | None) -> tuple[str, ...]:

@@ -5,19 +5,27 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path, PurePath
 
-from memsys.config import LENGTH_BUCKETS, RECOMMENDED_BATCH_SIZES, BatchConfig, Settings
+from memsys.config import LENGTH_BUCKETS, LENGTH_LIMITS, RECOMMENDED_BATCH_SIZES, BatchConfig
 
 BUCKET_LABELS = {"short": "Short texts", "medium": "Medium texts", "long": "Long texts", "very_long": "Very long texts"}
-BUCKET_LENGTHS = {
-    "short": "under 100 characters",
-    "medium": "100–500 characters",
-    "long": "500–2,000 characters",
-    "very_long": "over 2,000 characters",
-}
 
 
-def default_config_path(settings: Settings) -> Path:
-    return settings.data_dir / "batch_config.json"
+def _bucket_lengths() -> dict[str, str]:
+    """"under 100 characters", "100–500 characters", ... from the limits BatchConfig uses."""
+    lengths, low = {}, 0
+    for bucket in LENGTH_BUCKETS:
+        high = LENGTH_LIMITS.get(bucket)
+        if high is None:
+            lengths[bucket] = f"over {low:,} characters"
+        elif low == 0:
+            lengths[bucket] = f"under {high:,} characters"
+        else:
+            lengths[bucket] = f"{low:,}–{high:,} characters"
+        low = high or low
+    return lengths
+
+
+BUCKET_LENGTHS = _bucket_lengths()
 
 
 def recommended(bucket: str) -> str:

@@ -3,19 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-_UNITS = ("bytes", "KB", "MB", "GB", "TB")
-
-
-def size(n_bytes: int | float | None) -> str:
-    """1536 -> "1.5 KB"; 0 -> "0 bytes"."""
-    if n_bytes is None:
-        return "unknown"
-    value = float(n_bytes)
-    for unit in _UNITS:
-        if abs(value) < 1024 or unit == _UNITS[-1]:
-            return f"{int(value)} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
+from memsys.units import size  # noqa: F401  (re-exported: one size formatter for the CLI and the dashboard)
 
 
 def duration(seconds: float | None) -> str:

@@ -1,0 +1,16 @@
+"""Quantities written the way an operator reads them, shared by the CLI and the dashboard."""
+from __future__ import annotations
+
+_UNITS = ("bytes", "KB", "MB", "GB", "TB")
+
+
+def size(n_bytes: int | float | None) -> str:
+    """1536 -> "1.5 KB"; 0 -> "0 bytes"."""
+    if n_bytes is None:
+        return "unknown"
+    value = float(n_bytes)
+    for unit in _UNITS:
+        if abs(value) < 1024 or unit == _UNITS[-1]:
+            return f"{int(value)} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
