@@ -160,35 +160,41 @@ def test_batch_settings_warn_about_a_size_outside_the_recommended_range(app_env:
     assert any("a batch size of 90 is outside the recommended 40–60" in w for w in texts(at, "warning"))
 
 
-def test_batch_settings_are_saved_to_and_loaded_from_a_json_file(app_env: dict[str, str], tmp_path: Path) -> None:
-    path = tmp_path / "batch.json"
+def test_batch_settings_are_saved_in_the_data_folder_for_every_new_import(app_env: dict[str, str]) -> None:
+    saved = Path(app_env["MEMSYS_DATA_DIR"]) / "batch_config.json"
     at = open_page("pages/batch_settings.py")
+    assert not [w for w in at.text_input if w.label == "File"]  # no path of the user's choosing
     by_label(at.number_input, "Retries per batch").set_value(5)
     button(at, "Use these settings").click()
     at.run()
-    by_label(at.text_input, "File").input(str(path))
+    button(at, "Save for every new import").click()
     at.run()
-    button(at, "Save to the file").click()
-    at.run()
-    assert json.loads(path.read_text())["max_retries"] == 5
+    try:
+        assert json.loads(saved.read_text())["max_retries"] == 5
+        assert any("new imports start from these settings" in s for s in texts(at, "success"))
 
-    path.write_text(json.dumps({**json.loads(path.read_text()), "max_retries": 7}))
-    button(at, "Load from the file").click()
-    at.run()
-    assert by_label(at.number_input, "Retries per batch").value == 7
-    assert any(f"Loaded {path}" in s for s in texts(at, "success"))
+        saved.write_text(json.dumps({**json.loads(saved.read_text()), "max_retries": 7}))
+        button(at, "Go back to the saved settings").click()
+        at.run()
+        assert by_label(at.number_input, "Retries per batch").value == 7
+        assert any("Loaded the saved settings" in s for s in texts(at, "success"))
+        import_page = open_page("pages/import.py")  # a new session starts from the saved settings
+        assert any("7 retries" in c for c in texts(import_page, "caption"))
+    finally:
+        saved.unlink(missing_ok=True)
 
 
-def test_batch_settings_say_which_setting_a_bad_file_gets_wrong(app_env: dict[str, str], tmp_path: Path) -> None:
-    path = tmp_path / "bad.json"
-    path.write_text(json.dumps({"max_retries": -1}))
-    at = open_page("pages/batch_settings.py")
-    by_label(at.text_input, "File").input(str(path))
-    at.run()
-    button(at, "Load from the file").click()
-    at.run()
-    assert any(e.startswith("max_retries is -1; it must be a whole number of at least 0.") for e in texts(at, "error"))
-    assert not at.exception
+def test_batch_settings_say_which_setting_a_bad_saved_file_gets_wrong(app_env: dict[str, str]) -> None:
+    saved = Path(app_env["MEMSYS_DATA_DIR"]) / "batch_config.json"
+    saved.write_text(json.dumps({"max_retries": -1}))
+    try:
+        at = open_page("pages/batch_settings.py")
+        assert any(e.startswith("max_retries is -1; it must be a whole number of at least 0.") for e in texts(at, "error"))
+        assert any("Using the default batch settings" in w for w in texts(at, "warning"))
+        assert by_label(at.number_input, "Retries per batch").value == 3
+        assert not at.exception
+    finally:
+        saved.unlink(missing_ok=True)
 
 
 # --- Settings ------------------------------------------------------------------------------
