@@ -5,9 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.requirements.stamp
 PORT ?= 8501
 
-.PHONY: setup weaviate browser run test bench clean
+.PHONY: setup weaviate system browser run test bench clean
 
-setup: $(STAMP) weaviate
+setup: $(STAMP) weaviate system
 
 # The pinned packages, then memsys itself in editable mode: `import memsys` works from any
 # directory in the environment and the `memsys` command is on the venv's PATH.
@@ -20,6 +20,9 @@ $(STAMP): requirements.txt requirements-test.txt pyproject.toml
 
 weaviate: $(STAMP)
 	$(BIN)/python tools/install_weaviate.py
+
+system:
+	bash tools/install_system_packages.sh
 
 browser:
 	bash tools/install_browser.sh

@@ -7,7 +7,7 @@ import sys
 
 from bench.common import Result
 
-MODULES = ["bench.cache", "bench.pipeline"]
+MODULES = ["bench.cache", "bench.pipeline", "bench.ocr"]
 
 
 def main(argv: list[str]) -> int:

@@ -74,6 +74,9 @@ def preview_panel(preview: ImportPreview, engine: Engine) -> None:
                       help=(f"{preview.tokens:,} tokens at ${preview.price_per_million_tokens}/million"
                             if paid else f"The {embedder.provider} model costs nothing per call."))
     st.caption(f"Batch plan: {fmt.batch_plan(preview.batch_sizes)}.")
+    if preview.ocr_pages:
+        st.caption(f"{fmt.plural(preview.ocr_pages, 'scanned page')} will be read by OCR when the import runs "
+                   f"(about {fmt.duration(preview.ocr_seconds)}); their memories are not counted above.")
     if preview.sample:
         st.markdown(f"**The first {len(preview.sample)} memories**")
         st.dataframe(pd.DataFrame(preview_rows(preview.sample)), hide_index=True, width="stretch")

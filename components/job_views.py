@@ -41,6 +41,8 @@ def live_job(job_id: str) -> None:
         text = f"{fmt.job_state(job.state)}: {job.processed:,} of {job.total:,} items"
     else:
         text = f"{fmt.job_state(job.state)}: {fmt.plural(job.total, 'item')} found so far"
+        if job.ocr_pages:
+            text += f", {fmt.plural(job.ocr_pages, 'scanned page')} read by OCR"
     st.progress(job.fraction if job.planned else 0.0, text=text)
     job_figures(job, live=True)
     batch = f"batch {job.current_batch} in progress, " if job.current_batch and job.state == "running" else ""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,6 +90,8 @@ class Settings:
     collection: str = "Memory"
     cache_size_limit_bytes: int = 64 * 2**30
     cache_eviction_policy: str = "none"
+    ocr_enabled: bool = True  # scanned PDF pages are read by Tesseract OCR
+    ocr_languages: str = "chi_sim+jpn+eng"  # Tesseract language names joined by '+'
 
     @property
     def weaviate_data_dir(self) -> Path:
@@ -158,6 +161,8 @@ class Settings:
                 get, "MEMSYS_CACHE_SIZE_LIMIT_BYTES", 64 * 2**30, minimum=1
             ),
             "cache_eviction_policy": get("MEMSYS_CACHE_EVICTION_POLICY") or "none",
+            "ocr_enabled": _switch(get, "MEMSYS_OCR", True),
+            "ocr_languages": get("MEMSYS_OCR_LANGUAGES") or "chi_sim+jpn+eng",
         }
         if get("MEMSYS_DATA_DIR"):
             kwargs["data_dir"] = Path(get("MEMSYS_DATA_DIR"))  # type: ignore[arg-type]
@@ -178,7 +183,24 @@ class Settings:
             raise ConfigError(
                 f"MEMSYS_COLLECTION is {kwargs['collection']!r}; use letters, digits and _ only, starting with a letter"
             )
+        if not re.fullmatch(r"[A-Za-z_]+(\+[A-Za-z_]+)*", kwargs["ocr_languages"]):
+            raise ConfigError(
+                f"MEMSYS_OCR_LANGUAGES is {kwargs['ocr_languages']!r}; use Tesseract language names joined by '+', "
+                "e.g. chi_sim+jpn+eng"
+            )
         return cls(**kwargs)
+
+
+def _switch(get: Any, name: str, default: bool) -> bool:
+    raw = get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in ("on", "true", "yes", "1"):
+        return True
+    if value in ("off", "false", "no", "0"):
+        return False
+    raise ConfigError(f"{name} is {raw!r}; use on or off")
 
 
 def _int(get: Any, name: str, default: int | None, minimum: int) -> int | None:

@@ -20,11 +20,20 @@ from memsys.embeddings.router import WarmupReport
 from memsys.embeddings.warmup import read_warmup_texts
 from memsys.ingest.chunking import ChunkSettings
 from memsys.ingest.documents import FieldMapping, MemoryDefaults, iter_memories
-from memsys.ingest.readers import MAPPED_FIELDS, UPLOAD_CAPTION, UPLOAD_TYPES, InputProblem, has_columns, structured_columns
+from memsys.ingest.readers import (
+    MAPPED_FIELDS,
+    OCR_SECONDS_PER_PAGE,
+    UPLOAD_CAPTION,
+    UPLOAD_TYPES,
+    InputProblem,
+    ReadTally,
+    has_columns,
+    structured_columns,
+)
 from memsys.jobs import FailedItem, JobProgress, JobRunner, JobStore, iter_chunks
 from memsys.metrics import BatchMetrics, BatchRecord
 from memsys.models import Memory
-from memsys.pipeline import ImportPipeline, ImportRequest, embedder_name, plan_sizes
+from memsys.pipeline import ImportPipeline, ImportRequest, embedder_name, ocr_settings, plan_sizes
 from memsys.store import MemoryFilter, StoredMemory
 from memsys.spool import Spool
 from memsys.tasks import Progress, TaskRunner, TaskStatus
@@ -61,6 +70,14 @@ class ImportPreview:
     tokens: int = 0
     estimated_cost_usd: float = 0.0
     price_per_million_tokens: float = 0.0
+    # Scanned pages the import will read by OCR; the preview counts them without reading
+    # them, so their memories are not in `memories` yet.
+    ocr_pages: int = 0
+
+    @property
+    def ocr_seconds(self) -> float:
+        """About how long reading the scanned pages will take."""
+        return self.ocr_pages * OCR_SECONDS_PER_PAGE
 
     @property
     def to_embed(self) -> int:
@@ -290,8 +307,10 @@ class Engine:
         router = self.system.router
         provider = router.provider
         preview = ImportPreview(price_per_million_tokens=provider.price_per_million_tokens)
+        tally = ReadTally()
         pieces = iter_memories([Path(p) for p in paths], defaults, mapping=mapping, chunking=chunking,
-                               provider=provider.name, model=provider.model)
+                               provider=provider.name, model=provider.model,
+                               ocr=ocr_settings(self.settings), tally=tally, estimate_only=True)
         seen: set[str] = set()
         for chunk in iter_chunks(pieces, 1000):
             new_texts = []
@@ -312,6 +331,7 @@ class Engine:
                 preview.cached += len(cached)
                 preview.tokens += sum(provider.count_tokens(t) for t in new_texts if t not in cached)
             preview.batch_sizes.extend(plan_sizes(new_texts, config, provider.max_inputs_per_request))
+        preview.ocr_pages = tally.ocr_pages
         preview.provider_calls = math.ceil(preview.to_embed / provider.max_inputs_per_request) if preview.to_embed else 0
         preview.estimated_cost_usd = preview.tokens / 1e6 * provider.price_per_million_tokens
         return preview

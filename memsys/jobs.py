@@ -47,7 +47,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     heartbeat REAL,
     cancel_requested INTEGER NOT NULL DEFAULT 0,
     run_started_at REAL,
-    run_processed_start INTEGER NOT NULL DEFAULT 0
+    run_processed_start INTEGER NOT NULL DEFAULT 0,
+    ocr_pages INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS items (
     job_id TEXT NOT NULL,
@@ -127,6 +128,7 @@ class JobProgress:
     error: str
     planned: bool
     request: dict[str, Any]
+    ocr_pages: int = 0  # scanned pages read by OCR while planning (reading the files)
 
     @property
     def pending(self) -> int:
@@ -181,6 +183,10 @@ class JobStore:
         self._db.execute("PRAGMA busy_timeout=30000")
         with self._lock:
             self._db.executescript(_SCHEMA)
+            # Job databases made before a column existed get it with its default.
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
+            if "ocr_pages" not in columns:
+                self._db.execute("ALTER TABLE jobs ADD COLUMN ocr_pages INTEGER NOT NULL DEFAULT 0")
 
     def close(self) -> None:
         with self._lock:
@@ -254,6 +260,7 @@ class JobStore:
             error=r["error"],
             planned=bool(r["planned"]),
             request=json.loads(r["request"]),
+            ocr_pages=r["ocr_pages"],
         )
 
     def claim(self, job_id: str) -> None:
@@ -313,9 +320,15 @@ class JobStore:
             db.execute("DELETE FROM batches WHERE job_id = ?", (job_id,))
             db.execute(
                 "UPDATE jobs SET planned = 0, total = 0, written = 0, unchanged = 0, failed = 0, cache_hits = 0,"
-                " cache_misses = 0, batches_done = 0, current_batch = 0, run_processed_start = 0 WHERE id = ?",
+                " cache_misses = 0, batches_done = 0, current_batch = 0, run_processed_start = 0, ocr_pages = 0 WHERE id = ?",
                 (job_id,),
             )
+
+    def set_ocr_pages(self, job_id: str, pages: int) -> None:
+        """How many scanned pages planning has read by OCR so far (it takes seconds a page,
+        so the progress shows it before any item is found)."""
+        with self._tx() as db:
+            db.execute("UPDATE jobs SET ocr_pages = ?, heartbeat = ? WHERE id = ?", (pages, time.time(), job_id))
 
     def add_items(self, job_id: str, rows: Sequence[tuple[int, str | None, dict[str, Any] | None, str, str, str]]) -> None:
         """Add planned items: (seq, uuid, memory dict or None, item name, state, reason).

@@ -22,13 +22,13 @@ import psutil
 from weaviate.exceptions import WeaviateBaseError
 
 from memsys.api import MemorySystem
-from memsys.config import BatchConfig
+from memsys.config import BatchConfig, Settings
 from memsys.embeddings.providers import EmbeddingProvider
 from memsys.embeddings.router import EmbeddingResult, EmbeddingRouter
 from memsys.errors import EmbeddingProviderError, InputTooLongError, scrub
 from memsys.ingest.chunking import ChunkSettings
 from memsys.ingest.documents import FieldMapping, MemoryDefaults, iter_memories
-from memsys.ingest.readers import InputProblem
+from memsys.ingest.readers import InputProblem, OcrSettings, ReadTally
 from memsys.jobs import JobProgress, JobStore, PendingItem
 from memsys.metrics import BatchRecord
 from memsys.models import Memory
@@ -157,6 +157,11 @@ def _is_permanent_write_error(message: str) -> bool:
     return any(word in m for word in ("vector length", "dimension", "invalid", "validation", "no such prop", "wrong data type"))
 
 
+def ocr_settings(settings: Settings) -> OcrSettings:
+    """The OCR of scanned pages as the operator set it (MEMSYS_OCR, MEMSYS_OCR_LANGUAGES)."""
+    return OcrSettings(enabled=settings.ocr_enabled, languages=settings.ocr_languages)
+
+
 class ImportPipeline:
     """Runs jobs: plan, then embed and write in overlapped batches."""
 
@@ -213,6 +218,7 @@ class ImportPipeline:
         jobs = self.jobs
         jobs.reset_plan(job_id)
         provider = self.system.router.provider
+        tally = ReadTally(on_ocr_page=lambda pages: jobs.set_ocr_pages(job_id, pages))
         pieces = iter_memories(
             [Path(p) for p in request.paths],
             request.defaults,
@@ -220,6 +226,8 @@ class ImportPipeline:
             chunking=request.chunking,
             provider=provider.name,
             model=provider.model,
+            ocr=ocr_settings(self.system.settings),
+            tally=tally,
         )
         rows: list[tuple[int, str | None, dict[str, Any] | None, str, str, str]] = []
         for seq, piece in enumerate(pieces):

@@ -10,7 +10,7 @@ from typing import Iterator, Sequence
 
 from memsys.config import LOCAL_MODEL
 from memsys.ingest.chunking import Chunker, ChunkSettings
-from memsys.ingest.readers import FieldMapping, InputProblem, ReadLimits, SourceText, read_sources
+from memsys.ingest.readers import FieldMapping, InputProblem, OcrSettings, ReadLimits, ReadTally, SourceText, read_sources
 from memsys.models import Memory, MemoryValidationError
 
 __all__ = [
@@ -52,6 +52,9 @@ def iter_memories(
     provider: str = "local",
     model: str = LOCAL_MODEL,
     limits: ReadLimits | None = None,
+    ocr: OcrSettings | None = None,
+    tally: ReadTally | None = None,
+    estimate_only: bool = False,
 ) -> Iterator[Memory | InputProblem]:
     """Every memory the files at `paths` make, in order, and an InputProblem for every
     file, page or row that cannot become one.
@@ -60,19 +63,17 @@ def iter_memories(
     `source_location` ("page 3", "row 12", "line 40") and `chunk_index` (0, 1, ... within
     that location). Chunks fit `provider`/`model`'s token limit. Settings that cannot work
     (chunks over the model's limit) raise ConfigError here, before anything is read.
+    `ocr`, `tally` and `estimate_only` go to `read_sources` (scanned pages by OCR).
     """
     chunker = Chunker.for_model(provider, model, chunking)
-    return _iter_memories(paths, defaults, mapping, chunker, limits)
+    pieces = read_sources(paths, mapping=mapping, limits=limits, ocr=ocr, tally=tally, estimate_only=estimate_only)
+    return _iter_memories(pieces, defaults, chunker)
 
 
 def _iter_memories(
-    paths: Sequence[Path | str],
-    defaults: MemoryDefaults,
-    mapping: FieldMapping | None,
-    chunker: Chunker,
-    limits: ReadLimits | None,
+    pieces: Iterator[SourceText | InputProblem], defaults: MemoryDefaults, chunker: Chunker
 ) -> Iterator[Memory | InputProblem]:
-    for piece in read_sources(paths, mapping=mapping, limits=limits):
+    for piece in pieces:
         if isinstance(piece, InputProblem):
             yield piece
         else:

@@ -9,7 +9,9 @@ spool). One module per concern:
 - `sources`: what readers take and produce, the read limits and the field mapping;
 - `formats`: the supported formats and their suffixes, named once;
 - `encoding`: text decoding (encoding detection with charset-normalizer);
-- `documents`: txt/md, html, pdf, docx;
+- `documents`: txt/md, html;
+- `pdf` and `ocr`: PDF pages, scanned ones read by Tesseract;
+- `word`: docx;
 - `structured`: csv/tsv, jsonl, json, and the columns a file offers for mapping;
 - `archives`: zip;
 - `reading`: `read_sources`, the walk over paths and the reader of each format.
@@ -28,6 +30,7 @@ from memsys.ingest.readers.formats import (
     FileFormat,
     format_of,
 )
+from memsys.ingest.readers.ocr import OCR_SECONDS_PER_PAGE, OcrSettings
 from memsys.ingest.readers.reading import read_sources
 from memsys.ingest.readers.sources import (
     MAPPED_FIELDS,
@@ -36,6 +39,7 @@ from memsys.ingest.readers.sources import (
     InputProblem,
     MissingColumnError,
     ReadLimits,
+    ReadTally,
     SourceText,
 )
 from memsys.ingest.readers.structured import guess_delimiter, has_columns, structured_columns
@@ -47,6 +51,7 @@ __all__ = [
     "HTML_SUFFIXES",
     "JSONL_SUFFIXES",
     "MAPPED_FIELDS",
+    "OCR_SECONDS_PER_PAGE",
     "PREFERRED_ENCODINGS",
     "SUPPORTED",
     "TEXT_SUFFIXES",
@@ -57,7 +62,9 @@ __all__ = [
     "FileFormat",
     "InputProblem",
     "MissingColumnError",
+    "OcrSettings",
     "ReadLimits",
+    "ReadTally",
     "SourceText",
     "UndecodableError",
     "UnsafeNameError",

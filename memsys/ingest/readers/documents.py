@@ -90,42 +90,6 @@ def read_html(item: Item, ctx: ReadContext) -> Iterator[SourceText | InputProble
         yield SourceText(text, item.name)
 
 
-def read_pdf(item: Item, ctx: ReadContext) -> Iterator[SourceText | InputProblem]:
-    from pypdf import PdfReader
-    from pypdf.errors import FileNotDecryptedError
-
-    data = read_bytes(item, ctx.limits.max_file_bytes)
-    if b"%PDF-" not in data[:1024]:
-        yield InputProblem(item.name, "is not a PDF (it does not start with %PDF-)")
-        return
-    pages: list[tuple[int, str]] = []
-    try:
-        reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted and not reader.decrypt(""):
-            yield InputProblem(item.name, "is password-protected; remove the password and import it again")
-            return
-        for number, page in enumerate(reader.pages, start=1):
-            text = normalise_text(page.extract_text() or "").strip()
-            if text:
-                pages.append((number, text))
-        page_count = len(reader.pages)
-    except FileNotDecryptedError:
-        yield InputProblem(item.name, "is password-protected; remove the password and import it again")
-        return
-    except Exception as e:  # noqa: BLE001 - pypdf raises many kinds of error on damaged files
-        yield InputProblem(item.name, f"is damaged and could not be read as a PDF ({type(e).__name__}: {e})")
-        return
-    if not pages:
-        yield InputProblem(
-            item.name,
-            f"has no text layer on any of its {page_count} page(s) (a scan or images only?); "
-            "run OCR on it first",
-        )
-        return
-    for number, text in pages:
-        yield SourceText(text, item.name, f"page {number}")
-
-
 def read_docx(item: Item, ctx: ReadContext) -> Iterator[SourceText | InputProblem]:
     import docx
     from docx.table import Table

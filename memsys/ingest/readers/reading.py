@@ -10,8 +10,9 @@ import zipfile
 from pathlib import Path
 from typing import Callable, Sequence
 
-from memsys.ingest.readers import archives, documents, structured
+from memsys.ingest.readers import archives, documents, pdf, structured
 from memsys.ingest.readers.encoding import UndecodableError
+from memsys.ingest.readers.ocr import OcrSettings
 from memsys.ingest.readers.formats import FORMATS, UNREADABLE_SUFFIXES, format_of
 from memsys.ingest.readers.sources import (
     FieldMapping,
@@ -20,6 +21,7 @@ from memsys.ingest.readers.sources import (
     Pieces,
     ReadContext,
     ReadLimits,
+    ReadTally,
     TooLargeError,
     human_size,
 )
@@ -28,7 +30,7 @@ from memsys.ingest.readers.sources import (
 READERS: dict[str, Callable[[Item, ReadContext], Pieces]] = {
     "text": documents.read_text,
     "html": documents.read_html,
-    "pdf": documents.read_pdf,
+    "pdf": pdf.read_pdf,
     "docx": documents.read_docx,
     "csv": structured.read_csv,
     "jsonl": structured.read_jsonl,
@@ -45,32 +47,43 @@ def read_sources(
     *,
     mapping: FieldMapping | None = None,
     limits: ReadLimits | None = None,
+    ocr: OcrSettings | None = None,
+    tally: ReadTally | None = None,
+    estimate_only: bool = False,
 ) -> Pieces:
     """Read files, folders (recursively) and zip archives, in order. A folder's files are
     named "<folder>/<relative path>"; hidden files and folders (".git", ".DS_Store") are
-    left out; anything else that cannot be read yields an InputProblem saying why."""
-    mapping = mapping or FieldMapping()
-    limits = limits or ReadLimits()
+    left out; anything else that cannot be read yields an InputProblem saying why.
+    `tally` counts what the read did (OCR pages); `estimate_only` counts scanned pages
+    instead of reading them by OCR (for a quick preview)."""
+    ctx = ReadContext(
+        mapping or FieldMapping(),
+        limits or ReadLimits(),
+        lambda entry: read_item(entry, ctx),
+        ocr=ocr or OcrSettings(),
+        tally=tally if tally is not None else ReadTally(),
+        estimate_only=estimate_only,
+    )
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            yield from _read_folder(path, mapping, limits)
+            yield from _read_folder(path, ctx)
         elif path.is_file():
-            yield from _read_disk_file(path, path.name, mapping, limits)
+            yield from _read_disk_file(path, path.name, ctx)
         else:
             yield InputProblem(path.name or str(path), "does not exist or is not a file or folder")
 
 
-def _read_disk_file(path: Path, name: str, mapping: FieldMapping, limits: ReadLimits) -> Pieces:
+def _read_disk_file(path: Path, name: str, ctx: ReadContext) -> Pieces:
     try:
         size = path.stat().st_size
     except OSError as e:
         yield InputProblem(name, f"could not be read: {e.strerror or e}")
         return
-    yield from read_item(Item(name, size, lambda: path.open("rb"), path), mapping, limits)
+    yield from read_item(Item(name, size, lambda: path.open("rb"), path), ctx)
 
 
-def _read_folder(root: Path, mapping: FieldMapping, limits: ReadLimits) -> Pieces:
+def _read_folder(root: Path, ctx: ReadContext) -> Pieces:
     real_root = root.resolve()
     for folder, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
@@ -84,11 +97,12 @@ def _read_folder(root: Path, mapping: FieldMapping, limits: ReadLimits) -> Piece
             elif not path.is_file():
                 yield InputProblem(name, "is not a regular file")
             else:
-                yield from _read_disk_file(path, name, mapping, limits)
+                yield from _read_disk_file(path, name, ctx)
 
 
-def read_item(item: Item, mapping: FieldMapping, limits: ReadLimits) -> Pieces:
+def read_item(item: Item, ctx: ReadContext) -> Pieces:
     """One file or archive entry, by the reader of its format."""
+    limits = ctx.limits
     if item.size > limits.max_file_bytes:
         yield InputProblem(item.name, f"is {human_size(item.size)}; the limit is {human_size(limits.max_file_bytes)} per file")
         return
@@ -96,7 +110,6 @@ def read_item(item: Item, mapping: FieldMapping, limits: ReadLimits) -> Pieces:
         yield InputProblem(item.name, "is empty")
         return
     file_format = format_of(item.name)
-    ctx = ReadContext(mapping, limits, lambda entry: read_item(entry, mapping, limits))
     try:
         if file_format is not None:
             yield from READERS[file_format.name](item, ctx)

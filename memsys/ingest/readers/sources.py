@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, Callable, Iterable, Iterator, Mapping
 
+from memsys.ingest.readers.ocr import OcrSettings
+
 
 @dataclass(frozen=True)
 class SourceText:
@@ -154,11 +156,30 @@ def _list(names: Iterable[str]) -> str:
 Pieces = Iterator[SourceText | InputProblem]
 
 
+@dataclass
+class ReadTally:
+    """What one read counts for the progress and the preview: pages read by OCR, or, while
+    only estimating, pages that would be. `on_ocr_page` is called after each page read."""
+
+    ocr_pages: int = 0
+    on_ocr_page: Callable[[int], None] | None = None
+
+    def ocr_page_done(self) -> None:
+        self.ocr_pages += 1
+        if self.on_ocr_page is not None:
+            self.on_ocr_page(self.ocr_pages)
+
+
 @dataclass(frozen=True)
 class ReadContext:
-    """What every reader is given beside the item: the import's field mapping and limits,
-    and how to read a file found inside another (an archive entry) with the same readers."""
+    """What every reader is given beside the item: the import's field mapping, limits and
+    OCR settings, how to read a file found inside another (an archive entry, an e-mail
+    attachment) with the same readers, and the tally of the read. `estimate_only` (the
+    import preview) skips work that is slow and only counted, such as OCR."""
 
     mapping: FieldMapping
     limits: ReadLimits
     read_entry: Callable[[Item], Pieces]
+    ocr: OcrSettings = field(default_factory=OcrSettings)
+    tally: ReadTally = field(default_factory=ReadTally)
+    estimate_only: bool = False

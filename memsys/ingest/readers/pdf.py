@@ -1,0 +1,121 @@
+"""PDF: one piece per page. Pages with a text layer are read by pypdf; pages without one
+(scans) are rendered with pypdfium2 and read by Tesseract OCR when OCR is on, located as
+"page 3 (OCR)". While only estimating (the import preview) scanned pages are counted in
+`ReadTally.ocr_pages`, not read, since OCR takes seconds a page.
+"""
+from __future__ import annotations
+
+import io
+import math
+import threading
+from typing import Any, Iterator
+
+from memsys.ingest.readers.encoding import normalise_text
+from memsys.ingest.readers.ocr import OcrFailedError, OcrUnavailableError, check_available, read_image
+from memsys.ingest.readers.sources import InputProblem, Item, ReadContext, SourceText, read_bytes
+
+# PDFium is not thread-safe; the job runner and a preview may read PDFs at the same time.
+_PDFIUM = threading.Lock()
+# A page rendered for OCR never exceeds this many pixels, whatever size the PDF says it is.
+_MAX_PIXELS = 40_000_000
+
+
+def read_pdf(item: Item, ctx: ReadContext) -> Iterator[SourceText | InputProblem]:
+    from pypdf import PdfReader
+    from pypdf.errors import FileNotDecryptedError
+
+    data = read_bytes(item, ctx.limits.max_file_bytes)
+    if b"%PDF-" not in data[:1024]:
+        yield InputProblem(item.name, "is not a PDF (it does not start with %PDF-)")
+        return
+    pages: dict[int, SourceText] = {}
+    scanned: list[int] = []  # pages without a text layer
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted and not reader.decrypt(""):
+            yield InputProblem(item.name, "is password-protected; remove the password and import it again")
+            return
+        for number, page in enumerate(reader.pages, start=1):
+            text = normalise_text(page.extract_text() or "").strip()
+            if text:
+                pages[number] = SourceText(text, item.name, f"page {number}")
+            else:
+                scanned.append(number)
+        page_count = len(reader.pages)
+    except FileNotDecryptedError:
+        yield InputProblem(item.name, "is password-protected; remove the password and import it again")
+        return
+    except Exception as e:  # noqa: BLE001 - pypdf raises many kinds of error on damaged files
+        yield InputProblem(item.name, f"is damaged and could not be read as a PDF ({type(e).__name__}: {e})")
+        return
+    ocr = ctx.ocr
+    if scanned and ocr.enabled:
+        try:
+            check_available(ocr)
+        except OcrUnavailableError as e:
+            yield InputProblem(item.name, f"has {len(scanned)} page(s) without a text layer, which OCR cannot read: {e}")
+            scanned = []
+    if scanned and ocr.enabled:
+        if len(scanned) > ocr.max_pages:
+            skipped = scanned[ocr.max_pages:]
+            yield InputProblem(
+                item.name,
+                f"has {len(scanned)} scanned pages; OCR reads at most {ocr.max_pages} per file, so pages "
+                f"{skipped[0]}-{skipped[-1]} were not read",
+            )
+            scanned = scanned[: ocr.max_pages]
+        if ctx.estimate_only:
+            ctx.tally.ocr_pages += len(scanned)
+            yield from (pages[n] for n in sorted(pages))
+            return
+        for number, outcome in _ocr_pages(data, item.name, scanned, ctx):
+            if isinstance(outcome, InputProblem):
+                yield outcome
+            elif outcome:
+                pages[number] = SourceText(outcome, item.name, f"page {number} (OCR)")
+    if not pages:
+        if not ocr.enabled:
+            why = "; OCR is turned off (MEMSYS_OCR=off), turn it on to read scans"
+        elif scanned:
+            why = ", and OCR found no text on them"
+        else:
+            why = ""
+        yield InputProblem(item.name, f"has no text layer on any of its {page_count} page(s) (a scan or images only?){why}")
+        return
+    for number in sorted(pages):
+        yield pages[number]
+
+
+def _ocr_pages(data: bytes, name: str, numbers: list[int], ctx: ReadContext) -> Iterator[tuple[int, str | InputProblem]]:
+    """Each page's OCR text ("" when it has none), or the problem that stopped it."""
+    import pypdfium2
+
+    with _PDFIUM:
+        document = pypdfium2.PdfDocument(data)
+    try:
+        for number in numbers:
+            try:
+                with _PDFIUM:
+                    png = _render(document[number - 1], ctx.ocr.dpi)
+                text = read_image(png, ctx.ocr)
+            except OcrFailedError as e:
+                yield number, InputProblem(f"{name} page {number}", f"could not be read by OCR: {e}")
+                continue
+            except pypdfium2.PdfiumError as e:
+                yield number, InputProblem(f"{name} page {number}", f"could not be rendered for OCR: {e}")
+                continue
+            ctx.tally.ocr_page_done()
+            yield number, text
+    finally:
+        with _PDFIUM:
+            document.close()
+
+
+def _render(page: Any, dpi: int) -> bytes:
+    """A page as a greyscale PNG at `dpi` (less for a page too large to render whole)."""
+    width, height = page.get_size()  # in points, 72 per inch
+    scale = min(dpi / 72, math.sqrt(_MAX_PIXELS / max(width * height, 1.0)))
+    image = page.render(scale=scale, grayscale=True).to_pil()
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return out.getvalue()

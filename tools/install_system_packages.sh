@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Debian packages memsys needs at run time: Tesseract with its Chinese, Japanese and
+# English data (OCR of scanned PDFs) and the Noto CJK fonts (the OCR tests render CJK
+# text to images). Installs only what is missing, with one apt-get update, when root.
+set -euo pipefail
+PACKAGES=(tesseract-ocr tesseract-ocr-eng tesseract-ocr-chi-sim tesseract-ocr-jpn fonts-noto-cjk)
+missing=()
+for package in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
+  echo "installing ${missing[*]}"
+  # Other installs may hold the dpkg lock for a while; wait for it instead of failing.
+  apt-get -o DPkg::Lock::Timeout=600 update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  echo "Missing Debian packages: ${missing[*]} (sudo apt-get install ${missing[*]}); OCR of scanned PDFs needs them." >&2
+  if [ "${CI:-}" = "true" ]; then exit 1; fi
+fi
