@@ -28,7 +28,7 @@ browser:
 	bash tools/install_browser.sh
 
 run: setup
-	$(BIN)/python -m streamlit run app.py --server.port $(PORT)
+	$(BIN)/python -m components.serve --server.port $(PORT)
 
 test: setup browser
 	$(BIN)/python -m pytest

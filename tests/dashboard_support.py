@@ -64,7 +64,7 @@ class DashboardServer:
         for proxy in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
             full_env.pop(proxy, None)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1",
+            [sys.executable, "-m", "components.serve", "--server.address", "127.0.0.1",
              "--server.port", str(self.port), "--server.headless", "true"],
             cwd=str(REPO), env=full_env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
         )

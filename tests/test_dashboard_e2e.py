@@ -264,7 +264,7 @@ def test_metrics_chart_one_import_and_all_of_them(page: Page, seeded: str) -> No
 
 def test_search_finds_an_imported_memory(page: Page, seeded: str) -> None:
     go(page, "Memories")
-    fill(page, "Search for", "what did the team agree near the lantern")
+    fill(page, "Search for", "notes on the seed file: what did the team agree near the lantern")
     page.get_by_role("button", name="Search").click()
     expect(page.get_by_text(re.compile(r"\d+ memor(y|ies) found"))).to_be_visible(timeout=60_000)
     expect(page.get_by_text(re.compile("near the lantern")).first).to_be_visible()
