@@ -4,8 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.requirements.stamp
 PORT ?= 8501
+# Where the dashboard listens: loopback unless the operator says otherwise (then sign-in is required).
+MEMSYS_SERVER_ADDRESS ?= 127.0.0.1
 
-.PHONY: setup weaviate system browser run test bench clean
+.PHONY: setup weaviate system browser oidc run serve test bench clean
 
 setup: $(STAMP) weaviate system
 
@@ -28,9 +30,18 @@ browser:
 	bash tools/install_browser.sh
 
 run: setup
-	$(BIN)/python -m components.serve --server.port $(PORT)
+	@echo "memsys dashboard: http://$(MEMSYS_SERVER_ADDRESS):$(PORT)"
+	$(BIN)/python -m components.serve --server.address $(MEMSYS_SERVER_ADDRESS) --server.port $(PORT)
 
-test: setup browser
+# For a team: listens on every interface; refuses to run until sign-in is configured.
+serve:
+	$(MAKE) run MEMSYS_SERVER_ADDRESS=0.0.0.0
+
+# The OpenID Connect provider the sign-in tests run on loopback (node's oidc-provider).
+oidc:
+	cd tools/oidc && npm ci --silent --no-audit --no-fund
+
+test: setup browser oidc
 	$(BIN)/python -m pytest
 
 bench: setup

@@ -1,27 +1,51 @@
-"""memsys dashboard: `streamlit run app.py` (or `make run`). Navigation only; each page
-lives in pages/ and composes the engine in memsys/."""
+"""memsys dashboard: `make run` (`python -m components.serve`). Navigation only: who may
+use the dashboard (sign-in and roles), and which pages their role opens; each page lives
+in pages/ and composes the engine's API."""
 import streamlit as st
 
 from components.feedback import guarded
+from components.resources import current_user, served_openly, sign_in_configured
+from memsys.access import PAGE_ROLES
 
 st.set_page_config(page_title="memsys", page_icon=":material/neurology:", layout="wide")
 
-navigation = st.navigation(
-    {
-        "Overview": [
-            st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
-        ],
-        "Memories": [
-            st.Page("pages/import.py", title="Import", icon=":material/upload_file:"),
-            st.Page("pages/memories.py", title="Memories", icon=":material/search:"),
-        ],
-        "Tuning": [
-            st.Page("pages/metrics.py", title="Metrics", icon=":material/monitoring:"),
-            st.Page("pages/cache.py", title="Cache", icon=":material/cached:"),
-            st.Page("pages/batch_settings.py", title="Batch settings", icon=":material/tune:"),
-            st.Page("pages/settings.py", title="Settings", icon=":material/settings:"),
-        ],
-    }
-)
+if served_openly() and not sign_in_configured():
+    st.error(
+        f"This dashboard is served on {st.get_option('server.address')}, so other machines can reach it, but "
+        "sign-in is not configured. Add an [auth] section (an OpenID Connect provider) and the roles "
+        "(MEMSYS_ADMINS, MEMSYS_OPERATORS, MEMSYS_VIEWERS) to .streamlit/secrets.toml, as "
+        "secrets.toml.example shows, or serve it on 127.0.0.1 only (the default of `make run`).",
+        icon=":material/lock:",
+    )
+    st.stop()
+
+user = current_user()  # the sign-in page, or the refusal, ends the run here
+with st.sidebar:
+    if sign_in_configured():
+        st.caption(f"Signed in as **{user.name}** ({user.role.label})")
+        st.button("Sign out", on_click=st.logout, icon=":material/logout:")
+    else:
+        st.caption("Local use on this machine, no sign-in (admin)")
+
+PAGES = {
+    "Overview": [
+        ("home", st.Page("pages/home.py", title="Home", icon=":material/home:", default=True)),
+    ],
+    "Memories": [
+        ("import", st.Page("pages/import.py", title="Import", icon=":material/upload_file:")),
+        ("memories", st.Page("pages/memories.py", title="Memories", icon=":material/search:")),
+    ],
+    "Tuning": [
+        ("metrics", st.Page("pages/metrics.py", title="Metrics", icon=":material/monitoring:")),
+        ("cache", st.Page("pages/cache.py", title="Cache", icon=":material/cached:")),
+        ("batch_settings", st.Page("pages/batch_settings.py", title="Batch settings", icon=":material/tune:")),
+        ("settings", st.Page("pages/settings.py", title="Settings", icon=":material/settings:")),
+    ],
+}
+allowed = {
+    section: [page for name, page in pages if user.can(PAGE_ROLES[name])]
+    for section, pages in PAGES.items()
+}
+navigation = st.navigation({section: pages for section, pages in allowed.items() if pages})
 with guarded():
     navigation.run()

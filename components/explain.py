@@ -105,5 +105,5 @@ def explain(error: BaseException, secrets: Iterable[str] = ()) -> Explanation:
 
 
 def settings_secrets(settings: Settings) -> list[str]:
-    """The secret values a message must never contain."""
-    return [settings.openai_api_key.get(), settings.weaviate_api_key.get()]
+    """The secret values a message must never contain: keys and passwords inside URLs."""
+    return settings.secrets

@@ -6,6 +6,16 @@ import datetime as dt
 from memsys.units import size  # noqa: F401  (re-exported: one size formatter for the CLI and the dashboard)
 
 
+_MARKDOWN = set("\\`*_{}[]()<>#+-.!|~$:")
+
+
+def plain(text: object) -> str:
+    """Text from a memory, a file name or a label, safe inside st.markdown/caption: every
+    character Markdown would act on is escaped, so nothing in it becomes a link, an image
+    (loaded from anywhere), a heading or HTML."""
+    return "".join("\\" + c if c in _MARKDOWN else c for c in str(text)).replace("\n", " ")
+
+
 def duration(seconds: float | None) -> str:
     """75 -> "1 min 15 s"; None -> "—" (not known yet)."""
     if seconds is None or seconds != seconds or seconds < 0:  # NaN as well

@@ -33,7 +33,7 @@ def next_steps(memories: int | None, jobs: Sequence[JobProgress]) -> list[Sugges
     if with_failures:
         latest = with_failures[0]
         steps.append(Suggestion(
-            f"The import of {latest.label} has {fmt.plural(latest.failed, 'failed item')}: see why and retry them.", IMPORT,
+            f"The import of {fmt.plain(latest.label)} has {fmt.plural(latest.failed, 'failed item')}: see why and retry them.", IMPORT,
         ))
     if memories == 0 and not running:
         steps.append(Suggestion("The store is empty: import your first documents.", IMPORT))

@@ -10,13 +10,14 @@ import streamlit as st
 from components.feedback import guarded
 from components import format as fmt
 from components.tables import preview_rows, problem_rows
-from memsys.engine import MAPPED_FIELDS, UPLOAD_CAPTION, UPLOAD_TYPES, Engine, FieldMapping, ImportPreview
+from memsys.access import AuthorizedEngine
+from memsys.engine import MAPPED_FIELDS, UPLOAD_CAPTION, UPLOAD_TYPES, FieldMapping, ImportPreview
 
 AUTOMATIC = "(found by name)"
 _FILES, _ROUND = "import_files", "uploader_round"
 
 
-def spooled_files(engine: Engine) -> list[Path]:
+def spooled_files(engine: AuthorizedEngine) -> list[Path]:
     """An uploader whose files are copied to the spool at once (the uploader is then
     replaced, so Streamlit lets go of them), and the list of files waiting to be imported."""
     files: list[dict] = st.session_state.setdefault(_FILES, [])
@@ -34,7 +35,7 @@ def spooled_files(engine: Engine) -> list[Path]:
             st.rerun()
     for index, item in enumerate(files):
         name, size, remove = st.columns([6, 2, 1])
-        name.markdown(f":material/description: {item['name']}")
+        name.markdown(f":material/description: {fmt.plain(item['name'])}")
         size.caption(fmt.size(item["size"]))
         if remove.button("Remove", key=f"remove_{index}_{item['path']}"):
             files.pop(index)
@@ -47,7 +48,7 @@ def forget_files() -> None:
     st.session_state[_FILES] = []
 
 
-def column_mapping(engine: Engine, structured: list[Path]) -> FieldMapping:
+def column_mapping(engine: AuthorizedEngine, structured: list[Path]) -> FieldMapping:
     """Which column of the csv/jsonl files fills which memory field."""
     st.caption("Which column fills which field. Columns with the usual names (content, text, project, tags…) "
                "are found by themselves; a row's own project, repo, agent or tags win over the fields above.")
@@ -60,7 +61,7 @@ def column_mapping(engine: Engine, structured: list[Path]) -> FieldMapping:
     return FieldMapping(**{f: (None if c == AUTOMATIC else c) for f, c in chosen.items()}, tag_separator=separator or ",")
 
 
-def preview_panel(preview: ImportPreview, engine: Engine) -> None:
+def preview_panel(preview: ImportPreview, engine: AuthorizedEngine) -> None:
     """What the import would create, what it cannot read, and what it would cost."""
     embedder = engine.embedder_status()
     figures = st.columns(5)

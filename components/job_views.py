@@ -11,7 +11,7 @@ from components.resources import engine
 from memsys.engine import JobProgress
 from components import format as fmt
 from components.explain import sentence
-from components.tables import failed_rows
+from components.tables import csv_text, failed_rows
 
 FAILED_SHOWN = 500
 
@@ -49,7 +49,7 @@ def live_job(job_id: str) -> None:
     st.caption(f"{batch}{fmt.plural(job.batches_done, 'batch', 'batches')} done; started {fmt.when(job.started_at or job.created_at)}")
     if job.state == "cancelling":
         st.info("Stopping after the current batch…")
-    elif st.button("Cancel", icon=":material/stop_circle:", key=f"cancel_{job_id}"):
+    elif engine().can("cancel") and st.button("Cancel", icon=":material/stop_circle:", key=f"cancel_{job_id}"):
         engine().cancel(job_id)
         st.rerun(scope="fragment")
 
@@ -79,18 +79,18 @@ def job_summary(job: JobProgress) -> None:
     job_figures(job, live=False)
     failed = engine().failed_items(job.job_id) if job.failed else []
     actions = st.columns(3)
-    if job.is_resumable and actions[0].button("Resume", type="primary", icon=":material/play_arrow:"):
+    if job.is_resumable and engine().can("resume") and actions[0].button("Resume", type="primary", icon=":material/play_arrow:"):
         with guarded():
             engine().resume(job.job_id)
             st.rerun()
     retryable = sum(1 for item in failed if item.retryable)
-    if retryable and actions[1].button(f"Retry failed ({retryable:,})", type="primary", icon=":material/replay:"):
+    if retryable and engine().can("retry_failed") and actions[1].button(f"Retry failed ({retryable:,})", type="primary", icon=":material/replay:"):
         with guarded():
             engine().retry_failed(job.job_id)
             st.rerun()
     if failed:
         table = pd.DataFrame(failed_rows(failed))
-        actions[2].download_button("Failures as CSV", table.to_csv(index=False), file_name=f"failures-{job.job_id}.csv",
+        actions[2].download_button("Failures as CSV", csv_text(table), file_name=f"failures-{job.job_id}.csv",
                                    mime="text/csv", icon=":material/download:")
         st.markdown(f"**{fmt.plural(len(failed), 'failed item')}**" +
                     (f" (the first {FAILED_SHOWN} are shown; the CSV has all)" if len(failed) > FAILED_SHOWN else ""))

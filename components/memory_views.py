@@ -41,8 +41,8 @@ def memory_card(memory: StoredMemory) -> None:
     """One search hit: its text, where it came from, and how well it matches."""
     with st.container(border=True):
         match = f"match {memory.score:.2f} · " if memory.score is not None else ""
-        st.caption(f"{match}{source_of(memory)} · {memory.project} / {memory.repo} / {memory.agent}"
-                   + (f" · tags {', '.join(memory.tags)}" if memory.tags else ""))
+        st.caption(fmt.plain(f"{match}{source_of(memory)} · {memory.project} / {memory.repo} / {memory.agent}"
+                             + (f" · tags {', '.join(memory.tags)}" if memory.tags else "")))
         st.text(preview(memory.content, 400))
         with st.expander("Open"):
             memory_detail(memory, border=False)
@@ -52,16 +52,17 @@ def memory_detail(memory: StoredMemory | None, border: bool = True) -> None:
     if memory is None:
         return
     with st.container(border=border):
-        st.markdown(f"**{source_of(memory)}**")
+        p = fmt.plain  # imported text is shown as text: nothing in it renders as a link or an image
+        st.markdown(f"**{p(source_of(memory))}**")
         st.text(memory.content)
         left, middle, right = st.columns(3)
-        left.markdown(f"Project **{memory.project}**  \nRepo **{memory.repo}**  \nAgent **{memory.agent}**")
+        left.markdown(f"Project **{p(memory.project)}**  \nRepo **{p(memory.repo)}**  \nAgent **{p(memory.agent)}**")
         middle.markdown(
-            f"File **{memory.source_file or '—'}**  \nWhere **{memory.source_location or '—'}**  \n"
+            f"File **{p(memory.source_file or '—')}**  \nWhere **{p(memory.source_location or '—')}**  \n"
             f"Chunk **{memory.chunk_index + 1}**"
         )
         right.markdown(
-            f"Tags **{', '.join(memory.tags) or 'none'}**  \nSource **{memory.source}**  \n"
+            f"Tags **{p(', '.join(memory.tags) or 'none')}**  \nSource **{p(memory.source)}**  \n"
             f"Created **{fmt.when(memory.created_at)}**"
         )
         st.caption(f"ID {memory.uuid}")

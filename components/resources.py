@@ -7,14 +7,18 @@ for a session's own embedding settings reaches the same embedded Weaviate: the s
 connects to one that is already running on its ports."""
 from __future__ import annotations
 
+import logging
+
 import streamlit as st
 
 from components.explain import settings_secrets
 from components.session_settings import SECRET_FIELDS, fingerprint, load_settings
-from memsys.config import ConfigError, Settings
+from memsys.access import LOCAL_ADMIN, AuthorizedEngine, RoleMap, User, user_from_claims
+from memsys.config import ConfigError, Settings, url_password
 from memsys.engine import Engine
 
 OVERRIDES = "settings_overrides"
+log = logging.getLogger("memsys.dashboard")
 
 
 def session_overrides() -> dict[str, str]:
@@ -28,7 +32,9 @@ def current_settings() -> Settings:
 
 def current_secrets() -> list[str]:
     """Secrets to scrub from anything shown; includes keys typed into this session."""
-    typed = [v for k, v in session_overrides().items() if k in SECRET_FIELDS and v]
+    overrides = session_overrides()
+    typed = [v for k, v in overrides.items() if k in SECRET_FIELDS and v]
+    typed += [p for p in (url_password(overrides.get("base_url")), url_password(overrides.get("weaviate_url"))) if p]
     try:
         loaded = settings_secrets(Settings.load())
     except ConfigError:
@@ -41,6 +47,56 @@ def _engine_for(key: str, _settings: Settings) -> Engine:
     return Engine.from_settings(_settings)
 
 
-def engine() -> Engine:
+_LOOPBACK = ("127.", "localhost", "::1", "[::1]")
+
+
+def served_openly() -> bool:
+    """True when the dashboard listens on an address other machines can reach."""
+    address = str(st.get_option("server.address") or "")
+    return not address.startswith(_LOOPBACK)
+
+
+def sign_in_configured() -> bool:
+    """Sign-in is on when secrets.toml has an [auth] section (Streamlit's st.login)."""
+    try:
+        return "auth" in st.secrets
+    except FileNotFoundError:  # no secrets file at all
+        return False
+
+
+def current_user() -> User:
+    """Who uses this session. With sign-in on: the signed-in person with the role the
+    server's settings give them; a visitor who has not signed in, or has no role, gets the
+    sign-in or refusal page and this run ends there. With sign-in off (the dashboard on
+    loopback only): the local user, an admin."""
+    if not sign_in_configured():
+        return LOCAL_ADMIN
+    if not st.user.is_logged_in:
+        _sign_in_page()
+        st.stop()
+    claims = st.user.to_dict()
+    roles = RoleMap.from_settings(Settings.load())  # the server's own settings, never a session's
+    user = user_from_claims(claims, roles)
+    if user is None:
+        log.warning("refused sign-in: %s has no role", claims.get("email") or claims.get("sub") or "someone")
+        _no_role_page(str(claims.get("email") or "this account"))
+        st.stop()
+    return user
+
+
+def _sign_in_page() -> None:
+    st.title("memsys")
+    st.markdown("Sign in to see and import memories.")
+    st.button("Sign in", type="primary", icon=":material/login:", on_click=st.login)
+
+
+def _no_role_page(email: str) -> None:
+    st.title("memsys")
+    st.error(f"{email} is signed in but has no role in memsys. Ask an admin to add you.", icon=":material/block:")
+    st.button("Sign out", on_click=st.logout)
+
+
+def engine() -> AuthorizedEngine:
+    """The engine as this session's user may use it: every call is checked against their role."""
     settings = current_settings()
-    return _engine_for(fingerprint(settings), settings)
+    return AuthorizedEngine(_engine_for(fingerprint(settings), settings), current_user())

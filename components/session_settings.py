@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from memsys.config import ConfigError, Settings
+from memsys.config import ConfigError, Secret, Settings, redact_url
 from memsys.engine import check_settings
 
 # Field -> the setting's environment name (the names Settings.load reads).
@@ -44,11 +44,25 @@ def load_settings(
         if value is not None and str(value).strip():
             merged[EDITABLE[name]] = str(value).strip()
     settings = Settings.load(env=merged, secrets_path=secrets_path)
+    if overrides:
+        configured = Settings.load(env=dict(os.environ if env is None else env), secrets_path=secrets_path)
+        settings = keys_stay_with_their_endpoints(settings, configured, overrides)
     check_settings(settings)  # raises ConfigError for a provider that cannot work
     if overrides and overrides.get("weaviate_grpc_port") and not settings.weaviate_url:
         # Embedded Weaviate runs once per process, on the configured ports.
         raise ConfigError("the gRPC port is for a Weaviate server: enter the server's URL as well")
     return settings
+
+
+def keys_stay_with_their_endpoints(settings: Settings, configured: Settings, overrides: Mapping[str, str]) -> Settings:
+    """A server's key goes only to the endpoint it was configured for: a session that points
+    the embedder or Weaviate somewhere else uses the key it typed for it, or none."""
+    changes: dict[str, Secret] = {}
+    if settings.openai_base_url != configured.openai_base_url and not overrides.get("openai_api_key"):
+        changes["openai_api_key"] = Secret("")
+    if settings.weaviate_url != configured.weaviate_url and not overrides.get("weaviate_api_key"):
+        changes["weaviate_api_key"] = Secret("")
+    return settings.replace(**changes) if changes else settings
 
 
 def fingerprint(settings: Settings) -> str:
@@ -79,7 +93,7 @@ def describe(settings: Settings, overrides: Mapping[str, str] | None = None) -> 
         return SettingRow(label, value, source)
 
     if settings.embedding_provider == "openai":
-        base_url = settings.openai_base_url or "OpenAI (default)"
+        base_url = redact_url(settings.openai_base_url) or "OpenAI (default)"
     else:
         base_url = "not used by the local model"
     return [
@@ -89,7 +103,7 @@ def describe(settings: Settings, overrides: Mapping[str, str] | None = None) -> 
         row("Embedding base URL", "base_url", base_url),
         row("OpenAI API key", "openai_api_key", "set" if settings.openai_api_key else "not set"),
         row("Weaviate mode", "weaviate_url", settings.weaviate_mode),
-        row("Weaviate URL", "weaviate_url", settings.weaviate_url or f"none (embedded, port {settings.weaviate_port})"),
+        row("Weaviate URL", "weaviate_url", redact_url(settings.weaviate_url) or f"none (embedded, port {settings.weaviate_port})"),
         row("Weaviate gRPC port", "weaviate_grpc_port", str(settings.weaviate_grpc_port or "default")),
         row("Weaviate API key", "weaviate_api_key", "set" if settings.weaviate_api_key else "not set"),
         row("Collection", "collection", settings.collection),

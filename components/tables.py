@@ -4,10 +4,32 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
+import pandas as pd
+
 from memsys.engine import PROBLEMS, CacheHealthReport, FailedItem, InputProblem, JobProgress, Memory, StoredMemory
 from components import format as fmt
 
 PREVIEW_CHARS = 120
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy whose text cells cannot run as spreadsheet formulas: a cell that starts with
+    = + - @ (or a tab or carriage return) gets a leading apostrophe, as OWASP advises for
+    CSV downloads. Numbers stay numbers."""
+    safe = frame.copy()
+    for column in safe.columns:
+        if safe[column].dtype == object or str(safe[column].dtype).startswith("str"):
+            safe[column] = safe[column].map(
+                lambda v: "'" + v if isinstance(v, str) and v.startswith(_FORMULA_START) else v)
+    return safe
+
+
+def csv_text(frame: pd.DataFrame) -> str:
+    """The CSV people download: formula-looking cells neutralised."""
+    return spreadsheet_safe(frame).to_csv(index=False)
 
 
 def preview(text: str, limit: int = PREVIEW_CHARS) -> str:
@@ -71,6 +93,7 @@ def job_rows(jobs: Iterable[JobProgress]) -> list[dict[str, Any]]:
             "Failed": job.failed,
             "Items/s": round(job.items_per_second, 1),
             "Cache hits": fmt.percent(job.cache_hit_rate) if job.cache_hits + job.cache_misses else "—",
+            "Started by": job.started_by or "—",
             "Job": job.job_id,
         }
         for job in jobs

@@ -12,6 +12,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
+from urllib.parse import urlsplit, urlunsplit
 
 # The Weaviate server version, pinned next to the client version in requirements.txt.
 # tools/install_weaviate.py builds exactly this version; embedded mode starts exactly it.
@@ -55,6 +56,32 @@ class ConfigError(ValueError):
     """A setting has a value memsys cannot use; the message names the setting."""
 
 
+def url_password(url: str | None) -> str:
+    """The password inside a URL (`https://user:pass@host/`), a secret like a key; "" if none."""
+    if not url:
+        return ""
+    try:
+        return urlsplit(url).password or ""
+    except ValueError:
+        return ""
+
+
+def redact_url(url: str | None) -> str | None:
+    """A URL fit to show, store or log: any user name and password inside it removed."""
+    if not url:
+        return url
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(a URL that cannot be read)"
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+
+
 def user_cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "memsys"
@@ -92,6 +119,17 @@ class Settings:
     cache_eviction_policy: str = "none"
     ocr_enabled: bool = True  # scanned PDF pages are read by Tesseract OCR
     ocr_languages: str = "chi_sim+jpn+eng"  # Tesseract language names joined by '+'
+    # Sign-in roles (see memsys/access.py): e-mails, @domains or group:NAME entries.
+    admins: tuple[str, ...] = ()
+    operators: tuple[str, ...] = ()
+    viewers: tuple[str, ...] = ()
+
+    @property
+    def secrets(self) -> list[str]:
+        """Every secret these settings hold (API keys, passwords inside URLs), for scrubbing."""
+        found = [self.openai_api_key.get(), self.weaviate_api_key.get(),
+                 url_password(self.openai_base_url), url_password(self.weaviate_url)]
+        return [s for s in found if s]
 
     @property
     def weaviate_data_dir(self) -> Path:
@@ -164,6 +202,9 @@ class Settings:
             "ocr_enabled": _switch(get, "MEMSYS_OCR", True),
             "ocr_languages": get("MEMSYS_OCR_LANGUAGES") or "chi_sim+jpn+eng",
         }
+        for name, setting in (("MEMSYS_ADMINS", "admins"), ("MEMSYS_OPERATORS", "operators"), ("MEMSYS_VIEWERS", "viewers")):
+            raw = env.get(name) or secrets.get(name)  # a list in secrets.toml, comma-separated in the environment
+            kwargs[setting] = _entries(raw)
         if get("MEMSYS_DATA_DIR"):
             kwargs["data_dir"] = Path(get("MEMSYS_DATA_DIR"))  # type: ignore[arg-type]
         if get("MEMSYS_WEAVIATE_BINARY_DIR"):
@@ -201,6 +242,11 @@ def _switch(get: Any, name: str, default: bool) -> bool:
     if value in ("off", "false", "no", "0"):
         return False
     raise ConfigError(f"{name} is {raw!r}; use on or off")
+def _entries(raw: Any) -> tuple[str, ...]:
+    if raw is None or raw == "":
+        return ()
+    items = raw.split(",") if isinstance(raw, str) else list(raw)
+    return tuple(str(i).strip() for i in items if str(i).strip())
 
 
 def _int(get: Any, name: str, default: int | None, minimum: int) -> int | None:
@@ -240,6 +286,16 @@ RECOMMENDED_BATCH_SIZES = {
     "medium": (30, 50),
     "long": (20, 40),
     "very_long": (10, 25),
+}
+
+
+# The largest value each field may take: beyond these a setting only hurts (more threads
+# than cores can use, waits longer than an operator would, batches past any provider's limit).
+UPPER_BOUNDS: dict[str, int | float] = {
+    "default_batch_size": 2048, "max_retries": 20, "base_retry_delay": 600.0, "max_retry_delay": 3600.0,
+    "gc_frequency": 100_000, "embed_workers": 16, "write_workers": 16, "queue_depth": 64,
+    "memory_limit_mb": 262_144, "min_batch_size": 2048, "max_batch_size": 2048,
+    **{f"text_type_batch_sizes.{bucket}": 2048 for bucket in LENGTH_BUCKETS},
 }
 
 
@@ -318,6 +374,10 @@ class BatchConfig:
         for name, value, ok, want in checks:
             if not ok:
                 raise ConfigError(f"{name} is {value!r}; it must be {want}")
+        for name, limit in UPPER_BOUNDS.items():
+            value = sizes[name.split(".")[1]] if name.startswith("text_type_batch_sizes.") else getattr(self, name)
+            if value > limit:
+                raise ConfigError(f"{name} is {value!r}; it must be at most {limit:,}")
         if self.min_batch_size > self.max_batch_size:
             raise ConfigError(
                 f"min_batch_size ({self.min_batch_size}) is larger than max_batch_size ({self.max_batch_size})"

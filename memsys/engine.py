@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Sequence
 
 from memsys.api import MemorySystem
-from memsys.config import BatchConfig, Settings
+from memsys.config import BatchConfig, Settings, redact_url
 from memsys.embeddings.health import PROBLEMS, CacheHealthReport
 from memsys.embeddings.providers import provider_from_settings
 from memsys.embeddings.router import WarmupReport
@@ -141,7 +141,7 @@ class Engine:
             provider=provider.name,
             model=provider.model,
             dimensions=provider.dimensions,
-            base_url=provider.base_url,
+            base_url=redact_url(provider.base_url),
             price_per_million_tokens=provider.price_per_million_tokens,
             max_inputs_per_request=provider.max_inputs_per_request,
         )
@@ -151,10 +151,6 @@ class Engine:
         status = self.store_status()
         self.system.router.embed(["connection check"], kind="query", use_cache=False)
         return status
-
-    def secrets(self) -> list[str]:
-        """The configured secrets, for scrubbing anything shown or logged."""
-        return [s for s in (self.settings.openai_api_key.get(), self.settings.weaviate_api_key.get()) if s]
 
     # --- batch settings --------------------------------------------------------------
     @property
@@ -196,6 +192,7 @@ class Engine:
         chunking: ChunkSettings | None = None,
         config: BatchConfig | None = None,
         label: str = "",
+        started_by: str = "",
     ) -> str:
         """Record an import job for already-spooled paths; returns its id. Without a
         `config` the job uses the saved batch settings."""
@@ -208,6 +205,7 @@ class Engine:
             label=label or ", ".join(Path(p).name for p in paths)[:120],
             embedder=self.system.router.provider.fingerprint,
             embedder_name=embedder_name(self.system.router.provider),
+            started_by=started_by,
         )
         return self.jobs.create_job(request.to_json())
 
@@ -220,9 +218,11 @@ class Engine:
         chunking: ChunkSettings | None = None,
         config: BatchConfig | None = None,
         label: str = "",
+        started_by: str = "",
     ) -> str:
         """Create an import job for spooled paths and run it in the background."""
-        job_id = self.create_import(paths, defaults, mapping=mapping, chunking=chunking, config=config, label=label)
+        job_id = self.create_import(paths, defaults, mapping=mapping, chunking=chunking, config=config, label=label,
+                                    started_by=started_by)
         self.runner.submit(job_id)
         return job_id
 

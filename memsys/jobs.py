@@ -150,6 +150,11 @@ class JobProgress:
     def label(self) -> str:
         return str(self.request.get("label") or self.job_id)
 
+    @property
+    def started_by(self) -> str:
+        """Who started the job (their sign-in e-mail or name; "" for jobs from before sign-in)."""
+        return str(self.request.get("started_by") or "")
+
 
 @dataclass(frozen=True)
 class FailedItem:

@@ -22,7 +22,7 @@ import psutil
 from weaviate.exceptions import WeaviateBaseError
 
 from memsys.api import MemorySystem
-from memsys.config import BatchConfig, Settings
+from memsys.config import BatchConfig, Settings, redact_url
 from memsys.embeddings.providers import EmbeddingProvider
 from memsys.embeddings.router import EmbeddingResult, EmbeddingRouter
 from memsys.errors import EmbeddingProviderError, InputTooLongError, scrub
@@ -55,6 +55,7 @@ class ImportRequest:
     # resume with other embedding settings would mix two models' vectors in one collection.
     embedder: str = ""
     embedder_name: str = ""
+    started_by: str = ""  # who started it: a signed-in user, or "" (the CLI, a script)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -66,6 +67,7 @@ class ImportRequest:
             "label": self.label,
             "embedder": self.embedder,
             "embedder_name": self.embedder_name,
+            "started_by": self.started_by,
         }
 
     @classmethod
@@ -81,11 +83,12 @@ class ImportRequest:
             label=data.get("label", ""),
             embedder=data.get("embedder", ""),
             embedder_name=data.get("embedder_name", ""),
+            started_by=data.get("started_by", ""),
         )
 
 
 def embedder_name(provider: EmbeddingProvider) -> str:
-    where = f" at {provider.base_url}" if provider.base_url else ""
+    where = f" at {redact_url(provider.base_url)}" if provider.base_url else ""
     return f"{provider.name} / {provider.model}{where}"
 
 
@@ -210,7 +213,7 @@ class ImportPipeline:
 
     def _plain(self, e: BaseException) -> str:
         s = self.system.settings
-        message = scrub(str(e), [s.openai_api_key.get(), s.weaviate_api_key.get()])
+        message = scrub(str(e), s.secrets)
         return f"the import stopped: {message}" if message else f"the import stopped: {type(e).__name__}"
 
     # --- planning ----------------------------------------------------------------------

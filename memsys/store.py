@@ -17,7 +17,7 @@ import weaviate.classes as wvc
 from weaviate.classes.query import Filter, MetadataQuery, Sort
 from weaviate.exceptions import WeaviateBaseError
 
-from memsys.config import WEAVIATE_VERSION, Settings
+from memsys.config import WEAVIATE_VERSION, Settings, redact_url
 from memsys.errors import StoreUnavailableError, scrub
 from memsys.models import Memory
 
@@ -158,8 +158,8 @@ def connect(settings: Settings) -> weaviate.WeaviateClient:
             auth_credentials=auth,
         )
     except (WeaviateBaseError, OSError) as e:
-        secrets = [settings.weaviate_api_key.get(), settings.openai_api_key.get()]
-        where = settings.weaviate_url or f"embedded Weaviate on port {settings.weaviate_port}"
+        secrets = settings.secrets
+        where = redact_url(settings.weaviate_url) or f"embedded Weaviate on port {settings.weaviate_port}"
         raise StoreUnavailableError(f"cannot connect to {where}: {scrub(str(e), secrets)}") from None
 
 

@@ -23,7 +23,7 @@ job = memsys_engine.job(job_id) if job_id else None
 # --- the import this session is following ----------------------------------------------
 if job is not None:
     state["import_job"] = job.job_id
-    st.subheader(f"Importing {job.label}" if job.is_active else f"Import of {job.label}")
+    st.subheader(fmt.plain(f"Importing {job.label}" if job.is_active else f"Import of {job.label}"))
     if job.is_active:
         live_job(job.job_id)
     else:
@@ -36,7 +36,7 @@ if job is not None:
 others = [j for j in memsys_engine.recent_jobs(limit=20) if j.is_active and j.job_id != job_id]
 for other in others:
     left, right = st.columns([4, 1])
-    left.info(f"Also running: {other.label} ({fmt.job_state(other.state).lower()}, "
+    left.info(f"Also running: {fmt.plain(other.label)} ({fmt.job_state(other.state).lower()}, "
               f"{other.processed:,} of {other.total:,} items).", icon=":material/sync:")
     if right.button("Follow it", key=f"follow_{other.job_id}"):
         state["import_job"] = other.job_id

@@ -24,7 +24,9 @@ def delete_matching(target: MemoryFilter) -> None:
         st.session_state["delete_outcome"] = e
 
 
-search_tab, browse_tab, delete_tab = st.tabs(["Search", "Browse", "Delete"])
+may_delete = engine().can("delete")  # admins only; the engine refuses anyone else anyway
+tabs = st.tabs(["Search", "Browse", "Delete"] if may_delete else ["Search", "Browse"])
+search_tab, browse_tab = tabs[0], tabs[1]
 
 with search_tab:
     with st.form("search"):
@@ -73,30 +75,31 @@ with browse_tab:
                 else:
                     memory_detail(found)
 
-with delete_tab:
-    st.markdown("Delete every memory that matches a filter. Name at least one field.")
-    with st.form("delete_filter"):
-        fields = filter_fields("delete")
-        source = st.text_input("Source", key="delete_source", placeholder="e.g. document-import")
-        st.form_submit_button("Find the memories to delete")
-    target = memory_filter(*fields, source=source)
-    if target.is_empty:
-        st.caption("Fill in a field above to choose what to delete.")
-    else:
-        with guarded():
-            matches = engine().count(target)
-            st.markdown(f"**{fmt.plural(matches, 'memory matches', 'memories match')}** {describe_filter(target)}.")
-            if matches:
-                st.dataframe(pd.DataFrame(memory_rows(engine().browse(target, limit=5))),
-                             hide_index=True, width="stretch")
-                typed = st.text_input(f"Type DELETE to remove {fmt.plural(matches, 'memory', 'memories')} for good",
-                                      key="delete_confirm")
-                st.button(
-                    f"Delete {fmt.plural(matches, 'memory', 'memories')}", type="primary", icon=":material/delete:",
-                    disabled=typed != "DELETE", on_click=delete_matching, args=(target,),
-                )
-    outcome = st.session_state.pop("delete_outcome", None)
-    if isinstance(outcome, BaseException):
-        show_error(outcome)
-    elif outcome is not None:
-        st.success(f"Deleted {fmt.plural(outcome, 'memory', 'memories')}.", icon=":material/check:")
+if may_delete:
+    with tabs[2]:
+        st.markdown("Delete every memory that matches a filter. Name at least one field.")
+        with st.form("delete_filter"):
+            fields = filter_fields("delete")
+            source = st.text_input("Source", key="delete_source", placeholder="e.g. document-import")
+            st.form_submit_button("Find the memories to delete")
+        target = memory_filter(*fields, source=source)
+        if target.is_empty:
+            st.caption("Fill in a field above to choose what to delete.")
+        else:
+            with guarded():
+                matches = engine().count(target)
+                st.markdown(f"**{fmt.plural(matches, 'memory matches', 'memories match')}** {fmt.plain(describe_filter(target))}.")
+                if matches:
+                    st.dataframe(pd.DataFrame(memory_rows(engine().browse(target, limit=5))),
+                                 hide_index=True, width="stretch")
+                    typed = st.text_input(f"Type DELETE to remove {fmt.plural(matches, 'memory', 'memories')} for good",
+                                          key="delete_confirm")
+                    st.button(
+                        f"Delete {fmt.plural(matches, 'memory', 'memories')}", type="primary", icon=":material/delete:",
+                        disabled=typed != "DELETE", on_click=delete_matching, args=(target,),
+                    )
+        outcome = st.session_state.pop("delete_outcome", None)
+        if isinstance(outcome, BaseException):
+            show_error(outcome)
+        elif outcome is not None:
+            st.success(f"Deleted {fmt.plural(outcome, 'memory', 'memories')}.", icon=":material/check:")

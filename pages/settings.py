@@ -5,7 +5,8 @@ import streamlit as st
 
 from components.feedback import guarded, show_error
 from components.resources import current_settings, engine, session_overrides
-from memsys.config import PROVIDERS, ConfigError
+from memsys.access import AccessDenied, Role
+from memsys.config import PROVIDERS, ConfigError, redact_url
 from components.session_settings import describe, load_settings
 
 st.title("Settings")
@@ -18,7 +19,16 @@ overrides = session_overrides()
 
 
 def apply(changes: dict[str, str]) -> None:
-    """Keep the changes for this session only if the settings they make can work."""
+    """Keep the changes for this session only if the settings they make can work, and only
+    for an admin: these fields choose where the server sends requests."""
+    try:
+        engine().require(Role.ADMIN, "changing the connection settings")
+    except AccessDenied as e:
+        show_error(e)
+        return
+    for field in ("base_url", "weaviate_url"):
+        if changes.get(field) and changes[field] == redact_url(overrides.get(field)):
+            changes[field] = overrides[field]  # shown without its password, left as it was
     proposed = {k: v for k, v in {**overrides, **changes}.items() if v}
     try:
         load_settings(proposed)
@@ -43,11 +53,12 @@ with st.form("connection"):
         )
         model = st.text_input("Model", value=overrides.get("model", ""), placeholder="the provider's default model")
         dimensions = st.text_input("Dimensions", value=overrides.get("dimensions", ""), placeholder="the model's own size")
-        base_url = st.text_input("Base URL", value=overrides.get("base_url", ""), placeholder="https://api.openai.com/v1",
+        # A password inside a URL is a secret: the box shows the URL without it.
+        base_url = st.text_input("Base URL", value=redact_url(overrides.get("base_url", "")) or "", placeholder="https://api.openai.com/v1",
                                  help="For an OpenAI-compatible server.")
     with right:
         st.markdown("**Weaviate**")
-        weaviate_url = st.text_input("Weaviate URL", value=overrides.get("weaviate_url", ""),
+        weaviate_url = st.text_input("Weaviate URL", value=redact_url(overrides.get("weaviate_url", "")) or "",
                                      placeholder="empty: embedded Weaviate",
                                      help="A Weaviate server or a Weaviate Cloud cluster.")
         weaviate_grpc_port = st.text_input("gRPC port", value=overrides.get("weaviate_grpc_port", ""), placeholder="as configured",

@@ -55,9 +55,9 @@ class DashboardServer:
     """`streamlit run app.py` in its own process group (it starts embedded Weaviate as a
     child), stopped as a group so nothing outlives the test."""
 
-    def __init__(self, env: dict[str, str], log: Path) -> None:
+    def __init__(self, env: dict[str, str], log: Path, port: int | None = None, args: tuple[str, ...] = ()) -> None:
         self.env = env
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._log = log.open("w")
         full_env = {**os.environ, **env, "NO_PROXY": "127.0.0.1,localhost"}
@@ -65,7 +65,7 @@ class DashboardServer:
             full_env.pop(proxy, None)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "components.serve", "--server.address", "127.0.0.1",
-             "--server.port", str(self.port), "--server.headless", "true"],
+             "--server.port", str(self.port), "--server.headless", "true", *args],
             cwd=str(REPO), env=full_env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         try:

@@ -12,9 +12,9 @@ import memsys
 
 REPO = Path(__file__).resolve().parent.parent
 LINT = Path(sys.executable).parent / "lint-imports"
-# What the dashboard may import from memsys: the engine's API and the types, settings,
-# errors and units it speaks in.
-PUBLIC = {"memsys.engine", "memsys.config", "memsys.errors", "memsys.units"}
+# What the dashboard may import from memsys: the engine's API and the types, roles,
+# settings, errors and units it speaks in.
+PUBLIC = {"memsys.engine", "memsys.access", "memsys.config", "memsys.errors", "memsys.units"}
 
 
 def lint(config: Path) -> subprocess.CompletedProcess[str]:

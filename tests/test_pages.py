@@ -44,6 +44,8 @@ def app_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
         for name, value in env.items():
             mp.setenv(name, value)
         mp.chdir(tmp_path_factory.mktemp("pages-cwd"))  # no .streamlit/secrets.toml here
+        # As `make run` serves it (.streamlit/config.toml, not read from this folder): loopback only.
+        st.config.set_option("server.address", "127.0.0.1")
         yield env
         st.cache_resource.clear()  # closes the engines: stops embedded Weaviate
 

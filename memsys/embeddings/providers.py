@@ -13,7 +13,7 @@ from typing import Literal, Sequence
 import numpy as np
 
 from memsys import tokens
-from memsys.config import LOCAL_DIMENSIONS, LOCAL_MODEL, ConfigError, Settings
+from memsys.config import LOCAL_DIMENSIONS, LOCAL_MODEL, ConfigError, Settings, redact_url, url_password
 from memsys.errors import (
     EmbeddingAuthError,
     EmbeddingBadRequestError,
@@ -79,7 +79,7 @@ class EmbeddingProvider(ABC):
         return {
             "provider": self.name,
             "model": self.model,
-            "base_url": self.base_url,
+            "base_url": redact_url(self.base_url),
             "dimensions": self.dimensions,
         }
 
@@ -193,10 +193,10 @@ class OpenAIProvider(EmbeddingProvider):
     def _translate(self, e: Exception) -> EmbeddingProviderError:
         import openai
 
-        message = scrub(str(e), [self._api_key])
+        message = scrub(str(e), [self._api_key, url_password(self.base_url)])
         status = getattr(e, "status_code", None)
         retry_after = _retry_after(getattr(e, "response", None))
-        where = self.base_url or "the OpenAI API"
+        where = redact_url(self.base_url) or "the OpenAI API"
         if isinstance(e, openai.APITimeoutError):
             return EmbeddingTimeoutError(f"the embedding service at {where} did not answer in time")
         if isinstance(e, openai.APIConnectionError):

@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from memsys.config import Settings
+from memsys.config import Settings, redact_url
 from memsys.embeddings.cache import EmbeddingCache, ModelInfo, make_key
 from memsys.embeddings.health import CacheHealthReport, Progress, check_cache
 from memsys.embeddings.providers import EmbeddingProvider, Kind, provider_from_settings
@@ -258,7 +258,7 @@ class EmbeddingRouter:
                 if keys is not None:
                     dims = int(out.shape[1])
                     self.cache.register_model(
-                        ModelInfo(provider.fingerprint, provider.name, provider.model, provider.base_url, dims)
+                        ModelInfo(provider.fingerprint, provider.name, provider.model, redact_url(provider.base_url) or "", dims)
                     )
                     self.cache.set_many(((keys[s], vectors[s]) for s in batch), provider.fingerprint)  # type: ignore[misc]
         return requests, retries, sum(token_counts.values()) if token_counts else 0

@@ -1,0 +1,210 @@
+"""Who may do what: three roles (viewer, operator, admin), the mapping from a signed-in
+person's claims (e-mail, e-mail domain, groups) to a role, and `AuthorizedEngine`, the
+engine as one user sees it: every call is checked against that user's role where it
+happens, on the server, so a hidden button or a forged rerun changes nothing. Refusals
+are logged (`memsys.access`) with who tried what.
+"""
+from __future__ import annotations
+
+import enum
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+from memsys.errors import MemsysError
+
+if TYPE_CHECKING:
+    from memsys.config import Settings
+    from memsys.engine import Engine
+
+log = logging.getLogger(__name__)
+
+
+class Role(enum.IntEnum):
+    """Each role can do everything the ones below it can."""
+
+    VIEWER = 1
+    OPERATOR = 2
+    ADMIN = 3
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+class AccessDenied(MemsysError):
+    """The user's role does not allow the action; the message says which role would."""
+
+    def __init__(self, user: "User", action: str, needed: Role) -> None:
+        self.user, self.action, self.needed = user, action, needed
+        super().__init__(
+            f"{user.name} is signed in as {user.role.label}; {_describe(action)} needs the {needed.label} role. "
+            "Ask an admin if you need it"
+        )
+
+
+@dataclass(frozen=True)
+class User:
+    """A person using memsys: a display name, the e-mail they signed in with (empty when
+    sign-in is off) and their role."""
+
+    name: str
+    email: str
+    role: Role
+
+    def can(self, role: Role) -> bool:
+        return self.role >= role
+
+
+# Sign-in is off (a dashboard on loopback, the CLI, scripts): whoever runs it owns it.
+LOCAL_ADMIN = User("local user", "", Role.ADMIN)
+
+
+@dataclass(frozen=True)
+class RoleMap:
+    """Who gets which role. Each entry is an e-mail address (`ann@example.com`), a whole
+    domain (`@example.com`) or a group from the ID token's `groups` claim (`group:memsys-ops`).
+    The highest role that matches wins; no match means no access."""
+
+    admins: tuple[str, ...] = ()
+    operators: tuple[str, ...] = ()
+    viewers: tuple[str, ...] = ()
+
+    def role_for(self, claims: Mapping[str, Any]) -> Role | None:
+        email = str(claims.get("email") or "").strip().lower()
+        if email and claims.get("email_verified") is False:
+            email = ""  # an address the provider has not verified proves nothing
+        groups = claims.get("groups") or ()
+        groups = {str(g).strip().lower() for g in (groups if isinstance(groups, (list, tuple)) else [groups])}
+        for role, entries in ((Role.ADMIN, self.admins), (Role.OPERATOR, self.operators), (Role.VIEWER, self.viewers)):
+            if any(_matches(entry, email, groups) for entry in entries):
+                return role
+        return None
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.admins or self.operators or self.viewers)
+
+    @classmethod
+    def from_settings(cls, settings: "Settings") -> "RoleMap":
+        return cls(settings.admins, settings.operators, settings.viewers)
+
+
+def _matches(entry: str, email: str, groups: set[str]) -> bool:
+    entry = entry.strip().lower()
+    if not entry:
+        return False
+    if entry.startswith("group:"):
+        return entry.removeprefix("group:") in groups
+    if entry.startswith("@"):
+        return bool(email) and email.endswith(entry)
+    return bool(email) and email == entry
+
+
+def user_from_claims(claims: Mapping[str, Any], roles: RoleMap) -> User | None:
+    """The signed-in person as memsys sees them, or None when no role is theirs."""
+    role = roles.role_for(claims)
+    if role is None:
+        return None
+    email = str(claims.get("email") or "")
+    name = str(claims.get("name") or email or claims.get("sub") or "someone")
+    return User(name, email, role)
+
+
+# The role each engine call needs. A call that is not listed is refused for everyone
+# (deny by default); tests/test_access.py checks that every public Engine method is here.
+VIEWER_CALLS = {
+    "store_status", "embedder_status", "batch_config_path", "saved_batch_config", "job", "require_job",
+    "recent_jobs", "failed_items", "batches", "errors_by_type", "metrics", "follow", "wait", "search", "browse",
+    "count", "get_memory", "cache_dir", "cache_info", "task", "start_task", "is_structured", "columns_in",
+}
+OPERATOR_CALLS = {
+    "preview", "new_spool", "spool_upload", "spool_paths", "create_import", "start_import", "run", "cancel",
+    "resume", "retry_failed", "warm_up",
+}
+ADMIN_CALLS = {"delete", "clear_cache", "save_batch_config", "check_connections"}
+# Calls whose role depends on their arguments.
+ARGUMENT_CALLS: dict[str, Callable[..., Role]] = {
+    # A check is an operator's; a repair (fix=True) removes entries and is an admin's.
+    "check_cache": lambda fix=False, **_: Role.ADMIN if fix else Role.OPERATOR,
+}
+# What each page is for, and the least role that may open it.
+PAGE_ROLES = {
+    "home": Role.VIEWER, "memories": Role.VIEWER, "metrics": Role.VIEWER, "cache": Role.VIEWER,
+    "import": Role.OPERATOR, "batch_settings": Role.ADMIN, "settings": Role.ADMIN, "logs": Role.ADMIN,
+}
+
+
+def role_needed(action: str, kwargs: Mapping[str, Any] | None = None) -> Role | None:
+    """The role a call needs; None when the call is not one a user may make at all."""
+    if action in ARGUMENT_CALLS:
+        return ARGUMENT_CALLS[action](**dict(kwargs or {}))
+    if action in VIEWER_CALLS:
+        return Role.VIEWER
+    if action in OPERATOR_CALLS:
+        return Role.OPERATOR
+    if action in ADMIN_CALLS:
+        return Role.ADMIN
+    return None
+
+
+_DESCRIPTIONS = {
+    "delete": "deleting memories", "clear_cache": "clearing the cache", "check_cache": "this cache action",
+    "save_batch_config": "saving batch settings", "check_connections": "checking the connections",
+    "start_import": "starting an import", "create_import": "starting an import", "preview": "previewing an import",
+    "cancel": "cancelling an import", "resume": "resuming an import", "retry_failed": "retrying failed items",
+    "warm_up": "warming up the cache", "spool_upload": "uploading files",
+}
+
+
+def _describe(action: str) -> str:
+    return _DESCRIPTIONS.get(action, action.replace("_", " "))
+
+
+class AuthorizedEngine:
+    """The engine as one user may use it: the same methods, each checked against the
+    user's role before it runs. Imports record who started them."""
+
+    def __init__(self, engine: "Engine", user: User, on_refusal: Callable[[User, str], None] | None = None) -> None:
+        self._engine = engine
+        self.user = user
+        self._on_refusal = on_refusal
+
+    def can(self, action: str, **kwargs: Any) -> bool:
+        """Whether this user may make the call (for drawing only what they may use)."""
+        needed = role_needed(action, kwargs)
+        return needed is not None and self.user.can(needed)
+
+    def require(self, role: Role, action: str) -> None:
+        """Refuse (AccessDenied, logged) unless the user has `role`; for checks that are not
+        an engine call, such as changing this session's connection settings."""
+        if not self.user.can(role):
+            self._refuse(action, role)
+
+    def _refuse(self, action: str, needed: Role) -> None:
+        log.warning("refused: %s (%s, %s) tried %s, which needs %s", self.user.name, self.user.email or "no e-mail",
+                    self.user.role.label, action, needed.label)
+        if self._on_refusal is not None:
+            self._on_refusal(self.user, action)
+        raise AccessDenied(self.user, action, needed)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        target = getattr(self._engine, name)
+        if not callable(target):
+            needed = role_needed(name)
+            if needed is None or not self.user.can(needed):
+                self._refuse(name, needed or Role.ADMIN)
+            return target
+
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            needed = role_needed(name, kwargs)
+            if needed is None or not self.user.can(needed):
+                self._refuse(name, needed or Role.ADMIN)
+            if name in ("create_import", "start_import"):
+                kwargs.setdefault("started_by", self.user.email or self.user.name)
+            return target(*args, **kwargs)
+
+        checked.__name__ = name
+        return checked
