@@ -6,7 +6,9 @@ import datetime as dt
 from memsys.units import size  # noqa: F401  (re-exported: one size formatter for the CLI and the dashboard)
 
 
-_MARKDOWN = set("\\`*_{}[]()<>#+-.!|~$:")
+# What Markdown (and Streamlit's :icon: and :color[...] syntax) acts on inside a line. A
+# link or an image needs [ and ], so "(" and ")" may stay; newlines become spaces.
+_MARKDOWN = set("\\`*_[]<>#!|~$:")
 
 
 def plain(text: object) -> str:
