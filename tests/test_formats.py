@@ -5,6 +5,8 @@ Tesseract OCR; a saved web page loses its menu and footer."""
 from __future__ import annotations
 
 import io
+import tracemalloc
+import uuid
 from pathlib import Path
 from typing import Iterator
 
@@ -16,8 +18,17 @@ from memsys import MemorySystem
 from memsys.config import ConfigError, Settings
 from memsys.engine import Engine
 from memsys.ingest.documents import MemoryDefaults
-from memsys.ingest.readers import InputProblem, OcrSettings, SourceText, read_sources
+from memsys.ingest.readers import (
+    FieldMapping,
+    InputProblem,
+    OcrSettings,
+    SourceText,
+    has_columns,
+    read_sources,
+    structured_columns,
+)
 from memsys.jobs import JobProgress
+from office_files import FOOTER, MENU, docx_whole_bytes, eml_bytes, epub_bytes, pptx_bytes, web_page, xlsx_bytes
 
 DEFAULTS = MemoryDefaults(project="formats", repo="docs", agent="importer")
 SCAN_PAGES = [(language, SCAN_TEXT[language]) for language in ("zh", "ja", "en")]
@@ -127,3 +138,233 @@ def test_ocr_settings_come_from_the_environment() -> None:
         Settings.load(env={"MEMSYS_OCR": "maybe"}, secrets_path=Path("/none"))
     with pytest.raises(ConfigError, match="MEMSYS_OCR_LANGUAGES"):
         Settings.load(env={"MEMSYS_OCR_LANGUAGES": "eng; rm -rf /"}, secrets_path=Path("/none"))
+
+
+# --- Every format through the real engine: imported, searchable, traced ----------------------------
+
+SHEET = {"库存": [["content", "project", "tags"],
+                ["上海仓库的库存每周盘点一次。", "物流", "盘点"],
+                ["大阪の倉庫は毎朝八時に点検されます。", "logistics", ""],
+                ["The Lyon warehouse ships parcels on Mondays.", "logistics", "shipping, eu"]]}
+SLIDES = [("季度总结", "收入增长了百分之十。", "Remind the room that revenue grew in every region."),
+          ("新製品", "四月に発売します。", "演説メモ：新製品の発売日は四月十日です。")]
+CHAPTERS = [("第一章 启程", "飞船在黎明时分离开了地球轨道。"),
+            ("第二章 火星基地", "火星基地的氧气由温室里的植物提供。"),
+            ("第三章 帰還", "乗組員は三年後に地球へ帰還した。")]
+
+
+def format_files(folder: Path) -> Path:
+    """One small file of each format, in a folder."""
+    write(folder / "book.xlsx", xlsx_bytes(SHEET))
+    write(folder / "deck.pptx", pptx_bytes(SLIDES, table=[["Linux", "Windows"], ["Yes", "Yes"]]))
+    write(folder / "novel.epub", epub_bytes("星际旅行", CHAPTERS))
+    write(folder / "mail.eml", eml_bytes(
+        "Quarterly budget review", "张伟 <zhang@example.com>",
+        "The marketing budget rises by twelve percent next quarter.", None,
+        [("minutes.txt", "text/plain", "会議の議事録：次回の会議は金曜日に開催します。".encode()),
+         ("logo.png", "image/png", b"\x89PNG\r\n\x1a\n not read")]))
+    write(folder / "guide.docx", docx_whole_bytes())
+    write(folder / "page.html", web_page("量子计算 | Example News", "量子计算机的冷却系统", [
+        "量子计算机需要把芯片冷却到接近绝对零度，稀释制冷机是最常见的方案。",
+        "冷却系统的稳定性直接影响量子比特的相干时间，因此工程师会持续监测温度。",
+        "Engineers monitor the dilution refrigerator around the clock to keep the qubits coherent.",
+    ]))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def imported(base_system: MemorySystem, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Engine, JobProgress]]:
+    """The format files imported once into a collection of their own."""
+    system = base_system.with_collection(f"Formats_{uuid.uuid4().hex[:12]}")
+    folder = format_files(tmp_path_factory.mktemp("formats") / "docs")
+    engine = Engine(system.settings.replace(data_dir=tmp_path_factory.mktemp("formats-data")), system=system)
+    job = import_files(engine, [folder])
+    yield engine, job
+    engine.jobs.close()
+    system.store.delete_all()
+
+
+def test_every_format_imports_without_a_problem(imported: tuple[Engine, JobProgress]) -> None:
+    engine, job = imported
+    assert job.failed == 0, [(f.item, f.reason) for f in engine.jobs.failed_items(job.job_id)]
+    assert job.written >= 15
+
+
+@pytest.mark.parametrize(
+    "query, file, location",
+    [
+        ("大阪の倉庫は毎朝点検されます", "docs/book.xlsx", "sheet 库存 row 3"),
+        ("新製品の発売日は四月十日", "docs/deck.pptx", "slide 2"),
+        ("火星基地的氧气由植物提供", "docs/novel.epub", "chapter 2: 第二章 火星基地"),
+        ("marketing budget next quarter", "docs/mail.eml", ""),
+        ("次回の会議は金曜日", "docs/mail.eml/minutes.txt", "line 1"),
+        ("サーバーにパッケージをインストール", "docs/guide.docx", "2 Setup > 2.1 Install"),
+        ("量子计算机的冷却系统与绝对零度", "docs/page.html", ""),
+    ],
+)
+def test_each_format_is_found_by_search_and_traced_to_where_it_sits(
+    imported: tuple[Engine, JobProgress], query: str, file: str, location: str
+) -> None:
+    assert found(imported[0], query)[:2] == (file, location)
+
+
+def test_no_memory_holds_the_web_pages_menu_or_footer(imported: tuple[Engine, JobProgress]) -> None:
+    engine, _ = imported
+    page = [m.content for m in engine.browse(limit=1000) if m.source_file == "docs/page.html"]
+    assert page and all(item not in text for text in page for item in [*MENU, FOOTER, "cookies"])
+    assert page[0].startswith("量子计算 | Example News") and "# 量子计算机的冷却系统" in page[0]
+
+
+# --- Spreadsheets --------------------------------------------------------------------------------
+
+
+def test_sheet_rows_with_a_content_column_map_like_csv_rows(tmp_path: Path) -> None:
+    write(tmp_path / "book.xlsx", xlsx_bytes(SHEET))
+    pieces, problems = read([tmp_path / "book.xlsx"])
+    assert problems == []
+    assert [(p.location, p.text, dict(p.fields)) for p in pieces] == [
+        ("sheet 库存 row 2", "上海仓库的库存每周盘点一次。", {"project": "物流", "tags": ["盘点"]}),
+        ("sheet 库存 row 3", "大阪の倉庫は毎朝八時に点検されます。", {"project": "logistics"}),
+        ("sheet 库存 row 4", "The Lyon warehouse ships parcels on Mondays.", {"project": "logistics", "tags": ["shipping", "eu"]}),
+    ]
+
+
+def test_a_sheet_without_a_content_column_is_read_in_blocks_of_rows(tmp_path: Path) -> None:
+    import datetime as dt
+
+    rows = [["品名", "数量", "入荷日"], ["りんご", 12.0, dt.datetime(2024, 5, 1)], [None, None, None], ["みかん", 3, None]]
+    write(tmp_path / "stock.xlsx", xlsx_bytes({"在庫": rows}))
+    pieces, problems = read([tmp_path / "stock.xlsx"])
+    assert problems == []
+    assert [(p.location, p.text) for p in pieces] == [
+        ("sheet 在庫 rows 2-4", "品名: りんご | 数量: 12 | 入荷日: 2024-05-01\n品名: みかん | 数量: 3"),
+    ]
+
+
+def test_the_import_page_offers_a_workbooks_columns_and_the_mapping_applies(tmp_path: Path) -> None:
+    write(tmp_path / "export.xlsx", xlsx_bytes({"Sheet1": [["Id", "Body", "Team"], [1, "Ship on Friday", "ops"]],
+                                                "Sheet2": [["Id", "Body", "Owner"], [2, "金曜日に出荷", "dev"]]}))
+    assert has_columns(tmp_path / "export.xlsx")
+    assert structured_columns(tmp_path / "export.xlsx") == ["Id", "Body", "Team", "Owner"]
+    pieces, problems = read([tmp_path / "export.xlsx"], mapping=FieldMapping(content="Body", project="Team"))
+    assert [(p.location, p.text, dict(p.fields)) for p in pieces] == [
+        ("sheet Sheet1 row 2", "Ship on Friday", {"project": "ops"})
+    ]
+    assert [(p.item, p.reason.split(" (")[0]) for p in problems] == [
+        ("export.xlsx sheet Sheet2", "has no column 'Team' for project")
+    ]
+
+
+def test_a_workbook_is_streamed_not_loaded_whole(tmp_path: Path) -> None:
+    import openpyxl
+
+    rows = [["content", "project"]] + [[f"Row {i} holds a sentence worth keeping about topic {i % 97}.", f"p{i % 5}"]
+                                       for i in range(5000)]
+    write(tmp_path / "big.xlsx", xlsx_bytes({"data": rows}))
+    tracemalloc.start()
+    workbook = openpyxl.load_workbook(tmp_path / "big.xlsx")  # the whole workbook, as not to read it
+    _, whole = tracemalloc.get_traced_memory()
+    workbook.close()
+    del workbook
+    tracemalloc.stop()
+    tracemalloc.start()
+    count = sum(1 for _ in read_sources([tmp_path / "big.xlsx"]))
+    _, streamed = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert count == 5000
+    assert streamed < whole / 4, f"reading took {streamed} bytes at its peak; loading whole took {whole}"
+
+
+def test_a_damaged_workbook_is_reported(tmp_path: Path) -> None:
+    write(tmp_path / "broken.xlsx", xlsx_bytes(SHEET)[:300])
+    pieces, problems = read([tmp_path / "broken.xlsx"])
+    assert pieces == [] and [p.item for p in problems] == ["broken.xlsx"]
+    assert problems[0].reason.startswith("is not a valid .xlsx workbook")
+
+
+# --- Slides, e-books, e-mail ---------------------------------------------------------------------
+
+
+def test_each_slide_is_a_piece_with_its_notes_and_every_table_cell(tmp_path: Path) -> None:
+    write(tmp_path / "deck.pptx", pptx_bytes(SLIDES, table=[["Linux", "Windows"], ["Yes", "Yes"]]))
+    pieces, problems = read([tmp_path / "deck.pptx"])
+    assert problems == []
+    assert [(p.location, p.text) for p in pieces] == [
+        ("slide 1", "季度总结\n\n收入增长了百分之十。\n\nNotes: Remind the room that revenue grew in every region."),
+        ("slide 2", "新製品\n\n四月に発売します。\n\nNotes: 演説メモ：新製品の発売日は四月十日です。"),
+        ("slide 3", "Linux | Windows\nYes | Yes"),
+    ]
+
+
+def test_epub_chapters_come_in_reading_order_with_their_titles(tmp_path: Path) -> None:
+    write(tmp_path / "novel.epub", epub_bytes("星际旅行", CHAPTERS, spine_order=[2, 0, 1]))
+    pieces, problems = read([tmp_path / "novel.epub"])
+    assert problems == []
+    assert [(p.location, p.text.split("\n")[-1]) for p in pieces] == [
+        ("chapter 1: 第三章 帰還", "乗組員は三年後に地球へ帰還した。"),
+        ("chapter 2: 第一章 启程", "飞船在黎明时分离开了地球轨道。"),
+        ("chapter 3: 第二章 火星基地", "火星基地的氧气由温室里的植物提供。"),
+    ]
+
+
+def test_an_email_gives_its_headers_body_and_text_attachments(tmp_path: Path) -> None:
+    write(tmp_path / "mail.eml", eml_bytes(
+        "会議のお知らせ", "山田 <yamada@example.jp>", "明日の会議は十時からです。", None,
+        [("agenda.md", "text/markdown", "# Agenda\n\n1. Budget".encode()), ("photo.jpg", "image/jpeg", b"\xff\xd8 not read")]))
+    pieces, problems = read([tmp_path / "mail.eml"])
+    assert problems == []
+    assert [(p.source_file, p.text) for p in pieces] == [
+        ("mail.eml", "Subject: 会議のお知らせ\nFrom: 山田 <yamada@example.jp>\nTo: ops@example.com\n"
+                     "Date: Wed, 01 May 2024 09:30:00 +0000\nAttachments: agenda.md, photo.jpg\n\n明日の会議は十時からです。"),
+        ("mail.eml/agenda.md", "# Agenda\n\n1. Budget"),
+    ]
+
+
+def test_an_html_only_email_body_is_cleaned_of_its_menu_and_footer(tmp_path: Path) -> None:
+    html = web_page("Newsletter", "本周新闻", ["新的数据中心在成都启用，容量是原来的两倍，可以支持更多的客户。",
+                                              "The Chengdu data centre doubles our capacity for customers in the west."])
+    write(tmp_path / "news.eml", eml_bytes("本周新闻", "news@example.com", None, html))
+    pieces, problems = read([tmp_path / "news.eml"])
+    assert problems == [] and len(pieces) == 1
+    assert "新的数据中心在成都启用" in pieces[0].text
+    assert not any(item in pieces[0].text for item in [*MENU, FOOTER])
+
+
+# --- Word, whole -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def word_pieces(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    path = tmp_path_factory.mktemp("word") / "guide.docx"
+    path.write_bytes(docx_whole_bytes())
+    pieces, problems = read([path])
+    assert problems == []
+    return {p.location: p.text for p in pieces}
+
+
+def test_docx_sections_are_located_by_their_heading_path(word_pieces: dict[str, str]) -> None:
+    assert list(word_pieces) == ["", "1 Overview", "2 Setup > 2.1 Install", "2 Setup > 2.2 Configure",
+                                 "header", "footer", "footnotes"]
+    assert word_pieces["2 Setup > 2.2 Configure"] == "2.2 Configure\n\nEdit the configuration file and restart the service."
+
+
+def test_docx_table_rows_keep_every_cell_even_repeated_ones(word_pieces: dict[str, str]) -> None:
+    assert "Supported | Yes | Yes" in word_pieces["2 Setup > 2.1 Install"].split("\n\n")
+
+
+def test_docx_text_boxes_headers_footers_and_footnotes_are_read_once(word_pieces: dict[str, str]) -> None:
+    install = word_pieces["2 Setup > 2.1 Install"]
+    assert install.count("文本框里的提示：先备份数据库。") == 1  # not again from the fallback copy
+    assert "サーバーに パッケージをインストールします。[1]" in install
+    assert word_pieces["header"] == "机密文件 Confidential header"
+    assert word_pieces["footer"] == "第 1 页 footer text"
+    assert word_pieces["footnotes"] == "[1] 脚注：需要管理员权限。"
+
+
+# --- Web pages -------------------------------------------------------------------------------------
+
+
+def test_a_page_where_extraction_finds_nothing_falls_back_to_its_visible_text(tmp_path: Path) -> None:
+    write(tmp_path / "tiny.html", "<p>Hi</p>")
+    pieces, problems = read([tmp_path / "tiny.html"])
+    assert problems == [] and [p.text for p in pieces] == ["Hi"]

@@ -1,15 +1,15 @@
-"""Plain documents: text (txt, md, and any file whose bytes are text), HTML (visible text,
-block elements on lines of their own), PDF (one piece per page with a text layer) and
-Word .docx (paragraphs and tables in document order).
+"""Plain documents: text (txt, md, and any file whose bytes are text) and HTML (the main
+content of a page, without its navigation and footer).
 """
 from __future__ import annotations
 
-import io
+import re
+from html import unescape
 from html.parser import HTMLParser
 from typing import Iterator
 
 from memsys.ingest.readers.encoding import normalise_text, text_of
-from memsys.ingest.readers.sources import InputProblem, Item, ReadContext, SourceText, read_bytes
+from memsys.ingest.readers.sources import InputProblem, Item, ReadContext, SourceText
 
 
 def read_text(item: Item, ctx: ReadContext) -> Iterator[SourceText | InputProblem]:
@@ -78,44 +78,36 @@ def html_to_text(html: str) -> str:
     return parser.text()
 
 
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title\s*>", re.IGNORECASE | re.DOTALL)
+
+
+def page_text(html: str) -> str:
+    """The main content of a web page: trafilatura drops navigation, menus, footers and
+    cookie banners and keeps headings (as Markdown "#" lines) and tables; the page title
+    leads. When it finds no main content, all visible text (`html_to_text`) is used."""
+    import trafilatura
+
+    main = trafilatura.extract(
+        html, output_format="markdown", include_formatting=True, include_tables=True,
+        include_comments=False, include_links=False, include_images=False, deduplicate=False,
+    )
+    if not main or not main.strip():
+        return html_to_text(html)
+    main = normalise_text(main).strip()
+    found = _TITLE.search(html)
+    title = " ".join(unescape(found.group(1)).split()) if found else ""
+    if title and title not in main.split("\n", 1)[0]:
+        main = f"{title}\n\n{main}"
+    return main
+
+
 def read_html(item: Item, ctx: ReadContext) -> Iterator[SourceText | InputProblem]:
     html = text_of(item, ctx.limits)
     if isinstance(html, InputProblem):
         yield html
         return
-    text = html_to_text(html)
+    text = page_text(html)
     if not text:
         yield InputProblem(item.name, "has no visible text")
-    else:
-        yield SourceText(text, item.name)
-
-
-def read_docx(item: Item, ctx: ReadContext) -> Iterator[SourceText | InputProblem]:
-    import docx
-    from docx.table import Table
-
-    data = read_bytes(item, ctx.limits.max_file_bytes)
-    if not data.startswith(b"PK"):
-        yield InputProblem(
-            item.name, "is not a valid .docx file (password-protected, an old .doc renamed, or damaged)"
-        )
-        return
-    try:
-        document = docx.Document(io.BytesIO(data))
-        blocks: list[str] = []
-        for block in document.iter_inner_content():
-            if isinstance(block, Table):
-                for row in block.rows:
-                    cells = [c.text.strip() for c in row.cells]
-                    if any(cells):
-                        blocks.append(" | ".join(dict.fromkeys(cells)))
-            elif block.text.strip():
-                blocks.append(block.text.strip())
-    except Exception as e:  # noqa: BLE001 - python-docx raises many kinds of error on damaged files
-        yield InputProblem(item.name, f"is damaged and could not be read as a .docx ({type(e).__name__}: {e})")
-        return
-    text = normalise_text("\n\n".join(blocks))
-    if not text.strip():
-        yield InputProblem(item.name, "has no text (images or empty pages only?)")
     else:
         yield SourceText(text, item.name)

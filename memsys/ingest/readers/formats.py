@@ -32,11 +32,15 @@ FORMATS: tuple[FileFormat, ...] = (
     FileFormat("csv", (".csv", ".tsv"), "csv", has_columns=True),
     FileFormat("jsonl", (".jsonl", ".ndjson"), "jsonl", has_columns=True),
     FileFormat("json", (".json",), "json"),
+    FileFormat("xlsx", (".xlsx", ".xlsm"), "xlsx", has_columns=True),
+    FileFormat("pptx", (".pptx",), "pptx"),
+    FileFormat("epub", (".epub",), "epub"),
+    FileFormat("eml", (".eml",), "eml"),
     FileFormat("zip", (".zip",), "zip", archive=True),
 )
 
 # Office formats people bring that memsys cannot read; refused with a way out.
-UNREADABLE_SUFFIXES = frozenset({".doc", ".xls", ".xlsx", ".ppt", ".pptx"})
+UNREADABLE_SUFFIXES = frozenset({".doc", ".xls", ".ppt"})
 
 _BY_SUFFIX = {suffix: f for f in FORMATS for suffix in f.suffixes}
 
@@ -65,3 +69,4 @@ TEXT_SUFFIXES = suffixes_of("text")
 HTML_SUFFIXES = suffixes_of("html")
 CSV_SUFFIXES = suffixes_of("csv")
 JSONL_SUFFIXES = suffixes_of("jsonl")
+SHEET_SUFFIXES = suffixes_of("xlsx")

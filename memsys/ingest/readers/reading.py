@@ -10,7 +10,7 @@ import zipfile
 from pathlib import Path
 from typing import Callable, Sequence
 
-from memsys.ingest.readers import archives, documents, pdf, structured
+from memsys.ingest.readers import archives, documents, ebooks, mail, pdf, sheets, slides, structured, word
 from memsys.ingest.readers.encoding import UndecodableError
 from memsys.ingest.readers.ocr import OcrSettings
 from memsys.ingest.readers.formats import FORMATS, UNREADABLE_SUFFIXES, format_of
@@ -31,10 +31,14 @@ READERS: dict[str, Callable[[Item, ReadContext], Pieces]] = {
     "text": documents.read_text,
     "html": documents.read_html,
     "pdf": pdf.read_pdf,
-    "docx": documents.read_docx,
+    "docx": word.read_docx,
     "csv": structured.read_csv,
     "jsonl": structured.read_jsonl,
     "json": structured.read_json,
+    "xlsx": sheets.read_xlsx,
+    "pptx": slides.read_pptx,
+    "epub": ebooks.read_epub,
+    "eml": mail.read_eml,
     "zip": archives.read_zip,
 }
 _missing = {f.name for f in FORMATS} ^ set(READERS)
@@ -114,7 +118,7 @@ def read_item(item: Item, ctx: ReadContext) -> Pieces:
         if file_format is not None:
             yield from READERS[file_format.name](item, ctx)
         elif item.suffix in UNREADABLE_SUFFIXES:
-            yield InputProblem(item.name, f"is a {item.suffix} file, which memsys cannot read; save it as .docx, .pdf or .csv")
+            yield InputProblem(item.name, f"is a {item.suffix} file, which memsys cannot read; save it as .docx, .xlsx, .pptx, .pdf or .csv")
         else:
             # Files with other or no extensions: anything that is text.
             yield from documents.read_text(item, ctx)

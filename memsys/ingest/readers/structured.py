@@ -10,7 +10,7 @@ import io
 import itertools
 import json
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 from memsys.ingest.readers.encoding import (
     BAD_BYTES,
@@ -22,7 +22,7 @@ from memsys.ingest.readers.encoding import (
     open_text,
     text_of,
 )
-from memsys.ingest.readers.formats import COLUMN_SUFFIXES, CSV_SUFFIXES
+from memsys.ingest.readers.formats import COLUMN_SUFFIXES, CSV_SUFFIXES, SHEET_SUFFIXES
 from memsys.ingest.readers.sources import (
     FieldMapping,
     InputProblem,
@@ -53,10 +53,16 @@ def has_columns(path: Path | str) -> bool:
 
 
 def structured_columns(path: Path | str) -> list[str]:
-    """Header names of a csv/tsv file, or the keys of the first records of a jsonl file,
+    """Header names of a csv/tsv file or of a workbook's sheets, or the keys of the first
+    records of a jsonl file,
     read from the file's first block with the same encoding and delimiter the import uses;
     [] when the file has none that can be read (the import will say why)."""
     path = Path(path)
+    if path.suffix.lower() in SHEET_SUFFIXES:
+        # Imported here: the sheet reader uses this module's row mapping.
+        from memsys.ingest.readers.sheets import sheet_columns
+
+        return sheet_columns(path)
     with path.open("rb") as f:
         sample = first_block(f)
     try:
@@ -123,17 +129,19 @@ def read_csv(item: Item, ctx: ReadContext) -> Iterator[SourceText | InputProblem
             elif len(row) != len(header):
                 yield InputProblem(where, f"has {len(row)} values but the header has {len(header)} columns")
             else:
-                yield _csv_row(row, index, columns, ctx.mapping, item.name, row_number)
+                yield map_row(row, index, columns, ctx.mapping, item.name, f"row {row_number}")
     if row_number == 1:
         yield InputProblem(item.name, "has a header row but no data rows")
 
 
-def _csv_row(
-    row: list[str], index: Mapping[str, int], columns: Mapping[str, str], mapping: FieldMapping, name: str, number: int
+def map_row(
+    row: Sequence[str], index: Mapping[str, int], columns: Mapping[str, str], mapping: FieldMapping, name: str, where: str
 ) -> SourceText | InputProblem:
+    """One row of a table (csv, a spreadsheet) as a piece located at `where` ("row 7"):
+    the mapped content column as text, the other mapped columns as memory fields."""
     content = normalise_text(row[index["content"]]).strip()
     if not content:
-        return InputProblem(f"{name} row {number}", f"has no content (column {columns['content']!r} is empty)")
+        return InputProblem(f"{name} {where}", f"has no content (column {columns['content']!r} is empty)")
     fields: dict[str, Any] = {}
     for field_name, i in index.items():
         value = row[i].strip()
@@ -142,11 +150,11 @@ def _csv_row(
         if field_name == "tags":
             tags = _parse_tags(value, mapping.tag_separator)
             if isinstance(tags, str):
-                return InputProblem(f"{name} row {number}", tags)
+                return InputProblem(f"{name} {where}", tags)
             fields["tags"] = tags
         else:
             fields[field_name] = value
-    return SourceText(content, name, f"row {number}", fields)
+    return SourceText(content, name, where, fields)
 
 
 def _parse_tags(cell: str, separator: str) -> list[str] | str:
