@@ -5,14 +5,16 @@ language is a plain `OcrUnavailableError`, never a crash of the import.
 """
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
 from dataclasses import dataclass
 
 DEFAULT_LANGUAGES = "chi_sim+jpn+eng"
-# What one A4 page at 300 dpi costs with the three languages on two cores (measured by
-# `python -m bench ocr`); the import preview multiplies it by the pages to read.
+# About what one A4 page costs with the three languages on a quiet 2-core machine (from
+# `python -m bench ocr`: 2-3 s; several times that while the cores are busy); the import
+# preview multiplies it by the pages to read.
 OCR_SECONDS_PER_PAGE = 3.0
 _LANGUAGE = re.compile(r"^[A-Za-z_]+(\+[A-Za-z_]+)*$")
 # CJK text has no spaces between characters; Tesseract puts one between many of them.
@@ -80,7 +82,7 @@ def read_image(png: bytes, settings: OcrSettings) -> str:
     try:
         done = subprocess.run(
             ["tesseract", "stdin", "stdout", "-l", settings.languages, "--psm", "3"],
-            input=png, capture_output=True, timeout=settings.page_timeout, check=False,
+            input=png, capture_output=True, timeout=settings.page_timeout, check=False, env=tesseract_env(),
         )
     except subprocess.TimeoutExpired:
         raise OcrFailedError(f"OCR took longer than {settings.page_timeout:g} s") from None
@@ -90,6 +92,13 @@ def read_image(png: bytes, settings: OcrSettings) -> str:
         message = done.stderr.decode("utf-8", "replace").strip().splitlines()
         raise OcrFailedError(f"Tesseract failed: {message[-1] if message else 'exit ' + str(done.returncode)}")
     return clean_ocr_text(done.stdout.decode("utf-8", "replace"))
+
+
+def tesseract_env(threads: int = 1) -> dict[str, str]:
+    """Tesseract's environment: OpenMP limited to `threads` (unless the operator set
+    OMP_THREAD_LIMIT). Its default of one busy-waiting thread per core is 2-3x slower on a
+    machine whose cores are busy with other work (`python -m bench ocr` measures it)."""
+    return {**os.environ, "OMP_THREAD_LIMIT": os.environ.get("OMP_THREAD_LIMIT", str(threads))}
 
 
 def clean_ocr_text(text: str) -> str:
