@@ -13,7 +13,7 @@ from typing import Iterator
 import pytest
 
 from bench.ocr import SCAN_TEXT, character_accuracy, scanned_pdf
-from make_files import pdf_with_text, write
+from make_files import pdf_with_text, write, zip_bytes
 from memsys import MemorySystem
 from memsys.config import ConfigError, Settings
 from memsys.engine import Engine
@@ -110,6 +110,15 @@ def test_ocr_stops_at_its_page_limit_and_names_the_pages_left_unread(tmp_path: P
     pieces, problems = read([tmp_path / "long.pdf"], ocr=OcrSettings(max_pages=1))
     assert [p.location for p in pieces] == ["page 1 (OCR)"]
     assert [p.item for p in problems] == ["long.pdf"] and "pages 2-2 were not read" in problems[0].reason
+
+
+def test_ocr_stops_at_its_time_budget_for_a_file_and_names_the_pages_left_unread(tmp_path: Path) -> None:
+    write(tmp_path / "slow.pdf", scanned_pdf([SCAN_PAGES[2], SCAN_PAGES[2], SCAN_PAGES[2]]))
+    pieces, problems = read([tmp_path / "slow.pdf"], ocr=OcrSettings(file_timeout=0.001))
+    assert [p.location for p in pieces] == ["page 1 (OCR)"]  # the first page is always tried
+    assert [(p.item, p.reason) for p in problems] == [
+        ("slow.pdf page 2", "and the 1 scanned page(s) after it were not read: OCR stopped after 0.001 s for this file")
+    ]
 
 
 def test_a_pdf_with_a_text_page_and_a_scanned_page_reads_both(tmp_path: Path) -> None:
@@ -368,3 +377,19 @@ def test_a_page_where_extraction_finds_nothing_falls_back_to_its_visible_text(tm
     write(tmp_path / "tiny.html", "<p>Hi</p>")
     pieces, problems = read([tmp_path / "tiny.html"])
     assert problems == [] and [p.text for p in pieces] == ["Hi"]
+
+
+def test_office_files_inside_a_zip_are_read_like_files_on_disk(tmp_path: Path) -> None:
+    write(tmp_path / "bundle.zip", zip_bytes({
+        "office/book.xlsx": xlsx_bytes(SHEET), "office/deck.pptx": pptx_bytes(SLIDES),
+        "office/novel.epub": epub_bytes("星际旅行", CHAPTERS), "office/guide.docx": docx_whole_bytes(),
+        "office/mail.eml": eml_bytes("Notes", "a@example.com", "See the attachment.", None,
+                                     [("notes.txt", "text/plain", "添付のメモ".encode())]),
+    }))
+    pieces, problems = read([tmp_path / "bundle.zip"])
+    assert problems == []
+    assert {(p.source_file, p.location) for p in pieces} >= {
+        ("bundle.zip/office/book.xlsx", "sheet 库存 row 4"), ("bundle.zip/office/deck.pptx", "slide 2"),
+        ("bundle.zip/office/novel.epub", "chapter 3: 第三章 帰還"), ("bundle.zip/office/guide.docx", "2 Setup > 2.1 Install"),
+        ("bundle.zip/office/mail.eml", ""), ("bundle.zip/office/mail.eml/notes.txt", ""),
+    }

@@ -31,6 +31,7 @@ class OcrSettings:
     languages: str = DEFAULT_LANGUAGES
     max_pages: int = 500  # per file; pages past it are reported, not read
     page_timeout: float = 120.0  # seconds for one page
+    file_timeout: float = 1800.0  # seconds of OCR for one file; the pages left are reported
     dpi: int = 300  # pages are rendered at this resolution for Tesseract
 
     def __post_init__(self) -> None:
@@ -42,8 +43,9 @@ class OcrSettings:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} is {value!r}; it must be a whole number of at least 1")
-        if self.page_timeout <= 0:
-            raise ValueError(f"page_timeout is {self.page_timeout!r}; it must be greater than 0")
+        for name in ("page_timeout", "file_timeout"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} is {getattr(self, name)!r}; it must be greater than 0")
 
 
 class OcrUnavailableError(RuntimeError):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import math
 import threading
+import time
 from typing import Any, Iterator
 
 from memsys.ingest.readers.encoding import normalise_text
@@ -92,8 +93,16 @@ def _ocr_pages(data: bytes, name: str, numbers: list[int], ctx: ReadContext) -> 
 
     with _PDFIUM:
         document = pypdfium2.PdfDocument(data)
+    started = time.monotonic()
     try:
-        for number in numbers:
+        for index, number in enumerate(numbers):
+            if index and time.monotonic() - started > ctx.ocr.file_timeout:
+                yield number, InputProblem(
+                    f"{name} page {number}",
+                    f"and the {len(numbers) - index - 1} scanned page(s) after it were not read: OCR stopped after "
+                    f"{ctx.ocr.file_timeout:g} s for this file",
+                )
+                return
             try:
                 with _PDFIUM:
                     png = _render(document[number - 1], ctx.ocr.dpi)
