@@ -14,6 +14,7 @@ from typing import Any, Iterator
 
 import pytest
 import weaviate
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 from weaviate.classes.query import Filter
 
 from conftest import REPO, free_port, wait_for_http
@@ -119,6 +120,25 @@ def require_chromium() -> Path:
     if not CHROMIUM.exists():
         pytest.fail("Chromium is missing: run `make browser` (or apt-get install chromium); the dashboard tests need it")
     return CHROMIUM
+
+
+@contextmanager
+def chromium() -> Iterator[Browser]:
+    """Debian's Chromium, headless, driven by Playwright."""
+    executable = require_chromium()
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=str(executable), args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+def settle(page: Page) -> None:
+    """Wait for the script run to finish: the app says it is not running, and no element
+    is left over from the previous run."""
+    expect(page.locator("[data-testid='stApp'][data-test-script-state='notRunning']")).to_have_count(1, timeout=180_000)
+    expect(page.locator("[data-stale='true']")).to_have_count(0, timeout=30_000)
 
 
 def wait_until(predicate, timeout: float, interval: float = 0.5, what: str = "condition") -> None:  # type: ignore[no-untyped-def]

@@ -12,12 +12,11 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from conftest import run_memsys
 from dashboard_support import (
-    ARTIFACTS, CHROMIUM_ARGS, DashboardServer, jsonl, memsys_env, require_chromium, sentences, wait_until,
-    weaviate_count,
+    ARTIFACTS, DashboardServer, chromium, jsonl, memsys_env, sentences, settle, wait_until, weaviate_count,
 )
 
 SENTINEL_KEY = "sk-e2e-SENTINEL-7f3a9c1d2b4e6f80"
@@ -45,11 +44,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DashboardServer
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    chromium = require_chromium()
-    with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+    with chromium() as launched:
         yield launched
-        launched.close()
 
 
 @pytest.fixture
@@ -108,11 +104,6 @@ def shoot(page: Page, name: str) -> None:
     page.set_viewport_size(size)
 
 
-def settle(page: Page) -> None:
-    """Wait for the script run to finish: the app says it is not running, and no element
-    is left over from the previous run."""
-    expect(page.locator("[data-testid='stApp'][data-test-script-state='notRunning']")).to_have_count(1, timeout=60_000)
-    expect(page.locator("[data-stale='true']")).to_have_count(0, timeout=30_000)
 
 
 def fill(page: Page, label: str, value: str) -> None:

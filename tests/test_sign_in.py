@@ -13,10 +13,10 @@ import subprocess
 from typing import Iterator
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from conftest import REPO, free_port, wait_for_http
-from dashboard_support import CHROMIUM_ARGS, DashboardServer, memsys_env, require_chromium
+from dashboard_support import DashboardServer, chromium, memsys_env, settle
 
 OIDC = REPO / "tools" / "oidc"
 LONG = 180_000
@@ -79,16 +79,10 @@ def server(provider: tuple[str, int], tmp_path_factory: pytest.TempPathFactory) 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    chromium = require_chromium()
-    with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+    with chromium() as launched:
         yield launched
-        launched.close()
 
 
-def settle(page: Page) -> None:
-    expect(page.locator("[data-testid='stApp'][data-test-script-state='notRunning']")).to_have_count(1, timeout=LONG)
-    expect(page.locator("[data-stale='true']")).to_have_count(0, timeout=30_000)
 
 
 def sign_in(browser: Browser, server: DashboardServer, login: str) -> Page:
