@@ -10,6 +10,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, Callable, Iterable, Iterator, Mapping
 
 from memsys.ingest.readers.ocr import OcrSettings
+from memsys.units import size as human_size  # one size formatter for the whole of memsys
 
 
 @dataclass(frozen=True)
@@ -76,18 +77,6 @@ def read_bytes(item: Item, limit: int) -> bytes:
     if len(data) > limit:
         raise TooLargeError(f"is larger than the limit of {human_size(limit)} per file")
     return data
-
-
-def human_size(n: int) -> str:
-    """A byte count for people: "512 bytes", "3.2 MB"."""
-    if n < 1024:
-        return f"{n} bytes"
-    value = float(n)
-    for unit in ("KB", "MB", "GB", "TB"):
-        value /= 1024
-        if value < 1024 or unit == "TB":
-            break
-    return f"{value:.1f} {unit}"
 
 
 # --- Field mapping for csv / jsonl / json ------------------------------------------------
