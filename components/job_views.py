@@ -6,6 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from components.cluster_views import replication_report
 from components.feedback import guarded
 from components.resources import engine
 from memsys.engine import JobProgress
@@ -78,7 +79,7 @@ def job_summary(job: JobProgress) -> None:
     _outcome(job)
     job_figures(job, live=False)
     failed = engine().failed_items(job.job_id) if job.failed else []
-    actions = st.columns(3)
+    actions = st.columns(4)
     if job.is_resumable and engine().can("resume") and actions[0].button("Resume", type="primary", icon=":material/play_arrow:"):
         with guarded():
             engine().resume(job.job_id)
@@ -88,6 +89,10 @@ def job_summary(job: JobProgress) -> None:
         with guarded():
             engine().retry_failed(job.job_id)
             st.rerun()
+    if job.written + job.unchanged and actions[3].button("Verify replicas", icon=":material/verified:",
+                                                        help="Check every memory of this job is on every replica"):
+        with guarded(), st.spinner("Checking every memory on every replica…"):
+            replication_report(engine().verify_job(job.job_id))
     if failed:
         table = pd.DataFrame(failed_rows(failed))
         actions[2].download_button("Failures as CSV", csv_text(table), file_name=f"failures-{job.job_id}.csv",

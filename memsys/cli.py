@@ -24,6 +24,7 @@ def command_group(name: str, help_text: str) -> Callable[[Callable[[argparse.Arg
 
 def build_parser() -> argparse.ArgumentParser:
     import memsys.cli_cache  # noqa: F401  (registers its group)
+    import memsys.cli_cluster  # noqa: F401
     import memsys.cli_jobs  # noqa: F401
 
     parser = argparse.ArgumentParser(prog="memsys", description="Import documents into a Weaviate memory store.")

@@ -24,6 +24,7 @@ DEFAULT_OPENAI_MODEL = "text-embedding-3-small"
 PROVIDERS = ("local", "openai")
 # The embedding cache's folder under the data directory (the seed's `BatchConfig.cache_dir`).
 DEFAULT_CACHE_DIR = ".cache/embeddings"
+CONSISTENCY_LEVELS = ("ONE", "QUORUM", "ALL")
 
 
 class Secret:
@@ -114,7 +115,16 @@ class Settings:
     weaviate_port: int = 8079
     weaviate_grpc_port: int | None = None  # default: 50060 embedded, 50051 for a server
     weaviate_binary_dir: Path = field(default_factory=lambda: user_cache_dir() / "weaviate")
+    weaviate_timeout: float = 60.0
     collection: str = "Memory"
+    # Cluster settings, applied when memsys creates the collection. Replication factor and
+    # shard count default to Weaviate's choice on one node (1) and, on a cluster, to every
+    # node holding a copy (at most 3) and one shard per node.
+    replication_factor: int | None = None
+    shard_count: int | None = None
+    async_replication: bool = True
+    write_consistency: str = "QUORUM"
+    read_consistency: str = "QUORUM"
     cache_size_limit_bytes: int = 64 * 2**30
     cache_eviction_policy: str = "none"
     ocr_enabled: bool = True  # scanned PDF pages are read by Tesseract OCR
@@ -194,7 +204,13 @@ class Settings:
             "weaviate_api_key": Secret(get("WEAVIATE_API_KEY") or ""),
             "weaviate_port": _int(get, "MEMSYS_WEAVIATE_PORT", 8079, minimum=1),
             "weaviate_grpc_port": _int(get, "MEMSYS_WEAVIATE_GRPC_PORT", None, minimum=1),
+            "weaviate_timeout": _float(get, "MEMSYS_WEAVIATE_TIMEOUT", 60.0),
             "collection": get("MEMSYS_COLLECTION") or "Memory",
+            "replication_factor": _int(get, "MEMSYS_REPLICATION_FACTOR", None, minimum=1),
+            "shard_count": _int(get, "MEMSYS_SHARD_COUNT", None, minimum=1),
+            "async_replication": _bool(get, "MEMSYS_ASYNC_REPLICATION", True),
+            "write_consistency": _choice(get, "MEMSYS_WRITE_CONSISTENCY", "QUORUM", CONSISTENCY_LEVELS),
+            "read_consistency": _choice(get, "MEMSYS_READ_CONSISTENCY", "QUORUM", CONSISTENCY_LEVELS),
             "cache_size_limit_bytes": _int(
                 get, "MEMSYS_CACHE_SIZE_LIMIT_BYTES", 64 * 2**30, minimum=1
             ),
@@ -259,6 +275,28 @@ def _int(get: Any, name: str, default: int | None, minimum: int) -> int | None:
         raise ConfigError(f"{name} is {raw!r}; it must be a whole number") from None
     if value < minimum:
         raise ConfigError(f"{name} is {value}; it must be at least {minimum}")
+    return value
+
+
+def _bool(get: Any, name: str, default: bool) -> bool:
+    raw = get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} is {raw!r}; use true or false")
+
+
+def _choice(get: Any, name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = get(name)
+    if raw is None:
+        return default
+    value = raw.strip().upper()
+    if value not in choices:
+        raise ConfigError(f"{name} is {raw!r}; use one of {', '.join(choices)}")
     return value
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Sequence
 
 from memsys.api import MemorySystem
+from memsys.cluster import ClusterStatus, ReplicationReport, cluster_status, verify_replication
 from memsys.config import BatchConfig, Settings, redact_url
 from memsys.embeddings.health import PROBLEMS, CacheHealthReport
 from memsys.embeddings.providers import provider_from_settings
@@ -168,6 +169,17 @@ class Engine:
         config.to_file(self.batch_config_path)
         self.system.batch_config = config
         return self.batch_config_path
+
+    # --- the store and its replicas --------------------------------------------------------
+    def cluster_status(self) -> ClusterStatus:
+        """Weaviate's nodes (down ones marked), shards, replication and consistency levels."""
+        return cluster_status(self.system.store)
+
+    def verify_job(self, job_id: str) -> ReplicationReport:
+        """Check that every memory the job wrote is readable with consistency ALL and on
+        as many nodes as the replication factor asks; names the ones that are not (yet)."""
+        self.jobs.require(job_id)
+        return verify_replication(self.system.store, job_id, self.jobs.stored_items(job_id))
 
     # --- the spool (memsys/spool.py) -------------------------------------------------
     def new_spool(self) -> Path:

@@ -386,6 +386,15 @@ class JobStore:
         )
         return [PendingItem(r["seq"], r["uuid"], json.loads(r["memory"]), r["item"]) for r in rows]
 
+    def stored_items(self, job_id: str) -> list[tuple[str, str]]:
+        """(uuid, item name) of every distinct memory the job wrote or found already stored."""
+        rows = self._rows(
+            "SELECT uuid, MIN(item) FROM items WHERE job_id = ? AND state IN ('written', 'unchanged')"
+            " AND uuid IS NOT NULL GROUP BY uuid ORDER BY MIN(seq)",
+            (job_id,),
+        )
+        return [(r[0], r[1]) for r in rows]
+
     def record_batch(self, batch: BatchRecord, outcomes: Sequence[tuple[int, str, str, str]]) -> None:
         """Store one batch's figures and its items' outcomes (seq, state, reason, error_type)
         in one transaction, so counts and states never disagree."""

@@ -7,15 +7,18 @@ from __future__ import annotations
 import datetime as dt
 import socket
 import threading
+import warnings
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence, TypeVar
 from urllib.parse import urlparse
 
 import numpy as np
 import weaviate
 import weaviate.classes as wvc
+from weaviate.classes.config import ConsistencyLevel
+from weaviate.classes.init import AdditionalConfig, Timeout
 from weaviate.classes.query import Filter, MetadataQuery, Sort
-from weaviate.exceptions import WeaviateBaseError
+from weaviate.exceptions import WeaviateBaseError, WeaviateInsertManyAllFailedError
 
 from memsys.config import WEAVIATE_VERSION, Settings, redact_url
 from memsys.errors import StoreUnavailableError, scrub
@@ -27,6 +30,16 @@ RETURN_PROPERTIES = [
 ]
 # Weaviate answers at most this many objects per query (QUERY_MAXIMUM_RESULTS).
 _MAX_RESULTS = 10_000
+# A cluster's default replication factor: every node holds a copy, up to this many.
+DEFAULT_MAX_REPLICAS = 3
+T = TypeVar("T")
+
+
+def is_replica_error(message: str) -> bool:
+    """True when Weaviate says too few replicas answered for the consistency level (a
+    node is down or unreachable), as opposed to refusing the object itself."""
+    m = message.lower()
+    return "enough replicas" in m or "cannot achieve consistency level" in m
 
 
 @dataclass(frozen=True)
@@ -125,14 +138,20 @@ class WriteOutcome:
 
 
 def connect(settings: Settings) -> weaviate.WeaviateClient:
-    """Connect as the settings say: embedded (default), a server URL, or Weaviate Cloud."""
+    """Connect as the settings say: embedded (default), a server URL, or Weaviate Cloud.
+    A cluster is reached through one node's URL (REST) and the gRPC port beside it; that
+    node coordinates replication to the others, so they may come and go."""
+    # A write that hangs (a replica killed in the middle of it) ends as a retryable error
+    # after this long, rather than after the client's default of minutes.
+    timeouts = AdditionalConfig(timeout=Timeout(init=30, query=settings.weaviate_timeout, insert=settings.weaviate_timeout))
     try:
         if not settings.weaviate_url:
             grpc_port = settings.weaviate_grpc_port or 50060
             if _listening(settings.weaviate_port) and _listening(grpc_port):
                 # Another memsys process (the dashboard, a CLI import) already started
                 # embedded Weaviate on these ports: share it.
-                return weaviate.connect_to_local(host="127.0.0.1", port=settings.weaviate_port, grpc_port=grpc_port)
+                return weaviate.connect_to_local(host="127.0.0.1", port=settings.weaviate_port, grpc_port=grpc_port,
+                                                 additional_config=timeouts)
             settings.weaviate_binary_dir.mkdir(parents=True, exist_ok=True)
             settings.weaviate_data_dir.mkdir(parents=True, exist_ok=True)
             return weaviate.connect_to_embedded(
@@ -142,10 +161,12 @@ def connect(settings: Settings) -> weaviate.WeaviateClient:
                 port=settings.weaviate_port,
                 grpc_port=grpc_port,
                 environment_variables=embedded_environment(),
+                additional_config=timeouts,
             )
         auth = wvc.init.Auth.api_key(settings.weaviate_api_key.get()) if settings.weaviate_api_key else None
         if settings.weaviate_mode == "cloud":
-            return weaviate.connect_to_weaviate_cloud(cluster_url=settings.weaviate_url, auth_credentials=auth)
+            return weaviate.connect_to_weaviate_cloud(cluster_url=settings.weaviate_url, auth_credentials=auth,
+                                                      additional_config=timeouts)
         url = urlparse(settings.weaviate_url)
         secure = url.scheme == "https"
         return weaviate.connect_to_custom(
@@ -156,6 +177,7 @@ def connect(settings: Settings) -> weaviate.WeaviateClient:
             grpc_port=settings.weaviate_grpc_port or 50051,
             grpc_secure=secure,
             auth_credentials=auth,
+            additional_config=timeouts,
         )
     except (WeaviateBaseError, OSError) as e:
         secrets = settings.secrets
@@ -228,6 +250,7 @@ class MemoryStore:
             text_tok = Tokenization.GSE if not self.settings.weaviate_url else Tokenization.WORD
             exact = Tokenization.FIELD
             try:
+                layout = self._layout(client)
                 client.collections.create(
                     self.collection_name,
                     description="memsys memories",
@@ -247,12 +270,56 @@ class MemoryStore:
                         Property(name="content_hash", data_type=DataType.TEXT, tokenization=exact),
                         Property(name="created_at", data_type=DataType.DATE),
                     ],
+                    **layout,
                 )
             except WeaviateBaseError as e:
                 # Another process may have created it in the meantime.
                 if not client.collections.exists(self.collection_name):
                     raise StoreUnavailableError(f"cannot create collection {self.collection_name}: {e}") from None
         self._ready = True
+
+    def _layout(self, client: weaviate.WeaviateClient) -> dict[str, Any]:
+        """Replication and sharding for a new collection, from the settings and the nodes
+        that are up: by default every node holds a copy (at most three) and each node one
+        shard; one node (embedded) gets Weaviate's own defaults."""
+        from weaviate.classes.config import Configure
+
+        s = self.settings
+        try:
+            nodes = len(client.cluster.nodes(output="minimal"))
+        except WeaviateBaseError:
+            nodes = 0  # a server that does not say (e.g. no rights): leave its defaults
+        factor = s.replication_factor or (min(nodes, DEFAULT_MAX_REPLICAS) if nodes > 1 else None)
+        if factor and nodes and factor > nodes:
+            raise StoreUnavailableError(
+                f"MEMSYS_REPLICATION_FACTOR is {factor}, but only {nodes} Weaviate node(s) are up; "
+                "start more nodes or lower it"
+            )
+        layout: dict[str, Any] = {}
+        if factor:
+            with warnings.catch_warnings():
+                # The client marks async_enabled deprecated for servers >= 1.38; 1.35 honours it.
+                warnings.simplefilter("ignore", DeprecationWarning)
+                layout["replication_config"] = Configure.replication(
+                    factor=factor, async_enabled=s.async_replication if factor > 1 else None
+                )
+        if s.shard_count:
+            layout["sharding_config"] = Configure.sharding(desired_count=s.shard_count)
+        return layout
+
+    def _writing(self) -> Any:
+        return self.collection.with_consistency_level(ConsistencyLevel(self.settings.write_consistency))
+
+    def read(self, op: Callable[[Any], T], level: str | None = None) -> T:
+        """Run a read at the configured consistency level. While too few replicas answer
+        for it (a node is down), answer from one replica instead: reads keep working."""
+        level = level or self.settings.read_consistency
+        try:
+            return op(self.collection.with_consistency_level(ConsistencyLevel(level)))
+        except WeaviateBaseError as e:
+            if level == "ONE" or not is_replica_error(str(e)):
+                raise
+        return op(self.collection.with_consistency_level(ConsistencyLevel.ONE))
 
     # --- writes --------------------------------------------------------------------
     def write(
@@ -275,10 +342,26 @@ class MemoryStore:
             objects.append(
                 wvc.data.DataObject(properties=props, uuid=m.uuid, vector=vec.tolist() if isinstance(vec, np.ndarray) else list(vec))
             )
-        result = self.collection.data.insert_many(objects)
-        failed = {int(i): err.message for i, err in result.errors.items()}
+        try:
+            result = self._writing().data.insert_many(objects)
+        except WeaviateInsertManyAllFailedError as e:
+            # Every object refused alike (no replica quorum, say): per-object failures, so
+            # the caller retries them with the same UUIDs or records each with its reason.
+            message = e.message.split("Here is the set of all errors: ", 1)[-1]
+            return WriteOutcome([], {i: self._explain_write_error(message) for i in range(len(objects))})
+        failed = {int(i): self._explain_write_error(err.message) for i, err in result.errors.items()}
         written = [m.uuid for i, m in enumerate(memories) if i not in failed]
         return WriteOutcome(written, failed)
+
+    def _explain_write_error(self, message: str) -> str:
+        if not is_replica_error(message):
+            return message
+        from memsys.cluster import down_nodes
+
+        down = down_nodes(self)
+        where = f"{', '.join(down)} {'is' if len(down) == 1 else 'are'} down" if down else "a replica did not answer"
+        return (f"too few replicas took the write for consistency {self.settings.write_consistency} ({where}); "
+                f"Weaviate said: {message}")
 
     def delete_where(self, where: MemoryFilter) -> int:
         """Delete every memory matching `where`; an empty filter is refused."""
@@ -287,7 +370,7 @@ class MemoryStore:
             raise ValueError("refusing to delete with an empty filter; name at least one field")
         total = 0
         while True:
-            result = self.collection.data.delete_many(where=flt)
+            result = self._writing().data.delete_many(where=flt)
             total += int(result.successful)
             if int(result.matches) < _MAX_RESULTS:
                 return total
@@ -298,21 +381,24 @@ class MemoryStore:
         self._ready = False
 
     # --- reads ---------------------------------------------------------------------
-    def existing(self, uuids: Sequence[str]) -> dict[str, StoredMemory]:
-        """The stored memories among `uuids`, by uuid."""
+    def existing(self, uuids: Sequence[str], level: str | None = None) -> dict[str, StoredMemory]:
+        """The stored memories among `uuids`, by uuid (read at `level`, default the
+        configured read consistency)."""
         found: dict[str, StoredMemory] = {}
         ids = list(dict.fromkeys(uuids))
         for start in range(0, len(ids), 1000):
             chunk = ids[start:start + 1000]
-            res = self.collection.query.fetch_objects(
+            fetch = lambda c: c.query.fetch_objects(  # noqa: E731
                 filters=Filter.by_id().contains_any(chunk), limit=len(chunk), return_properties=RETURN_PROPERTIES
             )
+            # A check at an explicit level (ALL, for verification) must not fall back.
+            res = fetch(self.collection.with_consistency_level(ConsistencyLevel(level))) if level else self.read(fetch)
             for obj in res.objects:
                 found[str(obj.uuid)] = StoredMemory.from_object(obj)
         return found
 
     def get(self, uuid: str) -> StoredMemory | None:
-        obj = self.collection.query.fetch_object_by_id(uuid, return_properties=RETURN_PROPERTIES)
+        obj = self.read(lambda c: c.query.fetch_object_by_id(uuid, return_properties=RETURN_PROPERTIES))
         return StoredMemory.from_object(obj) if obj is not None else None
 
     def count(self, where: MemoryFilter | None = None) -> int:
@@ -322,27 +408,36 @@ class MemoryStore:
 
     def search(self, vector: np.ndarray | Sequence[float], limit: int = 10, where: MemoryFilter | None = None) -> list[StoredMemory]:
         vec = vector.tolist() if isinstance(vector, np.ndarray) else list(vector)
-        res = self.collection.query.near_vector(
+        res = self.read(lambda c: c.query.near_vector(
             near_vector=vec,
             limit=limit,
             filters=where.to_weaviate() if where else None,
             return_metadata=MetadataQuery(distance=True),
             return_properties=RETURN_PROPERTIES,
-        )
+        ))
         return [
             StoredMemory.from_object(o, score=None if o.metadata.distance is None else 1.0 - float(o.metadata.distance))
             for o in res.objects
         ]
 
     def browse(self, offset: int = 0, limit: int = 50, where: MemoryFilter | None = None) -> list[StoredMemory]:
-        res = self.collection.query.fetch_objects(
+        res = self.read(lambda c: c.query.fetch_objects(
             limit=limit,
             offset=offset,
             filters=where.to_weaviate() if where else None,
             sort=Sort.by_property("created_at", ascending=False),
             return_properties=RETURN_PROPERTIES,
-        )
+        ))
         return [StoredMemory.from_object(o) for o in res.objects]
+
+    @property
+    def rest_url(self) -> str:
+        """The REST address of the node memsys talks to (for the per-node checks)."""
+        return (self.settings.weaviate_url or f"http://127.0.0.1:{self.settings.weaviate_port}").rstrip("/")
+
+    def rest_headers(self) -> dict[str, str]:
+        key = self.settings.weaviate_api_key.get()
+        return {"Authorization": f"Bearer {key}"} if key else {}
 
     def server_info(self) -> dict[str, Any]:
         """What the dashboard shows: mode, server version, object count."""

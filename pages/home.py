@@ -3,6 +3,7 @@ recently and how they ended, and what to do next."""
 import pandas as pd
 import streamlit as st
 
+from components.cluster_views import cluster_panel
 from components.feedback import guarded, or_stop
 from components.resources import engine
 from components import format as fmt
@@ -35,6 +36,9 @@ with cache_box.container(border=True), guarded():
     lookups = cache["hits"] + cache["misses"]
     st.caption(f"{fmt.size(cache['total_size_bytes'])} on disk, "
                f"hit rate {fmt.percent(cache['hit_rate']) if lookups else '— (not used yet)'}")
+
+with st.container(border=True), guarded():
+    cluster_panel(memsys_engine.cluster_status())
 
 jobs = memsys_engine.recent_jobs(limit=10)
 st.subheader("What to do next")

@@ -1,0 +1,294 @@
+"""memsys on a real three-node Weaviate cluster on loopback (tools/weaviate_cluster.py,
+started once for the module): replication settings applied, a node killed with SIGKILL
+during an import loses nothing, a node down for a whole import is caught up and verified,
+reads keep answering, the reason for a write below its consistency level names the node,
+and Home shows the dead node.
+
+The point here is the store, so the embedding cache is pre-warmed with fixed unit vectors
+for the texts (the documented path for an already-embedded corpus): the local embedder
+would otherwise take minutes on a busy 2-core machine."""
+from __future__ import annotations
+
+import dataclasses
+import signal
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from conftest import REPO, run_memsys
+from helpers import write_rows_csv
+from memsys.cluster import replica_holders
+from memsys.config import Settings
+from memsys.embeddings.cache import make_key
+from memsys.engine import Engine
+from memsys.ingest.documents import MemoryDefaults
+from memsys.models import Memory
+from test_pipeline import SMALL_BATCHES
+
+sys.path.insert(0, str(REPO))
+from tools.weaviate_cluster import LocalCluster  # noqa: E402
+
+NODES = ("node01", "node02", "node03")
+# Every test may wait this long for a node to rejoin or replicas to converge.
+SLOW = 240
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    local = LocalCluster.plan_free_ports(tmp_path_factory.mktemp("cluster"), 3)
+    local.start()
+    try:
+        local.wait_ready(SLOW)
+        yield local
+    finally:
+        local.stop(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def cluster_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One data folder (jobs and embedding cache) for the module; each test has its collection."""
+    return tmp_path_factory.mktemp("cluster-data")
+
+
+def cluster_settings(cluster: LocalCluster, data_dir: Path, **env: str) -> Settings:
+    values = {
+        **cluster.memsys_env(),
+        "MEMSYS_DATA_DIR": str(data_dir),
+        "MEMSYS_COLLECTION": f"Cluster_{uuid.uuid4().hex[:10]}",
+        "MEMSYS_WEAVIATE_TIMEOUT": "20",
+        **env,
+    }
+    return Settings.load(env=values, secrets_path=Path("/nonexistent"))
+
+
+@pytest.fixture
+def engine(cluster: LocalCluster, cluster_data: Path) -> Iterator[Engine]:
+    cluster.start()  # a node an earlier test left down comes back first
+    cluster.wait_ready(SLOW)
+    eng = Engine(cluster_settings(cluster, cluster_data))
+    yield eng
+    eng.system.store.delete_all()
+    eng.close()
+
+
+def texts_for(n: int, prefix: str) -> list[str]:
+    words = ["alpha", "bravo", "cedar", "delta", "ember", "fjord", "gamma", "harbor", "iris", "jade"]
+    return [f"{prefix} {i}: {words[i % 10]} {words[(i // 10) % 10]} {words[(i // 100) % 10]}" for i in range(n)]
+
+
+def prewarm(eng: Engine, texts: Sequence[str]) -> None:
+    """Put a vector for each text in the embedding cache, as an earlier import would have."""
+    provider = eng.system.router.provider
+    vectors = np.random.default_rng(len(texts)).standard_normal((len(texts), provider.dimensions)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    keys = [make_key(provider.fingerprint, "passage", t) for t in texts]
+    eng.system.router.cache.set_many(zip(keys, vectors), provider.fingerprint)
+
+
+def start_import(eng: Engine, tmp_path: Path, texts: Sequence[str], **config: object) -> str:
+    prewarm(eng, texts)
+    csv = write_rows_csv(tmp_path / "rows.csv", texts)
+    batch = dataclasses.replace(SMALL_BATCHES, **config)
+    return eng.start_import(eng.spool_paths([csv]), MemoryDefaults("cluster", "r", "a"), config=batch)
+
+
+def wait_until(done: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout}s"
+        time.sleep(0.3)
+
+
+def victim(cluster: LocalCluster) -> str:
+    """A node to kill: not node01 (memsys talks to it), and not the Raft leader."""
+    assert set(cluster.members()) == set(NODES)
+    return "node03" if cluster.leader() != "node03" else "node02"
+
+
+def finish(eng: Engine, job_id: str) -> None:
+    """Wait for the job; resume or retry what a node outage left, until nothing is left."""
+    for _ in range(3):
+        job = eng.runner.wait(job_id, timeout=SLOW)
+        if job.state == "completed" and not job.failed:
+            return
+        if job.failed:
+            eng.runner.retry_failed(job_id)
+        else:
+            eng.runner.resume(job_id)
+    job = eng.runner.wait(job_id, timeout=SLOW)
+    assert (job.state, job.failed) == ("completed", 0), (job.state, job.error, eng.jobs.failed_items(job_id, 5))
+
+
+def wait_for_every_replica(eng: Engine, uuids: Sequence[str]) -> None:
+    """Until each node holds its own copy of every memory (async replication catching up)."""
+    missing = list(uuids)
+    deadline = time.monotonic() + SLOW
+    while missing:
+        holders = replica_holders(eng.system.store, missing, NODES)
+        missing = [u for u in missing if holders[u] != set(NODES)]
+        assert time.monotonic() < deadline, f"{len(missing)} memories still not on all three nodes"
+        if missing:
+            time.sleep(1)
+
+
+def test_a_new_collection_is_replicated_to_every_node_with_async_replication(engine: Engine) -> None:
+    engine.system.store.ensure_collection()
+    status = engine.cluster_status()
+    assert [(n.name, n.status) for n in status.nodes] == [(name, "HEALTHY") for name in NODES]
+    assert (status.replication_factor, status.shard_count, status.async_replication) == (3, 3, True)
+    assert (status.write_consistency, status.read_consistency) == ("QUORUM", "QUORUM")
+    assert all(n.shards == 3 for n in status.nodes)
+
+
+def test_a_node_killed_and_restarted_mid_import_loses_nothing_and_every_replica_gets_every_memory(
+    engine: Engine, cluster: LocalCluster, tmp_path: Path
+) -> None:
+    texts = texts_for(2000, "killed")
+    job_id = start_import(engine, tmp_path, texts, max_retries=4, base_retry_delay=0.5, max_retry_delay=4.0)
+    node = victim(cluster)
+    wait_until(lambda: engine.jobs.require(job_id).processed >= 400, SLOW, "400 items processed")
+    cluster.signal_node(node, signal.SIGKILL)
+    killed_at = engine.jobs.require(job_id).processed
+    wait_until(lambda: engine.jobs.require(job_id).processed >= min(killed_at + 400, 1600)
+               or not engine.jobs.require(job_id).is_active, SLOW, "the import going on without the node")
+    cluster.start([node])
+    finish(engine, job_id)
+    cluster.wait_ready(SLOW)
+
+    job = engine.jobs.require(job_id)
+    assert (job.total, job.written, job.unchanged, job.failed) == (2000, 2000, 0, 0)
+    uuids = [u for u, _ in engine.jobs.stored_items(job_id)]
+    assert len(uuids) == 2000
+    wait_for_every_replica(engine, uuids)
+    assert len(engine.system.store.existing(uuids, level="ALL")) == 2000
+    assert engine.system.store.count() == 2000  # nothing else, nothing twice
+    assert engine.verify_job(job_id).ok
+
+
+def test_a_node_down_for_a_whole_quorum_import_is_caught_up_and_verified(
+    engine: Engine, cluster: LocalCluster, tmp_path: Path
+) -> None:
+    engine.system.store.ensure_collection()  # created with three replicas while all nodes are up
+    cluster.signal_node("node03", signal.SIGKILL)
+    job_id = start_import(engine, tmp_path, texts_for(600, "outage"))
+    job = engine.runner.wait(job_id, timeout=SLOW)
+    assert (job.state, job.written, job.failed) == ("completed", 600, 0)
+
+    verify = run_memsys(["verify", "--job", job_id], cli_env(engine.settings))
+    assert verify.returncode == 1, verify.stdout + verify.stderr
+    assert "600 of 600 memories are not yet fully replicated; node03 is down" in verify.stdout
+    assert "on 2 of 3 replicas; not on node03" in verify.stdout
+
+    cluster.start(["node03"])
+    cluster.wait_ready(SLOW)
+    wait_until(lambda: engine.verify_job(job_id).ok, SLOW, "verify reporting full replication")
+    verify = run_memsys(["verify", "--job", job_id], cli_env(engine.settings))
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert f"job {job_id}: all 600 memories are readable with consistency ALL on 3 replicas" in verify.stdout
+
+
+def test_search_and_browse_keep_answering_while_a_node_restarts(
+    engine: Engine, cluster: LocalCluster, tmp_path: Path
+) -> None:
+    job_id = start_import(engine, tmp_path, texts_for(300, "reads"))
+    assert engine.runner.wait(job_id, timeout=SLOW).written == 300
+    system = engine.system
+    query = system.router.embed(["reads 7: harbor alpha alpha"], kind="query").vectors[0]
+    answers: list[tuple[int, int]] = []
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def read_all_the_time() -> None:
+        while not stop.is_set():
+            try:
+                answers.append((len(system.store.search(query, limit=5)), len(system.store.browse(limit=20))))
+            except Exception as e:  # noqa: BLE001 - every failed read is what this test counts
+                errors.append(e)
+
+    reader = threading.Thread(target=read_all_the_time)
+    reader.start()
+    try:
+        wait_until(lambda: len(answers) >= 3, 60, "reads before the restart")
+        cluster.signal_node("node02", signal.SIGKILL)
+        during = len(answers)
+        wait_until(lambda: len(answers) >= during + 5, SLOW, "reads while node02 is down")
+        cluster.start(["node02"])
+        cluster.wait_ready(SLOW)
+        after = len(answers)
+        wait_until(lambda: len(answers) >= after + 3, 60, "reads after node02 is back")
+    finally:
+        stop.set()
+        reader.join()
+    assert not errors, errors[:3]
+    assert all(hits == 5 and page == 20 for hits, page in answers)
+
+
+def test_a_write_below_its_consistency_level_is_refused_with_the_node_named(
+    cluster: LocalCluster, cluster_data: Path
+) -> None:
+    cluster.start()
+    cluster.wait_ready(SLOW)
+    eng = Engine(cluster_settings(cluster, cluster_data, MEMSYS_WRITE_CONSISTENCY="ALL"))
+    try:
+        store = eng.system.store
+        store.ensure_collection()
+        memory = Memory.from_dict({"content": "needs every replica", "project": "p", "repo": "r", "agent": "a"})
+        cluster.signal_node("node03", signal.SIGKILL)
+        # Right after the kill the node is still a member, so ALL cannot be met. (Seconds
+        # later Weaviate drops it from the replica set and ALL means the two that are left.)
+        outcome = store.write([memory], [np.full(384, 0.05, dtype=np.float32)])
+        assert list(outcome.failed) == [0]
+        assert "node03 is down" in outcome.failed[0] and "consistency ALL" in outcome.failed[0]
+    finally:
+        eng.system.store.delete_all()
+        eng.close()
+
+
+def test_home_shows_the_three_nodes_and_marks_the_dead_one(cluster: LocalCluster, cluster_data: Path) -> None:
+    cluster.start()
+    cluster.wait_ready(SLOW)
+    settings = cluster_settings(cluster, cluster_data)
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in cli_env(settings).items():
+            mp.setenv(name, value)
+        mp.chdir(cluster_data)  # no .streamlit/secrets.toml here
+        try:
+            assert node_rows(home()) == {"node01": "up", "node02": "up", "node03": "up"}
+            cluster.signal_node("node03", signal.SIGKILL)
+            wait_until(lambda: node_rows(home())["node03"].startswith("DOWN"), 60, "Home marking node03 as down")
+            at = home()
+            assert node_rows(at) == {"node01": "up", "node02": "up", "node03": "DOWN"}
+            assert any("node03 is down" in str(w.value) for w in at.warning)
+        finally:
+            st.cache_resource.clear()
+
+
+def cli_env(settings: Settings) -> dict[str, str]:
+    return {"WEAVIATE_URL": settings.weaviate_url or "", "MEMSYS_WEAVIATE_GRPC_PORT": str(settings.weaviate_grpc_port),
+            "WEAVIATE_API_KEY": settings.weaviate_api_key.get(), "MEMSYS_DATA_DIR": str(settings.data_dir),
+            "MEMSYS_COLLECTION": settings.collection, "MEMSYS_EMBEDDING_PROVIDER": "local"}
+
+
+def home() -> AppTest:
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def node_rows(at: AppTest) -> dict[str, str]:
+    for frame in at.dataframe:
+        table = frame.value
+        if "Node" in table.columns and "Status" in table.columns:
+            return {name.removesuffix(" (Raft leader)"): status for name, status in zip(table["Node"], table["Status"])}
+    raise AssertionError("Home shows no table of nodes")
