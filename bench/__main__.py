@@ -7,7 +7,7 @@ import sys
 
 from bench.common import Result
 
-MODULES = ["bench.cache", "bench.pipeline", "bench.ocr"]
+MODULES = ["bench.cache", "bench.pipeline", "bench.ocr", "bench.cluster"]
 
 
 def main(argv: list[str]) -> int:

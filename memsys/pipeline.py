@@ -33,7 +33,7 @@ from memsys.jobs import JobProgress, JobStore, PendingItem
 from memsys.metrics import BatchRecord
 from memsys.models import Memory
 from memsys.retry import RetryPolicy
-from memsys.store import StoredMemory, settle
+from memsys.store import StoredMemory, is_replica_error, settle
 
 log = logging.getLogger(__name__)
 ProgressCallback = Callable[[JobProgress], None]
@@ -516,6 +516,9 @@ class ImportPipeline:
                     prepared.outcomes[seq] = ("written", "", "")
                 elif attempt < retry.max_retries and not _is_permanent_write_error(outcome.failed[j]):
                     again.append(i)
+                elif is_replica_error(outcome.failed[j]):
+                    # Not the object's fault: too few replicas up. "Retry failed" once they are back.
+                    prepared.outcomes[seq] = ("failed", f"Weaviate could not store it: {outcome.failed[j]}", "replicas_down")
                 else:
                     prepared.outcomes[seq] = ("failed", f"Weaviate refused it: {outcome.failed[j]}", "store_rejected")
             if again:

@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import pytest
@@ -24,16 +24,16 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from conftest import REPO, run_memsys
+from dashboard_support import wait_until
 from helpers import write_rows_csv
-from memsys.cluster import replica_holders
 from memsys.config import Settings
-from memsys.embeddings.cache import make_key
 from memsys.engine import Engine
 from memsys.ingest.documents import MemoryDefaults
 from memsys.models import Memory
 from test_pipeline import SMALL_BATCHES
 
 sys.path.insert(0, str(REPO))
+from bench.cluster import finish_job, prewarm, texts_for, wait_for_every_replica  # noqa: E402
 from tools.weaviate_cluster import LocalCluster  # noqa: E402
 
 NODES = ("node01", "node02", "node03")
@@ -79,20 +79,6 @@ def engine(cluster: LocalCluster, cluster_data: Path) -> Iterator[Engine]:
     eng.close()
 
 
-def texts_for(n: int, prefix: str) -> list[str]:
-    words = ["alpha", "bravo", "cedar", "delta", "ember", "fjord", "gamma", "harbor", "iris", "jade"]
-    return [f"{prefix} {i}: {words[i % 10]} {words[(i // 10) % 10]} {words[(i // 100) % 10]}" for i in range(n)]
-
-
-def prewarm(eng: Engine, texts: Sequence[str]) -> None:
-    """Put a vector for each text in the embedding cache, as an earlier import would have."""
-    provider = eng.system.router.provider
-    vectors = np.random.default_rng(len(texts)).standard_normal((len(texts), provider.dimensions)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    keys = [make_key(provider.fingerprint, "passage", t) for t in texts]
-    eng.system.router.cache.set_many(zip(keys, vectors), provider.fingerprint)
-
-
 def start_import(eng: Engine, tmp_path: Path, texts: Sequence[str], **config: object) -> str:
     prewarm(eng, texts)
     csv = write_rows_csv(tmp_path / "rows.csv", texts)
@@ -100,43 +86,10 @@ def start_import(eng: Engine, tmp_path: Path, texts: Sequence[str], **config: ob
     return eng.start_import(eng.spool_paths([csv]), MemoryDefaults("cluster", "r", "a"), config=batch)
 
 
-def wait_until(done: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not done():
-        assert time.monotonic() < deadline, f"{what}: not within {timeout}s"
-        time.sleep(0.3)
-
-
 def victim(cluster: LocalCluster) -> str:
     """A node to kill: not node01 (memsys talks to it), and not the Raft leader."""
     assert set(cluster.members()) == set(NODES)
     return "node03" if cluster.leader() != "node03" else "node02"
-
-
-def finish(eng: Engine, job_id: str) -> None:
-    """Wait for the job; resume or retry what a node outage left, until nothing is left."""
-    for _ in range(3):
-        job = eng.runner.wait(job_id, timeout=SLOW)
-        if job.state == "completed" and not job.failed:
-            return
-        if job.failed:
-            eng.runner.retry_failed(job_id)
-        else:
-            eng.runner.resume(job_id)
-    job = eng.runner.wait(job_id, timeout=SLOW)
-    assert (job.state, job.failed) == ("completed", 0), (job.state, job.error, eng.jobs.failed_items(job_id, 5))
-
-
-def wait_for_every_replica(eng: Engine, uuids: Sequence[str]) -> None:
-    """Until each node holds its own copy of every memory (async replication catching up)."""
-    missing = list(uuids)
-    deadline = time.monotonic() + SLOW
-    while missing:
-        holders = replica_holders(eng.system.store, missing, NODES)
-        missing = [u for u in missing if holders[u] != set(NODES)]
-        assert time.monotonic() < deadline, f"{len(missing)} memories still not on all three nodes"
-        if missing:
-            time.sleep(1)
 
 
 def test_a_new_collection_is_replicated_to_every_node_with_async_replication(engine: Engine) -> None:
@@ -154,20 +107,20 @@ def test_a_node_killed_and_restarted_mid_import_loses_nothing_and_every_replica_
     texts = texts_for(2000, "killed")
     job_id = start_import(engine, tmp_path, texts, max_retries=4, base_retry_delay=0.5, max_retry_delay=4.0)
     node = victim(cluster)
-    wait_until(lambda: engine.jobs.require(job_id).processed >= 400, SLOW, "400 items processed")
+    wait_until(lambda: engine.jobs.require(job_id).processed >= 400, SLOW, what="400 items processed")
     cluster.signal_node(node, signal.SIGKILL)
     killed_at = engine.jobs.require(job_id).processed
     wait_until(lambda: engine.jobs.require(job_id).processed >= min(killed_at + 400, 1600)
-               or not engine.jobs.require(job_id).is_active, SLOW, "the import going on without the node")
+               or not engine.jobs.require(job_id).is_active, SLOW, what="the import going on without the node")
     cluster.start([node])
-    finish(engine, job_id)
+    finish_job(engine, job_id)
     cluster.wait_ready(SLOW)
 
     job = engine.jobs.require(job_id)
     assert (job.total, job.written, job.unchanged, job.failed) == (2000, 2000, 0, 0)
     uuids = [u for u, _ in engine.jobs.stored_items(job_id)]
     assert len(uuids) == 2000
-    wait_for_every_replica(engine, uuids)
+    wait_for_every_replica(engine, uuids, NODES, timeout=SLOW)
     assert len(engine.system.store.existing(uuids, level="ALL")) == 2000
     assert engine.system.store.count() == 2000  # nothing else, nothing twice
     assert engine.verify_job(job_id).ok
@@ -189,7 +142,7 @@ def test_a_node_down_for_a_whole_quorum_import_is_caught_up_and_verified(
 
     cluster.start(["node03"])
     cluster.wait_ready(SLOW)
-    wait_until(lambda: engine.verify_job(job_id).ok, SLOW, "verify reporting full replication")
+    wait_until(lambda: engine.verify_job(job_id).ok, SLOW, what="verify reporting full replication")
     verify = run_memsys(["verify", "--job", job_id], cli_env(engine.settings))
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert f"job {job_id}: all 600 memories are readable with consistency ALL on 3 replicas" in verify.stdout
@@ -216,14 +169,14 @@ def test_search_and_browse_keep_answering_while_a_node_restarts(
     reader = threading.Thread(target=read_all_the_time)
     reader.start()
     try:
-        wait_until(lambda: len(answers) >= 3, 60, "reads before the restart")
+        wait_until(lambda: len(answers) >= 3, 60, what="reads before the restart")
         cluster.signal_node("node02", signal.SIGKILL)
         during = len(answers)
-        wait_until(lambda: len(answers) >= during + 5, SLOW, "reads while node02 is down")
+        wait_until(lambda: len(answers) >= during + 5, SLOW, what="reads while node02 is down")
         cluster.start(["node02"])
         cluster.wait_ready(SLOW)
         after = len(answers)
-        wait_until(lambda: len(answers) >= after + 3, 60, "reads after node02 is back")
+        wait_until(lambda: len(answers) >= after + 3, 60, what="reads after node02 is back")
     finally:
         stop.set()
         reader.join()
@@ -252,6 +205,37 @@ def test_a_write_below_its_consistency_level_is_refused_with_the_node_named(
         eng.close()
 
 
+def test_an_import_below_its_consistency_level_names_the_node_and_retry_failed_finishes_it(
+    cluster: LocalCluster, cluster_data: Path, tmp_path: Path
+) -> None:
+    cluster.start()
+    cluster.wait_ready(SLOW)
+    eng = Engine(cluster_settings(cluster, cluster_data, MEMSYS_WRITE_CONSISTENCY="ALL"))
+    try:
+        eng.system.store.ensure_collection()
+        texts = texts_for(200, "below")
+        prewarm(eng, texts)
+        csv = write_rows_csv(tmp_path / "rows.csv", texts)
+        job_id = eng.create_import(eng.spool_paths([csv]), MemoryDefaults("cluster", "r", "a"),
+                                   config=dataclasses.replace(SMALL_BATCHES, max_retries=0, embed_workers=1))
+        cluster.signal_node("node03", signal.SIGKILL)
+        job = eng.pipeline.run(job_id)  # the first batches meet the dead node03 still in the replica set
+        assert job.failed > 0 and job.written + job.failed == 200
+        failed = eng.jobs.failed_items(job_id)
+        assert {f.error_type for f in failed} == {"replicas_down"}
+        assert all("node03 is down" in f.reason and "consistency ALL" in f.reason for f in failed)
+
+        cluster.start(["node03"])
+        cluster.wait_ready(SLOW)
+        eng.runner.retry_failed(job_id)
+        job = eng.runner.wait(job_id, timeout=SLOW)
+        assert (job.state, job.written, job.failed) == ("completed", 200, 0)
+        assert eng.system.store.count() == 200
+    finally:
+        eng.system.store.delete_all()
+        eng.close()
+
+
 def test_home_shows_the_three_nodes_and_marks_the_dead_one(cluster: LocalCluster, cluster_data: Path) -> None:
     cluster.start()
     cluster.wait_ready(SLOW)
@@ -263,7 +247,7 @@ def test_home_shows_the_three_nodes_and_marks_the_dead_one(cluster: LocalCluster
         try:
             assert node_rows(home()) == {"node01": "up", "node02": "up", "node03": "up"}
             cluster.signal_node("node03", signal.SIGKILL)
-            wait_until(lambda: node_rows(home())["node03"].startswith("DOWN"), 60, "Home marking node03 as down")
+            wait_until(lambda: node_rows(home())["node03"].startswith("DOWN"), 60, what="Home marking node03 as down")
             at = home()
             assert node_rows(at) == {"node01": "up", "node02": "up", "node03": "DOWN"}
             assert any("node03 is down" in str(w.value) for w in at.warning)
