@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from memsys.cluster import ClusterStatus, ReplicationReport
+from memsys.engine import ClusterStatus, ReplicationReport
 
 SHOWN = 500
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Sequence
 
 from memsys.api import MemorySystem
-from memsys.cluster import ClusterStatus, ReplicationReport, cluster_status, verify_replication
+from memsys.cluster import ClusterStatus, NodeState, ReplicationReport, cluster_status, verify_replication
 from memsys.config import BatchConfig, Settings, redact_url
 from memsys.embeddings.health import PROBLEMS, CacheHealthReport
 from memsys.embeddings.providers import provider_from_settings
@@ -42,9 +42,10 @@ from memsys.tasks import Progress, TaskRunner, TaskStatus
 # The types this API takes and returns, importable from here: the dashboard imports
 # nothing else of memsys but `memsys.config`, `memsys.errors` and `memsys.units`.
 __all__ = [
-    "MAPPED_FIELDS", "PROBLEMS", "UPLOAD_CAPTION", "UPLOAD_TYPES", "BatchMetrics", "BatchRecord", "CacheHealthReport", "EmbedderStatus", "Engine",
-    "FailedItem", "FieldMapping", "ImportPreview", "InputProblem", "JobProgress", "Memory", "MemoryDefaults",
-    "MemoryFilter", "Progress", "StoreStatus", "StoredMemory", "TaskStatus", "WarmupReport", "check_settings",
+    "MAPPED_FIELDS", "PROBLEMS", "UPLOAD_CAPTION", "UPLOAD_TYPES", "BatchMetrics", "BatchRecord", "CacheHealthReport",
+    "ClusterStatus", "EmbedderStatus", "Engine", "FailedItem", "FieldMapping", "ImportPreview", "InputProblem",
+    "JobProgress", "Memory", "MemoryDefaults", "MemoryFilter", "NodeState", "Progress", "ReplicationReport",
+    "StoreStatus", "StoredMemory", "TaskStatus", "WarmupReport", "check_settings",
 ]
 
 ProgressCallback = Callable[[JobProgress], None]
