@@ -89,8 +89,9 @@ def job_summary(job: JobProgress) -> None:
         with guarded():
             engine().retry_failed(job.job_id)
             st.rerun()
-    if job.written + job.unchanged and actions[3].button("Verify replicas", icon=":material/verified:",
-                                                        help="Check every memory of this job is on every replica"):
+    verifiable = job.written + job.unchanged and engine().can("verify_job")
+    if verifiable and actions[3].button("Verify replicas", icon=":material/verified:",
+                                        help="Check that every memory of this job is on every replica"):
         with guarded(), st.spinner("Checking every memory on every replica…"):
             replication_report(engine().verify_job(job.job_id))
     if failed:

@@ -117,10 +117,13 @@ VIEWER_CALLS = {
     "store_status", "embedder_status", "batch_config_path", "saved_batch_config", "job", "require_job",
     "recent_jobs", "failed_items", "batches", "errors_by_type", "metrics", "follow", "wait", "search", "browse",
     "count", "get_memory", "cache_dir", "cache_info", "task", "start_task", "is_structured", "columns_in",
+    "cluster_status",
 }
 OPERATOR_CALLS = {
     "preview", "new_spool", "spool_upload", "spool_paths", "create_import", "start_import", "run", "cancel",
     "resume", "retry_failed", "warm_up",
+    # Reads only, but asks every node for every memory of a job: an operator's check.
+    "verify_job",
 }
 ADMIN_CALLS = {"delete", "clear_cache", "save_batch_config", "check_connections"}
 # Calls whose role depends on their arguments.
