@@ -244,6 +244,8 @@ def test_home_shows_the_three_nodes_and_marks_the_dead_one(cluster: LocalCluster
         for name, value in cli_env(settings).items():
             mp.setenv(name, value)
         mp.chdir(cluster_data)  # no .streamlit/secrets.toml here
+        # As `make run` serves it (.streamlit/config.toml, not read from this folder): loopback only.
+        st.config.set_option("server.address", "127.0.0.1")
         try:
             assert node_rows(home()) == {"node01": "up", "node02": "up", "node03": "up"}
             cluster.signal_node("node03", signal.SIGKILL)
@@ -275,4 +277,4 @@ def node_rows(at: AppTest) -> dict[str, str]:
         table = frame.value
         if "Node" in table.columns and "Status" in table.columns:
             return {name.removesuffix(" (Raft leader)"): status for name, status in zip(table["Node"], table["Status"])}
-    raise AssertionError("Home shows no table of nodes")
+    raise AssertionError(f"Home shows no table of nodes; errors: {[str(e.value) for e in at.error]}")
