@@ -2,17 +2,18 @@
 a whole document) and bad input into `InputProblem`s, one per file or row, so one broken
 file never stops the others.
 
-Everything streams: a csv or jsonl file is read a row at a time, a zip archive an entry at
-a time, and nothing is ever extracted to disk (so no entry name can write outside the
+Everything streams: a csv or jsonl file is read a row at a time, a workbook a row at a
+time, a zip archive an entry at a time, and nothing is ever extracted to disk (so no entry name can write outside the
 spool). One module per concern:
 
 - `sources`: what readers take and produce, the read limits and the field mapping;
 - `formats`: the supported formats and their suffixes, named once;
 - `encoding`: text decoding (encoding detection with charset-normalizer);
-- `documents`: txt/md, html;
+- `documents`: txt/md, html (main content by trafilatura);
 - `pdf` and `ocr`: PDF pages, scanned ones read by Tesseract;
 - `word`: docx;
 - `structured`: csv/tsv, jsonl, json, and the columns a file offers for mapping;
+- `sheets`: xlsx (streamed); `slides`: pptx; `ebooks`: epub; `mail`: eml;
 - `archives`: zip;
 - `reading`: `read_sources`, the walk over paths and the reader of each format.
 """

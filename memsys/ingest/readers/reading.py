@@ -1,4 +1,4 @@
-"""The entry point: `read_sources` walks files, folders and zip archives in order and
+"""The entry point: `read_sources` walks files, folders and archives in order and
 hands each file to the reader of its format (the registry below, keyed by the names in
 `formats.FORMATS`). Anything that cannot be read becomes an `InputProblem` for that file
 alone, so one broken file never stops the others.
@@ -12,8 +12,8 @@ from typing import Callable, Sequence
 
 from memsys.ingest.readers import archives, documents, ebooks, mail, pdf, sheets, slides, structured, word
 from memsys.ingest.readers.encoding import UndecodableError
-from memsys.ingest.readers.ocr import OcrSettings
 from memsys.ingest.readers.formats import FORMATS, UNREADABLE_SUFFIXES, format_of
+from memsys.ingest.readers.ocr import OcrSettings
 from memsys.ingest.readers.sources import (
     FieldMapping,
     InputProblem,
