@@ -107,5 +107,7 @@ def describe(settings: Settings, overrides: Mapping[str, str] | None = None) -> 
         row("Weaviate gRPC port", "weaviate_grpc_port", str(settings.weaviate_grpc_port or "default")),
         row("Weaviate API key", "weaviate_api_key", "set" if settings.weaviate_api_key else "not set"),
         row("Collection", "collection", settings.collection),
+        SettingRow("OCR of scanned PDFs", f"on ({settings.ocr_languages})" if settings.ocr_enabled else "off",
+                   "environment, secrets file or default"),
         SettingRow("Data folder", str(settings.data_dir), "environment, secrets file or default"),
     ]

@@ -130,6 +130,7 @@ def test_settings_are_described_and_fingerprinted_without_their_secrets() -> Non
     rows = describe(settings, {"openai_api_key": KEY})
     assert all(KEY not in row.value for row in rows)
     assert [r.value for r in rows if r.name == "OpenAI API key"] == ["set"]
+    assert [r.value for r in rows if r.name == "OCR of scanned PDFs"] == ["on (chi_sim+jpn+eng)"]
     assert KEY not in fingerprint(settings)
     other = settings.replace(openai_api_key=type(settings.openai_api_key)("sk-another-key-000000"))
     assert fingerprint(other) != fingerprint(settings)
