@@ -279,7 +279,13 @@ class ImportPipeline:
         known: dict[str, StoredMemory | None] = {}
 
         def prepare(number: int, batch: list[PendingItem]) -> None:
-            work.put(self._prepare(job_id, number, batch, job_created, retry, known, embedder))
+            prepared = self._prepare(job_id, number, batch, job_created, retry, known, embedder)
+            if not config.continue_on_error and not stop_reason:
+                # Known now, not only once the writer has recorded the batch: no new batch starts.
+                failed = [r for s, r, _ in prepared.outcomes.values() if s == "failed"]
+                if failed:
+                    stop_reason.append(f"batch {number} had failures and continue_on_error is off: {failed[0]}")
+            work.put(prepared)
 
         try:
             with ThreadPoolExecutor(config.embed_workers, thread_name_prefix="memsys-embed") as pool:
@@ -476,6 +482,10 @@ class ImportPipeline:
             error_type=",".join(sorted(error_types)),
         )
         self.jobs.record_batch(record, [(seq, s, r, t) for seq, (s, r, t) in sorted(outcomes.items())])
+        if counts["failed"] and not config.continue_on_error and not stop_reason:
+            first = next(r for s, r, _ in outcomes.values() if s == "failed")
+            stop_reason.append(f"batch {prepared.batch_no} had failures and continue_on_error is off: {first}")
+        # After the stop decision, so a job that must stop is told at once.
         if config.log_errors:
             for seq, (state, reason, _) in sorted(outcomes.items()):
                 if state == "failed":
@@ -483,9 +493,6 @@ class ImportPipeline:
                                 prepared.names.get(seq, f"item {seq}"), reason)
         if prepared.batch_no % config.gc_frequency == 0:
             gc.collect()  # the seed's gc_frequency: free what finished batches left behind
-        if counts["failed"] and not config.continue_on_error and not stop_reason:
-            first = next(r for s, r, _ in outcomes.values() if s == "failed")
-            stop_reason.append(f"batch {prepared.batch_no} had failures and continue_on_error is off: {first}")
         if on_progress:
             on_progress(self.jobs.require(job_id))
 
