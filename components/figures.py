@@ -87,13 +87,13 @@ def jobs_table(jobs: Sequence[JobProgress]) -> pd.DataFrame:
         duration = (job.finished_at - job.started_at) if job.finished_at and job.started_at else None
         rows.append({
             "job": job.job_id, "files": job.label, "state": job.state, "total": job.total,
-            "written": job.written, "unchanged": job.unchanged, "failed": job.failed,
+            "written": job.written, "updated": job.updated, "unchanged": job.unchanged, "failed": job.failed,
             "seconds": round(duration, 1) if duration is not None else None,
             "items_per_second": round(job.items_per_second, 2),
             "cache_hit_rate": round(job.cache_hit_rate, 3),
             "batches": job.batches_done,
         })
-    return pd.DataFrame(rows, columns=["job", "files", "state", "total", "written", "unchanged", "failed", "seconds",
+    return pd.DataFrame(rows, columns=["job", "files", "state", "total", "written", "updated", "unchanged", "failed", "seconds",
                                        "items_per_second", "cache_hit_rate", "batches"])
 
 

@@ -19,16 +19,18 @@ FAILED_SHOWN = 500
 
 def job_figures(job: JobProgress, *, live: bool) -> None:
     """The counts everyone asks about, in one row."""
-    columns = st.columns(6 if live else 5)
+    columns = st.columns(7 if live else 6)
     columns[0].metric("Written", fmt.count(job.written))
-    columns[1].metric("Unchanged", fmt.count(job.unchanged), help="Already stored exactly like this; not written again.")
-    columns[2].metric("Failed", fmt.count(job.failed))
-    columns[3].metric("Items per second", f"{job.items_per_second:.1f}")
+    columns[1].metric("Updated", fmt.count(job.updated),
+                      help="Already stored with the same text; its tags, source or place changed and were updated.")
+    columns[2].metric("Unchanged", fmt.count(job.unchanged), help="Already stored exactly like this; not written again.")
+    columns[3].metric("Failed", fmt.count(job.failed))
+    columns[4].metric("Items per second", f"{job.items_per_second:.1f}")
     lookups = job.cache_hits + job.cache_misses
-    columns[4].metric("Cache hit rate", fmt.percent(job.cache_hit_rate) if lookups else "—",
+    columns[5].metric("Cache hit rate", fmt.percent(job.cache_hit_rate) if lookups else "—",
                       help=f"{job.cache_hits:,} texts from the cache, {job.cache_misses:,} embedded")
     if live:
-        columns[5].metric("Time left", fmt.duration(job.eta_seconds))
+        columns[6].metric("Time left", fmt.duration(job.eta_seconds))
 
 
 @st.fragment(run_every=1)
@@ -57,8 +59,11 @@ def live_job(job_id: str) -> None:
 
 def _outcome(job: JobProgress) -> None:
     took = fmt.duration(job.finished_at - job.started_at) if job.finished_at and job.started_at else "—"
-    counts = (f"{job.written:,} written, {job.unchanged:,} unchanged, {job.failed:,} failed "
+    updated = f"{job.updated:,} updated, " if job.updated else ""  # said only when there were any
+    counts = (f"{job.written:,} written, {updated}{job.unchanged:,} unchanged, {job.failed:,} failed "
               f"of {fmt.plural(job.total, 'item')}")
+    if job.removed:
+        counts += f"; {fmt.plural(job.removed, 'stored memory', 'stored memories')} no longer in the input removed"
     resume = " Resume to finish it; nothing is imported twice." if job.is_resumable else ""
     if job.state == "completed" and not job.failed:
         st.success(f"Import finished in {took}: {counts}.", icon=":material/check_circle:")

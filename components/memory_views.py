@@ -1,14 +1,21 @@
 """Memories on screen: filter fields, a selectable table, and one memory with its source."""
 from __future__ import annotations
 
+import io
 from typing import Sequence
 
 import pandas as pd
 import streamlit as st
 
-from memsys.engine import StoredMemory
+from components.feedback import guarded, show_error
+from components.resources import engine
+from memsys.engine import DocumentSummary, MemoryFilter, StoredMemory
 from components import format as fmt
 from components.tables import memory_rows, preview, source_of
+
+
+SEARCH_MODE_LABELS = {"hybrid": "meaning and keywords", "vector": "meaning only", "keyword": "keywords only"}
+_MATCHED = {"meaning": "matched by meaning", "keyword": "matched by keyword", "both": "matched by meaning and keyword"}
 
 
 def filter_fields(key: str) -> tuple[str, str, str, str]:
@@ -41,6 +48,8 @@ def memory_card(memory: StoredMemory) -> None:
     """One search hit: its text, where it came from, and how well it matches."""
     with st.container(border=True):
         match = f"match {memory.score:.2f} · " if memory.score is not None else ""
+        if memory.matched_by:
+            match += f"{_MATCHED[memory.matched_by]} · "
         st.caption(fmt.plain(f"{match}{source_of(memory)} · {memory.project} / {memory.repo} / {memory.agent}"
                              + (f" · tags {', '.join(memory.tags)}" if memory.tags else "")))
         st.text(preview(memory.content, 400))
@@ -66,3 +75,81 @@ def memory_detail(memory: StoredMemory | None, border: bool = True) -> None:
             f"Created **{fmt.when(memory.created_at)}**"
         )
         st.caption(f"ID {memory.uuid}")
+
+
+def document_list(may_delete: bool) -> None:
+    """The stored documents with their memory counts and last import; with `may_delete`,
+    one selected row can be deleted (its memories, and what the job database and spool
+    keep of it) after a confirmation."""
+    with guarded():
+        documents = engine().documents()
+    if not documents:
+        st.info("No documents yet: memories imported from files appear here, one row per file.")
+        return
+    event = st.dataframe(
+        pd.DataFrame([_document_row(d) for d in documents]), hide_index=True, width="stretch",
+        on_select="rerun", selection_mode="single-row", key="documents_table",
+    )
+    rows = event.selection.rows if event is not None else []
+    outcome = st.session_state.pop("document_delete_outcome", None)
+    if isinstance(outcome, BaseException):
+        show_error(outcome)
+    elif outcome is not None:
+        st.success(f"Deleted {fmt.plural(outcome, 'memory', 'memories')}.", icon=":material/check:")
+    if not may_delete:
+        return
+    if not rows or rows[0] >= len(documents):
+        st.caption("Select a document to delete it.")
+        return
+    chosen = documents[rows[0]]
+    sure = st.checkbox(f"Yes, delete {fmt.plain(chosen.source_file)} ({fmt.plural(chosen.memories, 'memory', 'memories')}) "
+                       f"from {fmt.plain(chosen.project)} / {fmt.plain(chosen.repo)}", key=f"confirm_{chosen.document_id}")
+    st.button("Delete this document", type="primary", icon=":material/delete:", disabled=not sure,
+              on_click=_delete_document, args=(chosen,))
+
+
+def _document_row(d: DocumentSummary) -> dict[str, object]:
+    return {"File": d.source_file, "Project": d.project, "Repo": d.repo, "Memories": d.memories,
+            "Last import": fmt.when(d.last_imported_at) if d.last_imported_at else "—", "Job": d.last_job_id or "—"}
+
+
+def _delete_document(document: DocumentSummary) -> None:
+    where = MemoryFilter(project=document.project, repo=document.repo, source_file=document.source_file)
+    try:
+        st.session_state["document_delete_outcome"] = engine().delete(where)
+    except Exception as e:  # shown as a sentence by document_list
+        st.session_state["document_delete_outcome"] = e
+
+
+def cursor_page(where: MemoryFilter, page_size: int) -> tuple[list[StoredMemory], int]:
+    """One page of memories, moved with Previous/Next (a cursor, so pages go on past
+    Weaviate's 10,000-result cap); returns the page and its number (from 1). A new filter
+    or page size starts again at page 1."""
+    state = st.session_state
+    key = (where, page_size)
+    if state.get("browse_key") != key:
+        state["browse_key"], state["browse_cursors"] = key, [None]
+    cursors: list[str | None] = state["browse_cursors"]
+    page = engine().browse_page(where, after=cursors[-1], limit=page_size)
+    left, right = st.columns(2)
+    if left.button("Previous page", icon=":material/chevron_left:", disabled=len(cursors) == 1):
+        cursors.pop()
+        st.rerun()
+    if right.button("Next page", icon=":material/chevron_right:", disabled=page.next_after is None):
+        cursors.append(page.next_after)
+        st.rerun()
+    return page.memories, len(cursors)
+
+
+def export_button(where: MemoryFilter) -> None:
+    """Export the memories a filter matches as JSON lines, with their vectors if asked."""
+    with_vectors = st.checkbox("Include vectors (restorable without embedding)", key="export_vectors")
+    if st.button("Prepare an export", icon=":material/download:"):
+        out = io.StringIO()
+        with guarded():
+            n = engine().export(out, where, vectors=with_vectors)
+            st.session_state["export"] = (n, out.getvalue().encode("utf-8"))
+    prepared = st.session_state.get("export")
+    if prepared:
+        st.download_button(f"Download {fmt.plural(prepared[0], 'memory', 'memories')} (.jsonl)", prepared[1],
+                           file_name="memories.jsonl", mime="application/jsonl")

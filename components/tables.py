@@ -89,6 +89,7 @@ def job_rows(jobs: Iterable[JobProgress]) -> list[dict[str, Any]]:
             "State": fmt.job_state(job.state),
             "Done": f"{job.processed:,} of {job.total:,}",
             "Written": job.written,
+            "Updated": job.updated,
             "Unchanged": job.unchanged,
             "Failed": job.failed,
             "Items/s": round(job.items_per_second, 1),

@@ -117,15 +117,17 @@ VIEWER_CALLS = {
     "store_status", "embedder_status", "batch_config_path", "saved_batch_config", "job", "require_job",
     "recent_jobs", "failed_items", "batches", "errors_by_type", "metrics", "follow", "wait", "search", "browse",
     "count", "get_memory", "cache_dir", "cache_info", "task", "start_task", "is_structured", "columns_in",
-    "cluster_status",
+    "cluster_status", "browse_page", "documents", "export",
 }
 OPERATOR_CALLS = {
     "preview", "new_spool", "spool_upload", "spool_paths", "create_import", "start_import", "run", "cancel",
     "resume", "retry_failed", "warm_up",
     # Reads only, but asks every node for every memory of a job: an operator's check.
     "verify_job",
+    # Writes memories back from an export, as an import would.
+    "restore",
 }
-ADMIN_CALLS = {"delete", "clear_cache", "save_batch_config", "check_connections"}
+ADMIN_CALLS = {"delete", "delete_job", "clear_cache", "save_batch_config", "check_connections"}
 # Calls whose role depends on their arguments.
 ARGUMENT_CALLS: dict[str, Callable[..., Role]] = {
     # A check is an operator's; a repair (fix=True) removes entries and is an admin's.
@@ -152,7 +154,8 @@ def role_needed(action: str, kwargs: Mapping[str, Any] | None = None) -> Role | 
 
 
 _DESCRIPTIONS = {
-    "delete": "deleting memories", "clear_cache": "clearing the cache", "check_cache": "this cache action",
+    "delete": "deleting memories", "delete_job": "deleting memories", "restore": "restoring memories",
+    "clear_cache": "clearing the cache", "check_cache": "this cache action",
     "save_batch_config": "saving batch settings", "check_connections": "checking the connections",
     "start_import": "starting an import", "create_import": "starting an import", "preview": "previewing an import",
     "cancel": "cancelling an import", "resume": "resuming an import", "retry_failed": "retrying failed items",

@@ -14,15 +14,20 @@ from memsys.config import BatchConfig, Settings
 from memsys.embeddings.router import EmbeddingRouter
 from memsys.errors import FailedMemory, MemoryWriteError
 from memsys.models import DEFAULT_SOURCE, Memory, validate_memories
-from memsys.store import MemoryFilter, MemoryStore, StoredMemory, settle
+from memsys.store import SEARCH_MODES, MemoryFilter, MemoryStore, StoredMemory, settle
+
+# Hybrid search's default weight of meaning against keywords (Weaviate's own default).
+HYBRID_ALPHA = 0.5
 
 
 @dataclass
 class WriteReport:
-    """What one write did to each memory: written, unchanged (already stored as is) or failed."""
+    """What one write did to each memory: written, updated (same content, new metadata,
+    rewritten without embedding), unchanged (already stored as is) or failed."""
 
     uuids: list[str]  # per input, in input order
     written: list[int] = field(default_factory=list)  # input indexes
+    updated: list[int] = field(default_factory=list)
     unchanged: list[int] = field(default_factory=list)
     failed: dict[int, str] = field(default_factory=dict)  # input index -> reason
     cache_hits: int = 0
@@ -125,8 +130,17 @@ class MemorySystem:
     def _write_batch(self, records: Sequence[Memory], indexes: list[int], use_cache: bool, report: WriteReport) -> None:
         batch = [records[i] for i in indexes]
         existing = self.store.existing([m.uuid for m in batch])
-        to_write, unchanged = settle(batch, existing)
-        report.unchanged.extend(indexes[j] for j in unchanged)
+        settled = settle(batch, existing)
+        report.unchanged.extend(indexes[j] for j in settled.unchanged)
+        if settled.to_update:
+            updating = [batch[j] for j in settled.to_update]
+            rewritten = self.store.rewrite(updating, [existing[m.uuid].created_at for m in updating])
+            for k, j in enumerate(settled.to_update):
+                if k in rewritten.failed:
+                    report.failed[indexes[j]] = rewritten.failed[k]
+                else:
+                    report.updated.append(indexes[j])
+        to_write = settled.to_write
         if not to_write:
             return
         writing = [batch[j] for j in to_write]
@@ -156,15 +170,25 @@ class MemorySystem:
         repo: str | None = None,
         agent: str | None = None,
         tags: Sequence[str] | None = None,
+        mode: str = "hybrid",
+        alpha: float = HYBRID_ALPHA,
     ) -> list[StoredMemory]:
-        """Vector search: the query is embedded as a query, memories were embedded as passages."""
+        """Search memories: `hybrid` (default) fuses meaning (the query embedded as a query,
+        memories were embedded as passages) with keywords (BM25), so an exact term such as
+        a command name or an error code is found first; `vector` or `keyword` use one.
+        `alpha` weighs them in hybrid: 1 = meaning only, 0 = keywords only. Each hit's
+        `matched_by` says "meaning", "keyword" or "both"."""
         if not isinstance(query, str) or not query.strip():
             raise ValueError("query must be a non-empty string")
         if not isinstance(limit, int) or limit < 1:
             raise ValueError(f"limit must be a whole number of at least 1, got {limit!r}")
-        vector = self.router.embed([query], kind="query").vectors[0]
+        if mode not in SEARCH_MODES:
+            raise ValueError(f"search mode must be one of {', '.join(SEARCH_MODES)}, got {mode!r}")
+        if not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha must be a number from 0 to 1, got {alpha!r}")
+        vector = None if mode == "keyword" else self.router.embed([query], kind="query").vectors[0]
         where = MemoryFilter(project=project, repo=repo, agent=agent, tags=tuple(tags) if tags else None)
-        return self.store.search(vector, limit=limit, where=where)
+        return self.store.search(vector, limit=limit, where=where, text=query, mode=mode, alpha=float(alpha))
 
 
 # --- the process-wide default system behind the module-level functions --------------
@@ -228,5 +252,7 @@ def search_memories(
     repo: str | None = None,
     agent: str | None = None,
     tags: Sequence[str] | None = None,
+    mode: str = "hybrid",
+    alpha: float = HYBRID_ALPHA,
 ) -> list[StoredMemory]:
-    return get_default_system().search_memories(query, limit, project, repo, agent, tags)
+    return get_default_system().search_memories(query, limit, project, repo, agent, tags, mode, alpha)

@@ -32,6 +32,9 @@ def _add_import(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tags", default="", help="comma-separated tags for every memory")
     p.add_argument("--source", default="document-import")
     p.add_argument("--config", type=Path, help="a BatchConfig JSON file (default: the saved batch settings)")
+    p.add_argument("--mirror", action="store_true",
+                   help="make the store equal to these paths: documents an earlier import of the same paths had "
+                        "and these no longer have are removed once the import completes")
     p.set_defaults(func=_import)
 
 
@@ -50,7 +53,7 @@ def _import(args: argparse.Namespace) -> int:
     engine = _engine()
     try:
         copies = engine.spool_paths(args.paths)
-        job_id = engine.create_import(copies, defaults, config=config)
+        job_id = engine.create_import(copies, defaults, config=config, origin=args.paths, mirror=args.mirror)
         print(f"job {job_id}", flush=True)
         engine.run(job_id)
         return _follow(engine, job_id)
@@ -68,7 +71,7 @@ def _follow(engine: Engine, job_id: str) -> int:
         if bar.total != job.total:
             bar.total = job.total
         bar.n = job.processed
-        bar.set_postfix(written=job.written, unchanged=job.unchanged, failed=job.failed,
+        bar.set_postfix(written=job.written, updated=job.updated, unchanged=job.unchanged, failed=job.failed,
                         cache=f"{job.cache_hit_rate * 100:.0f}%", refresh=False)
         bar.refresh()
 
@@ -85,10 +88,19 @@ def _follow(engine: Engine, job_id: str) -> int:
     return 0 if job.state == "completed" and job.failed == 0 else 1
 
 
+def _updated(job: JobProgress) -> str:
+    # Said only when there were any, so the common line reads as it always did.
+    return f"{job.updated} updated, " if job.updated else ""
+
+
+def _removed(job: JobProgress) -> str:
+    return f"{job.removed} stored memories removed (no longer in the input); " if job.removed else ""
+
+
 def _print_summary(engine: Engine, job: JobProgress) -> None:
     print(
-        f"job {job.job_id}: {job.state}: {job.written} written, {job.unchanged} unchanged, "
-        f"{job.failed} failed, of {job.total} items; cache hit rate {job.cache_hit_rate * 100:.1f}%"
+        f"job {job.job_id}: {job.state}: {job.written} written, {_updated(job)}{job.unchanged} unchanged, "
+        f"{job.failed} failed, of {job.total} items; {_removed(job)}cache hit rate {job.cache_hit_rate * 100:.1f}%"
     )
     if job.error:
         print(f"  {job.error}")
@@ -128,8 +140,8 @@ def _list_jobs(args: argparse.Namespace) -> int:
     for j in jobs:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(j.created_at))
         by = f"  by {j.started_by}" if j.started_by else ""
-        print(f"{j.job_id}  {when}  {j.state:<11} {j.processed}/{j.total}  written {j.written}  "
-              f"unchanged {j.unchanged}  failed {j.failed}  {j.label}{by}")
+        print(f"{j.job_id}  {when}  {j.state:<11} {j.processed}/{j.total}  written {j.written}  updated {j.updated}  "
+              f"unchanged {j.unchanged}  failed {j.failed}  removed {j.removed}  {j.label}{by}")
     return 0
 
 
@@ -137,7 +149,8 @@ def _show(args: argparse.Namespace) -> int:
     engine = _engine()
     job = engine.require_job(args.job_id)
     print(f"job {job.job_id} ({job.label}): {job.state}")
-    print(f"  {job.total} items: {job.written} written, {job.unchanged} unchanged, {job.failed} failed, {job.pending} pending")
+    print(f"  {job.total} items: {job.written} written, {_updated(job)}{job.unchanged} unchanged, "
+          f"{job.failed} failed, {job.pending} pending" + (f"; {job.removed} stored memories removed" if job.removed else ""))
     if job.error:
         print(f"  {job.error}")
     engine.metrics(job.job_id).print_summary()

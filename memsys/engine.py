@@ -7,14 +7,16 @@ the status of the store and the embedder, and the saved batch settings. Nothing 
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable, Sequence
+from typing import Any, BinaryIO, Callable, Iterable, Sequence, TextIO
 
-from memsys.api import MemorySystem
+from memsys.api import HYBRID_ALPHA, MemorySystem
 from memsys.cluster import ClusterStatus, NodeState, ReplicationReport, cluster_status, verify_replication
 from memsys.config import BatchConfig, Settings, redact_url
+from memsys.errors import StoreUnavailableError
 from memsys.embeddings.health import PROBLEMS, CacheHealthReport
 from memsys.embeddings.providers import provider_from_settings
 from memsys.embeddings.router import WarmupReport
@@ -35,17 +37,17 @@ from memsys.jobs import FailedItem, JobProgress, JobRunner, JobStore, iter_chunk
 from memsys.metrics import BatchMetrics, BatchRecord
 from memsys.models import Memory
 from memsys.pipeline import ImportPipeline, ImportRequest, embedder_name, ocr_settings, plan_sizes
-from memsys.store import MemoryFilter, StoredMemory
+from memsys.store import SEARCH_MODES, BrowsePage, MemoryFilter, StoredMemory, export_record, parse_export_line
 from memsys.spool import Spool
 from memsys.tasks import Progress, TaskRunner, TaskStatus
 
 # The types this API takes and returns, importable from here: the dashboard imports
 # nothing else of memsys but `memsys.config`, `memsys.errors` and `memsys.units`.
 __all__ = [
-    "MAPPED_FIELDS", "PROBLEMS", "UPLOAD_CAPTION", "UPLOAD_TYPES", "BatchMetrics", "BatchRecord", "CacheHealthReport",
-    "ClusterStatus", "EmbedderStatus", "Engine", "FailedItem", "FieldMapping", "ImportPreview", "InputProblem",
-    "JobProgress", "Memory", "MemoryDefaults", "MemoryFilter", "NodeState", "Progress", "ReplicationReport",
-    "StoreStatus", "StoredMemory", "TaskStatus", "WarmupReport", "check_settings",
+    "MAPPED_FIELDS", "PROBLEMS", "UPLOAD_CAPTION", "UPLOAD_TYPES", "BatchMetrics", "BatchRecord", "BrowsePage",
+    "CacheHealthReport", "ClusterStatus", "DocumentSummary", "EmbedderStatus", "Engine", "FailedItem", "FieldMapping",
+    "ImportPreview", "InputProblem", "JobProgress", "Memory", "MemoryDefaults", "MemoryFilter", "NodeState", "Progress",
+    "ReplicationReport", "SEARCH_MODES", "StoreStatus", "StoredMemory", "TaskStatus", "WarmupReport", "check_settings",
 ]
 
 ProgressCallback = Callable[[JobProgress], None]
@@ -84,6 +86,26 @@ class ImportPreview:
     @property
     def to_embed(self) -> int:
         return self.distinct - self.cached
+
+
+@dataclass(frozen=True)
+class DocumentSummary:
+    """A stored document: where it came from, how many memories it has, its last import."""
+
+    document_id: str
+    project: str
+    repo: str
+    source_file: str
+    memories: int
+    last_job_id: str = ""
+    last_imported_at: float | None = None
+
+
+def origin_key(origin: Sequence[Path | str], defaults: MemoryDefaults) -> str:
+    """What makes two imports "the same folder" for a mirror: the resolved paths given,
+    under the same project and repo."""
+    paths = sorted(str(Path(p).resolve()) for p in origin)
+    return json.dumps([defaults.project, defaults.repo, paths], ensure_ascii=False)
 
 
 @dataclass(frozen=True)
@@ -206,9 +228,15 @@ class Engine:
         config: BatchConfig | None = None,
         label: str = "",
         started_by: str = "",
+        origin: Sequence[Path | str] = (),
+        mirror: bool = False,
     ) -> str:
         """Record an import job for already-spooled paths; returns its id. Without a
-        `config` the job uses the saved batch settings."""
+        `config` the job uses the saved batch settings. `origin` names what was imported
+        (the folders and files as the user gave them); with `mirror`, documents an earlier
+        import of the same origin had and this one does not are removed when it completes."""
+        if mirror and not origin:
+            raise ValueError("a mirror import needs its origin: the folders or files it mirrors")
         request = ImportRequest(
             paths=tuple(str(Path(p).resolve()) for p in paths),
             defaults=defaults,
@@ -219,6 +247,8 @@ class Engine:
             embedder=self.system.router.provider.fingerprint,
             embedder_name=embedder_name(self.system.router.provider),
             started_by=started_by,
+            origin=origin_key(origin, defaults) if origin else "",
+            mirror=mirror,
         )
         return self.jobs.create_job(request.to_json())
 
@@ -232,10 +262,12 @@ class Engine:
         config: BatchConfig | None = None,
         label: str = "",
         started_by: str = "",
+        origin: Sequence[Path | str] = (),
+        mirror: bool = False,
     ) -> str:
         """Create an import job for spooled paths and run it in the background."""
         job_id = self.create_import(paths, defaults, mapping=mapping, chunking=chunking, config=config, label=label,
-                                    started_by=started_by)
+                                    started_by=started_by, origin=origin, mirror=mirror)
         self.runner.submit(job_id)
         return job_id
 
@@ -350,17 +382,74 @@ class Engine:
         return preview
 
     # --- memories --------------------------------------------------------------------
-    def search(self, query: str, limit: int = 10, where: MemoryFilter | None = None) -> list[StoredMemory]:
-        """Memories closest in meaning to `query`, best first, within the filter."""
+    def search(self, query: str, limit: int = 10, where: MemoryFilter | None = None, *, mode: str = "hybrid",
+               alpha: float = HYBRID_ALPHA) -> list[StoredMemory]:
+        """Memories best matching `query`, best first, within the filter: by meaning and
+        keywords (`hybrid`), or by one (`vector`, `keyword`); each hit says how it matched."""
         where = where or MemoryFilter()
         return self.system.search_memories(
             query, limit=limit, project=where.project, repo=where.repo, agent=where.agent,
-            tags=list(where.tags) if where.tags else None,
+            tags=list(where.tags) if where.tags else None, mode=mode, alpha=alpha,
         )
 
     def browse(self, where: MemoryFilter | None = None, offset: int = 0, limit: int = 50) -> list[StoredMemory]:
         """Memories matching the filter, newest first, a page at a time."""
         return self.system.store.browse(offset=offset, limit=limit, where=where)
+
+    def browse_page(self, where: MemoryFilter | None = None, after: str | None = None, limit: int = 50) -> BrowsePage:
+        """A page of memories in a stable order (by ID) after the cursor `after`, with the
+        cursor of the next page: no 10,000-result cap, however large the store."""
+        return self.system.store.page_after(after, limit=limit, where=where)
+
+    def export(self, out: TextIO, where: MemoryFilter | None = None, *, vectors: bool = False) -> int:
+        """Write the memories matching `where` (all when None) as JSON lines: content and
+        every field, when they were created, and with `vectors` their vectors and the
+        embedder that made them, so `restore` puts them back without embedding. Returns
+        how many."""
+        provider = self.system.router.provider
+        n = 0
+        for memory, vector in self.system.store.scan(where, include_vector=vectors):
+            record = export_record(memory)
+            if vector is not None:
+                record["vector"] = vector
+                record["embedder"] = provider.fingerprint
+                record["embedder_name"] = embedder_name(provider)
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            n += 1
+        return n
+
+    def restore(self, lines: Iterable[str], batch: int = 500) -> int:
+        """Write memories exported by `export` back: each with its vector when the export
+        has one (nothing embedded), else embedded now, and with its creation time. A line
+        that is not a memory raises ValueError naming its line number; a vector from another
+        embedder (or of another length) is refused, so a collection never mixes two
+        models. Returns how many memories were written or were already stored as they are."""
+        provider = self.system.router.provider
+        pending: list[tuple[Memory, list[float] | None, Any]] = []
+        total = 0
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            memory, vector, created = parse_export_line(line, number, provider.fingerprint, embedder_name(provider))
+            pending.append((memory, vector, created))
+            if len(pending) >= batch:
+                total += self._restore_batch(pending)
+                pending = []
+        return total + (self._restore_batch(pending) if pending else 0)
+
+    def _restore_batch(self, batch: list[tuple[Memory, list[float] | None, Any]]) -> int:
+        missing = [i for i, (_, v, _) in enumerate(batch) if v is None]
+        vectors: list[Any] = [v for _, v, _ in batch]
+        if missing:
+            embedded = self.system.router.embed([batch[i][0].content for i in missing]).vectors
+            for k, i in enumerate(missing):
+                vectors[i] = embedded[k]
+        outcome = self.system.store.write([m for m, _, _ in batch], vectors, created_at=[c for _, _, c in batch])
+        if outcome.failed:
+            first = min(outcome.failed)
+            raise StoreUnavailableError(
+                f"Weaviate refused {len(outcome.failed)} restored memories, e.g. {batch[first][0].uuid}: {outcome.failed[first]}")
+        return len(outcome.written)
 
     def count(self, where: MemoryFilter | None = None) -> int:
         return self.system.store.count(where)
@@ -368,9 +457,59 @@ class Engine:
     def get_memory(self, memory_id: str) -> StoredMemory | None:
         return self.system.get_memory(memory_id)
 
-    def delete(self, where: MemoryFilter) -> int:
-        """Delete every memory the filter matches; an empty filter is refused. Returns how many."""
-        return self.system.store.delete_where(where)
+    def delete(self, where: MemoryFilter, *, dry_run: bool = False) -> int:
+        """Delete every memory the filter matches (an empty filter is refused); with
+        `dry_run`, only count them. Returns how many. The job database and the spool drop
+        their content first, so no resume or retry can write them again."""
+        if where.is_empty:
+            raise ValueError("refusing to delete with an empty filter; name at least one field")
+        if dry_run:
+            return self.system.store.count(where)
+        deleted = self.system.store.delete_matching(where, before_delete=self._forget)
+        # Items never stored (failed, pending) go too, or a retry would write them.
+        fields = {name: getattr(where, name) for name in ("project", "repo", "agent", "source", "source_file")
+                  if getattr(where, name)}
+        if fields or where.tags:
+            self._forget(self.jobs.uuids_matching(fields, where.tags or ()))
+        return deleted
+
+    def delete_job(self, job_id: str, *, dry_run: bool = False) -> int:
+        """Delete every stored memory an import job's items name, and what the job keeps
+        of their content (its items' text, its spooled files). Returns how many memories."""
+        job = self.jobs.require(job_id)
+        if job.is_active:
+            raise ValueError(f"job {job_id} is {job.state}; cancel it before deleting what it imported")
+        uuids = self.jobs.job_uuids(job_id)
+        stored = list(self.system.store.existing(uuids))
+        if dry_run:
+            return len(stored)
+        self._forget(uuids)  # the items not stored yet too: a resume must not write them
+        deleted = self.system.store.delete_ids(stored)
+        self.spool.drop(self.jobs.request(job_id).get("paths") or [])
+        return deleted
+
+    def _forget(self, uuids: list[str]) -> None:
+        """Before memories are deleted: their text leaves the job database, and a spooled
+        file leaves the spool once no job item holds text from it any more."""
+        sources = self.jobs.sources_of(uuids)
+        self.jobs.forget(uuids)
+        self._forget_sources(sources)
+
+    def _forget_sources(self, sources: set[tuple[str, str]]) -> None:
+        for job_id, source_file in sources:
+            if not self.jobs.keeps_content_of(job_id, source_file):
+                self.spool.drop(self.jobs.request(job_id).get("paths") or [], source_file)
+
+    def documents(self, where: MemoryFilter | None = None, limit: int = 1000) -> list[DocumentSummary]:
+        """The stored documents (within the filter), most memories first: each with its
+        memory count and the last import that read it."""
+        groups = self.system.store.documents(where, limit=limit)
+        last = self.jobs.last_imports([g.document_id for g in groups])
+        return [
+            DocumentSummary(g.document_id, g.project, g.repo, g.source_file, g.memories,
+                            *(last.get(g.document_id) or ("", None)))
+            for g in groups
+        ]
 
     # --- the embedding cache ---------------------------------------------------------
     @property

@@ -23,7 +23,7 @@ from memsys.metrics import BatchMetrics, BatchRecord
 
 ACTIVE_STATES = ("queued", "planning", "running", "cancelling")
 FINAL_STATES = ("completed", "cancelled", "failed")
-ITEM_STATES = ("pending", "written", "unchanged", "failed")
+ITEM_STATES = ("pending", "written", "updated", "unchanged", "failed")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -48,7 +48,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     cancel_requested INTEGER NOT NULL DEFAULT 0,
     run_started_at REAL,
     run_processed_start INTEGER NOT NULL DEFAULT 0,
-    ocr_pages INTEGER NOT NULL DEFAULT 0
+    ocr_pages INTEGER NOT NULL DEFAULT 0,
+    updated INTEGER NOT NULL DEFAULT 0,
+    removed INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS items (
     job_id TEXT NOT NULL,
@@ -80,9 +82,27 @@ CREATE TABLE IF NOT EXISTS batches (
     started_at REAL NOT NULL,
     finished_at REAL NOT NULL,
     error_type TEXT NOT NULL DEFAULT '',
+    updated INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (job_id, batch_no)
 );
+CREATE TABLE IF NOT EXISTS documents (
+    job_id TEXT NOT NULL,
+    document_id TEXT NOT NULL,
+    project TEXT NOT NULL,
+    repo TEXT NOT NULL,
+    source_file TEXT NOT NULL,
+    document_hash TEXT NOT NULL,
+    chunks INTEGER NOT NULL,
+    PRIMARY KEY (job_id, document_id)
+);
+CREATE INDEX IF NOT EXISTS documents_by_id ON documents (document_id);
 """
+# Columns added after the first release: a job database made before them gets them on open.
+_ADDED_COLUMNS = {
+    "jobs": (("ocr_pages", "INTEGER NOT NULL DEFAULT 0"), ("updated", "INTEGER NOT NULL DEFAULT 0"),
+             ("removed", "INTEGER NOT NULL DEFAULT 0")),
+    "batches": (("updated", "INTEGER NOT NULL DEFAULT 0"),),
+}
 
 
 def _owner() -> str:
@@ -129,6 +149,11 @@ class JobProgress:
     planned: bool
     request: dict[str, Any]
     ocr_pages: int = 0  # scanned pages read by OCR while planning (reading the files)
+    # Same content, new metadata (tags, source, place in the document): rewritten in place.
+    updated: int = 0
+    # Stored memories the job removed: chunks its documents no longer have, and with
+    # `mirror`, documents gone from the imported folder. Not items, so not in `total`.
+    removed: int = 0
 
     @property
     def pending(self) -> int:
@@ -167,6 +192,19 @@ class FailedItem:
 
 
 @dataclass(frozen=True)
+class JobDocument:
+    """One document an import read: its id, where it came from, its content hash (all its
+    chunks in order) and how many chunks it made."""
+
+    document_id: str
+    project: str
+    repo: str
+    source_file: str
+    document_hash: str
+    chunks: int
+
+
+@dataclass(frozen=True)
 class PendingItem:
     seq: int
     uuid: str
@@ -188,10 +226,11 @@ class JobStore:
         self._db.execute("PRAGMA busy_timeout=30000")
         with self._lock:
             self._db.executescript(_SCHEMA)
-            # Job databases made before a column existed get it with its default.
-            columns = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
-            if "ocr_pages" not in columns:
-                self._db.execute("ALTER TABLE jobs ADD COLUMN ocr_pages INTEGER NOT NULL DEFAULT 0")
+            for table, columns in _ADDED_COLUMNS.items():
+                have = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
+                for name, decl in columns:
+                    if name not in have:
+                        self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
 
     def close(self) -> None:
         with self._lock:
@@ -233,7 +272,7 @@ class JobStore:
         state = r["state"]
         if state in ("planning", "running", "cancelling") and not _owner_alive(r["owner"], r["heartbeat"]):
             state = "interrupted"
-        processed = r["written"] + r["unchanged"] + r["failed"]
+        processed = r["written"] + r["updated"] + r["unchanged"] + r["failed"]
         rate = 0.0
         eta = None
         if r["run_started_at"] and state in ("running", "cancelling"):
@@ -266,13 +305,15 @@ class JobStore:
             planned=bool(r["planned"]),
             request=json.loads(r["request"]),
             ocr_pages=r["ocr_pages"],
+            updated=r["updated"],
+            removed=r["removed"],
         )
 
     def claim(self, job_id: str) -> None:
         """This process runs the job from now on."""
         now = time.time()
         with self._tx() as db:
-            processed = db.execute("SELECT written + unchanged + failed FROM jobs WHERE id = ?", (job_id,)).fetchone()[0]
+            processed = db.execute("SELECT written + updated + unchanged + failed FROM jobs WHERE id = ?", (job_id,)).fetchone()[0]
             db.execute(
                 "UPDATE jobs SET state = 'planning', owner = ?, heartbeat = ?, started_at = COALESCE(started_at, ?),"
                 " finished_at = NULL, error = '', cancel_requested = 0, run_started_at = ?, run_processed_start = ?"
@@ -323,9 +364,11 @@ class JobStore:
         with self._tx() as db:
             db.execute("DELETE FROM items WHERE job_id = ?", (job_id,))
             db.execute("DELETE FROM batches WHERE job_id = ?", (job_id,))
+            db.execute("DELETE FROM documents WHERE job_id = ?", (job_id,))
             db.execute(
-                "UPDATE jobs SET planned = 0, total = 0, written = 0, unchanged = 0, failed = 0, cache_hits = 0,"
-                " cache_misses = 0, batches_done = 0, current_batch = 0, run_processed_start = 0, ocr_pages = 0 WHERE id = ?",
+                "UPDATE jobs SET planned = 0, total = 0, written = 0, updated = 0, unchanged = 0, failed = 0, removed = 0,"
+                " cache_hits = 0, cache_misses = 0, batches_done = 0, current_batch = 0, run_processed_start = 0, ocr_pages = 0"
+                " WHERE id = ?",
                 (job_id,),
             )
 
@@ -374,9 +417,137 @@ class JobStore:
         with self._tx() as db:
             db.execute(
                 "UPDATE jobs SET planned = 1, state = 'running', run_started_at = ?,"
-                " run_processed_start = written + unchanged + failed WHERE id = ?",
+                " run_processed_start = written + updated + unchanged + failed WHERE id = ?",
                 (time.time(), job_id),
             )
+
+    # --- documents -------------------------------------------------------------------
+    def add_documents(self, job_id: str, documents: Iterable[JobDocument]) -> None:
+        with self._tx() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO documents VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(job_id, d.document_id, d.project, d.repo, d.source_file, d.document_hash, d.chunks) for d in documents],
+            )
+
+    def documents(self, job_id: str) -> list[JobDocument]:
+        rows = self._rows("SELECT * FROM documents WHERE job_id = ? ORDER BY source_file", (job_id,))
+        return [JobDocument(r["document_id"], r["project"], r["repo"], r["source_file"], r["document_hash"], r["chunks"])
+                for r in rows]
+
+    def document_items(self, job_id: str, document: JobDocument) -> tuple[set[str], bool]:
+        """The uuids of a document's chunks in this job, and whether every one of them is
+        settled (none pending or failed, and no failure of the file or a part of it)."""
+        rows = self._rows(
+            "SELECT uuid, state FROM items WHERE job_id = ? AND json_extract(memory, '$.source_file') = ?"
+            " AND json_extract(memory, '$.project') = ? AND json_extract(memory, '$.repo') = ?",
+            (job_id, document.source_file, document.project, document.repo),
+        )
+        broken = self._one(
+            "SELECT COUNT(*) FROM items WHERE job_id = ? AND state = 'failed' AND memory IS NULL AND (item = ? OR item LIKE ?)",
+            (job_id, document.source_file, document.source_file.replace("%", "_") + " %"),
+        )[0]
+        uuids = {r["uuid"] for r in rows}
+        complete = not broken and all(r["state"] not in ("pending", "failed") for r in rows)
+        return uuids, complete
+
+    def add_removed(self, job_id: str, n: int) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE jobs SET removed = removed + ? WHERE id = ?", (n, job_id))
+
+    def earlier_documents(self, job_id: str, origin: str) -> list[JobDocument]:
+        """The documents of earlier jobs that imported the same `origin` (a mirror's folder),
+        newest job first, one row per document."""
+        rows = self._rows(
+            "SELECT d.* FROM documents d JOIN jobs j ON j.id = d.job_id"
+            " WHERE d.job_id != ? AND json_extract(j.request, '$.origin') = ? ORDER BY j.created_at DESC",
+            (job_id, origin),
+        )
+        seen: dict[str, JobDocument] = {}
+        for r in rows:
+            seen.setdefault(r["document_id"], JobDocument(r["document_id"], r["project"], r["repo"], r["source_file"],
+                                                          r["document_hash"], r["chunks"]))
+        return list(seen.values())
+
+    def last_imports(self, document_ids: Sequence[str]) -> dict[str, tuple[str, float]]:
+        """For each document id: the id and time of the last job that imported it."""
+        out: dict[str, tuple[str, float]] = {}
+        ids = list(document_ids)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for r in self._rows(
+                f"SELECT d.document_id, j.id, j.created_at FROM documents d JOIN jobs j ON j.id = d.job_id"
+                f" WHERE d.document_id IN ({marks}) ORDER BY j.created_at", chunk,
+            ):
+                out[r[0]] = (r[1], float(r[2]))
+        return out
+
+    def job_uuids(self, job_id: str) -> list[str]:
+        """The uuids of every memory a job's items name (what deleting the job deletes)."""
+        return [r[0] for r in self._rows("SELECT DISTINCT uuid FROM items WHERE job_id = ? AND uuid IS NOT NULL", (job_id,))]
+
+    def forget(self, uuids: Sequence[str]) -> int:
+        """Drop the content every job keeps for these memories (they were deleted), so no
+        resume or retry can write them again: a pending item becomes failed ("deleted"),
+        and no item keeps the text. Returns how many items were touched."""
+        touched = 0
+        ids = list(dict.fromkeys(uuids))
+        with self._tx() as db:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                pending = db.execute(
+                    f"SELECT job_id, COUNT(*) FROM items WHERE state = 'pending' AND uuid IN ({marks}) GROUP BY job_id", chunk
+                ).fetchall()
+                for job_id, n in pending:
+                    db.execute("UPDATE jobs SET failed = failed + ? WHERE id = ?", (n, job_id))
+                db.execute(
+                    f"UPDATE items SET state = 'failed', reason = 'deleted before it was written', error_type = 'deleted'"
+                    f" WHERE state = 'pending' AND uuid IN ({marks})", chunk,
+                )
+                touched += db.execute(
+                    f"UPDATE items SET memory = NULL WHERE memory IS NOT NULL AND uuid IN ({marks})", chunk
+                ).rowcount
+        return touched
+
+    def uuids_matching(self, fields: dict[str, str], tags: Sequence[str] = ()) -> list[str]:
+        """The uuids of every item, in any job, whose memory has these field values (and
+        any of `tags`), whether it was stored or not."""
+        if not fields and not tags:
+            raise ValueError("name at least one field")
+        conditions = ["memory IS NOT NULL"]
+        params: list[Any] = []
+        for name, value in fields.items():
+            conditions.append(f"json_extract(memory, '$.{name}') = ?")
+            params.append(value)
+        if tags:
+            conditions.append(
+                f"EXISTS (SELECT 1 FROM json_each(memory, '$.tags') WHERE value IN ({','.join('?' * len(tags))}))"
+            )
+            params.extend(tags)
+        rows = self._rows(f"SELECT DISTINCT uuid FROM items WHERE {' AND '.join(conditions)}", params)
+        return [r[0] for r in rows if r[0]]
+
+    def sources_of(self, uuids: Sequence[str]) -> set[tuple[str, str]]:
+        """(job id, source file) of every item holding the content of these memories."""
+        out: set[tuple[str, str]] = set()
+        ids = list(dict.fromkeys(uuids))
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            out.update((r[0], r[1]) for r in self._rows(
+                f"SELECT DISTINCT job_id, json_extract(memory, '$.source_file') FROM items"
+                f" WHERE memory IS NOT NULL AND uuid IN ({marks})", chunk,
+            ) if r[1])
+        return out
+
+    def keeps_content_of(self, job_id: str, source_file: str) -> bool:
+        """True while any item of the job still holds text from `source_file`."""
+        row = self._one(
+            "SELECT 1 FROM items WHERE job_id = ? AND memory IS NOT NULL AND json_extract(memory, '$.source_file') = ? LIMIT 1",
+            (job_id, source_file),
+        )
+        return row is not None
 
     # --- items -----------------------------------------------------------------------
     def pending_items(self, job_id: str, after_seq: int = -1, limit: int = 1000) -> list[PendingItem]:
@@ -407,17 +578,19 @@ class JobStore:
                 [(state, reason, etype, batch.job_id, seq) for seq, state, reason, etype in outcomes],
             )
             db.execute(
-                "INSERT OR REPLACE INTO batches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO batches (job_id, batch_no, size, embed_seconds, write_seconds, seconds, cache_hits,"
+                " cache_misses, written, unchanged, failed, retries, started_at, finished_at, error_type, updated)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (batch.job_id, batch.batch_no, batch.size, batch.embed_seconds, batch.write_seconds, batch.seconds,
                  batch.cache_hits, batch.cache_misses, batch.written, batch.unchanged, batch.failed, batch.retries,
-                 batch.started_at, batch.finished_at, batch.error_type),
+                 batch.started_at, batch.finished_at, batch.error_type, batch.updated),
             )
             db.execute(
-                "UPDATE jobs SET written = written + ?, unchanged = unchanged + ?, failed = failed + ?,"
+                "UPDATE jobs SET written = written + ?, updated = updated + ?, unchanged = unchanged + ?, failed = failed + ?,"
                 " cache_hits = cache_hits + ?, cache_misses = cache_misses + ?, batches_done = batches_done + 1,"
                 " heartbeat = ? WHERE id = ?",
-                (counts["written"], counts["unchanged"], counts["failed"], batch.cache_hits, batch.cache_misses,
-                 time.time(), batch.job_id),
+                (counts["written"], counts["updated"], counts["unchanged"], counts["failed"], batch.cache_hits,
+                 batch.cache_misses, time.time(), batch.job_id),
             )
 
     def next_batch_no(self, job_id: str) -> int:
@@ -441,8 +614,9 @@ class JobStore:
             counts = dict(db.execute("SELECT state, COUNT(*) FROM items WHERE job_id = ? GROUP BY state", (job_id,)).fetchall())
             total = sum(counts.values())
             db.execute(
-                "UPDATE jobs SET total = ?, written = ?, unchanged = ?, failed = ? WHERE id = ?",
-                (total, counts.get("written", 0), counts.get("unchanged", 0), counts.get("failed", 0), job_id),
+                "UPDATE jobs SET total = ?, written = ?, updated = ?, unchanged = ?, failed = ? WHERE id = ?",
+                (total, counts.get("written", 0), counts.get("updated", 0), counts.get("unchanged", 0),
+                 counts.get("failed", 0), job_id),
             )
 
     def failed_items(self, job_id: str, limit: int | None = None) -> list[FailedItem]:

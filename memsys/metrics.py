@@ -28,6 +28,7 @@ class BatchRecord:
     started_at: float
     finished_at: float
     error_type: str = ""
+    updated: int = 0  # same content, new metadata: rewritten without embedding
 
     @property
     def success(self) -> bool:

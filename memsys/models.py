@@ -11,7 +11,7 @@ from typing import Any, Mapping, Sequence
 from weaviate.util import generate_uuid5
 
 REQUIRED_TEXT_FIELDS = ("content", "project", "repo", "agent")
-MEMORY_FIELDS = REQUIRED_TEXT_FIELDS + ("tags", "source", "source_file", "source_location", "chunk_index")
+MEMORY_FIELDS = REQUIRED_TEXT_FIELDS + ("tags", "source", "source_file", "source_location", "chunk_index", "document_hash")
 DEFAULT_SOURCE = "agent"
 
 
@@ -40,6 +40,9 @@ class Memory:
     source_file: str = ""
     source_location: str = ""  # "page 3", "row 12", "line 40", ""
     chunk_index: int = 0
+    # The content hash of the whole document (all its chunks, in order) as it was when this
+    # chunk was imported; "" for a memory that did not come from a document.
+    document_hash: str = ""
     _uuid: str = field(default="", compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -48,6 +51,12 @@ class Memory:
     @property
     def content_hash(self) -> str:
         return hashlib.sha256(self.content.encode("utf-8")).hexdigest()
+
+    @property
+    def document_id(self) -> str:
+        """Which document this memory belongs to: project + repo + source file ("" when it
+        has no source file). A re-import of the document replaces exactly its memories."""
+        return document_id(self.project, self.repo, self.source_file)
 
     @property
     def uuid(self) -> str:
@@ -75,11 +84,15 @@ class Memory:
             "source_location": self.source_location,
             "chunk_index": self.chunk_index,
             "content_hash": self.content_hash,
+            "document_id": self.document_id,
+            "document_hash": self.document_hash,
         }
 
     def to_dict(self) -> dict[str, Any]:
         d = self.properties()
-        del d["content_hash"]
+        del d["content_hash"], d["document_id"]
+        if not self.document_hash:
+            del d["document_hash"]  # the guide's record shape, for memories not from a document
         return d
 
     @classmethod
@@ -116,7 +129,17 @@ class Memory:
         if not isinstance(chunk_index, int) or isinstance(chunk_index, bool) or chunk_index < 0:
             raise MemoryValidationError(index, "chunk_index", f"must be a whole number 0 or more, got {chunk_index!r}")
         values["chunk_index"] = chunk_index
+        raw_hash = record.get("document_hash", "")
+        values["document_hash"] = "" if raw_hash is None else _text(index, "document_hash", raw_hash, required=False)
         return cls(**values)
+
+
+def document_id(project: str, repo: str, source_file: str) -> str:
+    """The stable id of a document: hex, no separators, so any tokenization filters it exactly."""
+    if not source_file:
+        return ""
+    key = json.dumps([project, repo, source_file], ensure_ascii=False)
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
 
 
 def _text(index: int | None, name: str, value: Any, required: bool) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import hashlib
 import logging
 import queue
 import threading
@@ -29,11 +30,11 @@ from memsys.errors import EmbeddingProviderError, InputTooLongError, scrub
 from memsys.ingest.chunking import ChunkSettings
 from memsys.ingest.documents import FieldMapping, MemoryDefaults, iter_memories
 from memsys.ingest.readers import InputProblem, OcrSettings, ReadTally
-from memsys.jobs import JobProgress, JobStore, PendingItem
+from memsys.jobs import JobDocument, JobProgress, JobStore, PendingItem
 from memsys.metrics import BatchRecord
 from memsys.models import Memory
 from memsys.retry import RetryPolicy
-from memsys.store import StoredMemory, is_replica_error, settle
+from memsys.store import MemoryFilter, StoredMemory, is_replica_error, settle
 
 log = logging.getLogger(__name__)
 ProgressCallback = Callable[[JobProgress], None]
@@ -56,6 +57,11 @@ class ImportRequest:
     embedder: str = ""
     embedder_name: str = ""
     started_by: str = ""  # who started it: a signed-in user, or "" (the CLI, a script)
+    # What was imported, in the user's terms (the folder or files given), and whether the
+    # import mirrors it: documents an earlier import of the same origin had and this one
+    # does not are removed once it completes.
+    origin: str = ""
+    mirror: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -68,6 +74,8 @@ class ImportRequest:
             "embedder": self.embedder,
             "embedder_name": self.embedder_name,
             "started_by": self.started_by,
+            "origin": self.origin,
+            "mirror": self.mirror,
         }
 
     @classmethod
@@ -84,6 +92,8 @@ class ImportRequest:
             embedder=data.get("embedder", ""),
             embedder_name=data.get("embedder_name", ""),
             started_by=data.get("started_by", ""),
+            origin=data.get("origin", ""),
+            mirror=bool(data.get("mirror", False)),
         )
 
 
@@ -145,6 +155,8 @@ class _PreparedBatch:
     started_at: float
     size: int
     to_write: list[tuple[PendingItem, Memory]] = dataclasses.field(default_factory=list)
+    # Same content, new metadata: rewritten with their stored vectors (created_at kept).
+    to_update: list[tuple[PendingItem, Memory, Any]] = dataclasses.field(default_factory=list)
     vectors: Any = None
     created_at: list[Any] = dataclasses.field(default_factory=list)  # of what is rewritten
     outcomes: dict[int, tuple[str, str, str]] = dataclasses.field(default_factory=dict)  # seq -> (state, reason, error_type)
@@ -203,6 +215,11 @@ class ImportPipeline:
             elif stopped_early:
                 jobs.set_state(job_id, "failed", stopped_early)
             else:
+                # Only now, with every current chunk stored, do old ones go: a search
+                # during the re-import always finds the document.
+                self._remove_stale(job_id)
+                if request.mirror and request.origin:
+                    self._remove_gone(job_id, request.origin)
                 jobs.set_state(job_id, "completed")
         except Exception as e:  # noqa: BLE001 - recorded on the job, which stays resumable
             jobs.set_state(job_id, "failed", self._plain(e))
@@ -233,7 +250,12 @@ class ImportPipeline:
             tally=tally,
         )
         rows: list[tuple[int, str | None, dict[str, Any] | None, str, str, str]] = []
+        documents: dict[str, tuple[Memory, Any, int]] = {}  # id -> (first chunk, hash so far, chunks)
         for seq, piece in enumerate(pieces):
+            if not isinstance(piece, InputProblem) and piece.document_id:
+                first, digest, n = documents.get(piece.document_id) or (piece, hashlib.sha256(), 0)
+                digest.update(piece.content_hash.encode("ascii"))
+                documents[piece.document_id] = (first, digest, n + 1)
             if isinstance(piece, InputProblem):
                 rows.append((seq, None, None, piece.item, "failed", piece.reason))
                 if request.config.log_errors:
@@ -248,7 +270,40 @@ class ImportPipeline:
                 if jobs.cancel_requested(job_id):
                     return  # unplanned: a resume plans again from the spooled files
         jobs.add_items(job_id, rows)
+        jobs.add_documents(job_id, (
+            JobDocument(doc_id, first.project, first.repo, first.source_file, digest.hexdigest(), n)
+            for doc_id, (first, digest, n) in documents.items()
+        ))
         jobs.finish_planning(job_id)
+
+    # --- keeping the store equal to the documents ----------------------------------------
+    def _remove_stale(self, job_id: str) -> None:
+        """Remove the stored chunks each of the job's documents no longer has. A document
+        with a failed or pending chunk keeps its old ones until a retry completes it."""
+        removed = 0
+        store = self.system.store
+        for document in self.jobs.documents(job_id):
+            current, complete = self.jobs.document_items(job_id, document)
+            if not complete:
+                continue
+            stale = [u for u in store.document_ids(document.document_id) if u not in current]
+            if stale:
+                self.jobs.forget(stale)
+                removed += store.delete_ids(stale)
+        if removed:
+            self.jobs.add_removed(job_id, removed)
+
+    def _remove_gone(self, job_id: str, origin: str) -> None:
+        """Mirror: remove the documents an earlier import of the same origin had and this
+        one does not."""
+        now = {d.document_id for d in self.jobs.documents(job_id)}
+        gone = [d for d in self.jobs.earlier_documents(job_id, origin) if d.document_id not in now]
+        removed = sum(
+            self.system.store.delete_matching(MemoryFilter(document_id=d.document_id), before_delete=self.jobs.forget)
+            for d in gone
+        )
+        if removed:
+            self.jobs.add_removed(job_id, removed)
 
     # --- processing --------------------------------------------------------------------
     def _process(self, job_id: str, config: BatchConfig, on_progress: ProgressCallback | None) -> str:
@@ -263,6 +318,7 @@ class ImportPipeline:
             retry=retry,
         )
         max_inputs = self.system.router.provider.max_inputs_per_request
+        hashes = {d.document_id: d.document_hash for d in jobs.documents(job_id)}
         work: queue.Queue[_PreparedBatch | None] = queue.Queue(maxsize=config.queue_depth)
         stop_reason: list[str] = []
         writers = [
@@ -279,7 +335,7 @@ class ImportPipeline:
         known: dict[str, StoredMemory | None] = {}
 
         def prepare(number: int, batch: list[PendingItem]) -> None:
-            prepared = self._prepare(job_id, number, batch, job_created, retry, known, embedder)
+            prepared = self._prepare(job_id, number, batch, job_created, retry, known, embedder, hashes)
             if not config.continue_on_error and not stop_reason:
                 # Known now, not only once the writer has recorded the batch: no new batch starts.
                 failed = [r for s, r, _ in prepared.outcomes.values() if s == "failed"]
@@ -334,10 +390,15 @@ class ImportPipeline:
         retry: RetryPolicy,
         known: dict[str, StoredMemory | None],
         embedder: "_JobEmbedder",
+        hashes: dict[str, str],
     ) -> _PreparedBatch:
-        """Decide what each item needs (nothing, or embedding and writing) and embed."""
+        """Decide what each item needs (nothing, a rewrite of its metadata, or embedding
+        and writing) and embed."""
         started = time.time()
-        memories = [Memory.from_dict(item.memory) for item in batch]
+        memories = []
+        for item in batch:
+            m = Memory.from_dict(item.memory)
+            memories.append(dataclasses.replace(m, document_hash=hashes[m.document_id]) if m.document_id in hashes else m)
         prepared = _PreparedBatch(batch_no, started, len(batch), names={item.seq: item.item for item in batch})
         existing: dict[str, StoredMemory] = {}
         unknown = []
@@ -359,10 +420,12 @@ class ImportPipeline:
             prepared.outcomes = {item.seq: ("failed", reason, "store_unavailable") for item in batch}
             return prepared
         # Items repeating an earlier item's memory were settled when the job was planned.
-        to_write, unchanged = settle(memories, existing)
-        for i in unchanged:
+        settled = settle(memories, existing)
+        for i in settled.unchanged:
             prepared.outcomes[batch[i].seq] = self._already_stored(existing[memories[i].uuid], job_created)
-        for i in to_write:
+        for i in settled.to_update:
+            prepared.to_update.append((batch[i], memories[i], existing[memories[i].uuid].created_at))
+        for i in settled.to_write:
             stored = existing.get(memories[i].uuid)
             prepared.to_write.append((batch[i], memories[i]))
             prepared.created_at.append(stored.created_at if stored is not None else None)
@@ -456,9 +519,10 @@ class ImportPipeline:
     ) -> None:
         write_started = time.time()
         self._write(prepared, retry)
+        self._rewrite(prepared, retry)
         finished = time.time()
         outcomes = prepared.outcomes
-        counts = {"written": 0, "unchanged": 0, "failed": 0}
+        counts = {"written": 0, "updated": 0, "unchanged": 0, "failed": 0}
         error_types = set()
         for state, _, etype in outcomes.values():
             counts[state] += 1
@@ -474,6 +538,7 @@ class ImportPipeline:
             cache_hits=prepared.cache_hits,
             cache_misses=prepared.cache_misses,
             written=counts["written"],
+            updated=counts["updated"],
             unchanged=counts["unchanged"],
             failed=counts["failed"],
             retries=prepared.retries,
@@ -495,6 +560,27 @@ class ImportPipeline:
             gc.collect()  # the seed's gc_frequency: free what finished batches left behind
         if on_progress:
             on_progress(self.jobs.require(job_id))
+
+    def _rewrite(self, prepared: _PreparedBatch, retry: RetryPolicy) -> None:
+        """Rewrite the metadata of stored memories (no embedding); whole-request failures
+        are retried, an object refused is failed with Weaviate's reason."""
+        if not prepared.to_update:
+            return
+        memories = [m for _, m, _ in prepared.to_update]
+        created = [c for _, _, c in prepared.to_update]
+        try:
+            outcome = retry.run(lambda: self.system.store.rewrite(memories, created),
+                                is_retryable=lambda e: isinstance(e, (WeaviateBaseError, OSError)))
+        except (WeaviateBaseError, OSError) as e:
+            reason = f"Weaviate did not take the update: {self._plain(e).removeprefix('the import stopped: ')}"
+            for item, _, _ in prepared.to_update:
+                prepared.outcomes[item.seq] = ("failed", reason, "store_unavailable")
+            return
+        for j, (item, _, _) in enumerate(prepared.to_update):
+            if j in outcome.failed:
+                prepared.outcomes[item.seq] = ("failed", f"Weaviate refused the update: {outcome.failed[j]}", "store_rejected")
+            else:
+                prepared.outcomes[item.seq] = ("updated", "", "")
 
     def _write(self, prepared: _PreparedBatch, retry: RetryPolicy) -> None:
         """Write the batch; retry whole-request failures with backoff, and per-object

@@ -58,6 +58,32 @@ class Spool:
             shutil.copyfileobj(data, out, length=1 << 20)
         return target
 
+    def drop(self, paths: Sequence[Path | str], source_file: str | None = None) -> int:
+        """Remove what a job spooled: all of `paths`, or only the file an import named
+        `source_file` ("notes.md", "<folder>/a/b.md"). A member of a zip stays: the archive
+        holds other files too. Only paths inside the spool are touched. Returns files removed."""
+        removed = 0
+        root = self.root.resolve()
+        for raw in paths:
+            path = Path(raw)
+            if not path.resolve().is_relative_to(root) or path.resolve() == root:
+                continue
+            if source_file is None:
+                target = path
+            elif path.is_dir() and source_file.startswith(path.name + "/") and is_safe_relative_name(source_file):
+                target = path.parent / source_file
+            elif path.name == source_file:
+                target = path
+            else:
+                continue
+            if target.is_dir():
+                removed += sum(1 for f in target.rglob("*") if f.is_file())
+                shutil.rmtree(target)
+            elif target.is_file():
+                target.unlink()
+                removed += 1
+        return removed
+
     def copy_in(self, paths: Sequence[Path | str]) -> list[Path]:
         """Copy files and folders into a new spool folder; returns the copies."""
         folder = self.new_folder()

@@ -5,11 +5,13 @@ what is already stored, search, browsing and deletion.
 from __future__ import annotations
 
 import datetime as dt
+import json
+import re
 import socket
 import threading
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, Callable, Iterator, Sequence, TypeVar
 from urllib.parse import urlparse
 
 import numpy as np
@@ -27,7 +29,21 @@ from memsys.models import Memory
 RETURN_PROPERTIES = [
     "content", "project", "repo", "agent", "tags", "source",
     "source_file", "source_location", "chunk_index", "content_hash", "created_at",
+    "document_id", "document_hash",
 ]
+SEARCH_MODES = ("hybrid", "vector", "keyword")
+# The content again, split into plain words for keywords: gse (Chinese) splits a code such
+# as "E4471" or "QX-2291" into pieces, so an exact term is matched on either tokenization.
+KEYWORD_PROPERTIES = ["content", "content_words^5"]
+# A Chinese or Japanese particle right after a word in kanji or katakana ("东京的观光地",
+# "会議室の予約"): as a keyword it matches nearly every text, and Weaviate's stopwords do not
+# apply to gse, so the keyword side of a search leaves it out.
+_CJK_PARTICLE = re.compile(r"(?<=[\u4e00-\u9fff\u30a0-\u30ff])[的了是在和のはがをにでとも](?=[\u4e00-\u9fff\u30a0-\u30ff\s]|$)")
+
+
+def keyword_text(query: str) -> str:
+    """The query as keyword search uses it: CJK particles between words left out."""
+    return _CJK_PARTICLE.sub(" ", query)
 # Weaviate answers at most this many objects per query (QUERY_MAXIMUM_RESULTS).
 _MAX_RESULTS = 10_000
 # A cluster's default replication factor: every node holds a copy, up to this many.
@@ -59,9 +75,13 @@ class StoredMemory:
     content_hash: str
     created_at: dt.datetime | None
     score: float | None = None
+    document_id: str = ""
+    document_hash: str = ""
+    # On search hits: how the hit was found, "meaning" (vector), "keyword" (BM25) or "both".
+    matched_by: str = ""
 
     @classmethod
-    def from_object(cls, obj: Any, score: float | None = None) -> "StoredMemory":
+    def from_object(cls, obj: Any, score: float | None = None, matched_by: str = "") -> "StoredMemory":
         p = obj.properties
         return cls(
             uuid=str(obj.uuid),
@@ -77,12 +97,17 @@ class StoredMemory:
             content_hash=p.get("content_hash") or "",
             created_at=p.get("created_at"),
             score=score,
+            document_id=p.get("document_id") or "",
+            document_hash=p.get("document_hash") or "",
+            matched_by=matched_by,
         )
 
     def same_as(self, memory: Memory) -> bool:
-        """True when writing `memory` would change nothing."""
+        """True when writing `memory` would change nothing. The document hash is left out:
+        a chunk an edit did not touch stays as it is stored (no write)."""
         return (
             self.content_hash == memory.content_hash
+            and self.document_id == memory.document_id
             and self.tags == memory.tags
             and self.source == memory.source
             and self.source_file == memory.source_file
@@ -91,15 +116,28 @@ class StoredMemory:
         )
 
 
-def settle(memories: Sequence[Memory], existing: dict[str, StoredMemory]) -> tuple[list[int], list[int]]:
-    """Split memories into those to embed and write (new or changed) and those stored
-    exactly so already (no embedding, no write): two lists of indexes, in order."""
-    to_write: list[int] = []
-    unchanged: list[int] = []
+@dataclass(frozen=True)
+class Settled:
+    """What each memory of a batch needs, as lists of indexes in order: `to_write` (new:
+    embed and write), `to_update` (stored with the same content but other metadata: its
+    properties are rewritten with the stored vector, no embedding) and `unchanged`."""
+
+    to_write: list[int]
+    to_update: list[int]
+    unchanged: list[int]
+
+
+def settle(memories: Sequence[Memory], existing: dict[str, StoredMemory]) -> Settled:
+    out = Settled([], [], [])
     for i, memory in enumerate(memories):
         stored = existing.get(memory.uuid)
-        (unchanged if stored is not None and stored.same_as(memory) else to_write).append(i)
-    return to_write, unchanged
+        if stored is None or stored.content_hash != memory.content_hash:
+            out.to_write.append(i)
+        elif stored.same_as(memory):
+            out.unchanged.append(i)
+        else:
+            out.to_update.append(i)
+    return out
 
 
 @dataclass(frozen=True)
@@ -111,10 +149,12 @@ class MemoryFilter:
     agent: str | None = None
     tags: tuple[str, ...] | None = None
     source: str | None = None
+    source_file: str | None = None  # the document's file name as imported ("docs/a.md")
+    document_id: str | None = None
 
     def to_weaviate(self) -> Any:
         parts = []
-        for name in ("project", "repo", "agent", "source"):
+        for name in ("project", "repo", "agent", "source", "source_file", "document_id"):
             value = getattr(self, name)
             if value:
                 parts.append(Filter.by_property(name).equal(value))
@@ -128,6 +168,80 @@ class MemoryFilter:
     def is_empty(self) -> bool:
         return self.to_weaviate() is None
 
+    def matches(self, memory: "StoredMemory") -> bool:
+        """The same test as `to_weaviate`, on a memory in hand (for cursor paging, which
+        Weaviate does not combine with a filter)."""
+        for name in ("project", "repo", "agent", "source", "source_file", "document_id"):
+            value = getattr(self, name)
+            if value and getattr(memory, name) != value:
+                return False
+        return not self.tags or bool(set(self.tags) & set(memory.tags))
+
+
+@dataclass(frozen=True)
+class StoredDocument:
+    """A document as the store holds it: its id, origin and number of memories."""
+
+    document_id: str
+    project: str
+    repo: str
+    source_file: str
+    memories: int
+
+
+def export_record(memory: StoredMemory) -> dict[str, Any]:
+    """A stored memory as one line of an export: its ID, every field and its creation time."""
+    return {
+        "id": memory.uuid, "content": memory.content, "project": memory.project, "repo": memory.repo,
+        "agent": memory.agent, "tags": list(memory.tags), "source": memory.source, "source_file": memory.source_file,
+        "source_location": memory.source_location, "chunk_index": memory.chunk_index,
+        "document_hash": memory.document_hash,
+        "created_at": memory.created_at.isoformat() if memory.created_at else None,
+    }
+
+
+def parse_export_line(line: str, number: int, embedder: str, embedder_name: str) -> tuple[Memory, list[float] | None, dt.datetime | None]:
+    """One export line back to a memory, its vector (None when the export has none) and
+    its creation time; ValueError names the line and the problem. A vector made by another
+    embedder than `embedder` is refused: one collection holds one model's vectors."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"line {number}: not JSON ({e.msg})") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"line {number}: must be a JSON object, got {type(record).__name__}")
+    memory_id = record.pop("id", None)
+    vector = record.pop("vector", None)
+    made_by, made_by_name = record.pop("embedder", None), record.pop("embedder_name", None)
+    created_raw = record.pop("created_at", None)
+    try:
+        memory = Memory.from_dict(record)
+    except ValueError as e:
+        raise ValueError(f"line {number}: {e}") from None
+    if memory_id is not None and str(memory_id) != memory.uuid:
+        raise ValueError(f"line {number}: id {memory_id} does not belong to this content and fields (it would be {memory.uuid})")
+    if vector is not None:
+        if made_by != embedder:
+            raise ValueError(
+                f"line {number}: its vector was made by {made_by_name or 'an unknown embedder'}, but this store embeds "
+                f"with {embedder_name}; restore it with the embedder it was exported with, or export it without vectors"
+            )
+        if not isinstance(vector, list) or not vector or not all(isinstance(x, (int, float)) for x in vector):
+            raise ValueError(f"line {number}: 'vector' must be a list of numbers")
+    try:
+        created = dt.datetime.fromisoformat(created_raw) if created_raw else None
+    except (TypeError, ValueError):
+        raise ValueError(f"line {number}: created_at {created_raw!r} is not an ISO date and time") from None
+    return memory, vector, created
+
+
+@dataclass(frozen=True)
+class BrowsePage:
+    """A page of memories and the cursor of the next page (None: this is the last)."""
+
+    memories: list[StoredMemory]
+    next_after: str | None
+
 
 @dataclass(frozen=True)
 class WriteOutcome:
@@ -135,6 +249,14 @@ class WriteOutcome:
 
     written: list[str]
     failed: dict[int, str]  # index in the batch -> reason
+
+
+def _matched_by(explain: str | None) -> str:
+    """Which of hybrid search's two result sets a hit was in, from Weaviate's score
+    explanation ("(Result Set keyword,bm25) ... (Result Set vector,hybridVector) ...")."""
+    text = (explain or "").lower()
+    keyword, meaning = "keyword" in text, "vector" in text
+    return "both" if keyword and meaning else "keyword" if keyword else "meaning"
 
 
 def connect(settings: Settings) -> weaviate.WeaviateClient:
@@ -269,6 +391,9 @@ class MemoryStore:
                         Property(name="chunk_index", data_type=DataType.INT),
                         Property(name="content_hash", data_type=DataType.TEXT, tokenization=exact),
                         Property(name="created_at", data_type=DataType.DATE),
+                        Property(name="document_id", data_type=DataType.TEXT, tokenization=exact),
+                        Property(name="document_hash", data_type=DataType.TEXT, tokenization=exact),
+                        Property(name="content_words", data_type=DataType.TEXT, tokenization=Tokenization.WORD),
                     ],
                     **layout,
                 )
@@ -276,6 +401,8 @@ class MemoryStore:
                 # Another process may have created it in the meantime.
                 if not client.collections.exists(self.collection_name):
                     raise StoreUnavailableError(f"cannot create collection {self.collection_name}: {e}") from None
+        else:
+            self._add_document_properties()
         self._ready = True
 
     def _layout(self, client: weaviate.WeaviateClient) -> dict[str, Any]:
@@ -321,6 +448,18 @@ class MemoryStore:
                 raise
         return op(self.collection.with_consistency_level(ConsistencyLevel.ONE))
 
+    def _add_document_properties(self) -> None:
+        """A collection made before memories knew their document gets those properties
+        (tokenized for exact filters), so a re-import and delete by document work on it."""
+        from weaviate.classes.config import DataType, Property, Tokenization
+
+        collection = self.client.collections.get(self.collection_name)
+        have = {prop.name for prop in collection.config.get().properties}
+        for name, tokenization in (("document_id", Tokenization.FIELD), ("document_hash", Tokenization.FIELD),
+                                   ("content_words", Tokenization.WORD)):
+            if name not in have:
+                collection.config.add_property(Property(name=name, data_type=DataType.TEXT, tokenization=tokenization))
+
     # --- writes --------------------------------------------------------------------
     def write(
         self,
@@ -338,6 +477,7 @@ class MemoryStore:
         for i, m in enumerate(memories):
             props = m.properties()
             props["created_at"] = (created_at[i] if created_at and created_at[i] else now)
+            props["content_words"] = m.content
             vec = vectors[i]
             objects.append(
                 wvc.data.DataObject(properties=props, uuid=m.uuid, vector=vec.tolist() if isinstance(vec, np.ndarray) else list(vec))
@@ -362,6 +502,88 @@ class MemoryStore:
         where = f"{', '.join(down)} {'is' if len(down) == 1 else 'are'} down" if down else "a replica did not answer"
         return (f"too few replicas took the write for consistency {self.settings.write_consistency} ({where}); "
                 f"Weaviate said: {message}")
+
+    def rewrite(self, memories: Sequence[Memory], created_at: Sequence[dt.datetime | None]) -> WriteOutcome:
+        """Rewrite the properties of stored memories (same content, new metadata) with the
+        vectors they already have: nothing is embedded. One read and one batch write."""
+        if not memories:
+            return WriteOutcome([], {})
+        vectors = self.vectors([m.uuid for m in memories])
+        missing = {i: "it is no longer stored; import it again" for i, m in enumerate(memories) if m.uuid not in vectors}
+        present = [i for i in range(len(memories)) if i not in missing]
+        outcome = self.write([memories[i] for i in present], [vectors[memories[i].uuid] for i in present],
+                             created_at=[created_at[i] for i in present])
+        failed = dict(missing)
+        failed.update({present[j]: reason for j, reason in outcome.failed.items()})
+        return WriteOutcome(outcome.written, failed)
+
+    def vectors(self, uuids: Sequence[str]) -> dict[str, list[float]]:
+        """The stored vectors of `uuids` (those that exist), by uuid."""
+        found: dict[str, list[float]] = {}
+        ids = list(dict.fromkeys(uuids))
+        for start in range(0, len(ids), 1000):
+            chunk = ids[start:start + 1000]
+            res = self.collection.query.fetch_objects(
+                filters=Filter.by_id().contains_any(chunk), limit=len(chunk), include_vector=True, return_properties=[]
+            )
+            for obj in res.objects:
+                found[str(obj.uuid)] = list(obj.vector["default"])
+        return found
+
+    def delete_matching(self, where: MemoryFilter, before_delete: Callable[[list[str]], None] | None = None) -> int:
+        """Delete every memory matching a non-empty filter, however many, a page of uuids
+        at a time; `before_delete(uuids)` runs before each page goes (to forget them
+        elsewhere first). Returns how many were deleted."""
+        flt = where.to_weaviate()
+        if flt is None:
+            raise ValueError("refusing to delete with an empty filter; name at least one field")
+        total = 0
+        while True:
+            res = self.collection.query.fetch_objects(filters=flt, limit=_MAX_RESULTS, return_properties=[])
+            ids = [str(o.uuid) for o in res.objects]
+            if not ids:
+                return total
+            if before_delete is not None:
+                before_delete(ids)
+            total += self.delete_ids(ids)
+
+    def document_ids(self, document_id: str) -> list[str]:
+        """The uuids of every memory stored for one document."""
+        res = self.collection.query.fetch_objects(
+            filters=Filter.by_property("document_id").equal(document_id), limit=_MAX_RESULTS, return_properties=[]
+        )
+        return [str(o.uuid) for o in res.objects]
+
+    def delete_ids(self, uuids: Sequence[str]) -> int:
+        """Delete the memories with these uuids; returns how many were deleted."""
+        total = 0
+        ids = list(dict.fromkeys(uuids))
+        for start in range(0, len(ids), 1000):
+            chunk = ids[start:start + 1000]
+            result = self._writing().data.delete_many(where=Filter.by_id().contains_any(chunk))
+            total += int(result.successful)
+        return total
+
+    def documents(self, where: MemoryFilter | None = None, limit: int = 1000) -> list[StoredDocument]:
+        """The documents stored (within the filter), most memories first, at most `limit`."""
+        from weaviate.classes.aggregate import GroupByAggregate
+
+        res = self.collection.aggregate.over_all(
+            filters=where.to_weaviate() if where else None,
+            group_by=GroupByAggregate(prop="document_id", limit=limit),
+            total_count=True,
+        )
+        counts = {str(g.grouped_by.value): int(g.total_count or 0) for g in res.groups if g.grouped_by.value}
+        out = []
+        for doc_id, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
+            # One chunk says where the document came from.
+            obj = self.collection.query.fetch_objects(
+                filters=Filter.by_property("document_id").equal(doc_id), limit=1,
+                return_properties=["project", "repo", "source_file"],
+            ).objects
+            p = obj[0].properties if obj else {}
+            out.append(StoredDocument(doc_id, p.get("project") or "", p.get("repo") or "", p.get("source_file") or "", n))
+        return out
 
     def delete_where(self, where: MemoryFilter) -> int:
         """Delete every memory matching `where`; an empty filter is refused."""
@@ -406,19 +628,43 @@ class MemoryStore:
         res = self.collection.aggregate.over_all(total_count=True, filters=flt)
         return int(res.total_count or 0)
 
-    def search(self, vector: np.ndarray | Sequence[float], limit: int = 10, where: MemoryFilter | None = None) -> list[StoredMemory]:
+    def search(
+        self,
+        vector: np.ndarray | Sequence[float] | None,
+        limit: int = 10,
+        where: MemoryFilter | None = None,
+        *,
+        text: str = "",
+        mode: str = "vector",
+        alpha: float = 0.5,
+    ) -> list[StoredMemory]:
+        """Search by meaning (`vector`), by keyword (BM25 over `text`, with the collection's
+        tokenizer: gse for Chinese, kagome for Japanese) or both fused (`hybrid`, `alpha`
+        1 = meaning only, 0 = keywords only). Each hit says how it matched."""
+        filters = where.to_weaviate() if where else None
+        query = self.collection.query
+        if mode == "keyword":
+            res = query.bm25(query=keyword_text(text), query_properties=KEYWORD_PROPERTIES, limit=limit, filters=filters,
+                             return_metadata=MetadataQuery(score=True), return_properties=RETURN_PROPERTIES)
+            return [StoredMemory.from_object(o, score=o.metadata.score, matched_by="keyword") for o in res.objects]
+        if vector is None:
+            raise ValueError(f"a {mode} search needs the query's vector")
         vec = vector.tolist() if isinstance(vector, np.ndarray) else list(vector)
-        res = self.read(lambda c: c.query.near_vector(
-            near_vector=vec,
-            limit=limit,
-            filters=where.to_weaviate() if where else None,
-            return_metadata=MetadataQuery(distance=True),
-            return_properties=RETURN_PROPERTIES,
-        ))
-        return [
-            StoredMemory.from_object(o, score=None if o.metadata.distance is None else 1.0 - float(o.metadata.distance))
-            for o in res.objects
-        ]
+        if mode == "vector":
+            res = query.near_vector(near_vector=vec, limit=limit, filters=filters,
+                                    return_metadata=MetadataQuery(distance=True), return_properties=RETURN_PROPERTIES)
+            return [
+                StoredMemory.from_object(o, score=None if o.metadata.distance is None else 1.0 - float(o.metadata.distance),
+                                         matched_by="meaning")
+                for o in res.objects
+            ]
+        if mode != "hybrid":
+            raise ValueError(f"search mode {mode!r} is not one of {', '.join(SEARCH_MODES)}")
+        res = query.hybrid(query=keyword_text(text), vector=vec, alpha=alpha, limit=limit, filters=filters, query_properties=KEYWORD_PROPERTIES,
+                           return_metadata=MetadataQuery(score=True, explain_score=True),
+                           return_properties=RETURN_PROPERTIES)
+        return [StoredMemory.from_object(o, score=o.metadata.score, matched_by=_matched_by(o.metadata.explain_score))
+                for o in res.objects]
 
     def browse(self, offset: int = 0, limit: int = 50, where: MemoryFilter | None = None) -> list[StoredMemory]:
         res = self.read(lambda c: c.query.fetch_objects(
@@ -438,6 +684,34 @@ class MemoryStore:
     def rest_headers(self) -> dict[str, str]:
         key = self.settings.weaviate_api_key.get()
         return {"Authorization": f"Bearer {key}"} if key else {}
+
+    def scan(self, where: MemoryFilter | None = None, after: str | None = None, include_vector: bool = False,
+             page: int = 1000) -> Iterator[tuple[StoredMemory, list[float] | None]]:
+        """Every memory matching `where` (all when None), in uuid order from after the
+        uuid `after`, with its vector if asked: Weaviate's cursor, so there is no 10,000
+        cap. A filter is applied here, as the cursor does not take one."""
+        while True:
+            res = self.collection.query.fetch_objects(
+                after=after, limit=page, include_vector=include_vector, return_properties=RETURN_PROPERTIES
+            )
+            if not res.objects:
+                return
+            for obj in res.objects:
+                memory = StoredMemory.from_object(obj)
+                if where is None or where.matches(memory):
+                    yield memory, (list(obj.vector["default"]) if include_vector else None)
+            after = str(res.objects[-1].uuid)
+
+    def page_after(self, after: str | None, limit: int = 50, where: MemoryFilter | None = None) -> "BrowsePage":
+        """One page of memories in uuid order after the cursor `after` (None: the first
+        page), and the cursor of the next page (None after the last)."""
+        memories: list[StoredMemory] = []
+        for memory, _ in self.scan(where, after=after, page=max(limit, 100) if where is None or where.is_empty else 1000):
+            memories.append(memory)
+            if len(memories) == limit:
+                break
+        more = len(memories) == limit and next(iter(self.scan(where, after=memories[-1].uuid, page=100)), None) is not None
+        return BrowsePage(memories, memories[-1].uuid if more else None)
 
     def server_info(self) -> dict[str, Any]:
         """What the dashboard shows: mode, server version, object count."""

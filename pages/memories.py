@@ -1,12 +1,14 @@
-"""Memories: search by meaning, browse page by page, open one with its source, and
+"""Memories: search by meaning, browse page by page, open one with its source, list the
+documents with their memory counts (delete one after a confirmation), and
 delete the memories a filter matches after a typed confirmation."""
 import pandas as pd
 import streamlit as st
 
 from components.feedback import guarded, show_error
-from components.memory_views import filter_fields, memory_card, memory_detail, memory_table
+from components.memory_views import (SEARCH_MODE_LABELS, cursor_page, document_list, export_button, filter_fields,
+                                     memory_card, memory_detail, memory_table)
 from components.resources import engine
-from memsys.engine import MemoryFilter
+from memsys.engine import SEARCH_MODES, MemoryFilter
 from components import format as fmt
 from components.fields import checked_memory_id, describe_filter, memory_filter
 from components.tables import memory_rows
@@ -25,14 +27,17 @@ def delete_matching(target: MemoryFilter) -> None:
 
 
 may_delete = engine().can("delete")  # admins only; the engine refuses anyone else anyway
-tabs = st.tabs(["Search", "Browse", "Delete"] if may_delete else ["Search", "Browse"])
+tabs = st.tabs(["Search", "Browse", "Documents", "Delete"] if may_delete else ["Search", "Browse", "Documents"])
 search_tab, browse_tab = tabs[0], tabs[1]
 
 with search_tab:
     with st.form("search"):
         query = st.text_input("Search for", placeholder="what are you looking for?")
         project, repo, agent, tags = filter_fields("search")
-        limit = st.slider("Results", min_value=1, max_value=100, value=10)
+        left, right = st.columns([3, 1])
+        limit = left.slider("Results", min_value=1, max_value=100, value=10)
+        mode = right.selectbox("Match by", SEARCH_MODES, format_func=SEARCH_MODE_LABELS.get,
+                               help="Meaning and keywords together finds exact terms (a command, an error code) first.")
         searched = st.form_submit_button("Search", type="primary", icon=":material/search:")
     if searched:
         if not query.strip():
@@ -40,7 +45,7 @@ with search_tab:
         else:
             with guarded(), st.spinner("Searching…"):
                 st.session_state["search_hits"] = engine().search(
-                    query, limit=limit, where=memory_filter(project, repo, agent, tags))
+                    query, limit=limit, where=memory_filter(project, repo, agent, tags), mode=mode)
     hits = st.session_state.get("search_hits")
     if hits is not None:
         if hits:
@@ -58,12 +63,13 @@ with browse_tab:
         page_size = right.selectbox("Per page", (10, 25, 50, 100), index=1)
         total = engine().count(where)
         pages = max(1, -(-total // page_size))
-        page = right.number_input("Page", min_value=1, max_value=pages, value=1, step=1, key="browse_page")
-        shown = engine().browse(where, offset=(page - 1) * page_size, limit=page_size)
-        st.caption(f"{fmt.plural(total, 'memory', 'memories')} ({describe_filter(where)}), newest first; "
+        shown, page = cursor_page(where, page_size)
+        st.caption(f"{fmt.plural(total, 'memory', 'memories')} ({describe_filter(where)}), in ID order; "
                    f"page {page} of {pages}.")
         if shown:
             memory_detail(memory_table(shown, key="browse_table"))
+        with st.expander("Export"):
+            export_button(where)
 
     with st.expander("Open a memory by its ID"):
         memory_id = st.text_input("Memory ID", placeholder="00000000-0000-0000-0000-000000000000")
@@ -75,8 +81,11 @@ with browse_tab:
                 else:
                     memory_detail(found)
 
+with tabs[2]:
+    document_list(may_delete)
+
 if may_delete:
-    with tabs[2]:
+    with tabs[3]:
         st.markdown("Delete every memory that matches a filter. Name at least one field.")
         with st.form("delete_filter"):
             fields = filter_fields("delete")

@@ -390,6 +390,15 @@ def test_a_memory_opens_by_its_id_with_its_source(app_env: dict[str, str], impor
     assert any("Project **pages-import**" in m for m in texts(at, "markdown"))
 
 
+def test_the_documents_tab_lists_each_imported_file_with_its_memories(app_env: dict[str, str], imported: str) -> None:
+    at = open_page("pages/memories.py")
+    table = next(t.value for t in at.dataframe if "File" in t.value.columns)
+    rows = {r["File"]: r for r in table.to_dict("records") if r["Project"] == imported}
+    assert set(rows) == {"notes.md", "rows.jsonl"}
+    assert rows["rows.jsonl"]["Memories"] == 6 and rows["notes.md"]["Memories"] >= 1
+    assert any("Select a document to delete it." in c for c in texts(at, "caption"))
+
+
 def test_a_mistyped_memory_id_is_told_as_such(app_env: dict[str, str]) -> None:
     at = open_page("pages/memories.py")
     by_label(at.text_input, "Memory ID").input("not-an-id")
@@ -399,7 +408,7 @@ def test_a_mistyped_memory_id_is_told_as_such(app_env: dict[str, str]) -> None:
 
 def test_browsing_shows_how_many_memories_there_are(app_env: dict[str, str], imported: str) -> None:
     at = open_page("pages/memories.py")
-    assert any(re.search(r"\(every memory\), newest first; page 1 of \d+\.$", c) for c in texts(at, "caption"))
+    assert any(re.search(r"\(every memory\), in ID order; page 1 of \d+\.$", c) for c in texts(at, "caption"))
     assert len(at.dataframe[0].value) >= 7
 
 
