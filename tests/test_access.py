@@ -58,10 +58,10 @@ def test_every_engine_call_has_a_role_or_is_refused_to_everyone() -> None:
 @pytest.mark.parametrize(("user", "allowed", "refused"), [
     (VIEWER, {"search", "browse", "get_memory", "count", "metrics", "recent_jobs", "cache_info", "store_status"},
      {"start_import", "preview", "cancel", "resume", "retry_failed", "warm_up", "check_cache", "delete",
-      "clear_cache", "save_batch_config", "spool_upload"}),
+      "clear_cache", "save_batch_config", "spool_upload", "delete_job", "restore"}),
     (OPERATOR, {"search", "start_import", "preview", "cancel", "resume", "retry_failed", "warm_up", "check_cache",
                 "spool_upload"},
-     {"delete", "clear_cache", "save_batch_config", "check_connections"}),
+     {"delete", "delete_job", "clear_cache", "save_batch_config", "check_connections"}),
     (ADMIN, {"search", "start_import", "delete", "clear_cache", "save_batch_config", "warm_up", "check_connections"},
      set()),
 ])
