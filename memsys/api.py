@@ -12,7 +12,8 @@ from typing import Any, Sequence
 
 from memsys.config import BatchConfig, Settings
 from memsys.embeddings.router import EmbeddingRouter
-from memsys.errors import FailedMemory, MemoryWriteError
+from memsys.embeddings.providers import EmbeddingProvider
+from memsys.errors import EmbedderMismatchError, FailedMemory, MemoryWriteError
 from memsys.models import DEFAULT_SOURCE, Memory, validate_memories
 from memsys.store import SEARCH_MODES, MemoryFilter, MemoryStore, StoredMemory, settle
 
@@ -53,6 +54,9 @@ class MemorySystem:
         self.settings = settings or Settings.load()
         self.router = router or EmbeddingRouter(self.settings)
         self.store = store or MemoryStore(self.settings)
+        if self.store.embedder is None:
+            self.store.embedder = embedder_record(self.router.provider)
+        self._embedder_checked = False
         self.batch_config = batch_config or BatchConfig.saved(self.settings.batch_config_path)
 
     def with_collection(self, name: str) -> "MemorySystem":
@@ -105,6 +109,9 @@ class MemorySystem:
         """Write validated memories, `default_batch_size` at a time: skip what is stored
         unchanged, embed the rest (through the cache unless `use_cache`, or else the batch
         config's `enable_cache`, says not to), write them, and say what happened to each."""
+        if not self._embedder_checked:  # once per system: the collection's record does not change
+            check_embedder(self)
+            self._embedder_checked = True
         uuids = [m.uuid for m in records]
         report = WriteReport(uuids=uuids)
         cached = self.batch_config.enable_cache if use_cache is None else use_cache
@@ -189,6 +196,35 @@ class MemorySystem:
         vector = None if mode == "keyword" else self.router.embed([query], kind="query").vectors[0]
         where = MemoryFilter(project=project, repo=repo, agent=agent, tags=tuple(tags) if tags else None)
         return self.store.search(vector, limit=limit, where=where, text=query, mode=mode, alpha=float(alpha))
+
+
+def embedder_record(provider: EmbeddingProvider) -> dict[str, Any]:
+    """What a collection records about the embedder of its vectors."""
+    return {"provider": provider.name, "model": provider.model, "dimensions": provider.dimensions,
+            "fingerprint": provider.fingerprint}
+
+
+def describe_embedder(record: dict[str, Any]) -> str:
+    dims = f", {record['dimensions']} dimensions" if record.get("dimensions") else ""
+    return f"{record.get('provider')} / {record.get('model')}{dims}"
+
+
+def check_embedder(system: "MemorySystem") -> None:
+    """Raise EmbedderMismatchError, naming both embedders and what to do, when the
+    collection's vectors come from another embedder than the one configured."""
+    current = embedder_record(system.router.provider)
+    if not system.store.client.collections.exists(system.store.collection_name):
+        # The first writer makes the collection: it is made for this system's embedder
+        # (a store shared by two systems may have been given the other one's).
+        system.store.embedder = current
+    recorded = system.store.recorded_embedder()
+    if recorded is None or recorded.get("fingerprint") == current["fingerprint"]:
+        return
+    raise EmbedderMismatchError(
+        f"collection {system.store.collection_name} holds vectors of {describe_embedder(recorded)}, but the embedder "
+        f"is set to {describe_embedder(current)}. Importing would mix two models' vectors. Set the embedding "
+        f"settings back to {describe_embedder(recorded)}, or import into a new collection (MEMSYS_COLLECTION)"
+    )
 
 
 # --- the process-wide default system behind the module-level functions --------------

@@ -75,6 +75,11 @@ class EmbeddingResponseError(EmbeddingProviderError):
     kind = "bad_response"
 
 
+class EmbedderMismatchError(MemsysError):
+    """The collection holds vectors of another embedding model than the one configured:
+    writing would mix two models' vectors, and search would quietly degrade."""
+
+
 class InputTooLongError(ValueError, MemsysError):
     """A text has more tokens than the model accepts; memsys never truncates silently."""
 

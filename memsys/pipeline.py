@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import psutil
 from weaviate.exceptions import WeaviateBaseError
 
-from memsys.api import MemorySystem
+from memsys.api import MemorySystem, check_embedder
 from memsys.config import BatchConfig, Settings, redact_url
 from memsys.embeddings.providers import EmbeddingProvider
 from memsys.embeddings.router import EmbeddingResult, EmbeddingRouter
@@ -201,6 +201,7 @@ class ImportPipeline:
                     "collection never mixes two models' vectors",
                 )
                 return jobs.require(job_id)
+            check_embedder(self.system)
             job = jobs.require(job_id)
             if not job.planned:
                 self._plan(job_id, request, on_progress)

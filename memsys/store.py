@@ -32,6 +32,8 @@ RETURN_PROPERTIES = [
     "document_id", "document_hash",
 ]
 SEARCH_MODES = ("hybrid", "vector", "keyword")
+# A new collection's description records the embedder its vectors come from.
+EMBEDDER_NOTE = "memsys memories; embedder "
 # The content again, split into plain words for keywords: gse (Chinese) splits a code such
 # as "E4471" or "QX-2291" into pieces, so an exact term is matched on either tokenization.
 KEYWORD_PROPERTIES = ["content", "content_words^5"]
@@ -337,6 +339,8 @@ class MemoryStore:
         self._owns_client = client is None
         self._lock = threading.Lock()
         self._ready = False
+        # The embedder a collection this store creates is recorded with (set by MemorySystem).
+        self.embedder: dict[str, Any] | None = None
 
     @property
     def client(self) -> weaviate.WeaviateClient:
@@ -347,7 +351,21 @@ class MemoryStore:
 
     def with_collection(self, name: str) -> "MemoryStore":
         """The same connection, another collection (tests and multi-tenant scripts)."""
-        return MemoryStore(self.settings, client=self.client, collection=name)
+        store = MemoryStore(self.settings, client=self.client, collection=name)
+        store.embedder = self.embedder
+        return store
+
+    def recorded_embedder(self) -> dict[str, Any] | None:
+        """The embedder the collection was created for (provider, model, dimensions,
+        fingerprint), as recorded in its description; None for a collection made before
+        memsys recorded it."""
+        description = self.collection.config.get().description or ""
+        if not description.startswith(EMBEDDER_NOTE):
+            return None
+        try:
+            return dict(json.loads(description.removeprefix(EMBEDDER_NOTE)))
+        except (ValueError, TypeError):
+            return None
 
     def close(self) -> None:
         with self._lock:
@@ -375,7 +393,7 @@ class MemoryStore:
                 layout = self._layout(client)
                 client.collections.create(
                     self.collection_name,
-                    description="memsys memories",
+                    description=EMBEDDER_NOTE + json.dumps(self.embedder) if self.embedder else "memsys memories",
                     vector_config=Configure.Vectors.self_provided(
                         vector_index_config=Configure.VectorIndex.hnsw(distance_metric=VectorDistances.COSINE)
                     ),

