@@ -7,6 +7,7 @@ figures are about the store, not the embedder."""
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import sys
 import tempfile
@@ -206,10 +207,15 @@ def _wait(done, timeout: float = WAIT) -> None:  # type: ignore[no-untyped-def]
 
 
 def run() -> Iterator[Result]:
-    with tempfile.TemporaryDirectory(prefix="memsys-bench-cluster-") as tmp:
-        b = _Bench(Path(tmp))
-        try:
-            for step in (bench_throughput, bench_node_kills, bench_convergence):
-                yield from step(b)
-        finally:
-            b.close()
+    # Removed only after a clean run: the nodes' logs stay for a look after a failure.
+    tmp = Path(tempfile.mkdtemp(prefix="memsys-bench-cluster-"))
+    b = _Bench(tmp)
+    try:
+        for step in (bench_throughput, bench_node_kills, bench_convergence):
+            yield from step(b)
+    except Exception:
+        print(f"the cluster's data and logs are kept in {tmp}", file=sys.stderr)
+        raise
+    finally:
+        b.close()
+    shutil.rmtree(tmp, ignore_errors=True)

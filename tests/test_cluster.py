@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -278,3 +279,24 @@ def node_rows(at: AppTest) -> dict[str, str]:
         if "Node" in table.columns and "Status" in table.columns:
             return {name.removesuffix(" (Raft leader)"): status for name, status in zip(table["Node"], table["Status"])}
     raise AssertionError(f"Home shows no table of nodes; errors: {[str(e.value) for e in at.error]}")
+
+
+def test_the_cluster_tool_reports_each_node_and_the_settings_for_memsys(cluster: LocalCluster) -> None:
+    cluster.start()
+    cluster.wait_ready(SLOW)
+    status = subprocess.run([sys.executable, "tools/weaviate_cluster.py", "status", "--base-dir", str(cluster.base_dir)],
+                            cwd=str(REPO), capture_output=True, text=True, timeout=120)
+    assert status.returncode == 0, status.stderr
+    for node in cluster.nodes:
+        assert f"{node.name}  pid {node.pid}" in status.stdout and f"rest {node.rest} grpc {node.grpc}" in status.stdout
+    assert f"WEAVIATE_URL=http://127.0.0.1:{cluster.nodes[0].rest}" in status.stdout
+    assert f"MEMSYS_WEAVIATE_GRPC_PORT={cluster.nodes[0].grpc}" in status.stdout
+    assert cluster.api_key not in status.stdout  # the key stays in its owner-only file
+    assert oct((cluster.base_dir / "api-key").stat().st_mode & 0o777) == "0o600"
+
+
+def test_the_cluster_tool_says_when_there_is_no_cluster(tmp_path: Path) -> None:
+    status = subprocess.run([sys.executable, "tools/weaviate_cluster.py", "stop", "--base-dir", str(tmp_path)],
+                            cwd=str(REPO), capture_output=True, text=True, timeout=120)
+    assert status.returncode == 2
+    assert f"no cluster in {tmp_path} (no cluster.json); start one first" in status.stderr

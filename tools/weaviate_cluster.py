@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import secrets
 import signal
 import socket
@@ -39,6 +40,7 @@ from tools.install_weaviate import embedded_binary_path  # noqa: E402
 
 DEFAULT_BASE_DIR = Path(".memsys-cluster")
 DEFAULT_BASE_PORT = 24100
+FREE_RANGE = (24000, 25000)  # where plan_free_ports looks (below Linux's ephemeral 32768-60999)
 PORTS_PER_NODE = 10  # rest, grpc, gossip, data, raft, raft rpc (= raft + 1) and spare
 MAX_NODES = 99  # node names are matched by substring in RAFT_JOIN: node01 .. node99
 STATE_FILE = "cluster.json"
@@ -81,6 +83,8 @@ class LocalCluster:
     api_key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     data_password: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     binary: str = ""
+    # The processes this object started, kept so they are reaped (not left as zombies).
+    _children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, repr=False, compare=False)
 
     # --- planning and the state file ------------------------------------------------
     @classmethod
@@ -94,15 +98,18 @@ class LocalCluster:
         return cls(Path(base_dir).resolve(), nodes)
 
     @classmethod
-    def plan_free_ports(cls, base_dir: Path, n: int) -> "LocalCluster":
-        """N nodes on ports the OS says are free now (tests running side by side)."""
+    def plan_free_ports(cls, base_dir: Path, n: int, low: int = FREE_RANGE[0], high: int = FREE_RANGE[1]) -> "LocalCluster":
+        """N nodes on blocks of ports in [low, high) that are free now (tests running side by
+        side). The range lies below the OS's ephemeral ports on purpose: a port from there
+        can be taken by any outgoing connection while its node is down, and the node then
+        cannot start again on it."""
         _check_size(n)
-        taken: set[int] = set()
-        nodes = []
-        for i in range(n):
-            rest, grpc, gossip, data = (_free_port(taken) for _ in range(4))
-            raft = _free_port(taken, pair=True)
-            nodes.append(NodeSpec(_name(i), rest=rest, grpc=grpc, gossip=gossip, data=data, raft=raft))
+        blocks = list(range(low, high - PORTS_PER_NODE + 1, PORTS_PER_NODE))
+        random.shuffle(blocks)
+        chosen = [start for start in blocks if all(_port_free(p) for p in range(start, start + 6))][:n]
+        if len(chosen) < n:
+            raise ClusterError(f"fewer than {n} blocks of free ports between {low} and {high}")
+        nodes = [NodeSpec(_name(i), rest=p, grpc=p + 1, gossip=p + 2, data=p + 3, raft=p + 4) for i, p in enumerate(chosen)]
         return cls(Path(base_dir).resolve(), nodes)
 
     @classmethod
@@ -188,6 +195,7 @@ class LocalCluster:
                 start_new_session=True,  # a Ctrl-C in the starting shell does not reach the nodes
             )
             log.close()
+            self._children[node.name] = proc
             node.pid = proc.pid
             self.save()
 
@@ -219,8 +227,14 @@ class LocalCluster:
         proc.send_signal(sig)
         if sig == signal.SIGKILL:
             proc.wait(30)
+            self._reap(node)
             node.pid = None
             self.save()
+
+    def _reap(self, node: NodeSpec) -> None:
+        child = self._children.pop(node.name, None)
+        if child is not None:
+            child.wait(10)  # already exited: this only settles Popen's own bookkeeping
 
     def stop(self, names: list[str] | None = None, timeout: float = 60.0) -> None:
         """SIGTERM each node, wait for it to exit; SIGKILL only what outlives the timeout."""
@@ -237,6 +251,7 @@ class LocalCluster:
                 except psutil.TimeoutExpired:
                     proc.kill()
                     proc.wait(10)
+            self._reap(node)
             node.pid = None
         self.save()
 
@@ -256,6 +271,14 @@ class LocalCluster:
         with urllib.request.urlopen(request, timeout=5) as r:
             return {n["name"]: n["status"] for n in json.load(r).get("nodes", [])}
 
+    def log_tail(self, name: str, lines: int = 5) -> str:
+        path = self.base_dir / f"{name}.log"
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return "(no log)"
+        return " | ".join(text.strip().splitlines()[-lines:])
+
     def leader(self) -> str | None:
         """The Raft leader's node name, as the first answering node reports it."""
         node = next((n for n in self.nodes if self.ready(n)), self.nodes[0])
@@ -273,7 +296,7 @@ class LocalCluster:
         while time.monotonic() < deadline:
             dead = [n.name for n in wanted if not self.running(n)]
             if dead:
-                raise ClusterError(f"{', '.join(dead)} exited while starting; see {self.base_dir}/<node>.log")
+                raise ClusterError(f"{', '.join(dead)} exited while starting; {dead[0]}'s log ends: {self.log_tail(dead[0])}")
             if all(self.ready(n) for n in wanted):
                 try:
                     seen = self.members(wanted[0])
@@ -294,20 +317,6 @@ def _name(i: int) -> str:
 def _check_size(n: int) -> None:
     if not 1 <= n <= MAX_NODES:
         raise ClusterError(f"a local cluster has 1 to {MAX_NODES} nodes, not {n}")
-
-
-def _free_port(taken: set[int], pair: bool = False) -> int:
-    """A free loopback port (and, with pair, the one after it free too) not yet handed out."""
-    for _ in range(200):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        wanted = [port, port + 1] if pair else [port]
-        if any(p in taken for p in wanted) or (pair and not _port_free(port + 1)):
-            continue
-        taken.update(wanted)
-        return port
-    raise ClusterError("could not find free ports on 127.0.0.1")
 
 
 def _port_free(port: int) -> bool:
