@@ -541,9 +541,9 @@ class MemoryStore:
         ids = list(dict.fromkeys(uuids))
         for start in range(0, len(ids), 1000):
             chunk = ids[start:start + 1000]
-            res = self.collection.query.fetch_objects(
+            res = self.read(lambda c: c.query.fetch_objects(
                 filters=Filter.by_id().contains_any(chunk), limit=len(chunk), include_vector=True, return_properties=[]
-            )
+            ))
             for obj in res.objects:
                 found[str(obj.uuid)] = list(obj.vector["default"])
         return found
@@ -557,7 +557,7 @@ class MemoryStore:
             raise ValueError("refusing to delete with an empty filter; name at least one field")
         total = 0
         while True:
-            res = self.collection.query.fetch_objects(filters=flt, limit=_MAX_RESULTS, return_properties=[])
+            res = self.read(lambda c: c.query.fetch_objects(filters=flt, limit=_MAX_RESULTS, return_properties=[]))
             ids = [str(o.uuid) for o in res.objects]
             if not ids:
                 return total
@@ -567,9 +567,9 @@ class MemoryStore:
 
     def document_ids(self, document_id: str) -> list[str]:
         """The uuids of every memory stored for one document."""
-        res = self.collection.query.fetch_objects(
+        res = self.read(lambda c: c.query.fetch_objects(
             filters=Filter.by_property("document_id").equal(document_id), limit=_MAX_RESULTS, return_properties=[]
-        )
+        ))
         return [str(o.uuid) for o in res.objects]
 
     def delete_ids(self, uuids: Sequence[str]) -> int:
@@ -595,10 +595,10 @@ class MemoryStore:
         out = []
         for doc_id, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
             # One chunk says where the document came from.
-            obj = self.collection.query.fetch_objects(
+            obj = self.read(lambda c: c.query.fetch_objects(
                 filters=Filter.by_property("document_id").equal(doc_id), limit=1,
                 return_properties=["project", "repo", "source_file"],
-            ).objects
+            )).objects
             p = obj[0].properties if obj else {}
             out.append(StoredDocument(doc_id, p.get("project") or "", p.get("repo") or "", p.get("source_file") or "", n))
         return out
@@ -660,7 +660,11 @@ class MemoryStore:
         tokenizer: gse for Chinese, kagome for Japanese) or both fused (`hybrid`, `alpha`
         1 = meaning only, 0 = keywords only). Each hit says how it matched."""
         filters = where.to_weaviate() if where else None
-        query = self.collection.query
+        return self.read(lambda c: self._search(c.query, vector, limit, filters, text, mode, alpha))
+
+    @staticmethod
+    def _search(query: Any, vector: np.ndarray | Sequence[float] | None, limit: int, filters: Any, text: str, mode: str,
+                alpha: float) -> list[StoredMemory]:
         if mode == "keyword":
             res = query.bm25(query=keyword_text(text), query_properties=KEYWORD_PROPERTIES, limit=limit, filters=filters,
                              return_metadata=MetadataQuery(score=True), return_properties=RETURN_PROPERTIES)
@@ -709,9 +713,9 @@ class MemoryStore:
         uuid `after`, with its vector if asked: Weaviate's cursor, so there is no 10,000
         cap. A filter is applied here, as the cursor does not take one."""
         while True:
-            res = self.collection.query.fetch_objects(
+            res = self.read(lambda c: c.query.fetch_objects(
                 after=after, limit=page, include_vector=include_vector, return_properties=RETURN_PROPERTIES
-            )
+            ))
             if not res.objects:
                 return
             for obj in res.objects:
