@@ -21,6 +21,7 @@ from memsys.errors import (
     EmbeddingServerError,
     EmbeddingTimeoutError,
     InputTooLongError,
+    JobStoreError,
     MemoryWriteError,
     StoreUnavailableError,
     scrub,
@@ -77,7 +78,7 @@ def explain(error: BaseException, secrets: Iterable[str] = ()) -> Explanation:
     if isinstance(error, WeaviateBaseError):
         what = "The memory store (Weaviate) could not answer"
         step = "Check the Weaviate connection on the Settings page and try again."
-    elif isinstance(error, (EmbeddingProviderError, StoreUnavailableError, MemoryWriteError, ValueError)):
+    elif isinstance(error, (EmbeddingProviderError, StoreUnavailableError, MemoryWriteError, JobStoreError, ValueError)):
         # memsys's own messages (ConfigError, validation errors and the like are ValueErrors)
         # already say what is wrong and name the item.
         what = str(error)

@@ -3,18 +3,18 @@ fragment, so the page script never waits on the import), and the summary at the 
 the failed items, their reasons, "Retry failed" and a CSV of the failures."""
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 import streamlit as st
 
 from components.cluster_views import replication_report
 from components.feedback import guarded
 from components.resources import engine
-from memsys.engine import JobProgress
+from memsys.engine import FAILED_PAGE, JobProgress
 from components import format as fmt
 from components.explain import sentence
 from components.tables import csv_text, failed_rows
-
-FAILED_SHOWN = 500
 
 
 def job_figures(job: JobProgress, *, live: bool) -> None:
@@ -83,28 +83,36 @@ def job_summary(job: JobProgress) -> None:
     """A finished (or stopped) job: what happened, what failed and why, and what to do."""
     _outcome(job)
     job_figures(job, live=False)
-    failed = engine().failed_items(job.job_id) if job.failed else []
+    memsys_engine = engine()
+    total_failed, retryable = memsys_engine.failed_counts(job.job_id) if job.failed else (0, 0)
     actions = st.columns(4)
     if job.is_resumable and engine().can("resume") and actions[0].button("Resume", type="primary", icon=":material/play_arrow:"):
         with guarded():
-            engine().resume(job.job_id)
+            memsys_engine.resume(job.job_id)
             st.rerun()
-    retryable = sum(1 for item in failed if item.retryable)
     if retryable and engine().can("retry_failed") and actions[1].button(f"Retry failed ({retryable:,})", type="primary", icon=":material/replay:"):
         with guarded():
-            engine().retry_failed(job.job_id)
+            memsys_engine.retry_failed(job.job_id)
             st.rerun()
     verifiable = job.written + job.unchanged and engine().can("verify_job")
     if verifiable and actions[3].button("Verify replicas", icon=":material/verified:",
                                         help="Check that every memory of this job is on every replica"):
         with guarded(), st.spinner("Checking every memory on every replica…"):
             replication_report(engine().verify_job(job.job_id))
-    if failed:
-        table = pd.DataFrame(failed_rows(failed))
-        actions[2].download_button("Failures as CSV", csv_text(table), file_name=f"failures-{job.job_id}.csv",
-                                   mime="text/csv", icon=":material/download:")
-        st.markdown(f"**{fmt.plural(len(failed), 'failed item')}**" +
-                    (f" (the first {FAILED_SHOWN} are shown; the CSV has all)" if len(failed) > FAILED_SHOWN else ""))
-        st.dataframe(table.head(FAILED_SHOWN), hide_index=True, width="stretch")
-        if retryable < len(failed):
+    if total_failed:
+        # Built on click, on Streamlit's download thread (not this script's), from the store a page at a time.
+        actions[2].download_button("Failures as CSV",
+                                   lambda: csv_text(pd.DataFrame(failed_rows(memsys_engine.iter_failed_items(job.job_id)))),
+                                   file_name=f"failures-{job.job_id}.csv", mime="text/csv", icon=":material/download:")
+        pages = math.ceil(total_failed / FAILED_PAGE)
+        st.markdown(f"**{fmt.plural(total_failed, 'failed item')}**" +
+                    (f" ({FAILED_PAGE:,} a page; the CSV has all)" if pages > 1 else ""))
+        page = st.number_input("Page", 1, pages, 1, key=f"failed_page_{job.job_id}") if pages > 1 else 1
+        failed = memsys_engine.failed_items(job.job_id, page=int(page) - 1)
+        st.dataframe(pd.DataFrame(failed_rows(failed)), hide_index=True, width="stretch")
+        if retryable < total_failed:
             st.caption("Items marked \"no (fix the file)\" could not be read at all: correct the file and import it again.")
+    warned, warnings = memsys_engine.job_warnings(job.job_id)
+    if warned:
+        with st.expander(f"{fmt.plural(warned, 'warning')}: files read, but not exactly as written"):
+            st.dataframe(pd.DataFrame(warnings, columns=["Item", "Warning"]), hide_index=True, width="stretch")

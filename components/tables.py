@@ -6,7 +6,7 @@ from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
-from memsys.engine import PROBLEMS, CacheHealthReport, FailedItem, InputProblem, JobProgress, Memory, StoredMemory
+from memsys.engine import PROBLEMS, CacheHealthReport, FailedItem, InputProblem, JobProgress, Memory, StoredMemory, failed_row
 from components import format as fmt
 
 PREVIEW_CHARS = 120
@@ -102,17 +102,8 @@ def job_rows(jobs: Iterable[JobProgress]) -> list[dict[str, Any]]:
 
 
 def failed_rows(items: Iterable[FailedItem]) -> list[dict[str, Any]]:
-    """Failed items with their reasons: the table on screen and the CSV download."""
-    return [
-        {
-            "Item": item.item,
-            "Reason": item.reason,
-            "Kind of error": item.error_type or "unknown",
-            "Can retry": "yes" if item.retryable else "no (fix the file)",
-            "Content": item.content_preview,
-        }
-        for item in items
-    ]
+    """Failed items with their reasons: the table on screen (the CSV has the same columns)."""
+    return [failed_row(item) for item in items]
 
 
 def health_rows(report: CacheHealthReport) -> list[dict[str, Any]]:

@@ -4,6 +4,7 @@ command follows them with a tqdm bar, and its exit code is 0 only when nothing f
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import time
 from pathlib import Path
@@ -104,7 +105,7 @@ def _print_summary(engine: Engine, job: JobProgress) -> None:
     )
     if job.error:
         print(f"  {job.error}")
-    failures = engine.failed_items(job.job_id, limit=_SHOWN_FAILURES)
+    failures = engine.failed_items(job.job_id, per_page=_SHOWN_FAILURES)
     for f in failures:
         print(f"  failed: {f.item}: {f.reason}")
     if job.failed > len(failures):
@@ -121,6 +122,7 @@ def _add_jobs(p: argparse.ArgumentParser) -> None:
     show = sub.add_parser("show", help="a job's counts, metrics and failed items")
     show.add_argument("job_id")
     show.add_argument("--failed", type=int, default=_SHOWN_FAILURES, help="how many failed items to list")
+    show.add_argument("--csv", type=Path, help="write every failed item to this CSV file (read a page at a time)")
     show.set_defaults(func=_show)
     for name, func, text in (
         ("resume", _resume, "continue a cancelled, failed or interrupted job"),
@@ -154,8 +156,11 @@ def _show(args: argparse.Namespace) -> int:
     if job.error:
         print(f"  {job.error}")
     engine.metrics(job.job_id).print_summary()
-    for f in engine.failed_items(job.job_id, limit=args.failed):
+    for f in itertools.islice(engine.iter_failed_items(job.job_id), max(args.failed, 0)):
         print(f"  failed: {f.item}: {f.reason}")
+    if args.csv:
+        args.csv.write_text(engine.failed_items_csv(job.job_id), encoding="utf-8")
+        print(f"  every failed item written to {args.csv}")
     return 0
 
 

@@ -140,6 +140,10 @@ class Settings:
         found = [self.openai_api_key.get(), self.weaviate_api_key.get(),
                  url_password(self.openai_base_url), url_password(self.weaviate_url)]
         return [s for s in found if s]
+    # How long a write to the job database waits for another process's write to end.
+    jobs_db_timeout: float = 20.0
+    # How long an import waits for one file (or archive entry) to be read and cut into chunks.
+    read_seconds_per_file: float = 60.0
 
     @property
     def weaviate_data_dir(self) -> Path:
@@ -217,6 +221,8 @@ class Settings:
             "cache_eviction_policy": get("MEMSYS_CACHE_EVICTION_POLICY") or "none",
             "ocr_enabled": _switch(get, "MEMSYS_OCR", True),
             "ocr_languages": get("MEMSYS_OCR_LANGUAGES") or "chi_sim+jpn+eng",
+            "jobs_db_timeout": _float(get, "MEMSYS_JOBS_DB_TIMEOUT", 20.0),
+            "read_seconds_per_file": _float(get, "MEMSYS_READ_SECONDS_PER_FILE", 60.0),
         }
         for name, setting in (("MEMSYS_ADMINS", "admins"), ("MEMSYS_OPERATORS", "operators"), ("MEMSYS_VIEWERS", "viewers")):
             raw = env.get(name) or secrets.get(name)  # a list in secrets.toml, comma-separated in the environment

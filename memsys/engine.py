@@ -6,6 +6,7 @@ the status of the store and the embedder, and the saved batch settings. Nothing 
 """
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import math
@@ -33,10 +34,10 @@ from memsys.ingest.readers import (
     has_columns,
     structured_columns,
 )
-from memsys.jobs import FailedItem, JobProgress, JobRunner, JobStore, iter_chunks
+from memsys.jobs import FAILED_PAGE, FailedItem, JobProgress, JobRunner, JobStore, failed_row, iter_chunks
 from memsys.metrics import BatchMetrics, BatchRecord
 from memsys.models import Memory
-from memsys.pipeline import ImportPipeline, ImportRequest, embedder_name, ocr_settings, plan_sizes
+from memsys.pipeline import ImportPipeline, ImportRequest, embedder_name, ocr_settings, plan_sizes, read_limits
 from memsys.store import SEARCH_MODES, BrowsePage, MemoryFilter, StoredMemory, export_record, parse_export_line
 from memsys.spool import Spool
 from memsys.tasks import Progress, TaskRunner, TaskStatus
@@ -45,9 +46,9 @@ from memsys.tasks import Progress, TaskRunner, TaskStatus
 # nothing else of memsys but `memsys.config`, `memsys.errors` and `memsys.units`.
 __all__ = [
     "MAPPED_FIELDS", "PROBLEMS", "UPLOAD_CAPTION", "UPLOAD_TYPES", "BatchMetrics", "BatchRecord", "BrowsePage",
-    "CacheHealthReport", "ClusterStatus", "DocumentSummary", "EmbedderStatus", "Engine", "FailedItem", "FieldMapping",
+    "CacheHealthReport", "ClusterStatus", "DocumentSummary", "EmbedderStatus", "Engine", "FAILED_PAGE", "FailedItem", "FieldMapping",
     "ImportPreview", "InputProblem", "JobProgress", "Memory", "MemoryDefaults", "MemoryFilter", "NodeState", "Progress",
-    "ReplicationReport", "SEARCH_MODES", "StoreStatus", "StoredMemory", "TaskStatus", "WarmupReport", "check_settings",
+    "ReplicationReport", "SEARCH_MODES", "StoreStatus", "StoredMemory", "TaskStatus", "WarmupReport", "check_settings", "failed_row",
 ]
 
 ProgressCallback = Callable[[JobProgress], None]
@@ -136,7 +137,7 @@ class Engine:
     def __init__(self, settings: Settings | None = None, system: MemorySystem | None = None) -> None:
         self.settings = settings or (system.settings if system else Settings.load())
         self.system = system or MemorySystem(self.settings)
-        self.jobs = JobStore(self.settings.jobs_db)
+        self.jobs = JobStore(self.settings.jobs_db, timeout=self.settings.jobs_db_timeout)
         self.spool = Spool(self.settings.spool_dir)
         self.pipeline = ImportPipeline(self.system, self.jobs)
         self.runner = JobRunner(self.jobs, self._run_job)
@@ -314,8 +315,28 @@ class Engine:
     def recent_jobs(self, limit: int = 50) -> list[JobProgress]:
         return self.jobs.list_jobs(limit=limit)
 
-    def failed_items(self, job_id: str, limit: int | None = None) -> list[FailedItem]:
-        return self.jobs.failed_items(job_id, limit=limit)
+    def failed_items(self, job_id: str, page: int = 0, per_page: int = FAILED_PAGE) -> list[FailedItem]:
+        """Page `page` (from 0) of a job's failed items, in item order; never all at once."""
+        return self.jobs.failed_items(job_id, limit=per_page, offset=page * per_page)
+
+    def iter_failed_items(self, job_id: str) -> Iterable[FailedItem]:
+        """Every failed item of a job, read from the store a page at a time."""
+        return self.jobs.iter_failed_items(job_id)
+
+    def job_warnings(self, job_id: str, limit: int = 100) -> tuple[int, list[tuple[str, str]]]:
+        """(how many warnings the job's files gave, the first `limit` of them as (item, reason)):
+        files that were read but not exactly (bytes replaced, an uncertain encoding guess)."""
+        return self.jobs.warnings(job_id, limit)
+
+    def failed_counts(self, job_id: str) -> tuple[int, int]:
+        """(failed items, how many of them "Retry failed" would try again)."""
+        return self.jobs.failed_counts(job_id)
+
+    def failed_items_csv(self, job_id: str) -> str:
+        """Every failed item of a job as CSV, read from the store a page at a time."""
+        out = io.StringIO()
+        self.jobs.write_failed_csv(job_id, out)
+        return out.getvalue()
 
     def batches(self, job_id: str) -> list[BatchRecord]:
         return self.jobs.batches(job_id)
@@ -354,6 +375,7 @@ class Engine:
         preview = ImportPreview(price_per_million_tokens=provider.price_per_million_tokens)
         tally = ReadTally()
         pieces = iter_memories([Path(p) for p in paths], defaults, mapping=mapping, chunking=chunking,
+                               limits=read_limits(self.settings),
                                provider=provider.name, model=provider.model,
                                ocr=ocr_settings(self.settings), tally=tally, estimate_only=True)
         seen: set[str] = set()

@@ -117,3 +117,14 @@ class MemoryWriteError(MemsysError):
 
 class StoreUnavailableError(MemsysError):
     """Weaviate cannot be reached or started."""
+
+
+class JobStoreError(MemsysError):
+    """The job database could not be read or written. `kind` says why: "locked" (another
+    process held the write lock past the timeout), "disk_full", "read_only",
+    "cannot_open" or "io". Nothing was half-written: the transaction was rolled back, and
+    the same process carries on once the cause is gone (no restart)."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind

@@ -4,26 +4,37 @@ A job's items are planned into the store before any is processed, so a job can r
 after any stop: every item is pending, written, unchanged or failed (with its reason),
 and the counts always add up to the total. The runner is one background thread per
 process; it never touches the UI. Cancelling works across processes (a flag in the store).
+Database trouble (a lock held by another process, a full disk, a read-only data
+directory) raises `JobStoreError` with a plain reason, never leaves a lock held, and the
+same process carries on once the cause is gone.
 """
 from __future__ import annotations
 
+import csv
+import errno
 import json
 import os
 import queue
+import shutil
 import socket
 import sqlite3
 import threading
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence, TextIO
 
+from memsys.errors import JobStoreError, scrub
 from memsys.metrics import BatchMetrics, BatchRecord
 
 ACTIVE_STATES = ("queued", "planning", "running", "cancelling")
 FINAL_STATES = ("completed", "cancelled", "failed")
 ITEM_STATES = ("pending", "written", "updated", "unchanged", "failed")
+FAILED_PAGE = 500  # failed items are read this many at a time, never all at once
+# A stop that could not be written (full disk, ...) is tried again this often.
+_RECORD_RETRY_SECONDS = 2.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -66,6 +77,12 @@ CREATE TABLE IF NOT EXISTS items (
 );
 CREATE INDEX IF NOT EXISTS items_by_state ON items (job_id, state, seq);
 CREATE INDEX IF NOT EXISTS items_by_uuid ON items (job_id, uuid);
+CREATE TABLE IF NOT EXISTS warnings (
+    job_id TEXT NOT NULL,
+    item TEXT NOT NULL,
+    reason TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS warnings_by_job ON warnings (job_id);
 CREATE TABLE IF NOT EXISTS batches (
     job_id TEXT NOT NULL,
     batch_no INTEGER NOT NULL,
@@ -214,27 +231,33 @@ class PendingItem:
 
 class JobStore:
     """Jobs, their items and their batches in one SQLite file. Thread-safe and
-    process-safe (WAL; every change is one transaction)."""
+    process-safe (WAL; every change is one transaction).
 
-    def __init__(self, path: Path) -> None:
+    Writes go through one connection, reads through another, so a page reading progress
+    never waits behind a write that waits for another process's lock. The database is
+    opened on first use, and opened again after a read-only or I/O failure, so a data
+    directory that was read-only, missing or full works as soon as it is fixed. A write
+    waits `timeout` seconds for another process's write, then raises JobStoreError.
+    """
+
+    def __init__(self, path: Path, timeout: float = 20.0) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.RLock()
-        self._db = sqlite3.connect(str(self.path), timeout=30, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=30000")
-        with self._lock:
-            self._db.executescript(_SCHEMA)
-            for table, columns in _ADDED_COLUMNS.items():
-                have = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
-                for name, decl in columns:
-                    if name not in have:
-                        self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
+        self.timeout = timeout
+        self._lock = threading.RLock()  # the writing connection and its transaction
+        self._read_lock = threading.Lock()
+        self._db: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None
+        self._schema_ready = False  # once true, reading never waits for the writing connection
+        # Job id -> (state, reason) of stops that could not be written yet; shown as the
+        # job's state meanwhile, written by `flush_unrecorded` once the database takes it.
+        self._unrecorded: dict[str, tuple[str, str]] = {}
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        with self._lock, self._read_lock:
+            for db in (self._db, self._reader):
+                if db is not None:
+                    db.close()
+            self._db = self._reader = None
 
     def _tx(self) -> "_Transaction":
         return _Transaction(self)
@@ -242,10 +265,12 @@ class JobStore:
     # --- jobs ------------------------------------------------------------------------
     def create_job(self, request: dict[str, Any]) -> str:
         job_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+        now = time.time()
         with self._tx() as db:
+            # Owned from the start: if this process dies before running it, it shows as interrupted.
             db.execute(
-                "INSERT INTO jobs (id, created_at, state, request) VALUES (?, ?, 'queued', ?)",
-                (job_id, time.time(), json.dumps(request, ensure_ascii=False)),
+                "INSERT INTO jobs (id, created_at, state, request, owner, heartbeat) VALUES (?, ?, 'queued', ?, ?, ?)",
+                (job_id, now, json.dumps(request, ensure_ascii=False), _owner(), now),
             )
         return job_id
 
@@ -269,9 +294,12 @@ class JobStore:
         return [self._progress(r) for r in self._rows("SELECT * FROM jobs ORDER BY created_at DESC LIMIT ?", (limit,))]
 
     def _progress(self, r: sqlite3.Row) -> JobProgress:
-        state = r["state"]
-        if state in ("planning", "running", "cancelling") and not _owner_alive(r["owner"], r["heartbeat"]):
-            state = "interrupted"
+        state, error = r["state"], r["error"]
+        unrecorded = self._unrecorded.get(r["id"])
+        if unrecorded is not None:
+            state, error = unrecorded
+        elif state in ACTIVE_STATES and not _owner_alive(r["owner"], r["heartbeat"]):
+            state = "interrupted"  # its process was killed (or stopped) while it was queued or ran
         processed = r["written"] + r["updated"] + r["unchanged"] + r["failed"]
         rate = 0.0
         eta = None
@@ -301,7 +329,7 @@ class JobStore:
             created_at=r["created_at"],
             started_at=r["started_at"],
             finished_at=r["finished_at"],
-            error=r["error"],
+            error=error,
             planned=bool(r["planned"]),
             request=json.loads(r["request"]),
             ocr_pages=r["ocr_pages"],
@@ -320,6 +348,7 @@ class JobStore:
                 " WHERE id = ?",
                 (_owner(), now, now, now, processed, job_id),
             )
+        self._unrecorded.pop(job_id, None)
 
     def set_state(self, job_id: str, state: str, error: str = "") -> None:
         finished = time.time() if state in FINAL_STATES else None
@@ -328,6 +357,26 @@ class JobStore:
                 "UPDATE jobs SET state = ?, error = ?, finished_at = COALESCE(?, finished_at), heartbeat = ? WHERE id = ?",
                 (state, error, finished, time.time(), job_id),
             )
+        self._unrecorded.pop(job_id, None)
+
+    def record_stop(self, job_id: str, state: str, error: str) -> None:
+        """Set a job's final state; if the database cannot take it now (full disk, lock,
+        read-only), the job shows that state in this process at once and the write is
+        tried again by `flush_unrecorded`. Never raises: error handlers call it."""
+        try:
+            self.set_state(job_id, state, error)
+        except JobStoreError as e:
+            self._unrecorded[job_id] = (state, error if str(e) in error else f"{error}; {e}" if error else str(e))
+
+    def flush_unrecorded(self) -> int:
+        """Write the stops that could not be written before; returns how many still wait
+        (the database still fails: the caller tries again later)."""
+        for job_id, (state, error) in list(self._unrecorded.items()):
+            try:
+                self.set_state(job_id, state, error)
+            except JobStoreError:
+                break  # the same cause holds for the rest; they stay shown and are tried later
+        return len(self._unrecorded)
 
     def mark_queued(self, job_id: str) -> None:
         with self._tx() as db:
@@ -336,6 +385,7 @@ class JobStore:
                 " WHERE id = ?",
                 (_owner(), time.time(), job_id),
             )
+        self._unrecorded.pop(job_id, None)
 
     def request_cancel(self, job_id: str) -> None:
         with self._tx() as db:
@@ -365,6 +415,7 @@ class JobStore:
             db.execute("DELETE FROM items WHERE job_id = ?", (job_id,))
             db.execute("DELETE FROM batches WHERE job_id = ?", (job_id,))
             db.execute("DELETE FROM documents WHERE job_id = ?", (job_id,))
+            db.execute("DELETE FROM warnings WHERE job_id = ?", (job_id,))
             db.execute(
                 "UPDATE jobs SET planned = 0, total = 0, written = 0, updated = 0, unchanged = 0, failed = 0, removed = 0,"
                 " cache_hits = 0, cache_misses = 0, batches_done = 0, current_batch = 0, run_processed_start = 0, ocr_pages = 0"
@@ -378,13 +429,17 @@ class JobStore:
         with self._tx() as db:
             db.execute("UPDATE jobs SET ocr_pages = ?, heartbeat = ? WHERE id = ?", (pages, time.time(), job_id))
 
-    def add_items(self, job_id: str, rows: Sequence[tuple[int, str | None, dict[str, Any] | None, str, str, str]]) -> None:
-        """Add planned items: (seq, uuid, memory dict or None, item name, state, reason).
+    def add_items(self, job_id: str, rows: Sequence[tuple[int, str | None, dict[str, Any] | None, str, str, str]],
+                  warnings: Sequence[Any] = ()) -> None:
+        """Add planned items: (seq, uuid, memory dict or None, item name, state, reason),
+        and warnings about files that were still read (anything with .item and .reason).
         An item whose memory an earlier item of the job already has is settled at once as
         unchanged, so each memory is written once per job."""
-        if not rows:
+        if not rows and not warnings:
             return
         with self._tx() as db:
+            db.executemany("INSERT INTO warnings (job_id, item, reason) VALUES (?, ?, ?)",
+                           [(job_id, w.item, w.reason) for w in warnings])
             uuids = list({r[1] for r in rows if r[1]})
             seen: dict[str, str] = {}
             for start in range(0, len(uuids), 500):
@@ -619,15 +674,52 @@ class JobStore:
                  counts.get("failed", 0), job_id),
             )
 
-    def failed_items(self, job_id: str, limit: int | None = None) -> list[FailedItem]:
-        sql = "SELECT seq, item, reason, error_type, memory FROM items WHERE job_id = ? AND state = 'failed' ORDER BY seq"
-        rows = self._rows(sql + (" LIMIT ?" if limit else ""), (job_id, limit) if limit else (job_id,))
+    def failed_items(self, job_id: str, limit: int = FAILED_PAGE, offset: int = 0, after_seq: int = -1) -> list[FailedItem]:
+        """One page of a job's failed items, in item order: `limit` of them after `offset`
+        (for numbered pages) or after item `after_seq` (for walking them all)."""
+        rows = self._rows(
+            "SELECT seq, item, reason, error_type, memory FROM items WHERE job_id = ? AND state = 'failed' AND seq > ?"
+            " ORDER BY seq LIMIT ? OFFSET ?",
+            (job_id, after_seq, limit, offset),
+        )
         out = []
         for r in rows:
             content = json.loads(r["memory"])["content"] if r["memory"] else ""
             preview = content[:120] + ("…" if len(content) > 120 else "")
             out.append(FailedItem(r["seq"], r["item"], r["reason"], r["error_type"], preview, r["memory"] is not None))
         return out
+
+    def iter_failed_items(self, job_id: str, page: int = FAILED_PAGE) -> Iterator[FailedItem]:
+        """Every failed item of a job, read a page at a time (a million never sit in memory)."""
+        after = -1
+        while True:
+            items = self.failed_items(job_id, limit=page, after_seq=after)
+            yield from items
+            if len(items) < page:
+                return
+            after = items[-1].seq
+
+    def failed_counts(self, job_id: str) -> tuple[int, int]:
+        """(failed items, how many of them can be retried), counted by the database."""
+        row = self._one("SELECT COUNT(*), COUNT(memory) FROM items WHERE job_id = ? AND state = 'failed'", (job_id,))
+        return (int(row[0]), int(row[1])) if row else (0, 0)
+
+    def write_failed_csv(self, job_id: str, out: TextIO) -> int:
+        """The job's failed items as CSV (the columns people read), a page at a time;
+        returns how many rows were written."""
+        writer = csv.writer(out)
+        writer.writerow(FAILED_COLUMNS)
+        n = 0
+        for item in self.iter_failed_items(job_id):
+            writer.writerow(failed_row(item).values())
+            n += 1
+        return n
+
+    def warnings(self, job_id: str, limit: int = FAILED_PAGE) -> tuple[int, list[tuple[str, str]]]:
+        """(how many warnings the job's files gave, the first `limit` as (item, reason))."""
+        count = self._one("SELECT COUNT(*) FROM warnings WHERE job_id = ?", (job_id,))
+        rows = self._rows("SELECT item, reason FROM warnings WHERE job_id = ? ORDER BY rowid LIMIT ?", (job_id, limit))
+        return (int(count[0]) if count else 0), [(r["item"], r["reason"]) for r in rows]
 
     def errors_by_type(self, job_id: str) -> dict[str, int]:
         return {
@@ -643,31 +735,172 @@ class JobStore:
         return BatchMetrics.from_batches(self.batches(job_id), self.errors_by_type(job_id))
 
     # --- plumbing --------------------------------------------------------------------
+    def _open(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(str(self.path), timeout=self.timeout, check_same_thread=False, isolation_level=None)
+        try:
+            db.execute(f"PRAGMA busy_timeout={int(self.timeout * 1000)}")
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(_SCHEMA)
+            for table, columns in _ADDED_COLUMNS.items():  # databases made before a column existed
+                have = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+                for name, decl in columns:
+                    if name not in have:
+                        db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
+        except sqlite3.Error:
+            db.close()
+            raise
+        return db
+
+    def _writer(self) -> sqlite3.Connection:
+        """The writing connection, opened if needed (call with `_lock` held)."""
+        if self._db is None:
+            with self._translated():
+                self._db = self._open()
+            self._schema_ready = True
+        return self._db
+
+    @contextmanager
+    def _translated(self, reading: bool = False) -> Iterator[None]:
+        """sqlite3 and OS errors become JobStoreError with a plain reason. After a failure
+        that may have spoiled the connection (read-only, I/O, cannot open) it is closed, so
+        the next call opens the database afresh."""
+        try:
+            yield
+        except (sqlite3.Error, OSError) as e:
+            raise self._failure(e, reading) from e
+
+    def _failure(self, e: BaseException, reading: bool) -> JobStoreError:
+        error = _explain_db_error(e, self.path, self.timeout)
+        if error.kind in ("read_only", "cannot_open", "io"):
+            self._drop(reading)
+        return error
+
+    def _drop(self, reading: bool) -> None:
+        db = self._reader if reading else self._db
+        if reading:
+            self._reader = None
+        else:
+            self._db = None
+        if db is not None:
+            try:
+                db.close()
+            except sqlite3.Error:
+                pass  # closing a connection that already failed; the next call opens a new one
+
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        with self._lock:
-            cur = self._db.execute(sql, params)
-            cur.row_factory = sqlite3.Row
-            return cur.fetchall()
+        with self._read_lock:
+            if self._reader is None:
+                if not self._schema_ready:
+                    with self._lock:
+                        self._writer()  # the schema exists before anything reads it
+                with self._translated(reading=True):
+                    self._reader = sqlite3.connect(str(self.path), timeout=self.timeout, check_same_thread=False,
+                                                   isolation_level=None)
+            with self._translated(reading=True):
+                cur = self._reader.execute(sql, params)
+                cur.row_factory = sqlite3.Row
+                return cur.fetchall()
 
     def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        with self._lock:
-            return self._db.execute(sql, params).fetchone()
+        rows = self._rows(sql, params)
+        return rows[0] if rows else None
+
+
+def _explain_db_error(e: BaseException, path: Path, timeout: float) -> JobStoreError:
+    """A database failure in the user's words, with what to do about it."""
+    name = getattr(e, "sqlite_errorname", "") or ""
+    text = str(e).lower()
+    folder = path.parent
+    code = getattr(e, "errno", None)
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in text:
+        return JobStoreError("locked", f"the job database {path} is locked by another process (waited {timeout:g} s "
+                                       "for it); nothing was changed: try again when that process has finished writing")
+    if name == "SQLITE_FULL" or code == errno.ENOSPC or "disk is full" in text or _disk_full(folder):
+        return JobStoreError("disk_full", f"the disk holding the data directory {folder} is full; nothing was changed: "
+                                          "free some space there and memsys carries on (no restart needed)")
+    if name.startswith("SQLITE_READONLY") or code == errno.EROFS or not _writable(folder):
+        return JobStoreError("read_only", f"the data directory {folder} is read-only; nothing was changed: make it "
+                                          "writable and memsys carries on (no restart needed)")
+    if name.startswith("SQLITE_CANTOPEN") or isinstance(e, OSError):
+        return JobStoreError("cannot_open", f"the job database {path} cannot be opened ({e}): check that the data "
+                                            "directory exists and that memsys may write there")
+    return JobStoreError("io", f"the job database {path} could not be read or written ({e}); nothing was changed: "
+                               "try again, and check the disk if it keeps happening")
+
+
+def _writable(folder: Path) -> bool:
+    """Whether this process may write in `folder` (False on a read-only mount, even for root)."""
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    return os.access(probe, os.W_OK)
+
+
+def _disk_full(folder: Path) -> bool:
+    try:
+        return shutil.disk_usage(folder).free == 0
+    except OSError:
+        return False
+
+
+FAILED_COLUMNS = ("Item", "Reason", "Kind of error", "Can retry", "Content")
+
+
+def failed_row(item: FailedItem) -> dict[str, Any]:
+    """A failed item as people read it: the table on screen and the CSV download."""
+    return dict(zip(FAILED_COLUMNS, (
+        item.item, item.reason, item.error_type or "unknown", "yes" if item.retryable else "no (fix the file)",
+        item.content_preview,
+    )))
 
 
 class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT on the writing connection, holding the store's lock.
+    Whatever fails (BEGIN, a statement, COMMIT), the transaction is rolled back and the
+    lock released before the error goes on as a JobStoreError."""
+
     def __init__(self, store: JobStore) -> None:
         self._store = store
 
     def __enter__(self) -> sqlite3.Connection:
-        self._store._lock.acquire()
-        self._store._db.execute("BEGIN IMMEDIATE")
-        return self._store._db
+        store = self._store
+        store._lock.acquire()
+        try:
+            db = store._writer()
+            with store._translated():
+                db.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            store._lock.release()
+            raise
+        return db
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        store = self._store
         try:
-            self._store._db.execute("ROLLBACK" if exc_type else "COMMIT")
+            if exc_type is None:
+                try:
+                    with store._translated():
+                        store._writer().execute("COMMIT")
+                except JobStoreError:
+                    self._rollback()
+                    raise
+                return
+            self._rollback()
+            if isinstance(exc, (sqlite3.Error, OSError)):
+                raise store._failure(exc, reading=False) from exc
         finally:
-            self._store._lock.release()
+            store._lock.release()
+
+    def _rollback(self) -> None:
+        db = self._store._db
+        if db is None or not db.in_transaction:
+            return  # SQLite rolled it back itself, or the connection was dropped (which rolls back)
+        try:
+            db.execute("ROLLBACK")
+        except sqlite3.Error:
+            self._store._drop(reading=False)  # closing the connection rolls the transaction back
 
 
 class JobRunner:
@@ -684,11 +917,18 @@ class JobRunner:
         self._thread.start()
 
     def submit(self, job_id: str) -> None:
+        """Queue a job. If the store cannot record that (JobStoreError), nothing is queued
+        and the runner is not left busy."""
         with self._lock:
             if job_id in self._queued:
                 return
             self._queued.add(job_id)
-        self.store.mark_queued(job_id)
+        try:
+            self.store.mark_queued(job_id)
+        except BaseException:
+            with self._lock:
+                self._queued.discard(job_id)
+            raise
         self._queue.put(job_id)
 
     def is_busy(self) -> bool:
@@ -730,17 +970,35 @@ class JobRunner:
             time.sleep(poll)
 
     def _loop(self) -> None:
+        """Take jobs one by one for the life of the process. Nothing a job does ends this
+        loop: a job that raises is marked failed with its reason (shown at once, written
+        when the database takes it), and the next job is taken."""
         while True:
-            job_id = self._queue.get()
             try:
-                job = self.store.get(job_id)
-                if job is not None and job.state != "cancelled":
-                    self._run_job(job_id)
-            except Exception as e:  # noqa: BLE001 - recorded on the job; the runner must live on
-                self.store.set_state(job_id, "failed", f"the import stopped: {type(e).__name__}")
+                job_id = self._queue.get(timeout=_RECORD_RETRY_SECONDS)
+            except queue.Empty:
+                self.store.flush_unrecorded()
+                continue
+            try:
+                self._run_one(job_id)
             finally:
                 with self._lock:
                     self._queued.discard(job_id)
+
+    def _run_one(self, job_id: str) -> None:
+        try:
+            job = self.store.get(job_id)
+            if job is not None and job.state != "cancelled":
+                self._run_job(job_id)
+        except Exception as e:  # noqa: BLE001 - any error is this job's; the runner lives on
+            self.store.record_stop(job_id, "failed", _stopped_because(e))
+
+
+def _stopped_because(e: BaseException) -> str:
+    message = str(e)
+    if isinstance(e, JobStoreError) or not message:
+        return f"the import stopped: {message or type(e).__name__}"
+    return f"the import stopped: {type(e).__name__}: {scrub(message)[:300]}"
 
 
 def iter_chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:

@@ -29,7 +29,7 @@ from memsys.embeddings.router import EmbeddingResult, EmbeddingRouter
 from memsys.errors import EmbeddingProviderError, InputTooLongError, scrub
 from memsys.ingest.chunking import ChunkSettings
 from memsys.ingest.documents import FieldMapping, MemoryDefaults, iter_memories
-from memsys.ingest.readers import InputProblem, OcrSettings, ReadTally
+from memsys.ingest.readers import InputProblem, OcrSettings, ReadCancelled, ReadLimits, ReadTally
 from memsys.jobs import JobDocument, JobProgress, JobStore, PendingItem
 from memsys.metrics import BatchRecord
 from memsys.models import Memory
@@ -95,6 +95,11 @@ class ImportRequest:
             origin=data.get("origin", ""),
             mirror=bool(data.get("mirror", False)),
         )
+
+
+def read_limits(settings: Settings) -> ReadLimits:
+    """What one file may cost an import (README, "Limits on what is read")."""
+    return ReadLimits(seconds_per_file=settings.read_seconds_per_file)
 
 
 def embedder_name(provider: EmbeddingProvider) -> str:
@@ -223,7 +228,7 @@ class ImportPipeline:
                     self._remove_gone(job_id, request.origin)
                 jobs.set_state(job_id, "completed")
         except Exception as e:  # noqa: BLE001 - recorded on the job, which stays resumable
-            jobs.set_state(job_id, "failed", self._plain(e))
+            jobs.record_stop(job_id, "failed", self._plain(e))
         final = jobs.require(job_id)
         if on_progress:
             on_progress(final)
@@ -249,33 +254,49 @@ class ImportPipeline:
             model=provider.model,
             ocr=ocr_settings(self.system.settings),
             tally=tally,
+            limits=read_limits(self.system.settings),
+            cancelled=lambda: jobs.cancel_requested(job_id),  # asked while a file is read: cancel acts inside it
         )
         rows: list[tuple[int, str | None, dict[str, Any] | None, str, str, str]] = []
+        warnings: list[InputProblem] = []
         documents: dict[str, tuple[Memory, Any, int]] = {}  # id -> (first chunk, hash so far, chunks)
-        for seq, piece in enumerate(pieces):
-            if not isinstance(piece, InputProblem) and piece.document_id:
-                first, digest, n = documents.get(piece.document_id) or (piece, hashlib.sha256(), 0)
-                digest.update(piece.content_hash.encode("ascii"))
-                documents[piece.document_id] = (first, digest, n + 1)
-            if isinstance(piece, InputProblem):
-                rows.append((seq, None, None, piece.item, "failed", piece.reason))
-                if request.config.log_errors:
-                    log.warning("job %s: %s failed: %s", job_id, piece.item, piece.reason)
-            else:
-                rows.append((seq, piece.uuid, piece.to_dict(), item_name(piece), "pending", ""))
-            if len(rows) >= _PLAN_CHUNK:
-                jobs.add_items(job_id, rows)
-                rows = []
-                if on_progress:
-                    on_progress(jobs.require(job_id))
-                if jobs.cancel_requested(job_id):
-                    return  # unplanned: a resume plans again from the spooled files
-        jobs.add_items(job_id, rows)
+        seq = 0
+        try:
+            for piece in pieces:
+                if isinstance(piece, InputProblem) and piece.warning:
+                    warnings.append(piece)  # the file is still read; the warning is kept with the job
+                    continue
+                if not isinstance(piece, InputProblem) and piece.document_id:
+                    first, digest, n = documents.get(piece.document_id) or (piece, hashlib.sha256(), 0)
+                    digest.update(piece.content_hash.encode("ascii"))
+                    documents[piece.document_id] = (first, digest, n + 1)
+                self._plan_piece(job_id, request, seq, piece, rows)
+                seq += 1
+                if len(rows) >= _PLAN_CHUNK:
+                    jobs.add_items(job_id, rows, warnings)
+                    rows, warnings = [], []
+                    if on_progress:
+                        on_progress(jobs.require(job_id))
+                    if jobs.cancel_requested(job_id):
+                        return  # unplanned: a resume plans again from the spooled files
+        except ReadCancelled:
+            return  # unplanned, as above
+        jobs.add_items(job_id, rows, warnings)
         jobs.add_documents(job_id, (
             JobDocument(doc_id, first.project, first.repo, first.source_file, digest.hexdigest(), n)
             for doc_id, (first, digest, n) in documents.items()
         ))
         jobs.finish_planning(job_id)
+
+    @staticmethod
+    def _plan_piece(job_id: str, request: ImportRequest, seq: int, piece: Memory | InputProblem,
+                    rows: list[tuple[int, str | None, dict[str, Any] | None, str, str, str]]) -> None:
+        if isinstance(piece, InputProblem):
+            rows.append((seq, None, None, piece.item, "failed", piece.reason))
+            if request.config.log_errors:
+                log.warning("job %s: %s failed: %s", job_id, piece.item, piece.reason)
+        else:
+            rows.append((seq, piece.uuid, piece.to_dict(), item_name(piece), "pending", ""))
 
     # --- keeping the store equal to the documents ----------------------------------------
     def _remove_stale(self, job_id: str) -> None:

@@ -5,10 +5,18 @@ or an absolute path raises UnsafeNameError and nothing is written outside the sp
 """
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import stat
 import uuid
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Sequence
+
+# Beside a copied folder's files: what could not be copied and why (a named pipe, a socket,
+# an unreadable file), so the import names each of them instead of refusing the folder.
+# Hidden, so readers never take it for input.
+NOT_COPIED = ".memsys-not-copied.json"
 
 
 class UnsafeNameError(ValueError):
@@ -35,6 +43,52 @@ def spool_path(spool_dir: Path, name: str) -> Path:
     if not target.is_relative_to(spool_dir.resolve()):
         raise UnsafeNameError(f"{name!r} would be saved outside the upload folder; not saved")
     return target
+
+
+def special_file_reason(mode: int) -> str:
+    """Why a folder entry that is not a regular file is skipped, by its kind."""
+    if stat.S_ISFIFO(mode):
+        return "is a named pipe (FIFO), not a file; skipped without opening it"
+    if stat.S_ISSOCK(mode):
+        return "is a socket, not a file; skipped"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "is a device, not a file; skipped"
+    return "is not a regular file; skipped"
+
+
+def not_copied(folder: Path) -> list[tuple[str, str]]:
+    """(name relative to `folder`, reason) of every entry its copy left out."""
+    try:
+        return [(str(name), str(reason)) for name, reason in json.loads((folder / NOT_COPIED).read_text("utf-8"))]
+    except FileNotFoundError:
+        return []
+
+
+class _FolderCopy:
+    """Copies a folder's regular files; anything else (a FIFO is never opened) or a file
+    that cannot be read is written down in NOT_COPIED instead of failing the whole copy."""
+
+    def __init__(self, source: Path, target: Path) -> None:
+        self.source, self.target = source, target
+        self.left_out: list[tuple[str, str]] = []
+
+    def copy(self, src: str, dst: str) -> str:
+        name = Path(src).relative_to(self.source).as_posix()
+        try:
+            mode = os.stat(src).st_mode
+            if not stat.S_ISREG(mode):
+                self.left_out.append((name, special_file_reason(mode)))
+                return dst
+            return str(shutil.copy2(src, dst))
+        except OSError as e:
+            self.left_out.append((name, f"could not be read: {e.strerror or e}"))
+            return dst
+
+    def run(self) -> None:
+        shutil.copytree(self.source, self.target, symlinks=True, ignore=shutil.ignore_patterns(".git"),
+                        copy_function=self.copy)
+        if self.left_out:
+            (self.target / NOT_COPIED).write_text(json.dumps(self.left_out, ensure_ascii=False), "utf-8")
 
 
 class Spool:
@@ -92,7 +146,7 @@ class Spool:
             path = Path(raw)
             target = spool_path(folder, path.resolve().name or "input")
             if path.is_dir():
-                shutil.copytree(path, target, symlinks=True, ignore=shutil.ignore_patterns(".git"))
+                _FolderCopy(path, target).run()
             elif path.is_file():
                 shutil.copy2(path, target)
             else:

@@ -238,13 +238,15 @@ def test_binary_file_is_reported(folder: Path) -> None:
     assert good_file_imported(memories)
 
 
-def test_undecodable_bytes_are_reported(folder: Path) -> None:
+def test_a_few_bad_bytes_in_a_utf8_file_are_replaced_and_counted_in_a_warning(folder: Path) -> None:
     text = ("这是一个测试文件，用于检查编码。" * 20).encode("utf-8")
-    write(folder / "mangled.txt", text[:100] + b"\xff\xfe\xfd" + text[100:])
+    write(folder / "mangled.txt", text[:99] + b"\xff\xfe\xfd" + text[99:])
     memories, problems = run([folder])
-    problem = only_problem(problems)
-    assert problem.item == "upload/mangled.txt"
-    assert problem.reason.startswith("could not be decoded")
+    warning = only_problem(problems)
+    assert (warning.item, warning.warning) == ("upload/mangled.txt", True)
+    assert warning.reason.startswith("3 byte(s) were not valid UTF-8 and were replaced")
+    read = "".join(m.content for m in memories if m.source_file == "upload/mangled.txt")
+    assert read.count("\ufffd") == 3 and "用于检查编码" in read
     assert good_file_imported(memories)
 
 
@@ -339,27 +341,27 @@ def test_csv_mapping_to_a_missing_column_is_reported(folder: Path) -> None:
     assert good_file_imported(memories)
 
 
-def test_csv_row_with_bad_bytes_after_the_first_block_is_reported_and_the_rest_still_import(folder: Path) -> None:
+def test_csv_row_with_bad_bytes_after_the_first_block_is_read_with_them_replaced_and_a_warning(folder: Path) -> None:
     rows = [f"row {i} is plain UTF-8 text,p\n".encode() for i in range(5000)]  # > 64 KiB
     rows[4000] = b"bad \xff\xfe row,p\n"
     write(folder / "data.csv", b"content,project\n" + b"".join(rows))
     memories, problems = run([folder])
-    problem = only_problem(problems)
-    assert problem.item == "upload/data.csv row 4002"
-    assert problem.reason.startswith("has bytes that are not valid utf-8 text")
-    assert len([m for m in memories if m.source_file == "upload/data.csv"]) == 4999
+    warning = only_problem(problems)
+    assert (warning.item, warning.warning) == ("upload/data.csv", True)
+    assert warning.reason.startswith("2 byte(s) were not valid UTF-8")
+    assert len([m for m in memories if m.source_file == "upload/data.csv"]) == 5000
     assert good_file_imported(memories)
 
 
-def test_jsonl_line_with_bad_bytes_after_the_first_block_is_reported(folder: Path) -> None:
+def test_jsonl_line_with_bad_bytes_after_the_first_block_is_read_with_them_replaced_and_a_warning(folder: Path) -> None:
     lines = [b'{"content": "line %d is fine"}\n' % i for i in range(3000)]  # > 64 KiB
     lines[2500] = b'{"content": "bad \xff"}\n'
     write(folder / "data.jsonl", b"".join(lines))
     memories, problems = run([folder])
-    problem = only_problem(problems)
-    assert problem.item == "upload/data.jsonl line 2501"
-    assert problem.reason.startswith("has bytes that are not valid utf-8 text")
-    assert len([m for m in memories if m.source_file == "upload/data.jsonl"]) == 2999
+    warning = only_problem(problems)
+    assert (warning.item, warning.warning) == ("upload/data.jsonl", True)
+    assert warning.reason.startswith("1 byte(s) were not valid UTF-8")
+    assert len([m for m in memories if m.source_file == "upload/data.jsonl"]) == 3000
 
 
 def test_undecodable_csv_is_reported(folder: Path) -> None:

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from memsys.config import LOCAL_MODEL
 from memsys.ingest.chunking import Chunker, ChunkSettings
 from memsys.ingest.readers import FieldMapping, InputProblem, OcrSettings, ReadLimits, ReadTally, SourceText, read_sources
+from memsys.ingest.readers.isolation import ChunkPlan
 from memsys.models import Memory, MemoryValidationError
 
 __all__ = [
@@ -55,6 +56,7 @@ def iter_memories(
     ocr: OcrSettings | None = None,
     tally: ReadTally | None = None,
     estimate_only: bool = False,
+    cancelled: Callable[[], bool] | None = None,
 ) -> Iterator[Memory | InputProblem]:
     """Every memory the files at `paths` make, in order, and an InputProblem for every
     file, page or row that cannot become one.
@@ -63,21 +65,34 @@ def iter_memories(
     `source_location` ("page 3", "row 12", "line 40") and `chunk_index` (0, 1, ... within
     that location). Chunks fit `provider`/`model`'s token limit. Settings that cannot work
     (chunks over the model's limit) raise ConfigError here, before anything is read.
-    `ocr`, `tally` and `estimate_only` go to `read_sources` (scanned pages by OCR).
+    `ocr`, `tally` and `estimate_only` go to `read_sources` (scanned pages by OCR);
+    `cancelled` is asked while a file is read (ReadCancelled stops the read inside it).
     """
     chunker = Chunker.for_model(provider, model, chunking)
-    pieces = read_sources(paths, mapping=mapping, limits=limits, ocr=ocr, tally=tally, estimate_only=estimate_only)
+    # Read in worker processes, the text is cut into memories there too (`plan`); read in
+    # this process (limits.isolate off), it is cut here.
+    plan = ChunkPlan(defaults, provider, model, chunking)
+    pieces = read_sources(paths, mapping=mapping, limits=limits, ocr=ocr, tally=tally, estimate_only=estimate_only,
+                          cancelled=cancelled, plan=plan)
     return _iter_memories(pieces, defaults, chunker)
 
 
 def _iter_memories(
-    pieces: Iterator[SourceText | InputProblem], defaults: MemoryDefaults, chunker: Chunker
+    pieces: Iterator[Any], defaults: MemoryDefaults, chunker: Chunker
 ) -> Iterator[Memory | InputProblem]:
     for piece in pieces:
-        if isinstance(piece, InputProblem):
+        if isinstance(piece, (InputProblem, Memory)):
             yield piece
-        else:
-            yield from memories_from_source(piece, defaults, chunker)
+            continue
+        try:
+            memories = list(memories_from_source(piece, defaults, chunker))
+        except MemoryError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a piece that cannot be chunked is that piece's problem
+            where = f"{piece.source_file} {piece.location}".strip()
+            yield InputProblem(where, f"could not be cut into chunks ({type(e).__name__}: {str(e)[:200]})")
+            continue
+        yield from memories
 
 
 def memories_from_source(

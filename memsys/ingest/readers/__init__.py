@@ -15,6 +15,7 @@ spool). One module per concern:
 - `structured`: csv/tsv, jsonl, json, and the columns a file offers for mapping;
 - `sheets`: xlsx (streamed); `slides`: pptx; `ebooks`: epub; `mail`: eml;
 - `archives`: zip;
+- `isolation`: each file read in a worker process within the time and memory limits;
 - `reading`: `read_sources`, the walk over paths and the reader of each format.
 """
 from memsys.ingest.readers.documents import html_to_text
@@ -32,7 +33,8 @@ from memsys.ingest.readers.formats import (
     format_of,
 )
 from memsys.ingest.readers.ocr import OCR_SECONDS_PER_PAGE, OcrSettings
-from memsys.ingest.readers.reading import read_sources
+from memsys.ingest.readers.isolation import ReadCancelled, reader_pool
+from memsys.ingest.readers.reading import display_name, read_sources
 from memsys.ingest.readers.sources import (
     MAPPED_FIELDS,
     USUAL_NAMES,
@@ -54,6 +56,7 @@ __all__ = [
     "MAPPED_FIELDS",
     "OCR_SECONDS_PER_PAGE",
     "PREFERRED_ENCODINGS",
+    "ReadCancelled",
     "SUPPORTED",
     "TEXT_SUFFIXES",
     "UPLOAD_CAPTION",
@@ -70,6 +73,7 @@ __all__ = [
     "UndecodableError",
     "UnsafeNameError",
     "decode_bytes",
+    "display_name",
     "detect_encoding",
     "format_of",
     "guess_delimiter",
@@ -77,6 +81,7 @@ __all__ = [
     "html_to_text",
     "is_safe_relative_name",
     "read_sources",
+    "reader_pool",
     "spool_path",
     "structured_columns",
 ]

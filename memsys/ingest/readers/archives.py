@@ -4,8 +4,9 @@ extracted (so no entry name can write outside the spool), within the archive lim
 """
 from __future__ import annotations
 
+import struct
 import zipfile
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Iterator
 
 from memsys.ingest.readers.sources import InputProblem, Item, ReadContext, SourceText, human_size
@@ -22,9 +23,38 @@ def _zip_entry_name(info: zipfile.ZipInfo) -> str:
         return info.filename
 
 
+def declared_entries(path: Path) -> int | None:
+    """How many entries a zip says it has, from its end-of-central-directory record alone
+    (so an archive of a million entries is refused before a million ZipInfo objects are
+    built); None when the record cannot be found (zipfile then says what is wrong)."""
+    with path.open("rb") as f:
+        f.seek(0, 2)
+        size = f.tell()
+        f.seek(max(0, size - (1 << 16) - 22))
+        tail = f.read()
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or len(tail) < at + 22:
+        return None
+    count = struct.unpack("<H", tail[at + 10:at + 12])[0]
+    if count == 0xFFFF:  # zip64: the real count is in the zip64 record before it
+        at64 = tail.rfind(b"PK\x06\x06", 0, at)
+        if at64 < 0 or len(tail) < at64 + 40:
+            return None
+        count = struct.unpack("<Q", tail[at64 + 32:at64 + 40])[0]
+    return int(count)
+
+
 def read_zip(item: Item, ctx: ReadContext) -> Iterator[SourceText | InputProblem]:
     if item.path is None:
         yield InputProblem(item.name, "is a zip archive inside a zip archive; unpack the outer one first")
+        return
+    declared = declared_entries(item.path)
+    if declared is not None and declared > ctx.limits.max_archive_entries:
+        yield InputProblem(
+            item.name,
+            f"has {declared:,} files; the limit is {ctx.limits.max_archive_entries:,} per archive "
+            "(nothing was imported from it)",
+        )
         return
     try:
         archive = zipfile.ZipFile(item.path)

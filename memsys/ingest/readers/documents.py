@@ -13,7 +13,8 @@ from memsys.ingest.readers.sources import InputProblem, Item, ReadContext, Sourc
 
 
 def read_text(item: Item, ctx: ReadContext) -> Iterator[SourceText | InputProblem]:
-    text = text_of(item, ctx.limits)
+    text, warnings = text_of(item, ctx.limits)
+    yield from warnings
     if isinstance(text, InputProblem):
         yield text
     else:
@@ -102,7 +103,8 @@ def page_text(html: str) -> str:
 
 
 def read_html(item: Item, ctx: ReadContext) -> Iterator[SourceText | InputProblem]:
-    html = text_of(item, ctx.limits)
+    html, warnings = text_of(item, ctx.limits)
+    yield from warnings
     if isinstance(html, InputProblem):
         yield html
         return

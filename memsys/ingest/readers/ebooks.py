@@ -12,7 +12,7 @@ from typing import Any, Iterator
 
 from memsys.ingest.readers.documents import html_to_text
 from memsys.ingest.readers.encoding import UndecodableError, decode_bytes
-from memsys.ingest.readers.sources import InputProblem, Item, ReadContext, SourceText, read_bytes
+from memsys.ingest.readers.sources import InputProblem, Item, ReadContext, SourceText, check_expansion, read_bytes
 
 _TITLE_CHARACTERS = 80
 
@@ -21,6 +21,7 @@ def read_epub(item: Item, ctx: ReadContext) -> Iterator[SourceText | InputProble
     from ebooklib import ITEM_DOCUMENT, epub
 
     source = item.path if item.path is not None else io.BytesIO(read_bytes(item, ctx.limits.max_file_bytes))
+    check_expansion(source, ctx.limits.max_file_bytes)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # ebooklib warns about its own future defaults

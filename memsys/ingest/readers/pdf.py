@@ -13,7 +13,7 @@ from typing import Any, Iterator
 
 from memsys.ingest.readers.encoding import normalise_text
 from memsys.ingest.readers.ocr import OcrFailedError, OcrUnavailableError, check_available, read_image
-from memsys.ingest.readers.sources import InputProblem, Item, ReadContext, SourceText, read_bytes
+from memsys.ingest.readers.sources import InputProblem, Item, LimitError, ReadContext, SourceText, read_bytes
 
 # PDFium is not thread-safe; the job runner and a preview may read PDFs at the same time.
 _PDFIUM = threading.Lock()
@@ -36,8 +36,18 @@ def read_pdf(item: Item, ctx: ReadContext) -> Iterator[SourceText | InputProblem
         if reader.is_encrypted and not reader.decrypt(""):
             yield InputProblem(item.name, "is password-protected; remove the password and import it again")
             return
+        if len(reader.pages) > ctx.limits.max_pdf_pages:
+            raise LimitError(f"has {len(reader.pages):,} pages; the limit is {ctx.limits.max_pdf_pages:,} per PDF")
+        # Pages that share their content stream (one stream drawn on many pages) have the
+        # same text: extract it once, not once per page.
+        extracted: dict[object, str] = {}
         for number, page in enumerate(reader.pages, start=1):
-            text = normalise_text(page.extract_text() or "").strip()
+            key = _content_key(page)
+            if key is None or key not in extracted:
+                extracted[key] = normalise_text(page.extract_text() or "").strip()
+            text = extracted[key]
+            if key is None:
+                del extracted[key]
             if text:
                 pages[number] = SourceText(text, item.name, f"page {number}")
             else:
@@ -46,6 +56,8 @@ def read_pdf(item: Item, ctx: ReadContext) -> Iterator[SourceText | InputProblem
     except FileNotDecryptedError:
         yield InputProblem(item.name, "is password-protected; remove the password and import it again")
         return
+    except (LimitError, RecursionError, MemoryError):
+        raise  # named by read_item in its own words
     except Exception as e:  # noqa: BLE001 - pypdf raises many kinds of error on damaged files
         yield InputProblem(item.name, f"is damaged and could not be read as a PDF ({type(e).__name__}: {e})")
         return
@@ -128,3 +140,13 @@ def _render(page: Any, dpi: int) -> bytes:
     out = io.BytesIO()
     image.save(out, "PNG")
     return out.getvalue()
+
+
+def _content_key(page: object) -> object:
+    """What identifies a page's content stream(s): their object numbers, or None when the
+    content is inline (then it cannot be shared)."""
+    contents = page.get("/Contents")  # type: ignore[attr-defined]
+    refs = contents if isinstance(contents, list) else [contents]
+    if not refs or any(getattr(r, "idnum", None) is None for r in refs):
+        return None
+    return tuple((r.idnum, r.generation) for r in refs)

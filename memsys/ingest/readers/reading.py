@@ -1,14 +1,18 @@
 """The entry point: `read_sources` walks files, folders and archives in order and
 hands each file to the reader of its format (the registry below, keyed by the names in
 `formats.FORMATS`). Anything that cannot be read becomes an `InputProblem` for that file
-alone, so one broken file never stops the others.
+alone, so one broken file never stops the others: whatever a parser raises, and whatever
+it costs (each file on disk is read in a worker process within `ReadLimits`, see
+`isolation`).
 """
 from __future__ import annotations
 
 import os
+import stat
+import unicodedata
 import zipfile
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, BinaryIO, Callable, Sequence
 
 from memsys.ingest.readers import archives, documents, ebooks, mail, pdf, sheets, slides, structured, word
 from memsys.ingest.readers.encoding import UndecodableError
@@ -18,6 +22,7 @@ from memsys.ingest.readers.sources import (
     FieldMapping,
     InputProblem,
     Item,
+    LimitError,
     Pieces,
     ReadContext,
     ReadLimits,
@@ -25,6 +30,8 @@ from memsys.ingest.readers.sources import (
     TooLargeError,
     human_size,
 )
+from memsys.spool import not_copied
+from memsys.spool import special_file_reason as _not_a_file
 
 # The reader of each format in formats.FORMATS, by its name.
 READERS: dict[str, Callable[[Item, ReadContext], Pieces]] = {
@@ -54,58 +61,150 @@ def read_sources(
     ocr: OcrSettings | None = None,
     tally: ReadTally | None = None,
     estimate_only: bool = False,
+    cancelled: Callable[[], bool] | None = None,
+    plan: Any = None,
 ) -> Pieces:
     """Read files, folders (recursively) and zip archives, in order. A folder's files are
     named "<folder>/<relative path>"; hidden files and folders (".git", ".DS_Store") are
     left out; anything else that cannot be read yields an InputProblem saying why.
     `tally` counts what the read did (OCR pages); `estimate_only` counts scanned pages
-    instead of reading them by OCR (for a quick preview)."""
-    ctx = ReadContext(
-        mapping or FieldMapping(),
-        limits or ReadLimits(),
-        lambda entry: read_item(entry, ctx),
-        ocr=ocr or OcrSettings(),
-        tally=tally if tally is not None else ReadTally(),
-        estimate_only=estimate_only,
-    )
+    instead of reading them by OCR (for a quick preview). `cancelled` is asked every
+    quarter second while a file is read; when it says yes, ReadCancelled is raised. With a
+    `plan` (isolation.ChunkPlan) the worker also cuts the text into memories, and those are
+    yielded instead of the text."""
+    ctx = make_context(mapping or FieldMapping(), limits or ReadLimits(), ocr or OcrSettings(),
+                       tally if tally is not None else ReadTally(), estimate_only)
     for raw in paths:
         path = Path(raw)
-        if path.is_dir():
-            yield from _read_folder(path, ctx)
-        elif path.is_file():
-            yield from _read_disk_file(path, path.name, ctx)
+        name = display_name(path.name or str(path))
+        try:
+            mode = path.stat().st_mode
+        except OSError as e:
+            yield InputProblem(name, "does not exist or is not a file or folder" if isinstance(e, FileNotFoundError)
+                               else f"could not be read: {e.strerror or e}")
+            continue
+        if stat.S_ISDIR(mode):
+            yield from _read_folder(path, ctx, cancelled, plan)
+        elif stat.S_ISREG(mode):
+            yield from _read_disk_file(path, name, ctx, cancelled, plan)
         else:
-            yield InputProblem(path.name or str(path), "does not exist or is not a file or folder")
+            yield InputProblem(name, _not_a_file(mode))
 
 
-def _read_disk_file(path: Path, name: str, ctx: ReadContext) -> Pieces:
+def make_context(mapping: FieldMapping, limits: ReadLimits, ocr: OcrSettings, tally: ReadTally, estimate_only: bool,
+                 on_entry: Callable[[str], None] | None = None) -> ReadContext:
+    """The context of one read; `on_entry(name)` is told as each archive entry starts."""
+
+    def read_entry(entry: Item) -> Pieces:
+        if on_entry is not None:
+            on_entry(entry.name)
+        return read_item(entry, ctx)
+
+    ctx = ReadContext(mapping, limits, read_entry, ocr=ocr, tally=tally, estimate_only=estimate_only)
+    return ctx
+
+
+def display_name(name: str) -> str:
+    """A file name as it can be shown and stored: control characters (a newline) and
+    invisible formatting characters (a right-to-left override that makes "txt.exe" read
+    as "exe.txt") are written as escapes, so a name never disguises itself."""
+    return "".join(_escaped(c) if unicodedata.category(c) in ("Cc", "Cf") else c for c in name)
+
+
+def _escaped(c: str) -> str:
+    return repr(c)[1:-1] if c in "\n\r\t" else f"\\u{ord(c):04x}"
+
+
+def open_regular(path: Path) -> BinaryIO:
+    """Open a regular file for reading, never blocking on a FIFO swapped in meanwhile."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise IsADirectoryError(f"{path.name} {_not_a_file(mode)}") if stat.S_ISDIR(mode) else OSError(_not_a_file(mode))
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _read_disk_file(path: Path, name: str, ctx: ReadContext, cancelled: Callable[[], bool] | None, plan: Any) -> Pieces:
+    if ctx.limits.isolate:
+        from memsys.ingest.readers.isolation import reader_pool
+
+        yield from reader_pool().read(path, name, ctx, cancelled, plan)
+        return
     try:
         size = path.stat().st_size
     except OSError as e:
         yield InputProblem(name, f"could not be read: {e.strerror or e}")
         return
-    yield from read_item(Item(name, size, lambda: path.open("rb"), path), ctx)
+    yield from read_item(Item(name, size, lambda: open_regular(path), path), ctx)
 
 
-def _read_folder(root: Path, ctx: ReadContext) -> Pieces:
+def _read_folder(root: Path, ctx: ReadContext, cancelled: Callable[[], bool] | None, plan: Any) -> Pieces:
+    """Every file under `root`, in name order. Links are followed only to files inside the
+    folder; named pipes, sockets and devices are named and never opened; a folder that
+    cannot be listed is named; nothing here refuses the whole folder."""
     real_root = root.resolve()
-    for folder, dirs, files in os.walk(root):
+    for relative, reason in not_copied(root):  # entries the spool could not copy, and why
+        yield InputProblem(display_name(f"{root.name}/{relative}"), reason)
+    unlistable: list[OSError] = []
+    for folder, dirs, files in os.walk(root, onerror=unlistable.append):
+        while unlistable:
+            error = unlistable.pop(0)
+            yield InputProblem(_name_in(root, Path(error.filename or folder)),
+                               f"is a folder that could not be listed: {error.strerror or error}")
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for file_name in sorted(files):
             if file_name.startswith("."):
                 continue
             path = Path(folder) / file_name
-            name = f"{root.name}/{path.relative_to(root).as_posix()}"
-            if path.is_symlink() and not path.resolve().is_relative_to(real_root):
-                yield InputProblem(name, "is a link to a file outside the folder; links out are not followed")
-            elif not path.is_file():
-                yield InputProblem(name, "is not a regular file")
-            else:
-                yield from _read_disk_file(path, name, ctx)
+            name = _name_in(root, path)
+            try:
+                mode = path.lstat().st_mode
+                if stat.S_ISLNK(mode):
+                    if not path.resolve().is_relative_to(real_root):
+                        yield InputProblem(name, "is a link to a file outside the folder; links out are not followed")
+                        continue
+                    mode = path.stat().st_mode
+            except OSError as e:
+                yield InputProblem(name, f"could not be read: {e.strerror or e}")
+                continue
+            if stat.S_ISREG(mode):
+                yield from _read_disk_file(path, name, ctx, cancelled, plan)
+            elif not stat.S_ISDIR(mode):  # a link to a folder inside is walked as that folder
+                yield InputProblem(name, _not_a_file(mode))
+    for error in unlistable:
+        yield InputProblem(_name_in(root, Path(error.filename or root)),
+                           f"is a folder that could not be listed: {error.strerror or error}")
+
+
+def _name_in(root: Path, path: Path) -> str:
+    try:
+        relative = path.relative_to(root).as_posix()
+    except ValueError:
+        relative = path.name
+    return display_name(f"{root.name}/{relative}" if relative != "." else root.name)
 
 
 def read_item(item: Item, ctx: ReadContext) -> Pieces:
-    """One file or archive entry, by the reader of its format."""
+    """One file or archive entry, by the reader of its format. Whatever goes wrong in it
+    is its problem (with a plain reason), and after `limits.max_problems` problems the rest
+    of it is skipped."""
+    problems = 0
+    for piece in _read_item(item, ctx):
+        if isinstance(piece, InputProblem) and not piece.warning:
+            problems += 1
+            if problems > ctx.limits.max_problems:
+                yield InputProblem(item.name, f"has more than {ctx.limits.max_problems:,} problems; the rest of it was "
+                                              "skipped (fix the file and import it again)")
+                return
+        yield piece
+
+
+def _read_item(item: Item, ctx: ReadContext) -> Pieces:
     limits = ctx.limits
     if item.size > limits.max_file_bytes:
         yield InputProblem(item.name, f"is {human_size(item.size)}; the limit is {human_size(limits.max_file_bytes)} per file")
@@ -122,8 +221,22 @@ def read_item(item: Item, ctx: ReadContext) -> Pieces:
         else:
             # Files with other or no extensions: anything that is text.
             yield from documents.read_text(item, ctx)
-    except (TooLargeError, UndecodableError) as e:
+    except (TooLargeError, UndecodableError, LimitError) as e:
         yield InputProblem(item.name, str(e))
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as e:
         # A damaged zip entry (bad CRC, truncated data) or an I/O failure of this file only.
         yield InputProblem(item.name, f"could not be read: {e}")
+    except MemoryError:
+        raise  # the reader process reports it and is replaced
+    except Exception as e:  # noqa: BLE001 - whatever a parser raises on one file is that file's problem
+        yield InputProblem(item.name, plain_failure(e))
+
+
+def plain_failure(e: BaseException) -> str:
+    """Why a parser gave up on a file, in a sentence."""
+    if isinstance(e, RecursionError):
+        return "nests too deeply to be read (lists, objects or references inside each other thousands of levels deep)"
+    if isinstance(e, NotImplementedError):
+        return f"uses something memsys cannot read ({str(e) or 'not supported'}; e.g. Deflate64 compression in a zip)"
+    detail = str(e)[:200]
+    return f"could not be read ({type(e).__name__}{': ' + detail if detail else ''})"

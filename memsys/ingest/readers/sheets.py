@@ -19,6 +19,7 @@ from memsys.ingest.readers.sources import (
     MissingColumnError,
     ReadContext,
     SourceText,
+    check_expansion,
     read_bytes,
 )
 from memsys.ingest.readers.structured import map_row
@@ -77,6 +78,7 @@ def _open(item: Item, ctx: ReadContext) -> Any:
     # On disk the workbook is streamed from the file; a zip entry is read into memory
     # first (within the file size limit) because openpyxl needs to seek.
     source = item.path if item.path is not None else io.BytesIO(read_bytes(item, ctx.limits.max_file_bytes))
+    check_expansion(source, ctx.limits.max_file_bytes)
     try:
         return openpyxl.load_workbook(source, read_only=True, data_only=True)
     except Exception as e:  # noqa: BLE001 - openpyxl raises many kinds of error on damaged files

@@ -8,13 +8,14 @@ import io
 from typing import Any, Iterable, Iterator
 
 from memsys.ingest.readers.encoding import normalise_text
-from memsys.ingest.readers.sources import InputProblem, Item, ReadContext, SourceText, read_bytes
+from memsys.ingest.readers.sources import InputProblem, Item, ReadContext, SourceText, check_expansion, read_bytes
 
 
 def read_pptx(item: Item, ctx: ReadContext) -> Iterator[SourceText | InputProblem]:
     from pptx import Presentation
 
     source = item.path if item.path is not None else io.BytesIO(read_bytes(item, ctx.limits.max_file_bytes))
+    check_expansion(source, ctx.limits.max_file_bytes)
     try:
         deck = Presentation(source)
         slides = [(number, slide_text(slide)) for number, slide in enumerate(deck.slides, start=1)]

@@ -32,24 +32,40 @@ class InputProblem:
 
     item: str
     reason: str
+    # A warning goes with a piece that was still read (bytes replaced, an uncertain
+    # encoding guess): it is reported, and nothing is rejected for it.
+    warning: bool = False
 
     def __str__(self) -> str:
-        return f"{self.item}: {self.reason}"
+        return f"{self.item}: {'warning: ' if self.warning else ''}{self.reason}"
 
 
 @dataclass(frozen=True)
 class ReadLimits:
-    """Bounds on what one import reads; a zip bomb or a huge file is refused, not read."""
+    """Bounds on what one import reads, decided by the engine (README, "Limits on what is
+    read"). What breaks one is that file's problem: a zip bomb or a huge file is refused,
+    not read; a parser that runs past the time or memory limit is stopped."""
 
-    max_file_bytes: int = 100 * 2**20  # one file, or one zip entry once expanded
+    max_file_bytes: int = 100 * 2**20  # one file, one zip entry or one docx part, once expanded
     max_archive_bytes: int = 1024 * 2**20  # all entries of one zip archive, expanded
     max_archive_entries: int = 10_000
+    max_pdf_pages: int = 2_000
+    max_json_depth: int = 64  # nesting of objects and lists in one json/jsonl record
+    max_records: int = 1_000_000  # rows of a csv, lines of a jsonl, items of a json list
+    max_field_bytes: int = 10 * 2**20  # one csv cell
+    max_problems: int = 1_000  # problems named in one file before the rest of it is skipped
+    seconds_per_file: float = 60.0  # time the import waits for one file (or archive entry)
+    reader_memory_bytes: int = 1024 * 2**20  # address space of a reader process
+    isolate: bool = True  # read in worker processes (False: in this process, for the workers themselves)
 
     def __post_init__(self) -> None:
-        for name in ("max_file_bytes", "max_archive_bytes", "max_archive_entries"):
+        for name in ("max_file_bytes", "max_archive_bytes", "max_archive_entries", "max_pdf_pages", "max_json_depth",
+                     "max_records", "max_field_bytes", "max_problems", "reader_memory_bytes"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} is {value!r}; it must be a whole number of at least 1")
+        if not isinstance(self.seconds_per_file, (int, float)) or self.seconds_per_file <= 0:
+            raise ValueError(f"seconds_per_file is {self.seconds_per_file!r}; it must be a number above 0")
 
 
 @dataclass(frozen=True)
@@ -67,7 +83,11 @@ class Item:
 
 
 class TooLargeError(ValueError):
-    """More bytes than the limit (a zip entry larger than it said)."""
+    """More bytes than the limit (a zip entry larger than it said, a docx that expands too far)."""
+
+
+class LimitError(ValueError):
+    """A file goes past one of the import's read limits (pages, depth, records)."""
 
 
 def read_bytes(item: Item, limit: int) -> bytes:
@@ -77,6 +97,25 @@ def read_bytes(item: Item, limit: int) -> bytes:
     if len(data) > limit:
         raise TooLargeError(f"is larger than the limit of {human_size(limit)} per file")
     return data
+
+
+def check_expansion(source: Any, limit: int) -> None:
+    """Refuse an office file or e-book (a zip inside) whose parts expand past `limit` once
+    unpacked, before any parser sees it. zipfile never returns more than a member's
+    declared size, so the declared sizes bound what parsing can unpack. Not a zip at all:
+    nothing to check (the format's reader says what is wrong)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(source) as archive:
+            expanded = sum(info.file_size for info in archive.infolist())
+    except zipfile.BadZipFile:
+        return
+    finally:
+        if hasattr(source, "seek"):
+            source.seek(0)
+    if expanded > limit:
+        raise TooLargeError(f"expands to {human_size(expanded)} once unpacked; the limit is {human_size(limit)} per file")
 
 
 # --- Field mapping for csv / jsonl / json ------------------------------------------------

@@ -9,17 +9,19 @@ import csv
 import io
 import itertools
 import json
+import re
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from memsys.ingest.readers.encoding import (
     BAD_BYTES,
     UndecodableError,
-    bad_bytes_reason,
     detect_encoding,
     first_block,
     normalise_text,
     open_text,
+    replace_bad_bytes,
+    replaced_warning,
     text_of,
 )
 from memsys.ingest.readers.formats import COLUMN_SUFFIXES, CSV_SUFFIXES, SHEET_SUFFIXES
@@ -27,8 +29,10 @@ from memsys.ingest.readers.sources import (
     FieldMapping,
     InputProblem,
     Item,
+    LimitError,
     MissingColumnError,
     ReadContext,
+    ReadLimits,
     SourceText,
 )
 
@@ -89,9 +93,12 @@ def structured_columns(path: Path | str) -> list[str]:
 
 
 def read_csv(item: Item, ctx: ReadContext) -> Iterator[SourceText | InputProblem]:
-    stream, encoding = open_text(item)
-    # The csv module's per-field limit (128 KiB) is process-wide; a long text cell is normal.
-    csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
+    stream, guess = open_text(item)
+    if guess.uncertain:
+        yield InputProblem(item.name, guess.uncertain, warning=True)
+    replaced = 0
+    # The csv module's per-field limit is process-wide (readers run in their own processes).
+    csv.field_size_limit(ctx.limits.max_field_bytes)
     with stream:
         first_line = stream.readline()
         delimiter = _delimiter(item.suffix, first_line)
@@ -122,16 +129,45 @@ def read_csv(item: Item, ctx: ReadContext) -> Iterator[SourceText | InputProblem
                 continue
             row_number += 1
             where = f"{item.name} row {row_number}"
+            if row_number - 1 > ctx.limits.max_records:
+                raise LimitError(f"has more than {ctx.limits.max_records:,} rows; the limit is {ctx.limits.max_records:,} "
+                                 "per file (the rows before it were read)")
             if not any(cell.strip() for cell in row):
                 continue
             if any(BAD_BYTES.search(cell) for cell in row):
-                yield InputProblem(where, bad_bytes_reason(encoding))
-            elif len(row) != len(header):
+                fixed = [replace_bad_bytes(cell) for cell in row]
+                row, replaced = [cell for cell, _ in fixed], replaced + sum(n for _, n in fixed)
+            if len(row) != len(header):
                 yield InputProblem(where, f"has {len(row)} values but the header has {len(header)} columns")
             else:
-                yield map_row(row, index, columns, ctx.mapping, item.name, f"row {row_number}")
+                yield _one_record(lambda: map_row(row, index, columns, ctx.mapping, item.name, f"row {row_number}"), where)
+    if replaced:
+        yield replaced_warning(item.name, guess, replaced)
     if row_number == 1:
         yield InputProblem(item.name, "has a header row but no data rows")
+
+
+def _one_record(read: Callable[[], SourceText | InputProblem], where: str) -> SourceText | InputProblem:
+    """One row, line or record: whatever goes wrong in it is its own problem."""
+    from memsys.ingest.readers.reading import plain_failure
+
+    try:
+        return read()
+    except MemoryError:
+        raise
+    except Exception as e:  # noqa: BLE001 - one bad record costs only itself
+        return InputProblem(where, plain_failure(e))
+
+
+def _check_depth(value: Any, limit: int) -> None:
+    """Raise LimitError when lists/objects nest deeper than `limit` (walked without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        current, depth = stack.pop()
+        if isinstance(current, (list, dict)):
+            if depth > limit:
+                raise LimitError(f"nests lists or objects more than {limit} levels deep; the limit is {limit}")
+            stack.extend((v, depth + 1) for v in (current.values() if isinstance(current, dict) else current))
 
 
 def map_row(
@@ -162,6 +198,8 @@ def _parse_tags(cell: str, separator: str) -> list[str] | str:
     if cell.startswith("["):
         try:
             tags = json.loads(cell)
+        except RecursionError:
+            return "has a tags cell nested too deeply to read"
         except json.JSONDecodeError:
             return f"has a tags cell that starts like a JSON list but is not one: {cell[:60]!r}"
         if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
@@ -170,8 +208,13 @@ def _parse_tags(cell: str, separator: str) -> list[str] | str:
     return [t.strip() for t in cell.split(separator) if t.strip()]
 
 
-def _map_record(record: Any, mapping: FieldMapping, name: str, where: str) -> SourceText | InputProblem:
+def _map_record(record: Any, mapping: FieldMapping, name: str, where: str, limits: ReadLimits | None = None) -> SourceText | InputProblem:
     """One json/jsonl record: an object mapped by field names, or a bare string as content."""
+    if limits is not None:
+        try:
+            _check_depth(record, limits.max_json_depth)
+        except LimitError as e:
+            return InputProblem(f"{name} {where}".strip(), str(e))
     if isinstance(record, str):
         record = {"content": record}
     if not isinstance(record, dict):
@@ -206,25 +249,35 @@ def _json_kind(value: Any) -> str:
 
 
 def read_jsonl(item: Item, ctx: ReadContext) -> Iterator[SourceText | InputProblem]:
-    stream, encoding = open_text(item)
-    records = 0
+    stream, guess = open_text(item)
+    if guess.uncertain:
+        yield InputProblem(item.name, guess.uncertain, warning=True)
+    records = replaced = 0
     with stream:
         for line_number, line in enumerate(stream, start=1):
             if not line.strip():
                 continue
             records += 1
             where = f"{item.name} line {line_number}"
+            if records > ctx.limits.max_records:
+                raise LimitError(f"has more than {ctx.limits.max_records:,} records; the limit is "
+                                 f"{ctx.limits.max_records:,} per file (the lines before it were read)")
             if BAD_BYTES.search(line):
-                yield InputProblem(where, bad_bytes_reason(encoding))
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                yield InputProblem(where, f"is not valid JSON: {e.msg} at column {e.colno}")
-                continue
-            yield _map_record(record, ctx.mapping, item.name, f"line {line_number}")
+                line, n = replace_bad_bytes(line)
+                replaced += n
+            yield _one_record(lambda: _jsonl_line(line, ctx, item.name, line_number), where)
+    if replaced:
+        yield replaced_warning(item.name, guess, replaced)
     if not records:
         yield InputProblem(item.name, "is empty (only blank lines)")
+
+
+def _jsonl_line(line: str, ctx: ReadContext, name: str, line_number: int) -> SourceText | InputProblem:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as e:
+        return InputProblem(f"{name} line {line_number}", f"is not valid JSON: {e.msg} at column {e.colno}")
+    return _map_record(record, ctx.mapping, name, f"line {line_number}", ctx.limits)
 
 
 # A top-level object holding the records under one of these keys is a list of records.
@@ -232,9 +285,16 @@ _LIST_KEYS = ("memories", "records", "items", "documents", "data")
 
 
 def read_json(item: Item, ctx: ReadContext) -> Iterator[SourceText | InputProblem]:
-    text = text_of(item, ctx.limits)
+    text, warnings = text_of(item, ctx.limits)
+    yield from warnings
     if isinstance(text, InputProblem):
         yield text
+        return
+    start = len(text) - len(text.lstrip())
+    if text.startswith("[", start):
+        # A list of records is read one record at a time: a list of millions of small
+        # records never becomes millions of objects at once.
+        yield from _json_list(text, start + 1, item, ctx)
         return
     try:
         data = json.loads(text)
@@ -252,5 +312,40 @@ def read_json(item: Item, ctx: ReadContext) -> Iterator[SourceText | InputProble
         return
     if not data:
         yield InputProblem(item.name, "has an empty list of records")
+    if len(data) > ctx.limits.max_records:
+        raise LimitError(f"has {len(data):,} records; the limit is {ctx.limits.max_records:,} per file")
     for number, record in enumerate(data, start=1):
-        yield _map_record(record, ctx.mapping, item.name, f"item {number}")
+        yield _map_record(record, ctx.mapping, item.name, f"item {number}", ctx.limits)
+
+
+_DECODER = json.JSONDecoder()
+_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def _json_list(text: str, at: int, item: Item, ctx: ReadContext) -> Iterator[SourceText | InputProblem]:
+    """The records of a top-level JSON list starting after its '[' at `at`."""
+    number = 0
+    at = _SPACE.match(text, at).end()  # type: ignore[union-attr]
+    if text.startswith("]", at):
+        yield InputProblem(item.name, "has an empty list of records")
+        return
+    while True:
+        number += 1
+        if number > ctx.limits.max_records:
+            raise LimitError(f"has more than {ctx.limits.max_records:,} records; the limit is "
+                             f"{ctx.limits.max_records:,} per file (the records before it were read)")
+        try:
+            record, at = _DECODER.raw_decode(text, at)
+        except json.JSONDecodeError as e:
+            yield InputProblem(item.name, f"is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}")
+            return
+        yield _one_record(lambda: _map_record(record, ctx.mapping, item.name, f"item {number}", ctx.limits),
+                          f"{item.name} item {number}")
+        at = _SPACE.match(text, at).end()  # type: ignore[union-attr]
+        if text.startswith(",", at):
+            at = _SPACE.match(text, at + 1).end()  # type: ignore[union-attr]
+        elif text.startswith("]", at):
+            return
+        else:
+            yield InputProblem(item.name, f"is not valid JSON: expected ',' or ']' after item {number}")
+            return

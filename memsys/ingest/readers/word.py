@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from memsys.ingest.readers.encoding import normalise_text
-from memsys.ingest.readers.sources import InputProblem, Item, ReadContext, SourceText, read_bytes
+from memsys.ingest.readers.sources import InputProblem, Item, ReadContext, SourceText, check_expansion, read_bytes
 
 _W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
 _MC = "{http://schemas.openxmlformats.org/markup-compatibility/2006}"
@@ -47,6 +47,7 @@ def read_docx(item: Item, ctx: ReadContext) -> Iterator[SourceText | InputProble
             item.name, "is not a valid .docx file (password-protected, an old .doc renamed, or damaged)"
         )
         return
+    check_expansion(io.BytesIO(data), ctx.limits.max_file_bytes)
     try:
         document = docx.Document(io.BytesIO(data))
         reader = _DocxText(_heading_levels(document))
