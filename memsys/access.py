@@ -115,7 +115,7 @@ def user_from_claims(claims: Mapping[str, Any], roles: RoleMap) -> User | None:
 # (deny by default); tests/test_access.py checks that every public Engine method is here.
 VIEWER_CALLS = {
     "store_status", "embedder_status", "batch_config_path", "saved_batch_config", "job", "require_job",
-    "recent_jobs", "failed_items", "batches", "errors_by_type", "metrics", "follow", "wait", "search", "browse",
+    "recent_jobs", "failed_items", "iter_failed_items", "failed_counts", "failed_items_csv", "job_warnings", "batches", "errors_by_type", "metrics", "follow", "wait", "search", "browse",
     "count", "get_memory", "cache_dir", "cache_info", "task", "start_task", "is_structured", "columns_in",
     "cluster_status", "browse_page", "documents", "export",
 }

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from make_files import pdf_from_objects
+
 
 @dataclass(frozen=True)
 class Kind:
@@ -102,22 +104,6 @@ def _laughs(entity_root: str) -> str:
     return f"<!DOCTYPE {entity_root} [{''.join(lines)}]>"
 
 
-def _pdf(objects: list[bytes], root: int = 1) -> bytes:
-    """A PDF from numbered object bodies (1-based), with a correct xref table."""
-    out = io.BytesIO()
-    out.write(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(out.tell())
-        out.write(b"%d 0 obj\n" % number + body + b"\nendobj\n")
-    xref = out.tell()
-    out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1))
-    for offset in offsets:
-        out.write(b"%010d 00000 n \n" % offset)
-    out.write(b"trailer\n<< /Size %d /Root %d 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, root, xref))
-    return out.getvalue()
-
-
 def _pdf_shared_stream(pages: int, text: str) -> bytes:
     """`pages` pages that all draw one content stream."""
     content = b"BT /F1 12 Tf 72 720 Td " + b" ".join(b"(%s) Tj 0 -14 Td" % text.encode() for _ in range(40)) + b" ET"
@@ -130,12 +116,12 @@ def _pdf_shared_stream(pages: int, text: str) -> bytes:
     ]
     objects += [b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 3 0 R "
                 b"/Resources << /Font << /F1 4 0 R >> >> >>"] * pages
-    return _pdf(objects)
+    return pdf_from_objects(objects)
 
 
 def _pdf_loop() -> bytes:
     """A page tree whose Pages node lists itself as its own kid."""
-    return _pdf([b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [2 0 R] /Count 1 >>"])
+    return pdf_from_objects([b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [2 0 R] /Count 1 >>"])
 
 
 def _fifo(path: Path) -> None:
