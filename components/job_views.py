@@ -50,6 +50,8 @@ def live_job(job_id: str) -> None:
     job_figures(job, live=True)
     batch = f"batch {job.current_batch} in progress, " if job.current_batch and job.state == "running" else ""
     st.caption(f"{batch}{fmt.plural(job.batches_done, 'batch', 'batches')} done; started {fmt.when(job.started_at or job.created_at)}")
+    if job.budget is not None:
+        st.caption(f"Embedding budget: {job.budget.describe()}")
     if job.state == "cancelling":
         st.info("Stopping after the current batch…")
     elif engine().can("cancel") and st.button("Cancel", icon=":material/stop_circle:", key=f"cancel_{job_id}"):

@@ -44,6 +44,9 @@ def load_settings(
         if value is not None and str(value).strip():
             merged[EDITABLE[name]] = str(value).strip()
     settings = Settings.load(env=merged, secrets_path=secrets_path)
+    if overrides and str(overrides.get("base_url") or "").strip():
+        # The session's endpoint replaces every configured one (OPENAI_BASE_URLS too).
+        settings = settings.replace(openai_base_urls=())
     if overrides:
         configured = Settings.load(env=dict(os.environ if env is None else env), secrets_path=secrets_path)
         settings = keys_stay_with_their_endpoints(settings, configured, overrides)
@@ -58,7 +61,7 @@ def keys_stay_with_their_endpoints(settings: Settings, configured: Settings, ove
     """A server's key goes only to the endpoint it was configured for: a session that points
     the embedder or Weaviate somewhere else uses the key it typed for it, or none."""
     changes: dict[str, Secret] = {}
-    if settings.openai_base_url != configured.openai_base_url and not overrides.get("openai_api_key"):
+    if settings.embedding_endpoints != configured.embedding_endpoints and not overrides.get("openai_api_key"):
         changes["openai_api_key"] = Secret("")
     if settings.weaviate_url != configured.weaviate_url and not overrides.get("weaviate_api_key"):
         changes["weaviate_api_key"] = Secret("")
@@ -93,7 +96,7 @@ def describe(settings: Settings, overrides: Mapping[str, str] | None = None) -> 
         return SettingRow(label, value, source)
 
     if settings.embedding_provider == "openai":
-        base_url = redact_url(settings.openai_base_url) or "OpenAI (default)"
+        base_url = ", ".join(redact_url(u) or "" for u in settings.embedding_endpoints) or "OpenAI (default)"
     else:
         base_url = "not used by the local model"
     return [

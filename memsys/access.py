@@ -121,7 +121,7 @@ VIEWER_CALLS = {
 }
 OPERATOR_CALLS = {
     "preview", "new_spool", "spool_upload", "spool_paths", "create_import", "start_import", "run", "cancel",
-    "resume", "retry_failed", "warm_up",
+    "resume", "retry_failed", "warm_up", "check_embedding_endpoints",
     # Reads only, but asks every node for every memory of a job: an operator's check.
     "verify_job",
     # Writes memories back from an export, as an import would.
@@ -160,6 +160,7 @@ _DESCRIPTIONS = {
     "start_import": "starting an import", "create_import": "starting an import", "preview": "previewing an import",
     "cancel": "cancelling an import", "resume": "resuming an import", "retry_failed": "retrying failed items",
     "warm_up": "warming up the cache", "spool_upload": "uploading files",
+    "check_embedding_endpoints": "checking the embedding endpoints",
 }
 
 

@@ -109,7 +109,15 @@ class Settings:
     embedding_dimensions: int | None = None
     openai_api_key: Secret = field(default_factory=lambda: Secret(""))
     openai_base_url: str | None = None
+    # Several OpenAI-compatible servers of one model (OPENAI_BASE_URLS, comma separated).
+    openai_base_urls: tuple[str, ...] = ()
     embedding_timeout: float = 60.0
+    # Rate-limit budget (None: learned from the provider's x-ratelimit-* headers only).
+    embedding_requests_per_minute: int | None = None
+    embedding_tokens_per_minute: int | None = None
+    embedding_concurrency: int = 2  # requests in flight per endpoint
+    # Weaviate builds its vector index in the background; a job waits for it to drain.
+    async_indexing: bool = False
     weaviate_url: str | None = None
     weaviate_api_key: Secret = field(default_factory=lambda: Secret(""))
     weaviate_port: int = 8079
@@ -138,7 +146,8 @@ class Settings:
     def secrets(self) -> list[str]:
         """Every secret these settings hold (API keys, passwords inside URLs), for scrubbing."""
         found = [self.openai_api_key.get(), self.weaviate_api_key.get(),
-                 url_password(self.openai_base_url), url_password(self.weaviate_url)]
+                 url_password(self.openai_base_url), url_password(self.weaviate_url),
+                 *(url_password(u) for u in self.openai_base_urls)]
         return [s for s in found if s]
     # How long a write to the job database waits for another process's write to end.
     jobs_db_timeout: float = 20.0
@@ -165,6 +174,14 @@ class Settings:
     @property
     def spool_dir(self) -> Path:
         return self.data_dir / "spool"
+
+    @property
+    def embedding_endpoints(self) -> tuple[str, ...]:
+        """The base URLs embeddings go to: OPENAI_BASE_URLS, else OPENAI_BASE_URL, else none
+        (OpenAI itself)."""
+        if self.openai_base_urls:
+            return self.openai_base_urls
+        return (self.openai_base_url,) if self.openai_base_url else ()
 
     @property
     def weaviate_mode(self) -> str:
@@ -203,7 +220,12 @@ class Settings:
             "embedding_dimensions": _int(get, "MEMSYS_EMBEDDING_DIMENSIONS", None, minimum=1),
             "openai_api_key": Secret(get("OPENAI_API_KEY") or ""),
             "openai_base_url": get("OPENAI_BASE_URL"),
+            "openai_base_urls": _entries(get("OPENAI_BASE_URLS")),
             "embedding_timeout": _float(get, "MEMSYS_EMBEDDING_TIMEOUT", 60.0),
+            "embedding_requests_per_minute": _int(get, "MEMSYS_EMBEDDING_RPM", None, minimum=1),
+            "embedding_tokens_per_minute": _int(get, "MEMSYS_EMBEDDING_TPM", None, minimum=1),
+            "embedding_concurrency": _int(get, "MEMSYS_EMBEDDING_CONCURRENCY", 2, minimum=1),
+            "async_indexing": _switch(get, "MEMSYS_ASYNC_INDEXING", False),
             "weaviate_url": get("WEAVIATE_URL"),
             "weaviate_api_key": Secret(get("WEAVIATE_API_KEY") or ""),
             "weaviate_port": _int(get, "MEMSYS_WEAVIATE_PORT", 8079, minimum=1),
@@ -376,6 +398,10 @@ class BatchConfig:
     min_batch_size: int = 10
     max_batch_size: int = 200
 
+    # Rate-limit budget for this import (0: the settings' and the provider's headers')
+    requests_per_minute: int = 0
+    tokens_per_minute: int = 0
+
     def __post_init__(self) -> None:
         if self.text_type_batch_sizes is None:
             self.text_type_batch_sizes = {"short": 60, "medium": 40, "long": 25, "very_long": 15}  # see LENGTH_LIMITS
@@ -405,6 +431,10 @@ class BatchConfig:
             ("memory_limit_mb", self.memory_limit_mb, _int_at_least(self.memory_limit_mb, 64), "a whole number of MB, at least 64"),
             ("min_batch_size", self.min_batch_size, _pos_int(self.min_batch_size), "a whole number of at least 1"),
             ("max_batch_size", self.max_batch_size, _pos_int(self.max_batch_size), "a whole number of at least 1"),
+            ("requests_per_minute", self.requests_per_minute, _int_at_least(self.requests_per_minute, 0),
+             "a whole number, 0 for no limit of its own"),
+            ("tokens_per_minute", self.tokens_per_minute, _int_at_least(self.tokens_per_minute, 0),
+             "a whole number, 0 for no limit of its own"),
             ("cache_dir", self.cache_dir, _inside(self.cache_dir), "a folder path inside the data directory, like .cache/embeddings"),
         ]
         for bucket in LENGTH_BUCKETS:

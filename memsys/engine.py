@@ -6,6 +6,7 @@ the status of the store and the embedder, and the saved batch settings. Nothing 
 """
 from __future__ import annotations
 
+import dataclasses
 import io
 import itertools
 import json
@@ -18,6 +19,7 @@ from memsys.api import HYBRID_ALPHA, MemorySystem
 from memsys.cluster import ClusterStatus, NodeState, ReplicationReport, cluster_status, verify_replication
 from memsys.config import BatchConfig, Settings, redact_url
 from memsys.errors import StoreUnavailableError
+from memsys.embeddings.endpoints import EndpointPool, EndpointStatus
 from memsys.embeddings.health import PROBLEMS, CacheHealthReport
 from memsys.embeddings.providers import provider_from_settings
 from memsys.embeddings.router import WarmupReport
@@ -177,6 +179,14 @@ class Engine:
         self.system.router.embed(["connection check"], kind="query", use_cache=False)
         return status
 
+    def check_embedding_endpoints(self) -> list[EndpointStatus]:
+        """Check that every configured embedding endpoint serves the same model (raises
+        EmbeddingModelMismatchError naming the one that does not); returns each endpoint's
+        state. With the local embedder or a single endpoint there is nothing to compare."""
+        provider = self.system.router.provider
+        provider.verify()
+        return provider.endpoint_status() if isinstance(provider, EndpointPool) else []
+
     # --- batch settings --------------------------------------------------------------
     @property
     def batch_config_path(self) -> Path:
@@ -306,7 +316,12 @@ class Engine:
         return self.runner.retry_failed(job_id)
 
     def job(self, job_id: str) -> JobProgress | None:
-        return self.jobs.get(job_id)
+        """A job's progress; while it runs, with the embedding provider's budget in use."""
+        job = self.jobs.get(job_id)
+        budget = getattr(self.system.router.provider, "budget", None)
+        if job is None or budget is None or not job.is_active:
+            return job
+        return dataclasses.replace(job, budget=budget.status())
 
     def require_job(self, job_id: str) -> JobProgress:
         """The job, or ValueError naming the id that does not exist."""

@@ -35,10 +35,13 @@ class EmbeddingProviderError(openai.OpenAIError, MemsysError):
     retryable = False
     kind = "provider_error"
 
-    def __init__(self, message: str, *, status_code: int | None = None, retry_after: float | None = None) -> None:
+    def __init__(self, message: str, *, status_code: int | None = None, retry_after: float | None = None,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.retry_after = retry_after
+        # The answer's x-ratelimit-* headers only (what the rate-limit budget learns from).
+        self.headers = headers or {}
 
 
 class EmbeddingRateLimitError(EmbeddingProviderError):
@@ -67,6 +70,13 @@ class EmbeddingAuthError(EmbeddingProviderError):
 
 class EmbeddingBadRequestError(EmbeddingProviderError):
     kind = "bad_request"
+
+
+class EmbeddingModelMismatchError(EmbeddingProviderError):
+    """Endpoints configured for one model answer with different vectors: another model
+    (or another version) runs behind one of them under the same name."""
+
+    kind = "model_mismatch"
 
 
 class EmbeddingResponseError(EmbeddingProviderError):

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence, TextIO
 
+from memsys.embeddings.budget import BudgetStatus
 from memsys.errors import JobStoreError, scrub
 from memsys.metrics import BatchMetrics, BatchRecord
 
@@ -171,6 +172,8 @@ class JobProgress:
     # Stored memories the job removed: chunks its documents no longer have, and with
     # `mirror`, documents gone from the imported folder. Not items, so not in `total`.
     removed: int = 0
+    # The embedding provider's rate-limit budget while the job runs in this process.
+    budget: BudgetStatus | None = None
 
     @property
     def pending(self) -> int:

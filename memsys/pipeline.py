@@ -188,6 +188,8 @@ class ImportPipeline:
     def __init__(self, system: MemorySystem, jobs: JobStore) -> None:
         self.system = system
         self.jobs = jobs
+        # Seconds the last completed job waited for Weaviate's index queue to drain.
+        self.last_index_wait = 0.0
 
     # --- the whole job -----------------------------------------------------------------
     def run(self, job_id: str, on_progress: ProgressCallback | None = None) -> JobProgress:
@@ -197,7 +199,9 @@ class ImportPipeline:
         jobs.claim(job_id)
         try:
             provider = self.system.router.provider
-            if request.embedder and request.embedder != provider.fingerprint:
+            # Jobs started before cache keys left the endpoint out recorded the old fingerprint.
+            same_embedder = {provider.fingerprint, *(provider.legacy_fingerprint(u) for u in provider.base_urls)}
+            if request.embedder and request.embedder not in same_embedder:
                 jobs.set_state(
                     job_id,
                     "failed",
@@ -215,6 +219,8 @@ class ImportPipeline:
             if jobs.cancel_requested(job_id):
                 jobs.set_state(job_id, "cancelled")
                 return jobs.require(job_id)
+            # Several endpoints must serve one model: refused here, before a vector is written.
+            provider.verify()
             stopped_early = self._process(job_id, request.config, on_progress)
             if jobs.cancel_requested(job_id):
                 jobs.set_state(job_id, "cancelled")
@@ -226,6 +232,8 @@ class ImportPipeline:
                 self._remove_stale(job_id)
                 if request.mirror and request.origin:
                     self._remove_gone(job_id, request.origin)
+                # Done means searchable: with asynchronous indexing, wait for the index queue.
+                self.last_index_wait = self.system.store.wait_for_indexing()
                 jobs.set_state(job_id, "completed")
         except Exception as e:  # noqa: BLE001 - recorded on the job, which stays resumable
             jobs.record_stop(job_id, "failed", self._plain(e))
@@ -339,8 +347,17 @@ class ImportPipeline:
             use_cache=config.enable_cache,
             retry=retry,
         )
-        max_inputs = self.system.router.provider.max_inputs_per_request
+        provider = self.system.router.provider
+        max_inputs = provider.max_inputs_per_request
         hashes = {d.document_id: d.document_hash for d in jobs.documents(job_id)}
+        budget = getattr(provider, "budget", None)
+        if budget is not None:
+            settings = self.system.settings
+            budget.configure(config.requests_per_minute or settings.embedding_requests_per_minute,
+                             config.tokens_per_minute or settings.embedding_tokens_per_minute)
+        # Enough batches in flight to fill every endpoint's slots (a remote provider's round
+        # trip is hidden by concurrency; the budget, not this number, keeps it under its limit).
+        parallel = max(config.embed_workers, provider.parallelism)
         work: queue.Queue[_PreparedBatch | None] = queue.Queue(maxsize=config.queue_depth)
         stop_reason: list[str] = []
         writers = [
@@ -366,11 +383,11 @@ class ImportPipeline:
             work.put(prepared)
 
         try:
-            with ThreadPoolExecutor(config.embed_workers, thread_name_prefix="memsys-embed") as pool:
+            with ThreadPoolExecutor(parallel, thread_name_prefix="memsys-embed") as pool:
                 for batch in plan_batches(self._pending(job_id, known), config, sizer.observe, max_inputs):
                     if stop_reason or jobs.cancel_requested(job_id):
                         break
-                    while len(in_flight) >= config.embed_workers:
+                    while len(in_flight) >= parallel:
                         in_flight.popleft().result()
                     jobs.heartbeat(job_id, batch_no)
                     in_flight.append(pool.submit(prepare, batch_no, batch))

@@ -10,6 +10,7 @@ import re
 import socket
 import threading
 import warnings
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence, TypeVar
 from urllib.parse import urlparse
@@ -284,7 +285,7 @@ def connect(settings: Settings) -> weaviate.WeaviateClient:
                 persistence_data_path=str(settings.weaviate_data_dir),
                 port=settings.weaviate_port,
                 grpc_port=grpc_port,
-                environment_variables=embedded_environment(),
+                environment_variables=embedded_environment(async_indexing=settings.async_indexing),
                 additional_config=timeouts,
             )
         auth = wvc.init.Auth.api_key(settings.weaviate_api_key.get()) if settings.weaviate_api_key else None
@@ -315,11 +316,13 @@ def _listening(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def embedded_environment() -> dict[str, str]:
+def embedded_environment(async_indexing: bool = False) -> dict[str, str]:
     """How embedded Weaviate runs: no telemetry (nothing may need the network), CJK
     tokenizers on, quiet logs. The cluster address is pinned to loopback: left to itself
-    Weaviate advertises the host's first address, and an IPv6 one breaks its RPC server."""
-    return {
+    Weaviate advertises the host's first address, and an IPv6 one breaks its RPC server.
+    With `async_indexing` a write returns once stored and the vector index is built in the
+    background (a job then waits for `index_queue` to drain before it counts as done)."""
+    env = {
         "DISABLE_TELEMETRY": "true",
         "CLUSTER_ADVERTISE_ADDR": "127.0.0.1",
         "ENABLE_TOKENIZER_GSE": "true",
@@ -327,6 +330,22 @@ def embedded_environment() -> dict[str, str]:
         "LOG_LEVEL": "error",
         "QUERY_MAXIMUM_RESULTS": str(_MAX_RESULTS),
     }
+    if async_indexing:
+        env["ASYNC_INDEXING"] = "true"
+    return env
+
+
+@dataclass(frozen=True)
+class IndexQueue:
+    """Vectors stored but not yet in the vector index, over every shard of a collection."""
+
+    queued: int
+    shards: int
+    not_ready: tuple[str, ...]  # shards whose indexing status is not READY
+
+    @property
+    def drained(self) -> bool:
+        return self.queued == 0 and not self.not_ready
 
 
 class MemoryStore:
@@ -734,6 +753,46 @@ class MemoryStore:
                 break
         more = len(memories) == limit and next(iter(self.scan(where, after=memories[-1].uuid, page=100)), None) is not None
         return BrowsePage(memories, memories[-1].uuid if more else None)
+    # --- indexing ------------------------------------------------------------------
+    def index_queue(self) -> IndexQueue:
+        """What the nodes API (verbose shard status) says is still waiting to be indexed."""
+        nodes = self.client.cluster.nodes(collection=self.collection_name, output="verbose")
+        queued = shards = 0
+        not_ready = []
+        for node in nodes:
+            for shard in node.shards or []:
+                if shard.collection != self.collection_name:
+                    continue
+                shards += 1
+                queued += int(shard.vector_queue_length or 0)
+                if shard.vector_indexing_status != "READY":
+                    not_ready.append(f"{node.name}/{shard.name}: {shard.vector_indexing_status}")
+        return IndexQueue(queued, shards, tuple(not_ready))
+
+    def wait_for_indexing(self, timeout: float = 900.0, poll: float = 0.1) -> float:
+        """Wait until every shard's index queue is empty and READY, so a search finds every
+        object written so far; returns the seconds waited. With synchronous indexing the
+        queue is always empty and this is one request. Raises StoreUnavailableError if the
+        queue has not drained in `timeout` or the nodes API cannot answer (with async
+        indexing off, an unanswering nodes API means nothing to wait for)."""
+        started = time.monotonic()
+        last = ""
+        while True:
+            try:
+                queue = self.index_queue()
+            except WeaviateBaseError as e:
+                if not self.settings.async_indexing:
+                    return time.monotonic() - started
+                queue, last = None, str(e)
+            if queue is not None:
+                if queue.drained:
+                    return time.monotonic() - started
+                last = f"{queue.queued:,} vectors still queued" + (f", {', '.join(queue.not_ready)}" if queue.not_ready else "")
+            if time.monotonic() - started > timeout:
+                raise StoreUnavailableError(
+                    f"Weaviate has not finished indexing {self.collection_name} after {timeout:.0f}s ({last}); "
+                    "the objects are stored: resume the import to wait again")
+            time.sleep(poll)
 
     def server_info(self) -> dict[str, Any]:
         """What the dashboard shows: mode, server version, object count."""

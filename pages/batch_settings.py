@@ -54,6 +54,11 @@ with st.form("batch_form"):
     gc_frequency = columns[4].number_input("Free memory every N batches", value=config.gc_frequency, step=1,
                                            help="Runs Python's garbage collector after every N-th batch.")
 
+    st.markdown("**Provider budget** (0: the settings' limits, or what the provider's rate-limit headers say)")
+    left, right = st.columns(2)
+    requests_per_minute = left.number_input("Requests per minute", value=config.requests_per_minute, step=100, min_value=0)
+    tokens_per_minute = right.number_input("Tokens per minute", value=config.tokens_per_minute, step=10_000, min_value=0)
+
     st.markdown("**Errors and cache**")
     left, middle, right = st.columns(3)
     continue_on_error = left.toggle("Continue after a failed batch", value=config.continue_on_error,
@@ -70,6 +75,7 @@ with st.form("batch_form"):
             "max_retries": max_retries, "base_retry_delay": base_retry_delay, "max_retry_delay": max_retry_delay,
             "embed_workers": embed_workers, "write_workers": write_workers, "queue_depth": queue_depth,
             "memory_limit_mb": memory_limit_mb, "gc_frequency": gc_frequency,
+            "requests_per_minute": requests_per_minute, "tokens_per_minute": tokens_per_minute,
             "continue_on_error": continue_on_error, "enable_cache": enable_cache, "log_errors": log_errors,
         }
         try:

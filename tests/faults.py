@@ -3,13 +3,24 @@
 Every `every`-th request fails, cycling through the kinds of failure a remote API has:
 429 with Retry-After, 500, a response slower than the client's timeout, and a dropped
 connection. Everything else is forwarded to the real server unchanged.
+
+With `rpm`/`tpm` it is also a rate-limited provider: token buckets as OpenAI keeps them
+(refilled at limit/60 per second, holding up to `burst_seconds` of it), a 429 with
+Retry-After for a request past them, and `x-ratelimit-*` headers on every answer. With
+`enforce=False` it forwards everything and only records how far the budget was overdrawn.
+`transform="permute"` scrambles every vector: another model behind the same name.
 """
 from __future__ import annotations
 
 import http.client
+import json
 import socket
 import threading
 import time
+
+import numpy as np
+
+from memsys import tokens as token_counting
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlparse
 
@@ -18,8 +29,18 @@ FAULT_KINDS = ("429", "500", "slow", "reset")
 
 class FaultProxy:
     def __init__(self, upstream: str, every: int = 5, kinds: tuple[str, ...] = FAULT_KINDS, slow_seconds: float = 3.0,
-                 retry_after: float = 0.2, latency: float = 0.0) -> None:
+                 retry_after: float = 0.2, latency: float = 0.0, rpm: float | None = None, tpm: float | None = None,
+                 burst_seconds: float = 60.0, enforce: bool = True, transform: str | None = None, port: int = 0) -> None:
         self.upstream = urlparse(upstream)
+        self.burst_seconds = burst_seconds
+        self.enforce = enforce
+        self.transform = transform
+        self.limits: dict[str, float | None] = {"requests": rpm, "tokens": tpm}
+        self.levels: dict[str, float] = {k: (v or 0) * burst_seconds / 60 for k, v in self.limits.items()}
+        self._refilled = time.monotonic()
+        self.admitted: list[tuple[float, int]] = []  # (when, tokens) of every request let through
+        self.over_limit = 0  # requests past the budget (answered 429 when enforcing)
+        self.overdraft: list[tuple[float, float]] = []  # (when, tokens below zero) when not enforcing
         self.every = every
         self.kinds = kinds
         self.slow_seconds = slow_seconds
@@ -30,17 +51,32 @@ class FaultProxy:
         self.retry_after_honoured: list[float] = []  # seconds between a 429 and the same request again
         self._refused: dict[int, float] = {}  # hash of a refused body -> when it got its 429
         self._lock = threading.Lock()
+        self._connections: set[socket.socket] = set()
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
+            def setup(self) -> None:
+                super().setup()
+                with proxy._lock:
+                    proxy._connections.add(self.connection)
+
+            def finish(self) -> None:
+                with proxy._lock:
+                    proxy._connections.discard(self.connection)
+                super().finish()
+
             def do_POST(self) -> None:  # noqa: N802
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 fault = proxy._next_fault(hash(body))
+                limited = proxy._admit(body) if fault is None else None
                 if proxy.latency:
                     time.sleep(proxy.latency)
-                if fault == "429":
+                if limited is not None:
+                    self._reply(429, b'{"error": {"message": "rate limited", "type": "rate_limit"}}',
+                                {"Retry-After": f"{limited:.3f}", **proxy._rate_headers()})
+                elif fault == "429":
                     self._reply(429, b'{"error": {"message": "rate limited", "type": "rate_limit"}}',
                                 {"Retry-After": f"{proxy.retry_after:g}"})
                 elif fault == "500":
@@ -62,8 +98,10 @@ class FaultProxy:
                 resp = up.getresponse()
                 data = resp.read()
                 up.close()
+                if proxy.transform == "permute" and resp.status == 200:
+                    data = _permuted(data)
                 try:
-                    self._reply(resp.status, data)
+                    self._reply(resp.status, data, proxy._rate_headers())
                 except OSError:
                     pass  # the client gave up (timeout) while we were slow
 
@@ -79,7 +117,7 @@ class FaultProxy:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -98,9 +136,73 @@ class FaultProxy:
                 return kind
             return None
 
+    # --- the rate limit -----------------------------------------------------------------
+    def set_limits(self, rpm: float | None = None, tpm: float | None = None) -> None:
+        """Change the limits now (a provider lowering an account's budget mid-import)."""
+        with self._lock:
+            self._refill(time.monotonic())
+            for name, value in (("requests", rpm), ("tokens", tpm)):
+                self.limits[name] = value
+                if value:
+                    self.levels[name] = min(self.levels[name], value * self.burst_seconds / 60)
+
+    def _refill(self, now: float) -> None:
+        elapsed, self._refilled = now - self._refilled, now
+        for name, limit in self.limits.items():
+            if limit:
+                self.levels[name] = min(limit * self.burst_seconds / 60, self.levels[name] + elapsed * limit / 60)
+
+    def _admit(self, body: bytes) -> float | None:
+        """Take the request's cost from the buckets; None if admitted, else seconds to wait."""
+        if not any(self.limits.values()):
+            return None
+        try:
+            payload = json.loads(body)
+            texts = payload["input"] if isinstance(payload["input"], list) else [payload["input"]]
+            cost = sum(token_counting.count_tokens(t, "openai", payload.get("model", "")) for t in texts)
+        except (ValueError, KeyError, TypeError):
+            cost = 0
+        with self._lock:
+            now = time.monotonic()
+            self._refill(now)
+            costs = {"requests": 1, "tokens": cost}
+            short = {n: costs[n] - self.levels[n] for n, limit in self.limits.items() if limit and costs[n] > self.levels[n]}
+            if short:
+                self.over_limit += 1
+                if self.enforce:
+                    return max(d / (self.limits[n] / 60) for n, d in short.items())  # type: ignore[operator]
+            for name, limit in self.limits.items():
+                if limit:
+                    self.levels[name] -= costs[name]
+            if not self.enforce and self.limits["tokens"] and self.levels["tokens"] < 0:
+                self.overdraft.append((now, -self.levels["tokens"]))
+            self.admitted.append((now, cost))
+            return None
+
+    def _rate_headers(self) -> dict[str, str]:
+        with self._lock:
+            self._refill(time.monotonic())
+            headers = {}
+            for name, limit in self.limits.items():
+                if limit:
+                    level = self.levels[name]
+                    full = limit * self.burst_seconds / 60
+                    headers[f"x-ratelimit-limit-{name}"] = f"{limit:.0f}"
+                    headers[f"x-ratelimit-remaining-{name}"] = f"{max(0.0, level):.0f}"
+                    headers[f"x-ratelimit-reset-{name}"] = f"{max(0.0, full - level) / (limit / 60):.3f}s"
+            return headers
+
+    def tokens_between(self, start: float, end: float) -> int:
+        with self._lock:
+            return sum(n for t, n in self.admitted if start <= t < end)
+
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+
+    @property
+    def rate_limited(self) -> int:
+        return self.over_limit
 
     @property
     def total_faults(self) -> int:
@@ -111,5 +213,25 @@ class FaultProxy:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.kill()
+
+    def kill(self) -> None:
+        """Stop as a crashed server does: no more connections, open ones dropped."""
         self._server.shutdown()
         self._server.server_close()
+        with self._lock:
+            open_connections = list(self._connections)
+        for conn in open_connections:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+def _permuted(data: bytes) -> bytes:
+    """The same answer with every vector's dimensions in another fixed order."""
+    payload = json.loads(data)
+    for item in payload.get("data", []):
+        vector = np.asarray(item["embedding"], dtype=np.float32)
+        item["embedding"] = vector[np.random.default_rng(7).permutation(vector.shape[0])].tolist()
+    return json.dumps(payload).encode("utf-8")

@@ -199,6 +199,22 @@ def test_batch_settings_say_which_setting_a_bad_saved_file_gets_wrong(app_env: d
         saved.unlink(missing_ok=True)
 
 
+def test_batch_settings_carry_the_providers_budget(app_env: dict[str, str]) -> None:
+    saved = Path(app_env["MEMSYS_DATA_DIR"]) / "batch_config.json"
+    at = open_page("pages/batch_settings.py")
+    by_label(at.number_input, "Tokens per minute").set_value(90_000)
+    by_label(at.number_input, "Requests per minute").set_value(500)
+    button(at, "Use these settings").click()
+    at.run()
+    button(at, "Save for every new import").click()
+    at.run()
+    try:
+        stored = json.loads(saved.read_text())
+        assert (stored["tokens_per_minute"], stored["requests_per_minute"]) == (90_000, 500)
+    finally:
+        saved.unlink(missing_ok=True)
+
+
 # --- Settings ------------------------------------------------------------------------------
 
 def test_settings_refuse_openai_without_a_key(app_env: dict[str, str]) -> None:

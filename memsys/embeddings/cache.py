@@ -1,7 +1,9 @@
 """The persistent embedding cache: diskcache (SQLite + files), thread-safe and process-safe.
 
 Keys name the model: `v1:<model fingerprint>:<kind>:<sha256 of text>`, so a change of
-provider, base URL, model or dimensions never returns another model's vector. Values are
+provider, model or dimensions never returns another model's vector. The endpoint is not
+part of the key: every server of one model shares the entries, and moving a server keeps
+them (entries made before that, keyed by base URL too, are moved over by `rekey_model`). Values are
 compact: a 24-byte header (magic, dimensions, model fingerprint) then float32 data, so
 every entry can be validated on its own.
 
@@ -246,6 +248,40 @@ class EmbeddingCache:
     def models(self) -> dict[str, ModelInfo]:
         with self._shared() as store:
             return read_models(store._sql, self.directory)  # noqa: SLF001
+
+    def rekey_model(self, old_fingerprint: str, new: ModelInfo) -> int:
+        """Move every vector of `old_fingerprint` to `new.fingerprint` (same vectors, the key
+        and header renamed) and drop the old model record; returns how many moved. Runs under
+        the exclusive lock, so no lookup sees the cache half moved; safe to repeat after a
+        crash (what moved is under the new key, the rest still under the old one)."""
+        moved = 0
+        lo, hi = _prefix_range(f"{KEY_PREFIX}{old_fingerprint}:")
+        with self.maintenance() as store:
+            if store is None:
+                raise CacheDamagedError(self.directory, self.open_error or "cannot be opened")
+            store.set(MODEL_PREFIX + new.fingerprint, json.dumps(new.__dict__).encode("utf-8"))
+            while True:
+                keys = [k for (k,) in store._sql(  # noqa: SLF001 - a key range read from the index
+                    "SELECT key FROM Cache WHERE key >= ? AND key < ? AND raw = 1 LIMIT ?", (lo, hi, _SQL_CHUNK)
+                ).fetchall()]
+                if not keys:
+                    break
+                with store.transact():
+                    for key in keys:
+                        raw = store.get(key)
+                        store.delete(key)
+                        try:
+                            vector = decode_vector(raw, old_fingerprint, new.dimensions)
+                        except CorruptEntry:
+                            continue  # untrustworthy: dropped, re-embedded on the next miss
+                        _, _, kind, digest = key.split(":")
+                        store.set(f"{KEY_PREFIX}{new.fingerprint}:{kind}:{digest}", encode_vector(vector, new.fingerprint))
+                        moved += 1
+            store.delete(MODEL_PREFIX + old_fingerprint)
+        with self._lock:
+            self._models.pop(old_fingerprint, None)
+            self._models[new.fingerprint] = new
+        return moved
 
     # --- vectors ------------------------------------------------------------------
     def get_many(self, keys: Sequence[str], fingerprint: str, dimensions: int | None) -> dict[str, np.ndarray]:

@@ -15,6 +15,7 @@ import numpy as np
 
 from memsys import tokens
 from memsys.config import LOCAL_DIMENSIONS, LOCAL_MODEL, ConfigError, Settings, redact_url, url_password
+from memsys.embeddings.budget import RateBudget, rate_limit_headers
 from memsys.errors import (
     EmbeddingAuthError,
     EmbeddingBadRequestError,
@@ -60,9 +61,32 @@ class EmbeddingProvider(ABC):
 
     @property
     def fingerprint(self) -> str:
-        """Identifies (provider, base URL, model, dimensions): a cache key never outlives it."""
-        ident = f"{self.name}|{self.base_url}|{self.model}|{self.requested_dimensions or 'native'}"
+        """Identifies (provider, model, dimensions): a cache key never outlives it. Not the
+        endpoint: every server of one model shares the cache, and moving one keeps it."""
+        return self.legacy_fingerprint("")
+
+    def legacy_fingerprint(self, base_url: str) -> str:
+        """The fingerprint before endpoints were left out (it named the base URL; with an
+        empty one it is today's). The router moves cache entries made under it."""
+        ident = f"{self.name}|{base_url}|{self.model}|{self.requested_dimensions or 'native'}"
         return hashlib.sha256(ident.encode("utf-8")).hexdigest()[:16]
+
+    @property
+    def base_urls(self) -> tuple[str, ...]:
+        """Every endpoint this provider sends to."""
+        return (self.base_url,) if self.base_url else ()
+
+    @property
+    def parallelism(self) -> int:
+        """How many requests are worth having in flight at once."""
+        return 1
+
+    def verify(self) -> None:
+        """Check the provider can serve before a job starts (a pool checks its endpoints agree)."""
+
+    def embed_request(self, texts: Sequence[str], kind: Kind, tokens: int) -> np.ndarray:
+        """Embed one request whose `tokens` were counted by the caller (budgets use them)."""
+        return self.embed(texts, kind)
 
     @property
     def requested_dimensions(self) -> int | None:
@@ -170,6 +194,10 @@ class OpenAIProvider(EmbeddingProvider):
         return OPENAI_PRICE_PER_MTOK.get(self.model, 0.0)
 
     def embed(self, texts: Sequence[str], kind: Kind) -> np.ndarray:
+        return self.embed_with_headers(texts, kind)[0]
+
+    def embed_with_headers(self, texts: Sequence[str], kind: Kind) -> tuple[np.ndarray, dict[str, str]]:
+        """Vectors, and the answer's x-ratelimit-* headers (the raw response gives them)."""
         import openai
 
         kwargs: dict[str, object] = {"model": self.model, "input": list(texts), "encoding_format": "float"}
@@ -178,9 +206,11 @@ class OpenAIProvider(EmbeddingProvider):
         if self._sends_input_type:
             kwargs["extra_body"] = {"input_type": kind}
         try:
-            response = self._client.embeddings.create(**kwargs)  # type: ignore[arg-type]
+            raw = self._client.embeddings.with_raw_response.create(**kwargs)  # type: ignore[arg-type]
+            response = raw.parse()
         except openai.OpenAIError as e:
             raise self._translate(e) from None
+        headers = rate_limit_headers(raw.headers)
         data = sorted(response.data, key=lambda d: d.index)
         if len(data) != len(texts):
             raise EmbeddingResponseError(
@@ -195,14 +225,16 @@ class OpenAIProvider(EmbeddingProvider):
                 f"the embedding service returned vectors of size {vectors.shape[-1]}, expected {expected} "
                 f"for model {self.model}"
             )
-        return vectors
+        return vectors, headers
 
     def _translate(self, e: Exception) -> EmbeddingProviderError:
         import openai
 
         message = scrub(str(e), [self._api_key, self._password])
         status = getattr(e, "status_code", None)
-        retry_after = _retry_after(getattr(e, "response", None))
+        response = getattr(e, "response", None)
+        retry_after = _retry_after(response)
+        headers = rate_limit_headers(getattr(response, "headers", None))
         where = redact_url(self.base_url) or "the OpenAI API"
         if isinstance(e, openai.APITimeoutError):
             return EmbeddingTimeoutError(f"the embedding service at {where} did not answer in time")
@@ -213,6 +245,7 @@ class OpenAIProvider(EmbeddingProvider):
                 f"the embedding service is rate limiting requests (429): {message}",
                 status_code=status,
                 retry_after=retry_after,
+                headers=headers,
             )
         if isinstance(e, openai.AuthenticationError | openai.PermissionDeniedError):
             return EmbeddingAuthError(
@@ -264,12 +297,21 @@ def provider_from_settings(settings: Settings) -> EmbeddingProvider:
             )
         return LocalProvider()
     key = settings.openai_api_key.get()
-    if not key and not settings.openai_base_url:
+    urls = settings.embedding_endpoints
+    if not key and not urls:
         raise ConfigError("OPENAI_API_KEY is not set: the openai provider needs it (or set OPENAI_BASE_URL to a server that needs no key)")
-    return OpenAIProvider(
-        model=settings.embedding_model,
-        api_key=key,
-        base_url=settings.openai_base_url,
-        dimensions=settings.embedding_dimensions,
-        timeout=settings.embedding_timeout,
-    )
+    # The key goes to the configured endpoints only: each is a client of its own.
+    endpoints = [
+        OpenAIProvider(
+            model=settings.embedding_model,
+            api_key=key,
+            base_url=url,
+            dimensions=settings.embedding_dimensions,
+            timeout=settings.embedding_timeout,
+        )
+        for url in (urls or (None,))
+    ]
+    from memsys.embeddings.endpoints import EndpointPool
+
+    budget = RateBudget(settings.embedding_requests_per_minute, settings.embedding_tokens_per_minute)
+    return EndpointPool(endpoints, budget=budget, concurrency=settings.embedding_concurrency)

@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from memsys.config import Settings, redact_url
-from memsys.embeddings.cache import EmbeddingCache, ModelInfo, make_key
+from memsys.embeddings.cache import CacheDamagedError, EmbeddingCache, ModelInfo, make_key
 from memsys.embeddings.health import CacheHealthReport, Progress, check_cache
 from memsys.embeddings.providers import EmbeddingProvider, Kind, provider_from_settings
 from memsys.errors import EmbeddingProviderError, InputTooLongError
@@ -76,6 +76,24 @@ class EmbeddingRouter:
         self._other_caches: dict[Path, "EmbeddingRouter"] = {}
         self.session_hits = 0
         self.session_misses = 0
+        self.migrated = self._move_endpoint_keyed_entries()
+
+    def _move_endpoint_keyed_entries(self) -> int:
+        """Cache keys once named the endpoint too; move this model's entries made under an
+        endpoint-named key (any address: a moved server keeps its cache) to the model's key.
+        Returns how many moved. A damaged cache is left for the health check."""
+        provider = self.provider
+        try:
+            models = self.cache.models()
+        except CacheDamagedError:
+            return 0
+        moved = 0
+        for fp, info in models.items():
+            if (fp != provider.fingerprint and info.base_url and info.provider == provider.name
+                    and info.model == provider.model and provider.legacy_fingerprint(info.base_url) == fp):
+                current = ModelInfo(provider.fingerprint, provider.name, provider.model, provider.base_url, info.dimensions)
+                moved += self.cache.rekey_model(fp, current)
+        return moved
 
     @property
     def cache_dir(self) -> Path:
@@ -239,14 +257,16 @@ class EmbeddingRouter:
         for kind in KINDS:
             slots = [s for s in missing if unique[s][0] == kind]
             costs = [token_counts.get(unique[s][1], 0) for s in slots]
+            cost_of = dict(zip(slots, costs))
             for batch in _split_requests(slots, costs, provider):
                 retried = [0]
+                batch_tokens = sum(cost_of[s] for s in batch)
 
                 def on_retry(_e: BaseException, _attempt: int, _wait: float) -> None:
                     retried[0] += 1
 
                 out = retry.run(
-                    lambda: provider.embed([unique[s][1] for s in batch], kind),  # type: ignore[arg-type]
+                    lambda: provider.embed_request([unique[s][1] for s in batch], kind, batch_tokens),  # type: ignore[arg-type]
                     is_retryable=lambda e: isinstance(e, EmbeddingProviderError) and e.retryable,
                     retry_after=lambda e: getattr(e, "retry_after", None),
                     on_retry=on_retry,
