@@ -218,7 +218,10 @@ def check_embedder(system: "MemorySystem") -> None:
         # (a store shared by two systems may have been given the other one's).
         system.store.embedder = current
     recorded = system.store.recorded_embedder()
-    if recorded is None or recorded.get("fingerprint") == current["fingerprint"]:
+    provider = system.router.provider
+    # A fingerprint recorded before the endpoint left it (it named the base URL) is the same model.
+    same = {current["fingerprint"], *(provider.legacy_fingerprint(u) for u in provider.base_urls)}
+    if recorded is None or recorded.get("fingerprint") in same:
         return
     raise EmbedderMismatchError(
         f"collection {system.store.collection_name} holds vectors of {describe_embedder(recorded)}, but the embedder "
