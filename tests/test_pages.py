@@ -162,15 +162,19 @@ def test_batch_settings_warn_about_a_size_outside_the_recommended_range(app_env:
     assert any("a batch size of 90 is outside the recommended 40–60" in w for w in texts(at, "warning"))
 
 
+def use_and_save_for_every_new_import(at: AppTest) -> None:
+    button(at, "Use these settings").click()
+    at.run()
+    button(at, "Save for every new import").click()
+    at.run()
+
+
 def test_batch_settings_are_saved_in_the_data_folder_for_every_new_import(app_env: dict[str, str]) -> None:
     saved = Path(app_env["MEMSYS_DATA_DIR"]) / "batch_config.json"
     at = open_page("pages/batch_settings.py")
     assert not [w for w in at.text_input if w.label == "File"]  # no path of the user's choosing
     by_label(at.number_input, "Retries per batch").set_value(5)
-    button(at, "Use these settings").click()
-    at.run()
-    button(at, "Save for every new import").click()
-    at.run()
+    use_and_save_for_every_new_import(at)
     try:
         assert json.loads(saved.read_text())["max_retries"] == 5
         assert any("new imports start from these settings" in s for s in texts(at, "success"))
@@ -204,10 +208,7 @@ def test_batch_settings_carry_the_providers_budget(app_env: dict[str, str]) -> N
     at = open_page("pages/batch_settings.py")
     by_label(at.number_input, "Tokens per minute").set_value(90_000)
     by_label(at.number_input, "Requests per minute").set_value(500)
-    button(at, "Use these settings").click()
-    at.run()
-    button(at, "Save for every new import").click()
-    at.run()
+    use_and_save_for_every_new_import(at)
     try:
         stored = json.loads(saved.read_text())
         assert (stored["tokens_per_minute"], stored["requests_per_minute"]) == (90_000, 500)
