@@ -2,7 +2,7 @@
 Every vector is put in the cache first (random, normalised), so what is measured is the
 pipeline's own memory, not the embedder's time.
 
-Usage: python -m bench.memory_child CORPUS.jsonl DATA_DIR WEAVIATE_PORT GRPC_PORT
+Usage: python -m bench.memory_child CORPUS.jsonl DATA_DIR (the bench's: its memsys server)
 """
 from __future__ import annotations
 
@@ -21,10 +21,9 @@ from memsys.engine import Engine
 from memsys.ingest.documents import MemoryDefaults
 
 
-def main(corpus: str, data_dir: str, port: str, grpc_port: str) -> None:
+def main(corpus: str, data_dir: str) -> None:
     settings = Settings.load(
-        env={"MEMSYS_DATA_DIR": data_dir, "MEMSYS_WEAVIATE_PORT": port, "MEMSYS_WEAVIATE_GRPC_PORT": grpc_port,
-             "MEMSYS_COLLECTION": f"Mem_{uuid.uuid4().hex[:10]}"},
+        env={"MEMSYS_DATA_DIR": data_dir, "MEMSYS_COLLECTION": f"Mem_{uuid.uuid4().hex[:10]}"},
         secrets_path=Path("/none"),
     )
     system = MemorySystem(settings)
@@ -60,4 +59,4 @@ def _fill(system: MemorySystem, provider, texts: list[str], rng: np.random.Gener
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:5])
+    main(*sys.argv[1:3])

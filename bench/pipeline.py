@@ -27,6 +27,7 @@ from memsys.engine import Engine
 from memsys.ingest.documents import MemoryDefaults
 from memsys.models import Memory
 from memsys.retry import RetryPolicy
+from memsys.server import stop_server
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULTS = MemoryDefaults("bench", "main", "bench")
@@ -251,8 +252,7 @@ def bench_memory(b: Bench) -> list[Result]:
         corpus = texts(n, 60, seed=7)
         path = write_jsonl(b.root / f"mem{n}.jsonl", corpus)
         out = subprocess.run(
-            [sys.executable, "-m", "bench.memory_child", str(path), str(b.root / f"mem{n}"), str(b.settings.weaviate_port),
-             str(b.settings.weaviate_grpc_port)],
+            [sys.executable, "-m", "bench.memory_child", str(path), str(b.settings.data_dir)],
             cwd=str(REPO), capture_output=True, text=True, timeout=1800,
         )
         if out.returncode != 0:
@@ -283,3 +283,4 @@ def run() -> Iterator[Result]:
                 yield from step(b)
         finally:
             b.base.close()
+            stop_server(b.settings)

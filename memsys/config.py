@@ -133,6 +133,8 @@ class Settings:
     async_replication: bool = True
     write_consistency: str = "QUORUM"
     read_consistency: str = "QUORUM"
+    # The shared server stops after this long with no memsys process using it; 0 = never.
+    server_idle_seconds: int = 900
     cache_size_limit_bytes: int = 64 * 2**30
     cache_eviction_policy: str = "none"
     ocr_enabled: bool = True  # scanned PDF pages are read by Tesseract OCR
@@ -237,6 +239,7 @@ class Settings:
             "async_replication": _bool(get, "MEMSYS_ASYNC_REPLICATION", True),
             "write_consistency": _choice(get, "MEMSYS_WRITE_CONSISTENCY", "QUORUM", CONSISTENCY_LEVELS),
             "read_consistency": _choice(get, "MEMSYS_READ_CONSISTENCY", "QUORUM", CONSISTENCY_LEVELS),
+            "server_idle_seconds": _int(get, "MEMSYS_SERVER_IDLE_SECONDS", 900, minimum=0),
             "cache_size_limit_bytes": _int(
                 get, "MEMSYS_CACHE_SIZE_LIMIT_BYTES", 64 * 2**30, minimum=1
             ),

@@ -61,6 +61,8 @@ def check_settings(settings: Settings) -> None:
     provider that cannot start, such as openai without a key or a server)."""
     provider_from_settings(settings)
 
+from memsys import server
+from memsys.server import ServerState, ServerStatus
 
 @dataclass
 class ImportPreview:
@@ -214,6 +216,26 @@ class Engine:
         as many nodes as the replication factor asks; names the ones that are not (yet)."""
         self.jobs.require(job_id)
         return verify_replication(self.system.store, job_id, self.jobs.stored_items(job_id))
+
+    # --- the memsys server (embedded Weaviate of this data directory) ----------------
+    def server_start(self) -> tuple[ServerState, bool]:
+        """Start this data directory's server in the background (it outlives this
+        process); returns its state and whether this call started it."""
+        self._require_embedded("start")
+        return server.ensure_server(self.settings)
+
+    def server_stop(self) -> ServerState | None:
+        """Stop this data directory's server cleanly; returns what was stopped, if any."""
+        self._require_embedded("stop")
+        return server.stop_server(self.settings)
+
+    def server_status(self) -> ServerStatus:
+        """Running or not, where, since when, memory, objects, clients. Starts nothing."""
+        return server.server_status(self.settings)
+
+    def _require_embedded(self, action: str) -> None:
+        if self.settings.weaviate_url:
+            raise ValueError(f"Weaviate is the server at {self.settings.weaviate_url}; memsys does not {action} that one")
 
     # --- the spool (memsys/spool.py) -------------------------------------------------
     def new_spool(self) -> Path:

@@ -138,3 +138,8 @@ class JobStoreError(MemsysError):
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
         self.kind = kind
+
+
+class ServerStoppedError(StoreUnavailableError):
+    """The data directory's memsys server was stopped while an import was writing to it;
+    the batch's items stay pending and a resume finishes the import."""

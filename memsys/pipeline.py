@@ -26,7 +26,7 @@ from memsys.api import MemorySystem, check_embedder
 from memsys.config import BatchConfig, Settings, redact_url
 from memsys.embeddings.providers import EmbeddingProvider
 from memsys.embeddings.router import EmbeddingResult, EmbeddingRouter
-from memsys.errors import EmbeddingProviderError, InputTooLongError, scrub
+from memsys.errors import EmbeddingProviderError, InputTooLongError, ServerStoppedError, scrub
 from memsys.ingest.chunking import ChunkSettings
 from memsys.ingest.documents import FieldMapping, MemoryDefaults, iter_memories
 from memsys.ingest.readers import InputProblem, OcrSettings, ReadCancelled, ReadLimits, ReadTally
@@ -221,7 +221,9 @@ class ImportPipeline:
                 return jobs.require(job_id)
             # Several endpoints must serve one model: refused here, before a vector is written.
             provider.verify()
-            stopped_early = self._process(job_id, request.config, on_progress)
+            self.system.store.client  # (re)starts this data directory's server if it is down
+            with self.system.store.import_running():
+                stopped_early = self._process(job_id, request.config, on_progress)
             if jobs.cancel_requested(job_id):
                 jobs.set_state(job_id, "cancelled")
             elif stopped_early:
@@ -455,6 +457,7 @@ class ImportPipeline:
                     is_retryable=lambda e: isinstance(e, (WeaviateBaseError, OSError)),
                 ))
         except (WeaviateBaseError, OSError) as e:  # every item gets this reason; retry-failed clears it
+            self._raise_if_server_stopped(batch_no)
             reason = f"Weaviate could not be reached: {self._plain(e).removeprefix('the import stopped: ')}"
             prepared.outcomes = {item.seq: ("failed", reason, "store_unavailable") for item in batch}
             return prepared
@@ -621,6 +624,13 @@ class ImportPipeline:
             else:
                 prepared.outcomes[item.seq] = ("updated", "", "")
 
+    def _raise_if_server_stopped(self, batch_no: int) -> None:
+        """A stopped memsys server is not an outage to wait out: the job stops here, with
+        the batch's items left pending, and a resume (which starts the server) finishes it."""
+        why = self.system.store.server_stopped()
+        if why:
+            raise ServerStoppedError(f"batch {batch_no} could not be written: {why}; resume the import to finish it")
+
     def _write(self, prepared: _PreparedBatch, retry: RetryPolicy) -> None:
         """Write the batch; retry whole-request failures with backoff, and per-object
         failures that may pass on a second try, with the same UUIDs."""
@@ -633,6 +643,7 @@ class ImportPipeline:
             try:
                 outcome = self.system.store.write(memories, vectors, created_at=created)
             except (WeaviateBaseError, OSError) as e:
+                self._raise_if_server_stopped(prepared.batch_no)
                 if attempt >= retry.max_retries:
                     reason = f"Weaviate did not take the write: {self._plain(e).removeprefix('the import stopped: ')}"
                     for i in todo:

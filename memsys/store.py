@@ -4,15 +4,15 @@ what is already stored, search, browsing and deletion.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import re
-import socket
 import threading
 import warnings
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, TypeVar
 from urllib.parse import urlparse
 
 import numpy as np
@@ -23,9 +23,12 @@ from weaviate.classes.init import AdditionalConfig, Timeout
 from weaviate.classes.query import Filter, MetadataQuery, Sort
 from weaviate.exceptions import WeaviateBaseError, WeaviateInsertManyAllFailedError
 
-from memsys.config import WEAVIATE_VERSION, Settings, redact_url
+from memsys.config import Settings, redact_url
 from memsys.errors import StoreUnavailableError, scrub
 from memsys.models import Memory
+
+if TYPE_CHECKING:
+    from memsys.server import ServerStatus
 
 RETURN_PROPERTIES = [
     "content", "project", "repo", "agent", "tags", "source",
@@ -262,32 +265,24 @@ def _matched_by(explain: str | None) -> str:
     return "both" if keyword and meaning else "keyword" if keyword else "meaning"
 
 
+def client_timeouts(settings: Settings) -> AdditionalConfig:
+    """A write that hangs (a replica killed in the middle of it) ends as a retryable error
+    after `weaviate_timeout`, rather than after the client's default of minutes."""
+    return AdditionalConfig(timeout=Timeout(init=30, query=settings.weaviate_timeout, insert=settings.weaviate_timeout))
+
+
 def connect(settings: Settings) -> weaviate.WeaviateClient:
-    """Connect as the settings say: embedded (default), a server URL, or Weaviate Cloud.
-    A cluster is reached through one node's URL (REST) and the gRPC port beside it; that
-    node coordinates replication to the others, so they may come and go."""
-    # A write that hangs (a replica killed in the middle of it) ends as a retryable error
-    # after this long, rather than after the client's default of minutes.
-    timeouts = AdditionalConfig(timeout=Timeout(init=30, query=settings.weaviate_timeout, insert=settings.weaviate_timeout))
+    """Connect as the settings say: the data directory's memsys server (default; started
+    when none runs, see `memsys.server`), a server URL, or Weaviate Cloud. A cluster is
+    reached through one node's URL (REST) and the gRPC port beside it; that node
+    coordinates replication to the others, so they may come and go."""
+    if not settings.weaviate_url:
+        from memsys import server
+
+        client, _ = server.connect_client(settings)
+        return client
+    timeouts = client_timeouts(settings)
     try:
-        if not settings.weaviate_url:
-            grpc_port = settings.weaviate_grpc_port or 50060
-            if _listening(settings.weaviate_port) and _listening(grpc_port):
-                # Another memsys process (the dashboard, a CLI import) already started
-                # embedded Weaviate on these ports: share it.
-                return weaviate.connect_to_local(host="127.0.0.1", port=settings.weaviate_port, grpc_port=grpc_port,
-                                                 additional_config=timeouts)
-            settings.weaviate_binary_dir.mkdir(parents=True, exist_ok=True)
-            settings.weaviate_data_dir.mkdir(parents=True, exist_ok=True)
-            return weaviate.connect_to_embedded(
-                version=WEAVIATE_VERSION,
-                binary_path=str(settings.weaviate_binary_dir),
-                persistence_data_path=str(settings.weaviate_data_dir),
-                port=settings.weaviate_port,
-                grpc_port=grpc_port,
-                environment_variables=embedded_environment(async_indexing=settings.async_indexing),
-                additional_config=timeouts,
-            )
         auth = wvc.init.Auth.api_key(settings.weaviate_api_key.get()) if settings.weaviate_api_key else None
         if settings.weaviate_mode == "cloud":
             return weaviate.connect_to_weaviate_cloud(cluster_url=settings.weaviate_url, auth_credentials=auth,
@@ -306,14 +301,64 @@ def connect(settings: Settings) -> weaviate.WeaviateClient:
         )
     except (WeaviateBaseError, OSError) as e:
         secrets = settings.secrets
-        where = redact_url(settings.weaviate_url) or f"embedded Weaviate on port {settings.weaviate_port}"
-        raise StoreUnavailableError(f"cannot connect to {where}: {scrub(str(e), secrets)}") from None
+        raise StoreUnavailableError(f"cannot connect to {redact_url(settings.weaviate_url)}: {scrub(str(e), secrets)}") from None
 
 
-def _listening(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.settimeout(1.0)
-        return s.connect_ex(("127.0.0.1", port)) == 0
+class _Connection:
+    """One Weaviate client, shared by a store and the stores `with_collection` makes.
+
+    On embedded Weaviate it follows the data directory's server: when the state file
+    changes (the server was restarted or replaced) the next use reconnects. When the server
+    was stopped, the next use starts it again, except while an import runs in this process:
+    then its batches fail with a clear reason and the job is resumed later, so `memsys
+    server stop` really stops the server."""
+
+    def __init__(self, settings: Settings, client: weaviate.WeaviateClient | None = None) -> None:
+        self.settings = settings
+        self._client = client
+        self._owned = client is None
+        self._embedded = client is None and not settings.weaviate_url
+        self._identity: tuple[int, int] | None = None
+        self._lock = threading.Lock()
+        self._imports = 0
+
+    def get(self) -> weaviate.WeaviateClient:
+        with self._lock:
+            if self._client is not None and self._embedded:
+                from memsys import server
+
+                identity = server.state_identity(self.settings)
+                if identity != self._identity and (identity is not None or self._imports == 0):
+                    self._drop()
+            if self._client is None:
+                self._client = self._open()
+            return self._client
+
+    def _open(self) -> weaviate.WeaviateClient:
+        if not self._embedded:
+            return connect(self.settings)
+        from memsys import server
+
+        client, _ = server.connect_client(self.settings)
+        self._identity = server.state_identity(self.settings)
+        return client
+
+    def _drop(self) -> None:
+        if self._client is not None and self._owned:
+            self._client.close()
+            if self._embedded:
+                from memsys import server
+
+                server.release_client(self.settings)
+        self._client = None
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
+
+    def importing(self, delta: int) -> None:
+        with self._lock:
+            self._imports += delta
 
 
 def embedded_environment(async_indexing: bool = False) -> dict[str, str]:
@@ -351,26 +396,28 @@ class IndexQueue:
 class MemoryStore:
     """The memories collection in one Weaviate. Thread-safe; connects on first use."""
 
-    def __init__(self, settings: Settings, client: weaviate.WeaviateClient | None = None, collection: str | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        client: weaviate.WeaviateClient | None = None,
+        collection: str | None = None,
+        *,
+        connection: _Connection | None = None,
+    ) -> None:
         self.settings = settings
         self.collection_name = collection or settings.collection
-        self._client = client
-        self._owns_client = client is None
-        self._lock = threading.Lock()
+        self._connection = connection or _Connection(settings, client)
         self._ready = False
         # The embedder a collection this store creates is recorded with (set by MemorySystem).
         self.embedder: dict[str, Any] | None = None
 
     @property
     def client(self) -> weaviate.WeaviateClient:
-        with self._lock:
-            if self._client is None:
-                self._client = connect(self.settings)
-            return self._client
+        return self._connection.get()
 
     def with_collection(self, name: str) -> "MemoryStore":
         """The same connection, another collection (tests and multi-tenant scripts)."""
-        store = MemoryStore(self.settings, client=self.client, collection=name)
+        store = MemoryStore(self.settings, collection=name, connection=self._connection)
         store.embedder = self.embedder
         return store
 
@@ -387,11 +434,36 @@ class MemoryStore:
             return None
 
     def close(self) -> None:
-        with self._lock:
-            if self._client is not None and self._owns_client:
-                self._client.close()
-            self._client = None
-            self._ready = False
+        self._connection.close()
+        self._ready = False
+
+    @contextlib.contextmanager
+    def import_running(self) -> Iterator[None]:
+        """While an import runs, a stopped server stays stopped (see `_Connection`)."""
+        self._connection.importing(+1)
+        try:
+            yield
+        finally:
+            self._connection.importing(-1)
+
+    def server_stopped(self) -> str:
+        """Why this data directory's memsys server is not running, or "" when it runs (or
+        when Weaviate is a configured server memsys does not run)."""
+        if self.settings.weaviate_url:
+            return ""
+        from memsys import server
+
+        if server.running_state(self.settings) is not None:
+            return ""
+        last = server.read_last_stop(self.settings)
+        return f"the memsys server for {self.settings.data_dir} stopped ({last})" if last else \
+            f"the memsys server for {self.settings.data_dir} is not running"
+
+    def server_status(self) -> "ServerStatus":
+        """The memsys server of this data directory (`memsys.server.server_status`)."""
+        from memsys import server
+
+        return server.server_status(self.settings)
 
     @property
     def collection(self) -> Any:

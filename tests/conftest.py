@@ -16,6 +16,7 @@ from typing import Iterator
 import pytest
 
 from memsys import MemorySystem, Settings, set_default_system
+from memsys import server as memsys_server
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -49,7 +50,33 @@ def test_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "MEMSYS_WEAVIATE_PORT": str(free_port()),
         "MEMSYS_WEAVIATE_GRPC_PORT": str(free_port()),
         "MEMSYS_EMBEDDING_PROVIDER": "local",
+        # A server a test forgets to stop still goes away soon after its last client.
+        "MEMSYS_SERVER_IDLE_SECONDS": "60",
     }
+
+
+def settings_for(data_dir: Path, **env: str) -> Settings:
+    """Settings for a data directory of a test's own (nothing from the developer's files)."""
+    return Settings.load(env={"MEMSYS_DATA_DIR": str(data_dir), "MEMSYS_SERVER_IDLE_SECONDS": "60", **env},
+                         secrets_path=Path("/nonexistent"))
+
+
+def stop_servers_under(folder: Path) -> list[Path]:
+    """Stop every memsys server whose data directory is under `folder`; returns them."""
+    stopped = []
+    for state in folder.rglob("server/state.json"):
+        data_dir = state.parent.parent
+        if memsys_server.stop_server(settings_for(data_dir)) is not None:
+            stopped.append(data_dir)
+    return stopped
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_servers_left(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Servers started by this session (by fixtures, CLI runs or dashboards) are detached
+    from the processes that started them: stop them all when the session ends."""
+    yield
+    stop_servers_under(tmp_path_factory.getbasetemp())
 
 
 @pytest.fixture(scope="session")
@@ -61,9 +88,10 @@ def settings(test_env: dict[str, str]) -> Settings:
 def base_system(settings: Settings) -> Iterator[MemorySystem]:
     """Embedded Weaviate (started by memsys itself) and the local embedder."""
     system = MemorySystem(settings)
-    system.store.client  # start embedded Weaviate now, not inside the first test
+    system.store.client  # start the memsys server now, not inside the first test
     yield system
     system.close()
+    memsys_server.stop_server(settings)
 
 
 @pytest.fixture

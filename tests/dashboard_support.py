@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-import weaviate
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from weaviate.classes.query import Filter
+
+from memsys import Settings
+from memsys import server as memsys_server
 
 from conftest import REPO, free_port, wait_for_http
 
@@ -49,12 +51,13 @@ def memsys_env(data_dir: Path) -> dict[str, str]:
         "MEMSYS_WEAVIATE_PORT": str(free_port()),
         "MEMSYS_WEAVIATE_GRPC_PORT": str(free_port()),
         "MEMSYS_EMBEDDING_PROVIDER": "local",
+        "MEMSYS_SERVER_IDLE_SECONDS": "60",
     }
 
 
 class DashboardServer:
-    """`streamlit run app.py` in its own process group (it starts embedded Weaviate as a
-    child), stopped as a group so nothing outlives the test."""
+    """`streamlit run app.py` in its own process group, stopped as a group; the memsys
+    server it starts (detached, as every memsys server is) is stopped with it."""
 
     def __init__(self, env: dict[str, str], log: Path, port: int | None = None, args: tuple[str, ...] = ()) -> None:
         self.env = env
@@ -83,24 +86,22 @@ class DashboardServer:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=10)
-        # Embedded Weaviate is in the same group; make sure it is gone as well.
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        # The memsys server it started outlives it by design (it waits for its idle
+        # time); the test is over, so stop it now.
+        memsys_server.stop_server(Settings.load(env=self.env, secrets_path=Path("/nonexistent")))
         self._log.close()
 
 
 @contextmanager
 def memories_in_weaviate(env: dict[str, str], collection: str = "Memory") -> Iterator[Any]:
     """The dashboard's memories collection, through a Weaviate client of the test's own."""
-    client = weaviate.connect_to_local(
-        port=int(env["MEMSYS_WEAVIATE_PORT"]), grpc_port=int(env["MEMSYS_WEAVIATE_GRPC_PORT"])
-    )
+    settings = Settings.load(env=env, secrets_path=Path("/nonexistent"))
+    client, _ = memsys_server.connect_client(settings, start=False)
     try:
         yield client.collections.get(collection)
     finally:
         client.close()
+        memsys_server.release_client(settings)
 
 
 def weaviate_count(env: dict[str, str], project: str) -> int:

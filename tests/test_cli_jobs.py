@@ -22,10 +22,9 @@ from helpers import short_texts, write_rows_csv
 
 @pytest.fixture
 def cli_env(test_env: dict[str, str], base_system: MemorySystem, tmp_path: Path) -> dict[str, str]:
-    """The session's Weaviate (the CLI finds it listening and uses it), a collection and a
-    data directory of this test's own."""
+    """The session's data directory, so the CLI uses the session's memsys server (one
+    server per data directory), and a collection of this test's own."""
     env = dict(test_env)
-    env["MEMSYS_DATA_DIR"] = str(tmp_path / "data")
     env["MEMSYS_COLLECTION"] = f"Cli_{uuid.uuid4().hex[:10]}"
     return env
 
@@ -94,12 +93,14 @@ def _start(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
 
 
 def _kill_when(proc: subprocess.Popen[str], store: JobStore, job_id: str | None, ready: "callable", timeout: float = 300) -> str:
-    """SIGKILL the process as soon as `ready(job)` holds; returns the job id."""
+    """SIGKILL the process as soon as `ready(job)` holds; returns the job id (with None,
+    the job the process creates: the newest one not already in the shared job store)."""
+    earlier = {j.job_id for j in store.list_jobs(10_000)} if job_id is None else set()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if job_id is None:
             jobs = store.list_jobs(1)
-            job_id = jobs[0].job_id if jobs else None
+            job_id = jobs[0].job_id if jobs and jobs[0].job_id not in earlier else None
         job = store.get(job_id) if job_id else None
         if job is not None and ready(job):
             proc.send_signal(signal.SIGKILL)

@@ -18,6 +18,9 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from memsys import Settings
+from memsys import server as memsys_server
+
 from conftest import REPO, free_port, wait_for_http
 from dashboard_support import a_memory_id, iter_strings, jsonl, memories_in_weaviate, memsys_env, sentences, weaviate_count
 
@@ -47,7 +50,8 @@ def app_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
         # As `make run` serves it (.streamlit/config.toml, not read from this folder): loopback only.
         st.config.set_option("server.address", "127.0.0.1")
         yield env
-        st.cache_resource.clear()  # closes the engines: stops embedded Weaviate
+        st.cache_resource.clear()  # closes the engines
+        memsys_server.stop_server(Settings.load(env=env, secrets_path=Path("/nonexistent")))
 
 
 def open_page(page: str | None = None) -> AppTest:

@@ -1,0 +1,110 @@
+"""CLI commands for the memsys server: `server start | stop | status`. The server is this
+data directory's embedded Weaviate, run in the background and shared by every memsys
+process on the directory; it stops by itself after MEMSYS_SERVER_IDLE_SECONDS unused."""
+from __future__ import annotations
+
+import argparse
+import time
+
+from memsys.cli import command_group
+from memsys.server import ServerState, ServerStatus
+from memsys.ui import format as fmt
+
+
+def _engine():  # type: ignore[no-untyped-def]
+    from memsys.engine import Engine
+
+    return Engine()
+
+
+@command_group("server", "start, stop or show the memsys server (embedded Weaviate of the data directory)")
+def _add_server(p: argparse.ArgumentParser) -> None:
+    p.set_defaults(func=_status)
+    sub = p.add_subparsers(dest="action")
+    for name, func, text in (
+        ("start", _start, "start the server in the background (it outlives this command)"),
+        ("stop", _stop, "stop the server cleanly (Weaviate flushes to disk first)"),
+        ("status", _status, "where it listens, since when, memory, objects, clients"),
+    ):
+        sub.add_parser(name, help=text).set_defaults(func=func)
+
+
+def _since(state: ServerState) -> str:
+    started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(state.started_at))
+    return f"since {started} ({fmt.duration(time.time() - state.started_at)})"
+
+
+def _where(state: ServerState) -> str:
+    return f"{state.url} (gRPC port {state.grpc_port})"
+
+
+def _idle(state: ServerState) -> str:
+    if not state.idle_seconds:
+        return "runs until `python -m memsys server stop`"
+    return f"stops after {fmt.duration(state.idle_seconds)} with no memsys client"
+
+
+def _start(args: argparse.Namespace) -> int:
+    engine = _engine()
+    try:
+        state, started = engine.server_start()
+    finally:
+        engine.close()
+    verb = "started" if started else "already running"
+    print(f"memsys server {verb} for {state.data_dir}: Weaviate {state.version} at {_where(state)}, "
+          f"pid {state.pid}, {_since(state)}")
+    print(f"  log: {state.log_file}; {_idle(state)}")
+    return 0
+
+
+def _stop(args: argparse.Namespace) -> int:
+    engine = _engine()
+    try:
+        state = engine.server_stop()
+    finally:
+        engine.close()
+    if state is None:
+        print(f"no memsys server runs for {engine.settings.data_dir}")
+    else:
+        print(f"memsys server for {state.data_dir} stopped (it ran at {_where(state)}, {_since(state)})")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    engine = _engine()
+    try:
+        status = engine.server_status()
+    finally:
+        engine.close()
+    print(describe(status))
+    return 0 if status.running else 3
+
+
+def describe(status: ServerStatus) -> str:
+    """The status as a few plain lines (the CLI prints them)."""
+    if status.external:
+        return f"Weaviate is the server at {status.external}; memsys does not run it"
+    if not status.running or status.state is None:
+        lines = [f"no memsys server runs for {status.data_dir}"]
+        if status.last_stop:
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(status.last_stop.get("stopped_at", 0))))
+            lines.append(f"  last stopped {when}: {status.last_stop.get('reason', '')}")
+        lines.append("  start it: python -m memsys server start (any memsys command starts it too)")
+        return "\n".join(lines)
+    state = status.state
+    lines = [
+        f"memsys server for {status.data_dir}: running, Weaviate {state.version} at {_where(state)}",
+        f"  pid {state.pid} (Weaviate pid {state.weaviate_pid}), {_since(state)}"
+        + (f", Weaviate restarted {state.restarts} times" if state.restarts else ""),
+        f"  memory: {fmt.size(status.memory_bytes) if status.memory_bytes is not None else 'unknown'}",
+    ]
+    if status.objects is None:
+        lines.append("  objects: unknown (Weaviate did not answer)")
+    else:
+        per = ", ".join(f"{name} {fmt.count(n)}" for name, n in status.objects.items()) or "no collections yet"
+        lines.append(f"  objects: {fmt.count(status.total_objects)} ({per})")
+    clients = "; ".join(f"pid {c.pid} {c.command}" for c in status.clients) or "none"
+    lines.append(f"  memsys clients: {len(status.clients)} ({clients}); open connections: "
+                 f"{status.connections if status.connections is not None else 'unknown'}")
+    lines.append(f"  log: {status.log_file}; {_idle(state)}")
+    return "\n".join(lines)

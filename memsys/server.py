@@ -1,0 +1,504 @@
+"""The memsys server: one embedded Weaviate per data directory, shared by every memsys
+process on that directory (dashboard, CLI, scripts) and owned by a small supervisor
+process (`memsys.weaviate_supervisor`) that outlives whoever started it.
+
+The data directory's `server/` folder holds the state file (who serves this directory,
+where, since when), the API key (mode 0600), the server's log and the client leases the
+idle timer counts. A process connects only to a server whose state file is in its own data
+directory, whose supervisor is alive, and which accepts this directory's key and names
+this directory's node; anything else is stale and replaced, never written into.
+"""
+from __future__ import annotations
+
+import atexit
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from memsys import weaviate_supervisor as sup
+from memsys.config import WEAVIATE_VERSION, Settings
+from memsys.errors import StoreUnavailableError, scrub
+
+HOST = "127.0.0.1"
+_START_TIMEOUT = 180.0
+_STOP_TIMEOUT = 90.0
+_NODE_FILE = "node"
+
+
+class ServerError(StoreUnavailableError):
+    """The data directory's Weaviate cannot be started, reached or stopped; says why."""
+
+
+@dataclass(frozen=True)
+class ServerState:
+    """What the state file says about the server of one data directory."""
+
+    pid: int
+    pid_start: str
+    weaviate_pid: int
+    host: str
+    port: int
+    grpc_port: int
+    internal_ports: dict[str, int]
+    node: str
+    data_dir: str
+    key_file: str
+    log_file: str
+    version: str
+    idle_seconds: float
+    started_at: float
+    weaviate_started_at: float
+    restarts: int = 0
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "ServerState":
+        names = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def supervisor_alive(self) -> bool:
+        return sup.is_alive(self.pid, self.pid_start)
+
+
+@dataclass(frozen=True)
+class ClientInfo:
+    """A memsys process holding a lease on the server."""
+
+    pid: int
+    command: str
+
+
+@dataclass
+class ServerStatus:
+    """The server of one data directory, as `memsys server status` and Home show it."""
+
+    data_dir: Path
+    running: bool
+    state: ServerState | None = None
+    memory_bytes: int | None = None
+    objects: dict[str, int] | None = None  # collection -> object count
+    clients: list[ClientInfo] = field(default_factory=list)
+    connections: int | None = None  # open TCP connections to its REST and gRPC ports
+    last_stop: dict[str, Any] | None = None  # {"stopped_at": ..., "reason": ...}
+    log_file: Path | None = None
+    external: str = ""  # a configured server URL: memsys does not run that one
+
+    @property
+    def total_objects(self) -> int | None:
+        return None if self.objects is None else sum(self.objects.values())
+
+
+def server_dir(settings: Settings) -> Path:
+    return settings.data_dir.resolve() / "server"
+
+
+def _prepare_dir(settings: Settings) -> Path:
+    folder = server_dir(settings)
+    (folder / sup.CLIENTS_DIR).mkdir(parents=True, exist_ok=True)
+    os.chmod(folder, 0o700)  # the key and the leases are nobody else's business
+    return folder
+
+
+# --- the key -------------------------------------------------------------------------
+def _secrets(folder: Path) -> dict[str, str]:
+    """This data directory's API key and cluster password, made on first start (0600)."""
+    path = folder / sup.SECRETS_FILE
+    data = sup.read_json(path)
+    if data is None:
+        data = {
+            "api_key": secrets.token_urlsafe(32),
+            "cluster_user": "memsys",
+            "cluster_password": secrets.token_urlsafe(32),
+        }
+        sup.write_json(path, data, mode=0o600)
+    os.chmod(path, 0o600)
+    return data
+
+
+def api_key(settings: Settings) -> str:
+    """The key memsys sends to this data directory's Weaviate. Never print it."""
+    return _secrets(_prepare_dir(settings))["api_key"]
+
+
+# --- state ---------------------------------------------------------------------------
+def read_state(settings: Settings) -> ServerState | None:
+    data = sup.read_json(server_dir(settings) / sup.STATE_FILE)
+    if data is None:
+        return None
+    try:
+        return ServerState.from_json(data)
+    except TypeError:
+        return None  # a state file from another version of memsys: treated as stale
+
+
+def state_identity(settings: Settings) -> tuple[int, int] | None:
+    """A cheap fingerprint of the state file (inode, mtime): it changes whenever a server
+    starts, restarts or goes away, so a connected process knows to follow."""
+    try:
+        st = os.stat(server_dir(settings) / sup.STATE_FILE)
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
+def _is_ours(state: ServerState, settings: Settings) -> bool:
+    # A data directory copied with its state file names the original: not ours to use.
+    return Path(state.data_dir) == settings.data_dir.resolve()
+
+
+def running_state(settings: Settings) -> ServerState | None:
+    """The state of this data directory's server when its supervisor is alive."""
+    state = read_state(settings)
+    if state is None or not state.supervisor_alive or not _is_ours(state, settings):
+        return None
+    return state
+
+
+def read_last_stop(settings: Settings) -> str:
+    """Why the server last stopped ("idle: ...", "stop requested ..."), or ""."""
+    data = sup.read_json(server_dir(settings) / sup.STOPPED_FILE)
+    return str(data.get("reason", "")) if data else ""
+
+
+# --- leases: which processes use the server (the idle timer counts them) --------------
+class _Leases:
+    """One lease file per process and data directory, held while any connection is open
+    and removed at exit; the supervisor also drops leases of processes that died."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[Path, int] = {}
+        atexit.register(self._release_all)
+
+    def _path(self, folder: Path) -> Path:
+        pid = os.getpid()
+        return sup.lease_path(folder, pid, sup.process_start(pid) or "")
+
+    def acquire(self, settings: Settings) -> None:
+        folder = _prepare_dir(settings)
+        with self._lock:
+            self._counts[folder] = self._counts.get(folder, 0) + 1
+            self._path(folder).touch()
+
+    def release(self, settings: Settings) -> None:
+        folder = server_dir(settings)
+        with self._lock:
+            left = self._counts.get(folder, 0) - 1
+            if left > 0:
+                self._counts[folder] = left
+                return
+            self._counts.pop(folder, None)
+            self._path(folder).unlink(missing_ok=True)
+
+    def _release_all(self) -> None:
+        with self._lock:
+            for folder in self._counts:
+                self._path(folder).unlink(missing_ok=True)
+            self._counts.clear()
+
+
+leases = _Leases()
+
+
+# --- start ---------------------------------------------------------------------------
+def binary_path(settings: Settings) -> Path:
+    """Where the setup step put the server (the path embedded mode of the client uses)."""
+    import hashlib
+
+    tag = f"v{WEAVIATE_VERSION}"
+    return settings.weaviate_binary_dir / f"weaviate-{tag}-{hashlib.sha256(tag.encode()).hexdigest()}"
+
+
+def _port_free(port: int) -> bool:
+    # gRPC and the cluster data port bind every interface: test the port the same way.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        # As Go's listeners do: a port left in TIME_WAIT by a stopped server is free.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("", port))
+        except OSError:
+            return False
+    return True
+
+
+def _choose_ports(settings: Settings) -> tuple[int, int]:
+    """The configured REST and gRPC ports when free; otherwise free ones, so a data
+    directory never ends up talking to another directory's server on its ports."""
+    port = settings.weaviate_port
+    grpc = settings.weaviate_grpc_port or 50060
+    if port != grpc and _port_free(port) and _port_free(grpc):
+        return port, grpc
+    from weaviate.embedded import get_random_port
+
+    while True:
+        port, grpc = get_random_port(), get_random_port()
+        if port != grpc:
+            return port, grpc
+
+
+def _node_name(settings: Settings, folder: Path) -> str:
+    """A name for this directory's Weaviate node, fixed for its life: Weaviate files its
+    shards under the node name, so it must survive port changes. Data made by earlier
+    memsys versions (the client's embedded mode) keeps the name it was made with."""
+    path = folder / _NODE_FILE
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        pass
+    data = settings.weaviate_data_dir
+    existing = data.is_dir() and any(data.iterdir())
+    name = f"Embedded_at_{settings.weaviate_port}" if existing else f"memsys-{secrets.token_hex(4)}"
+    path.write_text(name + "\n", encoding="utf-8")
+    return name
+
+
+def server_environment(settings: Settings, node: str, port: int, grpc_port: int, internal: dict[str, int]) -> dict[str, str]:
+    """How the server runs (no secrets here: the supervisor adds those from the key file).
+    Every listener that can be bound to loopback is; gRPC and the cluster data port always
+    bind every interface, so they refuse requests without the key or cluster password."""
+    from memsys.store import embedded_environment
+
+    env = embedded_environment(async_indexing=settings.async_indexing)
+    env.update({
+        "PERSISTENCE_DATA_PATH": str(settings.weaviate_data_dir.resolve()),
+        "QUERY_DEFAULTS_LIMIT": "20",
+        "GRPC_PORT": str(grpc_port),
+        "CLUSTER_HOSTNAME": node,
+        "CLUSTER_IN_LOCALHOST": "true",
+        "CLUSTER_BIND_ADDR": HOST,
+        "CLUSTER_GOSSIP_BIND_PORT": str(internal["gossip"]),
+        "CLUSTER_DATA_BIND_PORT": str(internal["data"]),
+        "RAFT_PORT": str(internal["raft"]),
+        "RAFT_INTERNAL_RPC_PORT": str(internal["raft_internal_rpc"]),
+        "RAFT_BOOTSTRAP_EXPECT": "1",
+        "RAFT_JOIN": f"{node}:{internal['raft']}",
+        "AUTHENTICATION_ANONYMOUS_ACCESS_ENABLED": "false",
+        "AUTHENTICATION_APIKEY_ENABLED": "true",
+        "AUTHENTICATION_APIKEY_USERS": "memsys",
+        "GO_PROFILING_DISABLE": "true",
+        "LOG_LEVEL": "warning",
+    })
+    return env
+
+
+def _launch(settings: Settings, folder: Path) -> int:
+    """Start the supervisor for this data directory; returns its pid."""
+    binary = binary_path(settings)
+    if not binary.is_file():
+        raise ServerError(
+            f"the Weaviate server binary is missing ({binary}); run `make setup` to build it"
+        )
+    from weaviate.embedded import _get_server_ports
+
+    _secrets(folder)
+    node = _node_name(settings, folder)
+    port, grpc_port = _choose_ports(settings)
+    gossip, data, raft, raft_rpc, _profiling = _get_server_ports()
+    internal = {"gossip": gossip, "data": data, "raft": raft, "raft_internal_rpc": raft_rpc}
+    settings.weaviate_data_dir.mkdir(parents=True, exist_ok=True)
+    sup.write_json(folder / sup.PLAN_FILE, {
+        "binary": str(binary),
+        "version": WEAVIATE_VERSION,
+        "host": HOST,
+        "port": port,
+        "grpc_port": grpc_port,
+        "internal_ports": internal,
+        "node": node,
+        "data_dir": str(settings.data_dir.resolve()),
+        "idle_seconds": settings.server_idle_seconds,
+        "env": server_environment(settings, node, port, grpc_port, internal),
+    })
+    # Its own session: no terminal signal, no process-group kill of the starter reaches
+    # it; it forks once more and prints the pid of the process that stays.
+    starter = subprocess.run(
+        [sys.executable, sup.__file__, str(folder)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        start_new_session=True,
+        cwd=str(folder),
+        timeout=60,
+        check=False,
+    )
+    pid = starter.stdout.strip()
+    if starter.returncode != 0 or not pid.isdigit():
+        raise ServerError(f"the memsys server for {settings.data_dir} could not be started: "
+                          f"{(starter.stderr or starter.stdout).strip()[-500:]}")
+    return int(pid)
+
+
+def _clear_stale(state: ServerState | None, settings: Settings, folder: Path) -> None:
+    """A state file whose supervisor is gone (killed): make sure its Weaviate is gone too
+    (it gets SIGTERM when the supervisor dies; wait for that), then forget it. A state
+    file naming another data directory only goes: its processes are not ours to touch."""
+    if state is not None and state.weaviate_pid and _is_ours(state, settings) and not state.supervisor_alive:
+        try:
+            proc = psutil.Process(state.weaviate_pid)
+            if proc.create_time() >= state.weaviate_started_at - 5 and "weaviate" in proc.name():
+                try:
+                    proc.wait(timeout=30)
+                except psutil.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=10)
+        except psutil.NoSuchProcess:
+            pass
+    (folder / sup.STATE_FILE).unlink(missing_ok=True)
+
+
+def ensure_server(settings: Settings) -> tuple[ServerState, bool]:
+    """The running server of this data directory, started if there is none (a stale
+    state file is replaced). Returns the state and whether this call started it."""
+    folder = _prepare_dir(settings)
+    state = running_state(settings)
+    if state is not None:
+        return state, False
+    with sup.locked(folder):
+        state = running_state(settings)
+        if state is not None:
+            return state, False
+        _clear_stale(read_state(settings), settings, folder)
+        pid = _launch(settings, folder)
+        pid_start = sup.process_start(pid)
+        deadline = time.monotonic() + _START_TIMEOUT
+        while time.monotonic() < deadline:
+            state = read_state(settings)
+            if state is not None and state.pid == pid:
+                return state, True
+            if pid_start is None or not sup.is_alive(pid, pid_start):
+                raise ServerError(f"Weaviate for {settings.data_dir} did not start; see {folder / sup.LOG_FILE}")
+            time.sleep(0.1)
+        os.kill(pid, signal.SIGTERM)
+        raise ServerError(f"Weaviate for {settings.data_dir} did not start within {_START_TIMEOUT:.0f} s; "
+                          f"see {folder / sup.LOG_FILE}")
+
+
+def connect_client(settings: Settings, *, start: bool = True) -> tuple[Any, ServerState]:
+    """A weaviate client on this data directory's server (started when `start` and none
+    runs), checked to be that server: it must accept this directory's key and name this
+    directory's node. Holds a lease until `release_client`."""
+    import weaviate
+    from weaviate.classes.init import Auth
+    from weaviate.exceptions import WeaviateBaseError
+
+    leases.acquire(settings)
+    try:
+        if start:
+            state, _ = ensure_server(settings)
+        else:
+            found = running_state(settings)
+            if found is None:
+                raise ServerError(f"no memsys server runs for {settings.data_dir}")
+            state = found
+        try:
+            client = weaviate.connect_to_local(
+                host=state.host, port=state.port, grpc_port=state.grpc_port,
+                auth_credentials=Auth.api_key(api_key(settings)),
+            )
+        except WeaviateBaseError as e:
+            raise ServerError(f"cannot use the memsys server for {settings.data_dir} on port {state.port}: "
+                              f"{scrub(str(e), [api_key(settings)])}") from None
+        try:
+            nodes = [n.name for n in client.cluster.nodes()]
+        except WeaviateBaseError as e:
+            client.close()
+            raise ServerError(f"the server on port {state.port} did not answer as expected: {type(e).__name__}") from None
+        if nodes != [state.node]:
+            client.close()
+            raise ServerError(f"the server on port {state.port} is not the one of {settings.data_dir} "
+                              f"(it serves node {', '.join(nodes)}, expected {state.node})")
+        return client, state
+    except BaseException:
+        leases.release(settings)
+        raise
+
+
+def release_client(settings: Settings) -> None:
+    leases.release(settings)
+
+
+# --- stop and status -----------------------------------------------------------------
+def stop_server(settings: Settings, timeout: float = _STOP_TIMEOUT) -> ServerState | None:
+    """Stop this data directory's server: SIGTERM to its supervisor, which stops Weaviate
+    with SIGTERM (it flushes) and removes the state file. Returns what was stopped."""
+    folder = _prepare_dir(settings)
+    state = read_state(settings)
+    if state is None:
+        return None
+    if not state.supervisor_alive or not _is_ours(state, settings):
+        with sup.locked(folder):
+            _clear_stale(read_state(settings), settings, folder)
+        return None
+    os.kill(state.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while sup.is_alive(state.pid, state.pid_start):
+        if time.monotonic() > deadline:
+            raise ServerError(f"the memsys server (pid {state.pid}) did not stop within {timeout:.0f} s")
+        time.sleep(0.1)
+    return state
+
+
+def _process_command(pid: int) -> str:
+    try:
+        return " ".join(psutil.Process(pid).cmdline()[:6])
+    except psutil.Error:
+        return "?"
+
+
+def server_status(settings: Settings, client: Any | None = None) -> ServerStatus:
+    """Is it running, where, since when, memory, objects per collection, clients. Never
+    starts a server; connects (briefly) only to count objects when no client is given."""
+    if settings.weaviate_url:
+        return ServerStatus(settings.data_dir, running=False, external=settings.weaviate_url)
+    folder = server_dir(settings)
+    status = ServerStatus(settings.data_dir.resolve(), running=False, log_file=folder / sup.LOG_FILE,
+                          last_stop=sup.read_json(folder / sup.STOPPED_FILE))
+    state = running_state(settings)
+    if state is None:
+        return status
+    status.running = True
+    status.state = state
+    status.clients = [ClientInfo(pid, _process_command(pid)) for pid in sorted(sup.live_leases(folder))]
+    try:
+        weaviate_process = psutil.Process(state.weaviate_pid)
+        status.memory_bytes = weaviate_process.memory_info().rss
+        status.connections = sum(
+            1 for c in weaviate_process.net_connections(kind="tcp")
+            if c.status == psutil.CONN_ESTABLISHED and c.laddr and c.laddr.port in (state.port, state.grpc_port)
+        )
+    except psutil.Error:
+        pass
+    status.objects = _count_objects(settings, client)
+    return status
+
+
+def _count_objects(settings: Settings, client: Any | None) -> dict[str, int] | None:
+    from weaviate.exceptions import WeaviateBaseError
+
+    own = client is None
+    try:
+        if own:
+            client, _ = connect_client(settings, start=False)
+        counts = {}
+        for name in sorted(client.collections.list_all(simple=True)):
+            counts[name] = int(client.collections.get(name).aggregate.over_all(total_count=True).total_count or 0)
+        return counts
+    except (WeaviateBaseError, StoreUnavailableError, OSError):
+        return None
+    finally:
+        if own and client is not None:
+            client.close()
+            release_client(settings)

@@ -1,0 +1,318 @@
+"""The process that owns one data directory's embedded Weaviate. It starts the server in
+its own session (so it outlives whoever asked for it), writes the state file once Weaviate
+answers, starts Weaviate again if it dies, and stops it with SIGTERM (so it flushes) on
+request or after an idle time with no memsys client holding a lease.
+
+Standard library only, and run as a script (`python weaviate_supervisor.py SERVER_DIR`):
+it lives as long as the server, so it stays small. `memsys.server` launches it and shares
+its small helpers (leases, process identity, atomic JSON files).
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+STATE_FILE = "state.json"
+PLAN_FILE = "launch.json"
+SECRETS_FILE = "secrets.json"
+STOPPED_FILE = "stopped.json"
+LOG_FILE = "weaviate.log"
+LOCK_FILE = "lock"
+CLIENTS_DIR = "clients"
+
+_TICK = 0.5
+_READY_TIMEOUT = 180.0
+_STOP_TIMEOUT = 60.0
+# Weaviate dying this often within the window is not a hiccup: give up and say so.
+_MAX_RESTARTS = 3
+_RESTART_WINDOW = 300.0
+_LOG_ROTATE_BYTES = 20 * 2**20
+
+
+def process_start(pid: int) -> str | None:
+    """The kernel's start time of a live process (clock ticks since boot), or None when
+    there is no such process or it is a zombie. A pid plus its start time names one
+    process for good: a recycled pid has another start time."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses; fields after it do not.
+    fields = raw[raw.rfind(")") + 2:].split()
+    if fields[0] in ("Z", "X"):
+        return None
+    return fields[19]
+
+
+def is_alive(pid: int, start: str) -> bool:
+    return bool(pid) and process_start(pid) == start
+
+
+def write_json(path: Path, data: dict[str, Any], mode: int = 0o644) -> None:
+    """Write atomically: readers see the old file or the new one, never half of one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2)
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+@contextlib.contextmanager
+def locked(server_dir: Path) -> Any:
+    """Hold the data directory's server lock: starting, replacing and stopping a server
+    happen one at a time, so two Weaviates never share one data directory."""
+    fd = os.open(server_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def lease_path(server_dir: Path, pid: int, start: str) -> Path:
+    return server_dir / CLIENTS_DIR / f"{pid}-{start}"
+
+
+def live_leases(server_dir: Path) -> list[int]:
+    """Pids of the memsys processes holding a lease; leases of dead processes are removed."""
+    alive = []
+    folder = server_dir / CLIENTS_DIR
+    try:
+        names = os.listdir(folder)
+    except FileNotFoundError:
+        return []
+    for name in names:
+        pid_text, _, start = name.partition("-")
+        if pid_text.isdigit() and is_alive(int(pid_text), start):
+            alive.append(int(pid_text))
+        else:
+            try:
+                (folder / name).unlink()
+            except FileNotFoundError:
+                pass
+    return alive
+
+
+def _set_parent_death_signal() -> None:
+    """Runs in the Weaviate child before exec: if the supervisor dies, even by SIGKILL,
+    the kernel sends Weaviate SIGTERM, so no orphan keeps the data directory's files."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+class Supervisor:
+    def __init__(self, server_dir: Path) -> None:
+        self.dir = server_dir
+        plan = read_json(server_dir / PLAN_FILE)
+        secrets = read_json(server_dir / SECRETS_FILE)
+        if plan is None or secrets is None:
+            raise SystemExit(f"memsys-supervisor: {server_dir} has no launch plan or secrets file")
+        self.plan = plan
+        self.secrets = secrets
+        self.log = open(server_dir / LOG_FILE, "ab", buffering=0)  # noqa: SIM115 - lives as long as the process
+        self.process: subprocess.Popen[bytes] | None = None
+        self.stop_reason = ""
+        self.started_at = time.time()
+        self.restarts: list[float] = []
+
+    def say(self, message: str) -> None:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        self.log.write(f"{stamp} memsys-supervisor: {message}\n".encode())
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        self.stop_reason = self.stop_reason or f"stop requested ({signal.Signals(signum).name})"
+
+    def environment(self) -> dict[str, str]:
+        # Weaviate gets only what it needs: none of the caller's other secrets.
+        env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR")}
+        env.update(self.plan["env"])
+        env["AUTHENTICATION_APIKEY_ALLOWED_KEYS"] = self.secrets["api_key"]
+        env["CLUSTER_BASIC_AUTH_USERNAME"] = self.secrets["cluster_user"]
+        env["CLUSTER_BASIC_AUTH_PASSWORD"] = self.secrets["cluster_password"]
+        return env
+
+    def start_weaviate(self) -> None:
+        plan = self.plan
+        self.process = subprocess.Popen(
+            [plan["binary"], "--host", plan["host"], "--port", str(plan["port"]), "--scheme", "http",
+             "--read-timeout=600s", "--write-timeout=600s"],
+            env=self.environment(),
+            stdin=subprocess.DEVNULL,
+            stdout=self.log,
+            stderr=self.log,
+            preexec_fn=_set_parent_death_signal,
+        )
+        self.say(f"started Weaviate {plan['version']} (pid {self.process.pid}) on http://{plan['host']}:{plan['port']}, "
+                 f"gRPC port {plan['grpc_port']}, data {plan['env']['PERSISTENCE_DATA_PATH']}")
+
+    def wait_ready(self) -> bool:
+        url = f"http://{self.plan['host']}:{self.plan['port']}/v1/.well-known/ready"
+        deadline = time.monotonic() + _READY_TIMEOUT
+        assert self.process is not None
+        while time.monotonic() < deadline and not self.stop_reason:
+            if self.process.poll() is not None:
+                self.say(f"Weaviate exited with code {self.process.returncode} while starting")
+                return False
+            try:
+                with urllib.request.urlopen(url, timeout=2) as answer:
+                    if answer.status == 200:
+                        return True
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.1)
+        self.say("Weaviate did not become ready" if not self.stop_reason else self.stop_reason)
+        return False
+
+    def write_state(self) -> None:
+        assert self.process is not None
+        plan = self.plan
+        state = {
+            "pid": os.getpid(),
+            "pid_start": process_start(os.getpid()),
+            "weaviate_pid": self.process.pid,
+            "host": plan["host"],
+            "port": plan["port"],
+            "grpc_port": plan["grpc_port"],
+            "internal_ports": plan["internal_ports"],
+            "node": plan["node"],
+            "data_dir": plan["data_dir"],
+            "key_file": str(self.dir / SECRETS_FILE),
+            "log_file": str(self.dir / LOG_FILE),
+            "version": plan["version"],
+            "idle_seconds": plan["idle_seconds"],
+            "started_at": self.started_at,
+            "weaviate_started_at": time.time(),
+            "restarts": len(self.restarts),
+        }
+        write_json(self.dir / STATE_FILE, state)
+
+    def remove_state(self, reason: str) -> None:
+        state = read_json(self.dir / STATE_FILE)
+        if state is not None and state.get("pid") == os.getpid():
+            (self.dir / STATE_FILE).unlink(missing_ok=True)
+        write_json(self.dir / STOPPED_FILE, {"stopped_at": time.time(), "reason": reason, "pid": os.getpid()})
+
+    def stop_weaviate(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()  # Weaviate flushes its memtables on SIGTERM
+        try:
+            self.process.wait(timeout=_STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.say(f"Weaviate did not stop within {_STOP_TIMEOUT:.0f} s of SIGTERM; killing it")
+            self.process.kill()
+            self.process.wait()
+
+    def run(self) -> int:
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, self._on_signal)
+        self.start_weaviate()
+        if not self.wait_ready():
+            self.stop_weaviate()
+            self.remove_state("Weaviate did not start; see the log")
+            return 1
+        self.write_state()
+        while True:
+            code = self.watch()
+            # Under the lock, so no one starts another Weaviate on these files before this
+            # one has flushed and exited; the state goes first, so no new client connects.
+            with locked(self.dir):
+                if self.stop_reason.startswith("idle") and live_leases(self.dir):
+                    self.say("a client arrived as the idle time ran out; staying up")
+                    self.stop_reason = ""
+                    continue
+                reason = self.stop_reason or "Weaviate kept dying; see the log"
+                self.say(f"stopping: {reason}")
+                self.remove_state(reason)
+                self.stop_weaviate()
+            self.say("stopped")
+            return code
+
+    def watch(self) -> int:
+        """Until there is a reason to stop: restart Weaviate if it dies, count idle time.
+        Returns the exit code the supervisor will end with."""
+        idle_seconds = float(self.plan["idle_seconds"])
+        last_client = time.monotonic()
+        while not self.stop_reason:
+            time.sleep(_TICK)
+            assert self.process is not None
+            if self.process.poll() is not None and not self.stop_reason:
+                if not self._restart_after_crash():
+                    return 1
+                continue
+            if live_leases(self.dir):
+                last_client = time.monotonic()
+            elif idle_seconds > 0 and time.monotonic() - last_client >= idle_seconds:
+                self.stop_reason = f"idle: no memsys client for {idle_seconds:g} s"
+        return 0
+
+    def _restart_after_crash(self) -> bool:
+        assert self.process is not None
+        now = time.monotonic()
+        self.restarts = [t for t in self.restarts if now - t < _RESTART_WINDOW] + [now]
+        self.say(f"Weaviate (pid {self.process.pid}) exited with code {self.process.returncode}")
+        if len(self.restarts) > _MAX_RESTARTS:
+            self.say(f"Weaviate exited {len(self.restarts)} times within {_RESTART_WINDOW:.0f} s; giving up")
+            return False
+        self.start_weaviate()
+        if not self.wait_ready():
+            return False
+        self.write_state()
+        return True
+
+
+def _rotate_log(server_dir: Path) -> None:
+    log = server_dir / LOG_FILE
+    try:
+        if log.stat().st_size > _LOG_ROTATE_BYTES:
+            log.replace(log.with_suffix(".log.1"))
+    except FileNotFoundError:
+        pass
+
+
+def _daemonize() -> None:
+    """Fork once more and let the starter's child exit: the supervisor is then nobody's
+    child (no zombie in a long-lived dashboard when it stops) and the starter reads its
+    pid from our stdout."""
+    pid = os.fork()
+    if pid > 0:
+        print(pid, flush=True)
+        os._exit(0)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print("usage: weaviate_supervisor.py SERVER_DIR", file=sys.stderr)
+        return 2
+    server_dir = Path(argv[1])
+    _daemonize()
+    _rotate_log(server_dir)
+    return Supervisor(server_dir).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
