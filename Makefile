@@ -29,7 +29,10 @@ system:
 browser:
 	bash tools/install_browser.sh
 
+# The memsys server (embedded Weaviate of the data directory) starts first and outlives
+# the dashboard; it stops after MEMSYS_SERVER_IDLE_SECONDS without clients.
 run: setup
+	$(BIN)/python -m memsys server start
 	@echo "memsys dashboard: http://$(MEMSYS_SERVER_ADDRESS):$(PORT)"
 	$(BIN)/python -m components.serve --server.address $(MEMSYS_SERVER_ADDRESS) --server.port $(PORT)
 

@@ -7,7 +7,7 @@ import sys
 
 from bench.common import Result
 
-MODULES = ["bench.cache", "bench.pipeline", "bench.ocr", "bench.cluster", "bench.provider"]
+MODULES = ["bench.cache", "bench.pipeline", "bench.ocr", "bench.cluster", "bench.provider", "bench.server"]
 
 
 def main(argv: list[str]) -> int:

@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import TYPE_CHECKING
 
-from memsys.units import size  # noqa: F401  (re-exported: one size formatter for the CLI and the dashboard)
+from memsys.units import duration, size  # noqa: F401  (re-exported: one formatter each for the CLI and the dashboard)
+
+if TYPE_CHECKING:
+    from memsys.engine import ServerStatus
 
 
 # What Markdown (and Streamlit's :icon: and :color[...] syntax) acts on inside a line. A
@@ -16,22 +20,6 @@ def plain(text: object) -> str:
     character Markdown would act on is escaped, so nothing in it becomes a link, an image
     (loaded from anywhere), a heading or HTML."""
     return "".join("\\" + c if c in _MARKDOWN else c for c in str(text)).replace("\n", " ")
-
-
-def duration(seconds: float | None) -> str:
-    """75 -> "1 min 15 s"; None -> "—" (not known yet)."""
-    if seconds is None or seconds != seconds or seconds < 0:  # NaN as well
-        return "—"
-    if seconds < 10:
-        return f"{seconds:.1f} s"
-    total = int(round(seconds))
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours} h {minutes} min"
-    if minutes:
-        return f"{minutes} min {secs} s"
-    return f"{secs} s"
 
 
 def rate(per_second: float | None, unit: str = "items") -> str:
@@ -111,3 +99,17 @@ def and_list(items: list[str]) -> str:
     if len(items) <= 1:
         return "".join(items)
     return f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+def server_summary(status: "ServerStatus") -> str:
+    """One line on the memsys server: where, since when, memory, clients, idle rule."""
+    if status.external:
+        return "Weaviate runs elsewhere (a configured server); memsys does not run it"
+    state = status.state
+    if not status.running or state is None:
+        return "memsys server: not running (the next memsys command starts it)"
+    clients = plural(len(status.clients), "memsys client")
+    idle = (f"stops after {duration(state.idle_seconds)} without clients" if state.idle_seconds
+            else "runs until stopped")
+    return (f"memsys server at {state.url} since {when(state.started_at)}, "
+            f"{size(status.memory_bytes)} in memory, {clients}; {idle}")

@@ -8,7 +8,7 @@ import time
 
 from memsys.cli import command_group
 from memsys.server import ServerState, ServerStatus
-from memsys.ui import format as fmt
+from memsys.units import duration, size
 
 
 def _engine():  # type: ignore[no-untyped-def]
@@ -31,7 +31,7 @@ def _add_server(p: argparse.ArgumentParser) -> None:
 
 def _since(state: ServerState) -> str:
     started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(state.started_at))
-    return f"since {started} ({fmt.duration(time.time() - state.started_at)})"
+    return f"since {started} ({duration(time.time() - state.started_at)})"
 
 
 def _where(state: ServerState) -> str:
@@ -41,7 +41,7 @@ def _where(state: ServerState) -> str:
 def _idle(state: ServerState) -> str:
     if not state.idle_seconds:
         return "runs until `python -m memsys server stop`"
-    return f"stops after {fmt.duration(state.idle_seconds)} with no memsys client"
+    return f"stops after {duration(state.idle_seconds)} with no memsys client"
 
 
 def _start(args: argparse.Namespace) -> int:
@@ -96,13 +96,13 @@ def describe(status: ServerStatus) -> str:
         f"memsys server for {status.data_dir}: running, Weaviate {state.version} at {_where(state)}",
         f"  pid {state.pid} (Weaviate pid {state.weaviate_pid}), {_since(state)}"
         + (f", Weaviate restarted {state.restarts} times" if state.restarts else ""),
-        f"  memory: {fmt.size(status.memory_bytes) if status.memory_bytes is not None else 'unknown'}",
+        f"  memory: {size(status.memory_bytes) if status.memory_bytes is not None else 'unknown'}",
     ]
     if status.objects is None:
         lines.append("  objects: unknown (Weaviate did not answer)")
     else:
-        per = ", ".join(f"{name} {fmt.count(n)}" for name, n in status.objects.items()) or "no collections yet"
-        lines.append(f"  objects: {fmt.count(status.total_objects)} ({per})")
+        per = ", ".join(f"{name} {n:,}" for name, n in status.objects.items()) or "no collections yet"
+        lines.append(f"  objects: {status.total_objects:,} ({per})")
     clients = "; ".join(f"pid {c.pid} {c.command}" for c in status.clients) or "none"
     lines.append(f"  memsys clients: {len(status.clients)} ({clients}); open connections: "
                  f"{status.connections if status.connections is not None else 'unknown'}")

@@ -39,7 +39,9 @@ from memsys.ingest.readers import (
 from memsys.jobs import FAILED_PAGE, FailedItem, JobProgress, JobRunner, JobStore, failed_row, iter_chunks
 from memsys.metrics import BatchMetrics, BatchRecord
 from memsys.models import Memory
+from memsys import server
 from memsys.pipeline import ImportPipeline, ImportRequest, embedder_name, ocr_settings, plan_sizes, read_limits
+from memsys.server import ServerState, ServerStatus
 from memsys.store import SEARCH_MODES, BrowsePage, MemoryFilter, StoredMemory, export_record, parse_export_line
 from memsys.spool import Spool
 from memsys.tasks import Progress, TaskRunner, TaskStatus
@@ -50,7 +52,7 @@ __all__ = [
     "MAPPED_FIELDS", "PROBLEMS", "UPLOAD_CAPTION", "UPLOAD_TYPES", "BatchMetrics", "BatchRecord", "BrowsePage",
     "CacheHealthReport", "ClusterStatus", "DocumentSummary", "EmbedderStatus", "Engine", "FAILED_PAGE", "FailedItem", "FieldMapping",
     "ImportPreview", "InputProblem", "JobProgress", "Memory", "MemoryDefaults", "MemoryFilter", "NodeState", "Progress",
-    "ReplicationReport", "SEARCH_MODES", "StoreStatus", "StoredMemory", "TaskStatus", "WarmupReport", "check_settings", "failed_row",
+    "ReplicationReport", "SEARCH_MODES", "ServerState", "ServerStatus", "StoreStatus", "StoredMemory", "TaskStatus", "WarmupReport", "check_settings", "failed_row",
 ]
 
 ProgressCallback = Callable[[JobProgress], None]
@@ -61,8 +63,6 @@ def check_settings(settings: Settings) -> None:
     provider that cannot start, such as openai without a key or a server)."""
     provider_from_settings(settings)
 
-from memsys import server
-from memsys.server import ServerState, ServerStatus
 
 @dataclass
 class ImportPreview:
@@ -229,9 +229,9 @@ class Engine:
         self._require_embedded("stop")
         return server.stop_server(self.settings)
 
-    def server_status(self) -> ServerStatus:
+    def server_status(self, count_objects: bool = True) -> ServerStatus:
         """Running or not, where, since when, memory, objects, clients. Starts nothing."""
-        return server.server_status(self.settings)
+        return server.server_status(self.settings, count_objects=count_objects)
 
     def _require_embedded(self, action: str) -> None:
         if self.settings.weaviate_url:

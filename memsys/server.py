@@ -458,9 +458,9 @@ def _process_command(pid: int) -> str:
         return "?"
 
 
-def server_status(settings: Settings, client: Any | None = None) -> ServerStatus:
+def server_status(settings: Settings, count_objects: bool = True) -> ServerStatus:
     """Is it running, where, since when, memory, objects per collection, clients. Never
-    starts a server; connects (briefly) only to count objects when no client is given."""
+    starts a server; connects briefly to count objects (unless `count_objects` is off)."""
     if settings.weaviate_url:
         return ServerStatus(settings.data_dir, running=False, external=settings.weaviate_url)
     folder = server_dir(settings)
@@ -481,24 +481,25 @@ def server_status(settings: Settings, client: Any | None = None) -> ServerStatus
         )
     except psutil.Error:
         pass
-    status.objects = _count_objects(settings, client)
+    if count_objects:
+        status.objects = _count_objects(settings)
     return status
 
 
-def _count_objects(settings: Settings, client: Any | None) -> dict[str, int] | None:
+def _count_objects(settings: Settings) -> dict[str, int] | None:
     from weaviate.exceptions import WeaviateBaseError
 
-    own = client is None
     try:
-        if own:
-            client, _ = connect_client(settings, start=False)
-        counts = {}
-        for name in sorted(client.collections.list_all(simple=True)):
-            counts[name] = int(client.collections.get(name).aggregate.over_all(total_count=True).total_count or 0)
-        return counts
-    except (WeaviateBaseError, StoreUnavailableError, OSError):
+        client, _ = connect_client(settings, start=False)
+    except StoreUnavailableError:
+        return None
+    try:
+        return {
+            name: int(client.collections.get(name).aggregate.over_all(total_count=True).total_count or 0)
+            for name in sorted(client.collections.list_all(simple=True))
+        }
+    except (WeaviateBaseError, OSError):
         return None
     finally:
-        if own and client is not None:
-            client.close()
-            release_client(settings)
+        client.close()
+        release_client(settings)

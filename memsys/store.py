@@ -12,7 +12,7 @@ import threading
 import warnings
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, TypeVar
+from typing import Any, Callable, Iterator, Sequence, TypeVar
 from urllib.parse import urlparse
 
 import numpy as np
@@ -26,9 +26,6 @@ from weaviate.exceptions import WeaviateBaseError, WeaviateInsertManyAllFailedEr
 from memsys.config import Settings, redact_url
 from memsys.errors import StoreUnavailableError, scrub
 from memsys.models import Memory
-
-if TYPE_CHECKING:
-    from memsys.server import ServerStatus
 
 RETURN_PROPERTIES = [
     "content", "project", "repo", "agent", "tags", "source",
@@ -458,12 +455,6 @@ class MemoryStore:
         last = server.read_last_stop(self.settings)
         return f"the memsys server for {self.settings.data_dir} stopped ({last})" if last else \
             f"the memsys server for {self.settings.data_dir} is not running"
-
-    def server_status(self) -> "ServerStatus":
-        """The memsys server of this data directory (`memsys.server.server_status`)."""
-        from memsys import server
-
-        return server.server_status(self.settings)
 
     @property
     def collection(self) -> Any:

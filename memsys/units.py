@@ -14,3 +14,19 @@ def size(n_bytes: int | float | None) -> str:
             return f"{int(value)} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
         value /= 1024
     raise AssertionError("unreachable")
+
+
+def duration(seconds: float | None) -> str:
+    """75 -> "1 min 15 s"; None -> "—" (not known yet)."""
+    if seconds is None or seconds != seconds or seconds < 0:  # NaN as well
+        return "—"
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    total = int(round(seconds))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes} min"
+    if minutes:
+        return f"{minutes} min {secs} s"
+    return f"{secs} s"

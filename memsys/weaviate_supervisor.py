@@ -207,10 +207,11 @@ class Supervisor:
         write_json(self.dir / STATE_FILE, state)
 
     def remove_state(self, reason: str) -> None:
+        # The reason first: a client that finds the state gone can already say why.
+        write_json(self.dir / STOPPED_FILE, {"stopped_at": time.time(), "reason": reason, "pid": os.getpid()})
         state = read_json(self.dir / STATE_FILE)
         if state is not None and state.get("pid") == os.getpid():
             (self.dir / STATE_FILE).unlink(missing_ok=True)
-        write_json(self.dir / STOPPED_FILE, {"stopped_at": time.time(), "reason": reason, "pid": os.getpid()})
 
     def stop_weaviate(self) -> None:
         if self.process is None or self.process.poll() is not None:

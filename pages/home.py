@@ -18,11 +18,12 @@ store_box, embedder_box, cache_box = st.columns(3)
 memories = None
 with store_box.container(border=True), guarded():
     st.markdown("**Memory store**")
-    with st.spinner("Connecting to Weaviate (embedded Weaviate takes about 15 seconds to start)…"):
+    with st.spinner("Connecting to Weaviate (starting the memsys server takes about 15 seconds)…"):
         store = memsys_engine.store_status()
     memories = store.memories
     st.metric("Memories", fmt.count(memories))
     st.caption(f"Weaviate {store.version}, {store.mode} mode, collection {store.collection}")
+    st.caption(fmt.server_summary(memsys_engine.server_status(count_objects=False)))
 with embedder_box.container(border=True), guarded():
     st.markdown("**Embeddings**")
     embedder = memsys_engine.embedder_status()

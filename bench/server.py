@@ -1,0 +1,72 @@
+"""P14: what the shared memsys server saves a fresh process. Wall time from a fresh
+interpreter for `memsys.count_memories()` and for a CLI re-import of 600 unchanged texts,
+with the data directory's server already running versus a cold start (no server: the
+command starts it). Each is the median of a few runs, measured in one run of the bench."""
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterator
+
+from bench.common import Result
+from memsys import Settings
+from memsys.server import running_state, stop_server
+
+REPO = Path(__file__).resolve().parent.parent
+RUNS = 3
+COUNT = "import memsys; print(memsys.count_memories())"
+
+
+def _env(data_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MEMSYS_", "WEAVIATE_", "OPENAI_"))}
+    env.update({"MEMSYS_DATA_DIR": str(data_dir), "MEMSYS_EMBEDDING_PROVIDER": "local",
+                "MEMSYS_SERVER_IDLE_SECONDS": "600"})
+    return env
+
+
+def _wall(args: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, *args], env=env, cwd=str(REPO), capture_output=True, text=True, timeout=900)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed: {done.stderr[-2000:]}")
+    return seconds
+
+
+def _median(args: list[str], env: dict[str, str], settings: Settings, cold: bool) -> float:
+    times = []
+    for _ in range(RUNS):
+        if cold:
+            stop_server(settings)
+        elif running_state(settings) is None:
+            raise RuntimeError("the server should be running for this measurement")
+        times.append(_wall(args, env))
+    return statistics.median(times)
+
+
+def run() -> Iterator[Result]:
+    with tempfile.TemporaryDirectory(prefix="memsys-bench-server-") as tmp:
+        root = Path(tmp)
+        env = _env(root / "data")
+        settings = Settings.load(env=env, secrets_path=Path("/nonexistent"))
+        rows = root / "rows.csv"
+        rows.write_text("content\n" + "".join(f"unchanged text number {i} for the re-import\n" for i in range(600)),
+                        encoding="utf-8")
+        reimport = ["-m", "memsys", "import", str(rows), "--project", "p14", "--repo", "r", "--agent", "a"]
+        try:
+            _wall(reimport, env)  # the first import: embeds and writes; starts the server
+            warm_count = _median(["-c", COUNT], env, settings, cold=False)
+            warm_import = _median(reimport, env, settings, cold=False)
+            cold_count = _median(["-c", COUNT], env, settings, cold=True)
+            cold_import = _median(reimport, env, settings, cold=True)
+        finally:
+            stop_server(settings)
+    yield Result("P14", "count_memories() in a fresh interpreter, server running", warm_count, "s", "< 1.5 s",
+                 warm_count < 1.5, f"cold start {cold_count:.1f} s ({cold_count / warm_count:.0f}x longer)")
+    yield Result("P14", "CLI re-import of 600 unchanged texts, server running", warm_import, "s", "< 2 s",
+                 warm_import < 2.0, f"cold start {cold_import:.1f} s ({cold_import / warm_import:.0f}x longer)")
