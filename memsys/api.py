@@ -240,9 +240,6 @@ def get_default_system() -> MemorySystem:
     with _default_lock:
         if _default is None:
             _default = MemorySystem()
-            # A script's connection is closed at exit (no unclosed-socket warnings, and
-            # its lease on the memsys server goes at once).
-            atexit.register(_default.close)
         return _default
 
 
