@@ -19,7 +19,6 @@ import grpc
 import psutil
 import pytest
 from playwright.sync_api import expect, sync_playwright
-from weaviate.proto.v1 import search_get_pb2, weaviate_pb2_grpc
 
 from memsys import Settings
 from memsys import server as memsys_server
@@ -121,29 +120,58 @@ def listeners(roots: list[int]) -> list[Listener]:
     return found
 
 
-def answers_without_key(port: int) -> str:
-    """What a listener gives away to a request carrying no key: "" when it refuses all."""
+def _protobuf_strings(*values: str) -> bytes:
+    """A protobuf message of string fields 1, 2, ... (the requests probed below)."""
+    out = b""
+    for number, value in enumerate(values, 1):
+        data = value.encode()
+        out += bytes([(number << 3) | 2, len(data)]) + data
+    return out
+
+
+def _grpc_refuses(channel: grpc.Channel, method: str, request: bytes) -> bool | None:
+    """True: refused for want of credentials; None: not served on this port; False: answered."""
+    call = channel.unary_unary(method, request_serializer=None, response_deserializer=None)
+    try:
+        call(request, timeout=10)
+        return False
+    except grpc.RpcError as e:
+        details = (e.details() or "").lower()
+        if e.code() == grpc.StatusCode.UNAUTHENTICATED or "unauthorized" in details:
+            return True
+        if e.code() == grpc.StatusCode.UNIMPLEMENTED:
+            return None
+        return False  # it ran the request (and failed for another reason): not refused
+
+
+def refusals_without_key(port: int, shards: list[tuple[str, str]]) -> tuple[int, list[str]]:
+    """Ask a listener for data without any key: every HTTP/1.1 route and gRPC method Weaviate
+    serves on its public and cluster ports, with this server's real collection and shard
+    names. Returns (requests refused, requests answered)."""
+    refused, answered = 0, []
     for path in HTTP_PROBES:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as answer:
-                return f"GET {path} -> {answer.status}"
+                answered.append(f"GET {path} -> {answer.status}")
         except urllib.error.HTTPError as e:
-            if e.code not in (401, 403, 404, 405):
-                return f"GET {path} -> {e.code}"
+            if e.code in (401, 403):
+                refused += 1
+            elif e.code not in (404, 405):
+                answered.append(f"GET {path} -> {e.code}")
         except (urllib.error.URLError, OSError):
-            break  # not HTTP/1.1: try gRPC
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    try:
-        weaviate_pb2_grpc.WeaviateStub(channel).Search(search_get_pb2.SearchRequest(collection="Memory", limit=1),
-                                                       timeout=10)
-        return "gRPC Search answered"
-    except grpc.RpcError as e:
-        if e.code() == grpc.StatusCode.UNAVAILABLE and "unauthorized" not in (e.details() or "").lower():
-            return ""  # speaks neither HTTP/1.1 nor gRPC: nothing to ask it
-        assert "unauthorized" in (e.details() or "").lower() or e.code() == grpc.StatusCode.UNAUTHENTICATED, e
-        return ""
-    finally:
-        channel.close()
+            break  # not HTTP/1.1
+    probes = [("/weaviate.v1.Weaviate/Search", _protobuf_strings(collection)) for collection, _ in shards]
+    for collection, shard in shards:
+        for method in ("ListFiles", "PauseFileActivity", "GetFileMetadata"):
+            probes.append((f"/clusterapi.FileReplicationService/{method}", _protobuf_strings(collection, shard)))
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        for method, request in probes:
+            outcome = _grpc_refuses(channel, method, request)
+            if outcome:
+                refused += 1
+            elif outcome is False:
+                answered.append(f"gRPC {method} answered")
+    return refused, answered
 
 
 def test_every_listening_socket_is_on_loopback_or_refuses_requests_without_the_key(dashboard: DashboardServer) -> None:
@@ -155,9 +183,19 @@ def test_every_listening_socket_is_on_loopback_or_refuses_requests_without_the_k
     assert psutil.Process(state.weaviate_pid).pid in {x.pid for x in found}
     exposed = [x for x in found if not x.loopback]
     assert {x.port for x in exposed} <= {state.grpc_port, state.internal_ports["data"]}, exposed
-    open_doors = {x: answers_without_key(x.port) for x in exposed if x.kind == "tcp"}
     assert not [x for x in exposed if x.kind == "udp"]
-    assert not any(open_doors.values()), open_doors
-    print(f"R9: {len(found)} listening sockets, {len(exposed)} not on loopback, "
-          f"{sum(bool(v) for v in open_doors.values())} open without the key")
+    settings = settings_of(dashboard.env)
+    client, _ = memsys_server.connect_client(settings, start=False)
+    try:
+        shards = [(name, shard.name) for name in client.collections.list_all(simple=True)
+                  for shard in client.collections.get(name).config.get_shards()]
+    finally:
+        client.close()
+        memsys_server.release_client(settings)
+    assert shards  # Home made the Memory collection: the probes name a real shard
+    probed = {x.port: refusals_without_key(x.port, shards) for x in exposed}
+    open_doors = {port: answered for port, (_, answered) in probed.items() if answered}
+    print(f"R9: {len(found)} listening sockets, {len(exposed)} not on loopback, {len(open_doors)} answering without the key")
+    assert not open_doors, open_doors
+    assert all(refused for refused, _ in probed.values()), probed
     assert 6060 not in ports  # Go's profiler is off
