@@ -59,6 +59,7 @@ class ServerState:
     started_at: float
     weaviate_started_at: float
     restarts: int = 0
+    weaviate_pid_start: str = ""
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "ServerState":
@@ -343,19 +344,15 @@ def _launch(settings: Settings, folder: Path) -> int:
 
 def _clear_stale(state: ServerState | None, settings: Settings, folder: Path) -> None:
     """A state file whose supervisor is gone (killed): make sure its Weaviate is gone too
-    (it gets SIGTERM when the supervisor dies; wait for that), then forget it. A state
-    file naming another data directory only goes: its processes are not ours to touch."""
-    if state is not None and state.weaviate_pid and _is_ours(state, settings) and not state.supervisor_alive:
-        try:
-            proc = psutil.Process(state.weaviate_pid)
-            if proc.create_time() >= state.weaviate_started_at - 5 and "weaviate" in proc.name():
-                try:
-                    proc.wait(timeout=30)
-                except psutil.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=10)
-        except psutil.NoSuchProcess:
-            pass
+    (it gets SIGTERM when the supervisor dies and flushes; wait for that), then forget it.
+    A state file naming another data directory only goes: its processes are not ours."""
+    if state is not None and _is_ours(state, settings) and not state.supervisor_alive:
+        deadline = time.monotonic() + _STOP_TIMEOUT
+        while sup.is_alive(state.weaviate_pid, state.weaviate_pid_start):
+            if time.monotonic() > deadline:
+                os.kill(state.weaviate_pid, signal.SIGKILL)
+                break
+            time.sleep(0.1)
     (folder / sup.STATE_FILE).unlink(missing_ok=True)
 
 

@@ -190,6 +190,7 @@ class Supervisor:
             "pid": os.getpid(),
             "pid_start": process_start(os.getpid()),
             "weaviate_pid": self.process.pid,
+            "weaviate_pid_start": process_start(self.process.pid),
             "host": plan["host"],
             "port": plan["port"],
             "grpc_port": plan["grpc_port"],
