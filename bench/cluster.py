@@ -109,6 +109,7 @@ class _Bench:
 
     def close(self) -> None:
         self.embedded.close()
+        self.embedded.server_stop()  # the memsys server outlives its clients; the bench is over
         self.cluster.stop()
 
     def start(self, engine: Engine, texts: Sequence[str], name: str) -> str:

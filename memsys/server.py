@@ -391,6 +391,8 @@ def connect_client(settings: Settings, *, start: bool = True) -> tuple[Any, Serv
     from weaviate.classes.init import Auth
     from weaviate.exceptions import WeaviateBaseError
 
+    from memsys.store import client_timeouts
+
     leases.acquire(settings)
     try:
         if start:
@@ -403,7 +405,7 @@ def connect_client(settings: Settings, *, start: bool = True) -> tuple[Any, Serv
         try:
             client = weaviate.connect_to_local(
                 host=state.host, port=state.port, grpc_port=state.grpc_port,
-                auth_credentials=Auth.api_key(api_key(settings)),
+                auth_credentials=Auth.api_key(api_key(settings)), additional_config=client_timeouts(settings),
             )
         except WeaviateBaseError as e:
             raise ServerError(f"cannot use the memsys server for {settings.data_dir} on port {state.port}: "
