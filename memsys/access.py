@@ -117,7 +117,7 @@ VIEWER_CALLS = {
     "store_status", "embedder_status", "batch_config_path", "saved_batch_config", "job", "require_job",
     "recent_jobs", "failed_items", "iter_failed_items", "failed_counts", "failed_items_csv", "job_warnings", "batches", "errors_by_type", "metrics", "follow", "wait", "search", "browse",
     "count", "get_memory", "cache_dir", "cache_info", "task", "start_task", "is_structured", "columns_in",
-    "cluster_status", "browse_page", "documents", "export",
+    "cluster_status", "browse_page", "documents", "export", "server_status",
 }
 OPERATOR_CALLS = {
     "preview", "new_spool", "spool_upload", "spool_paths", "create_import", "start_import", "run", "cancel",
@@ -127,7 +127,8 @@ OPERATOR_CALLS = {
     # Writes memories back from an export, as an import would.
     "restore",
 }
-ADMIN_CALLS = {"delete", "delete_job", "clear_cache", "save_batch_config", "check_connections"}
+# Stopping (or starting) the shared memsys server affects every user of the data directory.
+ADMIN_CALLS = {"delete", "delete_job", "clear_cache", "save_batch_config", "check_connections", "server_start", "server_stop"}
 # Calls whose role depends on their arguments.
 ARGUMENT_CALLS: dict[str, Callable[..., Role]] = {
     # A check is an operator's; a repair (fix=True) removes entries and is an admin's.
