@@ -30,7 +30,7 @@ from memsys.config import WEAVIATE_VERSION, Settings
 from memsys.errors import StoreUnavailableError, scrub
 
 HOST = "127.0.0.1"
-_START_TIMEOUT = 180.0
+_START_TIMEOUT = 480.0  # the supervisor tries three times on a busy machine
 _STOP_TIMEOUT = 90.0
 _NODE_FILE = "node"
 

@@ -31,10 +31,11 @@ LOCK_FILE = "lock"
 CLIENTS_DIR = "clients"
 
 _TICK = 0.5
-_READY_TIMEOUT = 180.0
+_READY_TIMEOUT = 150.0
 _STOP_TIMEOUT = 60.0
 # Weaviate dying this often within the window is not a hiccup: give up and say so.
 _MAX_RESTARTS = 3
+_START_ATTEMPTS = 3
 _RESTART_WINDOW = 300.0
 _LOG_ROTATE_BYTES = 20 * 2**20
 
@@ -109,6 +110,23 @@ def live_leases(server_dir: Path) -> list[int]:
             except FileNotFoundError:
                 pass
     return alive
+
+
+def _free_pair() -> int:
+    """A free port whose next port is free too (Weaviate wants gossip/data and Raft/Raft
+    RPC as such pairs)."""
+    import socket
+
+    for _ in range(100):
+        with socket.socket() as first, socket.socket() as second:
+            first.bind(("", 0))
+            port = first.getsockname()[1]
+            try:
+                second.bind(("", port + 1))
+            except OSError:
+                continue
+            return int(port)
+    raise OSError("no two consecutive free ports")
 
 
 def _set_parent_death_signal() -> None:
@@ -225,13 +243,36 @@ class Supervisor:
             self.process.kill()
             self.process.wait()
 
+    def new_internal_ports(self) -> None:
+        """Fresh cluster ports: on a busy machine a port found free can be taken by
+        another program before Weaviate binds it, and Weaviate then exits."""
+        gossip, raft = _free_pair(), _free_pair()
+        ports = {"gossip": gossip, "data": gossip + 1, "raft": raft, "raft_internal_rpc": raft + 1}
+        self.plan["internal_ports"] = ports
+        self.plan["env"].update({
+            "CLUSTER_GOSSIP_BIND_PORT": str(gossip), "CLUSTER_DATA_BIND_PORT": str(gossip + 1),
+            "RAFT_PORT": str(raft), "RAFT_INTERNAL_RPC_PORT": str(raft + 1),
+            "RAFT_JOIN": f"{self.plan['node']}:{raft}",
+        })
+
+    def start_until_ready(self) -> bool:
+        for attempt in range(_START_ATTEMPTS):
+            if attempt:
+                self.new_internal_ports()
+                self.say(f"starting again with other cluster ports (attempt {attempt + 1} of {_START_ATTEMPTS})")
+            self.start_weaviate()
+            if self.wait_ready():
+                return True
+            self.stop_weaviate()
+            if self.stop_reason:
+                return False
+        return False
+
     def run(self) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, self._on_signal)
-        self.start_weaviate()
-        if not self.wait_ready():
-            self.stop_weaviate()
-            self.remove_state("Weaviate did not start; see the log")
+        if not self.start_until_ready():
+            self.remove_state(self.stop_reason or "Weaviate did not start; see the log")
             return 1
         self.write_state()
         while True:
@@ -276,8 +317,7 @@ class Supervisor:
         if len(self.restarts) > _MAX_RESTARTS:
             self.say(f"Weaviate exited {len(self.restarts)} times within {_RESTART_WINDOW:.0f} s; giving up")
             return False
-        self.start_weaviate()
-        if not self.wait_ready():
+        if not self.start_until_ready():
             return False
         self.write_state()
         return True
