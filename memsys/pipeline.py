@@ -614,6 +614,7 @@ class ImportPipeline:
             outcome = retry.run(lambda: self.system.store.rewrite(memories, created),
                                 is_retryable=lambda e: isinstance(e, (WeaviateBaseError, OSError)))
         except (WeaviateBaseError, OSError) as e:
+            self._raise_if_server_stopped(prepared.batch_no)
             reason = f"Weaviate did not take the update: {self._plain(e).removeprefix('the import stopped: ')}"
             for item, _, _ in prepared.to_update:
                 prepared.outcomes[item.seq] = ("failed", reason, "store_unavailable")
