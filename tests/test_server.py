@@ -66,9 +66,16 @@ def weaviate_starts(settings: Settings) -> int:
     return log.read_text(errors="replace").count("memsys-supervisor: started Weaviate")
 
 
+def running(pid: int) -> bool:
+    """Alive and not a zombie (an exited supervisor waits for init to reap it)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def wait_gone(pid: int, timeout: float = 60) -> None:
-    wait_until(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE,
-               timeout, interval=0.1, what=f"process {pid} gone")
+    wait_until(lambda: not running(pid), timeout, interval=0.1, what=f"process {pid} gone")
 
 
 # --- start, share, stop ----------------------------------------------------------------
@@ -132,7 +139,7 @@ def test_stop_flushes_and_the_data_is_there_after_the_next_start(data_env: dict[
     stopped = run_memsys(["server", "stop"], data_env)
     assert stopped.returncode == 0 and "stopped" in stopped.stdout
     assert memsys_server.running_state(settings_of(data_env)) is None
-    assert not psutil.pid_exists(state.weaviate_pid) and not psutil.pid_exists(state.pid)
+    assert not running(state.weaviate_pid) and not running(state.pid)
     assert run_memsys(["server", "stop"], data_env).stdout.startswith("no memsys server runs")
     counted = python("import memsys; print(memsys.count_memories())", env)
     assert counted.stdout.strip() == "1", counted.stderr
