@@ -653,6 +653,10 @@ class ImportPipeline:
                 time.sleep(retry.delay(attempt))
                 attempt += 1
                 continue
+            if outcome.failed:
+                # A server shutting down refuses objects one by one ("resolve node name"):
+                # not the objects' fault, so they stay pending for the resume.
+                self._raise_if_server_stopped(prepared.batch_no)
             again = []
             for j, i in enumerate(todo):
                 seq = prepared.to_write[i][0].seq
