@@ -210,7 +210,12 @@ class ImportPipeline:
                     "collection never mixes two models' vectors",
                 )
                 return jobs.require(job_id)
-            check_embedder(self.system)
+            # A schema read: retried like any Weaviate call (a cluster answers 500 for a few
+            # seconds after a node dies), so a passing outage does not fail the job.
+            RetryPolicy(request.config.max_retries, request.config.base_retry_delay, request.config.max_retry_delay).run(
+                lambda: check_embedder(self.system),
+                is_retryable=lambda e: isinstance(e, (WeaviateBaseError, OSError)),
+            )
             job = jobs.require(job_id)
             if not job.planned:
                 self._plan(job_id, request, on_progress)
