@@ -37,6 +37,7 @@ from memsys.retry import RetryPolicy
 from memsys.store import MemoryFilter, StoredMemory, is_replica_error, settle
 
 log = logging.getLogger(__name__)
+_START_RETRY = RetryPolicy(5, 0.5, 4.0)  # about 10 s of retries for the reads that open a job
 ProgressCallback = Callable[[JobProgress], None]
 _PLAN_CHUNK = 500
 _FETCH_WINDOW = 1000
@@ -210,9 +211,9 @@ class ImportPipeline:
                     "collection never mixes two models' vectors",
                 )
                 return jobs.require(job_id)
-            # A schema read: retried like any Weaviate call (a cluster answers 500 for a few
-            # seconds after a node dies), so a passing outage does not fail the job.
-            RetryPolicy(request.config.max_retries, request.config.base_retry_delay, request.config.max_retry_delay).run(
+            # A schema read at the start: a cluster answers 500 for a few seconds after a node
+            # dies, so it is retried for about ten seconds whatever the job's own retry count.
+            _START_RETRY.run(
                 lambda: check_embedder(self.system),
                 is_retryable=lambda e: isinstance(e, (WeaviateBaseError, OSError)),
             )
