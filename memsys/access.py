@@ -117,7 +117,7 @@ VIEWER_CALLS = {
     "store_status", "embedder_status", "batch_config_path", "saved_batch_config", "job", "require_job",
     "recent_jobs", "failed_items", "iter_failed_items", "failed_counts", "failed_items_csv", "job_warnings", "batches", "errors_by_type", "metrics", "follow", "wait", "search", "browse",
     "count", "get_memory", "cache_dir", "cache_info", "task", "start_task", "is_structured", "columns_in",
-    "cluster_status", "browse_page", "documents", "export", "server_status",
+    "cluster_status", "browse_page", "documents", "export", "server_status", "collections", "needs_reembed",
 }
 OPERATOR_CALLS = {
     "preview", "new_spool", "spool_upload", "spool_paths", "create_import", "start_import", "run", "cancel",
@@ -128,7 +128,9 @@ OPERATOR_CALLS = {
     "restore",
 }
 # Stopping (or starting) the shared memsys server affects every user of the data directory.
-ADMIN_CALLS = {"delete", "delete_job", "clear_cache", "save_batch_config", "check_connections", "server_start", "server_stop"}
+ADMIN_CALLS = {"delete", "delete_job", "clear_cache", "save_batch_config", "check_connections", "server_start", "server_stop",
+               # A re-embed moves what every search uses; dropping a collection deletes its memories.
+               "create_reembed", "start_reembed", "drop_collection"}
 # Calls whose role depends on their arguments.
 ARGUMENT_CALLS: dict[str, Callable[..., Role]] = {
     # A check is an operator's; a repair (fix=True) removes entries and is an admin's.
@@ -162,6 +164,8 @@ _DESCRIPTIONS = {
     "cancel": "cancelling an import", "resume": "resuming an import", "retry_failed": "retrying failed items",
     "warm_up": "warming up the cache", "spool_upload": "uploading files",
     "check_embedding_endpoints": "checking the embedding endpoints",
+    "create_reembed": "re-embedding the memories", "start_reembed": "re-embedding the memories",
+    "drop_collection": "dropping a collection",
 }
 
 
@@ -210,7 +214,7 @@ class AuthorizedEngine:
             needed = role_needed(name, kwargs)
             if needed is None or not self.user.can(needed):
                 self._refuse(name, needed or Role.ADMIN)
-            if name in ("create_import", "start_import"):
+            if name in ("create_import", "start_import", "create_reembed", "start_reembed"):
                 kwargs.setdefault("started_by", self.user.email or self.user.name)
             return target(*args, **kwargs)
 

@@ -59,9 +59,10 @@ class MemorySystem:
         self._embedder_checked = False
         self.batch_config = batch_config or BatchConfig.saved(self.settings.batch_config_path)
 
-    def with_collection(self, name: str) -> "MemorySystem":
-        """The same router and connection, writing to another collection."""
-        return MemorySystem(self.settings, router=self.router, store=self.store.with_collection(name),
+    def with_collection(self, name: str, physical: bool = False) -> "MemorySystem":
+        """The same router and connection, writing to another collection (with `physical`,
+        exactly that collection, never an alias)."""
+        return MemorySystem(self.settings, router=self.router, store=self.store.with_collection(name, physical=physical),
                             batch_config=self.batch_config)
 
     def close(self) -> None:
@@ -204,6 +205,13 @@ def embedder_record(provider: EmbeddingProvider) -> dict[str, Any]:
             "fingerprint": provider.fingerprint}
 
 
+def same_embedder(provider: EmbeddingProvider, recorded: dict[str, Any]) -> bool:
+    """Whether a collection's recorded embedder is `provider`'s model. A fingerprint
+    recorded before the endpoint left it (it named the base URL) is the same model."""
+    same = {provider.fingerprint, *(provider.legacy_fingerprint(u) for u in provider.base_urls)}
+    return recorded.get("fingerprint") in same
+
+
 def describe_embedder(record: dict[str, Any]) -> str:
     dims = f", {record['dimensions']} dimensions" if record.get("dimensions") else ""
     return f"{record.get('provider')} / {record.get('model')}{dims}"
@@ -218,15 +226,16 @@ def check_embedder(system: "MemorySystem") -> None:
         # (a store shared by two systems may have been given the other one's).
         system.store.embedder = current
     recorded = system.store.recorded_embedder()
-    provider = system.router.provider
-    # A fingerprint recorded before the endpoint left it (it named the base URL) is the same model.
-    same = {current["fingerprint"], *(provider.legacy_fingerprint(u) for u in provider.base_urls)}
-    if recorded is None or recorded.get("fingerprint") in same:
+    if recorded is None or same_embedder(system.router.provider, recorded):
         return
+    live = system.store.live_collection()
+    name = system.store.collection_name if live == system.store.collection_name else \
+        f"{system.store.collection_name} ({live})"
     raise EmbedderMismatchError(
-        f"collection {system.store.collection_name} holds vectors of {describe_embedder(recorded)}, but the embedder "
+        f"collection {name} holds vectors of {describe_embedder(recorded)}, but the embedder "
         f"is set to {describe_embedder(current)}. Importing would mix two models' vectors. Set the embedding "
-        f"settings back to {describe_embedder(recorded)}, or import into a new collection (MEMSYS_COLLECTION)"
+        f"settings back to {describe_embedder(recorded)}, re-embed the collection with the new embedder "
+        f"(`python -m memsys reembed`, or Settings > Re-embed), or import into a new collection (MEMSYS_COLLECTION)"
     )
 
 

@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     import memsys.cli_cluster  # noqa: F401
     import memsys.cli_jobs  # noqa: F401
     import memsys.cli_memories  # noqa: F401
+    import memsys.cli_reembed  # noqa: F401
     import memsys.cli_server  # noqa: F401
 
     parser = argparse.ArgumentParser(prog="memsys", description="Import documents into a Weaviate memory store.")

@@ -57,12 +57,12 @@ def _import(args: argparse.Namespace) -> int:
         job_id = engine.create_import(copies, defaults, config=config, origin=args.paths, mirror=args.mirror)
         print(f"job {job_id}", flush=True)
         engine.run(job_id)
-        return _follow(engine, job_id)
+        return follow_job(engine, job_id)
     finally:
         engine.close()
 
 
-def _follow(engine: Engine, job_id: str) -> int:
+def follow_job(engine: Engine, job_id: str) -> int:
     """Follow a job the engine's runner is running, with a tqdm bar; Ctrl-C cancels it
     after the batch in flight (resume finishes it later)."""
     config = BatchConfig.from_dict(engine.require_job(job_id).request.get("config") or {})
@@ -168,7 +168,7 @@ def _resume(args: argparse.Namespace) -> int:
     engine = _engine()
     try:
         engine.resume(args.job_id)
-        return _follow(engine, args.job_id)
+        return follow_job(engine, args.job_id)
     finally:
         engine.close()
 
@@ -178,7 +178,7 @@ def _retry_failed(args: argparse.Namespace) -> int:
     try:
         n = engine.retry_failed(args.job_id)
         print(f"retrying {n} failed items of job {args.job_id}", flush=True)
-        return _follow(engine, args.job_id)
+        return follow_job(engine, args.job_id)
     finally:
         engine.close()
 

@@ -108,7 +108,8 @@ def cluster_status(store: "MemoryStore") -> ClusterStatus:
     nodes: dict[str, NodeState] = {}
     try:
         # Verbose output has the shards, but answers 500 while a node is unreachable.
-        listed = client.cluster.nodes(store.collection_name, output="verbose")
+        # The nodes API knows physical collections, not the alias memsys addresses.
+        listed = client.cluster.nodes(store.live_collection(), output="verbose")
     except WeaviateBaseError:
         detail = "shard details are not available while a node is unreachable"
         try:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Sequence, TextIO
 
-from memsys.api import HYBRID_ALPHA, MemorySystem
+from memsys.api import HYBRID_ALPHA, MemorySystem, describe_embedder, embedder_record, same_embedder
 from memsys.cluster import ClusterStatus, NodeState, ReplicationReport, cluster_status, verify_replication
 from memsys.config import BatchConfig, Settings, redact_url
 from memsys.errors import StoreUnavailableError
@@ -42,6 +42,7 @@ from memsys.models import Memory
 from memsys import server
 from memsys.pipeline import ImportPipeline, ImportRequest, embedder_name, ocr_settings, plan_sizes, read_limits
 from memsys.server import ServerState, ServerStatus
+from memsys.reembed import ReembedPipeline
 from memsys.store import SEARCH_MODES, BrowsePage, MemoryFilter, StoredMemory, export_record, parse_export_line
 from memsys.spool import Spool
 from memsys.tasks import Progress, TaskRunner, TaskStatus
@@ -50,7 +51,7 @@ from memsys.tasks import Progress, TaskRunner, TaskStatus
 # nothing else of memsys but `memsys.config`, `memsys.errors` and `memsys.units`.
 __all__ = [
     "MAPPED_FIELDS", "PROBLEMS", "UPLOAD_CAPTION", "UPLOAD_TYPES", "BatchMetrics", "BatchRecord", "BrowsePage",
-    "CacheHealthReport", "ClusterStatus", "DocumentSummary", "EmbedderStatus", "Engine", "FAILED_PAGE", "FailedItem", "FieldMapping",
+    "CacheHealthReport", "ClusterStatus", "CollectionVersion", "DocumentSummary", "EmbedderStatus", "Engine", "FAILED_PAGE", "FailedItem", "FieldMapping",
     "ImportPreview", "InputProblem", "JobProgress", "Memory", "MemoryDefaults", "MemoryFilter", "NodeState", "Progress",
     "ReplicationReport", "SEARCH_MODES", "ServerState", "ServerStatus", "StoreStatus", "StoredMemory", "TaskStatus", "WarmupReport", "check_settings", "failed_row",
 ]
@@ -114,6 +115,17 @@ def origin_key(origin: Sequence[Path | str], defaults: MemoryDefaults) -> str:
 
 
 @dataclass(frozen=True)
+class CollectionVersion:
+    """One physical collection of the store: whether search uses it now (`live`), how many
+    memories it holds and which embedder made its vectors."""
+
+    name: str
+    live: bool
+    memories: int
+    embedder: str
+
+
+@dataclass(frozen=True)
 class StoreStatus:
     """Which Weaviate memsys talks to and how many memories its collection holds."""
 
@@ -148,7 +160,11 @@ class Engine:
         self.tasks = TaskRunner()
 
     def _run_job(self, job_id: str) -> None:
-        self.pipeline.run(job_id)
+        request = ImportRequest.from_json(self.jobs.request(job_id))
+        if request.reembed_into:
+            ReembedPipeline(self.system, self.jobs, request).run(job_id)
+        else:
+            self.pipeline.run(job_id)
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> "Engine":
@@ -569,6 +585,70 @@ class Engine:
                             *(last.get(g.document_id) or ("", None)))
             for g in groups
         ]
+
+    # --- re-embedding (memsys/reembed.py) ----------------------------------------------
+    def collections(self) -> list[CollectionVersion]:
+        """The store's physical collections, oldest first: the one search uses and the
+        ones earlier re-embeds left behind, each with its count and embedder."""
+        store = self.system.store
+        store.ensure_collection()
+        live = store.live_collection()
+        out = []
+        for name in store.versions():
+            recorded = store.recorded_embedder(name)
+            out.append(CollectionVersion(name, name == live, store.with_collection(name, physical=True).count(),
+                                         describe_embedder(recorded) if recorded else "not recorded"))
+        return out
+
+    def needs_reembed(self) -> str:
+        """Why the collection searched now does not match the configured embedder (naming
+        both), or "" when it does."""
+        store = self.system.store
+        recorded = store.recorded_embedder()
+        current = embedder_record(self.system.router.provider)
+        if recorded is None:
+            return f"{store.live_collection()} does not record which embedder made its vectors"
+        if same_embedder(self.system.router.provider, recorded):
+            return ""
+        return (f"{store.live_collection()} holds vectors of {describe_embedder(recorded)}; the embedder is set to "
+                f"{describe_embedder(current)}")
+
+    def create_reembed(self, *, config: BatchConfig | None = None, started_by: str = "") -> str:
+        """Record a re-embed job: every memory of the collection searched now is embedded
+        with the configured embedder into a new collection, which search switches to when
+        the job completes. Refused (ValueError) when the collection already matches the
+        embedder or another re-embed is under way. Returns the job id."""
+        store = self.system.store
+        store.ensure_collection()
+        if not self.needs_reembed():
+            raise ValueError(f"{store.live_collection()} is already embedded with "
+                             f"{describe_embedder(embedder_record(self.system.router.provider))}; there is nothing to re-embed")
+        for job in self.jobs.list_jobs(limit=200):
+            if job.is_active and self.jobs.request(job.job_id).get("reembed_into"):
+                raise ValueError(f"re-embed job {job.job_id} is {job.state}; wait for it or cancel it first")
+        source, target = store.live_collection(), store.next_version()
+        provider = self.system.router.provider
+        request = ImportRequest(
+            paths=(), defaults=MemoryDefaults("re-embed", "re-embed", "re-embed"), config=config or self.saved_batch_config(),
+            label=f"re-embed {source} into {target} with {embedder_name(provider)}"[:120],
+            embedder=provider.fingerprint, embedder_name=embedder_name(provider), started_by=started_by,
+            reembed_from=source, reembed_into=target,
+        )
+        return self.jobs.create_job(request.to_json())
+
+    def start_reembed(self, *, config: BatchConfig | None = None, started_by: str = "") -> str:
+        """Create a re-embed job (see `create_reembed`) and run it in the background."""
+        job_id = self.create_reembed(config=config, started_by=started_by)
+        self.runner.submit(job_id)
+        return job_id
+
+    def drop_collection(self, name: str) -> int:
+        """Drop an old collection of the store (one search no longer uses); returns how
+        many memories it held. The collection searched now is refused."""
+        store = self.system.store
+        n = store.with_collection(name, physical=True).count() if name in store.versions() else 0
+        store.drop_version(name)
+        return n
 
     # --- the embedding cache ---------------------------------------------------------
     @property

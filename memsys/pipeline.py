@@ -7,6 +7,7 @@ nothing and a resume finishes with the same result.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import gc
 import hashlib
 import logging
@@ -63,6 +64,10 @@ class ImportRequest:
     # does not are removed once it completes.
     origin: str = ""
     mirror: bool = False
+    # A re-embed job (memsys/reembed.py): the memories of the physical collection
+    # `reembed_from` are embedded again into the new collection `reembed_into`.
+    reembed_from: str = ""
+    reembed_into: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -77,6 +82,8 @@ class ImportRequest:
             "started_by": self.started_by,
             "origin": self.origin,
             "mirror": self.mirror,
+            "reembed_from": self.reembed_from,
+            "reembed_into": self.reembed_into,
         }
 
     @classmethod
@@ -95,6 +102,8 @@ class ImportRequest:
             started_by=data.get("started_by", ""),
             origin=data.get("origin", ""),
             mirror=bool(data.get("mirror", False)),
+            reembed_from=data.get("reembed_from", ""),
+            reembed_into=data.get("reembed_into", ""),
         )
 
 
@@ -235,13 +244,7 @@ class ImportPipeline:
             elif stopped_early:
                 jobs.set_state(job_id, "failed", stopped_early)
             else:
-                # Only now, with every current chunk stored, do old ones go: a search
-                # during the re-import always finds the document.
-                self._remove_stale(job_id)
-                if request.mirror and request.origin:
-                    self._remove_gone(job_id, request.origin)
-                # Done means searchable: with asynchronous indexing, wait for the index queue.
-                self.last_index_wait = self.system.store.wait_for_indexing()
+                self._complete(job_id, request)
                 jobs.set_state(job_id, "completed")
         except Exception as e:  # noqa: BLE001 - recorded on the job, which stays resumable
             jobs.record_stop(job_id, "failed", self._plain(e))
@@ -249,6 +252,16 @@ class ImportPipeline:
         if on_progress:
             on_progress(final)
         return final
+
+    def _complete(self, job_id: str, request: ImportRequest) -> None:
+        """What a job does once every item is settled, before it counts as completed."""
+        # Only now, with every current chunk stored, do old ones go: a search
+        # during the re-import always finds the document.
+        self._remove_stale(job_id)
+        if request.mirror and request.origin:
+            self._remove_gone(job_id, request.origin)
+        # Done means searchable: with asynchronous indexing, wait for the index queue.
+        self.last_index_wait = self.system.store.wait_for_indexing()
 
     def _plain(self, e: BaseException) -> str:
         s = self.system.settings
@@ -443,8 +456,13 @@ class ImportPipeline:
         and writing) and embed."""
         started = time.time()
         memories = []
+        kept_created: dict[str, Any] = {}  # uuid -> the creation time an item carries (a re-embed's)
         for item in batch:
-            m = Memory.from_dict(item.memory)
+            record = dict(item.memory)
+            created_raw = record.pop("created_at", None)
+            m = Memory.from_dict(record)
+            if created_raw:
+                kept_created[m.uuid] = dt.datetime.fromisoformat(created_raw)
             memories.append(dataclasses.replace(m, document_hash=hashes[m.document_id]) if m.document_id in hashes else m)
         prepared = _PreparedBatch(batch_no, started, len(batch), names={item.seq: item.item for item in batch})
         existing: dict[str, StoredMemory] = {}
@@ -476,7 +494,7 @@ class ImportPipeline:
         for i in settled.to_write:
             stored = existing.get(memories[i].uuid)
             prepared.to_write.append((batch[i], memories[i]))
-            prepared.created_at.append(stored.created_at if stored is not None else None)
+            prepared.created_at.append(stored.created_at if stored is not None else kept_created.get(memories[i].uuid))
         if prepared.to_write:
             self._embed(prepared, embedder)
         prepared.embed_seconds = time.time() - started

@@ -1,6 +1,12 @@
 """The Weaviate side: connecting (embedded by default, or a running server / Weaviate
 Cloud), the Memory collection's schema, batch writes with per-object errors, lookups of
 what is already stored, search, browsing and deletion.
+
+The name memsys addresses (`Settings.collection`, "Memory") is a Weaviate collection
+alias pointing at a physical collection `<name>_v<n>`; a re-embed builds `<name>_v<n+1>`
+and moves the alias at once, so every reader and writer follows without a restart. A store
+made before memsys used aliases has a physical collection of that very name: it keeps
+working as it is until its first re-embed moves it behind an alias (`switch_to`).
 """
 from __future__ import annotations
 
@@ -35,6 +41,11 @@ RETURN_PROPERTIES = [
 SEARCH_MODES = ("hybrid", "vector", "keyword")
 # A new collection's description records the embedder its vectors come from.
 EMBEDDER_NOTE = "memsys memories; embedder "
+# The physical collections behind an alias are named "<alias>_v<n>".
+VERSION_MARK = "_v"
+# Weaviate answers this while a collection it was asked for does not exist (for a moment
+# while a store made before aliases is moved behind one).
+_MISSING_COLLECTION = re.compile(r"could not find class|class .* not found|collection .* not found|no such class", re.I)
 # The content again, split into plain words for keywords: gse (Chinese) splits a code such
 # as "E4471" or "QX-2291" into pieces, so an exact term is matched on either tokenization.
 KEYWORD_PROPERTIES = ["content", "content_words^5"]
@@ -49,6 +60,8 @@ def keyword_text(query: str) -> str:
     return _CJK_PARTICLE.sub(" ", query)
 # Weaviate answers at most this many objects per query (QUERY_MAXIMUM_RESULTS).
 _MAX_RESULTS = 10_000
+# How long a read waits for a collection that is missing while an alias is being made.
+_SWITCH_SECONDS = 10.0
 # A cluster's default replication factor: every node holds a copy, up to this many.
 DEFAULT_MAX_REPLICAS = 3
 T = TypeVar("T")
@@ -238,6 +251,21 @@ def parse_export_line(line: str, number: int, embedder: str, embedder_name: str)
     return memory, vector, created
 
 
+def stored_to_memory(stored: StoredMemory) -> Memory:
+    """The memory a stored object holds (the same uuid: content and identity fields)."""
+    return Memory(content=stored.content, project=stored.project, repo=stored.repo, agent=stored.agent,
+                  tags=stored.tags, source=stored.source, source_file=stored.source_file,
+                  source_location=stored.source_location, chunk_index=stored.chunk_index,
+                  document_hash=stored.document_hash)
+
+
+def _version_number(alias: str, name: str) -> int:
+    """n when `name` is "<alias>_v<n>" (Weaviate capitalises the first letter), else 0."""
+    prefix = f"{alias}{VERSION_MARK}".lower()
+    rest = name[len(prefix):] if name.lower().startswith(prefix) else ""
+    return int(rest) if rest.isdigit() else 0
+
+
 @dataclass(frozen=True)
 class BrowsePage:
     """A page of memories and the cursor of the next page (None: this is the last)."""
@@ -400,9 +428,13 @@ class MemoryStore:
         collection: str | None = None,
         *,
         connection: _Connection | None = None,
+        physical: bool = False,
     ) -> None:
         self.settings = settings
         self.collection_name = collection or settings.collection
+        # True: `collection_name` is one physical collection, never an alias (a re-embed's
+        # target while it is built, an old version being copied or dropped).
+        self.physical = physical
         self._connection = connection or _Connection(settings, client)
         self._ready = False
         # The embedder a collection this store creates is recorded with (set by MemorySystem).
@@ -412,23 +444,105 @@ class MemoryStore:
     def client(self) -> weaviate.WeaviateClient:
         return self._connection.get()
 
-    def with_collection(self, name: str) -> "MemoryStore":
-        """The same connection, another collection (tests and multi-tenant scripts)."""
-        store = MemoryStore(self.settings, collection=name, connection=self._connection)
+    def with_collection(self, name: str, physical: bool = False) -> "MemoryStore":
+        """The same connection, another collection (tests and multi-tenant scripts); with
+        `physical`, exactly the collection `name`, never an alias."""
+        store = MemoryStore(self.settings, collection=name, connection=self._connection, physical=physical)
         store.embedder = self.embedder
         return store
 
-    def recorded_embedder(self) -> dict[str, Any] | None:
-        """The embedder the collection was created for (provider, model, dimensions,
-        fingerprint), as recorded in its description; None for a collection made before
-        memsys recorded it."""
-        description = self.collection.config.get().description or ""
+    def live_collection(self) -> str:
+        """The physical collection the name stands for now: the alias's target, or the name
+        itself (a physical store, or one made before memsys used aliases)."""
+        if self.physical:
+            return self.collection_name
+        alias = self.client.alias.get(alias_name=self.collection_name)
+        return alias.collection if alias is not None else self.collection_name
+
+    def versions(self) -> list[str]:
+        """The physical collections of this name, oldest first: "<name>_v<n>" by n, and the
+        name itself when a collection made before aliases still holds it."""
+        if self.physical:
+            return [self.collection_name] if self.client.collections.exists(self.collection_name) else []
+        names = list(self.client.collections.list_all(simple=True))
+        numbered = sorted((_version_number(self.collection_name, n), n) for n in names
+                          if _version_number(self.collection_name, n))
+        legacy = [n for n in names if n.lower() == self.collection_name.lower()]
+        return legacy + [n for _, n in numbered]
+
+    def next_version(self) -> str:
+        """The name of the next physical collection ("<name>_v<n+1>"); a store made before
+        aliases counts as version 1."""
+        numbers = [_version_number(self.collection_name, n) or 1 for n in self.versions()]
+        return f"{self.collection_name}{VERSION_MARK}{max(numbers, default=0) + 1}"
+
+    def recorded_embedder(self, collection: str | None = None) -> dict[str, Any] | None:
+        """The embedder a collection (default: the live one, following the alias) was
+        created for (provider, model, dimensions, fingerprint), as recorded in its
+        description; None for a collection made before memsys recorded it."""
+        self.ensure_collection()
+        name = collection or self.live_collection()
+        description = self.client.collections.get(name).config.get().description or ""
         if not description.startswith(EMBEDDER_NOTE):
             return None
         try:
             return dict(json.loads(description.removeprefix(EMBEDDER_NOTE)))
         except (ValueError, TypeError):
             return None
+
+    def switch_to(self, target: str) -> str:
+        """Point the name at the physical collection `target` at once (the alias is created
+        or moved), so every search and write from then on uses it; returns the physical
+        collection it pointed at before. A store made before aliases has a collection of
+        the alias's own name, which Weaviate refuses an alias beside: it is copied (vectors
+        and all, nothing embedded) to the next free version, then dropped and the alias made
+        in its place; reads wait out that moment (see `read`)."""
+        client = self.client
+        alias = client.alias.get(alias_name=self.collection_name)
+        if alias is not None:
+            client.alias.update(alias_name=self.collection_name, new_target_collection=target)
+            return alias.collection
+        if not client.collections.exists(self.collection_name):
+            client.alias.create(alias_name=self.collection_name, target_collection=target)
+            return ""
+        legacy = self.with_collection(self.collection_name, physical=True)
+        kept = self.with_collection(f"{self.collection_name}{VERSION_MARK}1", physical=True)
+        kept.embedder = legacy.recorded_embedder()
+        legacy.copy_into(kept)
+        client.collections.delete(self.collection_name)
+        client.alias.create(alias_name=self.collection_name, target_collection=target)
+        self._ready = False
+        return kept.collection_name
+
+    def copy_into(self, target: "MemoryStore", page: int = 500) -> int:
+        """Copy every memory with its vector and creation time into `target` (nothing
+        embedded; the same uuids); returns how many."""
+        n = 0
+        batch: list[tuple[StoredMemory, list[float] | None]] = []
+        for item in self.scan(include_vector=True, page=page):
+            batch.append(item)
+            if len(batch) >= page:
+                n += target.write_stored(batch)
+                batch = []
+        return n + (target.write_stored(batch) if batch else 0)
+
+    def write_stored(self, batch: Sequence[tuple[StoredMemory, list[float] | None]]) -> int:
+        """Write memories read from another collection, with their vectors; a refusal raises."""
+        memories = [stored_to_memory(m) for m, _ in batch]
+        outcome = self.write(memories, [v or [] for _, v in batch], created_at=[m.created_at for m, _ in batch])
+        if outcome.failed:
+            first = min(outcome.failed)
+            raise StoreUnavailableError(f"Weaviate refused {len(outcome.failed)} memories copied into "
+                                        f"{self.collection_name}, e.g. {memories[first].uuid}: {outcome.failed[first]}")
+        return len(outcome.written)
+
+    def drop_version(self, name: str) -> None:
+        """Drop one physical collection of this store that the name does not point at."""
+        if name not in self.versions():
+            raise ValueError(f"{name} is not a collection of {self.collection_name} (they are: {', '.join(self.versions())})")
+        if name == self.live_collection():
+            raise ValueError(f"{name} is the collection {self.collection_name} searches now; it cannot be dropped")
+        self.client.collections.delete(name)
 
     def close(self) -> None:
         self._connection.close()
@@ -462,11 +576,35 @@ class MemoryStore:
         return self.client.collections.get(self.collection_name)
 
     def ensure_collection(self) -> None:
-        """Create the collection on first use: self-provided vectors, cosine distance."""
+        """On first use: a new store gets its first physical collection "<name>_v1" and the
+        alias "<name>" pointing at it; an existing one gets any properties it lacks."""
         if self._ready:
             return
         client = self.client
-        if not client.collections.exists(self.collection_name):
+        if self.physical:
+            self._ensure_physical(self.collection_name)
+        else:
+            alias = client.alias.get(alias_name=self.collection_name)
+            if alias is not None:
+                self._ensure_physical(alias.collection)
+            elif client.collections.exists(self.collection_name):
+                self._ensure_physical(self.collection_name)  # made before memsys used aliases
+            else:
+                first = self.next_version()
+                self._ensure_physical(first)
+                try:
+                    client.alias.create(alias_name=self.collection_name, target_collection=first)
+                except WeaviateBaseError as e:
+                    # Another process may have made it in the meantime.
+                    if client.alias.get(alias_name=self.collection_name) is None:
+                        raise StoreUnavailableError(f"cannot create the alias {self.collection_name}: {e}") from None
+        self._ready = True
+
+    def _ensure_physical(self, name: str) -> None:
+        """Create the physical collection `name` unless it exists: self-provided vectors,
+        cosine distance, the embedder recorded in its description."""
+        client = self.client
+        if not client.collections.exists(name):
             from weaviate.classes.config import Configure, DataType, Property, Tokenization, VectorDistances
 
             text_tok = Tokenization.GSE if not self.settings.weaviate_url else Tokenization.WORD
@@ -474,7 +612,7 @@ class MemoryStore:
             try:
                 layout = self._layout(client)
                 client.collections.create(
-                    self.collection_name,
+                    name,
                     description=EMBEDDER_NOTE + json.dumps(self.embedder) if self.embedder else "memsys memories",
                     vector_config=Configure.Vectors.self_provided(
                         vector_index_config=Configure.VectorIndex.hnsw(distance_metric=VectorDistances.COSINE)
@@ -499,11 +637,10 @@ class MemoryStore:
                 )
             except WeaviateBaseError as e:
                 # Another process may have created it in the meantime.
-                if not client.collections.exists(self.collection_name):
-                    raise StoreUnavailableError(f"cannot create collection {self.collection_name}: {e}") from None
+                if not client.collections.exists(name):
+                    raise StoreUnavailableError(f"cannot create collection {name}: {e}") from None
         else:
-            self._add_document_properties()
-        self._ready = True
+            self._add_document_properties(name)
 
     def _layout(self, client: weaviate.WeaviateClient) -> dict[str, Any]:
         """Replication and sharding for a new collection, from the settings and the nodes
@@ -541,19 +678,27 @@ class MemoryStore:
         """Run a read at the configured consistency level. While too few replicas answer
         for it (a node is down), answer from one replica instead: reads keep working."""
         level = level or self.settings.read_consistency
-        try:
-            return op(self.collection.with_consistency_level(ConsistencyLevel(level)))
-        except WeaviateBaseError as e:
-            if level == "ONE" or not is_replica_error(str(e)):
-                raise
+        deadline = time.monotonic() + _SWITCH_SECONDS
+        while True:
+            try:
+                return op(self.collection.with_consistency_level(ConsistencyLevel(level)))
+            except WeaviateBaseError as e:
+                # A store made before aliases is moved behind one by dropping its collection
+                # and creating the alias: for that moment the name answers nothing.
+                if _MISSING_COLLECTION.search(str(e)) and not self.physical and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                if level == "ONE" or not is_replica_error(str(e)):
+                    raise
+                break
         return op(self.collection.with_consistency_level(ConsistencyLevel.ONE))
 
-    def _add_document_properties(self) -> None:
+    def _add_document_properties(self, name: str) -> None:
         """A collection made before memories knew their document gets those properties
         (tokenized for exact filters), so a re-import and delete by document work on it."""
         from weaviate.classes.config import DataType, Property, Tokenization
 
-        collection = self.client.collections.get(self.collection_name)
+        collection = self.client.collections.get(name)
         have = {prop.name for prop in collection.config.get().properties}
         for name, tokenization in (("document_id", Tokenization.FIELD), ("document_hash", Tokenization.FIELD),
                                    ("content_words", Tokenization.WORD)):
@@ -698,8 +843,13 @@ class MemoryStore:
                 return total
 
     def delete_all(self) -> None:
-        """Drop the collection (it is recreated on next use)."""
-        self.client.collections.delete(self.collection_name)
+        """Drop the store: the alias and every physical collection of this name (a new one
+        is created on next use)."""
+        versions = self.versions()
+        if not self.physical:
+            self.client.alias.delete(alias_name=self.collection_name)
+        for name in versions:
+            self.client.collections.delete(name)
         self._ready = False
 
     # --- reads ---------------------------------------------------------------------
@@ -819,12 +969,13 @@ class MemoryStore:
     # --- indexing ------------------------------------------------------------------
     def index_queue(self) -> IndexQueue:
         """What the nodes API (verbose shard status) says is still waiting to be indexed."""
-        nodes = self.client.cluster.nodes(collection=self.collection_name, output="verbose")
+        live = self.live_collection()  # the nodes API knows physical collections only
+        nodes = self.client.cluster.nodes(collection=live, output="verbose")
         queued = shards = 0
         not_ready = []
         for node in nodes:
             for shard in node.shards or []:
-                if shard.collection != self.collection_name:
+                if shard.collection != live:
                     continue
                 shards += 1
                 queued += int(shard.vector_queue_length or 0)

@@ -1,0 +1,65 @@
+"""CLI commands for the embedding model of the store: `reembed` (embed every memory again
+with the configured embedder into a new collection, followed like an import, then search
+switches to it), `collections` (the store's collections, which one search uses) and
+`collections drop NAME` (an old one, once it is not needed)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from memsys.cli import command_group
+from memsys.cli_jobs import follow_job
+from memsys.engine import Engine
+from memsys.config import BatchConfig
+
+
+@command_group("reembed", "embed every memory again with the configured embedder; search switches when done")
+def _add_reembed(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, help="a BatchConfig JSON file (default: the saved batch settings)")
+    p.set_defaults(func=_reembed)
+
+
+def _reembed(args: argparse.Namespace) -> int:
+    config = BatchConfig.from_file(args.config) if args.config else None
+    engine = Engine()
+    try:
+        job_id = engine.create_reembed(config=config)
+        print(f"job {job_id}", flush=True)
+        engine.run(job_id)
+        code = follow_job(engine, job_id)
+        if engine.require_job(job_id).state == "completed":
+            live = next(c for c in engine.collections() if c.live)
+            print(f"search now uses {live.name} ({live.memories} memories, {live.embedder})")
+        return code
+    finally:
+        engine.close()
+
+
+@command_group("collections", "the store's collections (after re-embeds); drop an old one")
+def _add_collections(p: argparse.ArgumentParser) -> None:
+    p.set_defaults(func=_list)
+    sub = p.add_subparsers(dest="action")
+    drop = sub.add_parser("drop", help="drop an old collection (not the one search uses)")
+    drop.add_argument("name")
+    drop.set_defaults(func=_drop)
+
+
+def _list(args: argparse.Namespace) -> int:
+    engine = Engine()
+    try:
+        for c in engine.collections():
+            print(f"{'*' if c.live else ' '} {c.name}  {c.memories} memories  {c.embedder}"
+                  + ("  (searched now)" if c.live else ""))
+    finally:
+        engine.close()
+    return 0
+
+
+def _drop(args: argparse.Namespace) -> int:
+    engine = Engine()
+    try:
+        n = engine.drop_collection(args.name)
+    finally:
+        engine.close()
+    print(f"dropped {args.name} ({n} memories)")
+    return 0

@@ -1,0 +1,64 @@
+"""Re-embedding a store with another embedder: a job like any import (listed, followed,
+cancelled, resumed), whose items are the memories of the collection searched now rather
+than files. It writes them, with their uuids, fields and creation times, into a new
+physical collection made for the configured embedder; once every one is there, the
+store's alias moves to it in one step, so search never stops. The old collection stays
+until the operator drops it.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from memsys.api import MemorySystem
+from memsys.jobs import JobStore
+from memsys.pipeline import _PLAN_CHUNK, ImportPipeline, ImportRequest, ProgressCallback, item_name
+from memsys.store import StoredMemory, stored_to_memory
+
+
+class ReembedPipeline(ImportPipeline):
+    """Runs one re-embed job: plan from the old collection, embed and write into the new
+    one (the import pipeline's batches, retries and records), then switch the alias."""
+
+    def __init__(self, system: MemorySystem, jobs: JobStore, request: ImportRequest) -> None:
+        super().__init__(system.with_collection(request.reembed_into, physical=True), jobs)
+        self.live = system.store  # the alias every search and import addresses
+        self.source = system.store.with_collection(request.reembed_from, physical=True)
+
+    def _plan(self, job_id: str, request: ImportRequest, on_progress: ProgressCallback | None) -> None:
+        """The items are the old collection's memories, read with Weaviate's cursor (no
+        file is read again); each keeps its creation time."""
+        jobs = self.jobs
+        jobs.reset_plan(job_id)
+        rows: list[tuple[int, str | None, dict[str, Any] | None, str, str, str]] = []
+        for seq, (stored, _) in enumerate(self.source.scan(page=_PLAN_CHUNK)):
+            memory = stored_to_memory(stored)
+            record: dict[str, Any] = memory.to_dict()
+            if stored.created_at is not None:
+                record["created_at"] = stored.created_at.isoformat()
+            rows.append((seq, memory.uuid, record, item_name(memory) or f"memory {stored.uuid}", "pending", ""))
+            if len(rows) >= _PLAN_CHUNK:
+                jobs.add_items(job_id, rows)
+                rows = []
+                if on_progress:
+                    on_progress(jobs.require(job_id))
+                if jobs.cancel_requested(job_id):
+                    return  # unplanned: a resume plans again from the old collection
+        jobs.add_items(job_id, rows)
+        jobs.finish_planning(job_id)
+
+    @staticmethod
+    def _already_stored(stored: StoredMemory, job_created: float) -> tuple[str, str, str]:
+        # The new collection is this job's own: whatever it holds, this job wrote (before a
+        # stop), and it keeps the old creation times, so they cannot tell.
+        return ("written", "", "")
+
+    def _complete(self, job_id: str, request: ImportRequest) -> None:
+        # Searchable first (asynchronous indexing), then the switch: search never finds it
+        # half built.
+        self.last_index_wait = self.system.store.wait_for_indexing()
+        live = self.live.live_collection()
+        if live not in (request.reembed_from, request.reembed_into):
+            # A later re-embed (or a restore) moved the store on: this one must not move it back.
+            raise ValueError(f"{self.live.collection_name} has moved to {live} since this re-embed of "
+                             f"{request.reembed_from} started; {request.reembed_into} was not switched to")
+        self.live.switch_to(request.reembed_into)
