@@ -130,14 +130,14 @@ def test_log_errors_writes_each_failed_item_to_the_log(
 def test_enable_progress_bar_decides_whether_the_cli_draws_a_bar(
     engine: Engine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from memsys.cli_jobs import _follow
+    from memsys.cli_jobs import follow_job
 
     shown = {}
     for flag in (True, False):
         path = write_rows_csv(tmp_path / f"bar-{flag}.csv", short_texts(3, f"bar{flag}"))
         job_id = engine.create_import(engine.spool_paths([path]), DEFAULTS, config=dataclasses.replace(TENS, enable_progress_bar=flag))
         engine.run(job_id)
-        assert _follow(engine, job_id) == 0
+        assert follow_job(engine, job_id) == 0
         shown[flag] = "import:" in capsys.readouterr().err
     assert shown == {True: True, False: False}
 
