@@ -61,8 +61,9 @@ def column_mapping(engine: AuthorizedEngine, structured: list[Path]) -> FieldMap
     return FieldMapping(**{f: (None if c == AUTOMATIC else c) for f, c in chosen.items()}, tag_separator=separator or ",")
 
 
-def preview_panel(preview: ImportPreview, engine: AuthorizedEngine) -> None:
-    """What the import would create, what it cannot read, and what it would cost."""
+def preview_panel(preview: ImportPreview, engine: AuthorizedEngine, mirror: bool = False) -> None:
+    """What the import would create, what it cannot read, what it would cost and, for a
+    mirror import, what it would remove."""
     embedder = engine.embedder_status()
     figures = st.columns(5)
     figures[0].metric("Memories", fmt.count(preview.memories))
@@ -75,6 +76,10 @@ def preview_panel(preview: ImportPreview, engine: AuthorizedEngine) -> None:
                       help=(f"{preview.tokens:,} tokens at ${preview.price_per_million_tokens}/million"
                             if paid else f"The {embedder.provider} model costs nothing per call."))
     st.caption(f"Batch plan: {fmt.batch_plan(preview.batch_sizes)}.")
+    if mirror:
+        st.caption(f"Mirror: {fmt.plural(preview.mirror_documents, 'document')} "
+                   f"({fmt.plural(preview.mirror_memories, 'memory', 'memories')}) that earlier imports of these files had "
+                   "and they no longer have would be removed.")
     if preview.ocr_pages:
         st.caption(f"{fmt.plural(preview.ocr_pages, 'scanned page')} will be read by OCR when the import runs "
                    f"(about {fmt.duration(preview.ocr_seconds)}); their memories are not counted above.")

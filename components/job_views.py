@@ -67,14 +67,16 @@ def _outcome(job: JobProgress) -> None:
     if job.removed:
         counts += f"; {fmt.plural(job.removed, 'stored memory', 'stored memories')} no longer in the input removed"
     resume = " Resume to finish it; nothing is imported twice." if job.is_resumable else ""
+    what = "Re-embed" if job.request.get("reembed_into") else "Import"
     if job.state == "completed" and not job.failed:
-        st.success(f"Import finished in {took}: {counts}.", icon=":material/check_circle:")
+        switched = f" Search now uses {job.request['reembed_into']}." if what == "Re-embed" else ""
+        st.success(f"{what} finished in {took}: {counts}.{switched}", icon=":material/check_circle:")
     elif job.state == "completed":
-        st.warning(f"Import finished in {took} with failures: {counts}. The reasons are below.", icon=":material/warning:")
+        st.warning(f"{what} finished in {took} with failures: {counts}. The reasons are below.", icon=":material/warning:")
     elif job.state == "cancelled":
-        st.warning(f"Import cancelled: {counts}, {job.pending:,} not started.{resume}", icon=":material/stop_circle:")
+        st.warning(f"{what} cancelled: {counts}, {job.pending:,} not started.{resume}", icon=":material/stop_circle:")
     elif job.state == "interrupted":
-        st.warning(f"The import was interrupted (the dashboard stopped while it ran): {counts}.{resume}",
+        st.warning(f"The {what.lower()} was interrupted (the dashboard stopped while it ran): {counts}.{resume}",
                    icon=":material/pause_circle:")
     else:
         reason = sentence(job.error) if job.error else "The import stopped."

@@ -53,7 +53,7 @@ __all__ = [
     "MAPPED_FIELDS", "PROBLEMS", "UPLOAD_CAPTION", "UPLOAD_TYPES", "BatchMetrics", "BatchRecord", "BrowsePage",
     "CacheHealthReport", "ClusterStatus", "CollectionVersion", "DocumentSummary", "EmbedderStatus", "Engine", "FAILED_PAGE", "FailedItem", "FieldMapping",
     "ImportPreview", "InputProblem", "JobProgress", "Memory", "MemoryDefaults", "MemoryFilter", "NodeState", "Progress",
-    "ReplicationReport", "SEARCH_MODES", "ServerState", "ServerStatus", "StoreStatus", "StoredMemory", "TaskStatus", "WarmupReport", "check_settings", "failed_row",
+    "ReplicationReport", "SEARCH_MODES", "UPLOAD_ORIGIN", "ServerState", "ServerStatus", "StoreStatus", "StoredMemory", "TaskStatus", "WarmupReport", "check_settings", "failed_row",
 ]
 
 ProgressCallback = Callable[[JobProgress], None]
@@ -83,6 +83,10 @@ class ImportPreview:
     # Scanned pages the import will read by OCR; the preview counts them without reading
     # them, so their memories are not in `memories` yet.
     ocr_pages: int = 0
+    # With a mirror's origin: the documents earlier imports of it had and these files no
+    # longer have (removed when a mirror import completes), and their stored memories.
+    mirror_documents: int = 0
+    mirror_memories: int = 0
 
     @property
     def ocr_seconds(self) -> float:
@@ -107,10 +111,15 @@ class DocumentSummary:
     last_imported_at: float | None = None
 
 
+# An origin naming an upload ("upload:guide.zip") rather than a path on this machine: the
+# dashboard's files land in a new spool folder each time, so their names are what repeats.
+UPLOAD_ORIGIN = "upload:"
+
+
 def origin_key(origin: Sequence[Path | str], defaults: MemoryDefaults) -> str:
-    """What makes two imports "the same folder" for a mirror: the resolved paths given,
-    under the same project and repo."""
-    paths = sorted(str(Path(p).resolve()) for p in origin)
+    """What makes two imports "the same folder" for a mirror: the resolved paths given
+    (or the uploads' names), under the same project and repo."""
+    paths = sorted(str(p) if str(p).startswith(UPLOAD_ORIGIN) else str(Path(p).resolve()) for p in origin)
     return json.dumps([defaults.project, defaults.repo, paths], ensure_ascii=False)
 
 
@@ -420,8 +429,11 @@ class Engine:
         chunking: ChunkSettings | None = None,
         config: BatchConfig | None = None,
         limit: int = 20,
+        origin: Sequence[Path | str] = (),
     ) -> ImportPreview:
-        """Read the files as an import would and say what it would do; nothing is written."""
+        """Read the files as an import would and say what it would do; nothing is written.
+        With `origin` (as a mirror import would be given it), also how many documents and
+        memories a mirror import would remove."""
         config = config or self.saved_batch_config()
         router = self.system.router
         provider = router.provider
@@ -432,12 +444,14 @@ class Engine:
                                provider=provider.name, model=provider.model,
                                ocr=ocr_settings(self.settings), tally=tally, estimate_only=True)
         seen: set[str] = set()
+        documents: set[str] = set()
         for chunk in iter_chunks(pieces, 1000):
             new_texts = []
             for piece in chunk:
                 if isinstance(piece, InputProblem):
                     preview.problems.append(piece)
                     continue
+                documents.add(piece.document_id)
                 preview.memories += 1
                 if len(preview.sample) < limit:
                     preview.sample.append(piece)
@@ -454,6 +468,10 @@ class Engine:
         preview.ocr_pages = tally.ocr_pages
         preview.provider_calls = math.ceil(preview.to_embed / provider.max_inputs_per_request) if preview.to_embed else 0
         preview.estimated_cost_usd = preview.tokens / 1e6 * provider.price_per_million_tokens
+        if origin:
+            gone = self.jobs.gone_documents(origin_key(origin, defaults), documents)
+            preview.mirror_documents = len(gone)
+            preview.mirror_memories = sum(self.system.store.count(MemoryFilter(document_id=d.document_id)) for d in gone)
         return preview
 
     # --- memories --------------------------------------------------------------------

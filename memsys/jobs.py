@@ -526,6 +526,11 @@ class JobStore:
                                                           r["document_hash"], r["chunks"]))
         return list(seen.values())
 
+    def gone_documents(self, origin: str, present: set[str], job_id: str = "") -> list[JobDocument]:
+        """A mirror's removals: the documents earlier imports of `origin` had (other than
+        job `job_id`) whose ids are not in `present`."""
+        return [d for d in self.earlier_documents(job_id, origin) if d.document_id not in present]
+
     def last_imports(self, document_ids: Sequence[str]) -> dict[str, tuple[str, float]]:
         """For each document id: the id and time of the last job that imported it."""
         out: dict[str, tuple[str, float]] = {}

@@ -347,8 +347,7 @@ class ImportPipeline:
     def _remove_gone(self, job_id: str, origin: str) -> None:
         """Mirror: remove the documents an earlier import of the same origin had and this
         one does not."""
-        now = {d.document_id for d in self.jobs.documents(job_id)}
-        gone = [d for d in self.jobs.earlier_documents(job_id, origin) if d.document_id not in now]
+        gone = self.jobs.gone_documents(origin, {d.document_id for d in self.jobs.documents(job_id)}, job_id)
         removed = sum(
             self.system.store.delete_matching(MemoryFilter(document_id=d.document_id), before_delete=self.jobs.forget)
             for d in gone

@@ -12,6 +12,7 @@ from components.job_views import job_summary, live_job
 from components.resources import engine
 from components import format as fmt
 from components.fields import import_defaults
+from memsys.engine import UPLOAD_ORIGIN, MemoryDefaults
 
 st.title("Import")
 st.caption("Turn documents into memories: each file is read, cut into chunks, embedded and stored.")
@@ -72,22 +73,52 @@ sizes = config.text_type_batch_sizes or {}
 st.caption(f"Batch settings: {sizes['short']} short to {sizes['very_long']} very long texts per batch, "
            f"{config.max_retries} retries, {'continue' if config.continue_on_error else 'stop'} after a failed batch, "
            f"embedding cache {'on' if config.enable_cache else 'off'} (change them on Batch settings).")
+mirror = kept(st.checkbox, "Mirror these files: remove the documents an earlier import of the same files had "
+              "that they no longer have", "import_mirror", False,
+              help="For a folder packed as a zip, or the same set of files, imported again under the same project "
+                   "and repo: a document gone from it is removed from the store. You see how many before anything goes.")
+# The uploads' names are what repeats between imports of "the same folder" (each upload
+# lands in a new spool folder).
+origin = [f"{UPLOAD_ORIGIN}{p.name}" for p in paths] if mirror else []
 left, right = st.columns(2)
 preview_clicked = left.button("Preview", icon=":material/visibility:", disabled=not paths)
 start_clicked = right.button("Start import", type="primary", icon=":material/play_arrow:", disabled=not paths)
 if not paths:
     st.caption("Add at least one file to preview or start an import.")
 
+
+def start(defaults: MemoryDefaults) -> None:
+    new_job = memsys_engine.start_import(paths, defaults, mapping=mapping, config=config, origin=origin, mirror=mirror)
+    state.pop("mirror_removals", None)
+    state["import_job"] = new_job
+    st.query_params["job"] = new_job
+    forget_files()
+    st.rerun()
+
+
 if preview_clicked:
     with guarded(), st.spinner("Reading the files…"):
         defaults = import_defaults(project, repo, agent, tags, source)
-        preview_panel(memsys_engine.preview(paths, defaults, mapping=mapping, config=config), memsys_engine)
+        preview_panel(memsys_engine.preview(paths, defaults, mapping=mapping, config=config, origin=origin), memsys_engine,
+                      mirror=mirror)
 
 if start_clicked:
     with guarded():
         defaults = import_defaults(project, repo, agent, tags, source)
-        new_job = memsys_engine.start_import(paths, defaults, mapping=mapping, config=config)
-        state["import_job"] = new_job
-        st.query_params["job"] = new_job
-        forget_files()
-        st.rerun()
+        if not mirror:
+            start(defaults)
+        with st.spinner("Reading the files to see what a mirror would remove…"):
+            found = memsys_engine.preview(paths, defaults, mapping=mapping, config=config, origin=origin, limit=0)
+        if not found.mirror_documents:
+            start(defaults)
+        # Removing is shown, and confirmed, before it happens.
+        state["mirror_removals"] = (found.mirror_documents, found.mirror_memories, [str(p) for p in paths])
+
+removals = state.get("mirror_removals")
+if mirror and removals and removals[2] == [str(p) for p in paths]:
+    documents, memories, _ = removals
+    st.warning(f"This mirror import will remove {fmt.plural(documents, 'document')} ({fmt.plural(memories, 'memory', 'memories')}) "
+               "that earlier imports of these files had and they no longer have.", icon=":material/delete_sweep:")
+    if st.button(f"Import and remove {fmt.plural(documents, 'document')}", icon=":material/sync:"):
+        with guarded():
+            start(import_defaults(project, repo, agent, tags, source))

