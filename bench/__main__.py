@@ -7,7 +7,7 @@ import sys
 
 from bench.common import Result
 
-MODULES = ["bench.cache", "bench.pipeline", "bench.ocr", "bench.cluster", "bench.provider", "bench.server"]
+MODULES = ["bench.cache", "bench.pipeline", "bench.ocr", "bench.cluster", "bench.provider", "bench.server", "bench.chunking"]
 
 
 def main(argv: list[str]) -> int:

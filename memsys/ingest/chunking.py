@@ -145,7 +145,7 @@ class Chunker:
         """Sentence-sized spans of text[lo:hi], each at most `budget` tokens."""
         spans: list[_Span] = []
         for lead, start, end, paragraph_end in _boundaries(text, lo, hi, _SENTENCE_END):
-            tokens = self._tokens(text, lead, end)
+            tokens = self._tokens_within(text, lead, end, budget)
             if tokens <= budget:
                 spans.append(_Span(start, end, tokens, paragraph_end))
             else:
@@ -162,7 +162,7 @@ class Chunker:
             if len(parts) > 1:
                 out: list[_Span] = []
                 for lead, start, end, _ in parts:
-                    tokens = self._tokens(text, lead, end)
+                    tokens = self._tokens_within(text, lead, end, budget)
                     if tokens <= budget:
                         out.append(_Span(start, end, tokens, False))
                     else:
@@ -173,56 +173,29 @@ class Chunker:
 
     def _hard_cut(self, text: str, lo: int, hi: int, budget: int) -> list[_Span]:
         """A run with no boundary at all (a long token-less string, unpunctuated CJK): cut
-        into pieces the size of the overlap, so that neighbouring chunks can still share one."""
+        into pieces of about the size of the overlap, so that neighbouring chunks can still
+        share one. Each piece is counted about once: its length is guessed from the last
+        piece's characters per token, aiming a little under the target, and shrunk only when
+        the guess was too long. (A longest-fit search per piece counted every character five
+        or six times over, which made a megabyte without spaces take many seconds.)"""
         overlap = self.settings.overlap_tokens
         target = overlap if 0 < overlap < budget else budget
+        aim = max(1, target * 9 // 10)  # leaves room for a piece that tokenizes a little denser
         out: list[_Span] = []
         chars_per_token = 2.0
         start = lo
         while start < hi:
-            end = self._longest_fit(text, start, hi, target, chars_per_token)
-            out.append(_Span(start, end, self._tokens(text, start, end), False))
-            chars_per_token = max(0.5, (end - start) / target)
+            end = min(hi, start + max(1, int(aim * chars_per_token)))
+            tokens = self._tokens(text, start, end)
+            while tokens > target and end - start > 1:
+                # Too long: shrink in proportion (and by at least one character).
+                end = start + max(1, min(end - start - 1, (end - start) * aim // tokens))
+                tokens = self._tokens(text, start, end)
+            out.append(_Span(start, end, tokens, False))
+            if tokens:
+                chars_per_token = max(0.25, min(float(_MAX_CHARS_PER_TOKEN), (end - start) / tokens))
             start = end
         return out
-
-    def _longest_fit(self, text: str, start: int, hi: int, target: int, chars_per_token: float) -> int:
-        """The largest end with text[start:end] at most `target` tokens (at least one
-        character): a guess from the last piece's ratio, a gallop, then a binary search."""
-
-        def fits(end: int) -> bool:
-            return self._tokens(text, start, end) <= target
-
-        guess = min(hi, start + max(1, int(target * chars_per_token)))
-        step = max(1, (guess - start) // 8)
-        if fits(guess):
-            good = guess
-            while True:
-                if good == hi:
-                    return hi
-                probe = min(hi, good + step)
-                if not fits(probe):
-                    bad = probe
-                    break
-                good, step = probe, step * 2
-        else:
-            bad = guess
-            while True:
-                probe = bad - step
-                if probe <= start + 1:
-                    good = start + 1
-                    break
-                if fits(probe):
-                    good = probe
-                    break
-                bad, step = probe, step * 2
-        while bad - good > 1:
-            mid = (good + bad) // 2
-            if fits(mid):
-                good = mid
-            else:
-                bad = mid
-        return good
 
     def _pack(self, spans: list[_Span], budget: int) -> list[tuple[int, int]]:
         """Group consecutive spans into chunks as [first, last) index pairs, with overlap."""
@@ -261,6 +234,15 @@ class Chunker:
 
     def _tokens(self, text: str, start: int, end: int) -> int:
         return max(0, self._count(text[start:end]) - self._overhead)
+
+    def _tokens_within(self, text: str, start: int, end: int, budget: int) -> int:
+        """The tokens of text[start:end], or `budget + 1` without counting when it is too
+        long to fit in any case (no token is longer than _MAX_CHARS_PER_TOKEN characters):
+        a megabyte-long sentence is about to be broken up, and counting it whole first
+        would cost as much as the rest of the cut."""
+        if end - start > (budget + self._overhead) * _MAX_CHARS_PER_TOKEN:
+            return budget + 1
+        return self._tokens(text, start, end)
 
 
 def chunk_text(text: str, settings: ChunkSettings, count_tokens: Callable[[str], int]) -> list[Chunk]:
