@@ -121,6 +121,24 @@ def _pdf_shared_stream(pages: int, text: str) -> bytes:
     return pdf_from_objects(objects)
 
 
+def inflating_pdf(pages: int, megabytes_per_page: int, text: str = "Inflating words") -> bytes:
+    """`pages` pages, each with its own Flate content stream: a line of text, then
+    `megabytes_per_page` MB of spaces (about a thousandth of that compressed)."""
+    objects: list[bytes] = [b"<< /Type /Catalog /Pages 2 0 R >>", b"", b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
+    kids = []
+    spaces = b" " * 2**20
+    for _ in range(pages):
+        deflate = zlib.compressobj(9)
+        body = deflate.compress(b"BT /F1 12 Tf 72 720 Td (%s) Tj ET\n" % text.encode())
+        body += b"".join(deflate.compress(spaces) for _ in range(megabytes_per_page)) + deflate.flush()
+        objects.append(b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(body) + body + b"\nendstream")
+        objects.append(b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents %d 0 R "
+                       b"/Resources << /Font << /F1 3 0 R >> >> >>" % len(objects))
+        kids.append(len(objects))
+    objects[1] = b"<< /Type /Pages /Kids [" + b" ".join(b"%d 0 R" % k for k in kids) + b"] /Count %d >>" % pages
+    return pdf_from_objects(objects)
+
+
 def _pdf_loop() -> bytes:
     """A page tree whose Pages node lists itself as its own kid."""
     return pdf_from_objects([b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [2 0 R] /Count 1 >>"])
@@ -176,6 +194,7 @@ KINDS: list[Kind] = [
     Kind("damaged.docx", lambda p: _write(p, b"this is not a zip at all"), problem="not a valid .docx"),
     Kind("shared-stream.pdf", lambda p: _write(p, _pdf_shared_stream(300, "Shared stream words")), text="Shared stream words"),
     Kind("too-many-pages.pdf", lambda p: _write(p, _pdf_shared_stream(2_001, "page")), problem="2,001 pages"),
+    Kind("inflating.pdf", lambda p: _write(p, inflating_pdf(1, 200)), problem="once decompressed"),
     Kind("loop.pdf", lambda p: _write(p, _pdf_loop()), problem="read"),
     Kind("truncated.pdf", lambda p: _write(p, _pdf_shared_stream(2, "cut")[:150]), problem="read"),
     Kind("not-a-pdf.pdf", lambda p: _write(p, "plain words, no PDF header"), problem="not a PDF"),

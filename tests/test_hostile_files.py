@@ -19,7 +19,7 @@ from memsys.ingest.documents import MemoryDefaults, iter_memories
 from memsys.ingest.readers import InputProblem, ReadCancelled, ReadLimits
 
 from dashboard_support import wait_until
-from hostile_corpus import GOOD_TEXT, KINDS, build
+from hostile_corpus import GOOD_TEXT, KINDS, build, inflating_pdf
 
 DEFAULTS = MemoryDefaults(project="hostile", repo="corpus", agent="tests")
 SECONDS_PER_FILE = 20.0  # the engine's limit per file for this test (MEMSYS_READ_SECONDS_PER_FILE)
@@ -128,3 +128,24 @@ def test_a_reader_that_balloons_is_stopped_at_its_memory_limit(tmp_path: Path) -
     assert "memory" in problems[0].reason
     assert [m.content for m in pieces if not isinstance(m, InputProblem)][-1] == GOOD_TEXT
     assert os.getpid()  # the test process itself is untouched: it is still here to assert
+
+
+def test_a_pdf_whose_streams_inflate_past_the_limit_per_pdf_is_refused(tmp_path: Path) -> None:
+    # Four streams of 4 MB each stay under pypdf's own bound per stream (75 MB) and under
+    # this 10 MB limit one by one; together they pass it, so the PDF is refused unread.
+    (tmp_path / "a-inflating.pdf").write_bytes(inflating_pdf(4, 4))
+    (tmp_path / "b-small.pdf").write_bytes(inflating_pdf(2, 1, "Small enough words"))
+    pieces = list(iter_memories([tmp_path / "a-inflating.pdf", tmp_path / "b-small.pdf"], DEFAULTS,
+                                limits=ReadLimits(max_pdf_stream_bytes=10 * 2**20)))
+    problems = [p for p in pieces if isinstance(p, InputProblem)]
+    assert [p.item for p in problems] == ["a-inflating.pdf"], problems
+    assert "inflate past the limit of 10.0 MB once decompressed per PDF" in problems[0].reason
+    assert [m.content for m in pieces if not isinstance(m, InputProblem)] == ["Small enough words"] * 2
+
+
+def test_one_pdf_stream_that_inflates_past_the_limit_is_refused(tmp_path: Path) -> None:
+    # 64 MB from one 64 KB stream (under pypdf's own 75 MB bound per stream); pypdf's bound
+    # is lowered to the 10 MB limit, so decompression also stops there.
+    (tmp_path / "one-stream.pdf").write_bytes(inflating_pdf(1, 64))
+    pieces = list(iter_memories([tmp_path / "one-stream.pdf"], DEFAULTS, limits=ReadLimits(max_pdf_stream_bytes=10 * 2**20)))
+    assert [(p.item, "once decompressed" in p.reason) for p in pieces if isinstance(p, InputProblem)] == [("one-stream.pdf", True)]

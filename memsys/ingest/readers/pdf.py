@@ -9,11 +9,13 @@ import io
 import math
 import threading
 import time
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, Iterator
 
 from memsys.ingest.readers.encoding import normalise_text
 from memsys.ingest.readers.ocr import OcrFailedError, OcrUnavailableError, check_available, read_image
-from memsys.ingest.readers.sources import InputProblem, Item, LimitError, ReadContext, SourceText, read_bytes
+from memsys.ingest.readers.sources import InputProblem, Item, LimitError, ReadContext, SourceText, human_size, read_bytes
 
 # PDFium is not thread-safe; the job runner and a preview may read PDFs at the same time.
 _PDFIUM = threading.Lock()
@@ -23,7 +25,7 @@ _MAX_PIXELS = 40_000_000
 
 def read_pdf(item: Item, ctx: ReadContext) -> Iterator[SourceText | InputProblem]:
     from pypdf import PdfReader
-    from pypdf.errors import FileNotDecryptedError
+    from pypdf.errors import FileNotDecryptedError, LimitReachedError
 
     data = read_bytes(item, ctx.limits.max_file_bytes)
     if b"%PDF-" not in data[:1024]:
@@ -32,30 +34,34 @@ def read_pdf(item: Item, ctx: ReadContext) -> Iterator[SourceText | InputProblem
     pages: dict[int, SourceText] = {}
     scanned: list[int] = []  # pages without a text layer
     try:
-        reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted and not reader.decrypt(""):
-            yield InputProblem(item.name, "is password-protected; remove the password and import it again")
-            return
-        if len(reader.pages) > ctx.limits.max_pdf_pages:
-            raise LimitError(f"has {len(reader.pages):,} pages; the limit is {ctx.limits.max_pdf_pages:,} per PDF")
-        # Pages that share their content stream (one stream drawn on many pages) have the
-        # same text: extract it once, not once per page.
-        extracted: dict[object, str] = {}
-        for number, page in enumerate(reader.pages, start=1):
-            key = _content_key(page)
-            if key is None or key not in extracted:
-                extracted[key] = normalise_text(page.extract_text() or "").strip()
-            text = extracted[key]
-            if key is None:
-                del extracted[key]
-            if text:
-                pages[number] = SourceText(text, item.name, f"page {number}")
-            else:
-                scanned.append(number)
-        page_count = len(reader.pages)
+        with _stream_budget(ctx.limits.max_pdf_stream_bytes):
+            reader = PdfReader(io.BytesIO(data))
+            if reader.is_encrypted and not reader.decrypt(""):
+                yield InputProblem(item.name, "is password-protected; remove the password and import it again")
+                return
+            if len(reader.pages) > ctx.limits.max_pdf_pages:
+                raise LimitError(f"has {len(reader.pages):,} pages; the limit is {ctx.limits.max_pdf_pages:,} per PDF")
+            # Pages that share their content stream (one stream drawn on many pages) have the
+            # same text: extract it once, not once per page.
+            extracted: dict[object, str] = {}
+            for number, page in enumerate(reader.pages, start=1):
+                key = _content_key(page)
+                if key is None or key not in extracted:
+                    extracted[key] = normalise_text(page.extract_text() or "").strip()
+                text = extracted[key]
+                if key is None:
+                    del extracted[key]
+                if text:
+                    pages[number] = SourceText(text, item.name, f"page {number}")
+                else:
+                    scanned.append(number)
+            page_count = len(reader.pages)
     except FileNotDecryptedError:
         yield InputProblem(item.name, "is password-protected; remove the password and import it again")
         return
+    except LimitReachedError as e:
+        # pypdf's own bound on one stream, which _stream_budget lowers to ours per PDF.
+        raise LimitError(_stream_limit_reason(ctx.limits.max_pdf_stream_bytes)) from e
     except (LimitError, RecursionError, MemoryError):
         raise  # named by read_item in its own words
     except Exception as e:  # noqa: BLE001 - pypdf raises many kinds of error on damaged files
@@ -150,3 +156,65 @@ def _content_key(page: object) -> object:
     if not refs or any(getattr(r, "idnum", None) is None for r in refs):
         return None
     return tuple((r.idnum, r.generation) for r in refs)
+
+
+# --- the limit on decompressed streams per PDF ------------------------------------------------
+# pypdf bounds each stream it decodes (75 MB), not the sum over a file, so a PDF of many
+# streams that each inflate a thousandfold would be bounded only by the reader's memory
+# limit. Every decode goes through `pypdf.filters.decode_stream_data` (decoded streams are
+# cached on their object, so each is counted once); it is wrapped once per process to
+# charge the bytes to the budget of the PDF this thread is reading (a context variable,
+# so concurrent reads in threads do not share one).
+_BUDGET: ContextVar[list[int] | None] = ContextVar("memsys_pdf_stream_budget", default=None)
+_WRAP_LOCK = threading.Lock()
+_OUTPUT_LIMITS = ("zlib_maximum_output_length", "lzw_maximum_output_length", "run_length_maximum_output_length",
+                  "brotli_maximum_output_length", "jbig2_maximum_output_length",
+                  "array_based_stream_maximum_output_length", "maximum_declared_stream_length")
+
+
+class PdfStreamLimitError(LimitError):
+    """A PDF's streams inflate past the limit per PDF."""
+
+
+def _stream_limit_reason(limit: int) -> str:
+    return (f"has streams that inflate past the limit of {human_size(limit)} once decompressed per PDF "
+            "(a compression bomb?); it was not read")
+
+
+@contextmanager
+def _stream_budget(limit: int) -> Iterator[None]:
+    """Charge every stream pypdf decodes in this block to one budget of `limit` bytes, and
+    keep pypdf's per-stream bounds no higher than it (so no single stream inflates far past
+    the budget before it is counted)."""
+    from pypdf import apply_configuration, get_configuration
+
+    _wrap_decoder()
+    current = get_configuration()
+    lowered = {name: min(getattr(current, name), limit) for name in _OUTPUT_LIMITS if hasattr(current, name)}
+    token = _BUDGET.set([limit, limit])  # bytes left, the limit
+    try:
+        with apply_configuration(**lowered):
+            yield
+    finally:
+        _BUDGET.reset(token)
+
+
+def _wrap_decoder() -> None:
+    import pypdf.filters
+
+    with _WRAP_LOCK:
+        original = pypdf.filters.decode_stream_data
+        if getattr(original, "memsys_counted", False):
+            return
+
+        def decode_stream_data(stream: Any) -> bytes:
+            data = original(stream)
+            budget = _BUDGET.get()
+            if budget is not None:
+                budget[0] -= len(data)
+                if budget[0] < 0:
+                    raise PdfStreamLimitError(_stream_limit_reason(budget[1]))
+            return data
+
+        decode_stream_data.memsys_counted = True  # type: ignore[attr-defined]
+        pypdf.filters.decode_stream_data = decode_stream_data

@@ -50,6 +50,9 @@ class ReadLimits:
     max_archive_bytes: int = 1024 * 2**20  # all entries of one zip archive, expanded
     max_archive_entries: int = 10_000
     max_pdf_pages: int = 2_000
+    # All streams of one PDF once decompressed, as text extraction decodes them: pypdf bounds
+    # each stream (75 MB), not their sum, so a PDF of many inflating streams is ours to stop.
+    max_pdf_stream_bytes: int = 256 * 2**20
     max_json_depth: int = 64  # nesting of objects and lists in one json/jsonl record
     max_records: int = 1_000_000  # rows of a csv, lines of a jsonl, items of a json list
     max_field_bytes: int = 10 * 2**20  # one csv cell
@@ -59,7 +62,7 @@ class ReadLimits:
     isolate: bool = True  # read in worker processes (False: in this process, for the workers themselves)
 
     def __post_init__(self) -> None:
-        for name in ("max_file_bytes", "max_archive_bytes", "max_archive_entries", "max_pdf_pages", "max_json_depth",
+        for name in ("max_file_bytes", "max_archive_bytes", "max_archive_entries", "max_pdf_pages", "max_pdf_stream_bytes", "max_json_depth",
                      "max_records", "max_field_bytes", "max_problems", "reader_memory_bytes"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
