@@ -12,6 +12,7 @@ import os
 import random
 import socket
 import struct
+import subprocess
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -154,9 +155,32 @@ def _socket(path: Path) -> None:
     server.close()  # the socket file stays in the folder
 
 
+def _write_only_attribute() -> Path:
+    """A sysfs attribute with no read method (a bus's `uevent` trigger, mode 0200): the
+    kernel refuses to open it for reading with EACCES, even for root."""
+    for candidate in sorted(Path("/sys/bus").glob("*/uevent")):
+        if not candidate.stat().st_mode & 0o444:
+            return candidate
+    raise FileNotFoundError("no write-only attribute under /sys/bus/*/uevent to make an unreadable file with")
+
+
 def _unreadable(path: Path) -> None:
+    """A regular file whose open for reading fails with a real EACCES. Mode 000 is no
+    obstacle to root (the tests run as root), so as root the file is a bind mount of a
+    write-only sysfs attribute (undo it with `unmount_all`); otherwise mode 000."""
     _write(path, "nobody may read this")
-    path.chmod(0)
+    if os.geteuid() != 0:
+        path.chmod(0)
+        return
+    subprocess.run(["mount", "--bind", str(_write_only_attribute()), str(path)], check=True, capture_output=True)
+
+
+def unmount_all(folder: Path) -> None:
+    """Undo the bind mounts `build` made under `folder` (deepest first)."""
+    root = str(folder.resolve())
+    points = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
+    for point in sorted((m for m in points if m == root or m.startswith(root + "/")), reverse=True):
+        subprocess.run(["umount", point], check=True, capture_output=True)
 
 
 def _deep_html(path: Path) -> None:
@@ -236,6 +260,7 @@ KINDS: list[Kind] = [
     Kind("report\\u202etxt.exe", lambda p: _write(p, "A file whose name hides its end."), text="name hides its end"),
     Kind("pipe.fifo", _fifo, problem="named pipe"),
     Kind("socket.sock", _socket, problem="socket"),
+    Kind("unreadable.txt", _unreadable, problem="Permission denied"),
     Kind("vanished.txt", lambda p: os.symlink("gone-before-read.txt", p), problem="could not be read"),
     Kind("link-out.txt", lambda p: os.symlink("/etc/hostname", p), problem="outside the folder"),
 ]
@@ -254,7 +279,8 @@ def file_name(kind: Kind) -> str:
 
 
 def build(folder: Path, good: int = 3) -> list[Kind]:
-    """Write every kind into `folder` beside `good` good text files; returns the kinds."""
+    """Write every kind into `folder` beside `good` good text files; returns the kinds.
+    Call `unmount_all(folder)` when done (the unreadable file is a bind mount as root)."""
     folder.mkdir(parents=True, exist_ok=True)
     for kind in KINDS:
         kind.make(folder / file_name(kind))

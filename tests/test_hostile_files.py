@@ -19,7 +19,7 @@ from memsys.ingest.documents import MemoryDefaults, iter_memories
 from memsys.ingest.readers import InputProblem, ReadCancelled, ReadLimits
 
 from dashboard_support import wait_until
-from hostile_corpus import GOOD_TEXT, KINDS, build, inflating_pdf
+from hostile_corpus import GOOD_TEXT, KINDS, _unreadable, build, inflating_pdf, unmount_all
 
 DEFAULTS = MemoryDefaults(project="hostile", repo="corpus", agent="tests")
 SECONDS_PER_FILE = 20.0  # the engine's limit per file for this test (MEMSYS_READ_SECONDS_PER_FILE)
@@ -47,7 +47,10 @@ def test_a_hostile_corpus_costs_each_file_only_itself(memsys_system: MemorySyste
     build(tmp_path / "corpus")
     settings = memsys_system.settings.replace(data_dir=tmp_path / "data", read_seconds_per_file=SECONDS_PER_FILE)
     engine = Engine(settings, system=memsys_system)
-    spooled = engine.spool_paths([tmp_path / "corpus"])
+    try:
+        spooled = engine.spool_paths([tmp_path / "corpus"])  # the unreadable file is named by the copy
+    finally:
+        unmount_all(tmp_path / "corpus")
     Path("/proc/self/clear_refs").write_text("5")  # the peak resident memory counts from here
     before = _current_rss()
     started = time.monotonic()
@@ -149,3 +152,49 @@ def test_one_pdf_stream_that_inflates_past_the_limit_is_refused(tmp_path: Path) 
     (tmp_path / "one-stream.pdf").write_bytes(inflating_pdf(1, 64))
     pieces = list(iter_memories([tmp_path / "one-stream.pdf"], DEFAULTS, limits=ReadLimits(max_pdf_stream_bytes=10 * 2**20)))
     assert [(p.item, "once decompressed" in p.reason) for p in pieces if isinstance(p, InputProblem)] == [("one-stream.pdf", True)]
+
+
+def test_an_unreadable_file_is_named_and_the_rest_of_the_folder_is_read(tmp_path: Path) -> None:
+    # Read in place (no spool copy): the reader's own open fails with EACCES (see _unreadable).
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    _unreadable(folder / "a-unreadable.txt")
+    (folder / "b-good.txt").write_text(GOOD_TEXT, encoding="utf-8")
+    try:
+        pieces = list(iter_memories([folder], DEFAULTS))
+    finally:
+        unmount_all(folder)
+    problems = [p for p in pieces if isinstance(p, InputProblem)]
+    assert [(p.item, p.reason) for p in problems] == [("folder/a-unreadable.txt", "could not be read: Permission denied")]
+    assert [m.content for m in pieces if not isinstance(m, InputProblem)] == [GOOD_TEXT]
+
+
+def _rows(count: int, start: int = 0) -> str:
+    return "".join(f"row {i} of a csv that is being written to,p\n" for i in range(start, start + count))
+
+
+@pytest.mark.parametrize("change", ["grows", "is cut short", "is replaced"])
+def test_a_file_changed_while_it_is_read_is_named_with_what_changed(tmp_path: Path, change: str) -> None:
+    # The worker streams pieces through a pipe that holds a few batches, so after the first
+    # piece arrives it is still inside the file (blocked on the pipe) when the file changes.
+    csv = tmp_path / "log.csv"
+    csv.write_text("content,project\n" + _rows(20_000), encoding="utf-8")
+    pieces = iter_memories([csv], DEFAULTS)
+    first = next(pieces)
+    assert not isinstance(first, InputProblem), first
+    if change == "grows":
+        with csv.open("a", encoding="utf-8") as out:
+            out.write(_rows(100, start=20_000))
+    elif change == "is cut short":
+        os.truncate(csv, csv.stat().st_size // 2)
+    else:
+        (tmp_path / "new.csv").write_text("content,project\nthe new file,p\n", encoding="utf-8")
+        os.replace(tmp_path / "new.csv", csv)
+    rest = list(pieces)
+    warnings = [p for p in rest if isinstance(p, InputProblem) and p.warning]
+    assert [w.item for w in warnings] == ["log.csv"], warnings
+    expected = {"grows": "grew from", "is cut short": "was cut short from", "is replaced": "was replaced by another file"}[change]
+    assert expected in warnings[0].reason and "while it was being read" in warnings[0].reason, warnings[0].reason
+    # A cut may leave half a row at the end: that row alone is a problem of its own.
+    assert all(p.item.startswith("log.csv row ") for p in rest if isinstance(p, InputProblem) and not p.warning)
+    assert len(rest) > 1  # the read went on after the change

@@ -30,7 +30,6 @@ from memsys.ingest.readers.ocr import OcrSettings
 from memsys.ingest.readers.sources import (
     FieldMapping,
     InputProblem,
-    Item,
     ReadContext,
     ReadLimits,
     ReadTally,
@@ -289,7 +288,7 @@ def _memories(pieces: Iterator[Any], plan: ChunkPlan | None, chunkers: dict[Any,
 
 
 def _serve(receive: Connection, send: Connection) -> None:
-    from memsys.ingest.readers.reading import make_context, open_regular, read_item
+    from memsys.ingest.readers.reading import make_context, read_disk_file
 
     chunkers: dict[Any, Any] = {}
 
@@ -325,9 +324,7 @@ def _serve(receive: Connection, send: Connection) -> None:
                 chunkers[key] = Chunker.for_model(plan.provider, plan.model, plan.settings)
         send.send_bytes(pickle.dumps(("entry", request.name)))
         try:
-            size = path.stat().st_size
-            item = Item(request.name, size, lambda: open_regular(path), path)
-            for piece in _memories(read_item(item, ctx), request.plan, chunkers):
+            for piece in _memories(read_disk_file(path, request.name, ctx), request.plan, chunkers):
                 batch.append(piece)
                 chars += len(getattr(piece, "text", "") or getattr(piece, "content", ""))
                 if len(batch) >= _BATCH_PIECES or chars >= _BATCH_CHARS:

@@ -135,12 +135,40 @@ def _read_disk_file(path: Path, name: str, ctx: ReadContext, cancelled: Callable
 
         yield from reader_pool().read(path, name, ctx, cancelled, plan)
         return
+    yield from read_disk_file(path, name, ctx)
+
+
+def read_disk_file(path: Path, name: str, ctx: ReadContext) -> Pieces:
+    """One file on disk, by the reader of its format. A file that changes while it is read
+    (a log still being written, a file cut short or replaced by a save) is read as far as
+    its reader got, and named with a warning saying what changed, so the user knows its
+    memories may not match the file as it is now."""
     try:
-        size = path.stat().st_size
+        before = path.stat()
     except OSError as e:
         yield InputProblem(name, f"could not be read: {e.strerror or e}")
         return
-    yield from read_item(Item(name, size, lambda: open_regular(path), path), ctx)
+    yield from read_item(Item(name, before.st_size, lambda: open_regular(path), path), ctx)
+    change = _change_while_read(path, before)
+    if change:
+        yield InputProblem(name, f"{change} while it was being read; its memories are what was read then, which may "
+                                 "not match the file now: import it again once nothing is writing to it", warning=True)
+
+
+def _change_while_read(path: Path, before: os.stat_result) -> str:
+    """What happened to the file since `before` was taken ("" when nothing did)."""
+    try:
+        after = path.stat()
+    except OSError:
+        return "was removed"
+    if (after.st_dev, after.st_ino) != (before.st_dev, before.st_ino):
+        return "was replaced by another file"
+    if after.st_size != before.st_size:
+        grew = "grew" if after.st_size > before.st_size else "was cut short"
+        return f"{grew} from {before.st_size:,} to {after.st_size:,} bytes"
+    if after.st_mtime_ns != before.st_mtime_ns:
+        return "was modified"
+    return ""
 
 
 def _read_folder(root: Path, ctx: ReadContext, cancelled: Callable[[], bool] | None, plan: Any) -> Pieces:
@@ -223,9 +251,12 @@ def _read_item(item: Item, ctx: ReadContext) -> Pieces:
             yield from documents.read_text(item, ctx)
     except (TooLargeError, UndecodableError, LimitError) as e:
         yield InputProblem(item.name, str(e))
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as e:
-        # A damaged zip entry (bad CRC, truncated data) or an I/O failure of this file only.
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as e:
+        # A damaged zip entry (bad CRC, truncated data).
         yield InputProblem(item.name, f"could not be read: {e}")
+    except OSError as e:
+        # An I/O failure of this file only; the reason without the path (a spool folder's).
+        yield InputProblem(item.name, f"could not be read: {e.strerror or e}")
     except MemoryError:
         raise  # the reader process reports it and is replaced
     except Exception as e:  # noqa: BLE001 - whatever a parser raises on one file is that file's problem
