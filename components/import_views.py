@@ -14,6 +14,7 @@ from memsys.access import AuthorizedEngine
 from memsys.engine import MAPPED_FIELDS, UPLOAD_CAPTION, UPLOAD_TYPES, FieldMapping, ImportPreview
 
 AUTOMATIC = "(found by name)"
+NO_ID = "(none: the file is one document)"
 _FILES, _ROUND = "import_files", "uploader_round"
 
 
@@ -48,17 +49,25 @@ def forget_files() -> None:
     st.session_state[_FILES] = []
 
 
+_COLUMN_LABELS = {"record_id": "Row id column"}
+_COLUMN_HELP = {"record_id": "Each row becomes a document of its own, known by this id: importing the file again "
+                             "replaces a changed row, and a mirror import removes the rows that are gone."}
+
+
 def column_mapping(engine: AuthorizedEngine, structured: list[Path]) -> FieldMapping:
     """Which column of the csv/jsonl files fills which memory field."""
     st.caption("Which column fills which field. Columns with the usual names (content, text, project, tags…) "
                "are found by themselves; a row's own project, repo, agent or tags win over the fields above.")
     options = [AUTOMATIC, *dict.fromkeys(c for p in structured for c in engine.columns_in(p))]
     chosen = {
-        field_name: column.selectbox(f"{field_name.capitalize()} column", options, key=f"map_{field_name}")
+        field_name: column.selectbox(_COLUMN_LABELS.get(field_name, f"{field_name.capitalize()} column"),
+                                     [NO_ID if field_name == "record_id" else AUTOMATIC, *options[1:]],
+                                     key=f"map_{field_name}",
+                                     help=_COLUMN_HELP.get(field_name))
         for column, field_name in zip(st.columns(len(MAPPED_FIELDS)), MAPPED_FIELDS)
     }
     separator = st.text_input("Tags in a cell are separated by", value=",", max_chars=3)
-    return FieldMapping(**{f: (None if c == AUTOMATIC else c) for f, c in chosen.items()}, tag_separator=separator or ",")
+    return FieldMapping(**{f: (None if c in (AUTOMATIC, NO_ID) else c) for f, c in chosen.items()}, tag_separator=separator or ",")
 
 
 def preview_panel(preview: ImportPreview, engine: AuthorizedEngine, mirror: bool = False) -> None:

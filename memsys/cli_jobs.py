@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from memsys.cli import command_group
 from memsys.config import BatchConfig
-from memsys.engine import Engine
+from memsys.engine import Engine, FieldMapping
 from memsys.ingest.documents import MemoryDefaults
 from memsys.jobs import JobProgress
 
@@ -33,6 +33,8 @@ def _add_import(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tags", default="", help="comma-separated tags for every memory")
     p.add_argument("--source", default="document-import")
     p.add_argument("--config", type=Path, help="a BatchConfig JSON file (default: the saved batch settings)")
+    p.add_argument("--id-column", help="csv/jsonl/json: the column (or key) holding each row's id; each row is then "
+                                       "a document of its own, replaced when it changes and removed by --mirror when gone")
     p.add_argument("--mirror", action="store_true",
                    help="make the store equal to these paths: documents an earlier import of the same paths had "
                         "and these no longer have are removed once the import completes")
@@ -54,7 +56,8 @@ def _import(args: argparse.Namespace) -> int:
     engine = _engine()
     try:
         copies = engine.spool_paths(args.paths)
-        job_id = engine.create_import(copies, defaults, config=config, origin=args.paths, mirror=args.mirror)
+        mapping = FieldMapping(record_id=args.id_column) if args.id_column else None
+        job_id = engine.create_import(copies, defaults, mapping=mapping, config=config, origin=args.paths, mirror=args.mirror)
         print(f"job {job_id}", flush=True)
         engine.run(job_id)
         return follow_job(engine, job_id)

@@ -11,7 +11,8 @@ from typing import Any, Mapping, Sequence
 from weaviate.util import generate_uuid5
 
 REQUIRED_TEXT_FIELDS = ("content", "project", "repo", "agent")
-MEMORY_FIELDS = REQUIRED_TEXT_FIELDS + ("tags", "source", "source_file", "source_location", "chunk_index", "document_hash")
+MEMORY_FIELDS = REQUIRED_TEXT_FIELDS + ("tags", "source", "source_file", "source_location", "chunk_index", "document_hash",
+                                        "record_id")
 DEFAULT_SOURCE = "agent"
 
 
@@ -43,6 +44,9 @@ class Memory:
     # The content hash of the whole document (all its chunks, in order) as it was when this
     # chunk was imported; "" for a memory that did not come from a document.
     document_hash: str = ""
+    # A row's own id (the id column of a csv/jsonl/json import): the row is then a document
+    # of its own, and the id is part of the memory's identity.
+    record_id: str = ""
     _uuid: str = field(default="", compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -54,9 +58,10 @@ class Memory:
 
     @property
     def document_id(self) -> str:
-        """Which document this memory belongs to: project + repo + source file ("" when it
-        has no source file). A re-import of the document replaces exactly its memories."""
-        return document_id(self.project, self.repo, self.source_file)
+        """Which document this memory belongs to: project + repo + its record id, or else
+        its source file ("" when it has neither). A re-import of the document replaces
+        exactly its memories."""
+        return document_id(self.project, self.repo, self.source_file, self.record_id)
 
     @property
     def uuid(self) -> str:
@@ -68,6 +73,8 @@ class Memory:
                 "agent": self.agent,
                 "content": self.content,
             }
+            if self.record_id:  # only then: every other memory keeps the uuid it always had
+                identity["record_id"] = self.record_id
             object.__setattr__(self, "_uuid", str(generate_uuid5(json.dumps(identity, sort_keys=True, ensure_ascii=False))))
         return self._uuid
 
@@ -86,13 +93,15 @@ class Memory:
             "content_hash": self.content_hash,
             "document_id": self.document_id,
             "document_hash": self.document_hash,
+            "record_id": self.record_id,
         }
 
     def to_dict(self) -> dict[str, Any]:
         d = self.properties()
         del d["content_hash"], d["document_id"]
-        if not self.document_hash:
-            del d["document_hash"]  # the guide's record shape, for memories not from a document
+        for name in ("document_hash", "record_id"):
+            if not d[name]:
+                del d[name]  # the guide's record shape, for memories not from a document
         return d
 
     @classmethod
@@ -129,16 +138,21 @@ class Memory:
         if not isinstance(chunk_index, int) or isinstance(chunk_index, bool) or chunk_index < 0:
             raise MemoryValidationError(index, "chunk_index", f"must be a whole number 0 or more, got {chunk_index!r}")
         values["chunk_index"] = chunk_index
-        raw_hash = record.get("document_hash", "")
-        values["document_hash"] = "" if raw_hash is None else _text(index, "document_hash", raw_hash, required=False)
+        for name in ("document_hash", "record_id"):
+            raw = record.get(name, "")
+            values[name] = "" if raw is None else _text(index, name, raw, required=False)
         return cls(**values)
 
 
-def document_id(project: str, repo: str, source_file: str) -> str:
-    """The stable id of a document: hex, no separators, so any tokenization filters it exactly."""
-    if not source_file:
+def document_id(project: str, repo: str, source_file: str, record_id: str = "") -> str:
+    """The stable id of a document: hex, no separators, so any tokenization filters it
+    exactly. A record (a row with an id) is its document whichever file holds it."""
+    if record_id:
+        key = json.dumps([project, repo, {"record": record_id}], ensure_ascii=False)
+    elif not source_file:
         return ""
-    key = json.dumps([project, repo, source_file], ensure_ascii=False)
+    else:
+        key = json.dumps([project, repo, source_file], ensure_ascii=False)
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
 
 

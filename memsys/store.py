@@ -36,7 +36,7 @@ from memsys.models import Memory
 RETURN_PROPERTIES = [
     "content", "project", "repo", "agent", "tags", "source",
     "source_file", "source_location", "chunk_index", "content_hash", "created_at",
-    "document_id", "document_hash",
+    "document_id", "document_hash", "record_id",
 ]
 SEARCH_MODES = ("hybrid", "vector", "keyword")
 # A new collection's description records the embedder its vectors come from.
@@ -93,6 +93,7 @@ class StoredMemory:
     score: float | None = None
     document_id: str = ""
     document_hash: str = ""
+    record_id: str = ""
     # On search hits: how the hit was found, "meaning" (vector), "keyword" (BM25) or "both".
     matched_by: str = ""
 
@@ -115,6 +116,7 @@ class StoredMemory:
             score=score,
             document_id=p.get("document_id") or "",
             document_hash=p.get("document_hash") or "",
+            record_id=p.get("record_id") or "",
             matched_by=matched_by,
         )
 
@@ -212,6 +214,7 @@ def export_record(memory: StoredMemory) -> dict[str, Any]:
         "agent": memory.agent, "tags": list(memory.tags), "source": memory.source, "source_file": memory.source_file,
         "source_location": memory.source_location, "chunk_index": memory.chunk_index,
         "document_hash": memory.document_hash,
+        **({"record_id": memory.record_id} if memory.record_id else {}),
         "created_at": memory.created_at.isoformat() if memory.created_at else None,
     }
 
@@ -256,7 +259,7 @@ def stored_to_memory(stored: StoredMemory) -> Memory:
     return Memory(content=stored.content, project=stored.project, repo=stored.repo, agent=stored.agent,
                   tags=stored.tags, source=stored.source, source_file=stored.source_file,
                   source_location=stored.source_location, chunk_index=stored.chunk_index,
-                  document_hash=stored.document_hash)
+                  document_hash=stored.document_hash, record_id=stored.record_id)
 
 
 def _version_number(alias: str, name: str) -> int:
@@ -631,6 +634,7 @@ class MemoryStore:
                         Property(name="created_at", data_type=DataType.DATE),
                         Property(name="document_id", data_type=DataType.TEXT, tokenization=exact),
                         Property(name="document_hash", data_type=DataType.TEXT, tokenization=exact),
+                        Property(name="record_id", data_type=DataType.TEXT, tokenization=exact),
                         Property(name="content_words", data_type=DataType.TEXT, tokenization=Tokenization.WORD),
                     ],
                     **layout,
@@ -701,7 +705,7 @@ class MemoryStore:
         collection = self.client.collections.get(name)
         have = {prop.name for prop in collection.config.get().properties}
         for name, tokenization in (("document_id", Tokenization.FIELD), ("document_hash", Tokenization.FIELD),
-                                   ("content_words", Tokenization.WORD)):
+                                   ("content_words", Tokenization.WORD), ("record_id", Tokenization.FIELD)):
             if name not in have:
                 collection.config.add_property(Property(name=name, data_type=DataType.TEXT, tokenization=tokenization))
 

@@ -5,6 +5,7 @@ removes what left the folder; deletes by file, job and filter count first and st
 from __future__ import annotations
 
 import dataclasses
+import json
 import threading
 from pathlib import Path
 from typing import Iterator
@@ -13,7 +14,7 @@ import pytest
 
 from memsys import EmbeddingRouter, MemorySystem
 from memsys.embeddings.cache import EmbeddingCache
-from memsys.engine import Engine, MemoryFilter
+from memsys.engine import Engine, FieldMapping, MemoryFilter
 from memsys.errors import EmbedderMismatchError
 from memsys.ingest.chunking import ChunkSettings
 from memsys.ingest.documents import MemoryDefaults, iter_memories
@@ -149,6 +150,41 @@ def test_a_mirror_import_removes_the_documents_gone_from_the_folder(engine: Engi
     assert {m.source_file for m in engine.browse(limit=100)} == {"notes/keep.csv"}
 
 
+def write_rows_jsonl(path: Path, rows: dict[int, str]) -> Path:
+    path.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in rows.items()), encoding="utf-8")
+    return path
+
+
+def test_rows_with_an_id_column_are_documents_replaced_row_by_row_and_mirrored(engine: Engine, tmp_path: Path) -> None:
+    folder = tmp_path / "tickets"
+    folder.mkdir()
+    rows = {1: PARAGRAPHS[0], 2: PARAGRAPHS[1], 3: PARAGRAPHS[2]}
+    write_rows_jsonl(folder / "tickets.jsonl", rows)
+    by_id = FieldMapping(record_id="id")
+    first = run(engine, [folder], mapping=by_id, origin=[folder], mirror=True)
+    assert first.written == 3
+    documents = engine.documents(MemoryFilter(project=DEFAULTS.project))
+    assert len(documents) == 3 and {d.source_file for d in documents} == {"tickets/tickets.jsonl"}
+    assert {m.record_id for m in engine.browse(limit=10)} == {"1", "2", "3"}
+    # Row 2 changes, row 3 is gone, row 4 is new; row 1 stays as it was.
+    write_rows_jsonl(folder / "tickets.jsonl", {1: PARAGRAPHS[0], 2: PARAGRAPHS[3], 4: PARAGRAPHS[4]})
+    again = run(engine, [folder], mapping=by_id, origin=[folder])  # no mirror: a row gone from the file stays
+    assert (again.written, again.unchanged, again.removed) == (2, 1, 1)  # row 2's old text went
+    assert {m.record_id: m.content for m in engine.browse(limit=10)} == \
+        {"1": PARAGRAPHS[0], "2": PARAGRAPHS[3], "3": PARAGRAPHS[2], "4": PARAGRAPHS[4]}
+    mirrored = run(engine, [folder], mapping=by_id, origin=[folder], mirror=True)
+    assert (mirrored.written, mirrored.unchanged, mirrored.removed) == (0, 3, 1)
+    assert {m.record_id: m.content for m in engine.browse(limit=10)} == \
+        {"1": PARAGRAPHS[0], "2": PARAGRAPHS[3], "4": PARAGRAPHS[4]}
+
+
+def test_without_an_id_column_a_rows_file_stays_one_document(engine: Engine, tmp_path: Path) -> None:
+    write_rows_jsonl(tmp_path / "tickets.jsonl", {1: PARAGRAPHS[0], 2: PARAGRAPHS[1]})
+    assert run(engine, [tmp_path / "tickets.jsonl"]).written == 2
+    assert [d.memories for d in engine.documents()] == [2]
+    assert {m.record_id for m in engine.browse(limit=10)} == {""}
+
+
 def test_delete_by_file_counts_first_and_removes_exactly_that_document(engine: Engine, tmp_path: Path) -> None:
     write_rows_csv(tmp_path / "a.csv", short_texts(5, "alpha"))
     write_rows_csv(tmp_path / "b.csv", short_texts(3, "bravo"))
@@ -249,3 +285,14 @@ def test_an_import_with_another_embedder_is_refused_naming_both(engine: Engine, 
     with pytest.raises(EmbedderMismatchError, match="Importing would mix two models' vectors"):
         other.write_memories_batch([{"content": "x", "project": "p", "repo": "r", "agent": "a", "tags": []}])
     assert engine.count() == 3
+
+
+def test_a_csv_id_column_makes_each_row_its_own_document(tmp_path: Path) -> None:
+    path = tmp_path / "rows.csv"
+    path.write_text("ref,content\nT-7,The printer on floor two jams.\nT-8,The printer on floor two jams.\n", encoding="utf-8")
+    rows = list(iter_memories([path], DEFAULTS, mapping=FieldMapping(record_id="ref")))
+    assert [m.record_id for m in rows] == ["T-7", "T-8"]  # type: ignore[union-attr]
+    # Same text, two records: two documents and two memories, not one.
+    assert len({m.document_id for m in rows}) == 2 and len({m.uuid for m in rows}) == 2  # type: ignore[union-attr]
+    plain = list(iter_memories([path], DEFAULTS))
+    assert len({m.document_id for m in plain}) == 1 and plain[0].record_id == ""  # type: ignore[union-attr]

@@ -126,4 +126,5 @@ def memories_from_source(
             source_file=source.source_file,
             source_location=location,
             chunk_index=index,
+            record_id=checked.record_id,
         )

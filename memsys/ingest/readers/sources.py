@@ -123,7 +123,7 @@ def check_expansion(source: Any, limit: int) -> None:
 
 # --- Field mapping for csv / jsonl / json ------------------------------------------------
 
-MAPPED_FIELDS = ("content", "project", "repo", "agent", "tags", "source")
+MAPPED_FIELDS = ("content", "project", "repo", "agent", "tags", "source", "record_id")
 # Column or key names recognised without any mapping, tried in this order, ignoring case.
 USUAL_NAMES: Mapping[str, tuple[str, ...]] = {
     "content": ("content", "text", "body", "message", "memory"),
@@ -132,6 +132,9 @@ USUAL_NAMES: Mapping[str, tuple[str, ...]] = {
     "agent": ("agent", "author"),
     "tags": ("tags", "tag", "labels"),
     "source": ("source",),
+    # Only when the mapping names it: a column that happens to be called "id" does not
+    # make every row a document of its own.
+    "record_id": (),
 }
 
 
@@ -151,6 +154,9 @@ class FieldMapping:
     agent: str | None = None
     tags: str | None = None
     source: str | None = None
+    # The column holding each row's own id: each row is then a document of its own (keyed
+    # by project, repo and that id), replaced on re-import and removed by a mirror once gone.
+    record_id: str | None = None
     tag_separator: str = ","
 
     def columns(self, names: Iterable[str]) -> dict[str, str]:

@@ -231,6 +231,8 @@ def _map_record(record: Any, mapping: FieldMapping, name: str, where: str, limit
         return InputProblem(f"{name} {where}", f"has no content ({columns['content']!r} is empty)")
     # Values go on as they are: Memory validation reports a wrong type (tags not a list).
     fields = {f: record[key] for f, key in columns.items() if f != "content" and record[key] not in (None, "")}
+    if isinstance(fields.get("record_id"), int) and not isinstance(fields["record_id"], bool):
+        fields["record_id"] = str(fields["record_id"])  # {"id": 12}: a number is an id too
     return SourceText(content, name, where, fields)
 
 
