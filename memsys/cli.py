@@ -3,6 +3,7 @@ Each command group registers itself here; all of them call the engine, nothing e
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 from typing import Callable, Sequence
 
@@ -40,6 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    # Every module the command needs is imported by now: freeze them out of the garbage
+    # collector, so the import's periodic collections and the last one at exit do not
+    # walk the Weaviate and OpenAI clients' objects each time (a command is short-lived).
+    gc.freeze()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)

@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 DOWN = "DOWN"  # a Raft member the nodes API no longer lists
 _DOWN_CACHE_SECONDS = 2.0
 _CHECK_WORKERS = 8
+# How long a verification keeps asking for the node list while the cluster refuses it
+# (the member list drops a dead node within a few seconds).
+_VERIFY_LISTING_SECONDS = 20.0
 
 
 @dataclass(frozen=True)
@@ -98,9 +101,14 @@ class ReplicationReport:
         return f"{len(self.not_replicated):,} of {self.checked:,} memories are not yet fully replicated{down}"
 
 
-def cluster_status(store: "MemoryStore") -> ClusterStatus:
+def cluster_status(store: "MemoryStore", wait_for_listing: float = 0.0) -> ClusterStatus:
     """The nodes (with the ones Raft knows but the nodes API dropped marked DOWN) and the
-    collection's replication, from Weaviate's nodes, cluster and schema APIs."""
+    collection's replication, from Weaviate's nodes, cluster and schema APIs.
+
+    For a few seconds after a node dies every cluster-wide call is refused (until the
+    member list drops it). `wait_for_listing` is how long to keep asking for the full node
+    list before falling back to what is known without it (a page answers at once; a
+    verification, which must name every node, waits)."""
     client = store.client
     s = store.settings
     detail = ""
@@ -113,12 +121,12 @@ def cluster_status(store: "MemoryStore") -> ClusterStatus:
     except WeaviateBaseError:
         detail = "shard details are not available while a node is unreachable"
         try:
-            listed = client.cluster.nodes(output="minimal")
+            listed = _minimal_nodes(store, wait_for_listing)
         except WeaviateBaseError as e:
-            # For a few seconds after a node dies every cluster-wide call is refused (until
-            # the member list drops it). The error names that node; the others seen before
-            # are asked one by one.
+            # The error names the unreachable node; the others seen before are asked one
+            # by one (a fresh process has seen none: then only Raft's members are known).
             listed = []
+            detail = "the cluster's node list is refused while a node is unreachable"
             unreachable = set(_UNREACHABLE.findall(str(e)))
             nodes.update((n, NodeState(n, DOWN)) for n in unreachable)
             known = [n for n in _known_members.get(store, ()) if n not in unreachable]
@@ -146,6 +154,19 @@ def cluster_status(store: "MemoryStore") -> ClusterStatus:
         replication_factor=factor, shard_count=shards, async_replication=asynchronous,
         write_consistency=s.write_consistency, read_consistency=s.read_consistency, detail=detail,
     )
+
+
+def _minimal_nodes(store: "MemoryStore", wait: float) -> list:
+    """The minimal node list, asked again every half second for up to `wait` seconds while
+    the cluster refuses it; raises the last refusal."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return store.client.cluster.nodes(output="minimal")
+        except WeaviateBaseError:
+            if time.monotonic() >= deadline:
+                raise
+        time.sleep(0.5)
 
 
 _known_members: "weakref.WeakKeyDictionary[MemoryStore, tuple[str, ...]]" = weakref.WeakKeyDictionary()
@@ -241,9 +262,15 @@ def replica_holders(store: "MemoryStore", uuids: Sequence[str], nodes: Iterable[
 def verify_replication(store: "MemoryStore", job_id: str, items: Sequence[tuple[str, str]]) -> ReplicationReport:
     """Check that every (uuid, item name) is readable with consistency ALL and, on a
     cluster, held by as many nodes as the replication factor asks."""
-    status = cluster_status(store)
+    status = cluster_status(store, wait_for_listing=_VERIFY_LISTING_SECONDS)
     factor = status.replication_factor or 1
     names = tuple(n.name for n in status.nodes)
+    if factor > len(names):
+        # Fewer nodes known than copies asked for: which nodes hold what cannot be told,
+        # and a report of "all replicated" would be a guess.
+        why = f"not verified: only {len(names)} of the {factor} replica nodes could be listed ({status.detail or 'the others are not in the member list'})"
+        return ReplicationReport(job_id, len(items), factor, names, status.down,
+                                 tuple(UnreplicatedMemory(u, item, 0, why) for u, item in items))
     uuids = [u for u, _ in items]
     problems: dict[str, UnreplicatedMemory] = {}
     readable: set[str] = set()
@@ -256,7 +283,7 @@ def verify_replication(store: "MemoryStore", job_id: str, items: Sequence[tuple[
             why = f"not readable with consistency ALL: {scrub(str(e), secrets)}"
             problems.update((u, UnreplicatedMemory(u, "", 0, why)) for u in chunk)
     up = [n.name for n in status.nodes if n.is_up]
-    holders = replica_holders(store, uuids, up) if len(names) > 1 else {u: {names[0]} if names else set() for u in uuids}
+    holders = replica_holders(store, uuids, up) if len(names) > 1 else {u: set(names) for u in uuids}
     names_by_uuid = dict(items)
     result = []
     for uuid in uuids:

@@ -921,6 +921,7 @@ class JobRunner:
         self._queue: queue.Queue[str] = queue.Queue()
         self._queued: set[str] = set()
         self._lock = threading.Lock()
+        self._finished = threading.Condition(self._lock)  # notified when a job of this runner ends
         self._thread = threading.Thread(target=self._loop, name="memsys-job-runner", daemon=True)
         self._thread.start()
 
@@ -973,9 +974,13 @@ class JobRunner:
             job = self.store.require(job_id)
             if not queued and not job.is_active:
                 return job
-            if deadline is not None and time.monotonic() > deadline:
+            left = poll if deadline is None else deadline - time.monotonic()
+            if left <= 0:
                 raise TimeoutError(f"job {job_id} still {job.state} after {timeout}s")
-            time.sleep(poll)
+            with self._finished:
+                # A job of this process wakes the waiter at once; one run by another
+                # process (or a state change in the store) is seen at the next poll.
+                self._finished.wait_for(lambda: job_id not in self._queued if queued else False, min(poll, left))
 
     def _loop(self) -> None:
         """Take jobs one by one for the life of the process. Nothing a job does ends this
@@ -992,6 +997,7 @@ class JobRunner:
             finally:
                 with self._lock:
                     self._queued.discard(job_id)
+                    self._finished.notify_all()
 
     def _run_one(self, job_id: str) -> None:
         try:

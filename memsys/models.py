@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
-
-from weaviate.util import generate_uuid5
 
 REQUIRED_TEXT_FIELDS = ("content", "project", "repo", "agent")
 MEMORY_FIELDS = REQUIRED_TEXT_FIELDS + ("tags", "source", "source_file", "source_location", "chunk_index", "document_hash",
@@ -75,7 +74,7 @@ class Memory:
             }
             if self.record_id:  # only then: every other memory keeps the uuid it always had
                 identity["record_id"] = self.record_id
-            object.__setattr__(self, "_uuid", str(generate_uuid5(json.dumps(identity, sort_keys=True, ensure_ascii=False))))
+            object.__setattr__(self, "_uuid", _uuid5(json.dumps(identity, sort_keys=True, ensure_ascii=False)))
         return self._uuid
 
     def properties(self) -> dict[str, Any]:
@@ -171,3 +170,9 @@ def validate_memories(records: Sequence[Mapping[str, Any] | Memory]) -> list[Mem
     if isinstance(records, (str, bytes, Mapping)) or not isinstance(records, Sequence):
         raise ValueError("memories must be a list of dicts")
     return [r if isinstance(r, Memory) else Memory.from_dict(r, i) for i, r in enumerate(records)]
+
+
+def _uuid5(identity: str) -> str:
+    """weaviate.util.generate_uuid5's formula (so every stored id stays what it was),
+    without importing the Weaviate client into processes that only read files."""
+    return str(uuid.uuid5(uuid.NAMESPACE_DNS, identity))

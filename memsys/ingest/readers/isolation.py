@@ -5,7 +5,7 @@ parser that hangs, balloons or crashes on one file is killed and replaced; that 
 becomes an `InputProblem` and the import goes on with the next. Cancelling stops a read
 within a poll interval, even inside a large file.
 
-Workers are plain `python -m memsys.ingest.readers.isolation` processes (no fork of a
+Workers are plain `python -c` processes running this module's `_main` (no fork of a
 threaded dashboard), kept in a small process-wide pool and fed one file at a time. They
 stream pieces back in small batches, so a large csv never sits whole in either process.
 The parent unpickles only the reader's own record types.
@@ -97,6 +97,9 @@ def _loads(data: bytes) -> Any:
     return _SafeUnpickler(io.BytesIO(data)).load()
 
 
+_WORKER_MAIN = "import sys; from memsys.ingest.readers.isolation import _main; _main(sys.argv[1:])"
+
+
 class _Worker:
     """One reader process and the two pipes to it."""
 
@@ -105,8 +108,8 @@ class _Worker:
         from_child_r, from_child_w = os.pipe()
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [_package_root(), os.environ.get("PYTHONPATH")]))}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "memsys.ingest.readers.isolation", str(to_child_r), str(from_child_w),
-             str(limits.reader_memory_bytes)],
+            # Not `-m`: this module is imported by its package first, and runpy warns of that.
+            [sys.executable, "-c", _WORKER_MAIN, str(to_child_r), str(from_child_w), str(limits.reader_memory_bytes)],
             pass_fds=(to_child_r, from_child_w), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             env=env, start_new_session=True,
         )
@@ -351,5 +354,3 @@ def _main(argv: list[str]) -> None:
     _serve(Connection(receive_fd, writable=False), Connection(send_fd, readable=False))
 
 
-if __name__ == "__main__":
-    _main(sys.argv[1:])
