@@ -440,6 +440,7 @@ class MemoryStore:
         self.physical = physical
         self._connection = connection or _Connection(settings, client)
         self._ready = False
+        self._replication_factor: int | None = None  # read from the collection once, on a write
         # The embedder a collection this store creates is recorded with (set by MemorySystem).
         self.embedder: dict[str, Any] | None = None
 
@@ -731,6 +732,9 @@ class MemoryStore:
             objects.append(
                 wvc.data.DataObject(properties=props, uuid=m.uuid, vector=vec.tolist() if isinstance(vec, np.ndarray) else list(vec))
             )
+        short = self._too_few_replicas()
+        if short:
+            return WriteOutcome([], {i: short for i in range(len(objects))})
         try:
             result = self._writing().data.insert_many(objects)
         except WeaviateInsertManyAllFailedError as e:
@@ -741,6 +745,30 @@ class MemoryStore:
         failed = {int(i): self._explain_write_error(err.message) for i, err in result.errors.items()}
         written = [m.uuid for i, m in enumerate(memories) if i not in failed]
         return WriteOutcome(written, failed)
+
+    def _too_few_replicas(self) -> str:
+        """Why a write cannot meet its consistency level now, or "".
+
+        Weaviate resolves a level against the replicas it can still reach: once a dead node
+        has left its member list (a few seconds), ALL means "all the live ones" and a write
+        succeeds on fewer copies than the operator asked for. memsys holds the level to the
+        collection's replication factor instead, counting each node that is down as a
+        missing replica (exact when every node holds a copy, the default)."""
+        if self._replication_factor is None:
+            config = self.collection.config.get()
+            self._replication_factor = config.replication_config.factor if config.replication_config else 1
+        factor = self._replication_factor
+        level = self.settings.write_consistency
+        if factor <= 1 or level == "ONE":
+            return ""
+        from memsys.cluster import down_nodes
+
+        need = factor if level == "ALL" else factor // 2 + 1
+        down = down_nodes(self)
+        if factor - len(down) >= need:
+            return ""
+        return (f"not enough replicas for consistency {level}: it needs {need} of {factor} copies and "
+                f"{', '.join(down)} {'is' if len(down) == 1 else 'are'} down")
 
     def _explain_write_error(self, message: str) -> str:
         if not is_replica_error(message):
@@ -855,6 +883,7 @@ class MemoryStore:
         for name in versions:
             self.client.collections.delete(name)
         self._ready = False
+        self._replication_factor = None
 
     # --- reads ---------------------------------------------------------------------
     def existing(self, uuids: Sequence[str], level: str | None = None) -> dict[str, StoredMemory]:
