@@ -14,7 +14,7 @@ import time
 import urllib.request
 import uuid
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -129,6 +129,49 @@ def bench_cold_and_warm(b: Bench) -> list[Result]:
         Result("P8", "cold import throughput vs bare local embedder", p8, "x", ">= 0.9x", p8 >= 0.9,
                f"{400 / cold_seconds:.1f} vs {400 / embed_only:.1f} items/s"),
     ]
+
+
+class RenamedLocal(LocalProvider):
+    """The local model under another name: another embedder to memsys (a collection made
+    by the local one refuses it), the very same embedding work."""
+
+    model = f"{LocalProvider.model}-renamed"
+
+
+def bench_reembed_vs_import(b: Bench, n: int = 300) -> list[Result]:
+    """Re-embedding a store with another embedder vs a fresh import of the same content
+    with that embedder into a new collection (each with a fresh cache): the re-embed reads
+    the stored memories instead of the files, then switches the alias."""
+    corpus = texts(n, 120, seed=7)
+    path = write_jsonl(b.root / "reembed.jsonl", corpus)
+    # The store as the first model left it: the same content with vectors of its own
+    # (written directly, untimed: only the re-embed of it is measured).
+    old = b.system("reembed-old")
+    rng = np.random.default_rng(7)
+    memories = [Memory(content=c, project=DEFAULTS.project, repo=DEFAULTS.repo, agent=DEFAULTS.agent,
+                       source=DEFAULTS.source, source_file=path.name, source_location=f"line {i + 1}")
+                for i, c in enumerate(corpus)]
+    for i in range(0, n, 100):
+        written = old.store.write(memories[i:i + 100], rng.standard_normal((len(memories[i:i + 100]), 384)))
+        assert not written.failed, written.failed
+    fresh = b.engine(b.system("reembed-import", provider=RenamedLocal()))
+    fresh.system.router.provider.embed(["warm up the model"], "passage")
+    imported, import_seconds = timed(lambda: fresh.wait(fresh.start_import([path], DEFAULTS), timeout=3600))
+    settings = b.settings.replace(data_dir=b.root / "reembed-new")
+    again = b.engine(MemorySystem(settings, router=EmbeddingRouter(settings, provider=RenamedLocal()), store=old.store))
+    reembedded, reembed_seconds = timed(lambda: again.wait(again.start_reembed(), timeout=3600))
+    assert imported.written == n and reembedded.state == "completed" and reembedded.written == n, (imported, reembedded)
+    assert again.count() == n and again.needs_reembed() == ""
+    ratio = import_seconds / reembed_seconds
+
+    def planning(engine: Engine, job: Any) -> float:
+        """Seconds from the job's start to its first batch: reading the files, or the store."""
+        return min(r.started_at for r in engine.batches(job.job_id)) - job.started_at
+
+    return [Result("D1", f"re-embed vs fresh import throughput ({n} memories)", ratio, "x", "reported", True,
+                   f"{n / reembed_seconds:.1f} vs {n / import_seconds:.1f} items/s "
+                   f"({reembed_seconds:.1f}s vs {import_seconds:.1f}s; before the first batch "
+                   f"{planning(again, reembedded):.1f}s vs {planning(fresh, imported):.1f}s)")]
 
 
 def bench_batched_writes(b: Bench) -> list[Result]:
@@ -274,13 +317,20 @@ def _wait(url: str) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-def run() -> Iterator[Result]:
+STEPS = {"cold": bench_cold_and_warm, "reembed": bench_reembed_vs_import, "writes": bench_batched_writes,
+         "warm": bench_warm_write_throughput, "requests": bench_batch_vs_single_requests, "memory": bench_memory}
+
+
+def run(only: str = "") -> Iterator[Result]:
+    """Every step, or with `only` ("reembed", ...) that one (`python -m bench pipeline:reembed`)."""
+    if only and only not in STEPS:
+        raise SystemExit(f"no step {only!r} in bench.pipeline; the steps are {', '.join(STEPS)}")
     with tempfile.TemporaryDirectory(prefix="memsys-bench-") as tmp:
         b = Bench(Path(tmp))
         try:
-            for step in (bench_cold_and_warm, bench_batched_writes, bench_warm_write_throughput,
-                         bench_batch_vs_single_requests, bench_memory):
-                yield from step(b)
+            for name, step in STEPS.items():
+                if not only or name == only:
+                    yield from step(b)
         finally:
             b.base.close()
             stop_server(b.settings)
