@@ -3,6 +3,7 @@ column mapping for csv/jsonl files, and the preview of what an import would do."
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 import streamlit as st
@@ -10,12 +11,14 @@ import streamlit as st
 from components.feedback import guarded
 from components import format as fmt
 from components.tables import preview_rows, problem_rows
+from components.task_views import cancel_task, task_result
 from memsys.access import AuthorizedEngine
 from memsys.engine import MAPPED_FIELDS, UPLOAD_CAPTION, UPLOAD_TYPES, FieldMapping, ImportPreview
 
 AUTOMATIC = "(found by name)"
 NO_ID = "(none: the file is one document)"
 _FILES, _ROUND = "import_files", "uploader_round"
+_PREVIEW_TASK, _PREVIEW_INPUTS = "import_preview_task", "import_preview_inputs"
 
 
 def spooled_files(engine: AuthorizedEngine) -> list[Path]:
@@ -98,3 +101,22 @@ def preview_panel(preview: ImportPreview, engine: AuthorizedEngine, mirror: bool
     if preview.problems:
         st.markdown("**Problems** (these items are skipped, with their reason; the rest is imported)")
         st.dataframe(pd.DataFrame(problem_rows(preview.problems)), hide_index=True, width="stretch")
+
+
+def preview_task(engine: AuthorizedEngine, clicked: bool, inputs: str, start: Callable[[], str], mirror: bool = False) -> None:
+    """The preview, read in the background so a slow file never holds up the page:
+    `start()` begins it when `clicked`; while it runs, a progress line and a Cancel button
+    refresh on their own; once done, its panel, for as long as `inputs` (what it was made
+    from) still describe the page. Changed inputs stop a preview that is still reading."""
+    state = st.session_state
+    if clicked:
+        cancel_task(_PREVIEW_TASK)
+        with guarded():
+            state[_PREVIEW_TASK] = start()
+            state[_PREVIEW_INPUTS] = inputs
+    if state.get(_PREVIEW_INPUTS) != inputs:
+        cancel_task(_PREVIEW_TASK)
+        return
+    preview = task_result(_PREVIEW_TASK, "Reading the files for the preview", cancellable=True)
+    if preview is not None:
+        preview_panel(preview, engine, mirror=mirror)

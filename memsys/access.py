@@ -120,7 +120,7 @@ VIEWER_CALLS = {
     "cluster_status", "browse_page", "documents", "export", "server_status", "collections", "needs_reembed",
 }
 OPERATOR_CALLS = {
-    "preview", "new_spool", "spool_upload", "spool_paths", "create_import", "start_import", "run", "cancel",
+    "preview", "start_preview", "cancel_task", "new_spool", "spool_upload", "spool_paths", "create_import", "start_import", "run", "cancel",
     "resume", "retry_failed", "warm_up", "check_embedding_endpoints",
     # Reads only, but asks every node for every memory of a job: an operator's check.
     "verify_job",
@@ -161,6 +161,7 @@ _DESCRIPTIONS = {
     "clear_cache": "clearing the cache", "check_cache": "this cache action",
     "save_batch_config": "saving batch settings", "check_connections": "checking the connections",
     "start_import": "starting an import", "create_import": "starting an import", "preview": "previewing an import",
+    "start_preview": "previewing an import", "cancel_task": "cancelling a task",
     "cancel": "cancelling an import", "resume": "resuming an import", "retry_failed": "retrying failed items",
     "warm_up": "warming up the cache", "spool_upload": "uploading files",
     "check_embedding_endpoints": "checking the embedding endpoints",

@@ -45,7 +45,7 @@ from memsys.server import ServerState, ServerStatus
 from memsys.reembed import ReembedPipeline
 from memsys.store import SEARCH_MODES, BrowsePage, MemoryFilter, StoredMemory, export_record, parse_export_line
 from memsys.spool import Spool
-from memsys.tasks import Progress, TaskRunner, TaskStatus
+from memsys.tasks import Progress, TaskProgress, TaskRunner, TaskStatus
 
 # The types this API takes and returns, importable from here: the dashboard imports
 # nothing else of memsys but `memsys.config`, `memsys.errors` and `memsys.units`.
@@ -430,10 +430,13 @@ class Engine:
         config: BatchConfig | None = None,
         limit: int = 20,
         origin: Sequence[Path | str] = (),
+        cancelled: Callable[[], bool] | None = None,
     ) -> ImportPreview:
         """Read the files as an import would and say what it would do; nothing is written.
         With `origin` (as a mirror import would be given it), also how many documents and
-        memories a mirror import would remove."""
+        memories a mirror import would remove. `cancelled` is asked while each file is
+        read; when it says yes, ReadCancelled is raised within a quarter second, even
+        inside a large file."""
         config = config or self.saved_batch_config()
         router = self.system.router
         provider = router.provider
@@ -442,7 +445,7 @@ class Engine:
         pieces = iter_memories([Path(p) for p in paths], defaults, mapping=mapping, chunking=chunking,
                                limits=read_limits(self.settings),
                                provider=provider.name, model=provider.model,
-                               ocr=ocr_settings(self.settings), tally=tally, estimate_only=True)
+                               ocr=ocr_settings(self.settings), tally=tally, estimate_only=True, cancelled=cancelled)
         seen: set[str] = set()
         documents: set[str] = set()
         for chunk in iter_chunks(pieces, 1000):
@@ -715,3 +718,29 @@ class Engine:
 
     def task(self, task_id: str) -> TaskStatus | None:
         return self.tasks.get(task_id)
+
+    def cancel_task(self, task_id: str) -> bool:
+        """Ask a background task to stop (a preview stops inside the file it is reading);
+        False when it is no longer running."""
+        return self.tasks.cancel(task_id)
+
+    def start_preview(
+        self,
+        paths: Sequence[Path | str],
+        defaults: MemoryDefaults,
+        *,
+        mapping: FieldMapping | None = None,
+        chunking: ChunkSettings | None = None,
+        config: BatchConfig | None = None,
+        limit: int = 20,
+        origin: Sequence[Path | str] = (),
+    ) -> str:
+        """`preview` as a background task, so a page never waits on a slow file: poll it
+        with `task(task_id)` (its result is the ImportPreview), stop it with `cancel_task`."""
+        paths, origin = list(paths), list(origin)
+
+        def work(progress: TaskProgress) -> ImportPreview:
+            return self.preview(paths, defaults, mapping=mapping, chunking=chunking, config=config, limit=limit,
+                                origin=origin, cancelled=progress.cancelled)
+
+        return self.tasks.submit("preview", work)

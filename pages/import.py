@@ -6,7 +6,7 @@ import streamlit as st
 
 from components.batch_settings import batch_config
 from components.feedback import guarded, or_stop
-from components.import_views import column_mapping, forget_files, preview_panel, spooled_files
+from components.import_views import column_mapping, forget_files, preview_task, spooled_files
 from components.inputs import kept
 from components.job_views import job_summary, live_job
 from components.resources import engine
@@ -96,11 +96,9 @@ def start(defaults: MemoryDefaults) -> None:
     st.rerun()
 
 
-if preview_clicked:
-    with guarded(), st.spinner("Reading the files…"):
-        defaults = import_defaults(project, repo, agent, tags, source)
-        preview_panel(memsys_engine.preview(paths, defaults, mapping=mapping, config=config, origin=origin), memsys_engine,
-                      mirror=mirror)
+preview_task(memsys_engine, preview_clicked, repr((paths, project, repo, agent, tags, source, mapping, config, mirror)),
+             lambda: memsys_engine.start_preview(paths, import_defaults(project, repo, agent, tags, source),
+                                                 mapping=mapping, config=config, origin=origin), mirror=mirror)
 
 if start_clicked:
     with guarded():

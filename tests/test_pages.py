@@ -3,8 +3,10 @@ the local embedder, the job runner. The pages are driven the way a person would:
 choosing, clicking; what they show is checked, never their code."""
 from __future__ import annotations
 
+import base64
 import io
 import json
+import random
 import re
 import subprocess
 import sys
@@ -306,6 +308,49 @@ def test_import_says_which_fields_are_missing(app_env: dict[str, str]) -> None:
     assert any(e.startswith("Fill in the project, repo and agent") for e in texts(at, "error"))
 
 
+def previewed(at: AppTest) -> bool:
+    return any(m.label == "Memories" for m in at.metric)
+
+
+def cancel_buttons(at: AppTest) -> list:  # type: ignore[type-arg]
+    return [b for b in at.button if b.label == "Cancel" and str(b.key).startswith("cancel_task_")]
+
+
+def test_a_slow_preview_reads_in_the_background_and_cancel_stops_it(app_env: dict[str, str]) -> None:
+    # 6 MB of random base64 on one line: no boundary to cut at, so cutting it into chunks
+    # keeps the reader busy for tens of seconds (a real file, not a sleep).
+    slow = base64.b64encode(random.Random(3).randbytes(4_500_000))
+    at = open_page("pages/import.py")
+    at.file_uploader[0].set_value(("slow.txt", slow, "text/plain"))
+    at.run()
+    for key, value in (("import_project", "slow-preview"), ("import_repo", "r"), ("import_agent", "a")):
+        at.text_input(key=key).input(value)
+    at.run()
+    button(at, "Preview").click()
+    at.run()
+    # The page's run came back while the file is still being read: the whole page is
+    # there (Start import usable), the preview shows as running with its Cancel button.
+    for _ in range(2):
+        assert cancel_buttons(at) and not previewed(at), texts(at, "caption")
+        assert not button(at, "Start import").disabled
+        at.run()
+    cancel_buttons(at)[0].click()
+    clicked = time.monotonic()
+    at.run()
+    rerun_until(at, lambda at: any("cancelled" in i for i in texts(at, "info")), timeout=30)
+    print(f"\npreview: Cancel to stopped (seen by the page) {time.monotonic() - clicked:.2f} s")
+    assert not previewed(at) and not cancel_buttons(at)
+    # The same page previews again once the file is a quick one.
+    button(at, "Remove").click()
+    at.run()
+    at.file_uploader[0].set_value(("quick.txt", b"A quick note after the slow one.", "text/plain"))
+    at.run()
+    button(at, "Preview").click()
+    at.run()
+    rerun_until(at, previewed, timeout=60)
+    assert {m.label: m.value for m in at.metric}["Memories"] == "1"
+
+
 def test_import_preview_counts_memories_calls_and_cost(app_env: dict[str, str]) -> None:
     at = open_page("pages/import.py")
     at.file_uploader[0].set_value([("a.txt", b"First preview note.", "text/plain"),
@@ -317,6 +362,7 @@ def test_import_preview_counts_memories_calls_and_cost(app_env: dict[str, str]) 
     at.run()
     button(at, "Preview").click()
     at.run()
+    rerun_until(at, previewed, timeout=60)
     figures = {m.label: m.value for m in at.metric}
     assert figures["Memories"] == "3"
     assert figures["Problems"] == "0"
@@ -338,6 +384,7 @@ def test_import_preview_reads_inside_a_zip(app_env: dict[str, str]) -> None:
     at.run()
     button(at, "Preview").click()
     at.run()
+    rerun_until(at, previewed, timeout=60)
     assert {m.label: m.value for m in at.metric}["Memories"] == "2"
     assert set(at.dataframe[0].value["File"]) == {"guide.zip/guide/one.md", "guide.zip/guide/two.txt"}
 

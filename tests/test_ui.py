@@ -19,7 +19,7 @@ from components.explain import explain, sentence
 from components.guidance import next_steps
 from components.fields import import_defaults, memory_filter, parse_tags, text_lines
 from components.session_settings import describe, fingerprint, load_settings
-from memsys.tasks import DONE, FAILED, TaskRunner
+from memsys.tasks import CANCELLED, DONE, FAILED, TaskProgress, TaskRunner
 
 KEY = "sk-unit-SENTINEL-0a1b2c3d4e5f6789"
 NO_SECRETS = Path("/nonexistent/secrets.toml")
@@ -180,6 +180,31 @@ def test_a_task_reports_progress_and_keeps_its_result_or_error() -> None:
         time.sleep(0.01)
     assert (runner.get(ok).state, runner.get(ok).result, runner.get(ok).done) == (DONE, "result", 1)  # type: ignore[union-attr]
     assert runner.get(bad).state == FAILED and isinstance(runner.get(bad).error, ZeroDivisionError)  # type: ignore[union-attr]
+
+
+def test_a_cancelled_task_stops_when_it_checks_and_ends_cancelled() -> None:
+    runner = TaskRunner()
+    checks = []
+
+    def work(progress: TaskProgress) -> str:
+        while not progress.cancelled():
+            checks.append(1)
+            time.sleep(0.01)  # a task doing work in small steps
+        return "partial"
+
+    task_id = runner.submit("long", work)
+    deadline = time.monotonic() + 10
+    while not checks:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert runner.cancel(task_id)
+    assert runner.get(task_id).cancel_requested  # type: ignore[union-attr]
+    while not runner.get(task_id).finished:  # type: ignore[union-attr]
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    status = runner.get(task_id)
+    assert status is not None and status.state == CANCELLED and status.cancelled and status.result is None
+    assert not runner.cancel(task_id)  # nothing left to cancel
 
 
 def _job(state: str, failed: int = 0) -> JobProgress:
