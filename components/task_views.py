@@ -59,4 +59,4 @@ def _live(task_id: str, label: str, cancellable: bool) -> None:
         st.caption("Stopping…")
     elif st.button("Cancel", key=f"cancel_task_{task_id}", icon=":material/stop:"):
         engine().cancel_task(task_id)
-        st.rerun(scope="fragment")
+        st.rerun()  # the whole page: the fragment's own rerun is not allowed on a full run
