@@ -4,6 +4,8 @@ traceback; it shows `Explanation.sentence` and keeps `details` in an expander.
 """
 from __future__ import annotations
 
+import errno
+
 import traceback
 from dataclasses import dataclass
 from typing import Iterable
@@ -86,6 +88,13 @@ def explain(error: BaseException, secrets: Iterable[str] = ()) -> Explanation:
     elif isinstance(error, KeyError):
         what = str(error.args[0]) if error.args else "something asked for is missing"
         step = ""
+    elif isinstance(error, OSError) and error.errno == errno.EROFS:
+        # A read-only data folder (a read-only volume, a disk the kernel remounted read-only).
+        what = f"The data folder is read-only: memsys could not write {error.filename or 'a file it needs'}"
+        step = "Make the data folder (MEMSYS_DATA_DIR) writable again; memsys carries on without a restart."
+    elif isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        what = f"The disk is full: memsys could not write {error.filename or 'a file it needs'}"
+        step = "Free some space on the disk of the data folder (MEMSYS_DATA_DIR); memsys carries on without a restart."
     elif isinstance(error, PermissionError):
         what = f"memsys is not allowed to use {error.filename or 'a file it needs'}"
         step = "Check the permissions of the data folder (MEMSYS_DATA_DIR)."
