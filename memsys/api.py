@@ -68,6 +68,7 @@ class MemorySystem:
 
     def close(self) -> None:
         self.store.close()
+        self.router.close()
 
     # --- embeddings ----------------------------------------------------------------
     def embed_text(self, text: str) -> list[float]:

@@ -169,11 +169,16 @@ class Engine:
         self.tasks = TaskRunner()
 
     def _run_job(self, job_id: str) -> None:
-        request = ImportRequest.from_json(self.jobs.request(job_id))
-        if request.reembed_into:
-            ReembedPipeline(self.system, self.jobs, request).run(job_id)
-        else:
-            self.pipeline.run(job_id)
+        try:
+            request = ImportRequest.from_json(self.jobs.request(job_id))
+            if request.reembed_into:
+                ReembedPipeline(self.system, self.jobs, request).run(job_id)
+            else:
+                self.pipeline.run(job_id)
+        finally:
+            # The runner thread lives as long as the process: between jobs it holds no
+            # connection to the cache, so closing the engine leaves no file open.
+            self.system.router.close()
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> "Engine":
@@ -724,23 +729,13 @@ class Engine:
         False when it is no longer running."""
         return self.tasks.cancel(task_id)
 
-    def start_preview(
-        self,
-        paths: Sequence[Path | str],
-        defaults: MemoryDefaults,
-        *,
-        mapping: FieldMapping | None = None,
-        chunking: ChunkSettings | None = None,
-        config: BatchConfig | None = None,
-        limit: int = 20,
-        origin: Sequence[Path | str] = (),
-    ) -> str:
-        """`preview` as a background task, so a page never waits on a slow file: poll it
-        with `task(task_id)` (its result is the ImportPreview), stop it with `cancel_task`."""
-        paths, origin = list(paths), list(origin)
+    def start_preview(self, paths: Sequence[Path | str], defaults: MemoryDefaults, **options: Any) -> str:
+        """`preview(paths, defaults, **options)` as a background task, so a page never waits
+        on a slow file: poll it with `task(task_id)` (its result is the ImportPreview), stop
+        it with `cancel_task` (the read stops inside the file it is in)."""
+        paths = list(paths)
 
         def work(progress: TaskProgress) -> ImportPreview:
-            return self.preview(paths, defaults, mapping=mapping, chunking=chunking, config=config, limit=limit,
-                                origin=origin, cancelled=progress.cancelled)
+            return self.preview(paths, defaults, cancelled=progress.cancelled, **options)
 
         return self.tasks.submit("preview", work)

