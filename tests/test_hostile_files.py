@@ -198,3 +198,25 @@ def test_a_file_changed_while_it_is_read_is_named_with_what_changed(tmp_path: Pa
     # A cut may leave half a row at the end: that row alone is a problem of its own.
     assert all(p.item.startswith("log.csv row ") for p in rest if isinstance(p, InputProblem) and not p.warning)
     assert len(rest) > 1  # the read went on after the change
+
+
+def test_cancel_stops_an_import_job_while_it_plans_a_large_file(memsys_system: MemorySystem, tmp_path: Path) -> None:
+    # The job's planning reads the file (in a reader worker); Cancel must act inside it,
+    # not after the file's 600,000 rows.
+    big = tmp_path / "big.csv"
+    with big.open("w", encoding="utf-8") as out:
+        out.write("content,project\n")
+        for i in range(600_000):
+            out.write(f"row {i} of a large file that takes a while to plan,p\n")
+    engine = Engine(memsys_system.settings.replace(data_dir=tmp_path / "data"), system=memsys_system)
+    job_id = engine.start_import([big], DEFAULTS)
+    wait_until(lambda: (lambda j: j is not None and j.state == "planning" and j.total > 0)(engine.job(job_id)),
+               timeout=120, interval=0.05, what="planning inside the file")
+    asked = time.monotonic()
+    engine.cancel(job_id)
+    wait_until(lambda: not engine.require_job(job_id).is_active, timeout=60, interval=0.05, what="the job stopped")
+    took = time.monotonic() - asked
+    job = engine.require_job(job_id)
+    assert job.total < 600_000 and job.written == 0, (job.state, job.total)  # it stopped inside the file
+    print(f"\nimport job: Cancel to stopped while planning a 36 MB csv: {took:.2f} s ({job.state}, {job.total:,} rows planned)")
+    assert took < 5
