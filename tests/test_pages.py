@@ -411,6 +411,7 @@ def test_a_mirror_import_shows_what_it_will_remove_and_removes_it_only_when_conf
     assert at.checkbox(key="import_mirror").value  # kept from the last import
     button(at, "Preview").click()
     at.run()
+    rerun_until(at, previewed, timeout=60)
     assert any(c.startswith("Mirror: 1 document (1 memory) that earlier imports of these files had") for c in texts(at, "caption"))
     button(at, "Start import").click()
     at.run()
