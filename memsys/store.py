@@ -60,6 +60,8 @@ def keyword_text(query: str) -> str:
     return _CJK_PARTICLE.sub(" ", query)
 # Weaviate answers at most this many objects per query (QUERY_MAXIMUM_RESULTS).
 _MAX_RESULTS = 10_000
+# Weaviate's answer to a query vector of another length than the collection's vectors.
+_OTHER_LENGTH = re.compile(r"vector lengths don't match", re.I)
 # How long a read waits for a collection that is missing while an alias is being made.
 _SWITCH_SECONDS = 10.0
 # A cluster's default replication factor: every node holds a copy, up to this many.
@@ -925,7 +927,15 @@ class MemoryStore:
         tokenizer: gse for Chinese, kagome for Japanese) or both fused (`hybrid`, `alpha`
         1 = meaning only, 0 = keywords only). Each hit says how it matched."""
         filters = where.to_weaviate() if where else None
-        return self.read(lambda c: self._search(c.query, vector, limit, filters, text, mode, alpha))
+        try:
+            return self.read(lambda c: self._search(c.query, vector, limit, filters, text, mode, alpha))
+        except WeaviateBaseError as e:
+            if mode == "keyword" or not text or not _OTHER_LENGTH.search(str(e)):
+                raise
+        # The collection holds vectors of another length than the query's: another model's,
+        # such as while a re-embed to a model of other dimensions has not switched yet.
+        # Keywords still answer, and each hit says it matched by keyword.
+        return self.read(lambda c: self._search(c.query, None, limit, filters, text, "keyword", alpha))
 
     @staticmethod
     def _search(query: Any, vector: np.ndarray | Sequence[float] | None, limit: int, filters: Any, text: str, mode: str,

@@ -233,3 +233,14 @@ def test_the_cli_reembeds_lists_and_drops(cli_env: dict[str, str], base_system: 
     assert dropped.stdout.strip() == f"dropped {name}_v1 (6 memories)", dropped.stderr
     assert collection(base_system, cli_env).count_memories() == 6
     collection(base_system, cli_env).store.delete_all()
+
+
+def test_a_search_with_a_query_vector_of_another_length_answers_by_keyword(memsys_system: MemorySystem) -> None:
+    """As while a re-embed to a model of other dimensions has not switched yet."""
+    memsys_system.write_memories_batch([{"content": t, "project": "p", "repo": "r", "agent": "a", "tags": []}
+                                        for t in ("The lighthouse keeper logs every ship.", "Bread rises overnight.")])
+    with pytest.raises(Exception, match="vector lengths don't match"):
+        memsys_system.store.search([0.1] * 256, mode="vector")  # no text to fall back on
+    hits = memsys_system.store.search([0.1] * 256, text="lighthouse ship", mode="hybrid")
+    assert hits and hits[0].content == "The lighthouse keeper logs every ship."
+    assert {h.matched_by for h in hits} == {"keyword"}
