@@ -19,6 +19,7 @@ AUTOMATIC = "(found by name)"
 NO_ID = "(none: the file is one document)"
 _FILES, _ROUND = "import_files", "uploader_round"
 _PREVIEW_TASK, _PREVIEW_INPUTS = "import_preview_task", "import_preview_inputs"
+_MIRROR_TASK = "import_mirror_check"
 
 
 def spooled_files(engine: AuthorizedEngine) -> list[Path]:
@@ -120,3 +121,21 @@ def preview_task(engine: AuthorizedEngine, clicked: bool, inputs: str, start: Ca
     preview = task_result(_PREVIEW_TASK, "Reading the files for the preview", cancellable=True)
     if preview is not None:
         preview_panel(preview, engine, mirror=mirror)
+
+
+def mirror_check(begin_now: bool, begin: Callable[[], str]) -> ImportPreview | None:
+    """What a mirror import would remove, read in the background like the preview (the
+    files are read to know which documents they still have): `begin()` starts the read
+    when `begin_now`; while it runs, a progress line and a Cancel button. Returns the
+    finished read once, then forgets it."""
+    state = st.session_state
+    if begin_now:
+        cancel_task(_MIRROR_TASK)
+        with guarded():
+            state[_MIRROR_TASK] = begin()
+    if not state.get(_MIRROR_TASK):
+        return None
+    found = task_result(_MIRROR_TASK, "Reading the files to see what a mirror would remove", cancellable=True)
+    if found is not None:
+        state.pop(_MIRROR_TASK, None)
+    return found

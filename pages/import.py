@@ -6,7 +6,7 @@ import streamlit as st
 
 from components.batch_settings import batch_config
 from components.feedback import guarded, or_stop
-from components.import_views import column_mapping, forget_files, preview_task, spooled_files
+from components.import_views import column_mapping, forget_files, mirror_check, preview_task, spooled_files
 from components.inputs import kept
 from components.job_views import job_summary, live_job
 from components.resources import engine
@@ -100,15 +100,16 @@ preview_task(memsys_engine, preview_clicked, repr((paths, project, repo, agent, 
              lambda: memsys_engine.start_preview(paths, import_defaults(project, repo, agent, tags, source),
                                                  mapping=mapping, config=config, origin=origin), mirror=mirror)
 
-if start_clicked:
+if start_clicked and not mirror:
     with guarded():
-        defaults = import_defaults(project, repo, agent, tags, source)
-        if not mirror:
-            start(defaults)
-        with st.spinner("Reading the files to see what a mirror would remove…"):
-            found = memsys_engine.preview(paths, defaults, mapping=mapping, config=config, origin=origin, limit=0)
+        start(import_defaults(project, repo, agent, tags, source))
+found = mirror_check(start_clicked and mirror,
+                     lambda: memsys_engine.start_preview(paths, import_defaults(project, repo, agent, tags, source),
+                                                         mapping=mapping, config=config, origin=origin, limit=0))
+if found is not None:
+    with guarded():
         if not found.mirror_documents:
-            start(defaults)
+            start(import_defaults(project, repo, agent, tags, source))
         # Removing is shown, and confirmed, before it happens.
         state["mirror_removals"] = (found.mirror_documents, found.mirror_memories, [str(p) for p in paths])
 

@@ -415,7 +415,8 @@ def test_a_mirror_import_shows_what_it_will_remove_and_removes_it_only_when_conf
     assert any(c.startswith("Mirror: 1 document (1 memory) that earlier imports of these files had") for c in texts(at, "caption"))
     button(at, "Start import").click()
     at.run()
-    assert any(w.startswith("This mirror import will remove 1 document (1 memory)") for w in texts(at, "warning"))
+    rerun_until(at, lambda at: any(w.startswith("This mirror import will remove 1 document (1 memory)")
+                                   for w in texts(at, "warning")), timeout=60)
     assert weaviate_count(app_env, "pages-mirror") == 2  # shown, not done
     button(at, "Import and remove 1 document").click()
     at.run()
