@@ -29,6 +29,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence, TextIO
 from memsys.embeddings.budget import BudgetStatus
 from memsys.errors import JobStoreError, scrub
 from memsys.metrics import BatchMetrics, BatchRecord
+from memsys.models import document_id
 
 ACTIVE_STATES = ("queued", "planning", "running", "cancelling")
 FINAL_STATES = ("completed", "cancelled", "failed")
@@ -495,11 +496,13 @@ class JobStore:
     def document_items(self, job_id: str, document: JobDocument) -> tuple[set[str], bool]:
         """The uuids of a document's chunks in this job, and whether every one of them is
         settled (none pending or failed, and no failure of the file or a part of it)."""
-        rows = self._rows(
-            "SELECT uuid, state FROM items WHERE job_id = ? AND json_extract(memory, '$.source_file') = ?"
+        # A file of rows with ids holds a document per row: each is only its own rows.
+        rows = [r for r in self._rows(
+            "SELECT uuid, state, json_extract(memory, '$.record_id') AS record_id FROM items WHERE job_id = ?"
+            " AND json_extract(memory, '$.source_file') = ?"
             " AND json_extract(memory, '$.project') = ? AND json_extract(memory, '$.repo') = ?",
             (job_id, document.source_file, document.project, document.repo),
-        )
+        ) if document_id(document.project, document.repo, document.source_file, r["record_id"] or "") == document.document_id]
         broken = self._one(
             "SELECT COUNT(*) FROM items WHERE job_id = ? AND state = 'failed' AND memory IS NULL AND (item = ? OR item LIKE ?)",
             (job_id, document.source_file, document.source_file.replace("%", "_") + " %"),
