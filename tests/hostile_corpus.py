@@ -164,7 +164,7 @@ def _write_only_attribute() -> Path:
     raise FileNotFoundError("no write-only attribute under /sys/bus/*/uevent to make an unreadable file with")
 
 
-def _unreadable(path: Path) -> None:
+def make_unreadable(path: Path) -> None:
     """A regular file whose open for reading fails with a real EACCES. Mode 000 is no
     obstacle to root (the tests run as root), so as root the file is a bind mount of a
     write-only sysfs attribute (undo it with `unmount_all`); otherwise mode 000."""
@@ -260,7 +260,7 @@ KINDS: list[Kind] = [
     Kind("report\\u202etxt.exe", lambda p: _write(p, "A file whose name hides its end."), text="name hides its end"),
     Kind("pipe.fifo", _fifo, problem="named pipe"),
     Kind("socket.sock", _socket, problem="socket"),
-    Kind("unreadable.txt", _unreadable, problem="Permission denied"),
+    Kind("unreadable.txt", make_unreadable, problem="Permission denied"),
     Kind("vanished.txt", lambda p: os.symlink("gone-before-read.txt", p), problem="could not be read"),
     Kind("link-out.txt", lambda p: os.symlink("/etc/hostname", p), problem="outside the folder"),
 ]

@@ -19,7 +19,7 @@ from memsys.ingest.documents import MemoryDefaults, iter_memories
 from memsys.ingest.readers import InputProblem, ReadCancelled, ReadLimits
 
 from dashboard_support import wait_until
-from hostile_corpus import GOOD_TEXT, KINDS, _unreadable, build, inflating_pdf, unmount_all
+from hostile_corpus import GOOD_TEXT, KINDS, build, inflating_pdf, make_unreadable, unmount_all
 
 DEFAULTS = MemoryDefaults(project="hostile", repo="corpus", agent="tests")
 SECONDS_PER_FILE = 20.0  # the engine's limit per file for this test (MEMSYS_READ_SECONDS_PER_FILE)
@@ -44,10 +44,10 @@ def _current_rss() -> int:
 
 def test_a_hostile_corpus_costs_each_file_only_itself(memsys_system: MemorySystem, tmp_path: Path) -> None:
     assert len(KINDS) >= 40
-    build(tmp_path / "corpus")
     settings = memsys_system.settings.replace(data_dir=tmp_path / "data", read_seconds_per_file=SECONDS_PER_FILE)
     engine = Engine(settings, system=memsys_system)
     try:
+        build(tmp_path / "corpus")
         spooled = engine.spool_paths([tmp_path / "corpus"])  # the unreadable file is named by the copy
     finally:
         unmount_all(tmp_path / "corpus")
@@ -156,10 +156,10 @@ def test_one_pdf_stream_that_inflates_past_the_limit_is_refused(tmp_path: Path) 
 
 
 def test_an_unreadable_file_is_named_and_the_rest_of_the_folder_is_read(tmp_path: Path) -> None:
-    # Read in place (no spool copy): the reader's own open fails with EACCES (see _unreadable).
+    # Read in place (no spool copy): the reader's own open fails with EACCES (see make_unreadable).
     folder = tmp_path / "folder"
     folder.mkdir()
-    _unreadable(folder / "a-unreadable.txt")
+    make_unreadable(folder / "a-unreadable.txt")
     (folder / "b-good.txt").write_text(GOOD_TEXT, encoding="utf-8")
     try:
         pieces = list(iter_memories([folder], DEFAULTS))
