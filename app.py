@@ -38,6 +38,7 @@ PAGES = {
     "Tuning": [
         ("metrics", st.Page("pages/metrics.py", title="Metrics", icon=":material/monitoring:")),
         ("cache", st.Page("pages/cache.py", title="Cache", icon=":material/cached:")),
+        ("logs", st.Page("pages/logs.py", title="Logs", icon=":material/receipt_long:")),
         ("batch_settings", st.Page("pages/batch_settings.py", title="Batch settings", icon=":material/tune:")),
         ("settings", st.Page("pages/settings.py", title="Settings", icon=":material/settings:")),
     ],

@@ -88,6 +88,9 @@ def job_summary(job: JobProgress) -> None:
     _outcome(job)
     job_figures(job, live=False)
     memsys_engine = engine()
+    if memsys_engine.can("read_logs"):  # the Logs page is an admin's
+        st.page_link("pages/logs.py", label="This import's log lines", icon=":material/receipt_long:",
+                     query_params={"job": job.job_id})
     total_failed, retryable = memsys_engine.failed_counts(job.job_id) if job.failed else (0, 0)
     actions = st.columns(4)
     if job.is_resumable and engine().can("resume") and actions[0].button("Resume", type="primary", icon=":material/play_arrow:"):

@@ -44,7 +44,7 @@ def current_secrets() -> list[str]:
 
 @st.cache_resource(show_spinner=False, on_release=lambda engine: engine.close())
 def _engine_for(key: str, _settings: Settings) -> Engine:
-    return Engine.from_settings(_settings)
+    return Engine.from_settings(_settings, program="dashboard")
 
 
 _LOOPBACK = ("127.", "localhost", "::1", "[::1]")

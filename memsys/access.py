@@ -118,19 +118,28 @@ VIEWER_CALLS = {
     "recent_jobs", "failed_items", "iter_failed_items", "failed_counts", "failed_items_csv", "job_warnings", "batches", "errors_by_type", "metrics", "follow", "wait", "search", "browse",
     "count", "get_memory", "cache_dir", "cache_info", "task", "start_task", "is_structured", "columns_in",
     "cluster_status", "browse_page", "documents", "export", "server_status", "collections", "needs_reembed",
+    "weaviate_problems",
 }
 OPERATOR_CALLS = {
     "preview", "start_preview", "cancel_task", "new_spool", "spool_upload", "spool_paths", "create_import", "start_import", "run", "cancel",
-    "resume", "retry_failed", "warm_up", "check_embedding_endpoints",
+    "resume", "retry_failed", "warm_up", "check_embedding_endpoints", "record_import_started",
     # Reads only, but asks every node for every memory of a job: an operator's check.
     "verify_job",
     # Writes memories back from an export, as an import would.
     "restore",
 }
-# Stopping (or starting) the shared memsys server affects every user of the data directory.
-ADMIN_CALLS = {"delete", "delete_job", "clear_cache", "save_batch_config", "check_connections", "server_start", "server_stop",
-               # A re-embed moves what every search uses; dropping a collection deletes its memories.
-               "create_reembed", "start_reembed", "drop_collection"}
+ADMIN_CALLS = {
+    "delete", "delete_job", "clear_cache", "save_batch_config", "check_connections",
+    # Stopping (or starting) the shared memsys server affects every user of the data directory.
+    "server_start", "server_stop",
+    # A re-embed moves what every search uses; dropping a collection deletes its memories.
+    "create_reembed", "start_reembed", "drop_collection",
+    # The Logs page and the audit trail; settings changes are recorded from the admin's Settings page.
+    "read_logs", "follow_logs", "log_components", "audit_trail", "record_settings_change", "record_refusal",
+}
+# Calls that record who made them in the audit trail (`actor=`).
+AUDITED_CALLS = {"cancel", "resume", "retry_failed", "delete", "delete_job", "check_cache", "clear_cache",
+                 "record_settings_change", "record_import_started", "start_import", "start_reembed", "drop_collection"}
 # Calls whose role depends on their arguments.
 ARGUMENT_CALLS: dict[str, Callable[..., Role]] = {
     # A check is an operator's; a repair (fix=True) removes entries and is an admin's.
@@ -183,6 +192,11 @@ class AuthorizedEngine:
         self.user = user
         self._on_refusal = on_refusal
 
+    @property
+    def actor(self) -> str:
+        """How the audit trail names this user."""
+        return self.user.email or self.user.name
+
     def can(self, action: str, **kwargs: Any) -> bool:
         """Whether this user may make the call (for drawing only what they may use)."""
         needed = role_needed(action, kwargs)
@@ -197,6 +211,8 @@ class AuthorizedEngine:
     def _refuse(self, action: str, needed: Role) -> None:
         log.warning("refused: %s (%s, %s) tried %s, which needs %s", self.user.name, self.user.email or "no e-mail",
                     self.user.role.label, action, needed.label)
+        self._engine.record_refusal(action, actor=self.actor,
+                                    reason=f"signed in as {self.user.role.label}; {action} needs {needed.label}")
         if self._on_refusal is not None:
             self._on_refusal(self.user, action)
         raise AccessDenied(self.user, action, needed)
@@ -216,7 +232,9 @@ class AuthorizedEngine:
             if needed is None or not self.user.can(needed):
                 self._refuse(name, needed or Role.ADMIN)
             if name in ("create_import", "start_import", "create_reembed", "start_reembed"):
-                kwargs.setdefault("started_by", self.user.email or self.user.name)
+                kwargs.setdefault("started_by", self.actor)
+            if name in AUDITED_CALLS:
+                kwargs.setdefault("actor", self.actor)
             return target(*args, **kwargs)
 
         checked.__name__ = name

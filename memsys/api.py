@@ -15,6 +15,7 @@ from memsys.config import BatchConfig, Settings
 from memsys.embeddings.router import EmbeddingRouter
 from memsys.embeddings.providers import EmbeddingProvider
 from memsys.errors import EmbedderMismatchError, FailedMemory, MemoryWriteError
+from memsys.logs import configure_logging
 from memsys.models import DEFAULT_SOURCE, Memory, validate_memories
 from memsys.store import SEARCH_MODES, MemoryFilter, MemoryStore, StoredMemory, settle
 
@@ -53,6 +54,7 @@ class MemorySystem:
         batch_config: BatchConfig | None = None,
     ) -> None:
         self.settings = settings or Settings.load()
+        configure_logging(self.settings)
         self.router = router or EmbeddingRouter(self.settings)
         self.store = store or MemoryStore(self.settings)
         if self.store.embedder is None:

@@ -10,6 +10,7 @@ from typing import Callable, Sequence
 from memsys import __version__
 from memsys.config import ConfigError
 from memsys.errors import MemsysError
+from memsys.logs import set_program
 
 # Each group: (name, help, function adding its sub-commands to a subparser).
 _GROUPS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None]]] = []
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     import memsys.cli_memories  # noqa: F401
     import memsys.cli_reembed  # noqa: F401
     import memsys.cli_server  # noqa: F401
+    import memsys.cli_logs  # noqa: F401
 
     parser = argparse.ArgumentParser(prog="memsys", description="Import documents into a Weaviate memory store.")
     parser.add_argument("--version", action="version", version=f"memsys {__version__}")
@@ -40,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    set_program("cli")  # log lines and default audit actors say where they came from
     parser = build_parser()
     # Every module the command needs is imported by now: freeze them out of the garbage
     # collector, so the import's periodic collections and the last one at exit do not

@@ -58,6 +58,7 @@ def _import(args: argparse.Namespace) -> int:
         copies = engine.spool_paths(args.paths)
         mapping = FieldMapping(record_id=args.id_column) if args.id_column else None
         job_id = engine.create_import(copies, defaults, mapping=mapping, config=config, origin=args.paths, mirror=args.mirror)
+        engine.record_import_started(job_id)
         print(f"job {job_id}", flush=True)
         engine.run(job_id)
         return follow_job(engine, job_id)
@@ -188,10 +189,9 @@ def _retry_failed(args: argparse.Namespace) -> int:
 
 def _cancel(args: argparse.Namespace) -> int:
     engine = _engine()
-    job = engine.require_job(args.job_id)
-    if not job.is_active:
+    if not engine.cancel(args.job_id):  # recorded as refused
+        job = engine.require_job(args.job_id)
         print(f"job {job.job_id} is {job.state}; nothing to cancel")
         return 0
-    engine.cancel(job.job_id)
-    print(f"job {job.job_id}: cancel requested; it stops after the batch in flight")
+    print(f"job {args.job_id}: cancel requested; it stops after the batch in flight")
     return 0

@@ -22,6 +22,7 @@ LOCAL_MODEL = "multilingual-e5-small-q4"
 LOCAL_DIMENSIONS = 384
 DEFAULT_OPENAI_MODEL = "text-embedding-3-small"
 PROVIDERS = ("local", "openai")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # The embedding cache's folder under the data directory (the seed's `BatchConfig.cache_dir`).
 DEFAULT_CACHE_DIR = ".cache/embeddings"
 CONSISTENCY_LEVELS = ("ONE", "QUORUM", "ALL")
@@ -143,6 +144,9 @@ class Settings:
     admins: tuple[str, ...] = ()
     operators: tuple[str, ...] = ()
     viewers: tuple[str, ...] = ()
+    log_level: str = "WARNING"  # on stderr; the file in log_dir gets INFO and above (DEBUG too at DEBUG)
+    log_max_bytes: int = 5 * 2**20
+    log_backups: int = 5
 
     @property
     def secrets(self) -> list[str]:
@@ -155,6 +159,10 @@ class Settings:
     jobs_db_timeout: float = 20.0
     # How long an import waits for one file (or archive entry) to be read and cut into chunks.
     read_seconds_per_file: float = 60.0
+
+    @property
+    def log_dir(self) -> Path:
+        return self.data_dir / "logs"
 
     @property
     def weaviate_data_dir(self) -> Path:
@@ -248,6 +256,9 @@ class Settings:
             "ocr_languages": get("MEMSYS_OCR_LANGUAGES") or "chi_sim+jpn+eng",
             "jobs_db_timeout": _float(get, "MEMSYS_JOBS_DB_TIMEOUT", 20.0),
             "read_seconds_per_file": _float(get, "MEMSYS_READ_SECONDS_PER_FILE", 60.0),
+            "log_level": _choice(get, "MEMSYS_LOG_LEVEL", "WARNING", LOG_LEVELS),
+            "log_max_bytes": _int(get, "MEMSYS_LOG_MAX_BYTES", 5 * 2**20, minimum=4096),
+            "log_backups": _int(get, "MEMSYS_LOG_BACKUPS", 5, minimum=1),
         }
         for name, setting in (("MEMSYS_ADMINS", "admins"), ("MEMSYS_OPERATORS", "operators"), ("MEMSYS_VIEWERS", "viewers")):
             raw = env.get(name) or secrets.get(name)  # a list in secrets.toml, comma-separated in the environment

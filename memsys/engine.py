@@ -7,16 +7,20 @@ the status of the store and the embedder, and the saved batch settings. Nothing 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import io
 import itertools
 import json
 import math
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable, Sequence, TextIO
+from typing import Any, BinaryIO, Callable, Iterable, Iterator, Mapping, Sequence, TextIO
 
 from memsys.api import HYBRID_ALPHA, MemorySystem, describe_embedder, embedder_record, same_embedder
 from memsys.cluster import ClusterStatus, NodeState, ReplicationReport, cluster_status, verify_replication
+from memsys.audit import AuditAction, AuditOutcome, AuditRecord, AuditTrail
 from memsys.config import BatchConfig, Settings, redact_url
 from memsys.errors import StoreUnavailableError
 from memsys.embeddings.endpoints import EndpointPool, EndpointStatus
@@ -37,6 +41,17 @@ from memsys.ingest.readers import (
     structured_columns,
 )
 from memsys.jobs import FAILED_PAGE, FailedItem, JobProgress, JobRunner, JobStore, failed_row, iter_chunks
+from memsys.logs import (
+    LogLine,
+    LogQuery,
+    configure_logging,
+    default_actor,
+    event,
+    follow_logs,
+    get_logger,
+    read_logs,
+    set_program,
+)
 from memsys.metrics import BatchMetrics, BatchRecord
 from memsys.models import Memory
 from memsys import server
@@ -44,17 +59,30 @@ from memsys.pipeline import ImportPipeline, ImportRequest, embedder_name, ocr_se
 from memsys.server import ServerState, ServerStatus
 from memsys.reembed import ReembedPipeline
 from memsys.store import SEARCH_MODES, BrowsePage, MemoryFilter, StoredMemory, export_record, parse_export_line
+from memsys.weaviate_log import WeaviateProblem, weaviate_problems
 from memsys.spool import Spool
 from memsys.tasks import Progress, TaskProgress, TaskRunner, TaskStatus
 
 # The types this API takes and returns, importable from here: the dashboard imports
 # nothing else of memsys but `memsys.config`, `memsys.errors` and `memsys.units`.
 __all__ = [
-    "MAPPED_FIELDS", "PROBLEMS", "UPLOAD_CAPTION", "UPLOAD_TYPES", "BatchMetrics", "BatchRecord", "BrowsePage",
-    "CacheHealthReport", "ClusterStatus", "CollectionVersion", "DocumentSummary", "EmbedderStatus", "Engine", "FAILED_PAGE", "FailedItem", "FieldMapping",
-    "ImportPreview", "InputProblem", "JobProgress", "Memory", "MemoryDefaults", "MemoryFilter", "NodeState", "Progress",
-    "ReplicationReport", "SEARCH_MODES", "UPLOAD_ORIGIN", "ServerState", "ServerStatus", "StoreStatus", "StoredMemory", "TaskStatus", "WarmupReport", "check_settings", "failed_row",
+    "MAPPED_FIELDS", "PROBLEMS", "UPLOAD_CAPTION", "UPLOAD_ORIGIN", "UPLOAD_TYPES", "AuditAction", "AuditRecord",
+    "BatchMetrics", "BatchRecord", "BrowsePage", "CacheHealthReport", "ClusterStatus", "CollectionVersion",
+    "DocumentSummary", "EmbedderStatus", "Engine", "FAILED_PAGE", "FailedItem", "FieldMapping", "ImportPreview",
+    "InputProblem", "JobProgress", "LogLine", "LogQuery", "Memory", "MemoryDefaults", "MemoryFilter", "NodeState",
+    "Progress", "ReplicationReport", "SEARCH_MODES", "ServerState", "ServerStatus", "StoreStatus", "StoredMemory",
+    "TaskStatus", "WarmupReport", "WeaviateProblem", "check_settings", "failed_row",
 ]
+log = get_logger("engine")
+# Engine calls and the audit action each one records.
+_AUDITED_CALLS = {
+    "start_import": AuditAction.IMPORT_STARTED, "create_import": AuditAction.IMPORT_STARTED,
+    "cancel": AuditAction.IMPORT_CANCELLED, "resume": AuditAction.IMPORT_RESUMED, "retry_failed": AuditAction.IMPORT_RETRIED,
+    "delete": AuditAction.MEMORIES_DELETED, "check_cache": AuditAction.CACHE_REPAIRED, "clear_cache": AuditAction.CACHE_CLEARED,
+    "record_settings_change": AuditAction.SETTINGS_CHANGED, "delete_job": AuditAction.MEMORIES_DELETED,
+    "start_reembed": AuditAction.REEMBED_STARTED, "create_reembed": AuditAction.REEMBED_STARTED,
+    "drop_collection": AuditAction.COLLECTION_DROPPED,
+}
 
 ProgressCallback = Callable[[JobProgress], None]
 
@@ -159,10 +187,15 @@ class EmbedderStatus:
 class Engine:
     """One per process. Thread-safe; `close()` stops the Weaviate connection."""
 
-    def __init__(self, settings: Settings | None = None, system: MemorySystem | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, system: MemorySystem | None = None, *,
+                 program: str | None = None) -> None:
+        if program:
+            set_program(program)  # "dashboard", "cli": named in log lines and default audit actors
         self.settings = settings or (system.settings if system else Settings.load())
         self.system = system or MemorySystem(self.settings)
+        configure_logging(self.settings)
         self.jobs = JobStore(self.settings.jobs_db, timeout=self.settings.jobs_db_timeout)
+        self.audit = AuditTrail(self.settings.jobs_db)
         self.spool = Spool(self.settings.spool_dir)
         self.pipeline = ImportPipeline(self.system, self.jobs)
         self.runner = JobRunner(self.jobs, self._run_job)
@@ -181,12 +214,13 @@ class Engine:
             self.system.router.close()
 
     @classmethod
-    def from_settings(cls, settings: Settings | None = None) -> "Engine":
-        return cls(settings)
+    def from_settings(cls, settings: Settings | None = None, *, program: str | None = None) -> "Engine":
+        return cls(settings, program=program)
 
     def close(self) -> None:
         self.system.close()
         self.jobs.close()
+        self.audit.close()
 
     # --- status ----------------------------------------------------------------------
     def store_status(self) -> StoreStatus:
@@ -327,12 +361,23 @@ class Engine:
         started_by: str = "",
         origin: Sequence[Path | str] = (),
         mirror: bool = False,
+        actor: str | None = None,
     ) -> str:
-        """Create an import job for spooled paths and run it in the background."""
+        """Create an import job for spooled paths and run it in the background (recorded
+        in the audit trail as started by `actor`, else `started_by`)."""
         job_id = self.create_import(paths, defaults, mapping=mapping, chunking=chunking, config=config, label=label,
                                     started_by=started_by, origin=origin, mirror=mirror)
+        self.record_import_started(job_id, actor=actor or started_by or None)
         self.runner.submit(job_id)
         return job_id
+
+    def record_import_started(self, job_id: str, *, actor: str | None = None) -> AuditRecord:
+        """Record who started an import (the CLI creates its job and runs it itself)."""
+        request = self.jobs.request(job_id)
+        return self.audit.record(AuditAction.IMPORT_STARTED, actor or default_actor(), target=job_id, details={
+            "label": request.get("label", ""), "files": [Path(p).name for p in request.get("paths", [])],
+            "project": (request.get("defaults") or {}).get("project", ""),
+        })
 
     def run(self, job_id: str) -> None:
         """Queue a recorded job on this process's runner."""
@@ -355,17 +400,31 @@ class Engine:
     def wait(self, job_id: str, timeout: float | None = None) -> JobProgress:
         return self.runner.wait(job_id, timeout=timeout)
 
-    def cancel(self, job_id: str) -> None:
-        """Ask a job to stop after the batch in flight (works across processes)."""
-        self.runner.cancel(job_id)
+    def cancel(self, job_id: str, *, actor: str | None = None) -> bool:
+        """Ask a job to stop after the batch in flight (works across processes); False,
+        and the refusal recorded, when the job is not going."""
+        job = self.jobs.require(job_id)
+        if not job.is_active:
+            self.audit.record(AuditAction.IMPORT_CANCELLED, actor or default_actor(), target=job_id,
+                              outcome=AuditOutcome.REFUSED,
+                              details={"state": job.state, "reason": f"job {job_id} is {job.state}; nothing to cancel"})
+            return False
+        with self._audited(AuditAction.IMPORT_CANCELLED, actor, job_id, {"state": job.state}) as details:
+            self.runner.cancel(job_id)
+            details.update(processed=job.processed, pending=job.pending, total=job.total)
+        return True
 
-    def resume(self, job_id: str) -> str:
+    def resume(self, job_id: str, *, actor: str | None = None) -> str:
         """Continue a cancelled, failed or interrupted job in the background."""
-        return self.runner.resume(job_id)
+        job = self.jobs.require(job_id)
+        with self._audited(AuditAction.IMPORT_RESUMED, actor, job_id, {"state": job.state, "pending": job.pending}):
+            return self.runner.resume(job_id)
 
-    def retry_failed(self, job_id: str) -> int:
+    def retry_failed(self, job_id: str, *, actor: str | None = None) -> int:
         """Re-run a finished job's failed items in the background; returns how many."""
-        return self.runner.retry_failed(job_id)
+        with self._audited(AuditAction.IMPORT_RETRIED, actor, job_id) as details:
+            details["items"] = self.runner.retry_failed(job_id)
+        return int(details["items"])
 
     def job(self, job_id: str) -> JobProgress | None:
         """A job's progress; while it runs, with the embedding provider's budget in use."""
@@ -558,35 +617,50 @@ class Engine:
     def get_memory(self, memory_id: str) -> StoredMemory | None:
         return self.system.get_memory(memory_id)
 
-    def delete(self, where: MemoryFilter, *, dry_run: bool = False) -> int:
+    def delete(self, where: MemoryFilter, *, dry_run: bool = False, actor: str | None = None) -> int:
         """Delete every memory the filter matches (an empty filter is refused); with
         `dry_run`, only count them. Returns how many. The job database and the spool drop
-        their content first, so no resume or retry can write them again."""
-        if where.is_empty:
-            raise ValueError("refusing to delete with an empty filter; name at least one field")
+        their content first, so no resume or retry can write them again. A deletion (not a
+        dry run) is recorded in the audit trail with the filter and the count."""
         if dry_run:
+            if where.is_empty:
+                raise ValueError("refusing to delete with an empty filter; name at least one field")
             return self.system.store.count(where)
-        deleted = self.system.store.delete_matching(where, before_delete=self._forget)
-        # Items never stored (failed, pending) go too, or a retry would write them.
-        fields = {name: getattr(where, name) for name in ("project", "repo", "agent", "source", "source_file")
-                  if getattr(where, name)}
-        if fields or where.tags:
-            self._forget(self.jobs.uuids_matching(fields, where.tags or ()))
+        shown = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(where).items() if v}
+        with self._audited(AuditAction.MEMORIES_DELETED, actor, self.system.store.collection_name,
+                           {"filter": shown}) as details:
+            if where.is_empty:
+                raise ValueError("refusing to delete with an empty filter; name at least one field")
+            started = time.monotonic()
+            deleted = self.system.store.delete_matching(where, before_delete=self._forget)
+            # Items never stored (failed, pending) go too, or a retry would write them.
+            fields = {name: getattr(where, name) for name in ("project", "repo", "agent", "source", "source_file")
+                      if getattr(where, name)}
+            if fields or where.tags:
+                self._forget(self.jobs.uuids_matching(fields, where.tags or ()))
+            details.update(count=deleted, seconds=round(time.monotonic() - started, 3))
         return deleted
 
-    def delete_job(self, job_id: str, *, dry_run: bool = False) -> int:
+    def delete_job(self, job_id: str, *, dry_run: bool = False, actor: str | None = None) -> int:
         """Delete every stored memory an import job's items name, and what the job keeps
-        of their content (its items' text, its spooled files). Returns how many memories."""
+        of their content (its items' text, its spooled files). Returns how many memories.
+        A deletion (not a dry run) is recorded in the audit trail with the job and the count."""
         job = self.jobs.require(job_id)
-        if job.is_active:
-            raise ValueError(f"job {job_id} is {job.state}; cancel it before deleting what it imported")
-        uuids = self.jobs.job_uuids(job_id)
-        stored = list(self.system.store.existing(uuids))
         if dry_run:
-            return len(stored)
-        self._forget(uuids)  # the items not stored yet too: a resume must not write them
-        deleted = self.system.store.delete_ids(stored)
-        self.spool.drop(self.jobs.request(job_id).get("paths") or [])
+            if job.is_active:
+                raise ValueError(f"job {job_id} is {job.state}; cancel it before deleting what it imported")
+            return len(list(self.system.store.existing(self.jobs.job_uuids(job_id))))
+        with self._audited(AuditAction.MEMORIES_DELETED, actor, self.system.store.collection_name,
+                           {"filter": {"job": job_id}}) as details:
+            if job.is_active:
+                raise ValueError(f"job {job_id} is {job.state}; cancel it before deleting what it imported")
+            started = time.monotonic()
+            uuids = self.jobs.job_uuids(job_id)
+            stored = list(self.system.store.existing(uuids))
+            self._forget(uuids)  # the items not stored yet too: a resume must not write them
+            deleted = self.system.store.delete_ids(stored)
+            self.spool.drop(self.jobs.request(job_id).get("paths") or [])
+            details.update(count=deleted, seconds=round(time.monotonic() - started, 3))
         return deleted
 
     def _forget(self, uuids: list[str]) -> None:
@@ -672,18 +746,26 @@ class Engine:
         )
         return self.jobs.create_job(request.to_json())
 
-    def start_reembed(self, *, config: BatchConfig | None = None, started_by: str = "") -> str:
-        """Create a re-embed job (see `create_reembed`) and run it in the background."""
-        job_id = self.create_reembed(config=config, started_by=started_by)
+    def start_reembed(self, *, config: BatchConfig | None = None, started_by: str = "",
+                      actor: str | None = None) -> str:
+        """Create a re-embed job (see `create_reembed`) and run it in the background;
+        recorded in the audit trail (a refusal too)."""
+        with self._audited(AuditAction.REEMBED_STARTED, actor or started_by or None,
+                           self.system.store.live_collection()) as details:
+            job_id = self.create_reembed(config=config, started_by=started_by)
+            details["job"] = job_id
         self.runner.submit(job_id)
         return job_id
 
-    def drop_collection(self, name: str) -> int:
+    def drop_collection(self, name: str, *, actor: str | None = None) -> int:
         """Drop an old collection of the store (one search no longer uses); returns how
-        many memories it held. The collection searched now is refused."""
-        store = self.system.store
-        n = store.with_collection(name, physical=True).count() if name in store.versions() else 0
-        store.drop_version(name)
+        many memories it held. The collection searched now is refused. Recorded in the
+        audit trail with the count."""
+        with self._audited(AuditAction.COLLECTION_DROPPED, actor, name) as details:
+            store = self.system.store
+            n = store.with_collection(name, physical=True).count() if name in store.versions() else 0
+            store.drop_version(name)
+            details["count"] = n
         return n
 
     # --- the embedding cache ---------------------------------------------------------
@@ -695,9 +777,27 @@ class Engine:
         """Entries, size, lifetime and session hits and misses, limit, policy, per model."""
         return self.system.router.get_cache_info()
 
-    def check_cache(self, fix: bool = False, progress: Progress | None = None) -> CacheHealthReport:
-        """Find (and with `fix`, remove or repair) cache entries that cannot be trusted."""
-        return self.system.router.check_cache(fix=fix, progress=progress)
+    def check_cache(self, fix: bool = False, progress: Progress | None = None, *,
+                    actor: str | None = None) -> CacheHealthReport:
+        """Find (and with `fix`, remove or repair) cache entries that cannot be trusted.
+        A repair is recorded in the audit trail with its counts."""
+        router = self.system.router
+        what = "repair" if fix else "check"
+        log.info("cache %s started: %s", what, router.cache_dir,
+                 extra=event("cache.check.started", fix=fix, directory=str(router.cache_dir)))
+        if not fix:
+            report = router.check_cache(fix=False, progress=progress)
+        else:
+            with self._audited(AuditAction.CACHE_REPAIRED, actor, str(router.cache_dir)) as details:
+                report = router.check_cache(fix=True, progress=progress)
+                details.update(checked=report.checked, bad=len(report.bad_entries), removed=len(report.removed),
+                               rebuilt=report.rebuilt, problems=report.problem_counts())
+        log.info("cache %s done in %.1f s: %d checked, %d healthy, %d bad, %d removed", what, report.seconds,
+                 report.checked, report.healthy, len(report.bad_entries), len(report.removed),
+                 extra=event("cache.check.done", fix=fix, checked=report.checked, healthy=report.healthy,
+                             bad=len(report.bad_entries), removed=len(report.removed), seconds=round(report.seconds, 3),
+                             problems=report.problem_counts()))
+        return report
 
     def warm_up(
         self,
@@ -710,11 +810,19 @@ class Engine:
         """Embed and cache texts ahead of an import: `texts`, then the texts of each warm-up
         file (one per line, or .jsonl), streamed a step at a time, never read whole."""
         stream = itertools.chain(texts, *(read_warmup_texts(Path(f)) for f in files))
-        return self.system.router.warm_up(stream, progress=progress, total=total)
+        log.info("cache warm-up started", extra=event("cache.warmup.started", files=[Path(f).name for f in files]))
+        report = self.system.router.warm_up(stream, progress=progress, total=total)
+        log.info("cache warm-up done in %.1f s: %d texts, %d already cached, %d embedded", report.seconds, report.texts,
+                 report.already_cached, report.embedded,
+                 extra=event("cache.warmup.done", texts=report.texts, already_cached=report.already_cached,
+                             embedded=report.embedded, seconds=round(report.seconds, 3)))
+        return report
 
-    def clear_cache(self) -> int:
-        """Remove every cached vector; returns how many entries went."""
-        return self.system.router.clear()
+    def clear_cache(self, *, actor: str | None = None) -> int:
+        """Remove every cached vector; returns how many entries went (recorded)."""
+        with self._audited(AuditAction.CACHE_CLEARED, actor, str(self.system.router.cache_dir)) as details:
+            details["removed"] = self.system.router.clear()
+        return int(details["removed"])
 
     # --- short background tasks (cache check, repair, warm-up from the dashboard) ------
     def start_task(self, name: str, work: Callable[[Progress], Any]) -> str:
@@ -739,3 +847,69 @@ class Engine:
             return self.preview(paths, defaults, cancelled=progress.cancelled, **options)
 
         return self.tasks.submit("preview", work)
+
+    # --- settings changes, the audit trail and the log ----------------------------------
+    # `actor` is who acts: the signed-in user once sign-in exists, else `default_actor()`
+    # (the dashboard, or the OS user of the CLI or a script). Refusals are recorded too.
+
+    def record_settings_change(self, changes: Mapping[str, str], *, secret_fields: Sequence[str] = (),
+                               actor: str | None = None, refused: str = "") -> AuditRecord:
+        """Record settings changed (or refused, with the reason). Secret fields are
+        recorded as "set" or "cleared", never their value."""
+        shown = {name: ("set" if value else "cleared") if name in secret_fields else value
+                 for name, value in changes.items()}
+        details: dict[str, Any] = {"changes": shown}
+        if refused:
+            details["reason"] = refused
+        return self.audit.record(AuditAction.SETTINGS_CHANGED, actor or default_actor(),
+                                 outcome=AuditOutcome.REFUSED if refused else AuditOutcome.DONE, details=details)
+
+    def record_refusal(self, call: str, *, actor: str, reason: str) -> AuditRecord:
+        """Record an action refused before it reached the engine (a role that does not
+        allow it), named as the audit trail names the action when it has a name there."""
+        return self.audit.record(_AUDITED_CALLS.get(call, call), actor, outcome=AuditOutcome.REFUSED,
+                                 details={"call": call, "reason": reason})
+
+    def weaviate_problems(self, since: dt.datetime | None = None, limit: int = 5) -> list[WeaviateProblem]:
+        """What embedded Weaviate's own log reports that an operator must know (disk or
+        memory pressure, a failed start, errors), newest last; by default the last day's."""
+        if self.settings.weaviate_mode != "embedded":
+            return []  # a server memsys does not run keeps its own log
+        since = since or dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=1)
+        return weaviate_problems(server.log_file(self.settings), since=since, limit=limit)
+
+    def audit_trail(self, *, action: str | None = None, actor: str | None = None, target: str | None = None,
+                    since: dt.datetime | None = None, limit: int = 500) -> list[AuditRecord]:
+        """The newest audit records matching every given field, newest first."""
+        return self.audit.records(action=action, actor=actor, target=target, since=since, limit=limit)
+
+    def read_logs(self, query: LogQuery | None = None) -> list[LogLine]:
+        """memsys's log lines matching `query` (the newest `query.limit`), oldest first."""
+        return read_logs(self.settings.log_dir, query or LogQuery())
+
+    def log_components(self) -> list[str]:
+        """The components found among the newest log lines (a filter's choices)."""
+        return sorted({line.component for line in read_logs(self.settings.log_dir, LogQuery(limit=5000))})
+
+    def follow_logs(self, query: LogQuery | None = None, *, stop: Callable[[], bool] = lambda: False) -> Iterator[LogLine]:
+        """Log lines matching `query` as they are written, until `stop()` is true."""
+        return follow_logs(self.settings.log_dir, query or LogQuery(), stop=stop)
+
+    @contextmanager
+    def _audited(self, action: AuditAction, actor: str | None, target: str,
+                details: Mapping[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+        """Record `action` once the block ends: done (with what the block added to the
+        details), refused (a ValueError: memsys said no) or failed (any other error)."""
+        who = actor or default_actor()
+        recorded = dict(details or {})
+        try:
+            yield recorded
+        except ValueError as e:
+            self.audit.record(action, who, target=target, outcome=AuditOutcome.REFUSED, details={**recorded, "reason": str(e)})
+            raise
+        except Exception as e:
+            self.audit.record(action, who, target=target, outcome=AuditOutcome.FAILED,
+                              details={**recorded, "reason": f"{type(e).__name__}: {e}"})
+            raise
+        self.audit.record(action, who, target=target, details=recorded)
+

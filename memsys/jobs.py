@@ -28,8 +28,11 @@ from typing import Any, Callable, Iterable, Iterator, Sequence, TextIO
 
 from memsys.embeddings.budget import BudgetStatus
 from memsys.errors import JobStoreError, scrub
+from memsys.logs import get_logger
 from memsys.metrics import BatchMetrics, BatchRecord
 from memsys.models import document_id
+
+log = get_logger("jobs")
 
 ACTIVE_STATES = ("queued", "planning", "running", "cancelling")
 FINAL_STATES = ("completed", "cancelled", "failed")
@@ -1008,6 +1011,7 @@ class JobRunner:
             if job is not None and job.state != "cancelled":
                 self._run_job(job_id)
         except Exception as e:  # noqa: BLE001 - any error is this job's; the runner lives on
+            log.error("job %s stopped: %s", job_id, e, exc_info=True, extra={"job_id": job_id})
             self.store.record_stop(job_id, "failed", _stopped_because(e))
 
 

@@ -32,12 +32,13 @@ from memsys.ingest.chunking import ChunkSettings
 from memsys.ingest.documents import FieldMapping, MemoryDefaults, iter_memories
 from memsys.ingest.readers import InputProblem, OcrSettings, ReadCancelled, ReadLimits, ReadTally
 from memsys.jobs import JobDocument, JobProgress, JobStore, PendingItem
+from memsys.logs import event, get_logger, job_context
 from memsys.metrics import BatchRecord
 from memsys.models import Memory
-from memsys.retry import RetryPolicy
+from memsys.retry import RetryPolicy, log_retry
 from memsys.store import MemoryFilter, StoredMemory, is_replica_error, settle
 
-log = logging.getLogger(__name__)
+log = get_logger("pipeline")
 _START_RETRY = RetryPolicy(5, 0.5, 4.0)  # about 10 s of retries for the reads that open a job
 ProgressCallback = Callable[[JobProgress], None]
 _PLAN_CHUNK = 500
@@ -204,9 +205,15 @@ class ImportPipeline:
     # --- the whole job -----------------------------------------------------------------
     def run(self, job_id: str, on_progress: ProgressCallback | None = None) -> JobProgress:
         """Run (or resume) a job to its end in this thread; returns its final progress."""
+        with job_context(job_id):
+            return self._run(job_id, on_progress)
+
+    def _run(self, job_id: str, on_progress: ProgressCallback | None) -> JobProgress:
         jobs = self.jobs
+        started = time.monotonic()
         request = ImportRequest.from_json(jobs.request(job_id))
         jobs.claim(job_id)
+        log.info("import %s started: %s", job_id, request.label, extra=event("import.started", label=request.label))
         try:
             provider = self.system.router.provider
             # Jobs started before cache keys left the endpoint out recorded the old fingerprint.
@@ -225,6 +232,7 @@ class ImportPipeline:
             _START_RETRY.run(
                 lambda: check_embedder(self.system),
                 is_retryable=lambda e: isinstance(e, (WeaviateBaseError, OSError)),
+                what="the collection's embedder check",
             )
             job = jobs.require(job_id)
             if not job.planned:
@@ -247,8 +255,18 @@ class ImportPipeline:
                 self._complete(job_id, request)
                 jobs.set_state(job_id, "completed")
         except Exception as e:  # noqa: BLE001 - recorded on the job, which stays resumable
+            log.error("import %s stopped: %s", job_id, e, exc_info=True, extra=event("import.stopped", error=type(e).__name__))
             jobs.record_stop(job_id, "failed", self._plain(e))
         final = jobs.require(job_id)
+        seconds = time.monotonic() - started
+        log.log(logging.INFO if final.state == "completed" and not final.failed else logging.WARNING,
+                "import %s %s in %.1f s: %d written, %d updated, %d unchanged, %d failed of %d items%s", job_id,
+                final.state, seconds, final.written, final.updated, final.unchanged, final.failed, final.total,
+                f"; {final.error}" if final.error else "",
+                extra=event("import.done", state=final.state, written=final.written, updated=final.updated,
+                            removed=final.removed, unchanged=final.unchanged,
+                            failed=final.failed, total=final.total, pending=final.pending, batches=final.batches_done,
+                            seconds=round(seconds, 3), error=final.error))
         if on_progress:
             on_progress(final)
         return final
@@ -272,6 +290,7 @@ class ImportPipeline:
     def _plan(self, job_id: str, request: ImportRequest, on_progress: ProgressCallback | None) -> None:
         jobs = self.jobs
         jobs.reset_plan(job_id)
+        started = time.monotonic()
         provider = self.system.router.provider
         tally = ReadTally(on_ocr_page=lambda pages: jobs.set_ocr_pages(job_id, pages))
         pieces = iter_memories(
@@ -307,6 +326,7 @@ class ImportPipeline:
                     if on_progress:
                         on_progress(jobs.require(job_id))
                     if jobs.cancel_requested(job_id):
+                        log.info("import %s cancelled while planning", job_id, extra=event("import.plan.cancelled"))
                         return  # unplanned: a resume plans again from the spooled files
         except ReadCancelled:
             return  # unplanned, as above
@@ -316,6 +336,12 @@ class ImportPipeline:
             for doc_id, (first, digest, n) in documents.items()
         ))
         jobs.finish_planning(job_id)
+        job = jobs.require(job_id)
+        seconds = time.monotonic() - started
+        log.info("import %s planned in %.1f s: %d items, %d to process, %d repeated, %d could not be read",
+                 job_id, seconds, job.total, job.pending, job.unchanged, job.failed,
+                 extra=event("import.planned", items=job.total, pending=job.pending, repeated=job.unchanged,
+                             unreadable=job.failed, files=len(request.paths), seconds=round(seconds, 3)))
 
     @staticmethod
     def _plan_piece(job_id: str, request: ImportRequest, seq: int, piece: Memory | InputProblem,
@@ -323,7 +349,8 @@ class ImportPipeline:
         if isinstance(piece, InputProblem):
             rows.append((seq, None, None, piece.item, "failed", piece.reason))
             if request.config.log_errors:
-                log.warning("job %s: %s failed: %s", job_id, piece.item, piece.reason)
+                log.warning("%s: %s", piece.item, piece.reason,
+                            extra=event("item.failed", item=piece.item, seq=seq, reason=piece.reason, error_type="input"))
         else:
             rows.append((seq, piece.uuid, piece.to_dict(), item_name(piece), "pending", ""))
 
@@ -394,7 +421,8 @@ class ImportPipeline:
         known: dict[str, StoredMemory | None] = {}
 
         def prepare(number: int, batch: list[PendingItem]) -> None:
-            prepared = self._prepare(job_id, number, batch, job_created, retry, known, embedder, hashes)
+            with job_context(job_id, number):
+                prepared = self._prepare(job_id, number, batch, job_created, retry, known, embedder, hashes)
             if not config.continue_on_error and not stop_reason:
                 # Known now, not only once the writer has recorded the batch: no new batch starts.
                 failed = [r for s, r, _ in prepared.outcomes.values() if s == "failed"]
@@ -433,7 +461,9 @@ class ImportPipeline:
             uuids = [item.uuid for item in window]
             try:
                 stored = self.system.store.existing(uuids)
-            except (WeaviateBaseError, OSError):
+            except (WeaviateBaseError, OSError) as e:
+                log.warning("Weaviate did not answer which of %d items it holds (each batch asks again): %s", len(uuids), e,
+                            extra=event("store.lookup.failed", items=len(uuids), error=type(e).__name__, reason=str(e)))
                 stored = None
             if stored is not None:
                 known.update((u, stored.get(u)) for u in uuids)
@@ -478,10 +508,13 @@ class ImportPipeline:
                 existing.update(retry.run(
                     lambda: self.system.store.existing(unknown),
                     is_retryable=lambda e: isinstance(e, (WeaviateBaseError, OSError)),
+                    what=f"a Weaviate lookup of {len(unknown)} items",
                 ))
         except (WeaviateBaseError, OSError) as e:  # every item gets this reason; retry-failed clears it
             self._raise_if_server_stopped(batch_no)
             reason = f"Weaviate could not be reached: {self._plain(e).removeprefix('the import stopped: ')}"
+            log.error("batch %d: Weaviate could not be reached; its %d items failed: %s", batch_no, len(batch), e,
+                      extra=event("store.unavailable", items=len(batch), error=type(e).__name__, reason=reason))
             prepared.outcomes = {item.seq: ("failed", reason, "store_unavailable") for item in batch}
             return prepared
         # Items repeating an earlier item's memory were settled when the job was planned.
@@ -514,8 +547,13 @@ class ImportPipeline:
             result = embedder.embed(texts)
         except (EmbeddingProviderError, InputTooLongError, ValueError) as e:
             if getattr(e, "retryable", False) or len(texts) == 1:
+                log.error("batch %d: the embedder failed for its %d texts: %s", prepared.batch_no, len(texts), e,
+                          extra=event("embed.failed", items=len(texts), error=type(e).__name__,
+                                      kind=getattr(e, "kind", ""), reason=self._reason(e)))
                 self._fail_all(prepared, e)
                 return
+            log.warning("batch %d: the embedder refused the batch (%s); embedding its texts one by one", prepared.batch_no, e,
+                        extra=event("embed.split", items=len(texts), error=type(e).__name__))
             # A permanent error in a batch: find the item(s) at fault, embed the rest.
             self._embed_one_by_one(prepared, embedder)
             return
@@ -567,11 +605,14 @@ class ImportPipeline:
             prepared = work.get()
             if prepared is None:
                 return
-            try:
-                self._finish(job_id, prepared, retry, config, stop_reason, on_progress)
-            except Exception as e:  # noqa: BLE001 - the batch's items stay pending: a resume redoes them
-                if not stop_reason:
-                    stop_reason.append(self._plain(e))
+            with job_context(job_id, prepared.batch_no):
+                try:
+                    self._finish(job_id, prepared, retry, config, stop_reason, on_progress)
+                except Exception as e:  # noqa: BLE001 - the batch's items stay pending: a resume redoes them
+                    log.error("batch %d stopped the import: %s", prepared.batch_no, e, exc_info=True,
+                              extra=event("batch.stopped", error=type(e).__name__))
+                    if not stop_reason:
+                        stop_reason.append(self._plain(e))
 
     def _finish(
         self,
@@ -616,11 +657,19 @@ class ImportPipeline:
             first = next(r for s, r, _ in outcomes.values() if s == "failed")
             stop_reason.append(f"batch {prepared.batch_no} had failures and continue_on_error is off: {first}")
         # After the stop decision, so a job that must stop is told at once.
+        log.info("batch %d done in %.2f s: %d written, %d unchanged, %d failed; %d cache hits, %d retries",
+                 prepared.batch_no, record.seconds, record.written, record.unchanged, record.failed, record.cache_hits,
+                 record.retries,
+                 extra=event("batch.done", size=record.size, written=record.written, unchanged=record.unchanged,
+                             failed=record.failed, cache_hits=record.cache_hits, cache_misses=record.cache_misses,
+                             retries=record.retries, embed_seconds=round(record.embed_seconds, 3),
+                             write_seconds=round(record.write_seconds, 3), seconds=round(record.seconds, 3)))
         if config.log_errors:
-            for seq, (state, reason, _) in sorted(outcomes.items()):
+            for seq, (state, reason, etype) in sorted(outcomes.items()):
                 if state == "failed":
-                    log.warning("job %s batch %d: %s failed: %s", job_id, prepared.batch_no,
-                                prepared.names.get(seq, f"item {seq}"), reason)
+                    item = prepared.names.get(seq, f"item {seq}")
+                    log.warning("%s: %s", item, reason, extra=event("item.failed", item=item, seq=seq, reason=reason,
+                                                                       error_type=etype))
         if prepared.batch_no % config.gc_frequency == 0:
             gc.collect()  # the seed's gc_frequency: free what finished batches left behind
         if on_progress:
@@ -635,7 +684,8 @@ class ImportPipeline:
         created = [c for _, _, c in prepared.to_update]
         try:
             outcome = retry.run(lambda: self.system.store.rewrite(memories, created),
-                                is_retryable=lambda e: isinstance(e, (WeaviateBaseError, OSError)))
+                                is_retryable=lambda e: isinstance(e, (WeaviateBaseError, OSError)),
+                                what=f"a Weaviate update of {len(memories)} memories")
         except (WeaviateBaseError, OSError) as e:
             self._raise_if_server_stopped(prepared.batch_no)
             reason = f"Weaviate did not take the update: {self._plain(e).removeprefix('the import stopped: ')}"
@@ -670,10 +720,14 @@ class ImportPipeline:
                 self._raise_if_server_stopped(prepared.batch_no)
                 if attempt >= retry.max_retries:
                     reason = f"Weaviate did not take the write: {self._plain(e).removeprefix('the import stopped: ')}"
+                    log.error("batch %d: Weaviate did not take the write of %d items: %s", prepared.batch_no, len(todo), e,
+                              extra=event("store.unavailable", items=len(todo), error=type(e).__name__, reason=reason))
                     for i in todo:
                         prepared.outcomes[prepared.to_write[i][0].seq] = ("failed", reason, "store_unavailable")
                     return
-                time.sleep(retry.delay(attempt))
+                wait = retry.delay(attempt)
+                log_retry(f"a Weaviate write of {len(todo)} items", e, attempt + 1, retry.max_retries, wait)
+                time.sleep(wait)
                 attempt += 1
                 continue
             if outcome.failed:
@@ -693,7 +747,10 @@ class ImportPipeline:
                 else:
                     prepared.outcomes[seq] = ("failed", f"Weaviate refused it: {outcome.failed[j]}", "store_rejected")
             if again:
-                time.sleep(retry.delay(attempt))
+                wait = retry.delay(attempt)
+                first = outcome.failed[todo.index(again[0])]
+                log_retry(f"{len(again)} objects Weaviate refused", RuntimeError(first), attempt + 1, retry.max_retries, wait)
+                time.sleep(wait)
                 prepared.retries += 1
             todo = again
             attempt += 1

@@ -11,8 +11,11 @@ from typing import Any
 
 from memsys.api import MemorySystem
 from memsys.jobs import JobStore
+from memsys.logs import event, get_logger
 from memsys.pipeline import _PLAN_CHUNK, ImportPipeline, ImportRequest, ProgressCallback, item_name
 from memsys.store import StoredMemory, stored_to_memory
+
+log = get_logger("reembed")
 
 
 class ReembedPipeline(ImportPipeline):
@@ -45,6 +48,10 @@ class ReembedPipeline(ImportPipeline):
                     return  # unplanned: a resume plans again from the old collection
         jobs.add_items(job_id, rows)
         jobs.finish_planning(job_id)
+        total = jobs.require(job_id).total
+        log.info("re-embed %s planned: %d memories of %s into %s", job_id, total, request.reembed_from,
+                 request.reembed_into, extra=event("reembed.planned", items=total, source=request.reembed_from,
+                                                   target=request.reembed_into))
 
     @staticmethod
     def _already_stored(stored: StoredMemory, job_created: float) -> tuple[str, str, str]:
@@ -62,3 +69,5 @@ class ReembedPipeline(ImportPipeline):
             raise ValueError(f"{self.live.collection_name} has moved to {live} since this re-embed of "
                              f"{request.reembed_from} started; {request.reembed_into} was not switched to")
         self.live.switch_to(request.reembed_into)
+        log.info("%s now searches %s (was %s)", self.live.collection_name, request.reembed_into, request.reembed_from,
+                 extra=event("reembed.switched", source=request.reembed_from, target=request.reembed_into))

@@ -8,7 +8,10 @@ import time
 from dataclasses import dataclass
 from typing import Callable, TypeVar
 
+from memsys.logs import event, get_logger
+
 T = TypeVar("T")
+log = get_logger("retry")
 
 
 @dataclass(frozen=True)
@@ -34,7 +37,10 @@ class RetryPolicy:
         retry_after: Callable[[BaseException], float | None] = lambda e: None,
         on_retry: Callable[[BaseException, int, float], None] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        what: str = "a call",
     ) -> T:
+        """`fn()`, tried again after each retryable error up to `max_retries` times; each
+        retry is logged with what failed, why, and how long it waits. `what` names the call."""
         attempt = 0
         while True:
             try:
@@ -42,8 +48,20 @@ class RetryPolicy:
             except Exception as e:  # noqa: BLE001 - classified just below, re-raised if not retryable
                 if attempt >= self.max_retries or not is_retryable(e):
                     raise
-                wait = self.delay(attempt, retry_after(e))
+                asked = retry_after(e)
+                wait = self.delay(attempt, asked)
+                log_retry(what, e, attempt + 1, self.max_retries, wait, asked)
                 if on_retry is not None:
                     on_retry(e, attempt + 1, wait)
                 sleep(wait)
                 attempt += 1
+
+
+def log_retry(what: str, error: BaseException, attempt: int, max_retries: int, wait: float,
+              retry_after: float | None = None) -> None:
+    """One line per retry: what is retried, the error, the attempt and the wait."""
+    asked = f" (the server asked for {retry_after:g} s)" if retry_after is not None else ""
+    log.warning("retrying %s in %.2f s%s, retry %d of %d, after %s: %s", what, wait, asked, attempt, max_retries,
+                type(error).__name__, error,
+                extra=event("retry", what=what, attempt=attempt, max_retries=max_retries, wait_seconds=round(wait, 3),
+                            retry_after=retry_after, error=type(error).__name__, reason=str(error)))

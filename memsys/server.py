@@ -107,6 +107,11 @@ def server_dir(settings: Settings) -> Path:
     return settings.data_dir.resolve() / "server"
 
 
+def log_file(settings: Settings) -> Path:
+    """Embedded Weaviate's own output and its supervisor's lines (rotated by the supervisor)."""
+    return server_dir(settings) / sup.LOG_FILE
+
+
 def _prepare_dir(settings: Settings) -> Path:
     folder = server_dir(settings)
     (folder / sup.CLIENTS_DIR).mkdir(parents=True, exist_ok=True)
@@ -291,7 +296,6 @@ def server_environment(settings: Settings, node: str, port: int, grpc_port: int,
         "AUTHENTICATION_APIKEY_ENABLED": "true",
         "AUTHENTICATION_APIKEY_USERS": "memsys",
         "GO_PROFILING_DISABLE": "true",
-        "LOG_LEVEL": "warning",
     })
     return env
 
@@ -376,11 +380,11 @@ def ensure_server(settings: Settings) -> tuple[ServerState, bool]:
             if state is not None and state.pid == pid:
                 return state, True
             if pid_start is None or not sup.is_alive(pid, pid_start):
-                raise ServerError(f"Weaviate for {settings.data_dir} did not start; see {folder / sup.LOG_FILE}")
+                raise ServerError(f"Weaviate for {settings.data_dir} did not start; see {log_file(settings)}")
             time.sleep(0.1)
         os.kill(pid, signal.SIGTERM)
         raise ServerError(f"Weaviate for {settings.data_dir} did not start within {_START_TIMEOUT:.0f} s; "
-                          f"see {folder / sup.LOG_FILE}")
+                          f"see {log_file(settings)}")
 
 
 def connect_client(settings: Settings, *, start: bool = True) -> tuple[Any, ServerState]:
@@ -463,7 +467,7 @@ def server_status(settings: Settings, count_objects: bool = True) -> ServerStatu
     if settings.weaviate_url:
         return ServerStatus(settings.data_dir, running=False, external=settings.weaviate_url)
     folder = server_dir(settings)
-    status = ServerStatus(settings.data_dir.resolve(), running=False, log_file=folder / sup.LOG_FILE,
+    status = ServerStatus(settings.data_dir.resolve(), running=False, log_file=log_file(settings),
                           last_stop=sup.read_json(folder / sup.STOPPED_FILE))
     state = running_state(settings)
     if state is None:

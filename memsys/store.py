@@ -393,7 +393,7 @@ class _Connection:
 
 def embedded_environment(async_indexing: bool = False) -> dict[str, str]:
     """How embedded Weaviate runs: no telemetry (nothing may need the network), CJK
-    tokenizers on, quiet logs. The cluster address is pinned to loopback: left to itself
+    tokenizers on, warnings and errors logged. The cluster address is pinned to loopback: left to itself
     Weaviate advertises the host's first address, and an IPv6 one breaks its RPC server.
     With `async_indexing` a write returns once stored and the vector index is built in the
     background (a job then waits for `index_queue` to drain before it counts as done)."""
@@ -402,7 +402,9 @@ def embedded_environment(async_indexing: bool = False) -> dict[str, str]:
         "CLUSTER_ADVERTISE_ADDR": "127.0.0.1",
         "ENABLE_TOKENIZER_GSE": "true",
         "ENABLE_TOKENIZER_KAGOME_JA": "true",
-        "LOG_LEVEL": "error",
+        # Warnings too: disk and memory pressure (shards turned read-only) are warnings,
+        # and Home shows them from this log.
+        "LOG_LEVEL": "warning",
         "QUERY_MAXIMUM_RESULTS": str(_MAX_RESULTS),
     }
     if async_indexing:

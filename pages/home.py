@@ -8,6 +8,7 @@ from components.feedback import guarded, or_stop
 from components.resources import engine
 from components import format as fmt
 from components.guidance import next_steps
+from components.log_views import weaviate_problems
 from components.tables import job_rows
 
 st.title("memsys")
@@ -37,6 +38,9 @@ with cache_box.container(border=True), guarded():
     lookups = cache["hits"] + cache["misses"]
     st.caption(f"{fmt.size(cache['total_size_bytes'])} on disk, "
                f"hit rate {fmt.percent(cache['hit_rate']) if lookups else '— (not used yet)'}")
+
+with guarded():
+    weaviate_problems(memsys_engine.weaviate_problems())
 
 with st.container(border=True), guarded():
     cluster_panel(memsys_engine.cluster_status())

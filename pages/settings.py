@@ -9,7 +9,7 @@ from components.resources import current_settings, engine, session_overrides
 from memsys.access import AccessDenied, Role
 from memsys.config import PROVIDERS, ConfigError, redact_url
 from components.reembed_views import reembed_panel
-from components.session_settings import describe, load_settings
+from components.session_settings import SECRET_FIELDS, describe, load_settings
 
 st.title("Settings")
 st.caption(
@@ -32,11 +32,14 @@ def apply(changes: dict[str, str]) -> None:
         if changes.get(field) and changes[field] == redact_url(overrides.get(field)):
             changes[field] = overrides[field]  # shown without its password, left as it was
     proposed = {k: v for k, v in {**overrides, **changes}.items() if v}
+    changed = {k: v for k, v in changes.items() if v != overrides.get(k, "")}
     try:
         load_settings(proposed)
     except ConfigError as e:
+        engine().record_settings_change(changed, secret_fields=SECRET_FIELDS, refused=str(e))
         show_error(e)
         return
+    engine().record_settings_change(changed, secret_fields=SECRET_FIELDS)
     overrides.clear()
     overrides.update(proposed)
     st.success("Saved for this session.", icon=":material/check:")
@@ -93,6 +96,7 @@ if left.button("Check the connection", icon=":material/network_check:"):
             f"{engine().embedder_status().provider} embedder works."
         )
 if right.button("Back to the configured settings", disabled=not overrides):
+    engine().record_settings_change({name: "" for name in overrides}, secret_fields=SECRET_FIELDS)
     overrides.clear()
     st.rerun()
 

@@ -46,6 +46,7 @@ class FaultProxy:
         self.slow_seconds = slow_seconds
         self.retry_after = retry_after
         self.latency = latency
+        self.echo_key = False  # a 500's message quotes the API key it was sent (secret-scrubbing tests)
         self.requests = 0
         self.faults: dict[str, int] = {k: 0 for k in kinds}
         self.retry_after_honoured: list[float] = []  # seconds between a 429 and the same request again
@@ -80,7 +81,9 @@ class FaultProxy:
                     self._reply(429, b'{"error": {"message": "rate limited", "type": "rate_limit"}}',
                                 {"Retry-After": f"{proxy.retry_after:g}"})
                 elif fault == "500":
-                    self._reply(500, b'{"error": {"message": "internal error", "type": "server_error"}}')
+                    key = self.headers.get("Authorization", "").removeprefix("Bearer ")
+                    said = f"internal error; key {key}" if proxy.echo_key else "internal error"
+                    self._reply(500, json.dumps({"error": {"message": said, "type": "server_error"}}).encode())
                 elif fault == "slow":
                     time.sleep(proxy.slow_seconds)
                     self._forward(body)

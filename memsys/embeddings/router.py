@@ -279,6 +279,7 @@ class EmbeddingRouter:
                     is_retryable=lambda e: isinstance(e, EmbeddingProviderError) and e.retryable,
                     retry_after=lambda e: getattr(e, "retry_after", None),
                     on_retry=on_retry,
+                    what=f"an embedding request of {len(batch)} texts to {provider.name}",
                 )
                 requests += 1
                 retries += retried[0]

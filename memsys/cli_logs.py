@@ -1,0 +1,65 @@
+"""CLI command for memsys's own log: `logs [--job ID] [--level L] [--component C]
+[--since 2h] [--follow] [--json]`. Lines are printed one per line, readable, or as the
+JSON objects the log file holds (`--json`, for jq and scripts)."""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import re
+
+from memsys.cli import command_group
+from memsys.config import LOG_LEVELS
+from memsys.logs import LogLine, LogQuery
+
+_SPAN = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+@command_group("logs", "show memsys's log lines, filtered by job, level, component and time; --follow for new ones")
+def _add_logs(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--job", metavar="ID", help="only the lines of this import job")
+    p.add_argument("--level", default="INFO", type=str.upper, choices=LOG_LEVELS, help="this level and above (default INFO)")
+    p.add_argument("--component", action="append", default=[], metavar="NAME",
+                   help="only this part of memsys (pipeline, retry, audit, cache, dashboard, ...); repeatable")
+    p.add_argument("--since", type=since, metavar="SPAN", help="only the last SPAN, e.g. 30m, 2h, 1d")
+    p.add_argument("--limit", type=int, default=200, help="at most this many of the newest lines (default 200)")
+    p.add_argument("--follow", action="store_true", help="keep printing new lines as they are written (Ctrl-C stops)")
+    p.add_argument("--json", action="store_true", help="print the log's JSON objects as they are")
+    p.set_defaults(func=_logs)
+
+
+def since(text: str) -> dt.datetime:
+    """`30m`, `2h`, `1d` -> the moment that long ago."""
+    match = _SPAN.match(text.strip().lower())
+    if not match:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a time span; write it like 30m, 2h or 1d")
+    seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    return dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=seconds)
+
+
+def format_line(line: LogLine) -> str:
+    when = line.time.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    where = line.component
+    if line.job_id:
+        where += f" job {line.job_id}" + (f" batch {line.batch}" if line.batch is not None else "")
+    return f"{when} {line.level:<7} {where}: {line.message}"
+
+
+def _logs(args: argparse.Namespace) -> int:
+    from memsys.engine import Engine
+
+    query = LogQuery(level=args.level, components=tuple(args.component), job_id=args.job, since=args.since,
+                     limit=max(1, args.limit))
+    engine = Engine()
+    try:
+        lines = engine.read_logs(query)
+        if not lines and not args.follow:
+            print(f"no log lines match (the log is in {engine.settings.log_dir})")
+        for line in lines:
+            print(line.raw if args.json else format_line(line), flush=True)
+        if args.follow:
+            for line in engine.follow_logs(query):
+                print(line.raw if args.json else format_line(line), flush=True)
+        return 0
+    finally:
+        engine.close()
