@@ -6,10 +6,17 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import re
+import signal
+import sys
+import threading
+from typing import TYPE_CHECKING
 
 from memsys.cli import command_group
 from memsys.config import LOG_LEVELS
-from memsys.logs import LogLine, LogQuery
+from memsys.logs import LOG_FILE, LogLine, LogQuery
+
+if TYPE_CHECKING:
+    from memsys.engine import Engine
 
 _SPAN = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -23,7 +30,7 @@ def _add_logs(p: argparse.ArgumentParser) -> None:
                    help="only this part of memsys (pipeline, retry, audit, cache, dashboard, ...); repeatable")
     p.add_argument("--since", type=since, metavar="SPAN", help="only the last SPAN, e.g. 30m, 2h, 1d")
     p.add_argument("--limit", type=int, default=200, help="at most this many of the newest lines (default 200)")
-    p.add_argument("--follow", action="store_true", help="keep printing new lines as they are written (Ctrl-C stops)")
+    p.add_argument("--follow", action="store_true", help="keep printing new lines as they are written, until Ctrl-C or SIGTERM")
     p.add_argument("--json", action="store_true", help="print the log's JSON objects as they are")
     p.set_defaults(func=_logs)
 
@@ -52,14 +59,32 @@ def _logs(args: argparse.Namespace) -> int:
                      limit=max(1, args.limit))
     engine = Engine()
     try:
-        lines = engine.read_logs(query)
-        if not lines and not args.follow:
-            print(f"no log lines match (the log is in {engine.settings.log_dir})")
-        for line in lines:
-            print(line.raw if args.json else format_line(line), flush=True)
-        if args.follow:
-            for line in engine.follow_logs(query):
+        if not args.follow:
+            lines = engine.read_logs(query)
+            if not lines:
+                print(f"no log lines match (the log is in {engine.settings.log_dir})")
+            for line in lines:
                 print(line.raw if args.json else format_line(line), flush=True)
-        return 0
+            return 0
+        return _follow(engine, query, as_json=args.json)
     finally:
         engine.close()
+
+
+def _follow(engine: "Engine", query: LogQuery, *, as_json: bool) -> int:
+    """The newest lines, then new ones as they come, until SIGINT (Ctrl-C) or SIGTERM:
+    either ends it cleanly with exit code 0 within about a poll interval."""
+    stop = threading.Event()
+    previous = {signum: signal.signal(signum, lambda *_: stop.set()) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        lines = engine.follow_logs(query, recent=True, poll=0.2, stop=stop.is_set)
+        # Said once following has begun: from here on no new line is missed.
+        print(f"following {engine.settings.log_dir / LOG_FILE} (Ctrl-C stops)", file=sys.stderr, flush=True)
+        for line in lines:
+            print(line.raw if as_json else format_line(line), flush=True)
+    except BrokenPipeError:
+        return 0  # the reader went away (`| head`): nothing left to do
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return 0

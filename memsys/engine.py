@@ -49,6 +49,7 @@ from memsys.logs import (
     event,
     follow_logs,
     get_logger,
+    log_position,
     read_logs,
     set_program,
 )
@@ -891,9 +892,17 @@ class Engine:
         """The components found among the newest log lines (a filter's choices)."""
         return sorted({line.component for line in read_logs(self.settings.log_dir, LogQuery(limit=5000))})
 
-    def follow_logs(self, query: LogQuery | None = None, *, stop: Callable[[], bool] = lambda: False) -> Iterator[LogLine]:
-        """Log lines matching `query` as they are written, until `stop()` is true."""
-        return follow_logs(self.settings.log_dir, query or LogQuery(), stop=stop)
+    def follow_logs(self, query: LogQuery | None = None, *, recent: bool = False, poll: float = 0.5,
+                    stop: Callable[[], bool] = lambda: False) -> Iterator[LogLine]:
+        """Log lines matching `query` as they are written from this call on, until `stop()`
+        is true (checked every `poll` seconds even when nothing is written). With `recent`,
+        the newest `query.limit` lines written before the call come first: no line is
+        missed or repeated between the two."""
+        query = query or LogQuery()
+        folder = self.settings.log_dir
+        position = log_position(folder)
+        before = read_logs(folder, query, end=position) if recent and position else []
+        return itertools.chain(before, follow_logs(folder, query, start=position, poll=poll, stop=stop))
 
     @contextmanager
     def _audited(self, action: AuditAction, actor: str | None, target: str,

@@ -364,15 +364,25 @@ def log_files(folder: Path) -> list[Path]:
     return [p for _, p in sorted(rotated, reverse=True)] + ([current] if current.exists() else [])
 
 
-def read_logs(folder: Path, query: LogQuery) -> list[LogLine]:
+def read_logs(folder: Path, query: LogQuery, *, end: "LogPosition | None" = None) -> list[LogLine]:
     """The newest `query.limit` lines matching `query`, oldest first. Reads files newest
-    first and stops once it has enough, or reaches lines older than `query.since`."""
+    first and stops once it has enough, or reaches lines older than `query.since`. With
+    `end`, only the lines written before that position."""
     found: list[LogLine] = []
-    for path in reversed(log_files(folder)):
+    files = list(reversed(log_files(folder)))
+    if end is not None:
+        inodes = [_inode(p) for p in files]
+        if end.inode not in inodes:
+            return []  # every file there is now was started after the position
+        files = files[inodes.index(end.inode):]
+    for path in files:
         try:
-            text = path.read_text(encoding="utf-8", errors="replace")
+            data = path.read_bytes()
         except FileNotFoundError:
             continue  # rotated away while we listed
+        if end is not None and path is files[0]:
+            data = data[:end.offset]
+        text = data.decode("utf-8", errors="replace")
         for raw in reversed(text.splitlines()):
             if not raw or not query.prefilter(raw):
                 continue
@@ -388,31 +398,60 @@ def read_logs(folder: Path, query: LogQuery) -> list[LogLine]:
     return list(reversed(found))
 
 
+def _inode(path: Path) -> int | None:
+    try:
+        return path.stat().st_ino
+    except FileNotFoundError:
+        return None
+
+
+@dataclass(frozen=True)
+class LogPosition:
+    """Where the current log file ended at some moment: following from here misses no
+    line written after it, even one written while older lines were being printed."""
+
+    inode: int
+    offset: int
+
+
+def log_position(folder: Path) -> LogPosition | None:
+    """The end of the current log file now; None when there is none yet."""
+    try:
+        st = os.stat(folder / LOG_FILE)
+    except FileNotFoundError:
+        return None
+    return LogPosition(st.st_ino, st.st_size)
+
+
 def follow_logs(
     folder: Path,
     query: LogQuery,
     *,
+    start: LogPosition | None = None,
     poll: float = 0.5,
     stop: Callable[[], bool] = lambda: False,
 ) -> Iterator[LogLine]:
-    """Lines matching `query` as they are written, from now on (across rotations), until
-    `stop()` says so."""
+    """Lines matching `query` as they are written, across rotations, until `stop()` says
+    so (checked at least every `poll` seconds, also when nothing is written). From
+    `start` when given, else from the end of the current file; a file that was not there
+    at the start (or has been rotated since) is read from its beginning."""
     path = folder / LOG_FILE
+    start = start or log_position(folder)
     stream = None
     inode = None
     pending = ""
-    first_open = path.exists()  # an existing file is followed from its end; a new one from its start
     try:
         while not stop():
-            if stream is None and path.exists():
-                stream = path.open("r", encoding="utf-8", errors="replace")
-                inode = os.fstat(stream.fileno()).st_ino
-                if first_open:
-                    stream.seek(0, os.SEEK_END)
-                first_open = False
             if stream is None:
-                time.sleep(poll)
-                continue
+                try:
+                    stream = path.open("r", encoding="utf-8", errors="replace")
+                except FileNotFoundError:
+                    time.sleep(poll)
+                    continue
+                inode = os.fstat(stream.fileno()).st_ino
+                if start is not None and start.inode == inode:
+                    stream.seek(start.offset)
+                start = None  # only the first file opened starts part-way
             chunk = stream.read()
             if chunk:
                 pending += chunk
@@ -429,6 +468,7 @@ def follow_logs(
             if rotated:
                 stream.close()
                 stream = None  # the next file is read from its start
+                pending = ""
             else:
                 time.sleep(poll)
     finally:

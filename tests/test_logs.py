@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -24,9 +25,11 @@ from memsys.logs import (
     LogQuery,
     configure_logging,
     event,
+    follow_logs,
     get_logger,
     job_context,
     log_files,
+    log_position,
     read_logs,
 )
 
@@ -104,7 +107,7 @@ def test_stderr_gets_only_the_configured_level_and_the_file_gets_info(tmp_path: 
 
 
 def test_an_unknown_log_level_is_a_clear_settings_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="MEMSYS_LOG_LEVEL is 'LOUD'"):
+    with pytest.raises(ConfigError, match="MEMSYS_LOG_LEVEL is 'loud'"):
         settings_for(tmp_path, MEMSYS_LOG_LEVEL="loud")
 
 
@@ -174,6 +177,98 @@ def test_a_torn_line_is_skipped_and_the_rest_is_read(tmp_path: Path) -> None:
         f.write('{"time": "2026-01-01T00:00:00+00:00", "lev\n')
     get_logger("pipeline").info("after")
     assert [line.message for line in read_logs(tmp_path / "logs", LogQuery())] == ["before", "after"]
+
+
+def wait_for(condition, timeout: float = 60, what: str = "the condition") -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
+        time.sleep(0.02)
+
+
+def test_follow_yields_new_lines_only_and_goes_on_across_rotations(tmp_path: Path) -> None:
+    configure_logging(settings_for(tmp_path, MEMSYS_LOG_MAX_BYTES="4096", MEMSYS_LOG_BACKUPS="3"))
+    log = get_logger("pipeline")
+    log.info("old line")
+    seen: list[str] = []
+    done = threading.Event()
+    # Taken here, not when the thread first runs: a line written before the thread is
+    # scheduled is still "new".
+    start = log_position(tmp_path / "logs")
+
+    def follow() -> None:
+        for line in follow_logs(tmp_path / "logs", LogQuery(job_id="job-f"), start=start, poll=0.02, stop=done.is_set):
+            seen.append(line.message)
+
+    reader = threading.Thread(target=follow, daemon=True)
+    reader.start()
+    try:
+        for i in range(40):
+            with job_context("job-f"):
+                log.info("new %d %s", i, "z" * 120)  # about 300 bytes a line: a rotation every 13 lines
+            with job_context("job-other"):
+                log.info("not this job")
+            # Like `tail -F`, a follower keeps up with a writer that does not rotate twice
+            # between two of its reads: the writer waits until this line is seen.
+            wait_for(lambda: len(seen) > i, what=f"line {i}")
+    finally:
+        done.set()
+        reader.join(timeout=30)
+    assert not reader.is_alive()  # stop() ends it even while nothing is written
+    assert seen == [f"new {i} {'z' * 120}" for i in range(40)]
+    assert len(log_files(tmp_path / "logs")) == 4
+
+
+class Follower:
+    """`memsys logs --follow` as a real process; its output gathered by threads."""
+
+    def __init__(self, data_dir: Path, *args: str) -> None:
+        env = {**os.environ, "MEMSYS_DATA_DIR": str(data_dir), "PYTHONPATH": str(REPO)}
+        self.process = subprocess.Popen([sys.executable, "-m", "memsys", "logs", "--follow", *args], env=env,
+                                        cwd=str(REPO), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.out: list[str] = []
+        self.err: list[str] = []
+        self._readers = [threading.Thread(target=self._gather, args=(stream, into), daemon=True)
+                         for stream, into in ((self.process.stdout, self.out), (self.process.stderr, self.err))]
+        for reader in self._readers:
+            reader.start()
+
+    @staticmethod
+    def _gather(stream, into: list[str]) -> None:  # type: ignore[no-untyped-def]
+        for line in stream:
+            into.append(line.rstrip("\n"))
+
+    def stop(self, signum: int) -> int:
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signum)
+        code = self.process.wait(timeout=60)
+        for reader in self._readers:
+            reader.join(timeout=10)
+        return code
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_logs_follow_prints_the_jobs_new_lines_and_stops_cleanly_on_a_signal(tmp_path: Path, signum: int) -> None:
+    configure_logging(settings_for(tmp_path))
+    log = get_logger("retry")
+    with job_context("job-f"):
+        log.warning("written before")
+    follower = Follower(tmp_path, "--json", "--job", "job-f")
+    try:
+        wait_for(lambda: any(line.startswith("following ") for line in follower.err) or follower.process.poll() is not None,
+                 what="the follower to start")
+        assert follower.process.poll() is None, follower.err
+        with job_context("job-other"):
+            log.warning("another job's line")
+        with job_context("job-f", batch=4):
+            log.warning("written while following")
+        wait_for(lambda: len(follower.out) >= 2, what="the new line on the follower's output")
+    finally:
+        code = follower.stop(signum)
+    assert code == 0, follower.err
+    shown = [json.loads(line) for line in follower.out]
+    assert [(line["message"], line["batch"]) for line in shown] == [("written before", None),
+                                                                   ("written while following", 4)]
 
 
 def test_the_logs_command_prints_a_jobs_lines(tmp_path: Path) -> None:
