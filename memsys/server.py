@@ -325,6 +325,9 @@ def _launch(settings: Settings, folder: Path) -> int:
         "node": node,
         "data_dir": str(settings.data_dir.resolve()),
         "idle_seconds": settings.server_idle_seconds,
+        # weaviate.log is bounded like memsys.log (the supervisor rotates it as it runs).
+        "log_max_bytes": settings.log_max_bytes,
+        "log_backups": settings.log_backups,
         "env": server_environment(settings, node, port, grpc_port, internal),
     })
     # Its own session: no terminal signal, no process-group kill of the starter reaches

@@ -22,6 +22,9 @@ KINDS = {
     "failed_start": "Weaviate failed to start or stopped unexpectedly",
     "error": "Weaviate reported an error",
 }
+# Logged at level error by every healthy 1.35 server when a collection is created with no
+# DEFAULT_QUANTIZATION set ("invalid default quantization for hnsw index: "): not a problem.
+_ORDINARY_ERRORS = ("error while setting default quantization: invalid default quantization for hnsw index:",)
 _FAILED_START = ("did not start", "did not become ready", "kept dying", "giving up", "while starting", "exited with code")
 
 
@@ -40,6 +43,11 @@ class WeaviateProblem:
 
 def _classify(level: str, message: str, supervisor: bool) -> str | None:
     text = message.lower()
+    if "failed to read disk usage" in text:
+        return "error"  # Weaviate could not measure the disk: no pressure known
+    # Weaviate 1.35's words (adapters/repos/db/resource_use.go): "disk usage currently at
+    # N%, threshold set to M%" past DISK_USE_WARNING_PERCENTAGE, "Set READONLY, disk usage
+    # currently at ..." past DISK_USE_READONLY_PERCENTAGE; the same with "memory usage".
     if "disk usage" in text or "no space left" in text:
         return "disk_pressure"
     if "memory usage" in text:
@@ -51,6 +59,8 @@ def _classify(level: str, message: str, supervisor: bool) -> str | None:
         return None
     if level in ("fatal", "panic"):
         return "failed_start"
+    if text.strip() in _ORDINARY_ERRORS:
+        return None
     return "error" if level == "error" else None
 
 
@@ -91,25 +101,35 @@ def _time(text: str) -> dt.datetime | None:
     return None
 
 
-def weaviate_problems(path: Path, *, since: dt.datetime | None = None, limit: int = 20) -> list[WeaviateProblem]:
-    """The newest `limit` problems in Weaviate's log at `path` (oldest first), from
-    `since` on when given; [] when there is no log yet."""
+def _tail(path: Path, size: int) -> bytes:
+    """The last `size` bytes of a file, from a line start; b"" when it is not there."""
     try:
         with path.open("rb") as f:
-            size = f.seek(0, 2)
-            f.seek(max(0, size - TAIL_BYTES))
-            text = f.read().decode("utf-8", errors="replace")
+            end = f.seek(0, 2)
+            f.seek(max(0, end - size))
+            data = f.read()
     except FileNotFoundError:
-        return []
-    lines = text.splitlines()
-    if len(text) >= TAIL_BYTES:
-        lines = lines[1:]  # the first line may start mid-way
+        return b""
+    if end > size:
+        data = data.partition(b"\n")[2]  # the first line may start mid-way
+    return data
+
+
+def weaviate_problems(path: Path, *, since: dt.datetime | None = None, limit: int = 20) -> list[WeaviateProblem]:
+    """The newest `limit` problems in Weaviate's log at `path` (oldest first), from
+    `since` on when given; [] when there is no log yet. A log rotated a moment ago is
+    read together with its previous file (`<path>.1`), up to TAIL_BYTES in all."""
+    data = _tail(path, TAIL_BYTES)
+    if len(data) < TAIL_BYTES:
+        data = _tail(path.with_name(path.name + ".1"), TAIL_BYTES - len(data)) + data
+    if since is not None and not since.tzinfo:
+        since = since.astimezone()
     found = []
-    for raw in lines:
+    for raw in data.decode("utf-8", errors="replace").splitlines():
         problem = _parse(raw)
         if problem is None:
             continue
-        if since is not None and problem.time is not None and problem.time < (since if since.tzinfo else since.astimezone()):
+        if since is not None and problem.time is not None and problem.time < since:
             continue
         found.append(problem)
     return found[-limit:]

@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -37,7 +38,10 @@ _STOP_TIMEOUT = 60.0
 _MAX_RESTARTS = 3
 _START_ATTEMPTS = 3
 _RESTART_WINDOW = 300.0
-_LOG_ROTATE_BYTES = 20 * 2**20
+# The log's bounds when the launch plan names none (memsys passes its log settings).
+LOG_MAX_BYTES = 5 * 2**20
+LOG_BACKUPS = 5
+_LONGEST_LINE = 2**16  # a longer line (a huge stack trace) is written in pieces
 
 
 def process_start(pid: int) -> str | None:
@@ -138,6 +142,42 @@ def _set_parent_death_signal() -> None:
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
+class RotatingLog:
+    """weaviate.log, bounded while the server runs: a write that would take the file past
+    `max_bytes` first renames it to `.1` (`.1` to `.2`, ..., the oldest dropped), so the
+    log never takes more than (backups + 1) x max_bytes. Lines are written whole, by one
+    writer at a time (Weaviate's output pump and the supervisor's own lines). Only the
+    supervisor writes this file, so no lock between processes is needed."""
+
+    def __init__(self, path: Path, max_bytes: int = LOG_MAX_BYTES, backups: int = LOG_BACKUPS) -> None:
+        self.path = path
+        self.max_bytes = max(1024, max_bytes)
+        self.backups = max(1, backups)
+        self._lock = threading.Lock()
+        self._file = open(path, "ab", buffering=0)  # noqa: SIM115 - lives as long as the process
+
+    def write(self, data: bytes) -> None:
+        with self._lock:
+            if self._file.tell() and self._file.tell() + len(data) > self.max_bytes:
+                self._rotate()
+            self._file.write(data)
+
+    def _rotate(self) -> None:
+        self._file.close()
+        for n in range(self.backups - 1, 0, -1):
+            older = self.path.with_name(f"{self.path.name}.{n}")
+            if older.exists():
+                older.replace(self.path.with_name(f"{self.path.name}.{n + 1}"))
+        self.path.replace(self.path.with_name(f"{self.path.name}.1"))
+        self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115
+
+    def pump(self, stream: Any) -> None:
+        """Copy a process's output here line by line until it closes (the process ended)."""
+        with stream:
+            for line in iter(lambda: stream.readline(_LONGEST_LINE), b""):
+                self.write(line)
+
+
 class Supervisor:
     def __init__(self, server_dir: Path) -> None:
         self.dir = server_dir
@@ -147,8 +187,10 @@ class Supervisor:
             raise SystemExit(f"memsys-supervisor: {server_dir} has no launch plan or secrets file")
         self.plan = plan
         self.secrets = secrets
-        self.log = open(server_dir / LOG_FILE, "ab", buffering=0)  # noqa: SIM115 - lives as long as the process
+        self.log = RotatingLog(server_dir / LOG_FILE, int(plan.get("log_max_bytes", LOG_MAX_BYTES)),
+                               int(plan.get("log_backups", LOG_BACKUPS)))
         self.process: subprocess.Popen[bytes] | None = None
+        self.pump: threading.Thread | None = None
         self.stop_reason = ""
         self.started_at = time.time()
         self.restarts: list[float] = []
@@ -156,6 +198,12 @@ class Supervisor:
     def say(self, message: str) -> None:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         self.log.write(f"{stamp} memsys-supervisor: {message}\n".encode())
+
+    def drain(self) -> None:
+        """After Weaviate has exited: its last lines (a panic, say) reach the log before
+        the supervisor says anything about the exit."""
+        if self.pump is not None:
+            self.pump.join(timeout=5)
 
     def _on_signal(self, signum: int, _frame: Any) -> None:
         self.stop_reason = self.stop_reason or f"stop requested ({signal.Signals(signum).name})"
@@ -176,10 +224,14 @@ class Supervisor:
              "--read-timeout=600s", "--write-timeout=600s"],
             env=self.environment(),
             stdin=subprocess.DEVNULL,
-            stdout=self.log,
-            stderr=self.log,
+            # Through a pipe, not the file itself: the supervisor rotates the log while
+            # Weaviate runs, which an inherited file descriptor would keep writing past.
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             preexec_fn=_set_parent_death_signal,
         )
+        self.pump = threading.Thread(target=self.log.pump, args=(self.process.stdout,), name="weaviate-log", daemon=True)
+        self.pump.start()
         self.say(f"started Weaviate {plan['version']} (pid {self.process.pid}) on http://{plan['host']}:{plan['port']}, "
                  f"gRPC port {plan['grpc_port']}, data {plan['env']['PERSISTENCE_DATA_PATH']}")
 
@@ -189,6 +241,7 @@ class Supervisor:
         assert self.process is not None
         while time.monotonic() < deadline and not self.stop_reason:
             if self.process.poll() is not None:
+                self.drain()
                 self.say(f"Weaviate exited with code {self.process.returncode} while starting")
                 return False
             try:
@@ -242,6 +295,7 @@ class Supervisor:
             self.say(f"Weaviate did not stop within {_STOP_TIMEOUT:.0f} s of SIGTERM; killing it")
             self.process.kill()
             self.process.wait()
+        self.drain()
 
     def new_internal_ports(self) -> None:
         """Fresh cluster ports: on a busy machine a port found free can be taken by
@@ -313,6 +367,7 @@ class Supervisor:
         assert self.process is not None
         now = time.monotonic()
         self.restarts = [t for t in self.restarts if now - t < _RESTART_WINDOW] + [now]
+        self.drain()
         self.say(f"Weaviate (pid {self.process.pid}) exited with code {self.process.returncode}")
         if len(self.restarts) > _MAX_RESTARTS:
             self.say(f"Weaviate exited {len(self.restarts)} times within {_RESTART_WINDOW:.0f} s; giving up")
@@ -321,15 +376,6 @@ class Supervisor:
             return False
         self.write_state()
         return True
-
-
-def _rotate_log(server_dir: Path) -> None:
-    log = server_dir / LOG_FILE
-    try:
-        if log.stat().st_size > _LOG_ROTATE_BYTES:
-            log.replace(log.with_suffix(".log.1"))
-    except FileNotFoundError:
-        pass
 
 
 def _daemonize() -> None:
@@ -352,7 +398,6 @@ def main(argv: list[str]) -> int:
         return 2
     server_dir = Path(argv[1])
     _daemonize()
-    _rotate_log(server_dir)
     return Supervisor(server_dir).run()
 
 
