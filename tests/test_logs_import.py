@@ -116,6 +116,12 @@ def test_cancel_resume_delete_and_retry_leave_audit_records_with_their_counts(en
     assert deleted == done.written == 300 and engine.system.count_memories() == 0
     assert "empty filter" in refused_delete.details["reason"]
     assert [r.action for r in engine.audit_trail(actor="carol")] == ["memories.deleted"]
+    # By job: a dry run is only a count and leaves no record; the deletion does, with the job.
+    assert engine.delete_job(job_id, dry_run=True) == 0 and len(engine.audit_trail()) == 6
+    assert engine.delete_job(job_id, actor="dora") == 0
+    by_job = engine.audit_trail(limit=1)[0]
+    assert (by_job.action, by_job.actor, by_job.details["filter"], by_job.details["count"]) == (
+        "memories.deleted", "dora", {"job": job_id}, 0)
 
 
 def test_a_cache_repair_and_a_clear_leave_audit_records_with_their_counts(memsys_system: MemorySystem, tmp_path: Path) -> None:

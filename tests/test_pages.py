@@ -21,6 +21,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from memsys import MemorySystem, Settings
+from memsys.audit import AuditTrail
 from memsys import server as memsys_server
 
 from conftest import REPO, free_port, wait_for_http
@@ -295,6 +296,16 @@ def test_settings_show_an_entered_key_as_set_and_never_its_value(app_env: dict[s
         shown += [w.value or "" for w in at.text_input if not w.label.endswith("API key")]
         shown += [s for t in at.table for s in iter_strings(t.value.to_dict())]
         assert not [s for s in shown if SENTINEL_KEY in s], page
+    # The audit trail has each key as "set", never its value; no file of the data folder has it.
+    data_dir = Path(app_env["MEMSYS_DATA_DIR"])
+    trail = AuditTrail(data_dir / "jobs.sqlite3")
+    try:
+        changes = [r.details["changes"] for r in trail.records(action="settings.changed")]
+    finally:
+        trail.close()
+    assert {"openai_api_key": "set"} in changes and {"weaviate_api_key": "set"} in changes
+    for path in (p for p in data_dir.rglob("*") if p.is_file()):
+        assert SENTINEL_KEY.encode() not in path.read_bytes(), path
 
 
 # --- Import ----------------------------------------------------------------------------------

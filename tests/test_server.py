@@ -21,7 +21,9 @@ from weaviate.exceptions import WeaviateBaseError
 
 from memsys import MemorySystem, Settings
 from memsys import server as memsys_server
+from memsys.audit import AuditTrail
 from memsys.jobs import JobStore
+from memsys.logs import LogQuery, read_logs
 
 from conftest import REPO, free_port, run_memsys
 from dashboard_support import wait_until
@@ -178,6 +180,19 @@ def test_stop_during_an_import_fails_its_batch_clearly_and_resume_finishes(data_
     assert (done.state, done.total, done.written, done.unchanged, done.failed) == ("completed", 1500, 1500, 0, 0)
     counted = python("import memsys; print(memsys.count_memories('proj'))", data_env)
     assert counted.stdout.strip() == "1500", counted.stderr
+    # The outage is in memsys's log, tied to the job: an error, then the stop with its reason;
+    # the resume in the audit trail, by the CLI's user.
+    lines = read_logs(settings_of(data_env).log_dir, LogQuery(job_id=job.job_id, limit=100_000))
+    ends = [line for line in lines if line.event == "import.done"]
+    assert ends[0].fields["state"] == "failed" and "stop requested" in ends[0].fields["error"]
+    assert ends[-1].fields["state"] == "completed" and ends[-1].fields["written"] == 1500
+    assert any(line.level == "ERROR" and line.time <= ends[0].time for line in lines)
+    trail = AuditTrail(settings_of(data_env).jobs_db)
+    try:
+        resumed_record, = trail.records(action="import.resumed", target=job.job_id)
+    finally:
+        trail.close()
+    assert resumed_record.actor.endswith(" (cli)") and resumed_record.outcome == "done"
 
 
 # --- ownership: one server per data directory --------------------------------------------
