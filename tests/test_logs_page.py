@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Iterator
 
@@ -15,7 +14,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from conftest import REPO
-from dashboard_support import CHROMIUM_ARGS, DashboardServer, memsys_env, require_chromium, wait_until
+from dashboard_support import CHROMIUM_ARGS, DashboardServer, memsys_env, require_chromium
 from memsys.audit import AuditAction, AuditOutcome, AuditTrail
 from memsys.config import Settings
 from memsys.logs import configure_logging, event, get_logger, job_context

@@ -148,6 +148,10 @@ def test_an_old_collection_is_dropped_only_when_search_no_longer_uses_it(
     assert engine.drop_collection(old) == N
     assert [c.name for c in engine.collections()] == [new]
     assert engine.count() == N
+    # In the audit trail: the re-embed, the two refused drops and the drop with its count.
+    trail = [(r.action, r.target, r.outcome, r.details.get("count")) for r in reversed(engine.audit_trail(limit=4))]
+    assert trail == [("reembed.started", old, "done", None), ("collection.dropped", new, "refused", None),
+                     ("collection.dropped", "Memory", "refused", None), ("collection.dropped", old, "done", N)]
 
 
 def test_a_stopped_reembed_resumes_with_nothing_lost_or_embedded_twice(
