@@ -713,13 +713,12 @@ class Engine:
 
     def needs_reembed(self) -> str:
         """Why the collection searched now does not match the configured embedder (naming
-        both), or "" when it does."""
+        both), or "" when it does or does not say (made before memsys recorded it: imports
+        go in, and `create_reembed` still rebuilds it, recording the embedder)."""
         store = self.system.store
         recorded = store.recorded_embedder()
         current = embedder_record(self.system.router.provider)
-        if recorded is None:
-            return f"{store.live_collection()} does not record which embedder made its vectors"
-        if same_embedder(self.system.router.provider, recorded):
+        if recorded is None or same_embedder(self.system.router.provider, recorded):
             return ""
         return (f"{store.live_collection()} holds vectors of {describe_embedder(recorded)}; the embedder is set to "
                 f"{describe_embedder(current)}")
@@ -731,7 +730,8 @@ class Engine:
         embedder or another re-embed is under way. Returns the job id."""
         store = self.system.store
         store.ensure_collection()
-        if not self.needs_reembed():
+        recorded = store.recorded_embedder()
+        if recorded is not None and same_embedder(self.system.router.provider, recorded):
             raise ValueError(f"{store.live_collection()} is already embedded with "
                              f"{describe_embedder(embedder_record(self.system.router.provider))}; there is nothing to re-embed")
         for job in self.jobs.list_jobs(limit=200):
