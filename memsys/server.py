@@ -11,6 +11,7 @@ this directory's node; anything else is stale and replaced, never written into.
 from __future__ import annotations
 
 import atexit
+import functools
 import os
 import secrets
 import signal
@@ -104,7 +105,14 @@ class ServerStatus:
 
 
 def server_dir(settings: Settings) -> Path:
-    return settings.data_dir.resolve() / "server"
+    return _resolved(settings.data_dir) / "server"
+
+
+@functools.lru_cache(maxsize=64)
+def _resolved(data_dir: Path) -> Path:
+    # Asked on every use of a connection (is the server still the one we know?): resolving
+    # the path each time was a measurable share of an import's writes.
+    return data_dir.resolve()
 
 
 def log_file(settings: Settings) -> Path:
