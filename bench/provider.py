@@ -32,6 +32,7 @@ from memsys import EmbeddingRouter, MemorySystem, Settings
 from memsys.config import BatchConfig
 from memsys.embeddings.providers import OpenAIProvider
 from memsys.engine import Engine
+from memsys.server import stop_server
 
 E5 = "multilingual-e5-small-q4"
 LATENCY = 0.3
@@ -161,6 +162,7 @@ def run() -> Iterator[Result]:
             yield from bench_three_servers(b, ports)
         finally:
             b.base.close()
+            stop_server(b.base.settings)  # the memsys server outlives its clients; the bench is over
             for s in servers:
                 s.terminate()
                 s.wait()
