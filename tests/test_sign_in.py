@@ -28,7 +28,7 @@ USERS = {
 ROLES = {"MEMSYS_ADMINS": "ann@example.com", "MEMSYS_OPERATORS": "@ops.example.com",
          "MEMSYS_VIEWERS": "group:memsys-viewers"}
 NAV = {
-    "ann": ["Home", "Import", "Memories", "Metrics", "Cache", "Batch settings", "Settings"],
+    "ann": ["Home", "Import", "Memories", "Metrics", "Cache", "Logs", "Batch settings", "Settings"],
     "olga": ["Home", "Import", "Memories", "Metrics", "Cache"],
     "vic": ["Home", "Memories", "Metrics", "Cache"],
 }
