@@ -331,6 +331,9 @@ class Supervisor:
         self.write_state()
         while True:
             code = self.watch()
+            if not self.dir.is_dir():
+                self.stop_weaviate()  # no state or lock left to keep: only Weaviate to stop
+                return code
             # Under the lock, so no one starts another Weaviate on these files before this
             # one has flushed and exited; the state goes first, so no new client connects.
             with locked(self.dir):
@@ -339,9 +342,11 @@ class Supervisor:
                     self.stop_reason = ""
                     continue
                 reason = self.stop_reason or "Weaviate kept dying; see the log"
-                self.say(f"stopping: {reason}")
-                self.remove_state(reason)
-                self.stop_weaviate()
+                try:
+                    self.say(f"stopping: {reason}")
+                    self.remove_state(reason)
+                finally:
+                    self.stop_weaviate()  # whatever happened to the files, Weaviate goes too
             self.say("stopped")
             return code
 
@@ -357,6 +362,10 @@ class Supervisor:
                 if not self._restart_after_crash():
                     return 1
                 continue
+            if not self.dir.is_dir():
+                # The data directory was deleted (a temporary one, say): nothing to serve.
+                self.stop_reason = "the data directory is gone"
+                break
             if live_leases(self.dir):
                 last_client = time.monotonic()
             elif idle_seconds > 0 and time.monotonic() - last_client >= idle_seconds:

@@ -5,6 +5,7 @@ the CLI, scripts in fresh interpreters, Weaviate itself."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -130,6 +131,17 @@ def test_the_server_stops_by_itself_after_its_idle_time_without_clients(tmp_path
         assert status.returncode == 3 and "no memsys server runs" in status.stdout and "idle" in status.stdout
     finally:
         memsys_server.stop_server(settings)
+
+
+def test_a_deleted_data_directory_stops_its_server_and_weaviate(tmp_path: Path) -> None:
+    """A temporary data directory removed under a running server (a script's tempdir):
+    the supervisor and Weaviate go, instead of serving nothing until the idle time."""
+    env = env_for(tmp_path / "data", idle=0)
+    state, started = memsys_server.ensure_server(settings_of(env))
+    assert started
+    shutil.rmtree(tmp_path / "data")
+    wait_gone(state.pid)
+    wait_gone(state.weaviate_pid)
 
 
 def test_stop_flushes_and_the_data_is_there_after_the_next_start(data_env: dict[str, str]) -> None:
