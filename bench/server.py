@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Iterator
 
 from bench.common import Result
+from bench.pipeline import free_port
 from memsys import Settings
 from memsys.server import running_state, stop_server
 
@@ -24,8 +25,10 @@ COUNT = "import memsys; print(memsys.count_memories())"
 
 def _env(data_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MEMSYS_", "WEAVIATE_", "OPENAI_"))}
+    # Ports of its own: a dashboard the operator runs on the default ports is not disturbed.
     env.update({"MEMSYS_DATA_DIR": str(data_dir), "MEMSYS_EMBEDDING_PROVIDER": "local",
-                "MEMSYS_SERVER_IDLE_SECONDS": "600"})
+                "MEMSYS_SERVER_IDLE_SECONDS": "600", "MEMSYS_WEAVIATE_PORT": str(free_port()),
+                "MEMSYS_WEAVIATE_GRPC_PORT": str(free_port())})
     return env
 
 
