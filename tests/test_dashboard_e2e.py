@@ -25,12 +25,12 @@ LONG = 180_000  # ms: the first import also loads the model and starts nothing t
 # take a while to rerun the page after Start.
 FINISHED = re.compile(r"Import finished in .*?: ([\d,]+) written, ([\d,]+) unchanged, ([\d,]+) failed of ([\d,]+) item")
 WITH_FAILURES = re.compile(r"Import finished in .* with failures: ([\d,]+) written, ([\d,]+) unchanged, ([\d,]+) failed of ([\d,]+) item")
-PAGES = ["Home", "Import", "Memories", "Metrics", "Cache", "Batch settings", "Settings"]
+PAGES = ["Home", "Import", "Memories", "Metrics", "Cache", "Logs", "Batch settings", "Settings"]
 # Each page's address, as a person would type or bookmark it.
-URLS = {"Home": "", "Import": "import", "Memories": "memories", "Metrics": "metrics", "Cache": "cache",
+URLS = {"Home": "", "Import": "import", "Memories": "memories", "Metrics": "metrics", "Cache": "cache", "Logs": "logs",
         "Batch settings": "batch_settings", "Settings": "settings"}
 TITLES = {"Home": "memsys", "Import": "Import", "Memories": "Memories", "Metrics": "Metrics",
-          "Cache": "Embedding cache", "Batch settings": "Batch settings", "Settings": "Settings"}
+          "Cache": "Embedding cache", "Logs": "Logs", "Batch settings": "Batch settings", "Settings": "Settings"}
 SEED = "seed.jsonl"
 
 
