@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from memsys.errors import MemsysError
+from memsys.errors import JobStoreError, MemsysError
 
 if TYPE_CHECKING:
     from memsys.config import Settings
@@ -211,8 +211,11 @@ class AuthorizedEngine:
     def _refuse(self, action: str, needed: Role) -> None:
         log.warning("refused: %s (%s, %s) tried %s, which needs %s", self.user.name, self.user.email or "no e-mail",
                     self.user.role.label, action, needed.label)
-        self._engine.record_refusal(action, actor=self.actor,
-                                    reason=f"signed in as {self.user.role.label}; {action} needs {needed.label}")
+        try:
+            self._engine.record_refusal(action, actor=self.actor,
+                                        reason=f"signed in as {self.user.role.label}; {action} needs {needed.label}")
+        except JobStoreError as e:  # the refusal stands whether or not it could be recorded
+            log.error("the refusal of %s to %s could not be recorded: %s", action, self.actor, e)
         if self._on_refusal is not None:
             self._on_refusal(self.user, action)
         raise AccessDenied(self.user, action, needed)

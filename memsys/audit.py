@@ -14,8 +14,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
+from memsys.jobs import explain_db_error
 from memsys.logs import event, get_logger, scrub_text, scrub_value
 
 log = get_logger("audit")
@@ -70,20 +71,44 @@ class AuditRecord:
 
 class AuditTrail:
     """The audit table of one job database. Thread-safe and process-safe (WAL, one
-    INSERT per record)."""
+    INSERT per record). A database that cannot be written raises JobStoreError."""
 
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: Path, timeout: float = 30.0) -> None:
+        self.path = path
+        self.timeout = timeout
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(path), timeout=30, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=30000")
-        with self._lock:
-            self._db.executescript(_SCHEMA)
+        # Opened on first use, not here: an engine on a read-only data directory still
+        # starts (and says what is wrong) rather than failing to exist.
+        self._db: sqlite3.Connection | None = None
 
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        """Run one statement (call with `_lock` held). A database that cannot be opened or
+        written raises JobStoreError with a plain reason, and the connection is dropped so
+        the next call opens it afresh (a data directory writable again)."""
+        try:
+            if self._db is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                db = sqlite3.connect(str(self.path), timeout=self.timeout, check_same_thread=False, isolation_level=None)
+                try:
+                    db.execute(f"PRAGMA busy_timeout={int(self.timeout * 1000)}")
+                    db.execute("PRAGMA journal_mode=WAL")
+                    db.executescript(_SCHEMA)
+                except sqlite3.Error:
+                    db.close()
+                    raise
+                self._db = db
+            return self._db.execute(sql, params)
+        except (sqlite3.Error, OSError) as e:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+            raise explain_db_error(e, self.path, self.timeout) from e
 
     def record(
         self,
@@ -99,7 +124,7 @@ class AuditTrail:
         now = time.time()
         actor, target = scrub_text(actor), scrub_text(target)
         with self._lock:
-            cur = self._db.execute(
+            cur = self._execute(
                 "INSERT INTO audit (at, actor, action, target, outcome, details) VALUES (?, ?, ?, ?, ?, ?)",
                 (now, actor, str(action), target, str(outcome), json.dumps(clean, ensure_ascii=False, default=str)),
             )
@@ -134,7 +159,7 @@ class AuditTrail:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY id DESC LIMIT ?"
         with self._lock:
-            rows = self._db.execute(sql, (*params, limit)).fetchall()
+            rows = self._execute(sql, (*params, limit)).fetchall()
         return [
             AuditRecord(r[0], dt.datetime.fromtimestamp(r[1], dt.timezone.utc), r[2], r[3], r[4], r[5], json.loads(r[6]))
             for r in rows

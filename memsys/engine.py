@@ -196,7 +196,7 @@ class Engine:
         self.system = system or MemorySystem(self.settings)
         configure_logging(self.settings)
         self.jobs = JobStore(self.settings.jobs_db, timeout=self.settings.jobs_db_timeout)
-        self.audit = AuditTrail(self.settings.jobs_db)
+        self.audit = AuditTrail(self.settings.jobs_db, timeout=self.settings.jobs_db_timeout)
         self.spool = Spool(self.settings.spool_dir)
         self.pipeline = ImportPipeline(self.system, self.jobs)
         self.runner = JobRunner(self.jobs, self._run_job)

@@ -786,7 +786,7 @@ class JobStore:
             raise self._failure(e, reading) from e
 
     def _failure(self, e: BaseException, reading: bool) -> JobStoreError:
-        error = _explain_db_error(e, self.path, self.timeout)
+        error = explain_db_error(e, self.path, self.timeout)
         if error.kind in ("read_only", "cannot_open", "io"):
             self._drop(reading)
         return error
@@ -822,7 +822,7 @@ class JobStore:
         return rows[0] if rows else None
 
 
-def _explain_db_error(e: BaseException, path: Path, timeout: float) -> JobStoreError:
+def explain_db_error(e: BaseException, path: Path, timeout: float) -> JobStoreError:
     """A database failure in the user's words, with what to do about it."""
     name = getattr(e, "sqlite_errorname", "") or ""
     text = str(e).lower()

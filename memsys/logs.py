@@ -148,37 +148,52 @@ class JsonFormatter(logging.Formatter):
 
 class SharedRotatingFileHandler(logging.handlers.RotatingFileHandler):
     """A RotatingFileHandler several processes (the dashboard and CLI commands on one data
-    directory) can share: a lock file serialises writes and rotation, and a process whose
-    file was rotated away by another reopens the current file before writing, so the
-    set of files stays within `backupCount + 1` files of `maxBytes`."""
+    directory) can share: a lock file serialises writes and rotation, and the file is
+    opened for each line and closed after it, so every process writes to the current file
+    (whoever rotated it), the set of files stays within `backupCount + 1` files of
+    `maxBytes`, and between lines no file of the data directory is held open (it can be
+    remounted read-only, unmounted or moved). A data directory that cannot be written
+    (read-only, full) loses the lines meanwhile, said once on stderr, never an error to
+    the caller: logging must not stop the work it describes."""
 
     def __init__(self, path: Path, max_bytes: int, backups: int) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        super().__init__(str(path), maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
+        super().__init__(str(path), maxBytes=max_bytes, backupCount=backups, encoding="utf-8", delay=True)
         self._lock_path = str(path) + ".lock"
+        self._failing = ""  # the error that stops writing now, said once
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
+            Path(self.baseFilename).parent.mkdir(parents=True, exist_ok=True)
             with open(self._lock_path, "a") as lock:
                 fcntl.flock(lock, fcntl.LOCK_EX)
                 try:
-                    self._reopen_if_rotated()
-                    super().emit(record)
+                    super().emit(record)  # opens the file (delay=True), rotating first if due
                 finally:
+                    self.close_stream()
                     fcntl.flock(lock, fcntl.LOCK_UN)
-        except OSError:
-            self.handleError(record)
+            self._failing = ""
+        except OSError as e:
+            self.close_stream()
+            said = f"{type(e).__name__}: {e.strerror or e}"
+            if said != self._failing:
+                self._failing = said
+                print(f"memsys: cannot write the log {self.baseFilename} ({said}); its lines are lost until it can",
+                      file=sys.stderr)
 
-    def _reopen_if_rotated(self) -> None:
-        if self.stream is None:
-            return
-        try:
-            current = os.stat(self.baseFilename).st_ino
-        except FileNotFoundError:
-            current = None
-        if current != os.fstat(self.stream.fileno()).st_ino:
-            self.stream.close()
-            self.stream = self._open()
+    def handleError(self, record: logging.LogRecord) -> None:
+        # RotatingFileHandler.emit reports its own OSError here: raise it to emit() above.
+        error = sys.exc_info()[1]
+        if isinstance(error, OSError):
+            raise error
+        super().handleError(record)
+
+    def close_stream(self) -> None:
+        if self.stream is not None:
+            try:
+                self.stream.close()
+            except OSError:
+                pass  # a failed flush on a full disk: the line is lost, the handle goes anyway
+            self.stream = None  # type: ignore[assignment]
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]

@@ -20,6 +20,7 @@ import pytest
 
 from memsys.audit import AuditAction, AuditOutcome, AuditTrail
 from memsys.config import ConfigError, Settings
+from memsys.errors import JobStoreError
 from memsys.logs import (
     LOG_FILE,
     LogQuery,
@@ -305,3 +306,30 @@ def test_the_audit_trail_keeps_records_and_refuses_every_edit(tmp_path: Path) ->
     assert SENTINEL.encode() not in (tmp_path / "jobs.sqlite3").read_bytes() + (tmp_path / "jobs.sqlite3-wal").read_bytes()
     audit_lines = [line for line in lines_of(tmp_path) if line["component"] == "audit"]
     assert [line["event"] for line in audit_lines] == ["audit.memories.deleted", "audit.settings.changed"]
+
+
+def test_a_log_folder_that_cannot_be_written_loses_lines_quietly_and_logging_goes_on(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "logs"
+    blocker.write_text("not a folder")  # as a read-only or full volume would: every open fails (root included)
+    configure_logging(settings_for(tmp_path, MEMSYS_LOG_LEVEL="CRITICAL"))
+    log = get_logger("pipeline")
+    log.info("lost one")
+    log.info("lost two")
+    said = capsys.readouterr().err
+    assert said.count("cannot write the log") == 1 and "lines are lost until it can" in said
+    blocker.unlink()
+    log.info("written again")
+    assert [line["message"] for line in lines_of(tmp_path)] == ["written again"]
+
+
+def test_an_audit_trail_that_cannot_be_written_says_why_and_opens_once_it_can(tmp_path: Path) -> None:
+    blocker = tmp_path / "data"
+    blocker.write_text("not a folder")
+    trail = AuditTrail(blocker / "jobs.sqlite3")  # nothing opened yet: an engine on such a folder still starts
+    with pytest.raises(JobStoreError):
+        trail.record(AuditAction.CACHE_CLEARED, "alice")
+    blocker.unlink()
+    trail.record(AuditAction.CACHE_CLEARED, "alice", details={"removed": 3})
+    assert [(r.actor, r.details) for r in trail.records()] == [("alice", {"removed": 3})]
+    trail.close()
