@@ -122,6 +122,10 @@ def test_cancel_resume_delete_and_retry_leave_audit_records_with_their_counts(en
     by_job = engine.audit_trail(limit=1)[0]
     assert (by_job.action, by_job.actor, by_job.details["filter"], by_job.details["count"]) == (
         "memories.deleted", "dora", {"job": job_id}, 0)
+    # A retry of a job with nothing failed is recorded with how many items it retried.
+    assert engine.retry_failed(job_id, actor="erin") == 0
+    retried = engine.audit_trail(limit=1)[0]
+    assert (retried.action, retried.actor, retried.target, retried.details) == ("import.retried", "erin", job_id, {"items": 0})
 
 
 def test_a_cache_repair_and_a_clear_leave_audit_records_with_their_counts(memsys_system: MemorySystem, tmp_path: Path) -> None:
