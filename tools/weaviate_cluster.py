@@ -206,6 +206,16 @@ class LocalCluster:
     def _process(self, node: NodeSpec) -> psutil.Process | None:
         if node.pid is None:
             return None
+        child = self._children.get(node.name)
+        if child is not None and child.pid == node.pid:
+            # Our own child: its pid cannot be reused before we reap it, and right after
+            # Popen it may not have exec'd the server yet (its command line is still ours).
+            if child.poll() is not None:
+                return None
+            try:
+                return psutil.Process(child.pid)
+            except psutil.NoSuchProcess:
+                return None
         try:
             proc = psutil.Process(node.pid)
             if proc.status() == psutil.STATUS_ZOMBIE:
