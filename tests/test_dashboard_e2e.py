@@ -124,7 +124,7 @@ def upload(page: Page, files: list[tuple[str, bytes, str]]) -> None:
         [{"name": n, "mimeType": m, "buffer": b} for n, b, m in files]
     )
     # Listed with a Remove button once the page has copied them to the spool.
-    expect(page.get_by_role("button", name="Remove")).to_have_count(len(files), timeout=30_000)
+    expect(page.get_by_role("button", name="Remove", exact=True)).to_have_count(len(files), timeout=30_000)
 
 
 def fill_fields(page: Page, project: str) -> None:
