@@ -86,7 +86,9 @@ def seeded(server: DashboardServer, browser: Browser, tmp_path_factory: pytest.T
 def go(page: Page, name: str) -> None:
     """Switch page the way a person does: the sidebar (the session stays the same)."""
     page.get_by_test_id("stSidebarNavItems").get_by_role("link", name=name, exact=True).click()
-    expect(page.get_by_role("heading", level=1).first).to_be_visible()
+    # The new page's own title: until its run draws, the page before it is still on screen
+    # (and its finished run would pass for this one's).
+    expect(page.get_by_role("heading", level=1, name=TITLES[name], exact=True)).to_be_visible(timeout=LONG)
 
 
 def painted(page: Page) -> None:
@@ -133,6 +135,7 @@ def fill_fields(page: Page, project: str) -> None:
     values = {"Project": project, "Repo": "handbook", "Agent": "e2e", "Tags": "browser, test"}
     for _ in range(3):
         for label, value in values.items():
+            settle(page)  # mid-run, the field can be on the page twice: the old one and the new
             if page.get_by_label(label, exact=True).input_value() != value:
                 fill(page, label, value)
         settle(page)
