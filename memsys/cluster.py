@@ -112,7 +112,6 @@ def cluster_status(store: "MemoryStore", wait_for_listing: float = 0.0) -> Clust
     client = store.client
     s = store.settings
     detail = ""
-    raft = _raft_view(store)
     nodes: dict[str, NodeState] = {}
     try:
         # Verbose output has the shards, but answers 500 while a node is unreachable.
@@ -131,6 +130,9 @@ def cluster_status(store: "MemoryStore", wait_for_listing: float = 0.0) -> Clust
             nodes.update((n, NodeState(n, DOWN)) for n in unreachable)
             known = [n for n in _known_members.get(store, ()) if n not in unreachable]
             nodes.update((n, NodeState(n, "HEALTHY" if _answers(store, n) else DOWN)) for n in known)
+    # Raft's view after the node list: asked while a dead node is still a member, it is
+    # refused too, and a verification that waited for the list would miss the dead node.
+    raft = _raft_view(store)
     for n in listed:
         nodes[n.name] = NodeState(
             n.name, n.status, n.version,
@@ -262,7 +264,11 @@ def replica_holders(store: "MemoryStore", uuids: Sequence[str], nodes: Iterable[
 def verify_replication(store: "MemoryStore", job_id: str, items: Sequence[tuple[str, str]]) -> ReplicationReport:
     """Check that every (uuid, item name) is readable with consistency ALL and, on a
     cluster, held by as many nodes as the replication factor asks."""
+    deadline = time.monotonic() + _VERIFY_LISTING_SECONDS
     status = cluster_status(store, wait_for_listing=_VERIFY_LISTING_SECONDS)
+    while (status.replication_factor or 1) > len(status.nodes) and time.monotonic() < deadline:
+        time.sleep(0.5)  # a dead node not yet known by name: Raft's view comes back with the list
+        status = cluster_status(store, wait_for_listing=max(0.0, deadline - time.monotonic()))
     factor = status.replication_factor or 1
     names = tuple(n.name for n in status.nodes)
     if factor > len(names):
