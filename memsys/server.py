@@ -96,6 +96,7 @@ class ServerStatus:
     clients: list[ClientInfo] = field(default_factory=list)
     connections: int | None = None  # open TCP connections to its REST and gRPC ports
     last_stop: dict[str, Any] | None = None  # {"stopped_at": ..., "reason": ...}
+    last_check: dict[str, Any] | None = None  # the supervisor's last look: {"checked_at", "idle_since", ...}
     log_file: Path | None = None
     external: str = ""  # a configured server URL: memsys does not run that one
 
@@ -486,6 +487,7 @@ def server_status(settings: Settings, count_objects: bool = True) -> ServerStatu
     status.running = True
     status.state = state
     status.clients = [ClientInfo(pid, _process_command(pid)) for pid in sorted(sup.live_leases(folder))]
+    status.last_check = last_check(settings, state)
     try:
         weaviate_process = psutil.Process(state.weaviate_pid)
         status.memory_bytes = weaviate_process.memory_info().rss
@@ -498,6 +500,13 @@ def server_status(settings: Settings, count_objects: bool = True) -> ServerStatu
     if count_objects:
         status.objects = _count_objects(settings)
     return status
+
+
+def last_check(settings: Settings, state: ServerState) -> dict[str, Any] | None:
+    """The running supervisor's last look at its clients and Weaviate (every half second):
+    {"checked_at": epoch seconds, "checks": n, "clients": n, "idle_since": epoch or None}."""
+    data = sup.read_json(server_dir(settings) / sup.CHECK_FILE)
+    return data if data and data.get("pid") == state.pid else None
 
 
 def _count_objects(settings: Settings) -> dict[str, int] | None:

@@ -27,6 +27,7 @@ STATE_FILE = "state.json"
 PLAN_FILE = "launch.json"
 SECRETS_FILE = "secrets.json"
 STOPPED_FILE = "stopped.json"
+CHECK_FILE = "checked.json"  # the watch loop's last look: when, clients, idle since
 LOG_FILE = "weaviate.log"
 LOCK_FILE = "lock"
 CLIENTS_DIR = "clients"
@@ -194,6 +195,7 @@ class Supervisor:
         self.stop_reason = ""
         self.started_at = time.time()
         self.restarts: list[float] = []
+        self.checks = 0
 
     def say(self, message: str) -> None:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -355,6 +357,7 @@ class Supervisor:
         Returns the exit code the supervisor will end with."""
         idle_seconds = float(self.plan["idle_seconds"])
         last_client = time.monotonic()
+        idle_since: float | None = None
         while not self.stop_reason:
             time.sleep(_TICK)
             assert self.process is not None
@@ -366,10 +369,21 @@ class Supervisor:
                 # The data directory was deleted (a temporary one, say): nothing to serve.
                 self.stop_reason = "the data directory is gone"
                 break
-            if live_leases(self.dir):
-                last_client = time.monotonic()
-            elif idle_seconds > 0 and time.monotonic() - last_client >= idle_seconds:
-                self.stop_reason = f"idle: no memsys client for {idle_seconds:g} s"
+            clients = len(live_leases(self.dir))
+            if clients:
+                last_client, idle_since = time.monotonic(), None
+            else:
+                idle_since = idle_since or time.time()
+                if idle_seconds > 0 and time.monotonic() - last_client >= idle_seconds:
+                    self.stop_reason = f"idle: no memsys client for {idle_seconds:g} s"
+            self.checks += 1
+            # Status shows it (and tells a supervisor that stopped looking); a test waits for
+            # a look taken after a moment instead of sleeping through that moment.
+            try:
+                write_json(self.dir / CHECK_FILE, {"pid": os.getpid(), "checked_at": time.time(),
+                                                   "checks": self.checks, "clients": clients, "idle_since": idle_since})
+            except OSError:
+                pass  # a full disk: the watch goes on; status says the last look is old
         return 0
 
     def _restart_after_crash(self) -> bool:

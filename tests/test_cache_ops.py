@@ -3,17 +3,18 @@ eviction, the bulk lookup, and checks and repairs while imports write (a real se
 thread and a real second process)."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from test_cache_health import FILE_BACKED, FP, damage_page_holding, fill, open_cache, router_on, truncated
 from helpers import CountingLocalProvider
+from dashboard_support import wait_until
 
 from memsys import Settings
 from memsys.config import LOCAL_DIMENSIONS
@@ -178,6 +179,13 @@ def start_writer(directory: Path, batches: int, min_file_size: int, wait_for: st
     return writer
 
 
+def waiting_for_a_lock(pid: int) -> bool:
+    """The kernel lists a flock request of process `pid` as waiting ("->") for a lock
+    someone else holds."""
+    return any(line.split()[1:3] == ["->", "FLOCK"] and line.split()[5] == str(pid)
+               for line in Path("/proc/locks").read_text().splitlines())
+
+
 def written_by_writer(batches: int) -> list[str]:
     return [make_key(FP, "passage", f"written by the other process {b}-{i}") for b in range(batches) for i in range(20)]
 
@@ -186,7 +194,8 @@ def test_another_process_waits_to_write_while_a_repair_holds_the_cache(tmp_path:
     cache = open_cache(tmp_path / "cache")
     with cache.maintenance():
         writer = start_writer(cache.directory, batches=1, min_file_size=2**15, wait_for="ready")
-        time.sleep(1.0)
+        wait_until(lambda: waiting_for_a_lock(writer.pid) or writer.poll() is not None, 60, interval=0.05,
+                   what="the writer to wait for the cache's lock")
         assert writer.poll() is None
     out, err = writer.communicate(timeout=60)
 
@@ -200,7 +209,8 @@ def test_another_thread_waits_to_write_while_a_repair_holds_the_cache(tmp_path: 
     thread = threading.Thread(target=lambda: cache.set_many([(key, np.ones(LOCAL_DIMENSIONS))], FP))
     with cache.maintenance():
         thread.start()
-        thread.join(0.5)
+        wait_until(lambda: waiting_for_a_lock(os.getpid()) or not thread.is_alive(), 60, interval=0.05,
+                   what="the thread to wait for the cache's lock")
         assert thread.is_alive()
     thread.join(10)
 

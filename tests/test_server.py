@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import psutil
 import pytest
@@ -83,6 +83,18 @@ def wait_gone(pid: int, timeout: float = 60) -> None:
 
 # --- start, share, stop ----------------------------------------------------------------
 
+def checked_after(settings: Settings, state: memsys_server.ServerState, moment: float) -> dict[str, Any]:
+    """Wait for the supervisor's first look at its clients taken after `moment`."""
+    seen: dict[str, Any] = {}
+
+    def looked() -> bool:
+        seen.update(memsys_server.last_check(settings, state) or {})
+        return float(seen.get("checked_at", 0)) > moment
+
+    wait_until(looked, max(0.0, moment - time.time()) + 60, interval=0.2, what=f"a supervisor check after {moment}")
+    return seen
+
+
 def test_the_server_outlives_the_cli_command_that_started_it(data_env: dict[str, str]) -> None:
     memsys_server.stop_server(settings_of(data_env))
     started = run_memsys(["server", "start"], data_env)
@@ -98,8 +110,10 @@ def test_the_server_outlives_the_cli_command_that_started_it(data_env: dict[str,
     assert "memory: " in status.stdout and "objects: " in status.stdout
     # Idle time 0: no client at all for several supervisor ticks, and it keeps running.
     assert "memsys clients: 0" in status.stdout and "runs until" in status.stdout
-    time.sleep(3)
+    checked_after(settings_of(data_env), state, time.time() + 3)
     assert memsys_server.running_state(settings_of(data_env)) == state
+    check = memsys_server.last_check(settings_of(data_env), state)
+    assert check is not None and check["clients"] == 0 and check["idle_since"] is not None
 
 
 def test_a_second_command_connects_without_starting_anything(data_env: dict[str, str]) -> None:
@@ -120,8 +134,11 @@ def test_the_server_stops_by_itself_after_its_idle_time_without_clients(tmp_path
     settings = settings_of(env)
     try:
         client, state = memsys_server.connect_client(settings)  # a client holds it up
-        time.sleep(8)  # well past the idle time: a held lease keeps the server running
+        # A look taken well past the idle time: a held lease keeps the server running.
+        check = checked_after(settings, state, time.time() + 3 + 2)
+        assert check["clients"] == 1 and check["idle_since"] is None
         assert memsys_server.running_state(settings) == state
+        assert "no memsys client for" not in run_memsys(["server", "status"], env).stdout
         client.close()
         memsys_server.release_client(settings)
         wait_until(lambda: memsys_server.running_state(settings) is None, 60, interval=0.2, what="idle stop")
