@@ -139,7 +139,8 @@ ADMIN_CALLS = {
 }
 # Calls that record who made them in the audit trail (`actor=`).
 AUDITED_CALLS = {"cancel", "resume", "retry_failed", "delete", "delete_job", "check_cache", "clear_cache",
-                 "record_settings_change", "record_import_started", "start_import", "start_reembed", "drop_collection"}
+                 "record_settings_change", "record_import_started", "start_import", "start_reembed", "drop_collection",
+                 "restore", "server_start", "server_stop"}
 # Calls whose role depends on their arguments.
 ARGUMENT_CALLS: dict[str, Callable[..., Role]] = {
     # A check is an operator's; a repair (fix=True) removes entries and is an admin's.

@@ -45,11 +45,14 @@ class AuditAction(enum.StrEnum):
     IMPORT_RESUMED = "import.resumed"
     IMPORT_RETRIED = "import.retried"
     MEMORIES_DELETED = "memories.deleted"
+    MEMORIES_RESTORED = "memories.restored"
     CACHE_REPAIRED = "cache.repaired"
     CACHE_CLEARED = "cache.cleared"
     SETTINGS_CHANGED = "settings.changed"
     REEMBED_STARTED = "reembed.started"
     COLLECTION_DROPPED = "collection.dropped"
+    SERVER_STARTED = "server.started"
+    SERVER_STOPPED = "server.stopped"
 
 
 class AuditOutcome(enum.StrEnum):

@@ -61,7 +61,7 @@ def _restore(args: argparse.Namespace) -> int:
     engine = Engine()
     try:
         with args.file.open(encoding="utf-8") as lines:
-            n = engine.restore(lines)
+            n = engine.restore(lines, source=str(args.file))
     finally:
         engine.close()
     print(f"restored {n} memories from {args.file}")

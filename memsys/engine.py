@@ -82,7 +82,8 @@ _AUDITED_CALLS = {
     "delete": AuditAction.MEMORIES_DELETED, "check_cache": AuditAction.CACHE_REPAIRED, "clear_cache": AuditAction.CACHE_CLEARED,
     "record_settings_change": AuditAction.SETTINGS_CHANGED, "delete_job": AuditAction.MEMORIES_DELETED,
     "start_reembed": AuditAction.REEMBED_STARTED, "create_reembed": AuditAction.REEMBED_STARTED,
-    "drop_collection": AuditAction.COLLECTION_DROPPED,
+    "drop_collection": AuditAction.COLLECTION_DROPPED, "restore": AuditAction.MEMORIES_RESTORED,
+    "server_start": AuditAction.SERVER_STARTED, "server_stop": AuditAction.SERVER_STOPPED,
 }
 
 ProgressCallback = Callable[[JobProgress], None]
@@ -283,16 +284,26 @@ class Engine:
         return verify_replication(self.system.store, job_id, self.jobs.stored_items(job_id))
 
     # --- the memsys server (embedded Weaviate of this data directory) ----------------
-    def server_start(self) -> tuple[ServerState, bool]:
+    def server_start(self, *, actor: str | None = None) -> tuple[ServerState, bool]:
         """Start this data directory's server in the background (it outlives this
-        process); returns its state and whether this call started it."""
+        process); returns its state and whether this call started it. A start is recorded
+        in the audit trail (a server that was already running is not)."""
         self._require_embedded("start")
-        return server.ensure_server(self.settings)
+        state, started = server.ensure_server(self.settings)
+        if started:
+            self.audit.record(AuditAction.SERVER_STARTED, actor or default_actor(), target=str(state.data_dir),
+                              details={"pid": state.pid, "url": state.url})
+        return state, started
 
-    def server_stop(self) -> ServerState | None:
-        """Stop this data directory's server cleanly; returns what was stopped, if any."""
+    def server_stop(self, *, actor: str | None = None) -> ServerState | None:
+        """Stop this data directory's server cleanly; returns what was stopped, if any. A
+        stop is recorded in the audit trail (asking to stop a stopped server is not)."""
         self._require_embedded("stop")
-        return server.stop_server(self.settings)
+        state = server.stop_server(self.settings)
+        if state is not None:
+            self.audit.record(AuditAction.SERVER_STOPPED, actor or default_actor(), target=str(state.data_dir),
+                              details={"pid": state.pid, "ran_seconds": round(time.time() - state.started_at, 1)})
+        return state
 
     def server_status(self, count_objects: bool = True) -> ServerStatus:
         """Running or not, where, since when, memory, objects, clients. Starts nothing."""
@@ -579,27 +590,33 @@ class Engine:
             n += 1
         return n
 
-    def restore(self, lines: Iterable[str], batch: int = 500) -> int:
+    def restore(self, lines: Iterable[str], batch: int = 500, *, actor: str | None = None, source: str = "") -> int:
         """Write memories exported by `export` back: each with its vector when the export
         has one (nothing embedded), else embedded now, and with its creation time. A line
         that is not a memory raises ValueError naming its line number; a vector from another
         embedder (or of another length) is refused, so a collection never mixes two
         models. Returns how many memories were written or were already stored as they are.
         A collection whose vectors come from another embedder than the configured one is
-        refused first (EmbedderMismatchError), as an import is."""
-        check_embedder(self.system)
-        provider = self.system.router.provider
-        pending: list[tuple[Memory, list[float] | None, Any]] = []
-        total = 0
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            memory, vector, created = parse_export_line(line, number, provider.fingerprint, embedder_name(provider))
-            pending.append((memory, vector, created))
-            if len(pending) >= batch:
-                total += self._restore_batch(pending)
-                pending = []
-        return total + (self._restore_batch(pending) if pending else 0)
+        refused first (EmbedderMismatchError), as an import is. The restore is recorded in
+        the audit trail with `source` (the file) and the count written, whether it finished
+        or stopped at a bad line."""
+        with self._audited(AuditAction.MEMORIES_RESTORED, actor, self.system.store.collection_name,
+                           {"source": source} if source else None) as details:
+            check_embedder(self.system)
+            provider = self.system.router.provider
+            pending: list[tuple[Memory, list[float] | None, Any]] = []
+            details["count"] = 0
+            for number, line in enumerate(lines, start=1):
+                if not line.strip():
+                    continue
+                memory, vector, created = parse_export_line(line, number, provider.fingerprint, embedder_name(provider))
+                pending.append((memory, vector, created))
+                if len(pending) >= batch:
+                    details["count"] += self._restore_batch(pending)
+                    pending = []
+            if pending:
+                details["count"] += self._restore_batch(pending)
+        return int(details["count"])
 
     def _restore_batch(self, batch: list[tuple[Memory, list[float] | None, Any]]) -> int:
         missing = [i for i, (_, v, _) in enumerate(batch) if v is None]

@@ -68,12 +68,17 @@ def test_an_export_restored_into_an_empty_store_is_identical(big: Engine, tmp_pa
     big.system.store.delete_all()
     assert big.count() == 0
     with out.open(encoding="utf-8") as lines:
-        assert big.restore(lines) == N
+        assert big.restore(lines, actor="ops@example.com", source=out.name) == N
     assert snapshot(big) == before  # same ids, fields and vectors
+    record = big.audit_trail(action="memories.restored", actor="ops@example.com")[0]
+    assert record.outcome == "done" and record.details == {"source": "export.jsonl", "count": N}
 
 
 def test_a_restore_refuses_vectors_of_another_embedder_naming_it(big: Engine) -> None:
     line = ('{"id": null, "content": "x", "project": "p", "repo": "r", "agent": "a", "vector": [0.1, 0.2],'
             ' "embedder": "0000", "embedder_name": "openai / text-embedding-3-large"}')
     with pytest.raises(ValueError, match=r"line 1: its vector was made by openai / text-embedding-3-large, but this store embeds with local"):
-        big.restore([line])
+        big.restore([line], actor="ops@example.com")
+    record = big.audit_trail(action="memories.restored", actor="ops@example.com")[0]
+    assert record.outcome == "refused" and record.details["count"] == 0
+    assert "openai / text-embedding-3-large" in record.details["reason"]

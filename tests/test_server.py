@@ -4,6 +4,7 @@ request, and closed to anyone without the directory's key. Real processes throug
 the CLI, scripts in fresh interpreters, Weaviate itself."""
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 import signal
@@ -22,7 +23,7 @@ from weaviate.exceptions import WeaviateBaseError
 
 from memsys import MemorySystem, Settings
 from memsys import server as memsys_server
-from memsys.audit import AuditTrail
+from memsys.audit import AuditRecord, AuditTrail
 from memsys.jobs import JobStore
 from memsys.logs import LogQuery, read_logs
 
@@ -83,6 +84,15 @@ def wait_gone(pid: int, timeout: float = 60) -> None:
 
 # --- start, share, stop ----------------------------------------------------------------
 
+def audit_records(env: dict[str, str], action: str, state: memsys_server.ServerState) -> list[AuditRecord]:
+    """The audit trail's `action` records since `state`'s server started."""
+    trail = AuditTrail(settings_of(env).jobs_db)
+    try:
+        return trail.records(action=action, since=dt.datetime.fromtimestamp(state.started_at, dt.timezone.utc))
+    finally:
+        trail.close()
+
+
 def checked_after(settings: Settings, state: memsys_server.ServerState, moment: float) -> dict[str, Any]:
     """Wait for the supervisor's first look at its clients taken after `moment`."""
     seen: dict[str, Any] = {}
@@ -104,6 +114,8 @@ def test_the_server_outlives_the_cli_command_that_started_it(data_env: dict[str,
     state = memsys_server.running_state(settings_of(data_env))
     assert state is not None and psutil.pid_exists(state.weaviate_pid)
     assert f"http://127.0.0.1:{state.port}" in started.stdout
+    start_record, = audit_records(data_env, "server.started", state)
+    assert start_record.actor.endswith("(cli)") and start_record.details == {"pid": state.pid, "url": state.url}
     status = run_memsys(["server", "status"], data_env)
     assert status.returncode == 0, status.stderr
     assert "running" in status.stdout and f"pid {state.pid}" in status.stdout
@@ -174,6 +186,9 @@ def test_stop_flushes_and_the_data_is_there_after_the_next_start(data_env: dict[
     assert run_memsys(["server", "stop"], data_env).stdout.startswith("no memsys server runs")
     counted = python("import memsys; print(memsys.count_memories())", env)
     assert counted.stdout.strip() == "1", counted.stderr
+    # The stop asked for is in the audit trail, once (asking again stopped nothing).
+    stop_record, = audit_records(data_env, "server.stopped", state)
+    assert stop_record.actor.endswith("(cli)") and stop_record.details["pid"] == state.pid
 
 
 def test_stop_during_an_import_fails_its_batch_clearly_and_resume_finishes(data_env: dict[str, str], tmp_path: Path) -> None:
