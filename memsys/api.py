@@ -15,12 +15,13 @@ from memsys.config import BatchConfig, Settings
 from memsys.embeddings.router import EmbeddingRouter
 from memsys.embeddings.providers import EmbeddingProvider
 from memsys.errors import EmbedderMismatchError, FailedMemory, MemoryWriteError
-from memsys.logs import configure_logging
+from memsys.logs import configure_logging, event, get_logger
 from memsys.models import DEFAULT_SOURCE, Memory, validate_memories
 from memsys.store import SEARCH_MODES, MemoryFilter, MemoryStore, StoredMemory, settle
 
 # Hybrid search's default weight of meaning against keywords (Weaviate's own default).
 HYBRID_ALPHA = 0.5
+log = get_logger("api")
 
 
 @dataclass
@@ -189,7 +190,9 @@ class MemorySystem:
         memories were embedded as passages) with keywords (BM25), so an exact term such as
         a command name or an error code is found first; `vector` or `keyword` use one.
         `alpha` weighs them in hybrid: 1 = meaning only, 0 = keywords only. Each hit's
-        `matched_by` says "meaning", "keyword" or "both"."""
+        `matched_by` says "meaning", "keyword" or "both". While the collection holds another
+        embedder's vectors (a re-embed not yet switched), meaning cannot be compared: the
+        search is by keywords, and its hits say so."""
         if not isinstance(query, str) or not query.strip():
             raise ValueError("query must be a non-empty string")
         if not isinstance(limit, int) or limit < 1:
@@ -198,9 +201,24 @@ class MemorySystem:
             raise ValueError(f"search mode must be one of {', '.join(SEARCH_MODES)}, got {mode!r}")
         if not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must be a number from 0 to 1, got {alpha!r}")
+        if mode != "keyword" and not self._vectors_comparable():
+            mode = "keyword"
         vector = None if mode == "keyword" else self.router.embed([query], kind="query").vectors[0]
         where = MemoryFilter(project=project, repo=repo, agent=agent, tags=tuple(tags) if tags else None)
         return self.store.search(vector, limit=limit, where=where, text=query, mode=mode, alpha=float(alpha))
+
+    def _vectors_comparable(self) -> bool:
+        """Whether a query embedded now can be compared with the collection's vectors: they
+        were made by the configured embedder (or the collection does not say). Two models of
+        the same length give numbers Weaviate compares without a word, and mean nothing."""
+        recorded = self.store.recorded_embedder()
+        if recorded is None or same_embedder(self.router.provider, recorded):
+            return True
+        log.warning("searching by keywords only: %s holds vectors of %s, the embedder is set to %s",
+                    self.store.live_collection(), describe_embedder(recorded),
+                    describe_embedder(embedder_record(self.router.provider)),
+                    extra=event("search.keywords_only", collection=self.store.live_collection()))
+        return False
 
 
 def embedder_record(provider: EmbeddingProvider) -> dict[str, Any]:

@@ -46,7 +46,12 @@ with search_tab:
             with guarded(), st.spinner("Searching…"):
                 st.session_state["search_hits"] = engine().search(
                     query, limit=limit, where=memory_filter(project, repo, agent, tags), mode=mode)
+                st.session_state["search_unlike"] = "" if mode == "keyword" else engine().needs_reembed()
     hits = st.session_state.get("search_hits")
+    if unlike := st.session_state.get("search_unlike"):
+        st.info(f"Matched by keywords only: {fmt.plain(unlike)}, and two models' vectors cannot be compared. "
+                "Meaning counts again once the collection is re-embedded (Settings, Re-embed).",
+                icon=":material/info:")
     if hits is not None:
         if hits:
             st.caption(f"{fmt.plural(len(hits), 'memory', 'memories')} found, best match first.")

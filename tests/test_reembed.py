@@ -79,9 +79,12 @@ class SearchingThread(threading.Thread):
         self.answers = 0
         self.problems: list[str] = []
         self.seen_collections: set[str] = set()
+        self.matched_by: dict[str, set[str]] = {}  # collection searched -> how its hits matched
 
     def run(self) -> None:
+        store = self.engine.system.store
         while not self.stop.is_set():
+            searched = store.live_collection()
             try:
                 hits = self.engine.search("alpha bravo note", limit=5)
             except Exception as e:  # noqa: BLE001 - every failure is what the test reports
@@ -90,7 +93,9 @@ class SearchingThread(threading.Thread):
             if not hits:
                 self.problems.append("empty answer")
             self.answers += 1
-            self.seen_collections.add(self.engine.system.store.live_collection())
+            if store.live_collection() == searched:  # not across the switch
+                self.seen_collections.add(searched)
+                self.matched_by.setdefault(searched, set()).update(h.matched_by for h in hits)
 
 
 def test_a_restore_without_vectors_into_another_embedders_collection_is_refused(
@@ -137,6 +142,10 @@ def test_the_mixed_import_is_refused_and_a_reembed_builds_a_full_collection_whil
     assert engine.needs_reembed() == ""
     assert searching.problems == [] and searching.answers > answered >= 1
     assert searching.seen_collections == {old, new}  # search ran before and after the switch
+    # The old model's vectors are as long as the new one's, so Weaviate would compare them:
+    # until the switch, search matched by keywords only; after it, by meaning too.
+    assert searching.matched_by[old] == {"keyword"}
+    assert searching.matched_by[new] & {"meaning", "both"}
     # Imports with the new embedder go in now; the old collection is kept until dropped.
     assert engine.system.write_memories_batch([{"content": "after", "project": "p", "repo": "r", "agent": "a", "tags": []}])
     versions = {c.name: c for c in engine.collections()}
