@@ -43,6 +43,8 @@ def load_settings(
             raise ConfigError(f"{name!r} cannot be changed from the dashboard")
         if value is not None and str(value).strip():
             merged[EDITABLE[name]] = str(value).strip()
+            if name == "weaviate_url":  # the session's server replaces every configured node
+                merged["WEAVIATE_URLS"] = str(value).strip()
     settings = Settings.load(env=merged, secrets_path=secrets_path)
     if overrides and str(overrides.get("base_url") or "").strip():
         # The session's endpoint replaces every configured one (OPENAI_BASE_URLS too).
@@ -106,7 +108,8 @@ def describe(settings: Settings, overrides: Mapping[str, str] | None = None) -> 
         row("Embedding base URL", "base_url", base_url),
         row("OpenAI API key", "openai_api_key", "set" if settings.openai_api_key else "not set"),
         row("Weaviate mode", "weaviate_url", settings.weaviate_mode),
-        row("Weaviate URL", "weaviate_url", redact_url(settings.weaviate_url) or f"none (embedded, port {settings.weaviate_port})"),
+        row("Weaviate URL", "weaviate_url", ", ".join(redact_url(u) or "" for u in settings.weaviate_nodes)
+            or f"none (embedded, port {settings.weaviate_port})"),
         row("Weaviate gRPC port", "weaviate_grpc_port", str(settings.weaviate_grpc_port or "default")),
         row("Weaviate API key", "weaviate_api_key", "set" if settings.weaviate_api_key else "not set"),
         row("Collection", "collection", settings.collection),

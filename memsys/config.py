@@ -12,7 +12,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 # The Weaviate server version, pinned next to the client version in requirements.txt.
 # tools/install_weaviate.py builds exactly this version; embedded mode starts exactly it.
@@ -120,6 +120,9 @@ class Settings:
     # Weaviate builds its vector index in the background; a job waits for it to drain.
     async_indexing: bool = False
     weaviate_url: str | None = None
+    # Every node of a Weaviate cluster memsys may talk to (WEAVIATE_URLS), the first being
+    # weaviate_url: when the node in use stops answering, memsys moves to the next.
+    weaviate_urls: tuple[str, ...] = ()
     weaviate_api_key: Secret = field(default_factory=lambda: Secret(""))
     weaviate_port: int = 8079
     weaviate_grpc_port: int | None = None  # default: 50060 embedded, 50051 for a server
@@ -153,6 +156,7 @@ class Settings:
         """Every secret these settings hold (API keys, passwords inside URLs), for scrubbing."""
         found = [self.openai_api_key.get(), self.weaviate_api_key.get(),
                  url_password(self.openai_base_url), url_password(self.weaviate_url),
+                 *(url_password(u) for u in self.weaviate_urls),
                  *(url_password(u) for u in self.openai_base_urls)]
         return [s for s in found if s]
     # How long a write to the job database waits for another process's write to end.
@@ -192,6 +196,14 @@ class Settings:
         if self.openai_base_urls:
             return self.openai_base_urls
         return (self.openai_base_url,) if self.openai_base_url else ()
+
+    @property
+    def weaviate_nodes(self) -> tuple[str, ...]:
+        """The Weaviate URLs memsys may talk to, in order: WEAVIATE_URLS when its first is
+        the URL in use (a session that chose another URL has only that one), else the URL."""
+        if self.weaviate_urls and self.weaviate_urls[0] == self.weaviate_url:
+            return self.weaviate_urls
+        return (self.weaviate_url,) if self.weaviate_url else ()
 
     @property
     def weaviate_mode(self) -> str:
@@ -236,7 +248,7 @@ class Settings:
             "embedding_tokens_per_minute": _int(get, "MEMSYS_EMBEDDING_TPM", None, minimum=1),
             "embedding_concurrency": _int(get, "MEMSYS_EMBEDDING_CONCURRENCY", 2, minimum=1),
             "async_indexing": _switch(get, "MEMSYS_ASYNC_INDEXING", False),
-            "weaviate_url": get("WEAVIATE_URL"),
+            "weaviate_urls": _entries(get("WEAVIATE_URLS")),
             "weaviate_api_key": Secret(get("WEAVIATE_API_KEY") or ""),
             "weaviate_port": _int(get, "MEMSYS_WEAVIATE_PORT", 8079, minimum=1),
             "weaviate_grpc_port": _int(get, "MEMSYS_WEAVIATE_GRPC_PORT", None, minimum=1),
@@ -267,6 +279,7 @@ class Settings:
             kwargs["data_dir"] = Path(get("MEMSYS_DATA_DIR"))  # type: ignore[arg-type]
         if get("MEMSYS_WEAVIATE_BINARY_DIR"):
             kwargs["weaviate_binary_dir"] = Path(get("MEMSYS_WEAVIATE_BINARY_DIR"))  # type: ignore[arg-type]
+        kwargs["weaviate_url"] = _weaviate_urls(get("WEAVIATE_URL"), kwargs)
         if provider == "local" and kwargs["embedding_model"] != LOCAL_MODEL:
             raise ConfigError(
                 f"MEMSYS_EMBEDDING_MODEL is {kwargs['embedding_model']!r}, but the local "
@@ -300,6 +313,32 @@ def _switch(get: Any, name: str, default: bool) -> bool:
     if value in ("off", "false", "no", "0"):
         return False
     raise ConfigError(f"{name} is {raw!r}; use on or off")
+
+
+def _weaviate_urls(url: str | None, kwargs: dict[str, Any]) -> str | None:
+    """WEAVIATE_URL, or the first of WEAVIATE_URLS: each of those a http(s) URL, naming its
+    node's gRPC port when not MEMSYS_WEAVIATE_GRPC_PORT (`?grpc=50052`). With both set,
+    WEAVIATE_URL is one of the list, and memsys starts with it."""
+    urls: tuple[str, ...] = kwargs["weaviate_urls"]
+    for value in urls:
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises on a port that is not a number
+            grpc = parse_qs(parts.query).get("grpc", ["1"])[0]
+        except ValueError as e:
+            raise ConfigError(f"WEAVIATE_URLS: {redact_url(value)!r} is not a URL ({e})") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname or not grpc.isdigit():
+            raise ConfigError(f"WEAVIATE_URLS: {redact_url(value)!r} is not a http(s) URL of a Weaviate node "
+                              "(such as http://10.0.0.5:8080, or http://10.0.0.5:8080?grpc=50051)")
+        if ".weaviate.cloud" in value or ".wcs." in value:
+            raise ConfigError("WEAVIATE_URLS: a Weaviate Cloud cluster has one URL; set WEAVIATE_URL to it")
+    if url and urls:
+        if url not in urls:
+            raise ConfigError("WEAVIATE_URL is not one of WEAVIATE_URLS; set one of them (WEAVIATE_URLS lists every node)")
+        kwargs["weaviate_urls"] = (url, *(u for u in urls if u != url))
+    return url or (urls[0] if urls else None)
+
+
 def _entries(raw: Any) -> tuple[str, ...]:
     if raw is None or raw == "":
         return ()

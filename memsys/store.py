@@ -14,13 +14,15 @@ import contextlib
 import datetime as dt
 import json
 import re
+import socket
 import threading
 import warnings
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence, TypeVar
-from urllib.parse import urlparse
+from urllib.parse import parse_qs, urlparse
 
+import httpx
 import numpy as np
 import weaviate
 import weaviate.classes as wvc
@@ -31,6 +33,7 @@ from weaviate.exceptions import WeaviateBaseError, WeaviateInsertManyAllFailedEr
 
 from memsys.config import Settings, redact_url
 from memsys.errors import StoreUnavailableError, scrub
+from memsys.logs import event, get_logger
 from memsys.models import Memory
 
 RETURN_PROPERTIES = [
@@ -67,6 +70,7 @@ _SWITCH_SECONDS = 10.0
 # A cluster's default replication factor: every node holds a copy, up to this many.
 DEFAULT_MAX_REPLICAS = 3
 T = TypeVar("T")
+log = get_logger("store")
 
 
 def is_replica_error(message: str) -> bool:
@@ -301,10 +305,42 @@ def client_timeouts(settings: Settings) -> AdditionalConfig:
     return AdditionalConfig(timeout=Timeout(init=30, query=settings.weaviate_timeout, insert=settings.weaviate_timeout))
 
 
-def connect(settings: Settings) -> weaviate.WeaviateClient:
+@dataclass(frozen=True)
+class NodeAddress:
+    """Where one Weaviate node answers: its REST base URL and its gRPC port."""
+
+    url: str  # as configured (shown, redacted)
+    rest: str  # scheme://host:port, no query
+    host: str
+    port: int
+    grpc_port: int
+    secure: bool
+
+    @classmethod
+    def parse(cls, url: str, settings: Settings) -> "NodeAddress":
+        parts = urlparse(url)
+        secure = parts.scheme == "https"
+        port = parts.port or (443 if secure else 80)
+        grpc = parse_qs(parts.query).get("grpc", [""])[0]
+        host = parts.hostname or "localhost"
+        return cls(url, f"{parts.scheme or 'http'}://{host}:{port}", host, port,
+                   int(grpc) if grpc.isdigit() else settings.weaviate_grpc_port or 50051, secure)
+
+    def answers(self, timeout: float = 1.0) -> bool:
+        """Whether both its ports take a connection (a node that was killed refuses at once;
+        the client would retry gRPC for a minute before saying so)."""
+        for port in (self.port, self.grpc_port):
+            try:
+                socket.create_connection((self.host, port), timeout=timeout).close()
+            except OSError:
+                return False
+        return True
+
+
+def connect(settings: Settings, node: int = 0) -> weaviate.WeaviateClient:
     """Connect as the settings say: the data directory's memsys server (default; started
     when none runs, see `memsys.server`), a server URL, or Weaviate Cloud. A cluster is
-    reached through one node's URL (REST) and the gRPC port beside it; that node
+    reached through one node (`node`, an index into `settings.weaviate_nodes`), which
     coordinates replication to the others, so they may come and go."""
     if not settings.weaviate_url:
         from memsys import server
@@ -312,26 +348,37 @@ def connect(settings: Settings) -> weaviate.WeaviateClient:
         client, _ = server.connect_client(settings)
         return client
     timeouts = client_timeouts(settings)
+    url = settings.weaviate_nodes[node]
     try:
         auth = wvc.init.Auth.api_key(settings.weaviate_api_key.get()) if settings.weaviate_api_key else None
         if settings.weaviate_mode == "cloud":
-            return weaviate.connect_to_weaviate_cloud(cluster_url=settings.weaviate_url, auth_credentials=auth,
+            return weaviate.connect_to_weaviate_cloud(cluster_url=url, auth_credentials=auth,
                                                       additional_config=timeouts)
-        url = urlparse(settings.weaviate_url)
-        secure = url.scheme == "https"
+        address = NodeAddress.parse(url, settings)
         return weaviate.connect_to_custom(
-            http_host=url.hostname or "localhost",
-            http_port=url.port or (443 if secure else 80),
-            http_secure=secure,
-            grpc_host=url.hostname or "localhost",
-            grpc_port=settings.weaviate_grpc_port or 50051,
-            grpc_secure=secure,
+            http_host=address.host,
+            http_port=address.port,
+            http_secure=address.secure,
+            grpc_host=address.host,
+            grpc_port=address.grpc_port,
+            grpc_secure=address.secure,
             auth_credentials=auth,
             additional_config=timeouts,
         )
     except (WeaviateBaseError, OSError) as e:
         secrets = settings.secrets
-        raise StoreUnavailableError(f"cannot connect to {redact_url(settings.weaviate_url)}: {scrub(str(e), secrets)}") from None
+        raise StoreUnavailableError(f"cannot connect to {redact_url(url)}: {scrub(str(e), secrets)}") from None
+
+
+def is_unreachable(error: BaseException) -> bool:
+    """True when the node memsys talks to did not answer at all (down, or cut off), as
+    opposed to answering with an error. A client closed by another thread moving to the
+    next node counts too: the call is made again there."""
+    from weaviate.exceptions import WeaviateClosedClientError, WeaviateConnectionError
+
+    text = str(error)
+    return isinstance(error, (WeaviateConnectionError, WeaviateClosedClientError, httpx.TransportError)) \
+        or "StatusCode.UNAVAILABLE" in text or "failed to connect to all addresses" in text
 
 
 class _Connection:
@@ -351,6 +398,22 @@ class _Connection:
         self._identity: tuple[int, int] | None = None
         self._lock = threading.Lock()
         self._imports = 0
+        # A cluster given as several nodes (WEAVIATE_URLS): the one in use, and when it was
+        # last seen answering. Each use at most once a second checks it still answers, and
+        # moves to the next node that does when it does not.
+        self._nodes = [NodeAddress.parse(u, settings) for u in settings.weaviate_nodes] \
+            if client is None and len(settings.weaviate_nodes) > 1 else []
+        self._node = 0
+        self._checked = 0.0
+
+    @property
+    def node_url(self) -> str:
+        """The REST base URL of the node in use."""
+        if self._nodes:
+            return self._nodes[self._node].rest
+        if self.settings.weaviate_url:
+            return NodeAddress.parse(self.settings.weaviate_url, self.settings).rest
+        return f"http://127.0.0.1:{self.settings.weaviate_port}"
 
     def get(self) -> weaviate.WeaviateClient:
         with self._lock:
@@ -360,11 +423,40 @@ class _Connection:
                 identity = server.state_identity(self.settings)
                 if identity != self._identity and (identity is not None or self._imports == 0):
                     self._drop()
+            if self._client is not None and self._nodes and time.monotonic() - self._checked >= 1.0:
+                if self._nodes[self._node].answers():
+                    self._checked = time.monotonic()
+                else:
+                    self._leave_node("it stopped answering")
             if self._client is None:
                 self._client = self._open()
             return self._client
 
+    @property
+    def node_count(self) -> int:
+        return max(1, len(self._nodes))
+
+    def fail_over(self, client: weaviate.WeaviateClient, error: BaseException) -> bool:
+        """After `error` on `client`: True when the caller should try again, on another
+        node (the node did not answer and the cluster has others), or on the client another
+        thread already moved to."""
+        if not self._nodes or not is_unreachable(error):
+            return False
+        with self._lock:
+            if client is self._client:
+                self._leave_node(f"a call failed: {type(error).__name__}")
+            return True
+
+    def _leave_node(self, why: str) -> None:
+        left = self._nodes[self._node]
+        self._drop()
+        self._node = (self._node + 1) % len(self._nodes)
+        log.warning("Weaviate node %s: %s; moving to the next node of WEAVIATE_URLS", redact_url(left.url), why,
+                    extra=event("store.node_left", node=redact_url(left.url), reason=why))
+
     def _open(self) -> weaviate.WeaviateClient:
+        if self._nodes:
+            return self._open_a_node()
         if not self._embedded:
             return connect(self.settings)
         from memsys import server
@@ -372,6 +464,27 @@ class _Connection:
         client, _ = server.connect_client(self.settings)
         self._identity = server.state_identity(self.settings)
         return client
+
+    def _open_a_node(self) -> weaviate.WeaviateClient:
+        """The first node, from the one in use on, that answers and connects."""
+        problems = []
+        for step in range(len(self._nodes)):
+            index = (self._node + step) % len(self._nodes)
+            node = self._nodes[index]
+            if not node.answers():
+                problems.append(f"{redact_url(node.url)}: does not answer")
+                continue
+            try:
+                client = connect(self.settings, index)
+            except StoreUnavailableError as e:
+                problems.append(str(e))
+                continue
+            if index != self._node:
+                log.warning("Weaviate: now using node %s", redact_url(node.url),
+                            extra=event("store.node_used", node=redact_url(node.url)))
+            self._node, self._checked = index, time.monotonic()
+            return client
+        raise StoreUnavailableError("no node of WEAVIATE_URLS answers: " + "; ".join(problems))
 
     def _drop(self) -> None:
         if self._client is not None and self._owned:
@@ -464,7 +577,7 @@ class MemoryStore:
         itself (a physical store, or one made before memsys used aliases)."""
         if self.physical:
             return self.collection_name
-        alias = self.client.alias.get(alias_name=self.collection_name)
+        alias = self.on_a_node(lambda client: client.alias.get(alias_name=self.collection_name))
         return alias.collection if alias is not None else self.collection_name
 
     def versions(self) -> list[str]:
@@ -490,7 +603,7 @@ class MemoryStore:
         description; None for a collection made before memsys recorded it."""
         self.ensure_collection()
         name = collection or self.live_collection()
-        description = self.client.collections.get(name).config.get().description or ""
+        description = self.on_a_node(lambda client: client.collections.get(name).config.get().description) or ""
         if not description.startswith(EMBEDDER_NOTE):
             return None
         try:
@@ -683,14 +796,29 @@ class MemoryStore:
     def _writing(self) -> Any:
         return self.collection.with_consistency_level(ConsistencyLevel(self.settings.write_consistency))
 
+    def on_a_node(self, op: Callable[[weaviate.WeaviateClient], T]) -> T:
+        """`op(client)`; when the node did not answer and the cluster has other nodes
+        (WEAVIATE_URLS), again on the next one that does."""
+        attempt = 0
+        while True:
+            client = self.client
+            try:
+                return op(client)
+            except (WeaviateBaseError, httpx.TransportError) as e:
+                attempt += 1
+                if attempt >= self._connection.node_count or not self._connection.fail_over(client, e):
+                    raise
+
     def read(self, op: Callable[[Any], T], level: str | None = None) -> T:
         """Run a read at the configured consistency level. While too few replicas answer
         for it (a node is down), answer from one replica instead: reads keep working."""
         level = level or self.settings.read_consistency
         deadline = time.monotonic() + _SWITCH_SECONDS
+        self.ensure_collection()
         while True:
             try:
-                return op(self.collection.with_consistency_level(ConsistencyLevel(level)))
+                return self.on_a_node(lambda client: op(
+                    client.collections.get(self.collection_name).with_consistency_level(ConsistencyLevel(level))))
             except WeaviateBaseError as e:
                 # A store made before aliases is moved behind one by dropping its collection
                 # and creating the alias: for that moment the name answers nothing.
@@ -700,7 +828,8 @@ class MemoryStore:
                 if level == "ONE" or not is_replica_error(str(e)):
                     raise
                 break
-        return op(self.collection.with_consistency_level(ConsistencyLevel.ONE))
+        return self.on_a_node(lambda client: op(
+            client.collections.get(self.collection_name).with_consistency_level(ConsistencyLevel.ONE)))
 
     def _add_document_properties(self, name: str) -> None:
         """A collection made before memories knew their document gets those properties
@@ -740,7 +869,8 @@ class MemoryStore:
         if short:
             return WriteOutcome([], {i: short for i in range(len(objects))})
         try:
-            result = self._writing().data.insert_many(objects)
+            # The same UUIDs again on another node if this one did not answer: never twice.
+            result = self.on_a_node(lambda _: self._writing().data.insert_many(objects))
         except WeaviateInsertManyAllFailedError as e:
             # Every object refused alike (no replica quorum, say): per-object failures, so
             # the caller retries them with the same UUIDs or records each with its reason.
@@ -849,11 +979,12 @@ class MemoryStore:
         """The documents stored (within the filter), most memories first, at most `limit`."""
         from weaviate.classes.aggregate import GroupByAggregate
 
-        res = self.collection.aggregate.over_all(
+        self.ensure_collection()
+        res = self.on_a_node(lambda client: client.collections.get(self.collection_name).aggregate.over_all(
             filters=where.to_weaviate() if where else None,
             group_by=GroupByAggregate(prop="document_id", limit=limit),
             total_count=True,
-        )
+        ))
         counts = {str(g.grouped_by.value): int(g.total_count or 0) for g in res.groups if g.grouped_by.value}
         out = []
         for doc_id, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
@@ -912,7 +1043,9 @@ class MemoryStore:
 
     def count(self, where: MemoryFilter | None = None) -> int:
         flt = where.to_weaviate() if where else None
-        res = self.collection.aggregate.over_all(total_count=True, filters=flt)
+        self.ensure_collection()
+        res = self.on_a_node(lambda client: client.collections.get(self.collection_name).aggregate.over_all(
+            total_count=True, filters=flt))
         return int(res.total_count or 0)
 
     def search(
@@ -978,7 +1111,7 @@ class MemoryStore:
     @property
     def rest_url(self) -> str:
         """The REST address of the node memsys talks to (for the per-node checks)."""
-        return (self.settings.weaviate_url or f"http://127.0.0.1:{self.settings.weaviate_port}").rstrip("/")
+        return self._connection.node_url.rstrip("/")
 
     def rest_headers(self) -> dict[str, str]:
         key = self.settings.weaviate_api_key.get()
@@ -1015,7 +1148,7 @@ class MemoryStore:
     def index_queue(self) -> IndexQueue:
         """What the nodes API (verbose shard status) says is still waiting to be indexed."""
         live = self.live_collection()  # the nodes API knows physical collections only
-        nodes = self.client.cluster.nodes(collection=live, output="verbose")
+        nodes = self.on_a_node(lambda client: client.cluster.nodes(collection=live, output="verbose"))
         queued = shards = 0
         not_ready = []
         for node in nodes:
@@ -1055,7 +1188,7 @@ class MemoryStore:
 
     def server_info(self) -> dict[str, Any]:
         """What the dashboard shows: mode, server version, object count."""
-        meta = self.client.get_meta()
+        meta = self.on_a_node(lambda client: client.get_meta())
         return {
             "mode": self.settings.weaviate_mode,
             "version": meta.get("version"),

@@ -78,9 +78,9 @@ def engine(cluster: LocalCluster, cluster_data: Path) -> Iterator[Engine]:
     eng.close()
 
 
-def start_import(eng: Engine, tmp_path: Path, texts: Sequence[str], **config: object) -> str:
+def start_import(eng: Engine, tmp_path: Path, texts: Sequence[str], name: str = "rows.csv", **config: object) -> str:
     prewarm(eng, texts)
-    csv = write_rows_csv(tmp_path / "rows.csv", texts)
+    csv = write_rows_csv(tmp_path / name, texts)
     batch = dataclasses.replace(SMALL_BATCHES, **config)
     return eng.start_import(eng.spool_paths([csv]), MemoryDefaults("cluster", "r", "a"), config=batch)
 
@@ -183,6 +183,56 @@ def test_search_and_browse_keep_answering_while_a_node_restarts(
     assert all(hits == 5 and page == 20 for hits, page in answers)
 
 
+def test_given_every_node_memsys_moves_on_when_the_node_it_talks_to_dies(
+    cluster: LocalCluster, cluster_data: Path, tmp_path: Path
+) -> None:
+    cluster.start()
+    cluster.wait_ready(SLOW)
+    eng = Engine(cluster_settings(cluster, cluster_data, WEAVIATE_URL="", **cluster.memsys_env(every_node=True)))
+    try:
+        store = eng.system.store
+        assert store.rest_url == cluster.nodes[0].url
+        first = start_import(eng, tmp_path, texts_for(300, "moves"))
+        assert eng.runner.wait(first, timeout=SLOW).written == 300
+        answers: list[tuple[int, int, int, str]] = []
+        errors: list[BaseException] = []
+        stop = threading.Event()
+
+        def read_all_the_time() -> None:
+            while not stop.is_set():
+                try:
+                    hits = eng.search("moves 7: harbor alpha", limit=5)
+                    answers.append((len(hits), len(eng.browse(limit=20)), eng.count(), store.rest_url))
+                except Exception as e:  # noqa: BLE001 - every failed read is what this test counts
+                    errors.append(e)
+
+        reader = threading.Thread(target=read_all_the_time)
+        reader.start()
+        try:
+            wait_until(lambda: len(answers) >= 3, 60, what="reads before the kill")
+            cluster.signal_node("node01", signal.SIGKILL)
+            wait_until(lambda: sum(url != cluster.nodes[0].url for *_, url in answers) >= 5, SLOW,
+                       what="reads answered by another node")
+            # An import while the first node is down goes to the node memsys moved to.
+            second = start_import(eng, tmp_path, texts_for(200, "moved"), name="more.csv")
+            job = eng.runner.wait(second, timeout=SLOW)
+            assert (job.state, job.written, job.failed) == ("completed", 200, 0), job.error
+        finally:
+            stop.set()
+            reader.join()
+        assert not errors, errors[:3]
+        assert all(hits == 5 and page == 20 and 300 <= count <= 500 for hits, page, count, _ in answers)
+        assert store.rest_url in {n.url for n in cluster.nodes[1:]}
+        cluster.start(["node01"])
+        cluster.wait_ready(SLOW)
+        assert eng.count() == 500
+    finally:
+        cluster.start()
+        cluster.wait_ready(SLOW)
+        eng.system.store.delete_all()
+        eng.close()
+
+
 def test_an_import_below_its_consistency_level_names_the_node_and_retry_failed_finishes_it(
     cluster: LocalCluster, cluster_data: Path, tmp_path: Path
 ) -> None:
@@ -271,6 +321,7 @@ def test_the_cluster_tool_reports_each_node_and_the_settings_for_memsys(cluster:
         assert f"{node.name}  pid {node.pid}" in status.stdout and f"rest {node.rest} grpc {node.grpc}" in status.stdout
     assert f"WEAVIATE_URL=http://127.0.0.1:{cluster.nodes[0].rest}" in status.stdout
     assert f"MEMSYS_WEAVIATE_GRPC_PORT={cluster.nodes[0].grpc}" in status.stdout
+    assert "WEAVIATE_URLS=" + ",".join(f"http://127.0.0.1:{n.rest}?grpc={n.grpc}" for n in cluster.nodes) in status.stdout
     assert cluster.api_key not in status.stdout  # the key stays in its owner-only file
     assert oct((cluster.base_dir / "api-key").stat().st_mode & 0o777) == "0o600"
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -123,6 +124,32 @@ def test_session_overrides_go_through_the_same_validation() -> None:
         load_settings({"data_dir": "/tmp/x"}, env={}, secrets_path=NO_SECRETS)
     settings = load_settings({"provider": "openai", "openai_api_key": KEY}, env={}, secrets_path=NO_SECRETS)
     assert settings.embedding_provider == "openai" and settings.openai_api_key.get() == KEY
+
+
+def test_every_node_of_a_cluster_is_a_setting_and_a_sessions_server_replaces_them() -> None:
+    nodes = "http://127.0.0.1:24100?grpc=24101, http://ops:pw-SENTINEL-9@127.0.0.1:24110?grpc=24111"
+    env = {"WEAVIATE_URLS": nodes, "WEAVIATE_API_KEY": KEY}
+    settings = load_settings(env=env, secrets_path=NO_SECRETS)
+    assert settings.weaviate_url == "http://127.0.0.1:24100?grpc=24101"
+    assert settings.weaviate_nodes == ("http://127.0.0.1:24100?grpc=24101",
+                                       "http://ops:pw-SENTINEL-9@127.0.0.1:24110?grpc=24111")
+    assert "pw-SENTINEL-9" in settings.secrets
+    shown = [r.value for r in describe(settings, {}) if r.name == "Weaviate URL"]
+    assert shown == ["http://127.0.0.1:24100?grpc=24101, http://127.0.0.1:24110?grpc=24111"]
+    # WEAVIATE_URL picks the node to start with.
+    started = load_settings(env={**env, "WEAVIATE_URL": "http://ops:pw-SENTINEL-9@127.0.0.1:24110?grpc=24111"},
+                            secrets_path=NO_SECRETS)
+    assert started.weaviate_nodes[0].endswith("24110?grpc=24111") and len(started.weaviate_nodes) == 2
+    # A session's own server is the only one it talks to, and the key stays with the nodes.
+    session = load_settings({"weaviate_url": "http://127.0.0.1:9999"}, env=env, secrets_path=NO_SECRETS)
+    assert session.weaviate_nodes == ("http://127.0.0.1:9999",) and not session.weaviate_api_key
+    not_http = r"is not a http\(s\) URL"
+    for bad, problem in [("ftp://127.0.0.1:1", not_http), ("http://127.0.0.1:1?grpc=x", not_http),
+                         ("http://127.0.0.1:port", "is not a URL")]:
+        with pytest.raises(ConfigError, match=f"WEAVIATE_URLS: '{re.escape(bad)}' {problem}"):
+            load_settings(env={"WEAVIATE_URLS": bad}, secrets_path=NO_SECRETS)
+    with pytest.raises(ConfigError, match="WEAVIATE_URL is not one of WEAVIATE_URLS"):
+        load_settings(env={**env, "WEAVIATE_URL": "http://127.0.0.1:1"}, secrets_path=NO_SECRETS)
 
 
 def test_settings_are_described_and_fingerprinted_without_their_secrets() -> None:

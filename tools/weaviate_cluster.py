@@ -135,8 +135,16 @@ class LocalCluster:
     def url(self) -> str:
         return self.nodes[0].url
 
-    def memsys_env(self) -> dict[str, str]:
-        """The settings that point memsys at this cluster (first node's REST and gRPC)."""
+    @property
+    def urls(self) -> str:
+        """Every node, each with its gRPC port: WEAVIATE_URLS."""
+        return ",".join(f"{n.url}?grpc={n.grpc}" for n in self.nodes)
+
+    def memsys_env(self, every_node: bool = False) -> dict[str, str]:
+        """The settings that point memsys at this cluster: the first node's REST and gRPC,
+        or with `every_node` all of them (memsys moves to the next when one goes down)."""
+        if every_node:
+            return {"WEAVIATE_URLS": self.urls, "WEAVIATE_API_KEY": self.api_key}
         return {"WEAVIATE_URL": self.url, "MEMSYS_WEAVIATE_GRPC_PORT": str(self.nodes[0].grpc),
                 "WEAVIATE_API_KEY": self.api_key}
 
@@ -349,10 +357,11 @@ def _write_private(path: Path, text: str) -> None:
 # --- the command line ---------------------------------------------------------------------
 def _print_settings(cluster: LocalCluster) -> None:
     env = cluster.memsys_env()
-    print(f"WEAVIATE_URL={env['WEAVIATE_URL']}")
-    print(f"MEMSYS_WEAVIATE_GRPC_PORT={env['MEMSYS_WEAVIATE_GRPC_PORT']}")
+    print(f"WEAVIATE_URLS={cluster.urls}")
     # The key itself is not printed (it would land in terminal logs); it is read from its file.
     print(f"WEAVIATE_API_KEY=$(cat {cluster.base_dir / API_KEY_FILE})")
+    print("# or through the first node only (no moving to another when it goes down):")
+    print(f"# WEAVIATE_URL={env['WEAVIATE_URL']} MEMSYS_WEAVIATE_GRPC_PORT={env['MEMSYS_WEAVIATE_GRPC_PORT']}")
 
 
 def _start(args: argparse.Namespace) -> int:
