@@ -44,6 +44,9 @@ def load_settings(
         if value is not None and str(value).strip():
             merged[EDITABLE[name]] = str(value).strip()
             if name == "weaviate_url":  # the session's server replaces every configured node
+                if "," in str(value):
+                    raise ConfigError("Weaviate URL: enter one server here; a cluster's nodes are listed in "
+                                      "WEAVIATE_URLS in the server's settings")
                 merged["WEAVIATE_URLS"] = str(value).strip()
     settings = Settings.load(env=merged, secrets_path=secrets_path)
     if overrides and str(overrides.get("base_url") or "").strip():
@@ -65,7 +68,11 @@ def keys_stay_with_their_endpoints(settings: Settings, configured: Settings, ove
     changes: dict[str, Secret] = {}
     if settings.embedding_endpoints != configured.embedding_endpoints and not overrides.get("openai_api_key"):
         changes["openai_api_key"] = Secret("")
-    if settings.weaviate_url != configured.weaviate_url and not overrides.get("weaviate_api_key"):
+    # Every node the session may talk to must be a configured one, on the configured gRPC
+    # port (the key goes over gRPC too).
+    same_weaviate = set(settings.weaviate_nodes) <= set(configured.weaviate_nodes) \
+        and settings.weaviate_grpc_port == configured.weaviate_grpc_port
+    if not same_weaviate and not overrides.get("weaviate_api_key"):
         changes["weaviate_api_key"] = Secret("")
     return settings.replace(**changes) if changes else settings
 

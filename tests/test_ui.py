@@ -143,6 +143,15 @@ def test_every_node_of_a_cluster_is_a_setting_and_a_sessions_server_replaces_the
     # A session's own server is the only one it talks to, and the key stays with the nodes.
     session = load_settings({"weaviate_url": "http://127.0.0.1:9999"}, env=env, secrets_path=NO_SECRETS)
     assert session.weaviate_nodes == ("http://127.0.0.1:9999",) and not session.weaviate_api_key
+    one_of_them = load_settings({"weaviate_url": "http://127.0.0.1:24100?grpc=24101"}, env=env, secrets_path=NO_SECRETS)
+    assert one_of_them.weaviate_api_key.get() == KEY
+    with pytest.raises(ConfigError, match="enter one server here"):
+        load_settings({"weaviate_url": "http://127.0.0.1:24100?grpc=24101,http://127.0.0.1:9999"}, env=env,
+                      secrets_path=NO_SECRETS)
+    # The configured server on another gRPC port is another endpoint: the key does not go there.
+    single = {"WEAVIATE_URL": "http://127.0.0.1:24100", "MEMSYS_WEAVIATE_GRPC_PORT": "24101", "WEAVIATE_API_KEY": KEY}
+    assert load_settings({"weaviate_grpc_port": "24101"}, env=single, secrets_path=NO_SECRETS).weaviate_api_key
+    assert not load_settings({"weaviate_grpc_port": "9998"}, env=single, secrets_path=NO_SECRETS).weaviate_api_key
     not_http = r"is not a http\(s\) URL"
     for bad, problem in [("ftp://127.0.0.1:1", not_http), ("http://127.0.0.1:1?grpc=x", not_http),
                          ("http://127.0.0.1:port", "is not a URL")]:
