@@ -14,10 +14,9 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import pytest
 import streamlit as st
@@ -152,22 +151,10 @@ def test_search_and_browse_keep_answering_while_a_node_restarts(
 ) -> None:
     job_id = start_import(engine, tmp_path, texts_for(300, "reads"))
     assert engine.runner.wait(job_id, timeout=SLOW).written == 300
-    system = engine.system
-    query = system.router.embed(["reads 7: harbor alpha alpha"], kind="query").vectors[0]
-    answers: list[tuple[int, int]] = []
-    errors: list[BaseException] = []
-    stop = threading.Event()
-
-    def read_all_the_time() -> None:
-        while not stop.is_set():
-            try:
-                answers.append((len(system.store.search(query, limit=5)), len(system.store.browse(limit=20))))
-            except Exception as e:  # noqa: BLE001 - every failed read is what this test counts
-                errors.append(e)
-
-    reader = threading.Thread(target=read_all_the_time)
-    reader.start()
-    try:
+    store = engine.system.store
+    query = engine.system.router.embed(["reads 7: harbor alpha alpha"], kind="query").vectors[0]
+    with Reading(lambda: (len(store.search(query, limit=5)), len(store.browse(limit=20)))) as reading:
+        answers = reading.answers
         wait_until(lambda: len(answers) >= 3, 60, what="reads before the restart")
         cluster.signal_node("node02", signal.SIGKILL)
         during = len(answers)
@@ -176,11 +163,35 @@ def test_search_and_browse_keep_answering_while_a_node_restarts(
         cluster.wait_ready(SLOW)
         after = len(answers)
         wait_until(lambda: len(answers) >= after + 3, 60, what="reads after node02 is back")
-    finally:
-        stop.set()
-        reader.join()
-    assert not errors, errors[:3]
+    assert not reading.errors, reading.errors[:3]
     assert all(hits == 5 and page == 20 for hits, page in answers)
+
+
+class Reading:
+    """Reads over and over in a thread while the block runs, keeping every answer and
+    every failure."""
+
+    def __init__(self, read: Callable[[], Any]) -> None:
+        self.read = read
+        self.answers: list[Any] = []
+        self.errors: list[BaseException] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.answers.append(self.read())
+            except Exception as e:  # noqa: BLE001 - every failed read is what the tests count
+                self.errors.append(e)
+
+    def __enter__(self) -> "Reading":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def test_given_every_node_memsys_moves_on_when_the_node_it_talks_to_dies(
@@ -194,21 +205,9 @@ def test_given_every_node_memsys_moves_on_when_the_node_it_talks_to_dies(
         assert store.rest_url == cluster.nodes[0].url
         first = start_import(eng, tmp_path, texts_for(300, "moves"))
         assert eng.runner.wait(first, timeout=SLOW).written == 300
-        answers: list[tuple[int, int, int, str]] = []
-        errors: list[BaseException] = []
-        stop = threading.Event()
-
-        def read_all_the_time() -> None:
-            while not stop.is_set():
-                try:
-                    hits = eng.search("moves 7: harbor alpha", limit=5)
-                    answers.append((len(hits), len(eng.browse(limit=20)), eng.count(), store.rest_url))
-                except Exception as e:  # noqa: BLE001 - every failed read is what this test counts
-                    errors.append(e)
-
-        reader = threading.Thread(target=read_all_the_time)
-        reader.start()
-        try:
+        with Reading(lambda: (len(eng.search("moves 7: harbor alpha", limit=5)), len(eng.browse(limit=20)),
+                              eng.count(), store.rest_url)) as reading:
+            answers = reading.answers
             wait_until(lambda: len(answers) >= 3, 60, what="reads before the kill")
             cluster.signal_node("node01", signal.SIGKILL)
             wait_until(lambda: sum(url != cluster.nodes[0].url for *_, url in answers) >= 5, SLOW,
@@ -217,10 +216,7 @@ def test_given_every_node_memsys_moves_on_when_the_node_it_talks_to_dies(
             second = start_import(eng, tmp_path, texts_for(200, "moved"), name="more.csv")
             job = eng.runner.wait(second, timeout=SLOW)
             assert (job.state, job.written, job.failed) == ("completed", 200, 0), job.error
-        finally:
-            stop.set()
-            reader.join()
-        assert not errors, errors[:3]
+        assert not reading.errors, reading.errors[:3]
         assert all(hits == 5 and page == 20 and 300 <= count <= 500 for hits, page, count, _ in answers)
         assert store.rest_url in {n.url for n in cluster.nodes[1:]}
         cluster.start(["node01"])

@@ -25,7 +25,7 @@ from conftest import run_memsys
 from faults import FaultProxy
 from helpers import short_texts, write_rows_csv
 from test_cli_jobs import IMPORT_ARGS, _kill_when, _start, cli_env, collection, job_store  # noqa: F401  (cli_env is a fixture)
-from test_documents import DEFAULTS, run
+from test_documents import run
 from test_pipeline import SMALL_BATCHES, openai_system
 
 N = 40
