@@ -192,15 +192,6 @@ class MemoryFilter:
     def is_empty(self) -> bool:
         return self.to_weaviate() is None
 
-    def matches(self, memory: "StoredMemory") -> bool:
-        """The same test as `to_weaviate`, on a memory in hand (for cursor paging, which
-        Weaviate does not combine with a filter)."""
-        for name in ("project", "repo", "agent", "source", "source_file", "document_id"):
-            value = getattr(self, name)
-            if value and getattr(memory, name) != value:
-                return False
-        return not self.tags or bool(set(self.tags) & set(memory.tags))
-
 
 @dataclass(frozen=True)
 class StoredDocument:
@@ -1120,25 +1111,30 @@ class MemoryStore:
     def scan(self, where: MemoryFilter | None = None, after: str | None = None, include_vector: bool = False,
              page: int = 1000) -> Iterator[tuple[StoredMemory, list[float] | None]]:
         """Every memory matching `where` (all when None), in uuid order from after the
-        uuid `after`, with its vector if asked: Weaviate's cursor, so there is no 10,000
-        cap. A filter is applied here, as the cursor does not take one."""
+        uuid `after`, with its vector if asked; there is no 10,000 cap. Unfiltered, this is
+        Weaviate's cursor. The cursor takes no filter, so a filtered scan asks for the
+        filter's matches with a uuid after the last one seen, sorted by uuid, a page at a
+        time: Weaviate reads only the matches, however large the store."""
+        filters = where.to_weaviate() if where is not None else None
         while True:
-            res = self.read(lambda c: c.query.fetch_objects(
-                after=after, limit=page, include_vector=include_vector, return_properties=RETURN_PROPERTIES
-            ))
+            if filters is None:
+                query = dict(after=after)
+            else:
+                query = dict(filters=filters & Filter.by_property("_id").greater_than(after) if after else filters,
+                             sort=Sort.by_property("_id"))
+            res = self.read(lambda c, query=query: c.query.fetch_objects(  # type: ignore[misc]
+                limit=page, include_vector=include_vector, return_properties=RETURN_PROPERTIES, **query))
             if not res.objects:
                 return
             for obj in res.objects:
-                memory = StoredMemory.from_object(obj)
-                if where is None or where.matches(memory):
-                    yield memory, (list(obj.vector["default"]) if include_vector else None)
+                yield StoredMemory.from_object(obj), (list(obj.vector["default"]) if include_vector else None)
             after = str(res.objects[-1].uuid)
 
     def page_after(self, after: str | None, limit: int = 50, where: MemoryFilter | None = None) -> "BrowsePage":
         """One page of memories in uuid order after the cursor `after` (None: the first
         page), and the cursor of the next page (None after the last)."""
         memories: list[StoredMemory] = []
-        for memory, _ in self.scan(where, after=after, page=max(limit, 100) if where is None or where.is_empty else 1000):
+        for memory, _ in self.scan(where, after=after, page=min(max(limit, 100), 1000)):
             memories.append(memory)
             if len(memories) == limit:
                 break

@@ -56,6 +56,19 @@ def test_a_filtered_browse_pages_past_the_cap_too(big: Engine) -> None:
     second = big.browse_page(where, after=first.next_after, limit=5000)
     assert len(first.memories) == 5000 and len(second.memories) == N // 2 - 5000 and second.next_after is None
     assert all(m.repo == "r" for m in first.memories + second.memories)
+    # In uuid order, each once, and every match: Weaviate filters, memsys pages by uuid.
+    paged = [m.uuid for m in first.memories + second.memories]
+    assert paged == sorted(set(paged))
+    assert set(paged) == {m.uuid for m, _ in big.system.store.scan() if m.repo == "r"}
+    narrow = MemoryFilter(repo="r", tags=("t0",))
+    pages, after = [], None
+    while True:
+        page = big.browse_page(narrow, after=after, limit=700)
+        pages.append(len(page.memories))
+        if page.next_after is None:
+            break
+        after = page.next_after
+    assert sum(pages) == len([i for i in range(N) if i % 2 and i % 3 == 0]) == big.count(narrow)
 
 
 def test_an_export_restored_into_an_empty_store_is_identical(big: Engine, tmp_path: Path) -> None:
