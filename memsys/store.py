@@ -950,11 +950,9 @@ class MemoryStore:
             total += self.delete_ids(ids)
 
     def document_ids(self, document_id: str) -> list[str]:
-        """The uuids of every memory stored for one document."""
-        res = self.read(lambda c: c.query.fetch_objects(
-            filters=Filter.by_property("document_id").equal(document_id), limit=_MAX_RESULTS, return_properties=[]
-        ))
-        return [str(o.uuid) for o in res.objects]
+        """The uuids of every memory stored for one document, however many."""
+        flt = Filter.by_property("document_id").equal(document_id)
+        return [str(o.uuid) for o in self._objects(flt, None, _MAX_RESULTS, properties=[])]
 
     def delete_ids(self, uuids: Sequence[str]) -> int:
         """Delete the memories with these uuids; returns how many were deleted."""
@@ -1115,7 +1113,14 @@ class MemoryStore:
         Weaviate's cursor. The cursor takes no filter, so a filtered scan asks for the
         filter's matches with a uuid after the last one seen, sorted by uuid, a page at a
         time: Weaviate reads only the matches, however large the store."""
-        filters = where.to_weaviate() if where is not None else None
+        for obj in self._objects(where.to_weaviate() if where is not None else None, after, page,
+                                 include_vector=include_vector):
+            yield StoredMemory.from_object(obj), (list(obj.vector["default"]) if include_vector else None)
+
+    def _objects(self, filters: Any, after: str | None, page: int, *, include_vector: bool = False,
+                 properties: list[str] = RETURN_PROPERTIES) -> Iterator[Any]:
+        """Every object matching `filters` (all when None) in uuid order after `after`, read
+        a page at a time (see `scan`)."""
         while True:
             if filters is None:
                 query = dict(after=after)
@@ -1123,11 +1128,10 @@ class MemoryStore:
                 query = dict(filters=filters & Filter.by_property("_id").greater_than(after) if after else filters,
                              sort=Sort.by_property("_id"))
             res = self.read(lambda c, query=query: c.query.fetch_objects(  # type: ignore[misc]
-                limit=page, include_vector=include_vector, return_properties=RETURN_PROPERTIES, **query))
+                limit=page, include_vector=include_vector, return_properties=properties, **query))
             if not res.objects:
                 return
-            for obj in res.objects:
-                yield StoredMemory.from_object(obj), (list(obj.vector["default"]) if include_vector else None)
+            yield from res.objects
             after = str(res.objects[-1].uuid)
 
     def page_after(self, after: str | None, limit: int = 50, where: MemoryFilter | None = None) -> "BrowsePage":

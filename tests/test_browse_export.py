@@ -95,3 +95,22 @@ def test_a_restore_refuses_vectors_of_another_embedder_naming_it(big: Engine) ->
     record = big.audit_trail(action="memories.restored", actor="ops@example.com")[0]
     assert record.outcome == "refused" and record.details["count"] == 0
     assert "openai / text-embedding-3-large" in record.details["reason"]
+
+
+def test_every_memory_of_a_document_is_found_however_many(base_system: MemorySystem,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A re-import removes the chunks a document no longer has from this list: it must not
+    stop at Weaviate's result cap (pages of 100 here stand for the cap of 10,000)."""
+    import memsys.store
+
+    store = base_system.with_collection("Long_document").store
+    memories = [Memory(content=f"chunk {i} of a long document", project="p", repo="r", agent="a", source_file="long.md")
+                for i in range(250)]
+    vectors = np.random.default_rng(3).standard_normal((250, DIMS)).astype(np.float32)
+    assert not store.write(memories, vectors).failed
+    monkeypatch.setattr(memsys.store, "_MAX_RESULTS", 100)
+    try:
+        found = store.document_ids(memories[0].document_id)
+        assert len(found) == 250 and set(found) == {m.uuid for m in memories}
+    finally:
+        store.delete_all()
