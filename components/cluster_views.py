@@ -23,6 +23,11 @@ def cluster_panel(status: ClusterStatus) -> None:
     asynchronous = {True: "on", False: "off", None: "—"}[status.async_replication]
     st.caption(f"Replication factor {factor}, {status.shard_count or '—'} shards, async replication {asynchronous}; "
                f"writes {status.write_consistency}, reads {status.read_consistency}. {status.detail}".strip())
+    if status.talks_to and len(status.nodes) > 1:
+        moves = (f"it moves to another of the {status.configured_nodes} nodes in WEAVIATE_URLS if this one stops "
+                 "answering" if status.configured_nodes > 1 else
+                 "list every node in WEAVIATE_URLS for memsys to move to another if this one goes down")
+        st.caption(f"memsys talks to {status.talks_to}; {moves}.")
     if status.down:
         st.warning(f"{', '.join(status.down)} {'is' if len(status.down) == 1 else 'are'} down. Imports go on while "
                    "the write consistency level can be met; verify a job once the node is back.",

@@ -62,6 +62,8 @@ class ClusterStatus:
     write_consistency: str
     read_consistency: str
     detail: str = ""  # why some figures are missing, in a sentence
+    talks_to: str = ""  # the REST URL of the node memsys talks to
+    configured_nodes: int = 1  # how many nodes it may move between (WEAVIATE_URLS)
 
     @property
     def down(self) -> tuple[str, ...]:
@@ -155,6 +157,7 @@ def cluster_status(store: "MemoryStore", wait_for_listing: float = 0.0) -> Clust
         nodes=tuple(dataclasses.replace(n, leader=n.name == raft.leader) for n in ordered),
         replication_factor=factor, shard_count=shards, async_replication=asynchronous,
         write_consistency=s.write_consistency, read_consistency=s.read_consistency, detail=detail,
+        talks_to=store.rest_url, configured_nodes=max(1, len(s.weaviate_nodes)),
     )
 
 

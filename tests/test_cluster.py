@@ -219,6 +219,8 @@ def test_given_every_node_memsys_moves_on_when_the_node_it_talks_to_dies(
         assert not reading.errors, reading.errors[:3]
         assert all(hits == 5 and page == 20 and 300 <= count <= 500 for hits, page, count, _ in answers)
         assert store.rest_url in {n.url for n in cluster.nodes[1:]}
+        status = eng.cluster_status()
+        assert (status.talks_to, status.configured_nodes) == (store.rest_url, 3) and "node01" in status.down
         cluster.start(["node01"])
         cluster.wait_ready(SLOW)
         assert eng.count() == 500
@@ -274,7 +276,9 @@ def test_home_shows_the_three_nodes_and_marks_the_dead_one(cluster: LocalCluster
         # As `make run` serves it (.streamlit/config.toml, not read from this folder): loopback only.
         st.config.set_option("server.address", "127.0.0.1")
         try:
-            assert node_rows(home()) == {"node01": "up", "node02": "up", "node03": "up"}
+            at = home()
+            assert node_rows(at) == {"node01": "up", "node02": "up", "node03": "up"}
+            assert f"memsys talks to {cluster.nodes[0].url}; list every node in WEAVIATE_URLS" in texts_of(at, "caption")
             cluster.signal_node("node03", signal.SIGKILL)
             wait_until(lambda: node_rows(home())["node03"].startswith("DOWN"), 60, what="Home marking node03 as down")
             at = home()
@@ -297,6 +301,10 @@ def home() -> AppTest:
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     return at
+
+
+def texts_of(at: AppTest, kind: str) -> str:
+    return "\n".join(str(e.value) for e in at.get(kind))
 
 
 def node_rows(at: AppTest) -> dict[str, str]:
