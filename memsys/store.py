@@ -46,9 +46,11 @@ SEARCH_MODES = ("hybrid", "vector", "keyword")
 EMBEDDER_NOTE = "memsys memories; embedder "
 # The physical collections behind an alias are named "<alias>_v<n>".
 VERSION_MARK = "_v"
-# Weaviate answers this while a collection it was asked for does not exist (for a moment
-# while a store made before aliases is moved behind one).
-_MISSING_COLLECTION = re.compile(r"could not find class|class .* not found|collection .* not found|no such class", re.I)
+# What Weaviate answers for the moment a store made before aliases is moved behind one: the
+# collection asked for does not exist, or (a keyword search) is being dropped, its shards'
+# indexes closed before the collection is gone.
+_MID_SWITCH = re.compile(r"could not find class|class .* not found|collection .* not found|no such class"
+                         r"|requires inverted index", re.I)
 # The content again, split into plain words for keywords: gse (Chinese) splits a code such
 # as "E4471" or "QX-2291" into pieces, so an exact term is matched on either tokenization.
 KEYWORD_PROPERTIES = ["content", "content_words^5"]
@@ -592,9 +594,21 @@ class MemoryStore:
         """The embedder a collection (default: the live one, following the alias) was
         created for (provider, model, dimensions, fingerprint), as recorded in its
         description; None for a collection made before memsys recorded it."""
+        from weaviate.exceptions import UnexpectedStatusCodeError
+
         self.ensure_collection()
-        name = collection or self.live_collection()
-        description = self.on_a_node(lambda client: client.collections.get(name).config.get().description) or ""
+        deadline = time.monotonic() + _SWITCH_SECONDS
+        while True:
+            name = collection or self.live_collection()
+            try:
+                description = self.on_a_node(lambda client: client.collections.get(name).config.get().description) or ""
+                break
+            except UnexpectedStatusCodeError as e:
+                # A store made before aliases is moved behind one by dropping its collection
+                # and creating the alias: for that moment the name is neither (see `read`).
+                if e.status_code != 404 or collection or self.physical or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.05)
         if not description.startswith(EMBEDDER_NOTE):
             return None
         try:
@@ -813,7 +827,7 @@ class MemoryStore:
             except WeaviateBaseError as e:
                 # A store made before aliases is moved behind one by dropping its collection
                 # and creating the alias: for that moment the name answers nothing.
-                if _MISSING_COLLECTION.search(str(e)) and not self.physical and time.monotonic() < deadline:
+                if _MID_SWITCH.search(str(e)) and not self.physical and time.monotonic() < deadline:
                     time.sleep(0.05)
                     continue
                 if level == "ONE" or not is_replica_error(str(e)):
