@@ -29,7 +29,9 @@ import psutil
 from memsys import weaviate_supervisor as sup
 from memsys.config import WEAVIATE_VERSION, Settings
 from memsys.errors import StoreUnavailableError, scrub
+from memsys.logs import event, get_logger
 
+log = get_logger("server")
 HOST = "127.0.0.1"
 _START_TIMEOUT = 480.0  # the supervisor tries three times on a busy machine
 _STOP_TIMEOUT = 90.0
@@ -384,12 +386,17 @@ def ensure_server(settings: Settings) -> tuple[ServerState, bool]:
         if state is not None:
             return state, False
         _clear_stale(read_state(settings), settings, folder)
+        began = time.monotonic()
         pid = _launch(settings, folder)
         pid_start = sup.process_start(pid)
         deadline = time.monotonic() + _START_TIMEOUT
         while time.monotonic() < deadline:
             state = read_state(settings)
             if state is not None and state.pid == pid:
+                took = time.monotonic() - began
+                log.info("memsys server started for %s: Weaviate at %s, pid %d, in %.1f s", settings.data_dir,
+                         state.url, pid, took, extra=event("server.started", pid=pid, url=state.url,
+                                                           seconds=round(took, 2)))
                 return state, True
             if pid_start is None or not sup.is_alive(pid, pid_start):
                 raise ServerError(f"Weaviate for {settings.data_dir} did not start; see {log_file(settings)}")
@@ -463,6 +470,9 @@ def stop_server(settings: Settings, timeout: float = _STOP_TIMEOUT) -> ServerSta
         if time.monotonic() > deadline:
             raise ServerError(f"the memsys server (pid {state.pid}) did not stop within {timeout:.0f} s")
         time.sleep(0.1)
+    ran = time.time() - state.started_at
+    log.info("memsys server for %s stopped (pid %d, ran %.0f s)", settings.data_dir, state.pid, ran,
+             extra=event("server.stopped", pid=state.pid, ran_seconds=round(ran, 1)))
     return state
 
 

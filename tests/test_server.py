@@ -93,6 +93,12 @@ def audit_records(env: dict[str, str], action: str, state: memsys_server.ServerS
         trail.close()
 
 
+def server_log(env: dict[str, str], event: str) -> list[Any]:
+    """memsys's log lines of one event about the server, oldest first."""
+    lines = read_logs(settings_of(env).log_dir, LogQuery(components=("server",), limit=100_000))
+    return [line for line in lines if line.event == event]
+
+
 def checked_after(settings: Settings, state: memsys_server.ServerState, moment: float) -> dict[str, Any]:
     """Wait for the supervisor's first look at its clients taken after `moment`."""
     seen: dict[str, Any] = {}
@@ -116,6 +122,8 @@ def test_the_server_outlives_the_cli_command_that_started_it(data_env: dict[str,
     assert f"http://127.0.0.1:{state.port}" in started.stdout
     start_record, = audit_records(data_env, "server.started", state)
     assert start_record.actor.endswith("(cli)") and start_record.details == {"pid": state.pid, "url": state.url}
+    started_lines = [line for line in server_log(data_env, "server.started") if line.fields.get("pid") == state.pid]
+    assert len(started_lines) == 1 and started_lines[0].component == "server" and started_lines[0].fields["seconds"] > 0
     status = run_memsys(["server", "status"], data_env)
     assert status.returncode == 0, status.stderr
     assert "running" in status.stdout and f"pid {state.pid}" in status.stdout
@@ -189,6 +197,7 @@ def test_stop_flushes_and_the_data_is_there_after_the_next_start(data_env: dict[
     # The stop asked for is in the audit trail, once (asking again stopped nothing).
     stop_record, = audit_records(data_env, "server.stopped", state)
     assert stop_record.actor.endswith("(cli)") and stop_record.details["pid"] == state.pid
+    assert any(line.fields.get("pid") == state.pid for line in server_log(data_env, "server.stopped"))
 
 
 def test_stop_during_an_import_fails_its_batch_clearly_and_resume_finishes(data_env: dict[str, str], tmp_path: Path) -> None:
