@@ -29,9 +29,6 @@ def _add_server(p: argparse.ArgumentParser) -> None:
         sub.add_parser(name, help=text).set_defaults(func=func)
 
 
-_STALE_CHECK = 30.0  # seconds without a look from the supervisor before status says so
-
-
 def _since(state: ServerState) -> str:
     started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(state.started_at))
     return f"since {started} ({duration(time.time() - state.started_at)})"
@@ -110,14 +107,11 @@ def describe(status: ServerStatus) -> str:
     lines.append(f"  memsys clients: {len(status.clients)} ({clients}); open connections: "
                  f"{status.connections if status.connections is not None else 'unknown'}")
     lines.append(f"  log: {status.log_file}; {_idle(state)}")
-    check = status.last_check
-    if check is not None:
-        ago = time.time() - float(check.get("checked_at", 0))
-        if ago > _STALE_CHECK:
-            lines.append(f"  the supervisor last checked on Weaviate {duration(ago)} ago (it checks every half "
-                         f"second): it may be stuck; `python -m memsys server stop` and start it again")
-        elif check.get("idle_since") and state.idle_seconds:
-            idle = time.time() - float(check["idle_since"])
-            lines.append(f"  no memsys client for {duration(idle)}; stops in about "
-                         f"{duration(max(0.0, state.idle_seconds - idle))}")
+    check = status.last_check or {}
+    if status.watch_problem:
+        lines.append(f"  {status.watch_problem}")
+    elif check.get("idle_since") and state.idle_seconds:
+        idle = time.time() - float(check["idle_since"])
+        lines.append(f"  no memsys client for {duration(idle)}; stops in about "
+                     f"{duration(max(0.0, state.idle_seconds - idle))}")
     return "\n".join(lines)

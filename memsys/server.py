@@ -29,12 +29,14 @@ import psutil
 from memsys import weaviate_supervisor as sup
 from memsys.config import WEAVIATE_VERSION, Settings
 from memsys.errors import StoreUnavailableError, scrub
+from memsys.units import duration
 from memsys.logs import event, get_logger
 
 log = get_logger("server")
 HOST = "127.0.0.1"
 _START_TIMEOUT = 480.0  # the supervisor tries three times on a busy machine
 _STOP_TIMEOUT = 90.0
+WATCH_STALE_SECONDS = 30.0  # no look from the supervisor for this long: it is stuck
 _NODE_FILE = "node"
 
 
@@ -105,6 +107,24 @@ class ServerStatus:
     @property
     def total_objects(self) -> int | None:
         return None if self.objects is None else sum(self.objects.values())
+
+    @property
+    def unwatched_seconds(self) -> float:
+        """How long ago the supervisor last looked at its clients and Weaviate (it looks
+        every half second); 0 when it is not known."""
+        if not self.last_check:
+            return 0.0
+        return max(0.0, time.time() - float(self.last_check.get("checked_at", 0)))
+
+    @property
+    def watch_problem(self) -> str:
+        """What to say when the supervisor has not looked for so long that it is not doing
+        its job (no idle stop, no restart of a Weaviate that died); "" when it is."""
+        if not self.running or self.unwatched_seconds <= WATCH_STALE_SECONDS:
+            return ""
+        pid = self.state.pid if self.state else "?"
+        return (f"the memsys server's supervisor (pid {pid}) last checked on Weaviate {duration(self.unwatched_seconds)} "
+                "ago (it checks every half second): it may be stuck; `python -m memsys server stop` and start it again")
 
 
 def server_dir(settings: Settings) -> Path:

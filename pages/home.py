@@ -24,7 +24,10 @@ with store_box.container(border=True), guarded():
     memories = store.memories
     st.metric("Memories", fmt.count(memories))
     st.caption(f"Weaviate {store.version}, {store.mode} mode, collection {store.collection}")
-    st.caption(fmt.server_summary(memsys_engine.server_status(count_objects=False)))
+    server_status = memsys_engine.server_status(count_objects=False)
+    st.caption(fmt.server_summary(server_status))
+    if server_status.watch_problem:
+        st.warning(server_status.watch_problem[:1].upper() + server_status.watch_problem[1:], icon=":material/warning:")
 with embedder_box.container(border=True), guarded():
     st.markdown("**Embeddings**")
     embedder = memsys_engine.embedder_status()

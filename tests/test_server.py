@@ -4,7 +4,9 @@ request, and closed to anyone without the directory's key. Real processes throug
 the CLI, scripts in fresh interpreters, Weaviate itself."""
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import re
 import os
 import shutil
 import signal
@@ -332,3 +334,22 @@ def test_the_key_is_private_to_the_data_directory_and_never_printed(data_env: di
         assert key not in text
     with pytest.raises(WeaviateBaseError):  # no key, no answer
         weaviate.connect_to_local(port=state.port, grpc_port=state.grpc_port).collections.list_all()
+
+
+def test_a_supervisor_that_stopped_looking_is_named_with_what_to_do() -> None:
+    from memsys.cli_server import describe
+
+    now = time.time()
+    state = memsys_server.ServerState(
+        pid=4242, pid_start="1", weaviate_pid=4243, host="127.0.0.1", port=8079, grpc_port=50060, internal_ports={},
+        node="node1", data_dir="/data", key_file="key", log_file="log", version="1.35.2", idle_seconds=900,
+        started_at=now - 600, weaviate_started_at=now - 600)
+    looking = memsys_server.ServerStatus(Path("/data"), running=True, state=state, memory_bytes=2**20, objects={},
+                                         last_check={"checked_at": now - 0.4, "idle_since": now - 100, "clients": 0})
+    assert looking.watch_problem == ""
+    assert "no memsys client for 1 min 40 s; stops in about 13 min 20 s" in describe(looking)
+    stuck = dataclasses.replace(looking, last_check={"checked_at": now - 45, "idle_since": now - 100, "clients": 0})
+    assert re.fullmatch(r"the memsys server's supervisor \(pid 4242\) last checked on Weaviate 4[56] s ago \(it checks "
+                        r"every half second\): it may be stuck; `python -m memsys server stop` and start it again",
+                        stuck.watch_problem)
+    assert stuck.watch_problem in describe(stuck) and "stops in about" not in describe(stuck)
