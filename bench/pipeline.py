@@ -218,6 +218,44 @@ def bench_batched_writes(b: Bench) -> list[Result]:
                    f"so {drained:.1f}x from first write to drained")]
 
 
+def bench_write_vs_raw(b: Bench, n: int = 3000, batch: int = 500) -> list[Result]:
+    """memsys's `store.write` against the client's own `insert_many` of the same objects
+    (memsys's properties, `content_words` included), and of the objects without
+    `content_words`: what the second, word-tokenized copy of the text costs Weaviate."""
+    import datetime as dt
+
+    import weaviate.classes as wvc
+
+    rng = np.random.default_rng(5)
+    vectors = rng.standard_normal((n, 384)).astype(np.float32)
+    rates: dict[str, float] = {}
+    for name in ("memsys", "client, same objects", "client, without content_words"):
+        store = b.base.store.with_collection(f"Bench_{uuid.uuid4().hex[:10]}")
+        store.ensure_collection()
+        memories = [Memory(content=f"write bench {name} {i} with a few more words of text to index", project="w",
+                           repo="w", agent="w") for i in range(n)]
+        if name == "memsys":
+            _, seconds = timed(lambda: [store.write(memories[i:i + batch], vectors[i:i + batch])
+                                        for i in range(0, n, batch)])
+        else:
+            objects = []
+            for m, v in zip(memories, vectors):
+                props = {**m.properties(), "created_at": dt.datetime.now(dt.timezone.utc)}
+                if name == "client, same objects":
+                    props["content_words"] = m.content
+                objects.append(wvc.data.DataObject(properties=props, uuid=m.uuid, vector=v.tolist()))
+            _, seconds = timed(lambda: [store.collection.data.insert_many(objects[i:i + batch])
+                                        for i in range(0, n, batch)])
+        assert store.count() == n
+        rates[name] = n / seconds
+        store.delete_all()
+    same, plain = rates["client, same objects"], rates["client, without content_words"]
+    return [Result("P3", f"memsys write vs the client's insert_many, same objects ({n}, batches of {batch})",
+                   rates["memsys"] / same, "x", "reported", True,
+                   f"{rates['memsys']:,.0f} vs {same:,.0f} objects/s; without content_words the client writes "
+                   f"{plain:,.0f}/s ({same / plain:.2f}x of that with it)")]
+
+
 def bench_filtered_browse(b: Bench, n: int = 20_000, rare: int = 50) -> list[Result]:
     """A filtered page and a filtered export on a store where the filter is rare: Weaviate
     filtering by the memories' fields and paging by uuid (memsys now) vs reading Weaviate's
@@ -361,7 +399,7 @@ def _wait(url: str) -> None:
 
 STEPS = {"cold": bench_cold_and_warm, "reembed": bench_reembed_vs_import, "writes": bench_batched_writes,
          "warm": bench_warm_write_throughput, "requests": bench_batch_vs_single_requests, "memory": bench_memory,
-         "browse": bench_filtered_browse}
+         "browse": bench_filtered_browse, "samewrites": bench_write_vs_raw}
 
 
 def run(only: str = "") -> Iterator[Result]:
