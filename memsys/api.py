@@ -8,13 +8,16 @@ from __future__ import annotations
 import atexit
 import gc
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
+
+from weaviate.exceptions import WeaviateBaseError
 
 from memsys.config import BatchConfig, Settings
 from memsys.embeddings.router import EmbeddingRouter
 from memsys.embeddings.providers import EmbeddingProvider
-from memsys.errors import EmbedderMismatchError, FailedMemory, MemoryWriteError
+from memsys.errors import EmbedderMismatchError, FailedMemory, MemoryWriteError, StoreUnavailableError
 from memsys.logs import configure_logging, event, get_logger
 from memsys.models import DEFAULT_SOURCE, Memory, validate_memories
 from memsys.store import SEARCH_MODES, MemoryFilter, MemoryStore, StoredMemory, settle
@@ -22,6 +25,8 @@ from memsys.store import SEARCH_MODES, MemoryFilter, MemoryStore, StoredMemory, 
 # Hybrid search's default weight of meaning against keywords (Weaviate's own default).
 HYBRID_ALPHA = 0.5
 log = get_logger("api")
+# How long search trusts its last look at which embedder made the collection's vectors.
+_EMBEDDER_CHECK_SECONDS = 5.0
 
 
 @dataclass
@@ -61,6 +66,7 @@ class MemorySystem:
         if self.store.embedder is None:
             self.store.embedder = embedder_record(self.router.provider)
         self._embedder_checked = False
+        self._comparable: tuple[float, int, bool] | None = None  # (until, alias switches, answer) for search
         self.batch_config = batch_config or BatchConfig.saved(self.settings.batch_config_path)
 
     def with_collection(self, name: str, physical: bool = False) -> "MemorySystem":
@@ -210,15 +216,30 @@ class MemorySystem:
     def _vectors_comparable(self) -> bool:
         """Whether a query embedded now can be compared with the collection's vectors: they
         were made by the configured embedder (or the collection does not say). Two models of
-        the same length give numbers Weaviate compares without a word, and mean nothing."""
-        recorded = self.store.recorded_embedder()
-        if recorded is None or same_embedder(self.router.provider, recorded):
-            return True
-        log.warning("searching by keywords only: %s holds vectors of %s, the embedder is set to %s",
-                    self.store.live_collection(), describe_embedder(recorded),
-                    describe_embedder(embedder_record(self.router.provider)),
-                    extra=event("search.keywords_only", collection=self.store.live_collection()))
-        return False
+        the same length give numbers Weaviate compares without a word, and mean nothing.
+
+        Asked of Weaviate's schema at most every few seconds, and again at once after this
+        process moved the alias (a re-embed's switch): a schema read waits for a Raft leader,
+        which a cluster can be without for seconds. When it cannot be asked, the last answer
+        stands (or yes): the search itself does not need the schema and still answers."""
+        switches = self.store.alias_switches
+        cached = self._comparable
+        if cached is not None and cached[1] == switches and time.monotonic() < cached[0]:
+            return cached[2]
+        try:
+            recorded = self.store.recorded_embedder()
+        except (WeaviateBaseError, StoreUnavailableError) as e:
+            log.warning("cannot tell which embedder made the collection's vectors (%s); searching as before",
+                        type(e).__name__, extra=event("search.embedder_unknown", reason=str(e)[:300]))
+            return cached[2] if cached is not None else True
+        comparable = recorded is None or same_embedder(self.router.provider, recorded)
+        self._comparable = (time.monotonic() + _EMBEDDER_CHECK_SECONDS, switches, comparable)
+        if not comparable:
+            log.warning("searching by keywords only: %s holds vectors of %s, the embedder is set to %s",
+                        self.store.collection_name, describe_embedder(recorded or {}),
+                        describe_embedder(embedder_record(self.router.provider)),
+                        extra=event("search.keywords_only", collection=self.store.collection_name))
+        return comparable
 
 
 def embedder_record(provider: EmbeddingProvider) -> dict[str, Any]:

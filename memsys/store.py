@@ -398,6 +398,7 @@ class _Connection:
             if client is None and len(settings.weaviate_nodes) > 1 else []
         self._node = 0
         self._checked = 0.0
+        self.alias_switches = 0  # how often this process moved an alias (search rechecks its embedder)
 
     @property
     def node_url(self) -> str:
@@ -616,6 +617,11 @@ class MemoryStore:
         except (ValueError, TypeError):
             return None
 
+    @property
+    def alias_switches(self) -> int:
+        """How often this process moved an alias on this connection."""
+        return self._connection.alias_switches
+
     def switch_to(self, target: str) -> str:
         """Point the name at the physical collection `target` at once (the alias is created
         or moved), so every search and write from then on uses it; returns the physical
@@ -623,6 +629,13 @@ class MemoryStore:
         the alias's own name, which Weaviate refuses an alias beside: it is copied (vectors
         and all, nothing embedded) to the next free version, then dropped and the alias made
         in its place; reads wait out that moment (see `read`)."""
+        self._connection.alias_switches += 1
+        try:
+            return self._switch_to(target)
+        finally:
+            self._connection.alias_switches += 1  # searches from now on look again
+
+    def _switch_to(self, target: str) -> str:
         client = self.client
         alias = client.alias.get(alias_name=self.collection_name)
         if alias is not None:
