@@ -29,7 +29,8 @@ import weaviate.classes as wvc
 from weaviate.classes.config import ConsistencyLevel
 from weaviate.classes.init import AdditionalConfig, Timeout
 from weaviate.classes.query import Filter, MetadataQuery, Sort
-from weaviate.exceptions import WeaviateBaseError, WeaviateInsertManyAllFailedError
+from weaviate.exceptions import (UnexpectedStatusCodeError, WeaviateBaseError, WeaviateClosedClientError,
+                                 WeaviateConnectionError, WeaviateInsertManyAllFailedError)
 
 from memsys.config import Settings, redact_url
 from memsys.errors import StoreUnavailableError, scrub
@@ -367,8 +368,6 @@ def is_unreachable(error: BaseException) -> bool:
     """True when the node memsys talks to did not answer at all (down, or cut off), as
     opposed to answering with an error. A client closed by another thread moving to the
     next node counts too: the call is made again there."""
-    from weaviate.exceptions import WeaviateClosedClientError, WeaviateConnectionError
-
     text = str(error)
     return isinstance(error, (WeaviateConnectionError, WeaviateClosedClientError, httpx.TransportError)) \
         or "StatusCode.UNAVAILABLE" in text or "failed to connect to all addresses" in text
@@ -571,7 +570,7 @@ class MemoryStore:
         itself (a physical store, or one made before memsys used aliases)."""
         if self.physical:
             return self.collection_name
-        alias = self.on_a_node(lambda client: client.alias.get(alias_name=self.collection_name))
+        alias = self.on_a_node(lambda: self.client.alias.get(alias_name=self.collection_name))
         return alias.collection if alias is not None else self.collection_name
 
     def versions(self) -> list[str]:
@@ -595,25 +594,19 @@ class MemoryStore:
         """The embedder a collection (default: the live one, following the alias) was
         created for (provider, model, dimensions, fingerprint), as recorded in its
         description; None for a collection made before memsys recorded it."""
-        from weaviate.exceptions import UnexpectedStatusCodeError
-
         self.ensure_collection()
-        deadline = time.monotonic() + _SWITCH_SECONDS
-        while True:
-            name = collection or self.live_collection()
-            try:
-                description = self.on_a_node(lambda client: client.collections.get(name).config.get().description) or ""
-                break
-            except UnexpectedStatusCodeError as e:
-                # A store made before aliases is moved behind one by dropping its collection
-                # and creating the alias: for that moment the name is neither (see `read`).
-                if e.status_code != 404 or collection or self.physical or time.monotonic() >= deadline:
-                    raise
-                time.sleep(0.05)
-        if not description.startswith(EMBEDDER_NOTE):
+
+        def description(name: str) -> str:
+            return self.client.collections.get(name).config.get().description or ""
+
+        if collection:
+            note = self.on_a_node(lambda: description(collection))
+        else:
+            note = self._across_the_switch(lambda: description(self.live_collection()))
+        if not note.startswith(EMBEDDER_NOTE):
             return None
         try:
-            return dict(json.loads(description.removeprefix(EMBEDDER_NOTE)))
+            return dict(json.loads(note.removeprefix(EMBEDDER_NOTE)))
         except (ValueError, TypeError):
             return None
 
@@ -629,7 +622,6 @@ class MemoryStore:
         the alias's own name, which Weaviate refuses an alias beside: it is copied (vectors
         and all, nothing embedded) to the next free version, then dropped and the alias made
         in its place; reads wait out that moment (see `read`)."""
-        self._connection.alias_switches += 1
         try:
             return self._switch_to(target)
         finally:
@@ -814,40 +806,44 @@ class MemoryStore:
     def _writing(self) -> Any:
         return self.collection.with_consistency_level(ConsistencyLevel(self.settings.write_consistency))
 
-    def on_a_node(self, op: Callable[[weaviate.WeaviateClient], T]) -> T:
-        """`op(client)`; when the node did not answer and the cluster has other nodes
-        (WEAVIATE_URLS), again on the next one that does."""
+    def on_a_node(self, op: Callable[[], T]) -> T:
+        """`op()`, which reaches Weaviate through `self.client` or `self.collection`; when
+        the node did not answer and the cluster has other nodes (WEAVIATE_URLS), again on
+        the next one that does."""
         attempt = 0
         while True:
             client = self.client
             try:
-                return op(client)
+                return op()
             except (WeaviateBaseError, httpx.TransportError) as e:
                 attempt += 1
                 if attempt >= self._connection.node_count or not self._connection.fail_over(client, e):
                     raise
 
+    def _across_the_switch(self, op: Callable[[], T]) -> T:
+        """`op()` on a node that answers (see `on_a_node`). A store made before aliases is
+        moved behind one by dropping its collection and creating the alias: for that
+        moment the name answers nothing, and `op` is made again until it does."""
+        deadline = time.monotonic() + _SWITCH_SECONDS
+        while True:
+            try:
+                return self.on_a_node(op)
+            except WeaviateBaseError as e:
+                gone = _MID_SWITCH.search(str(e)) or (isinstance(e, UnexpectedStatusCodeError) and e.status_code == 404)
+                if not gone or self.physical or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.05)
+
     def read(self, op: Callable[[Any], T], level: str | None = None) -> T:
         """Run a read at the configured consistency level. While too few replicas answer
         for it (a node is down), answer from one replica instead: reads keep working."""
         level = level or self.settings.read_consistency
-        deadline = time.monotonic() + _SWITCH_SECONDS
-        self.ensure_collection()
-        while True:
-            try:
-                return self.on_a_node(lambda client: op(
-                    client.collections.get(self.collection_name).with_consistency_level(ConsistencyLevel(level))))
-            except WeaviateBaseError as e:
-                # A store made before aliases is moved behind one by dropping its collection
-                # and creating the alias: for that moment the name answers nothing.
-                if _MID_SWITCH.search(str(e)) and not self.physical and time.monotonic() < deadline:
-                    time.sleep(0.05)
-                    continue
-                if level == "ONE" or not is_replica_error(str(e)):
-                    raise
-                break
-        return self.on_a_node(lambda client: op(
-            client.collections.get(self.collection_name).with_consistency_level(ConsistencyLevel.ONE)))
+        try:
+            return self._across_the_switch(lambda: op(self.collection.with_consistency_level(ConsistencyLevel(level))))
+        except WeaviateBaseError as e:
+            if level == "ONE" or not is_replica_error(str(e)):
+                raise
+        return self.on_a_node(lambda: op(self.collection.with_consistency_level(ConsistencyLevel.ONE)))
 
     def _add_document_properties(self, name: str) -> None:
         """A collection made before memories knew their document gets those properties
@@ -888,7 +884,7 @@ class MemoryStore:
             return WriteOutcome([], {i: short for i in range(len(objects))})
         try:
             # The same UUIDs again on another node if this one did not answer: never twice.
-            result = self.on_a_node(lambda _: self._writing().data.insert_many(objects))
+            result = self.on_a_node(lambda: self._writing().data.insert_many(objects))
         except WeaviateInsertManyAllFailedError as e:
             # Every object refused alike (no replica quorum, say): per-object failures, so
             # the caller retries them with the same UUIDs or records each with its reason.
@@ -995,8 +991,7 @@ class MemoryStore:
         """The documents stored (within the filter), most memories first, at most `limit`."""
         from weaviate.classes.aggregate import GroupByAggregate
 
-        self.ensure_collection()
-        res = self.on_a_node(lambda client: client.collections.get(self.collection_name).aggregate.over_all(
+        res = self.on_a_node(lambda: self.collection.aggregate.over_all(
             filters=where.to_weaviate() if where else None,
             group_by=GroupByAggregate(prop="document_id", limit=limit),
             total_count=True,
@@ -1059,9 +1054,7 @@ class MemoryStore:
 
     def count(self, where: MemoryFilter | None = None) -> int:
         flt = where.to_weaviate() if where else None
-        self.ensure_collection()
-        res = self.on_a_node(lambda client: client.collections.get(self.collection_name).aggregate.over_all(
-            total_count=True, filters=flt))
+        res = self.on_a_node(lambda: self.collection.aggregate.over_all(total_count=True, filters=flt))
         return int(res.total_count or 0)
 
     def search(
@@ -1175,7 +1168,7 @@ class MemoryStore:
     def index_queue(self) -> IndexQueue:
         """What the nodes API (verbose shard status) says is still waiting to be indexed."""
         live = self.live_collection()  # the nodes API knows physical collections only
-        nodes = self.on_a_node(lambda client: client.cluster.nodes(collection=live, output="verbose"))
+        nodes = self.on_a_node(lambda: self.client.cluster.nodes(collection=live, output="verbose"))
         queued = shards = 0
         not_ready = []
         for node in nodes:
@@ -1215,7 +1208,7 @@ class MemoryStore:
 
     def server_info(self) -> dict[str, Any]:
         """What the dashboard shows: mode, server version, object count."""
-        meta = self.on_a_node(lambda client: client.get_meta())
+        meta = self.on_a_node(lambda: self.client.get_meta())
         return {
             "mode": self.settings.weaviate_mode,
             "version": meta.get("version"),
