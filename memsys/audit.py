@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from memsys.jobs import explain_db_error
+from memsys.jobs import explain_db_error, open_database
 from memsys.logs import event, get_logger, scrub_text, scrub_value
 
 log = get_logger("audit")
@@ -96,16 +96,7 @@ class AuditTrail:
         the next call opens it afresh (a data directory writable again)."""
         try:
             if self._db is None:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                db = sqlite3.connect(str(self.path), timeout=self.timeout, check_same_thread=False, isolation_level=None)
-                try:
-                    db.execute(f"PRAGMA busy_timeout={int(self.timeout * 1000)}")
-                    db.execute("PRAGMA journal_mode=WAL")
-                    db.executescript(_SCHEMA)
-                except sqlite3.Error:
-                    db.close()
-                    raise
-                self._db = db
+                self._db = open_database(self.path, self.timeout, _SCHEMA)
             return self._db.execute(sql, params)
         except (sqlite3.Error, OSError) as e:
             if self._db is not None:

@@ -750,13 +750,9 @@ class JobStore:
 
     # --- plumbing --------------------------------------------------------------------
     def _open(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(str(self.path), timeout=self.timeout, check_same_thread=False, isolation_level=None)
+        db = open_database(self.path, self.timeout, _SCHEMA)
         try:
-            db.execute(f"PRAGMA busy_timeout={int(self.timeout * 1000)}")
-            db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
-            db.executescript(_SCHEMA)
             for table, columns in _ADDED_COLUMNS.items():  # databases made before a column existed
                 have = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
                 for name, decl in columns:
@@ -820,6 +816,22 @@ class JobStore:
     def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
         rows = self._rows(sql, params)
         return rows[0] if rows else None
+
+
+def open_database(path: Path, timeout: float, schema: str) -> sqlite3.Connection:
+    """A writing connection to one of memsys's SQLite databases (the job database, its
+    audit table): its folder made, WAL, waiting up to `timeout` for another writer, the
+    schema created. sqlite3 and OS errors pass through, nothing left open."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(str(path), timeout=timeout, check_same_thread=False, isolation_level=None)
+    try:
+        db.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+        db.execute("PRAGMA journal_mode=WAL")
+        db.executescript(schema)
+    except sqlite3.Error:
+        db.close()
+        raise
+    return db
 
 
 def explain_db_error(e: BaseException, path: Path, timeout: float) -> JobStoreError:
