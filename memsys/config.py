@@ -279,7 +279,7 @@ class Settings:
             kwargs["data_dir"] = Path(get("MEMSYS_DATA_DIR"))  # type: ignore[arg-type]
         if get("MEMSYS_WEAVIATE_BINARY_DIR"):
             kwargs["weaviate_binary_dir"] = Path(get("MEMSYS_WEAVIATE_BINARY_DIR"))  # type: ignore[arg-type]
-        kwargs["weaviate_url"] = _weaviate_urls(get("WEAVIATE_URL"), kwargs)
+        kwargs["weaviate_url"], kwargs["weaviate_urls"] = _weaviate_urls(get("WEAVIATE_URL"), kwargs["weaviate_urls"])
         if provider == "local" and kwargs["embedding_model"] != LOCAL_MODEL:
             raise ConfigError(
                 f"MEMSYS_EMBEDDING_MODEL is {kwargs['embedding_model']!r}, but the local "
@@ -315,11 +315,10 @@ def _switch(get: Any, name: str, default: bool) -> bool:
     raise ConfigError(f"{name} is {raw!r}; use on or off")
 
 
-def _weaviate_urls(url: str | None, kwargs: dict[str, Any]) -> str | None:
-    """WEAVIATE_URL, or the first of WEAVIATE_URLS: each of those a http(s) URL, naming its
-    node's gRPC port when not MEMSYS_WEAVIATE_GRPC_PORT (`?grpc=50052`). With both set,
-    WEAVIATE_URL is one of the list, and memsys starts with it."""
-    urls: tuple[str, ...] = kwargs["weaviate_urls"]
+def _weaviate_urls(url: str | None, urls: tuple[str, ...]) -> tuple[str | None, tuple[str, ...]]:
+    """The URL in use and every node, from WEAVIATE_URL and WEAVIATE_URLS: each of the list
+    a http(s) URL, naming its node's gRPC port when not MEMSYS_WEAVIATE_GRPC_PORT
+    (`?grpc=50052`). With both set, WEAVIATE_URL is one of the list, and comes first."""
     for value in urls:
         try:
             parts = urlsplit(value)
@@ -335,8 +334,8 @@ def _weaviate_urls(url: str | None, kwargs: dict[str, Any]) -> str | None:
     if url and urls:
         if url not in urls:
             raise ConfigError("WEAVIATE_URL is not one of WEAVIATE_URLS; set one of them (WEAVIATE_URLS lists every node)")
-        kwargs["weaviate_urls"] = (url, *(u for u in urls if u != url))
-    return url or (urls[0] if urls else None)
+        return url, (url, *(u for u in urls if u != url))
+    return url or (urls[0] if urls else None), urls
 
 
 def _entries(raw: Any) -> tuple[str, ...]:
