@@ -1,5 +1,5 @@
-"""Batch settings as the dashboard edits them: plain labels for the seed's length buckets,
-the seed's recommended ranges, and loading a configuration someone uploaded."""
+"""Batch settings as the dashboard edits them: plain labels for the length buckets, their
+recommended batch sizes, and loading a configuration someone uploaded."""
 from __future__ import annotations
 
 import tempfile
@@ -34,7 +34,7 @@ def recommended(bucket: str) -> str:
 
 
 def outside_recommended(config: BatchConfig) -> list[str]:
-    """A sentence for each length bucket whose batch size is outside the seed's range."""
+    """A sentence for each length bucket whose batch size is outside its recommended range."""
     sizes = config.text_type_batch_sizes or {}
     notes = []
     for bucket in LENGTH_BUCKETS:

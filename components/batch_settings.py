@@ -12,7 +12,7 @@ _KEY = "batch_config"
 
 def batch_config() -> BatchConfig:
     """This session's batch settings: at first the saved ones (the data folder's
-    batch_config.json), else the guide's defaults."""
+    batch_config.json), else BatchConfig's defaults."""
     if _KEY not in st.session_state:
         config = BatchConfig()
         try:

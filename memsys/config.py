@@ -1,5 +1,5 @@
 """All configuration in one place: `Settings` (where data lives, which embedder and which
-Weaviate to use) read from the environment and `.streamlit/secrets.toml`, and the seed's
+Weaviate to use) read from the environment and `.streamlit/secrets.toml`, and
 `BatchConfig` (how imports are batched and retried). Defaults need no configuration at all.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ LOCAL_DIMENSIONS = 384
 DEFAULT_OPENAI_MODEL = "text-embedding-3-small"
 PROVIDERS = ("local", "openai")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-# The embedding cache's folder under the data directory (the seed's `BatchConfig.cache_dir`).
+# The embedding cache's folder, relative to the data directory (`BatchConfig.cache_dir`).
 DEFAULT_CACHE_DIR = ".cache/embeddings"
 CONSISTENCY_LEVELS = ("ONE", "QUORUM", "ALL")
 
@@ -393,12 +393,13 @@ def _float(get: Any, name: str, default: float) -> float:
     return value
 
 
-# --- BatchConfig: the seed's dataclass, validated --------------------------------------
+# --- BatchConfig: batching, retries and bounds, validated -------------------------------
 
 LENGTH_BUCKETS = ("short", "medium", "long", "very_long")
 # A text shorter than its bucket's limit (characters) is in that bucket; very_long has none.
 LENGTH_LIMITS = {"short": 100, "medium": 500, "long": 2000}
-# The seed's recommended ranges per bucket (characters -> batch size), shown beside the fields.
+# Batch sizes that keep one request's tokens well inside a provider's limit for texts of each
+# bucket's length (shorter texts pack more per request); shown beside the fields.
 RECOMMENDED_BATCH_SIZES = {
     "short": (40, 60),
     "medium": (30, 50),
@@ -419,7 +420,7 @@ UPPER_BOUNDS: dict[str, int | float] = {
 
 @dataclass
 class BatchConfig:
-    """How imports are batched, retried and bounded (the seed's `BatchConfig`)."""
+    """How imports are batched, retried and bounded. Every field acts; unknown keys are an error."""
 
     # Batch sizes
     default_batch_size: int = 50
@@ -442,7 +443,7 @@ class BatchConfig:
     continue_on_error: bool = True
     log_errors: bool = True
 
-    # Concurrency and memory (beyond the seed)
+    # Concurrency and memory
     embed_workers: int = 2
     write_workers: int = 3
     queue_depth: int = 4
@@ -528,7 +529,7 @@ class BatchConfig:
 
     @classmethod
     def from_file(cls, config_path: str | os.PathLike[str]) -> "BatchConfig":
-        """Load from a JSON file (the seed's format); unknown keys are an error."""
+        """Load from a JSON file of these fields (as `to_file` writes it); unknown keys are an error."""
         path = Path(config_path)
         try:
             with path.open("r", encoding="utf-8") as f:
@@ -561,7 +562,7 @@ class BatchConfig:
         return "very_long"
 
     def get_batch_size_for_text(self, text: str) -> int:
-        """The batch size that suits a text of this length (the seed's table)."""
+        """The batch size for a text of this length: its length bucket's entry in `text_type_batch_sizes`."""
         assert self.text_type_batch_sizes is not None
         return self.text_type_batch_sizes[self.length_bucket(text)]
 

@@ -26,7 +26,8 @@ class MemsysError(Exception):
 
 
 class EmbeddingProviderError(openai.OpenAIError, MemsysError):
-    """The embedding provider failed. Subclasses `openai.OpenAIError`, as the seed documents.
+    """The embedding provider failed. Subclasses `openai.OpenAIError`, so code that catches the
+    OpenAI client's errors catches it too.
 
     `retryable` says whether trying again later can help; `retry_after` is the wait the
     provider asked for, in seconds, when it said so.

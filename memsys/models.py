@@ -103,12 +103,13 @@ class Memory:
         del d["content_hash"], d["document_id"]
         for name in ("document_hash", "record_id"):
             if not d[name]:
-                del d[name]  # the guide's record shape, for memories not from a document
+                del d[name]  # a memory not from a document has the plain record shape write_memory takes
         return d
 
     @classmethod
     def from_dict(cls, record: Mapping[str, Any], index: int | None = None) -> "Memory":
-        """Validate a seed-style dict and build a Memory; raise MemoryValidationError."""
+        """Validate a record as write_memory takes it (content, project, repo, agent, tags, source)
+        and build a Memory; raise MemoryValidationError naming the index and field."""
         if not isinstance(record, Mapping):
             raise MemoryValidationError(index, "*", f"must be a dict, got {type(record).__name__}")
         unknown = sorted(k for k in record if k not in MEMORY_FIELDS)

@@ -1,5 +1,5 @@
-"""Batch settings: how imports are cut into batches, retried and bounded (the seed's
-BatchConfig), with the seed's recommended ranges and validation. Saved settings live in the
+"""Batch settings: how imports are cut into batches, retried and bounded (BatchConfig),
+with each length bucket's recommended range and validation. Saved settings live in the
 data folder (batch_config.json) and are what new imports start from; the JSON can be
 downloaded and uploaded."""
 import json
@@ -32,7 +32,7 @@ with st.form("batch_form"):
     left, middle, right = st.columns(3)
     default_batch_size = left.number_input(
         "Records per write (Python API)", value=config.default_batch_size, step=1,
-        help="write_memories_batch embeds and writes this many records at a time (the guide's default_batch_size). "
+        help="write_memories_batch embeds and writes this many records at a time (default_batch_size). "
              "Imports size their batches by text length, above.")
     min_batch_size = middle.number_input("Smallest batch", value=config.min_batch_size, step=1,
                                          help="Batches shrink down to this under memory pressure.")

@@ -1,6 +1,6 @@
 """Documents and record streams in: readers (files, folders, zips -> text pieces), chunking
-(token-aware, CJK-aware), `iter_memories` (paths -> validated memories, streamed) and the
-seed's scenarios (knowledge base, conversations, multilingual queues, git commits).
+(token-aware, CJK-aware), `iter_memories` (paths -> validated memories, streamed) and
+ready-made feeds (knowledge base, conversations, multilingual queues, git commits).
 
 The names below load on first use (memsys.lazy).
 """
