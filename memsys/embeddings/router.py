@@ -17,7 +17,8 @@ import numpy as np
 from memsys.config import Settings, redact_url
 from memsys.embeddings.cache import CacheDamagedError, EmbeddingCache, ModelInfo, make_key
 from memsys.embeddings.health import CacheHealthReport, Progress, check_cache
-from memsys.embeddings.providers import EmbeddingProvider, Kind, provider_from_settings
+from memsys.embeddings.factory import provider_from_settings
+from memsys.embeddings.providers import EmbeddingProvider, Kind
 from memsys.errors import EmbeddingProviderError, InputTooLongError
 from memsys.retry import RetryPolicy
 

@@ -1,47 +1,52 @@
-"""From paths to memories: read (readers), chunk (chunking), fill in the import's defaults
-and validate. `iter_memories` is what the import engine consumes; it streams, so a large
-csv or folder is never held in memory at once.
+"""From paths to memories: read (readers), each file on disk in a worker process when the
+limits say so (workers), chunk (chunking), fill in the import's defaults and validate
+(memories). `iter_memories` is what the import engine consumes; it streams, so a large csv
+or folder is never held in memory at once.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 from memsys.config import LOCAL_MODEL
 from memsys.ingest.chunking import Chunker, ChunkSettings
-from memsys.ingest.readers import FieldMapping, InputProblem, OcrSettings, ReadLimits, ReadTally, SourceText, read_sources
-from memsys.ingest.readers.isolation import ChunkPlan
-from memsys.models import Memory, MemoryValidationError
+from memsys.ingest.memories import MemoryDefaults, memories_from_pieces
+from memsys.ingest.readers import (
+    FieldMapping,
+    FileReader,
+    InputProblem,
+    OcrSettings,
+    ReadLimits,
+    ReadTally,
+    SourceText,
+    read_disk_file,
+    read_paths,
+)
+from memsys.ingest.workers import ChunkPlan, reader_pool
+from memsys.models import Memory
 
-__all__ = [
-    "ChunkSettings",
-    "FieldMapping",
-    "MemoryDefaults",
-    "ReadLimits",
-    "iter_memories",
-    "memories_from_source",
-]
+__all__ = ["iter_memories", "read_sources"]
 
 
-@dataclass(frozen=True)
-class MemoryDefaults:
-    """The memory fields an import fills in where a file or row does not say otherwise."""
-
-    project: str
-    repo: str
-    agent: str
-    tags: tuple[str, ...] = ()
-    source: str = "document-import"
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "tags", tuple(self.tags))
-        # Bad defaults are a setting to fix, not bad input: raise before reading anything.
-        Memory.from_dict({"content": "-", **self.record()})
-
-    def record(self) -> dict[str, object]:
-        return {"project": self.project, "repo": self.repo, "agent": self.agent,
-                "tags": list(self.tags), "source": self.source}
+def read_sources(
+    paths: Sequence[Path | str],
+    *,
+    mapping: FieldMapping | None = None,
+    limits: ReadLimits | None = None,
+    ocr: OcrSettings | None = None,
+    tally: ReadTally | None = None,
+    estimate_only: bool = False,
+    cancelled: Callable[[], bool] | None = None,
+) -> Iterator[SourceText | InputProblem | Memory]:
+    """The text pieces of files, folders (recursively) and zip archives, in order, and an
+    InputProblem for whatever cannot be read (see readers.read_paths). Each file on disk
+    is read in a worker process within `limits` (unless `limits.isolate` is off); while
+    one is, `cancelled` is asked every quarter second, and ReadCancelled is raised when
+    it says yes. `tally` counts what the read did (OCR pages); `estimate_only` counts
+    scanned pages instead of reading them by OCR (for a quick preview)."""
+    limits = limits or ReadLimits()
+    return read_paths(paths, _file_reader(limits, cancelled, None), mapping=mapping, limits=limits, ocr=ocr,
+                      tally=tally, estimate_only=estimate_only)
 
 
 def iter_memories(
@@ -65,66 +70,22 @@ def iter_memories(
     `source_location` ("page 3", "row 12", "line 40") and `chunk_index` (0, 1, ... within
     that location). Chunks fit `provider`/`model`'s token limit. Settings that cannot work
     (chunks over the model's limit) raise ConfigError here, before anything is read.
-    `ocr`, `tally` and `estimate_only` go to `read_sources` (scanned pages by OCR);
-    `cancelled` is asked while a file is read (ReadCancelled stops the read inside it).
+    `ocr`, `tally`, `estimate_only` and `cancelled` are `read_sources`'s.
     """
     chunker = Chunker.for_model(provider, model, chunking)
-    # Read in worker processes, the text is cut into memories there too (`plan`); read in
-    # this process (limits.isolate off), it is cut here.
-    plan = ChunkPlan(defaults, provider, model, chunking)
-    pieces = read_sources(paths, mapping=mapping, limits=limits, ocr=ocr, tally=tally, estimate_only=estimate_only,
-                          cancelled=cancelled, plan=plan)
-    return _iter_memories(pieces, defaults, chunker)
+    limits = limits or ReadLimits()
+    # Read in worker processes, the text is cut into memories there too (the plan); read in
+    # this process (limits.isolate off), the pieces are cut here.
+    read_file = _file_reader(limits, cancelled, ChunkPlan(defaults, provider, model, chunking))
+    pieces = read_paths(paths, read_file, mapping=mapping, limits=limits, ocr=ocr, tally=tally,
+                        estimate_only=estimate_only)
+    return memories_from_pieces(pieces, defaults, chunker)
 
 
-def _iter_memories(
-    pieces: Iterator[Any], defaults: MemoryDefaults, chunker: Chunker
-) -> Iterator[Memory | InputProblem]:
-    for piece in pieces:
-        if isinstance(piece, (InputProblem, Memory)):
-            yield piece
-            continue
-        try:
-            memories = list(memories_from_source(piece, defaults, chunker))
-        except MemoryError:
-            raise
-        except Exception as e:  # noqa: BLE001 - a piece that cannot be chunked is that piece's problem
-            where = f"{piece.source_file} {piece.location}".strip()
-            yield InputProblem(where, f"could not be cut into chunks ({type(e).__name__}: {str(e)[:200]})")
-            continue
-        yield from memories
-
-
-def memories_from_source(
-    source: SourceText, defaults: MemoryDefaults, chunker: Chunker
-) -> Iterator[Memory | InputProblem]:
-    """The memories of one piece of text: its fields over the defaults (tags are added to
-    the default tags), validated, then one memory per chunk."""
-    record = {**defaults.record(), **source.fields, "content": source.text}
-    record["tags"] = source.fields.get("tags", [])
-    try:
-        checked = Memory.from_dict(record)
-    except MemoryValidationError as e:
-        where = f"{source.source_file} {source.location}".strip()
-        yield InputProblem(where, f"field '{e.field}' {e.problem}")
-        return
-    tags = tuple(dict.fromkeys(defaults.tags + checked.tags))
-    line, counted_to = 1, 0
-    for index, chunk in enumerate(chunker.split(source.text)):
-        location = source.location
-        if source.locate_lines:
-            line += source.text.count("\n", counted_to, chunk.start)
-            counted_to = chunk.start
-            location = f"line {line}"
-        yield Memory(
-            content=chunk.text,
-            project=checked.project,
-            repo=checked.repo,
-            agent=checked.agent,
-            tags=tags,
-            source=checked.source,
-            source_file=source.source_file,
-            source_location=location,
-            chunk_index=index,
-            record_id=checked.record_id,
-        )
+def _file_reader(
+    limits: ReadLimits, cancelled: Callable[[], bool] | None, plan: ChunkPlan | None
+) -> FileReader[SourceText | InputProblem | Memory]:
+    """Where each file on disk is read: in a reader worker (the pool), or in this process."""
+    if limits.isolate:
+        return reader_pool().file_reader(cancelled, plan)
+    return read_disk_file

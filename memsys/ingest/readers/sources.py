@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO, Callable, Iterable, Iterator, Mapping
+from typing import Any, BinaryIO, Callable, Iterable, Iterator, Mapping, TypeVar
 
 from memsys.ingest.readers.ocr import OcrSettings
 from memsys.units import size as human_size  # one size formatter for the whole of memsys
@@ -220,3 +220,20 @@ class ReadContext:
     ocr: OcrSettings = field(default_factory=OcrSettings)
     tally: ReadTally = field(default_factory=ReadTally)
     estimate_only: bool = False
+
+
+# How one file on disk is read: `(path, display name, context) -> pieces`. The walk over
+# paths is handed one, so where a file is read (this process, a worker) and what comes back
+# (text pieces, or memories already cut from them) is the caller's choice.
+Piece = TypeVar("Piece")
+FileReader = Callable[[Path, str, ReadContext], Iterator[Piece]]
+
+
+def plain_failure(e: BaseException) -> str:
+    """Why a parser gave up on a file, in a sentence."""
+    if isinstance(e, RecursionError):
+        return "nests too deeply to be read (lists, objects or references inside each other thousands of levels deep)"
+    if isinstance(e, NotImplementedError):
+        return f"uses something memsys cannot read ({str(e) or 'not supported'}; e.g. Deflate64 compression in a zip)"
+    detail = str(e)[:200]
+    return f"could not be read ({type(e).__name__}{': ' + detail if detail else ''})"
