@@ -66,8 +66,9 @@ class EmbeddingProvider(ABC):
         return self.legacy_fingerprint("")
 
     def legacy_fingerprint(self, base_url: str) -> str:
-        """The fingerprint before endpoints were left out (it named the base URL; with an
-        empty one it is today's). The router moves cache entries made under it."""
+        """A fingerprint that also names an endpoint (`base_url`); with an empty one it is
+        `fingerprint`. Cache entries and collections may carry one: the router moves such
+        entries to the model's key, and a collection under one is this embedder's."""
         ident = f"{self.name}|{base_url}|{self.model}|{self.requested_dimensions or 'native'}"
         return hashlib.sha256(ident.encode("utf-8")).hexdigest()[:16]
 

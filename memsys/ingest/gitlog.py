@@ -1,4 +1,4 @@
-"""Git commit analysis (the seed's scenario 3): read a local repository's commits with the
+"""Git commit analysis: read a local repository's commits with the
 `git` CLI (never the network), group them by ISO week, and turn each commit's message,
 changed files and line counts into a memory.
 """
@@ -177,7 +177,7 @@ def group_commits_by_week(commits: Sequence[GitCommit]) -> OrderedDict[str, list
 
 
 def commit_content(commit: GitCommit) -> str:
-    """The seed's text for a commit: message, changed files and line counts. The short
+    """The text of a commit's memory: message, changed files and line counts. The short
     hash keeps two identical "fix typo" commits from being one memory."""
     files = list(commit.changed_files[:MAX_FILES_LISTED])
     more = len(commit.changed_files) - len(files)
@@ -233,7 +233,7 @@ def analyze_repository_commits(
     model: str = LOCAL_MODEL,
 ) -> list[str]:
     """Write a memory per commit since `since_date`, one batch per week, and return the
-    UUIDs written (the seed's `analyze_repository_commits`). A failing week does not stop
+    UUIDs written. A failing week does not stop
     the others; BatchesFailedError names the failed weeks after all were tried."""
     write = writer or default_writer()
     written: list[str] = []

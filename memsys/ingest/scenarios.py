@@ -1,5 +1,5 @@
-"""The seed guide's scenarios as library code: knowledge-base import (`Document`,
-`import_knowledge_base`), live conversations (`ConversationProcessor`) and multilingual
+"""Three ways of writing memories from a program rather than from files: knowledge-base
+import (`Document`, `import_knowledge_base`), live conversations (`ConversationProcessor`) and multilingual
 queues (`MultilingualProcessor`). Git commit analysis is in `memsys.ingest.gitlog`.
 
 All write through a writer with the signature of `memsys.write_memories_batch` (the
@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence, TypeVar
 
+import memsys
 from memsys.config import LOCAL_MODEL
 from memsys.errors import MemoryWriteError, MemsysError
 from memsys.ingest.chunking import Chunker, ChunkSettings
@@ -26,8 +27,6 @@ T = TypeVar("T")
 
 def default_writer() -> Writer:
     """`memsys.write_memories_batch`, looked up when first needed (it needs Weaviate)."""
-    import memsys
-
     return memsys.write_memories_batch  # type: ignore[attr-defined]
 
 
@@ -132,7 +131,7 @@ def detect_language(text: str) -> str:
 
 @dataclass(frozen=True)
 class Document:
-    """A knowledge-base document (the seed's `Document`)."""
+    """A knowledge-base document: its text, where it comes from and how it is filed."""
 
     content: str
     source_repo: str
@@ -144,7 +143,8 @@ class Document:
 def knowledge_base_records(
     document: Document, chunker: Chunker, *, project: str = "knowledge-base", agent: str = "import-bot"
 ) -> list[dict[str, Any]]:
-    """The seed's record for a document, one per chunk when it is longer than the model takes.
+    """The memory records of a document, tagged "knowledge", its category and its language:
+    one per chunk when it is longer than the model takes.
     Raises MemoryValidationError (a ValueError) for a document that cannot be a memory."""
     language = document.language or detect_language(document.content)
     base = {
@@ -172,8 +172,7 @@ def import_knowledge_base(
     model: str = LOCAL_MODEL,
     progress: Callable[[int, int], None] | None = None,
 ) -> int:
-    """Import documents `batch_size` at a time and return how many were imported (the
-    seed's `import_knowledge_base`). A failing batch does not stop the others; when any
+    """Import documents `batch_size` at a time and return how many were imported. A failing batch does not stop the others; when any
     failed, BatchesFailedError says which, after all were tried. `progress(done, total)`
     is called after each batch."""
     if batch_size < 1:
@@ -205,7 +204,7 @@ def import_knowledge_base(
 
 @dataclass(frozen=True)
 class Conversation:
-    """A customer-support conversation (the fields the seed's processor reads)."""
+    """A customer-support conversation: the text and the fields its memory is filed by."""
 
     content: str
     agent_id: str
@@ -215,7 +214,7 @@ class Conversation:
 
 
 class ConversationProcessor:
-    """Collects conversations and writes them `batch_size` at a time (the seed's processor).
+    """Collects conversations and writes them `batch_size` at a time.
 
     A batch that fails stays in `pending_conversations`, in order, and is tried again with
     the next batch or `flush()`; `last_error` says why it failed. Not thread-safe: one
@@ -296,7 +295,7 @@ class QueuedContent:
 
 class MultilingualProcessor:
     """One queue per language, each written when it reaches its language's batch size
-    (the seed's zh 40, en 50, ja 30, otherwise 35). A failing batch stays queued."""
+    (by default zh 40, en 50, ja 30, otherwise 35). A failing batch stays queued."""
 
     def __init__(self, batch_sizes: Mapping[str, int] | None = None, writer: Writer | None = None) -> None:
         self.batch_sizes: dict[str, int] = {**DEFAULT_BATCH_SIZES, **(batch_sizes or {})}
@@ -314,7 +313,7 @@ class MultilingualProcessor:
 
     @staticmethod
     def record(item: QueuedContent) -> dict[str, Any]:
-        """The seed's record for queued content; raises MemoryValidationError if it cannot be one."""
+        """The memory record of queued content; raises MemoryValidationError if it cannot be one."""
         language = item.language
         record = {
             "content": item.content,

@@ -284,57 +284,68 @@ def reader_pool() -> ReaderPool:
 
 # --- the worker side -----------------------------------------------------------------------
 
-def _serve(receive: Connection, send: Connection) -> None:
-    chunkers: dict[tuple[str, str, ChunkSettings | None], Chunker] = {}  # kept: loading a tokenizer is slow
+# A worker's chunkers, by (provider, model, settings): kept, since loading a tokenizer is slow.
+_Chunkers = dict[tuple[str, str, ChunkSettings | None], Chunker]
 
+
+def _serve(receive: Connection, send: Connection) -> None:
+    chunkers: _Chunkers = {}
     while True:
         try:
             request = _loads(receive.recv_bytes())
         except EOFError:
             return
-        path = Path(request.path)
-        limits = request.limits
-
-        # Archive entries and OCR pages report when they start or end, so each gets its own time limit.
-        def entry_started(entry_name: str) -> None:
-            send.send_bytes(pickle.dumps(("entry", entry_name)))
-
-        reported = [0]
-
-        def ocr_page_done(pages: int) -> None:
-            reported[0] += 1
-            send.send_bytes(pickle.dumps(("ocr_page", pages)))
-
-        tally = ReadTally(on_ocr_page=ocr_page_done)
-        ctx = make_context(request.mapping, limits, request.ocr, tally, request.estimate_only, on_entry=entry_started)
-
-        batch: list[SourceText | InputProblem | Memory] = []
-        chars = 0
-        pieces: Iterator[SourceText | InputProblem | Memory] = read_disk_file(path, request.name, ctx)
-        plan = request.plan
-        if plan is not None:  # the tokenizer is loaded before the file's clock starts
-            key = (plan.provider, plan.model, plan.settings)
-            if key not in chunkers:
-                chunkers[key] = plan.chunker()
-            pieces = memories_from_pieces(pieces, plan.defaults, chunkers[key])
-        send.send_bytes(pickle.dumps(("entry", request.name)))
-        try:
-            for piece in pieces:
-                batch.append(piece)
-                chars += len(getattr(piece, "text", "") or getattr(piece, "content", ""))
-                if len(batch) >= _BATCH_PIECES or chars >= _BATCH_CHARS:
-                    send.send_bytes(pickle.dumps(("pieces", batch)))
-                    batch, chars = [], 0
-        except MemoryError:
-            batch = []
-            send.send_bytes(pickle.dumps(("fatal", f"needed more than the {human_size(limits.reader_memory_bytes)} of "
-                                                   "memory a reader may use; it was stopped")))
+        if not _read_one(request, send, chunkers):
             return  # the process may be in a bad state after MemoryError: the parent starts a new one
-        except OSError as e:
-            batch.append(InputProblem(request.name, f"could not be read: {e.strerror or e}"))
-        if batch:
-            send.send_bytes(pickle.dumps(("pieces", batch)))
-        send.send_bytes(pickle.dumps(("done", tally.ocr_pages - reported[0])))
+
+
+def _read_one(request: _Request, send: Connection, chunkers: _Chunkers) -> bool:
+    """Read one file for the parent, its pieces (or memories, with a plan) sent in batches;
+    False when the read ran out of memory."""
+    path = Path(request.path)
+    limits = request.limits
+
+    # Archive entries and OCR pages report when they start or end, so each gets its own time limit.
+    def entry_started(entry_name: str) -> None:
+        send.send_bytes(pickle.dumps(("entry", entry_name)))
+
+    reported = [0]
+
+    def ocr_page_done(pages: int) -> None:
+        reported[0] += 1
+        send.send_bytes(pickle.dumps(("ocr_page", pages)))
+
+    tally = ReadTally(on_ocr_page=ocr_page_done)
+    ctx = make_context(request.mapping, limits, request.ocr, tally, request.estimate_only, on_entry=entry_started)
+
+    batch: list[SourceText | InputProblem | Memory] = []
+    chars = 0
+    pieces: Iterator[SourceText | InputProblem | Memory] = read_disk_file(path, request.name, ctx)
+    plan = request.plan
+    if plan is not None:  # the tokenizer is loaded before the file's clock starts
+        key = (plan.provider, plan.model, plan.settings)
+        if key not in chunkers:
+            chunkers[key] = plan.chunker()
+        pieces = memories_from_pieces(pieces, plan.defaults, chunkers[key])
+    send.send_bytes(pickle.dumps(("entry", request.name)))
+    try:
+        for piece in pieces:
+            batch.append(piece)
+            chars += len(getattr(piece, "text", "") or getattr(piece, "content", ""))
+            if len(batch) >= _BATCH_PIECES or chars >= _BATCH_CHARS:
+                send.send_bytes(pickle.dumps(("pieces", batch)))
+                batch, chars = [], 0
+    except MemoryError:
+        batch = []
+        send.send_bytes(pickle.dumps(("fatal", f"needed more than the {human_size(limits.reader_memory_bytes)} of "
+                                               "memory a reader may use; it was stopped")))
+        return False
+    except OSError as e:
+        batch.append(InputProblem(request.name, f"could not be read: {e.strerror or e}"))
+    if batch:
+        send.send_bytes(pickle.dumps(("pieces", batch)))
+    send.send_bytes(pickle.dumps(("done", tally.ocr_pages - reported[0])))
+    return True
 
 
 def _main(argv: list[str]) -> None:

@@ -59,7 +59,7 @@ class ReadLimits:
     max_problems: int = 1_000  # problems named in one file before the rest of it is skipped
     seconds_per_file: float = 60.0  # time the import waits for one file (or archive entry)
     reader_memory_bytes: int = 1024 * 2**20  # address space of a reader process
-    isolate: bool = True  # read in worker processes (False: in this process, for the workers themselves)
+    isolate: bool = True  # each file on disk read in a worker process (False: in the importing process)
 
     def __post_init__(self) -> None:
         for name in ("max_file_bytes", "max_archive_bytes", "max_archive_entries", "max_pdf_pages", "max_pdf_stream_bytes", "max_json_depth",
