@@ -24,7 +24,7 @@ from memsys.cluster import replica_holders
 from memsys.config import BatchConfig, Settings
 from memsys.embeddings.cache import make_key
 from memsys.engine import Engine
-from memsys.ingest.documents import MemoryDefaults
+from memsys.ingest.memories import MemoryDefaults
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:

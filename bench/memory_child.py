@@ -18,7 +18,7 @@ import numpy as np
 from memsys import MemorySystem, Settings
 from memsys.embeddings.cache import make_key
 from memsys.engine import Engine
-from memsys.ingest.documents import MemoryDefaults
+from memsys.ingest.memories import MemoryDefaults
 
 
 def main(corpus: str, data_dir: str) -> None:

@@ -79,7 +79,8 @@ _REPEAT = 6
 
 
 def run() -> Iterator[Result]:
-    from memsys.ingest.readers import InputProblem, OcrSettings, read_sources
+    from memsys.ingest.files import read_sources
+    from memsys.ingest.readers import InputProblem, OcrSettings
 
     languages = list(SCAN_TEXT)
     # A fuller page than the tests use: the three sentences six times, 18 lines.

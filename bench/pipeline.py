@@ -24,7 +24,7 @@ from memsys.config import BatchConfig
 from memsys.embeddings.cache import make_key
 from memsys.embeddings.providers import LocalProvider, OpenAIProvider
 from memsys.engine import Engine
-from memsys.ingest.documents import MemoryDefaults
+from memsys.ingest.memories import MemoryDefaults
 from memsys.models import Memory
 from memsys.retry import RetryPolicy
 from memsys.server import stop_server

@@ -22,7 +22,7 @@ def health_report(report: CacheHealthReport) -> None:
                    "Their texts are embedded again the next time they are imported.", icon=":material/check:")
     else:
         st.warning(f"{fmt.plural(len(report.bad_entries), 'entry', 'entries')} of {report.checked:,} cannot be trusted, "
-                   f"and {fmt.plural(len(report.store_problems), 'problem')} with the cache as a whole. "
+                   f"and {fmt.plural(len(report.database_problems), 'problem')} with the cache as a whole. "
                    "Repair removes them.", icon=":material/warning:")
     rows = health_rows(report)
     if rows:

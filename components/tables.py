@@ -116,7 +116,7 @@ def health_rows(report: CacheHealthReport) -> list[dict[str, Any]]:
     rows += [
         {"Problem": PROBLEMS.get(p.problem, p.problem), "Kind": p.problem, "Entry": "(the cache as a whole)",
          "Detail": p.detail, "Removed": ""}
-        for p in report.store_problems
+        for p in report.database_problems
     ]
     return rows
 

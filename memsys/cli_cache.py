@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from memsys.cli import command_group
 from memsys.embeddings.health import PROBLEMS, CacheHealthReport
-from memsys.embeddings.warmup import WARMUP_FORMAT
+from memsys.ingest.readers.warmup import WARMUP_FORMAT
 from memsys.engine import Engine
 from memsys.units import size
 
@@ -120,8 +120,8 @@ def _print_found(report: CacheHealthReport) -> None:
         print(f"\nBad entries{' (first %d)' % _SHOWN_ENTRIES if bad > _SHOWN_ENTRIES else ''}:")
         for e in report.bad_entries[:_SHOWN_ENTRIES]:
             print(f"  {e.key or f'row {e.rowid} (key lost)'}  {e.problem}: {e.detail}")
-    other = [p for p in report.store_problems if p.problem != "database_damaged"]
-    damage = [p for p in report.store_problems if p.problem == "database_damaged"]
+    other = [p for p in report.database_problems if p.problem != "database_damaged"]
+    damage = [p for p in report.database_problems if p.problem == "database_damaged"]
     if other or damage:
         print("\ndiskcache's own check:")
         for p in [*damage, *other][:_SHOWN_ENTRIES]:

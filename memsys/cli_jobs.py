@@ -14,7 +14,7 @@ from tqdm import tqdm
 from memsys.cli import command_group
 from memsys.config import BatchConfig
 from memsys.engine import Engine, FieldMapping
-from memsys.ingest.documents import MemoryDefaults
+from memsys.ingest.memories import MemoryDefaults
 from memsys.jobs import JobProgress
 
 _SHOWN_FAILURES = 20

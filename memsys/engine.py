@@ -25,19 +25,21 @@ from memsys.config import BatchConfig, Settings, redact_url
 from memsys.errors import StoreUnavailableError
 from memsys.embeddings.endpoints import EndpointPool, EndpointStatus
 from memsys.embeddings.health import PROBLEMS, CacheHealthReport
-from memsys.embeddings.providers import provider_from_settings
+from memsys.embeddings.factory import provider_from_settings
 from memsys.embeddings.router import WarmupReport
-from memsys.embeddings.warmup import read_warmup_texts
 from memsys.ingest.chunking import ChunkSettings
-from memsys.ingest.documents import FieldMapping, MemoryDefaults, iter_memories
+from memsys.ingest.files import iter_memories
+from memsys.ingest.memories import MemoryDefaults
 from memsys.ingest.readers import (
     MAPPED_FIELDS,
     OCR_SECONDS_PER_PAGE,
     UPLOAD_CAPTION,
     UPLOAD_TYPES,
+    FieldMapping,
     InputProblem,
     ReadTally,
     has_columns,
+    read_warmup_texts,
     structured_columns,
 )
 from memsys.jobs import FAILED_PAGE, FailedItem, JobProgress, JobRunner, JobStore, failed_row, iter_chunks

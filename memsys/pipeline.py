@@ -28,8 +28,10 @@ from memsys.embeddings.providers import EmbeddingProvider
 from memsys.embeddings.router import EmbeddingResult, EmbeddingRouter
 from memsys.errors import EmbeddingProviderError, InputTooLongError, ServerStoppedError, scrub
 from memsys.ingest.chunking import ChunkSettings
-from memsys.ingest.documents import FieldMapping, MemoryDefaults, iter_memories
-from memsys.ingest.readers import InputProblem, OcrSettings, ReadCancelled, ReadLimits, ReadTally
+from memsys.ingest.files import iter_memories
+from memsys.ingest.memories import MemoryDefaults
+from memsys.ingest.readers import FieldMapping, InputProblem, OcrSettings, ReadLimits, ReadTally
+from memsys.ingest.workers import ReadCancelled
 from memsys.jobs import JobDocument, JobProgress, JobStore, PendingItem
 from memsys.logs import event, get_logger, job_context
 from memsys.metrics import BatchRecord

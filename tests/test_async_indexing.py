@@ -11,7 +11,7 @@ import pytest
 
 from memsys import MemorySystem, Settings
 from memsys.engine import Engine
-from memsys.ingest.documents import MemoryDefaults
+from memsys.ingest.memories import MemoryDefaults
 
 from conftest import free_port
 from helpers import short_texts, write_rows_csv

@@ -13,7 +13,7 @@ from memsys import MemorySystem
 from memsys.config import BatchConfig, ConfigError
 from memsys.embeddings.cache import EmbeddingCache
 from memsys.engine import Engine
-from memsys.ingest.documents import MemoryDefaults
+from memsys.ingest.memories import MemoryDefaults
 from memsys.jobs import JobProgress
 
 from helpers import short_texts, write_rows_csv

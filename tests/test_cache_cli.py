@@ -8,7 +8,7 @@ import pytest
 from conftest import run_memsys
 from test_cache_health import FP, fill, nan, open_cache, other_model, overwrite_header, truncated
 
-from memsys.embeddings.warmup import read_warmup_texts
+from memsys.ingest.readers.warmup import read_warmup_texts
 from memsys.config import LOCAL_DIMENSIONS
 from memsys.embeddings.cache import EmbeddingCache, make_key
 

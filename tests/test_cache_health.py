@@ -159,7 +159,7 @@ def test_a_deleted_value_file_is_also_reported_by_diskcaches_own_check(tmp_path:
     report = router_on(cache).check_cache()
 
     # The file was alone in its folder, so diskcache also finds that folder empty.
-    assert sorted(p.problem for p in report.store_problems) == ["empty_directory", "missing_file"]
+    assert sorted(p.problem for p in report.database_problems) == ["empty_directory", "missing_file"]
 
 
 def test_a_value_file_of_the_wrong_size_is_reported_by_diskcaches_own_check(tmp_path: Path) -> None:
@@ -169,7 +169,7 @@ def test_a_value_file_of_the_wrong_size_is_reported_by_diskcaches_own_check(tmp_
 
     report = router_on(cache).check_cache()
 
-    assert [p.problem for p in report.store_problems] == ["wrong_file_size"]
+    assert [p.problem for p in report.database_problems] == ["wrong_file_size"]
 
 
 def test_a_damaged_sqlite_page_is_reported_with_the_entries_it_holds(tmp_path: Path) -> None:
@@ -305,7 +305,7 @@ def test_fix_removes_each_kind_and_a_second_check_is_clean(tmp_path: Path, corru
     again = router.check_cache()
 
     assert [(e.key, e.problem) for e in fixed.removed] == [(keys[20], problem)]
-    assert again.ok, (again.bad_entries, again.store_problems)
+    assert again.ok, (again.bad_entries, again.database_problems)
     assert again.healthy == 50
     assert keys[20] not in cache.diskcache
 
@@ -342,7 +342,7 @@ def test_fix_removes_stray_files_diskcache_does_not_know(tmp_path: Path) -> None
     found = router.check_cache(fix=True)
     again = router.check_cache()
 
-    assert [p.problem for p in found.store_problems] == ["unknown_file"]
+    assert [p.problem for p in found.database_problems] == ["unknown_file"]
     assert not stray.exists()
     assert again.ok
 
@@ -360,7 +360,7 @@ def test_fix_rebuilds_a_database_with_a_damaged_page_keeping_every_readable_entr
     assert fixed.rebuilt
     assert keys[150] in fixed.removed_keys()
     assert fixed.kept + len(fixed.removed) == 301
-    assert again.ok, (again.bad_entries, again.store_problems)
+    assert again.ok, (again.bad_entries, again.database_problems)
     assert len(reopened.get_many(keys, FP, LOCAL_DIMENSIONS)) == 300 - len(fixed.removed_keys() & set(keys))
 
 
@@ -377,7 +377,7 @@ def test_fix_recovers_a_usable_cache_after_damage_in_the_middle_of_the_file(tmp_
 
     assert found.database_damaged
     assert fixed.rebuilt and fixed.kept > 0
-    assert again.ok, (again.bad_entries, again.store_problems)
+    assert again.ok, (again.bad_entries, again.database_problems)
     kept = router.cache.get_many(keys, FP, LOCAL_DIMENSIONS)
     assert set(kept) == set(keys) - fixed.removed_keys()
 

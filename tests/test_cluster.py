@@ -27,7 +27,7 @@ from dashboard_support import wait_until
 from helpers import write_rows_csv
 from memsys.config import Settings
 from memsys.engine import Engine
-from memsys.ingest.documents import MemoryDefaults
+from memsys.ingest.memories import MemoryDefaults
 from test_pipeline import SMALL_BATCHES
 
 sys.path.insert(0, str(REPO))

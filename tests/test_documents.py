@@ -17,7 +17,8 @@ from memsys.embeddings.cache import EmbeddingCache
 from memsys.engine import Engine, FieldMapping, MemoryFilter
 from memsys.errors import EmbedderMismatchError
 from memsys.ingest.chunking import ChunkSettings
-from memsys.ingest.documents import MemoryDefaults, iter_memories
+from memsys.ingest.files import iter_memories
+from memsys.ingest.memories import MemoryDefaults
 from memsys.jobs import JobProgress
 from memsys.models import Memory
 

@@ -17,14 +17,14 @@ from make_files import pdf_with_text, write, zip_bytes
 from memsys import MemorySystem
 from memsys.config import ConfigError, Settings
 from memsys.engine import Engine
-from memsys.ingest.documents import MemoryDefaults
+from memsys.ingest.files import read_sources
+from memsys.ingest.memories import MemoryDefaults
 from memsys.ingest.readers import (
     FieldMapping,
     InputProblem,
     OcrSettings,
     SourceText,
     has_columns,
-    read_sources,
     structured_columns,
 )
 from memsys.jobs import JobProgress

@@ -15,8 +15,10 @@ import pytest
 from memsys import MemorySystem
 from memsys.config import BatchConfig
 from memsys.engine import Engine
-from memsys.ingest.documents import MemoryDefaults, iter_memories
-from memsys.ingest.readers import InputProblem, ReadCancelled, ReadLimits
+from memsys.ingest.files import iter_memories
+from memsys.ingest.memories import MemoryDefaults
+from memsys.ingest.readers import InputProblem, ReadLimits
+from memsys.ingest.workers import ReadCancelled
 
 from dashboard_support import wait_until
 from hostile_corpus import GOOD_TEXT, KINDS, build, inflating_pdf, make_unreadable, unmount_all

@@ -26,7 +26,7 @@ from memsys import MemorySystem
 from memsys.config import BatchConfig
 from memsys.engine import Engine
 from memsys.errors import JobStoreError
-from memsys.ingest.documents import MemoryDefaults
+from memsys.ingest.memories import MemoryDefaults
 from memsys.jobs import FAILED_PAGE, JobStore
 
 from conftest import REPO

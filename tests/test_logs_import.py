@@ -14,7 +14,7 @@ from memsys import EmbeddingRouter, MemorySystem
 from memsys.config import BatchConfig, Secret
 from memsys.embeddings.cache import make_key
 from memsys.engine import Engine
-from memsys.ingest.documents import MemoryDefaults
+from memsys.ingest.memories import MemoryDefaults
 from memsys.logs import LogQuery
 from memsys.store import MemoryFilter
 

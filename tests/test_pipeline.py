@@ -14,7 +14,7 @@ from memsys import EmbeddingRouter, MemorySystem, Settings
 from memsys.config import BatchConfig
 from memsys.embeddings.cache import EmbeddingCache
 from memsys.engine import Engine
-from memsys.ingest.documents import MemoryDefaults
+from memsys.ingest.memories import MemoryDefaults
 from memsys.jobs import JobProgress
 
 from faults import FaultProxy

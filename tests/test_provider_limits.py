@@ -19,7 +19,7 @@ from memsys.embeddings.endpoints import EndpointPool
 from memsys.embeddings.providers import OpenAIProvider
 from memsys.engine import Engine
 from memsys.errors import EmbeddingModelMismatchError
-from memsys.ingest.documents import MemoryDefaults
+from memsys.ingest.memories import MemoryDefaults
 from memsys.jobs import JobProgress
 from components.session_settings import load_settings
 

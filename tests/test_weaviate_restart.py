@@ -16,7 +16,7 @@ import pytest
 from memsys import MemorySystem, Settings
 from memsys import server as memsys_server
 from memsys.engine import Engine
-from memsys.ingest.documents import MemoryDefaults
+from memsys.ingest.memories import MemoryDefaults
 
 from conftest import settings_for
 from helpers import short_texts, write_rows_csv

@@ -65,13 +65,6 @@ def make_key(fingerprint: str, kind: str, text: str) -> str:
     return f"{KEY_PREFIX}{fingerprint}:{kind}:{digest}"
 
 
-def key_fingerprint(key: str) -> str | None:
-    parts = key.split(":")
-    if len(parts) != 4 or parts[0] + ":" != KEY_PREFIX:
-        return None
-    return parts[1]
-
-
 def vector_header(fingerprint: str, dimensions: int) -> bytes:
     return HEADER.pack(MAGIC, dimensions, fingerprint.encode("ascii"))
 
@@ -181,7 +174,7 @@ class EmbeddingCache:
             self.open_error = str(e)
         self._inode = _inode(self.database_path)
 
-    def _store(self) -> diskcache.Cache:
+    def _current(self) -> diskcache.Cache:
         """The diskcache, reopened first if a rebuild (here or in another process) replaced it."""
         if _inode(self.database_path) != self._inode:
             with self._lock:
@@ -199,7 +192,7 @@ class EmbeddingCache:
             pass
         with _flock(self._lock_path, fcntl.LOCK_SH):
             try:
-                yield self._store()
+                yield self._current()
             except sqlite3.DatabaseError as e:
                 if type(e) is not sqlite3.DatabaseError:
                     raise
@@ -212,10 +205,10 @@ class EmbeddingCache:
         Inside, use only the yielded diskcache, never this object's other methods."""
         with _flock(self._gate_path, fcntl.LOCK_EX), _flock(self._lock_path, fcntl.LOCK_EX):
             try:
-                store: diskcache.Cache | None = self._store()
+                db: diskcache.Cache | None = self._current()
             except CacheDamagedError:
-                store = None
-            yield store
+                db = None
+            yield db
 
     def replace_directory(self, rebuilt: Path) -> None:
         """Put a rebuilt cache directory in place of this one (inside `maintenance()` only).
@@ -236,8 +229,8 @@ class EmbeddingCache:
             if self._models.get(info.fingerprint) == info:
                 return
             self._models[info.fingerprint] = info
-        with self._shared() as store:
-            store.set(MODEL_PREFIX + info.fingerprint, json.dumps(info.__dict__).encode("utf-8"))
+        with self._shared() as db:
+            db.set(MODEL_PREFIX + info.fingerprint, json.dumps(info.__dict__).encode("utf-8"))
 
     def forget_models(self) -> None:
         """Forget which models this process has recorded: the next write records its model
@@ -246,8 +239,8 @@ class EmbeddingCache:
             self._models.clear()
 
     def models(self) -> dict[str, ModelInfo]:
-        with self._shared() as store:
-            return read_models(store._sql, self.directory)  # noqa: SLF001
+        with self._shared() as db:
+            return read_models(db._sql, self.directory)  # noqa: SLF001
 
     def rekey_model(self, old_fingerprint: str, new: ModelInfo) -> int:
         """Move every vector of `old_fingerprint` to `new.fingerprint` (same vectors, the key
@@ -256,28 +249,28 @@ class EmbeddingCache:
         crash (what moved is under the new key, the rest still under the old one)."""
         moved = 0
         lo, hi = _prefix_range(f"{KEY_PREFIX}{old_fingerprint}:")
-        with self.maintenance() as store:
-            if store is None:
+        with self.maintenance() as db:
+            if db is None:
                 raise CacheDamagedError(self.directory, self.open_error or "cannot be opened")
-            store.set(MODEL_PREFIX + new.fingerprint, json.dumps(new.__dict__).encode("utf-8"))
+            db.set(MODEL_PREFIX + new.fingerprint, json.dumps(new.__dict__).encode("utf-8"))
             while True:
-                keys = [k for (k,) in store._sql(  # noqa: SLF001 - a key range read from the index
+                keys = [k for (k,) in db._sql(  # noqa: SLF001 - a key range read from the index
                     "SELECT key FROM Cache WHERE key >= ? AND key < ? AND raw = 1 LIMIT ?", (lo, hi, _SQL_CHUNK)
                 ).fetchall()]
                 if not keys:
                     break
-                with store.transact():
+                with db.transact():
                     for key in keys:
-                        raw = store.get(key)
-                        store.delete(key)
+                        raw = db.get(key)
+                        db.delete(key)
                         try:
                             vector = decode_vector(raw, old_fingerprint, new.dimensions)
                         except CorruptEntry:
                             continue  # untrustworthy: dropped, re-embedded on the next miss
                         _, _, kind, digest = key.split(":")
-                        store.set(f"{KEY_PREFIX}{new.fingerprint}:{kind}:{digest}", encode_vector(vector, new.fingerprint))
+                        db.set(f"{KEY_PREFIX}{new.fingerprint}:{kind}:{digest}", encode_vector(vector, new.fingerprint))
                         moved += 1
-            store.delete(MODEL_PREFIX + old_fingerprint)
+            db.delete(MODEL_PREFIX + old_fingerprint)
         with self._lock:
             self._models.pop(old_fingerprint, None)
             self._models[new.fingerprint] = new
@@ -287,8 +280,8 @@ class EmbeddingCache:
     def get_many(self, keys: Sequence[str], fingerprint: str, dimensions: int | None) -> dict[str, np.ndarray]:
         """The valid cached vectors among `keys`; corrupt entries count as misses."""
         found: dict[str, np.ndarray] = {}
-        with self._shared() as store:
-            for key, raw in (pair for rows in self._fetch_values(store, keys) for pair in rows):
+        with self._shared() as db:
+            for key, raw in (pair for rows in self._fetch_values(db, keys) for pair in rows):
                 try:
                     found[key] = decode_vector(raw, fingerprint, dimensions)
                 except CorruptEntry:
@@ -306,8 +299,8 @@ class EmbeddingCache:
         record = HEADER.size + 4 * dimensions
         expected = np.frombuffer(vector_header(fingerprint, dimensions), dtype=np.uint8)
         index = {key: i for i, key in enumerate(keys)}
-        with self._shared() as store:
-            for rows in self._fetch_values(store, keys):
+        with self._shared() as db:
+            for rows in self._fetch_values(db, keys):
                 sized = [(index[key], raw) for key, raw in rows if isinstance(raw, bytes) and len(raw) == record]
                 if not sized:
                     continue
@@ -320,19 +313,19 @@ class EmbeddingCache:
                 ok[where[valid]] = True
         return out, ok
 
-    def _fetch_values(self, store: diskcache.Cache, keys: Sequence[str]) -> Iterator[list[tuple[str, Any]]]:
+    def _fetch_values(self, db: diskcache.Cache, keys: Sequence[str]) -> Iterator[list[tuple[str, Any]]]:
         """(key, stored value) for the keys present, a list per chunk of keys; call with the
         shared lock held."""
         for start in range(0, len(keys), _SQL_CHUNK):
             chunk = list(keys[start:start + _SQL_CHUNK])
             if self.eviction_policy not in ("none", "least-recently-stored"):
                 # These policies update access statistics on every read: use diskcache's get.
-                yield [(key, raw) for key, raw in zip(chunk, map(store.get, chunk)) if raw is not None]
+                yield [(key, raw) for key, raw in zip(chunk, map(db.get, chunk)) if raw is not None]
                 continue
             # One query per ~900 keys instead of one per key: diskcache stores small bytes
             # values inline (mode 1, raw) and larger ones in files (mode 2), read via its Disk.
             marks = ",".join("?" * len(chunk))
-            rows = store._sql(  # noqa: SLF001 - bulk read of diskcache's own table
+            rows = db._sql(  # noqa: SLF001 - bulk read of diskcache's own table
                 f"SELECT key, mode, filename, value FROM Cache WHERE raw = 1 AND key IN ({marks})"
                 " AND (expire_time IS NULL OR expire_time > strftime('%s','now'))",
                 chunk,
@@ -343,56 +336,53 @@ class EmbeddingCache:
                     out.append((key, value))
                 elif mode == diskcache.core.MODE_BINARY:
                     try:
-                        out.append((key, store.disk.fetch(mode, filename, value, False)))
+                        out.append((key, db.disk.fetch(mode, filename, value, False)))
                     except OSError:
                         continue  # a missing value file is a miss; the health check reports it
             yield out
 
     def set_many(self, items: Iterable[tuple[str, np.ndarray]], fingerprint: str) -> int:
         count = 0
-        with self._shared() as store, store.transact():
+        with self._shared() as db, db.transact():
             for key, vector in items:
-                store.set(key, encode_vector(vector, fingerprint))
+                db.set(key, encode_vector(vector, fingerprint))
                 count += 1
         return count
 
     def record_lookups(self, hits: int, misses: int) -> None:
         if not (hits or misses):
             return
-        with self._shared() as store:
+        with self._shared() as db:
             if hits:
-                store.incr(STATS_HITS, hits)
+                db.incr(STATS_HITS, hits)
             if misses:
-                store.incr(STATS_MISSES, misses)
+                db.incr(STATS_MISSES, misses)
 
     def lifetime_stats(self) -> tuple[int, int]:
-        with self._shared() as store:
-            return int(store.get(STATS_HITS, 0)), int(store.get(STATS_MISSES, 0))
-
-    def count_vectors(self) -> int:
-        return sum(self.count_by_model().values())
+        with self._shared() as db:
+            return int(db.get(STATS_HITS, 0)), int(db.get(STATS_MISSES, 0))
 
     def count_by_model(self) -> dict[str, int]:
         # A key range, not LIKE: SQLite answers it from the key index without reading values.
-        with self._shared() as store:
-            rows = store._sql(  # noqa: SLF001
+        with self._shared() as db:
+            rows = db._sql(  # noqa: SLF001
                 "SELECT substr(key, 4, 16), COUNT(*) FROM Cache WHERE key >= ? AND key < ? AND raw = 1 GROUP BY 1",
                 _prefix_range(KEY_PREFIX),
             ).fetchall()
         return {fp: int(n) for fp, n in rows}
 
     def volume(self) -> int:
-        with self._shared() as store:
-            return int(store.volume())
+        with self._shared() as db:
+            return int(db.volume())
 
     def clear(self) -> int:
         self.forget_models()
-        with self._shared() as store:
-            return int(store.clear(retry=True))
+        with self._shared() as db:
+            return int(db.clear(retry=True))
 
     def __len__(self) -> int:
-        with self._shared() as store:
-            return len(store)
+        with self._shared() as db:
+            return len(db)
 
 
 def read_models(execute: Any, directory: Path) -> dict[str, ModelInfo]:

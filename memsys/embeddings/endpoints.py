@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from memsys.embeddings.budget import BudgetStatus, RateBudget
+from memsys.embeddings.budget import RateBudget
 from memsys.embeddings.providers import EmbeddingProvider, Kind, OpenAIProvider
 from memsys.errors import (
     EmbeddingConnectionError,
@@ -132,9 +132,6 @@ class EndpointPool(EmbeddingProvider):
     def endpoint_status(self) -> list[EndpointStatus]:
         with self._cond:
             return [e.status() for e in self._endpoints]
-
-    def budget_status(self) -> BudgetStatus:
-        return self.budget.status()
 
     def close(self) -> None:
         with self._cond:

@@ -32,7 +32,7 @@ from memsys.embeddings.cache import (
 
 Progress = Callable[[int, int], None]
 
-# What each problem means, in an operator's words. Entry problems first, then the store's.
+# What each problem means, in an operator's words. Entry problems first, then the cache database's.
 PROBLEMS: dict[str, str] = {
     "truncated": "the value is shorter or longer than its header says",
     "bad_header": "the value is not a memsys vector (foreign or random bytes)",
@@ -74,8 +74,8 @@ class BadEntry:
 
 
 @dataclass(frozen=True)
-class StoreProblem:
-    """A warning from diskcache's own check or from SQLite, about the store as a whole."""
+class CacheDatabaseProblem:
+    """A warning from diskcache's own check or from SQLite, about the cache database as a whole."""
 
     problem: str
     detail: str
@@ -91,25 +91,25 @@ class CacheHealthReport:
     checked: int = 0  # entries read and judged
     healthy: int = 0
     bad_entries: list[BadEntry] = field(default_factory=list)
-    store_problems: list[StoreProblem] = field(default_factory=list)
+    database_problems: list[CacheDatabaseProblem] = field(default_factory=list)
     removed: list[BadEntry] = field(default_factory=list)  # entries the fix deleted
-    repaired: list[StoreProblem] = field(default_factory=list)  # what diskcache repaired
+    repaired: list[CacheDatabaseProblem] = field(default_factory=list)  # what diskcache repaired
     rebuilt: bool = False  # the fix recreated the database from the entries that still read
     kept: int = 0  # entries carried into a rebuilt database
     seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
-        return not self.bad_entries and not self.store_problems
+        return not self.bad_entries and not self.database_problems
 
     @property
     def database_damaged(self) -> bool:
-        return _is_damaged(self.store_problems)
+        return _is_damaged(self.database_problems)
 
     def problem_counts(self) -> dict[str, int]:
-        """How many entries and store warnings of each kind, most frequent first."""
+        """How many entries and database warnings of each kind, most frequent first."""
         counts: dict[str, int] = {}
-        for item in [*self.bad_entries, *self.store_problems]:
+        for item in [*self.bad_entries, *self.database_problems]:
             counts[item.problem] = counts.get(item.problem, 0) + 1
         return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
@@ -117,7 +117,7 @@ class CacheHealthReport:
         return {e.key for e in self.removed if e.key}
 
 
-def _is_damaged(problems: list[StoreProblem]) -> bool:
+def _is_damaged(problems: list[CacheDatabaseProblem]) -> bool:
     return any(p.problem == "database_damaged" for p in problems)
 
 
@@ -136,14 +136,14 @@ def check_cache(
     """
     started = time.monotonic()
     report = CacheHealthReport(directory=str(cache.directory), fix=fix)
-    with cache.maintenance() as store:
+    with cache.maintenance() as db:
         # Exclusive: a value file written just before its row is committed must not be
         # taken for a stray file.
-        report.store_problems = _diskcache_check(store, cache, fix=False)
+        report.database_problems = _diskcache_check(db, cache, fix=False)
     with _Database(cache) as execute:
         dims = _dimensions(execute, cache.directory, known_dimensions or {})
         report.total = _count(execute)
-        for row in _rows(execute, report.total, progress, damaged=_is_damaged(report.store_problems)):
+        for row in _rows(execute, report.total, progress, damaged=_is_damaged(report.database_problems)):
             bad = _judge(row, execute, cache.directory, dims)
             report.checked += 1
             if bad is None:
@@ -151,14 +151,14 @@ def check_cache(
             else:
                 report.bad_entries.append(bad)
     if not report.database_damaged and any(e.problem == "unreadable_row" for e in report.bad_entries):
-        report.store_problems.append(StoreProblem("database_damaged", "rows of cache.db cannot be read"))
+        report.database_problems.append(CacheDatabaseProblem("database_damaged", "rows of cache.db cannot be read"))
     if fix and not report.ok:
         if report.database_damaged:
             _rebuild(cache, dims, report)
         else:
             _remove(cache, dims, report)
-            with cache.maintenance() as store:
-                report.repaired = _diskcache_check(store, cache, fix=True)
+            with cache.maintenance() as db:
+                report.repaired = _diskcache_check(db, cache, fix=True)
                 # diskcache removes empty folders top-down, leaving parents it emptied.
                 _remove_empty_folders(cache.directory)
         if any(e.key.startswith(MODEL_PREFIX) for e in report.removed) or report.rebuilt:
@@ -179,14 +179,14 @@ _WARNINGS = (
 )
 
 
-def _diskcache_check(store: diskcache.Cache | None, cache: EmbeddingCache, fix: bool) -> list[StoreProblem]:
-    """diskcache's `check(fix)` as StoreProblems; SQLite damage reported, never raised."""
-    if store is None:
-        return [StoreProblem("database_damaged", f"cache.db cannot be opened: {cache.open_error}")]
+def _diskcache_check(db: diskcache.Cache | None, cache: EmbeddingCache, fix: bool) -> list[CacheDatabaseProblem]:
+    """diskcache's `check(fix)` as CacheDatabaseProblems; SQLite damage reported, never raised."""
+    if db is None:
+        return [CacheDatabaseProblem("database_damaged", f"cache.db cannot be opened: {cache.open_error}")]
     try:
-        warns = store.check(fix=fix, retry=True)
+        warns = db.check(fix=fix, retry=True)
     except sqlite3.DatabaseError as e:
-        return [StoreProblem("database_damaged", _integrity_detail(store, e))]
+        return [CacheDatabaseProblem("database_damaged", _integrity_detail(db, e))]
     problems = []
     for w in warns:
         message = str(w.message)
@@ -195,13 +195,13 @@ def _diskcache_check(store: diskcache.Cache | None, cache: EmbeddingCache, fix: 
             # PRAGMA integrity_check's own lines ("*** in database main ***", "Page 5: ...").
             kind = "database_damaged" if not message.startswith("Settings") else "other"
             message = _first_lines(message)
-        problems.append(StoreProblem(kind, message.replace(str(cache.directory) + "/", "")))
+        problems.append(CacheDatabaseProblem(kind, message.replace(str(cache.directory) + "/", "")))
     return problems
 
 
-def _integrity_detail(store: diskcache.Cache, error: Exception) -> str:
+def _integrity_detail(db: diskcache.Cache, error: Exception) -> str:
     try:
-        lines = [r[0] for r in store._sql("PRAGMA integrity_check(10)").fetchall()]  # noqa: SLF001
+        lines = [r[0] for r in db._sql("PRAGMA integrity_check(10)").fetchall()]  # noqa: SLF001
     except sqlite3.DatabaseError:
         lines = []
     return _first_lines("\n".join([str(error), *lines]))
@@ -417,11 +417,11 @@ def _is_hex(text: str, length: int) -> bool:
 def _remove(cache: EmbeddingCache, dims: Mapping[str, int], report: CacheHealthReport) -> None:
     """Delete the bad entries, each only if it is still bad: an import may have rewritten
     it since the scan."""
-    with cache.maintenance() as store:
-        assert store is not None  # a database that does not open is rebuilt, not repaired
-        sql = store._sql  # noqa: SLF001
+    with cache.maintenance() as db:
+        assert db is not None  # a database that does not open is rebuilt, not repaired
+        sql = db._sql  # noqa: SLF001
         files: list[str] = []
-        with store.transact(retry=True):
+        with db.transact(retry=True):
             for entry in report.bad_entries:
                 current = sql(f"{_SELECT} WHERE rowid = ?", (entry.rowid,)).fetchone()
                 if current is None or (isinstance(current[1], str) and current[1] != entry.key):
@@ -434,7 +434,7 @@ def _remove(cache: EmbeddingCache, dims: Mapping[str, int], report: CacheHealthR
                 report.removed.append(entry)
         # After the commit, as diskcache does: a rolled-back delete must not lose its file.
         for filename in files:
-            store.disk.remove(filename)
+            db.disk.remove(filename)
 
 
 def _rebuild(cache: EmbeddingCache, dims: Mapping[str, int], report: CacheHealthReport) -> None:

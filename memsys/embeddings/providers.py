@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from memsys import tokens
-from memsys.config import LOCAL_DIMENSIONS, LOCAL_MODEL, ConfigError, Settings, redact_url, url_password
-from memsys.embeddings.budget import RateBudget, rate_limit_headers
+from memsys.config import LOCAL_DIMENSIONS, LOCAL_MODEL, redact_url, url_password
+from memsys.embeddings.budget import rate_limit_headers
 from memsys.errors import (
     EmbeddingAuthError,
     EmbeddingBadRequestError,
@@ -66,8 +66,9 @@ class EmbeddingProvider(ABC):
         return self.legacy_fingerprint("")
 
     def legacy_fingerprint(self, base_url: str) -> str:
-        """The fingerprint before endpoints were left out (it named the base URL; with an
-        empty one it is today's). The router moves cache entries made under it."""
+        """A fingerprint that also names an endpoint (`base_url`); with an empty one it is
+        `fingerprint`. Cache entries and collections may carry one: the router moves such
+        entries to the model's key, and a collection under one is this embedder's."""
         ident = f"{self.name}|{base_url}|{self.model}|{self.requested_dimensions or 'native'}"
         return hashlib.sha256(ident.encode("utf-8")).hexdigest()[:16]
 
@@ -288,30 +289,3 @@ def _retry_after(response: object) -> float | None:
                 return None
     return None
 
-
-def provider_from_settings(settings: Settings) -> EmbeddingProvider:
-    if settings.embedding_provider == "local":
-        if settings.embedding_dimensions not in (None, LOCAL_DIMENSIONS):
-            raise ConfigError(
-                f"MEMSYS_EMBEDDING_DIMENSIONS is {settings.embedding_dimensions}, but the local model has {LOCAL_DIMENSIONS}"
-            )
-        return LocalProvider()
-    key = settings.openai_api_key.get()
-    urls = settings.embedding_endpoints
-    if not key and not urls:
-        raise ConfigError("OPENAI_API_KEY is not set: the openai provider needs it (or set OPENAI_BASE_URL to a server that needs no key)")
-    # The key goes to the configured endpoints only: each is a client of its own.
-    endpoints = [
-        OpenAIProvider(
-            model=settings.embedding_model,
-            api_key=key,
-            base_url=url,
-            dimensions=settings.embedding_dimensions,
-            timeout=settings.embedding_timeout,
-        )
-        for url in (urls or (None,))
-    ]
-    from memsys.embeddings.endpoints import EndpointPool
-
-    budget = RateBudget(settings.embedding_requests_per_minute, settings.embedding_tokens_per_minute)
-    return EndpointPool(endpoints, budget=budget, concurrency=settings.embedding_concurrency)

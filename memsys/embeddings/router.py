@@ -17,7 +17,8 @@ import numpy as np
 from memsys.config import Settings, redact_url
 from memsys.embeddings.cache import CacheDamagedError, EmbeddingCache, ModelInfo, make_key
 from memsys.embeddings.health import CacheHealthReport, Progress, check_cache
-from memsys.embeddings.providers import EmbeddingProvider, Kind, provider_from_settings
+from memsys.embeddings.factory import provider_from_settings
+from memsys.embeddings.providers import EmbeddingProvider, Kind
 from memsys.errors import EmbeddingProviderError, InputTooLongError
 from memsys.retry import RetryPolicy
 
@@ -79,8 +80,8 @@ class EmbeddingRouter:
         self.migrated = self._move_endpoint_keyed_entries()
 
     def _move_endpoint_keyed_entries(self) -> int:
-        """Cache keys once named the endpoint too; move this model's entries made under an
-        endpoint-named key (any address: a moved server keeps its cache) to the model's key.
+        """A cache may hold entries under keys that name an endpoint as well as the model;
+        move this model's (any address: a moved server keeps its cache) to the model's key.
         Returns how many moved. A damaged cache is left for the health check."""
         provider = self.provider
         try:
@@ -126,7 +127,7 @@ class EmbeddingRouter:
                 )
             return other
 
-    # --- the seed's API -------------------------------------------------------------
+    # --- embedding texts, as lists of floats -----------------------------------------
     def get_embedding(self, text: str, use_cache: bool = True) -> list[float]:
         return self.get_embeddings_batch([text], use_cache=use_cache)[0]
 
@@ -195,33 +196,10 @@ class EmbeddingRouter:
         n = len(texts)
         kinds = list(kinds) if kinds is not None else [kind] * n
         provider = self.provider
-        # Distinct (kind, text) pairs, in first-seen order, and where each input points.
-        slot_of: dict[tuple[str, str], int] = {}
-        positions = np.empty(n, dtype=np.int64)
-        unique: list[tuple[str, str]] = []
-        for i, pair in enumerate(zip(kinds, texts)):
-            slot = slot_of.get(pair)
-            if slot is None:
-                slot = slot_of[pair] = len(unique)
-                unique.append(pair)
-            positions[i] = slot
-
+        unique, positions = _distinct(kinds, texts)
         fingerprint = provider.fingerprint
         keys = [make_key(fingerprint, k, t) for k, t in unique] if use_cache else []
-        dims = provider.dimensions
-        vectors: np.ndarray | list[np.ndarray | None]
-        if dims is not None:
-            # Known size: cached rows land straight in one matrix, the provider fills the rest.
-            if use_cache and unique:
-                vectors, found = self.cache.get_matrix(keys, fingerprint, dims)
-            else:
-                vectors, found = np.zeros((len(unique), dims), dtype=np.float32), np.zeros(len(unique), dtype=bool)
-            missing = np.flatnonzero(~found).tolist()
-        else:
-            # Size not known until the provider first answers (OpenAI-compatible servers).
-            cached = self.cache.get_many(keys, fingerprint, None) if use_cache and unique else {}
-            vectors = [cached.get(key) for key in keys] if use_cache else [None] * len(unique)
-            missing = [slot for slot, v in enumerate(vectors) if v is None]
+        vectors, missing = self._cached(unique, keys, use_cache)
         hit_slots = len(unique) - len(missing)
 
         requests = retries = tokens = 0
@@ -251,6 +229,25 @@ class EmbeddingRouter:
             retries=retries,
             tokens=tokens,
         )
+
+    def _cached(
+        self, unique: list[tuple[str, str]], keys: list[str], use_cache: bool
+    ) -> tuple[np.ndarray | list[np.ndarray | None], list[int]]:
+        """The vectors of `unique` the cache holds (all missing without `use_cache`), and the
+        slots still missing."""
+        provider = self.provider
+        dims = provider.dimensions
+        if dims is not None:
+            # Known size: cached rows land straight in one matrix, the provider fills the rest.
+            if use_cache and unique:
+                matrix, found = self.cache.get_matrix(keys, provider.fingerprint, dims)
+            else:
+                matrix, found = np.zeros((len(unique), dims), dtype=np.float32), np.zeros(len(unique), dtype=bool)
+            return matrix, np.flatnonzero(~found).tolist()
+        # Size not known until the provider first answers (OpenAI-compatible servers).
+        cached = self.cache.get_many(keys, provider.fingerprint, None) if use_cache and unique else {}
+        rows = [cached.get(key) for key in keys] if use_cache else [None] * len(unique)
+        return rows, [slot for slot, v in enumerate(rows) if v is None]
 
     def _fetch(
         self,
@@ -316,7 +313,7 @@ class EmbeddingRouter:
 
     # --- cache operations -----------------------------------------------------------
     def warmup(self, texts: Sequence[str]) -> EmbeddingResult:
-        """Embed and cache texts ahead of an import (the seed's cache warm-up)."""
+        """Embed and cache texts ahead of an import."""
         return self.embed(list(texts))
 
     def warm_up(
@@ -363,6 +360,20 @@ class EmbeddingRouter:
         with self._lock:
             self.session_hits = self.session_misses = 0
         return self.cache.clear()
+
+
+def _distinct(kinds: Sequence[str], texts: Sequence[str]) -> tuple[list[tuple[str, str]], np.ndarray]:
+    """The distinct (kind, text) pairs, in first-seen order, and where each input points."""
+    slot_of: dict[tuple[str, str], int] = {}
+    positions = np.empty(len(texts), dtype=np.int64)
+    unique: list[tuple[str, str]] = []
+    for i, pair in enumerate(zip(kinds, texts)):
+        slot = slot_of.get(pair)
+        if slot is None:
+            slot = slot_of[pair] = len(unique)
+            unique.append(pair)
+        positions[i] = slot
+    return unique, positions
 
 
 def _split_requests(slots: list[int], costs: list[int], provider: EmbeddingProvider) -> Iterator[list[int]]:

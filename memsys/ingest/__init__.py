@@ -1,6 +1,8 @@
 """Documents and record streams in: readers (files, folders, zips -> text pieces), chunking
-(token-aware, CJK-aware), `iter_memories` (paths -> validated memories, streamed) and
-ready-made feeds (knowledge base, conversations, multilingual queues, git commits).
+(token-aware, CJK-aware), memories (a piece of text -> validated memories), the reader
+workers (each file read in a process of its own), `iter_memories` (paths -> validated
+memories, streamed) and the scenarios (knowledge base, conversations, multilingual
+queues, git commits).
 
 The names below load on first use (memsys.lazy).
 """
@@ -17,11 +19,7 @@ if TYPE_CHECKING:
         ChunkSettings,
         chunk_text,
     )
-    from memsys.ingest.documents import (
-        MemoryDefaults,
-        iter_memories,
-        memories_from_source,
-    )
+    from memsys.ingest.files import iter_memories, read_sources
     from memsys.ingest.gitlog import (
         GitCommit,
         GitError,
@@ -31,6 +29,7 @@ if TYPE_CHECKING:
         iter_commit_memories,
         read_git_commits,
     )
+    from memsys.ingest.memories import MemoryDefaults, memories_from_source
     from memsys.ingest.readers import (
         FieldMapping,
         InputProblem,
@@ -39,7 +38,6 @@ if TYPE_CHECKING:
         UnsafeNameError,
         detect_encoding,
         is_safe_relative_name,
-        read_sources,
         spool_path,
     )
     from memsys.ingest.scenarios import (
@@ -57,16 +55,19 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, globals(), {
     "memsys.ingest.chunking": (
         "Chunk", "Chunker", "ChunkSettings", "chunk_text",
     ),
-    "memsys.ingest.documents": (
-        "MemoryDefaults", "iter_memories", "memories_from_source",
+    "memsys.ingest.files": (
+        "iter_memories", "read_sources",
     ),
     "memsys.ingest.gitlog": (
         "GitCommit", "GitError", "analyze_repository_commits", "commit_type", "group_commits_by_week",
         "iter_commit_memories", "read_git_commits",
     ),
+    "memsys.ingest.memories": (
+        "MemoryDefaults", "memories_from_source",
+    ),
     "memsys.ingest.readers": (
         "FieldMapping", "InputProblem", "ReadLimits", "SourceText", "UnsafeNameError", "detect_encoding",
-        "is_safe_relative_name", "read_sources", "spool_path",
+        "is_safe_relative_name", "spool_path",
     ),
     "memsys.ingest.scenarios": (
         "BatchesFailedError", "Conversation", "ConversationProcessor", "Document", "FailedBatch",

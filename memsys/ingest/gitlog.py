@@ -177,7 +177,7 @@ def group_commits_by_week(commits: Sequence[GitCommit]) -> OrderedDict[str, list
 
 
 def commit_content(commit: GitCommit) -> str:
-    """A commit as a memory's text: message, changed files and line counts. The short
+    """The text of a commit's memory: message, changed files and line counts. The short
     hash keeps two identical "fix typo" commits from being one memory."""
     files = list(commit.changed_files[:MAX_FILES_LISTED])
     more = len(commit.changed_files) - len(files)

@@ -1,5 +1,5 @@
-"""Three ready-made ways to feed memories in: knowledge-base import (`Document`,
-`import_knowledge_base`), live conversations (`ConversationProcessor`) and multilingual
+"""Three ways of writing memories from a program rather than from files: knowledge-base
+import (`Document`, `import_knowledge_base`), live conversations (`ConversationProcessor`) and multilingual
 queues (`MultilingualProcessor`). Git commit analysis is in `memsys.ingest.gitlog`.
 
 All write through a writer with the signature of `memsys.write_memories_batch` (the
@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence, TypeVar
 
+import memsys
 from memsys.config import LOCAL_MODEL
 from memsys.errors import MemoryWriteError, MemsysError
 from memsys.ingest.chunking import Chunker, ChunkSettings
@@ -26,8 +27,6 @@ T = TypeVar("T")
 
 def default_writer() -> Writer:
     """`memsys.write_memories_batch`, looked up when first needed (it needs Weaviate)."""
-    import memsys
-
     return memsys.write_memories_batch  # type: ignore[attr-defined]
 
 
@@ -144,8 +143,8 @@ class Document:
 def knowledge_base_records(
     document: Document, chunker: Chunker, *, project: str = "knowledge-base", agent: str = "import-bot"
 ) -> list[dict[str, Any]]:
-    """The memory records for a document (project, repo = its source, agent, tags =
-    category and language), one per chunk when it is longer than the model takes.
+    """The memory records of a document, tagged "knowledge", its category and its language:
+    one per chunk when it is longer than the model takes.
     Raises MemoryValidationError (a ValueError) for a document that cannot be a memory."""
     language = document.language or detect_language(document.content)
     base = {
@@ -205,7 +204,7 @@ def import_knowledge_base(
 
 @dataclass(frozen=True)
 class Conversation:
-    """A customer-support conversation: its text, the agent who handled it and how it is filed."""
+    """A customer-support conversation: the text and the fields its memory is filed by."""
 
     content: str
     agent_id: str
@@ -296,8 +295,8 @@ class QueuedContent:
 
 class MultilingualProcessor:
     """One queue per language, each written when it reaches its language's batch size
-    (zh 40, en 50, ja 30, otherwise 35: a script with more tokens per character fits fewer
-    texts in one request). A failing batch stays queued."""
+    (by default zh 40, en 50, ja 30, otherwise 35: a script with more tokens per character
+    fits fewer texts in one request). A failing batch stays queued."""
 
     def __init__(self, batch_sizes: Mapping[str, int] | None = None, writer: Writer | None = None) -> None:
         self.batch_sizes: dict[str, int] = {**DEFAULT_BATCH_SIZES, **(batch_sizes or {})}
@@ -315,7 +314,7 @@ class MultilingualProcessor:
 
     @staticmethod
     def record(item: QueuedContent) -> dict[str, Any]:
-        """The memory record for queued content; raises MemoryValidationError if it cannot be one."""
+        """The memory record of queued content; raises MemoryValidationError if it cannot be one."""
         language = item.language
         record = {
             "content": item.content,

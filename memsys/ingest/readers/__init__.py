@@ -9,16 +9,21 @@ spool). One module per concern:
 - `sources`: what readers take and produce, the read limits and the field mapping;
 - `formats`: the supported formats and their suffixes, named once;
 - `encoding`: text decoding (encoding detection with charset-normalizer);
-- `documents`: txt/md, html (main content by trafilatura);
+- `text`: txt/md, html (main content by trafilatura);
 - `pdf` and `ocr`: PDF pages, scanned ones read by Tesseract;
 - `word`: docx;
-- `structured`: csv/tsv, jsonl, json, and the columns a file offers for mapping;
+- `rows`: one row of a table as a piece, for every reader of tables;
+- `structured`: csv/tsv, jsonl, json;
 - `sheets`: xlsx (streamed); `slides`: pptx; `ebooks`: epub; `mail`: eml;
 - `archives`: zip;
-- `isolation`: each file read in a worker process within the time and memory limits;
-- `reading`: `read_sources`, the walk over paths and the reader of each format.
+- `columns`: the columns a file offers for mapping;
+- `reading`: `read_paths`, the walk over paths, and the reader of each format;
+- `warmup`: the texts of a cache warm-up file.
+
+The walk is handed the function that reads each file on disk (`FileReader`): the readers
+never decide in which process a file is read (memsys.ingest.workers does).
 """
-from memsys.ingest.readers.documents import html_to_text
+from memsys.ingest.readers.columns import has_columns, structured_columns
 from memsys.ingest.readers.encoding import PREFERRED_ENCODINGS, UndecodableError, decode_bytes, detect_encoding
 from memsys.ingest.readers.formats import (
     CSV_SUFFIXES,
@@ -33,19 +38,21 @@ from memsys.ingest.readers.formats import (
     format_of,
 )
 from memsys.ingest.readers.ocr import OCR_SECONDS_PER_PAGE, OcrSettings
-from memsys.ingest.readers.isolation import ReadCancelled, reader_pool
-from memsys.ingest.readers.reading import display_name, read_sources
+from memsys.ingest.readers.reading import display_name, read_disk_file, read_paths
 from memsys.ingest.readers.sources import (
     MAPPED_FIELDS,
     USUAL_NAMES,
     FieldMapping,
+    FileReader,
     InputProblem,
     MissingColumnError,
     ReadLimits,
     ReadTally,
     SourceText,
 )
-from memsys.ingest.readers.structured import guess_delimiter, has_columns, structured_columns
+from memsys.ingest.readers.structured import guess_delimiter
+from memsys.ingest.readers.text import html_to_text
+from memsys.ingest.readers.warmup import WARMUP_FORMAT, read_warmup_texts
 from memsys.spool import UnsafeNameError, is_safe_relative_name, spool_path
 
 __all__ = [
@@ -56,13 +63,14 @@ __all__ = [
     "MAPPED_FIELDS",
     "OCR_SECONDS_PER_PAGE",
     "PREFERRED_ENCODINGS",
-    "ReadCancelled",
     "SUPPORTED",
     "TEXT_SUFFIXES",
     "UPLOAD_CAPTION",
     "UPLOAD_TYPES",
     "USUAL_NAMES",
+    "WARMUP_FORMAT",
     "FieldMapping",
+    "FileReader",
     "FileFormat",
     "InputProblem",
     "MissingColumnError",
@@ -80,8 +88,9 @@ __all__ = [
     "has_columns",
     "html_to_text",
     "is_safe_relative_name",
-    "read_sources",
-    "reader_pool",
+    "read_disk_file",
+    "read_paths",
+    "read_warmup_texts",
     "spool_path",
     "structured_columns",
 ]

@@ -10,7 +10,7 @@ import posixpath
 import warnings
 from typing import Any, Iterator
 
-from memsys.ingest.readers.documents import html_to_text
+from memsys.ingest.readers.text import html_to_text
 from memsys.ingest.readers.encoding import UndecodableError, decode_bytes
 from memsys.ingest.readers.sources import InputProblem, Item, ReadContext, SourceText, check_expansion, read_bytes
 

@@ -14,7 +14,7 @@ from email.parser import BytesParser
 from pathlib import PurePosixPath
 from typing import Iterator
 
-from memsys.ingest.readers.documents import page_text
+from memsys.ingest.readers.text import page_text
 from memsys.ingest.readers.encoding import UndecodableError, decode_bytes, normalise_text
 from memsys.ingest.readers.formats import format_of
 from memsys.ingest.readers.sources import InputProblem, Item, ReadContext, SourceText, read_bytes

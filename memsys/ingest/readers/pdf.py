@@ -11,6 +11,7 @@ import threading
 import time
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any, Iterator
 
 from memsys.ingest.readers.encoding import normalise_text
@@ -21,52 +22,28 @@ from memsys.ingest.readers.sources import InputProblem, Item, LimitError, ReadCo
 _PDFIUM = threading.Lock()
 # A page rendered for OCR never exceeds this many pixels, whatever size the PDF says it is.
 _MAX_PIXELS = 40_000_000
+_PASSWORD = "is password-protected; remove the password and import it again"
+
+
+@dataclass
+class _TextLayer:
+    """What a PDF's text layer gave: the pages with text, and those without (scans)."""
+
+    pages: dict[int, SourceText]
+    scanned: list[int]
+    page_count: int = 0
 
 
 def read_pdf(item: Item, ctx: ReadContext) -> Iterator[SourceText | InputProblem]:
-    from pypdf import PdfReader
-    from pypdf.errors import FileNotDecryptedError, LimitReachedError
-
     data = read_bytes(item, ctx.limits.max_file_bytes)
     if b"%PDF-" not in data[:1024]:
         yield InputProblem(item.name, "is not a PDF (it does not start with %PDF-)")
         return
-    pages: dict[int, SourceText] = {}
-    scanned: list[int] = []  # pages without a text layer
-    try:
-        with _stream_budget(ctx.limits.max_pdf_stream_bytes):
-            reader = PdfReader(io.BytesIO(data))
-            if reader.is_encrypted and not reader.decrypt(""):
-                yield InputProblem(item.name, "is password-protected; remove the password and import it again")
-                return
-            if len(reader.pages) > ctx.limits.max_pdf_pages:
-                raise LimitError(f"has {len(reader.pages):,} pages; the limit is {ctx.limits.max_pdf_pages:,} per PDF")
-            # Pages that share their content stream (one stream drawn on many pages) have the
-            # same text: extract it once, not once per page.
-            extracted: dict[object, str] = {}
-            for number, page in enumerate(reader.pages, start=1):
-                key = _content_key(page)
-                if key is None or key not in extracted:
-                    extracted[key] = normalise_text(page.extract_text() or "").strip()
-                text = extracted[key]
-                if key is None:
-                    del extracted[key]
-                if text:
-                    pages[number] = SourceText(text, item.name, f"page {number}")
-                else:
-                    scanned.append(number)
-            page_count = len(reader.pages)
-    except FileNotDecryptedError:
-        yield InputProblem(item.name, "is password-protected; remove the password and import it again")
+    layer = _text_layer(data, item, ctx)
+    if isinstance(layer, InputProblem):
+        yield layer
         return
-    except LimitReachedError as e:
-        # pypdf's own bound on one stream, which _stream_budget lowers to ours per PDF.
-        raise LimitError(_stream_limit_reason(ctx.limits.max_pdf_stream_bytes)) from e
-    except (LimitError, RecursionError, MemoryError):
-        raise  # named by read_item in its own words
-    except Exception as e:  # noqa: BLE001 - pypdf raises many kinds of error on damaged files
-        yield InputProblem(item.name, f"is damaged and could not be read as a PDF ({type(e).__name__}: {e})")
-        return
+    pages, scanned, page_count = layer.pages, layer.scanned, layer.page_count
     ocr = ctx.ocr
     if scanned and ocr.enabled:
         try:
@@ -103,6 +80,47 @@ def read_pdf(item: Item, ctx: ReadContext) -> Iterator[SourceText | InputProblem
         return
     for number in sorted(pages):
         yield pages[number]
+
+
+def _text_layer(data: bytes, item: Item, ctx: ReadContext) -> _TextLayer | InputProblem:
+    """Each page's text layer, within the PDF limits; the problem of a PDF that cannot be
+    opened. A limit passed or a parser out of depth or memory is raised for read_item."""
+    from pypdf import PdfReader
+    from pypdf.errors import FileNotDecryptedError, LimitReachedError
+
+    layer = _TextLayer({}, [])
+    try:
+        with _stream_budget(ctx.limits.max_pdf_stream_bytes):
+            reader = PdfReader(io.BytesIO(data))
+            if reader.is_encrypted and not reader.decrypt(""):
+                return InputProblem(item.name, _PASSWORD)
+            if len(reader.pages) > ctx.limits.max_pdf_pages:
+                raise LimitError(f"has {len(reader.pages):,} pages; the limit is {ctx.limits.max_pdf_pages:,} per PDF")
+            # Pages that share their content stream (one stream drawn on many pages) have the
+            # same text: extract it once, not once per page.
+            extracted: dict[object, str] = {}
+            for number, page in enumerate(reader.pages, start=1):
+                key = _content_key(page)
+                if key is None or key not in extracted:
+                    extracted[key] = normalise_text(page.extract_text() or "").strip()
+                text = extracted[key]
+                if key is None:
+                    del extracted[key]
+                if text:
+                    layer.pages[number] = SourceText(text, item.name, f"page {number}")
+                else:
+                    layer.scanned.append(number)
+            layer.page_count = len(reader.pages)
+    except FileNotDecryptedError:
+        return InputProblem(item.name, _PASSWORD)
+    except LimitReachedError as e:
+        # pypdf's own bound on one stream, which _stream_budget lowers to ours per PDF.
+        raise LimitError(_stream_limit_reason(ctx.limits.max_pdf_stream_bytes)) from e
+    except (LimitError, RecursionError, MemoryError):
+        raise  # named by read_item in its own words
+    except Exception as e:  # noqa: BLE001 - pypdf raises many kinds of error on damaged files
+        return InputProblem(item.name, f"is damaged and could not be read as a PDF ({type(e).__name__}: {e})")
+    return layer
 
 
 def _ocr_pages(data: bytes, name: str, numbers: list[int], ctx: ReadContext) -> Iterator[tuple[int, str | InputProblem]]:

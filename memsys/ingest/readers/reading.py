@@ -1,9 +1,10 @@
-"""The entry point: `read_sources` walks files, folders and archives in order and
-hands each file to the reader of its format (the registry below, keyed by the names in
-`formats.FORMATS`). Anything that cannot be read becomes an `InputProblem` for that file
-alone, so one broken file never stops the others: whatever a parser raises, and whatever
-it costs (each file on disk is read in a worker process within `ReadLimits`, see
-`isolation`).
+"""The entry point: `read_paths` walks files, folders and archives in order and hands
+each file on disk to the file reader it is given; `read_disk_file` (the one that reads in
+this process) hands it to the reader of its format (the registry below, keyed by the names
+in `formats.FORMATS`). Anything that cannot be read becomes an `InputProblem` for that file
+alone, so one broken file never stops the others, whatever a parser raises. What a parser
+costs is bounded by the file reader the caller picks (memsys.ingest.workers reads each file
+in a worker process within `ReadLimits`).
 """
 from __future__ import annotations
 
@@ -12,31 +13,34 @@ import stat
 import unicodedata
 import zipfile
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Sequence
+from typing import BinaryIO, Callable, Iterator, Sequence
 
-from memsys.ingest.readers import archives, documents, ebooks, mail, pdf, sheets, slides, structured, word
+from memsys.ingest.readers import archives, ebooks, mail, pdf, sheets, slides, structured, text, word
 from memsys.ingest.readers.encoding import UndecodableError
 from memsys.ingest.readers.formats import FORMATS, UNREADABLE_SUFFIXES, format_of
 from memsys.ingest.readers.ocr import OcrSettings
 from memsys.ingest.readers.sources import (
     FieldMapping,
+    FileReader,
     InputProblem,
     Item,
     LimitError,
+    Piece,
     Pieces,
     ReadContext,
     ReadLimits,
     ReadTally,
     TooLargeError,
     human_size,
+    plain_failure,
 )
 from memsys.spool import not_copied
 from memsys.spool import special_file_reason as _not_a_file
 
 # The reader of each format in formats.FORMATS, by its name.
 READERS: dict[str, Callable[[Item, ReadContext], Pieces]] = {
-    "text": documents.read_text,
-    "html": documents.read_html,
+    "text": text.read_text,
+    "html": text.read_html,
     "pdf": pdf.read_pdf,
     "docx": word.read_docx,
     "csv": structured.read_csv,
@@ -53,25 +57,22 @@ if _missing:  # a format named without a reader (or the reverse) is a programmin
     raise ImportError(f"formats and readers disagree about: {sorted(_missing)}")
 
 
-def read_sources(
+def read_paths(
     paths: Sequence[Path | str],
+    read_file: FileReader[Piece],
     *,
     mapping: FieldMapping | None = None,
     limits: ReadLimits | None = None,
     ocr: OcrSettings | None = None,
     tally: ReadTally | None = None,
     estimate_only: bool = False,
-    cancelled: Callable[[], bool] | None = None,
-    plan: Any = None,
-) -> Pieces:
-    """Read files, folders (recursively) and zip archives, in order. A folder's files are
-    named "<folder>/<relative path>"; hidden files and folders (".git", ".DS_Store") are
-    left out; anything else that cannot be read yields an InputProblem saying why.
-    `tally` counts what the read did (OCR pages); `estimate_only` counts scanned pages
-    instead of reading them by OCR (for a quick preview). `cancelled` is asked every
-    quarter second while a file is read; when it says yes, ReadCancelled is raised. With a
-    `plan` (isolation.ChunkPlan) the worker also cuts the text into memories, and those are
-    yielded instead of the text."""
+) -> Iterator[Piece | InputProblem]:
+    """Read files, folders (recursively) and zip archives, in order, each file on disk by
+    `read_file` (`read_disk_file` reads it here). A folder's files are named
+    "<folder>/<relative path>"; hidden files and folders (".git", ".DS_Store") are left
+    out; anything else that cannot be read yields an InputProblem saying why. `tally`
+    counts what the read did (OCR pages); `estimate_only` counts scanned pages instead of
+    reading them by OCR (for a quick preview)."""
     ctx = make_context(mapping or FieldMapping(), limits or ReadLimits(), ocr or OcrSettings(),
                        tally if tally is not None else ReadTally(), estimate_only)
     for raw in paths:
@@ -84,9 +85,9 @@ def read_sources(
                                else f"could not be read: {e.strerror or e}")
             continue
         if stat.S_ISDIR(mode):
-            yield from _read_folder(path, ctx, cancelled, plan)
+            yield from _read_folder(path, ctx, read_file)
         elif stat.S_ISREG(mode):
-            yield from _read_disk_file(path, name, ctx, cancelled, plan)
+            yield from read_file(path, name, ctx)
         else:
             yield InputProblem(name, _not_a_file(mode))
 
@@ -129,15 +130,6 @@ def open_regular(path: Path) -> BinaryIO:
         raise
 
 
-def _read_disk_file(path: Path, name: str, ctx: ReadContext, cancelled: Callable[[], bool] | None, plan: Any) -> Pieces:
-    if ctx.limits.isolate:
-        from memsys.ingest.readers.isolation import reader_pool
-
-        yield from reader_pool().read(path, name, ctx, cancelled, plan)
-        return
-    yield from read_disk_file(path, name, ctx)
-
-
 def read_disk_file(path: Path, name: str, ctx: ReadContext) -> Pieces:
     """One file on disk, by the reader of its format. A file that changes while it is read
     (a log still being written, a file cut short or replaced by a save) is read as far as
@@ -171,7 +163,7 @@ def _change_while_read(path: Path, before: os.stat_result) -> str:
     return ""
 
 
-def _read_folder(root: Path, ctx: ReadContext, cancelled: Callable[[], bool] | None, plan: Any) -> Pieces:
+def _read_folder(root: Path, ctx: ReadContext, read_file: FileReader[Piece]) -> Iterator[Piece | InputProblem]:
     """Every file under `root`, in name order. Links are followed only to files inside the
     folder; named pipes, sockets and devices are named and never opened; a folder that
     cannot be listed is named; nothing here refuses the whole folder."""
@@ -201,7 +193,7 @@ def _read_folder(root: Path, ctx: ReadContext, cancelled: Callable[[], bool] | N
                 yield InputProblem(name, f"could not be read: {e.strerror or e}")
                 continue
             if stat.S_ISREG(mode):
-                yield from _read_disk_file(path, name, ctx, cancelled, plan)
+                yield from read_file(path, name, ctx)
             elif not stat.S_ISDIR(mode):  # a link to a folder inside is walked as that folder
                 yield InputProblem(name, _not_a_file(mode))
     for error in unlistable:
@@ -248,7 +240,7 @@ def _read_item(item: Item, ctx: ReadContext) -> Pieces:
             yield InputProblem(item.name, f"is a {item.suffix} file, which memsys cannot read; save it as .docx, .xlsx, .pptx, .pdf or .csv")
         else:
             # Files with other or no extensions: anything that is text.
-            yield from documents.read_text(item, ctx)
+            yield from text.read_text(item, ctx)
     except (TooLargeError, UndecodableError, LimitError) as e:
         yield InputProblem(item.name, str(e))
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as e:
@@ -262,12 +254,3 @@ def _read_item(item: Item, ctx: ReadContext) -> Pieces:
     except Exception as e:  # noqa: BLE001 - whatever a parser raises on one file is that file's problem
         yield InputProblem(item.name, plain_failure(e))
 
-
-def plain_failure(e: BaseException) -> str:
-    """Why a parser gave up on a file, in a sentence."""
-    if isinstance(e, RecursionError):
-        return "nests too deeply to be read (lists, objects or references inside each other thousands of levels deep)"
-    if isinstance(e, NotImplementedError):
-        return f"uses something memsys cannot read ({str(e) or 'not supported'}; e.g. Deflate64 compression in a zip)"
-    detail = str(e)[:200]
-    return f"could not be read ({type(e).__name__}{': ' + detail if detail else ''})"

@@ -12,6 +12,7 @@ import io
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from memsys.ingest.readers.rows import map_row
 from memsys.ingest.readers.sources import (
     USUAL_NAMES,
     InputProblem,
@@ -22,7 +23,6 @@ from memsys.ingest.readers.sources import (
     check_expansion,
     read_bytes,
 )
-from memsys.ingest.readers.structured import map_row
 
 # A block of rows (tables without a content column) ends at whichever comes first.
 BLOCK_ROWS = 30

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO, Callable, Iterable, Iterator, Mapping
+from typing import Any, BinaryIO, Callable, Iterable, Iterator, Mapping, TypeVar
 
 from memsys.ingest.readers.ocr import OcrSettings
 from memsys.units import size as human_size  # one size formatter for the whole of memsys
@@ -59,7 +59,7 @@ class ReadLimits:
     max_problems: int = 1_000  # problems named in one file before the rest of it is skipped
     seconds_per_file: float = 60.0  # time the import waits for one file (or archive entry)
     reader_memory_bytes: int = 1024 * 2**20  # address space of a reader process
-    isolate: bool = True  # read in worker processes (False: in this process, for the workers themselves)
+    isolate: bool = True  # each file on disk read in a worker process (False: in the importing process)
 
     def __post_init__(self) -> None:
         for name in ("max_file_bytes", "max_archive_bytes", "max_archive_entries", "max_pdf_pages", "max_pdf_stream_bytes", "max_json_depth",
@@ -220,3 +220,20 @@ class ReadContext:
     ocr: OcrSettings = field(default_factory=OcrSettings)
     tally: ReadTally = field(default_factory=ReadTally)
     estimate_only: bool = False
+
+
+# How one file on disk is read: `(path, display name, context) -> pieces`. The walk over
+# paths is handed one, so where a file is read (this process, a worker) and what comes back
+# (text pieces, or memories already cut from them) is the caller's choice.
+Piece = TypeVar("Piece")
+FileReader = Callable[[Path, str, ReadContext], Iterator[Piece]]
+
+
+def plain_failure(e: BaseException) -> str:
+    """Why a parser gave up on a file, in a sentence."""
+    if isinstance(e, RecursionError):
+        return "nests too deeply to be read (lists, objects or references inside each other thousands of levels deep)"
+    if isinstance(e, NotImplementedError):
+        return f"uses something memsys cannot read ({str(e) or 'not supported'}; e.g. Deflate64 compression in a zip)"
+    detail = str(e)[:200]
+    return f"could not be read ({type(e).__name__}{': ' + detail if detail else ''})"

@@ -1,30 +1,25 @@
 """Structured records: csv/tsv (a row at a time), jsonl (a line at a time) and json (a list
 of records, or an object holding one). Each record's fields are mapped to memory fields by
 a `FieldMapping`; a bad row or record is one problem and the rest of the file still goes in.
-`structured_columns` tells the Import page which columns a file offers for that mapping.
+A table's row becomes a piece by `rows.map_row`, as a spreadsheet's does.
 """
 from __future__ import annotations
 
 import csv
-import io
 import itertools
 import json
 import re
-from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator
 
 from memsys.ingest.readers.encoding import (
     BAD_BYTES,
-    UndecodableError,
-    detect_encoding,
-    first_block,
     normalise_text,
     open_text,
     replace_bad_bytes,
     replaced_warning,
     text_of,
 )
-from memsys.ingest.readers.formats import COLUMN_SUFFIXES, CSV_SUFFIXES, SHEET_SUFFIXES
+from memsys.ingest.readers.rows import map_row
 from memsys.ingest.readers.sources import (
     FieldMapping,
     InputProblem,
@@ -34,9 +29,8 @@ from memsys.ingest.readers.sources import (
     ReadContext,
     ReadLimits,
     SourceText,
+    plain_failure,
 )
-
-_SAMPLE_RECORDS = 50
 
 
 def guess_delimiter(line: str) -> str:
@@ -47,49 +41,9 @@ def guess_delimiter(line: str) -> str:
     return best if counts[best] else ","
 
 
-def _delimiter(suffix: str, first_line: str) -> str:
+def delimiter_of(suffix: str, first_line: str) -> str:
+    """The delimiter of a csv/tsv file: a tab for .tsv, else told from its header line."""
     return "\t" if suffix == ".tsv" else guess_delimiter(first_line)
-
-
-def has_columns(path: Path | str) -> bool:
-    """True for a file whose columns (csv) or keys (jsonl) can be mapped to memory fields."""
-    return Path(path).suffix.lower() in COLUMN_SUFFIXES
-
-
-def structured_columns(path: Path | str) -> list[str]:
-    """Header names of a csv/tsv file or of a workbook's sheets, or the keys of the first
-    records of a jsonl file,
-    read from the file's first block with the same encoding and delimiter the import uses;
-    [] when the file has none that can be read (the import will say why)."""
-    path = Path(path)
-    if path.suffix.lower() in SHEET_SUFFIXES:
-        # Imported here: the sheet reader uses this module's row mapping.
-        from memsys.ingest.readers.sheets import sheet_columns
-
-        return sheet_columns(path)
-    with path.open("rb") as f:
-        sample = first_block(f)
-    try:
-        text = sample.decode(detect_encoding(sample), errors="replace")
-    except UndecodableError:
-        return []
-    suffix = path.suffix.lower()
-    if suffix in CSV_SUFFIXES:
-        first_line = text.split("\n", 1)[0]
-        try:
-            header = next(csv.reader(io.StringIO(first_line), delimiter=_delimiter(suffix, first_line)), [])
-        except csv.Error:
-            return []
-        return [h.strip().lstrip("\ufeff") for h in header if h.strip()]
-    keys: dict[str, None] = {}
-    for line in text.splitlines()[:_SAMPLE_RECORDS]:
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict):
-            keys.update(dict.fromkeys(str(k) for k in record))
-    return list(keys)
 
 
 def read_csv(item: Item, ctx: ReadContext) -> Iterator[SourceText | InputProblem]:
@@ -101,7 +55,7 @@ def read_csv(item: Item, ctx: ReadContext) -> Iterator[SourceText | InputProblem
     csv.field_size_limit(ctx.limits.max_field_bytes)
     with stream:
         first_line = stream.readline()
-        delimiter = _delimiter(item.suffix, first_line)
+        delimiter = delimiter_of(item.suffix, first_line)
         reader = csv.reader(itertools.chain([first_line], stream), delimiter=delimiter, strict=True)
         try:
             header = [h.strip().lstrip("\ufeff") for h in next(reader, [])]
@@ -149,8 +103,6 @@ def read_csv(item: Item, ctx: ReadContext) -> Iterator[SourceText | InputProblem
 
 def _one_record(read: Callable[[], SourceText | InputProblem], where: str) -> SourceText | InputProblem:
     """One row, line or record: whatever goes wrong in it is its own problem."""
-    from memsys.ingest.readers.reading import plain_failure
-
     try:
         return read()
     except MemoryError:
@@ -168,44 +120,6 @@ def _check_depth(value: Any, limit: int) -> None:
             if depth > limit:
                 raise LimitError(f"nests lists or objects more than {limit} levels deep; the limit is {limit}")
             stack.extend((v, depth + 1) for v in (current.values() if isinstance(current, dict) else current))
-
-
-def map_row(
-    row: Sequence[str], index: Mapping[str, int], columns: Mapping[str, str], mapping: FieldMapping, name: str, where: str
-) -> SourceText | InputProblem:
-    """One row of a table (csv, a spreadsheet) as a piece located at `where` ("row 7"):
-    the mapped content column as text, the other mapped columns as memory fields."""
-    content = normalise_text(row[index["content"]]).strip()
-    if not content:
-        return InputProblem(f"{name} {where}", f"has no content (column {columns['content']!r} is empty)")
-    fields: dict[str, Any] = {}
-    for field_name, i in index.items():
-        value = row[i].strip()
-        if field_name == "content" or not value:
-            continue
-        if field_name == "tags":
-            tags = _parse_tags(value, mapping.tag_separator)
-            if isinstance(tags, str):
-                return InputProblem(f"{name} {where}", tags)
-            fields["tags"] = tags
-        else:
-            fields[field_name] = value
-    return SourceText(content, name, where, fields)
-
-
-def _parse_tags(cell: str, separator: str) -> list[str] | str:
-    """A tags cell: a JSON list ('["a", "b"]') or text split on the separator; a str is the problem."""
-    if cell.startswith("["):
-        try:
-            tags = json.loads(cell)
-        except RecursionError:
-            return "has a tags cell nested too deeply to read"
-        except json.JSONDecodeError:
-            return f"has a tags cell that starts like a JSON list but is not one: {cell[:60]!r}"
-        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-            return "has a tags cell whose JSON is not a list of strings"
-        return tags
-    return [t.strip() for t in cell.split(separator) if t.strip()]
 
 
 def _map_record(record: Any, mapping: FieldMapping, name: str, where: str, limits: ReadLimits | None = None) -> SourceText | InputProblem:

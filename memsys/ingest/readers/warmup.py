@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Iterator
 
-from memsys.ingest.readers import detect_encoding
+from memsys.ingest.readers.encoding import detect_encoding
 
 WARMUP_FORMAT = (
     'FILE holds one text per line (blank lines are skipped), or, when it ends in .jsonl, one '

@@ -6,9 +6,10 @@ becomes an `InputProblem` and the import goes on with the next. Cancelling stops
 within a poll interval, even inside a large file.
 
 Workers are plain `python -c` processes running this module's `_main` (no fork of a
-threaded dashboard), kept in a small process-wide pool and fed one file at a time. They
-stream pieces back in small batches, so a large csv never sits whole in either process.
-The parent unpickles only the reader's own record types.
+threaded dashboard), kept in a small process-wide pool and fed one file at a time. Given a
+`ChunkPlan`, a worker also cuts what it reads into memories, so a text that is slow to cut
+costs only its file too. They stream pieces back in small batches, so a large csv never
+sits whole in either process. The parent unpickles only the reader's own record types.
 """
 from __future__ import annotations
 
@@ -26,9 +27,13 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from memsys.ingest.chunking import Chunker, ChunkSettings
+from memsys.ingest.memories import MemoryDefaults, memories_from_pieces
 from memsys.ingest.readers.ocr import OcrSettings
+from memsys.ingest.readers.reading import make_context, read_disk_file
 from memsys.ingest.readers.sources import (
     FieldMapping,
+    FileReader,
     InputProblem,
     ReadContext,
     ReadLimits,
@@ -36,6 +41,7 @@ from memsys.ingest.readers.sources import (
     SourceText,
     human_size,
 )
+from memsys.models import Memory
 
 _POLL_SECONDS = 0.25  # how often a waiting reader checks for cancel and its deadline
 _BATCH_PIECES = 64
@@ -54,10 +60,13 @@ class ChunkPlan:
     that is slow to cut costs only its file): the import's defaults, the model's tokenizer
     and the chunk settings."""
 
-    defaults: Any  # MemoryDefaults
+    defaults: MemoryDefaults
     provider: str
     model: str
-    settings: Any = None  # ChunkSettings or None
+    settings: ChunkSettings | None = None
+
+    def chunker(self) -> Chunker:
+        return Chunker.for_model(self.provider, self.model, self.settings)
 
 
 @dataclass(frozen=True)
@@ -79,10 +88,10 @@ class _SafeUnpickler(pickle.Unpickler):
         ("memsys.ingest.readers.sources", "InputProblem"),
         ("memsys.ingest.readers.sources", "FieldMapping"),
         ("memsys.ingest.readers.sources", "ReadLimits"),
-        ("memsys.ingest.readers.isolation", "_Request"),
-        ("memsys.ingest.readers.isolation", "ChunkPlan"),
+        ("memsys.ingest.workers", "_Request"),
+        ("memsys.ingest.workers", "ChunkPlan"),
         ("memsys.ingest.readers.ocr", "OcrSettings"),
-        ("memsys.ingest.documents", "MemoryDefaults"),
+        ("memsys.ingest.memories", "MemoryDefaults"),
         ("memsys.ingest.chunking", "ChunkSettings"),
         ("memsys.models", "Memory"),
     }
@@ -97,7 +106,7 @@ def _loads(data: bytes) -> Any:
     return _SafeUnpickler(io.BytesIO(data)).load()
 
 
-_WORKER_MAIN = "import sys; from memsys.ingest.readers.isolation import _main; _main(sys.argv[1:])"
+_WORKER_MAIN = "import sys; from memsys.ingest.workers import _main; _main(sys.argv[1:])"
 
 
 class _Worker:
@@ -134,7 +143,8 @@ class _Worker:
 
 
 def _package_root() -> str:
-    return str(Path(__file__).resolve().parents[3])
+    """The folder memsys is imported from (memsys/ingest/workers.py is three levels down)."""
+    return str(Path(__file__).resolve().parents[2])
 
 
 class ReaderPool:
@@ -174,7 +184,7 @@ class ReaderPool:
         ctx: ReadContext,
         cancelled: Callable[[], bool] | None = None,
         plan: ChunkPlan | None = None,
-    ) -> Iterator[Any]:
+    ) -> Iterator[SourceText | InputProblem | Memory]:
         """The pieces of one file on disk (memories, with a `plan`), read in a worker within
         the context's limits; OCR pages read there are counted on the context's tally.
         Raises ReadCancelled when `cancelled()` turns true (checked every quarter second)."""
@@ -193,9 +203,20 @@ class ReaderPool:
             else:
                 worker.kill()
 
+    def file_reader(
+        self, cancelled: Callable[[], bool] | None = None, plan: ChunkPlan | None = None
+    ) -> FileReader[SourceText | InputProblem | Memory]:
+        """`read` as the walk over paths takes it: each file in a worker, with `cancelled`
+        and `plan` for every file."""
+
+        def read_file(path: Path, name: str, ctx: ReadContext) -> Iterator[SourceText | InputProblem | Memory]:
+            return self.read(path, name, ctx, cancelled, plan)
+
+        return read_file
+
     def _receive(
         self, worker: _Worker, name: str, ctx: ReadContext, cancelled: Callable[[], bool] | None
-    ) -> Iterator[SourceText | InputProblem]:
+    ) -> Iterator[SourceText | InputProblem | Memory]:
         """Relay the worker's pieces; returns True when the worker finished the file and
         can read another. Only time spent waiting for the worker counts against the
         file's time limit (not the time the caller takes over each piece)."""
@@ -263,86 +284,68 @@ def reader_pool() -> ReaderPool:
 
 # --- the worker side -----------------------------------------------------------------------
 
-def _memories(pieces: Iterator[Any], plan: ChunkPlan | None, chunkers: dict[Any, Any]) -> Iterator[Any]:
-    """With a plan, each piece of text becomes its memories (a piece that cannot be cut is
-    that piece's problem); without one, the pieces as read."""
-    if plan is None:
-        yield from pieces
-        return
-    from memsys.ingest.chunking import Chunker
-    from memsys.ingest.documents import memories_from_source
-
-    key = (plan.provider, plan.model, plan.settings)
-    if key not in chunkers:
-        chunkers[key] = Chunker.for_model(plan.provider, plan.model, plan.settings)
-    for piece in pieces:
-        if not isinstance(piece, SourceText):
-            yield piece
-            continue
-        try:
-            memories = list(memories_from_source(piece, plan.defaults, chunkers[key]))
-        except MemoryError:
-            raise
-        except Exception as e:  # noqa: BLE001 - a piece that cannot be cut into chunks is its own problem
-            where = f"{piece.source_file} {piece.location}".strip()
-            yield InputProblem(where, f"could not be cut into chunks ({type(e).__name__}: {str(e)[:200]})")
-            continue
-        yield from memories
+# A worker's chunkers, by (provider, model, settings): kept, since loading a tokenizer is slow.
+_Chunkers = dict[tuple[str, str, ChunkSettings | None], Chunker]
 
 
 def _serve(receive: Connection, send: Connection) -> None:
-    from memsys.ingest.readers.reading import make_context, read_disk_file
-
-    chunkers: dict[Any, Any] = {}
-
+    chunkers: _Chunkers = {}
     while True:
         try:
             request = _loads(receive.recv_bytes())
         except EOFError:
             return
-        path = Path(request.path)
-        limits = request.limits
-
-        # Archive entries and OCR pages report when they start or end, so each gets its own time limit.
-        def entry_started(entry_name: str) -> None:
-            send.send_bytes(pickle.dumps(("entry", entry_name)))
-
-        reported = [0]
-
-        def ocr_page_done(pages: int) -> None:
-            reported[0] += 1
-            send.send_bytes(pickle.dumps(("ocr_page", pages)))
-
-        tally = ReadTally(on_ocr_page=ocr_page_done)
-        ctx = make_context(request.mapping, limits, request.ocr, tally, request.estimate_only, on_entry=entry_started)
-
-        batch: list[SourceText | InputProblem] = []
-        chars = 0
-        if request.plan is not None:  # load the tokenizer before the file's clock starts
-            plan = request.plan
-            key = (plan.provider, plan.model, plan.settings)
-            if key not in chunkers:
-                from memsys.ingest.chunking import Chunker
-
-                chunkers[key] = Chunker.for_model(plan.provider, plan.model, plan.settings)
-        send.send_bytes(pickle.dumps(("entry", request.name)))
-        try:
-            for piece in _memories(read_disk_file(path, request.name, ctx), request.plan, chunkers):
-                batch.append(piece)
-                chars += len(getattr(piece, "text", "") or getattr(piece, "content", ""))
-                if len(batch) >= _BATCH_PIECES or chars >= _BATCH_CHARS:
-                    send.send_bytes(pickle.dumps(("pieces", batch)))
-                    batch, chars = [], 0
-        except MemoryError:
-            batch = []
-            send.send_bytes(pickle.dumps(("fatal", f"needed more than the {human_size(limits.reader_memory_bytes)} of "
-                                                   "memory a reader may use; it was stopped")))
+        if not _read_one(request, send, chunkers):
             return  # the process may be in a bad state after MemoryError: the parent starts a new one
-        except OSError as e:
-            batch.append(InputProblem(request.name, f"could not be read: {e.strerror or e}"))
-        if batch:
-            send.send_bytes(pickle.dumps(("pieces", batch)))
-        send.send_bytes(pickle.dumps(("done", tally.ocr_pages - reported[0])))
+
+
+def _read_one(request: _Request, send: Connection, chunkers: _Chunkers) -> bool:
+    """Read one file for the parent, its pieces (or memories, with a plan) sent in batches;
+    False when the read ran out of memory."""
+    path = Path(request.path)
+    limits = request.limits
+
+    # Archive entries and OCR pages report when they start or end, so each gets its own time limit.
+    def entry_started(entry_name: str) -> None:
+        send.send_bytes(pickle.dumps(("entry", entry_name)))
+
+    reported = [0]
+
+    def ocr_page_done(pages: int) -> None:
+        reported[0] += 1
+        send.send_bytes(pickle.dumps(("ocr_page", pages)))
+
+    tally = ReadTally(on_ocr_page=ocr_page_done)
+    ctx = make_context(request.mapping, limits, request.ocr, tally, request.estimate_only, on_entry=entry_started)
+
+    batch: list[SourceText | InputProblem | Memory] = []
+    chars = 0
+    pieces: Iterator[SourceText | InputProblem | Memory] = read_disk_file(path, request.name, ctx)
+    plan = request.plan
+    if plan is not None:  # the tokenizer is loaded before the file's clock starts
+        key = (plan.provider, plan.model, plan.settings)
+        if key not in chunkers:
+            chunkers[key] = plan.chunker()
+        pieces = memories_from_pieces(pieces, plan.defaults, chunkers[key])
+    send.send_bytes(pickle.dumps(("entry", request.name)))
+    try:
+        for piece in pieces:
+            batch.append(piece)
+            chars += len(getattr(piece, "text", "") or getattr(piece, "content", ""))
+            if len(batch) >= _BATCH_PIECES or chars >= _BATCH_CHARS:
+                send.send_bytes(pickle.dumps(("pieces", batch)))
+                batch, chars = [], 0
+    except MemoryError:
+        batch = []
+        send.send_bytes(pickle.dumps(("fatal", f"needed more than the {human_size(limits.reader_memory_bytes)} of "
+                                               "memory a reader may use; it was stopped")))
+        return False
+    except OSError as e:
+        batch.append(InputProblem(request.name, f"could not be read: {e.strerror or e}"))
+    if batch:
+        send.send_bytes(pickle.dumps(("pieces", batch)))
+    send.send_bytes(pickle.dumps(("done", tally.ocr_pages - reported[0])))
+    return True
 
 
 def _main(argv: list[str]) -> None:

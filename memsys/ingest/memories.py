@@ -1,27 +1,17 @@
-"""From paths to memories: read (readers), chunk (chunking), fill in the import's defaults
-and validate. `iter_memories` is what the import engine consumes; it streams, so a large
-csv or folder is never held in memory at once.
+"""From a piece of text to memories: the import's defaults filled in where the piece says
+nothing, the record validated, then one memory per chunk. Runs wherever the text was read:
+in a reader worker (`workers`) or in the importing process.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Iterable, Iterator
 
-from memsys.config import LOCAL_MODEL
-from memsys.ingest.chunking import Chunker, ChunkSettings
-from memsys.ingest.readers import FieldMapping, InputProblem, OcrSettings, ReadLimits, ReadTally, SourceText, read_sources
-from memsys.ingest.readers.isolation import ChunkPlan
+from memsys.ingest.chunking import Chunker
+from memsys.ingest.readers.sources import InputProblem, SourceText
 from memsys.models import Memory, MemoryValidationError
 
-__all__ = [
-    "ChunkSettings",
-    "FieldMapping",
-    "MemoryDefaults",
-    "ReadLimits",
-    "iter_memories",
-    "memories_from_source",
-]
+__all__ = ["MemoryDefaults", "memories_from_pieces", "memories_from_source"]
 
 
 @dataclass(frozen=True)
@@ -44,44 +34,13 @@ class MemoryDefaults:
                 "tags": list(self.tags), "source": self.source}
 
 
-def iter_memories(
-    paths: Sequence[Path | str],
-    defaults: MemoryDefaults,
-    *,
-    mapping: FieldMapping | None = None,
-    chunking: ChunkSettings | None = None,
-    provider: str = "local",
-    model: str = LOCAL_MODEL,
-    limits: ReadLimits | None = None,
-    ocr: OcrSettings | None = None,
-    tally: ReadTally | None = None,
-    estimate_only: bool = False,
-    cancelled: Callable[[], bool] | None = None,
+def memories_from_pieces(
+    pieces: Iterable[SourceText | InputProblem | Memory], defaults: MemoryDefaults, chunker: Chunker
 ) -> Iterator[Memory | InputProblem]:
-    """Every memory the files at `paths` make, in order, and an InputProblem for every
-    file, page or row that cannot become one.
-
-    Each memory carries `source_file` (the display name, e.g. "bundle.zip/notes.md"),
-    `source_location` ("page 3", "row 12", "line 40") and `chunk_index` (0, 1, ... within
-    that location). Chunks fit `provider`/`model`'s token limit. Settings that cannot work
-    (chunks over the model's limit) raise ConfigError here, before anything is read.
-    `ocr`, `tally` and `estimate_only` go to `read_sources` (scanned pages by OCR);
-    `cancelled` is asked while a file is read (ReadCancelled stops the read inside it).
-    """
-    chunker = Chunker.for_model(provider, model, chunking)
-    # Read in worker processes, the text is cut into memories there too (`plan`); read in
-    # this process (limits.isolate off), it is cut here.
-    plan = ChunkPlan(defaults, provider, model, chunking)
-    pieces = read_sources(paths, mapping=mapping, limits=limits, ocr=ocr, tally=tally, estimate_only=estimate_only,
-                          cancelled=cancelled, plan=plan)
-    return _iter_memories(pieces, defaults, chunker)
-
-
-def _iter_memories(
-    pieces: Iterator[Any], defaults: MemoryDefaults, chunker: Chunker
-) -> Iterator[Memory | InputProblem]:
+    """Each piece of text as its memories; problems and memories already cut pass through.
+    A piece that cannot be cut into chunks is that piece's problem, not the import's."""
     for piece in pieces:
-        if isinstance(piece, (InputProblem, Memory)):
+        if not isinstance(piece, SourceText):
             yield piece
             continue
         try:
