@@ -5,26 +5,25 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import sys
 import time
 from pathlib import Path
 
-from tqdm import tqdm
-
-from memsys.cli import command_group
+from memsys.cli.follow import SHOWN_FAILURES, follow_job, updated_part
 from memsys.config import BatchConfig
 from memsys.engine import Engine, FieldMapping
 from memsys.ingest.documents import MemoryDefaults
-from memsys.jobs import JobProgress
 
-_SHOWN_FAILURES = 20
+
+def add_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Adds `import` and `jobs` to the command line's groups."""
+    _add_import(groups.add_parser("import", help="import files and folders as memories"))
+    _add_jobs(groups.add_parser("jobs", help="list jobs, show one, resume, retry its failed items, cancel"))
 
 
 def _engine() -> Engine:
     return Engine()
 
 
-@command_group("import", "import files and folders as memories")
 def _add_import(p: argparse.ArgumentParser) -> None:
     p.add_argument("paths", nargs="+", type=Path, help="files, folders or zip archives")
     p.add_argument("--project", required=True)
@@ -66,66 +65,13 @@ def _import(args: argparse.Namespace) -> int:
         engine.close()
 
 
-def follow_job(engine: Engine, job_id: str) -> int:
-    """Follow a job the engine's runner is running, with a tqdm bar; Ctrl-C cancels it
-    after the batch in flight (resume finishes it later)."""
-    config = BatchConfig.from_dict(engine.require_job(job_id).request.get("config") or {})
-    bar = tqdm(total=0, unit="items", desc="import", disable=not config.enable_progress_bar, file=sys.stderr)
-
-    def on_progress(job: JobProgress) -> None:
-        if bar.total != job.total:
-            bar.total = job.total
-        bar.n = job.processed
-        bar.set_postfix(written=job.written, updated=job.updated, unchanged=job.unchanged, failed=job.failed,
-                        cache=f"{job.cache_hit_rate * 100:.0f}%", refresh=False)
-        bar.refresh()
-
-    try:
-        try:
-            job = engine.follow(job_id, on_progress)
-        except KeyboardInterrupt:
-            print("\ncancelling after the batch in flight…", file=sys.stderr, flush=True)
-            engine.cancel(job_id)
-            job = engine.follow(job_id, on_progress)
-    finally:
-        bar.close()
-    _print_summary(engine, job)
-    return 0 if job.state == "completed" and job.failed == 0 else 1
-
-
-def _updated(job: JobProgress) -> str:
-    # Said only when there were any, so the common line reads as it always did.
-    return f"{job.updated} updated, " if job.updated else ""
-
-
-def _removed(job: JobProgress) -> str:
-    return f"{job.removed} stored memories removed (no longer in the input); " if job.removed else ""
-
-
-def _print_summary(engine: Engine, job: JobProgress) -> None:
-    print(
-        f"job {job.job_id}: {job.state}: {job.written} written, {_updated(job)}{job.unchanged} unchanged, "
-        f"{job.failed} failed, of {job.total} items; {_removed(job)}cache hit rate {job.cache_hit_rate * 100:.1f}%"
-    )
-    if job.error:
-        print(f"  {job.error}")
-    failures = engine.failed_items(job.job_id, per_page=_SHOWN_FAILURES)
-    for f in failures:
-        print(f"  failed: {f.item}: {f.reason}")
-    if job.failed > len(failures):
-        print(f"  ... and {job.failed - len(failures)} more (python -m memsys jobs show {job.job_id} --failed 1000)")
-    if job.pending and job.state in ("cancelled", "failed", "interrupted"):
-        print(f"  {job.pending} items not processed yet: python -m memsys jobs resume {job.job_id}")
-
-
-@command_group("jobs", "list jobs, show one, resume, retry its failed items, cancel")
 def _add_jobs(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, default=20)
     p.set_defaults(func=_list_jobs)
     sub = p.add_subparsers(dest="action")
     show = sub.add_parser("show", help="a job's counts, metrics and failed items")
     show.add_argument("job_id")
-    show.add_argument("--failed", type=int, default=_SHOWN_FAILURES, help="how many failed items to list")
+    show.add_argument("--failed", type=int, default=SHOWN_FAILURES, help="how many failed items to list")
     show.add_argument("--csv", type=Path, help="write every failed item to this CSV file (read a page at a time)")
     show.set_defaults(func=_show)
     for name, func, text in (
@@ -155,7 +101,7 @@ def _show(args: argparse.Namespace) -> int:
     engine = _engine()
     job = engine.require_job(args.job_id)
     print(f"job {job.job_id} ({job.label}): {job.state}")
-    print(f"  {job.total} items: {job.written} written, {_updated(job)}{job.unchanged} unchanged, "
+    print(f"  {job.total} items: {job.written} written, {updated_part(job)}{job.unchanged} unchanged, "
           f"{job.failed} failed, {job.pending} pending" + (f"; {job.removed} stored memories removed" if job.removed else ""))
     if job.error:
         print(f"  {job.error}")

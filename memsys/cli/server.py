@@ -6,18 +6,21 @@ from __future__ import annotations
 import argparse
 import time
 
-from memsys.cli import command_group
+from memsys.engine import Engine
 from memsys.server import ServerState, ServerStatus
 from memsys.units import duration, size
 
 
-def _engine():  # type: ignore[no-untyped-def]
-    from memsys.engine import Engine
+def add_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Adds `server` to the command line's groups."""
+    _add_server(groups.add_parser(
+        "server", help="start, stop or show the memsys server (embedded Weaviate of the data directory)"))
 
+
+def _engine() -> Engine:
     return Engine()
 
 
-@command_group("server", "start, stop or show the memsys server (embedded Weaviate of the data directory)")
 def _add_server(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=_status)
     sub = p.add_subparsers(dest="action")
