@@ -15,10 +15,6 @@ def add_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _add_cluster(groups.add_parser("cluster", help="the Weaviate nodes, their status, shards and replication"))
 
 
-def _engine() -> Engine:
-    return Engine()
-
-
 def _add_verify(p: argparse.ArgumentParser) -> None:
     p.add_argument("--job", dest="job_id", help="the job to check (default: the most recent one)")
     p.add_argument("--show", type=int, default=_SHOWN, help="how many unreplicated memories to list")
@@ -26,7 +22,7 @@ def _add_verify(p: argparse.ArgumentParser) -> None:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    engine = _engine()
+    engine = Engine()
     try:
         job_id = args.job_id
         if job_id is None:
@@ -53,7 +49,7 @@ def _add_cluster(p: argparse.ArgumentParser) -> None:
 
 
 def _cluster(args: argparse.Namespace) -> int:
-    engine = _engine()
+    engine = Engine()
     try:
         status = engine.cluster_status()
         factor = status.replication_factor or "not created yet"

@@ -20,10 +20,6 @@ def add_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _add_jobs(groups.add_parser("jobs", help="list jobs, show one, resume, retry its failed items, cancel"))
 
 
-def _engine() -> Engine:
-    return Engine()
-
-
 def _add_import(p: argparse.ArgumentParser) -> None:
     p.add_argument("paths", nargs="+", type=Path, help="files, folders or zip archives")
     p.add_argument("--project", required=True)
@@ -52,7 +48,7 @@ def _import(args: argparse.Namespace) -> int:
     missing = [str(p) for p in args.paths if not p.exists()]
     if missing:
         raise FileNotFoundError(f"not found: {', '.join(missing)}")
-    engine = _engine()
+    engine = Engine()
     try:
         copies = engine.spool_paths(args.paths)
         mapping = FieldMapping(record_id=args.id_column) if args.id_column else None
@@ -85,7 +81,7 @@ def _add_jobs(p: argparse.ArgumentParser) -> None:
 
 
 def _list_jobs(args: argparse.Namespace) -> int:
-    engine = _engine()
+    engine = Engine()
     jobs = engine.recent_jobs(args.limit)
     if not jobs:
         print("no jobs yet: python -m memsys import PATH --project P --repo R --agent A")
@@ -98,7 +94,7 @@ def _list_jobs(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    engine = _engine()
+    engine = Engine()
     job = engine.require_job(args.job_id)
     print(f"job {job.job_id} ({job.label}): {job.state}")
     print(f"  {job.total} items: {job.written} written, {updated_part(job)}{job.unchanged} unchanged, "
@@ -115,7 +111,7 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _resume(args: argparse.Namespace) -> int:
-    engine = _engine()
+    engine = Engine()
     try:
         engine.resume(args.job_id)
         return follow_job(engine, args.job_id)
@@ -124,7 +120,7 @@ def _resume(args: argparse.Namespace) -> int:
 
 
 def _retry_failed(args: argparse.Namespace) -> int:
-    engine = _engine()
+    engine = Engine()
     try:
         n = engine.retry_failed(args.job_id)
         print(f"retrying {n} failed items of job {args.job_id}", flush=True)
@@ -134,7 +130,7 @@ def _retry_failed(args: argparse.Namespace) -> int:
 
 
 def _cancel(args: argparse.Namespace) -> int:
-    engine = _engine()
+    engine = Engine()
     if not engine.cancel(args.job_id):  # recorded as refused
         job = engine.require_job(args.job_id)
         print(f"job {job.job_id} is {job.state}; nothing to cancel")

@@ -45,7 +45,7 @@ def since(text: str) -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=seconds)
 
 
-def format_line(line: LogLine) -> str:
+def _format_line(line: LogLine) -> str:
     when = line.time.astimezone().strftime("%Y-%m-%d %H:%M:%S")
     where = line.component
     if line.job_id:
@@ -63,7 +63,7 @@ def _logs(args: argparse.Namespace) -> int:
             if not lines:
                 print(f"no log lines match (the log is in {engine.settings.log_dir})")
             for line in lines:
-                print(line.raw if args.json else format_line(line), flush=True)
+                print(line.raw if args.json else _format_line(line), flush=True)
             return 0
         return _follow(engine, query, as_json=args.json)
     finally:
@@ -80,7 +80,7 @@ def _follow(engine: Engine, query: LogQuery, *, as_json: bool) -> int:
         # Said once following has begun: from here on no new line is missed.
         print(f"following {engine.settings.log_dir / LOG_FILE} (Ctrl-C stops)", file=sys.stderr, flush=True)
         for line in lines:
-            print(line.raw if as_json else format_line(line), flush=True)
+            print(line.raw if as_json else _format_line(line), flush=True)
     except BrokenPipeError:
         return 0  # the reader went away (`| head`): nothing left to do
     finally:

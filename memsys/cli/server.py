@@ -17,10 +17,6 @@ def add_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "server", help="start, stop or show the memsys server (embedded Weaviate of the data directory)"))
 
 
-def _engine() -> Engine:
-    return Engine()
-
-
 def _add_server(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=_status)
     sub = p.add_subparsers(dest="action")
@@ -48,7 +44,7 @@ def _idle(state: ServerState) -> str:
 
 
 def _start(args: argparse.Namespace) -> int:
-    engine = _engine()
+    engine = Engine()
     try:
         state, started = engine.server_start()
     finally:
@@ -61,7 +57,7 @@ def _start(args: argparse.Namespace) -> int:
 
 
 def _stop(args: argparse.Namespace) -> int:
-    engine = _engine()
+    engine = Engine()
     try:
         state = engine.server_stop()
     finally:
@@ -74,7 +70,7 @@ def _stop(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    engine = _engine()
+    engine = Engine()
     try:
         status = engine.server_status()
     finally:
