@@ -1,6 +1,6 @@
 """`python -m memsys ...`: the command line over the same engine."""
 import sys
 
-from memsys.cli import main
+from memsys.cli.main import main
 
 sys.exit(main())

@@ -130,7 +130,7 @@ def test_log_errors_writes_each_failed_item_to_the_log(
 def test_enable_progress_bar_decides_whether_the_cli_draws_a_bar(
     engine: Engine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from memsys.cli_jobs import follow_job
+    from memsys.cli.follow import follow_job
 
     shown = {}
     for flag in (True, False):

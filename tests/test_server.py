@@ -337,7 +337,7 @@ def test_the_key_is_private_to_the_data_directory_and_never_printed(data_env: di
 
 
 def test_a_supervisor_that_stopped_looking_is_named_with_what_to_do() -> None:
-    from memsys.cli_server import describe
+    from memsys.cli.server import describe
 
     now = time.time()
     state = memsys_server.ServerState(

@@ -10,7 +10,6 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from memsys.cli import command_group
 from memsys.embeddings.health import PROBLEMS, CacheHealthReport
 from memsys.ingest.readers.warmup import WARMUP_FORMAT
 from memsys.engine import Engine
@@ -19,7 +18,11 @@ from memsys.units import size
 _SHOWN_ENTRIES = 20
 
 
-@command_group("cache", "inspect, check, repair, warm up and clear the embedding cache")
+def add_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Adds `cache` to the command line's groups."""
+    _add_cache(groups.add_parser("cache", help="inspect, check, repair, warm up and clear the embedding cache"))
+
+
 def _add_cache(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="command", required=True)
     info = sub.add_parser("info", help="entries, size, lifetime hits and misses, size limit, eviction policy")

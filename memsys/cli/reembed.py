@@ -7,13 +7,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from memsys.cli import command_group
-from memsys.cli_jobs import follow_job
-from memsys.engine import Engine
+from memsys.cli.follow import follow_job
 from memsys.config import BatchConfig
+from memsys.engine import Engine
 
 
-@command_group("reembed", "embed every memory again with the configured embedder; search switches when done")
+def add_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Adds `reembed` and `collections` to the command line's groups."""
+    _add_reembed(groups.add_parser(
+        "reembed", help="embed every memory again with the configured embedder; search switches when done"))
+    _add_collections(groups.add_parser(
+        "collections", help="the store's collections (after re-embeds); drop an old one"))
+
+
 def _add_reembed(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, help="a BatchConfig JSON file (default: the saved batch settings)")
     p.set_defaults(func=_reembed)
@@ -35,7 +41,6 @@ def _reembed(args: argparse.Namespace) -> int:
         engine.close()
 
 
-@command_group("collections", "the store's collections (after re-embeds); drop an old one")
 def _add_collections(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=_list)
     sub = p.add_subparsers(dest="action")

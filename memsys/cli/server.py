@@ -6,18 +6,17 @@ from __future__ import annotations
 import argparse
 import time
 
-from memsys.cli import command_group
+from memsys.engine import Engine
 from memsys.server import ServerState, ServerStatus
 from memsys.units import duration, size
 
 
-def _engine():  # type: ignore[no-untyped-def]
-    from memsys.engine import Engine
+def add_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Adds `server` to the command line's groups."""
+    _add_server(groups.add_parser(
+        "server", help="start, stop or show the memsys server (embedded Weaviate of the data directory)"))
 
-    return Engine()
 
-
-@command_group("server", "start, stop or show the memsys server (embedded Weaviate of the data directory)")
 def _add_server(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=_status)
     sub = p.add_subparsers(dest="action")
@@ -45,7 +44,7 @@ def _idle(state: ServerState) -> str:
 
 
 def _start(args: argparse.Namespace) -> int:
-    engine = _engine()
+    engine = Engine()
     try:
         state, started = engine.server_start()
     finally:
@@ -58,7 +57,7 @@ def _start(args: argparse.Namespace) -> int:
 
 
 def _stop(args: argparse.Namespace) -> int:
-    engine = _engine()
+    engine = Engine()
     try:
         state = engine.server_stop()
     finally:
@@ -71,7 +70,7 @@ def _stop(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    engine = _engine()
+    engine = Engine()
     try:
         status = engine.server_status()
     finally:

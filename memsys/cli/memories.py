@@ -8,8 +8,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from memsys.cli import command_group
 from memsys.engine import Engine, MemoryFilter
+
+
+def add_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Adds `memories` to the command line's groups."""
+    _add_memories(groups.add_parser("memories", help="delete, export and restore stored memories"))
 
 
 def _add_filter(p: argparse.ArgumentParser) -> None:
@@ -25,7 +29,6 @@ def _filter(args: argparse.Namespace) -> MemoryFilter:
                         source_file=args.file)
 
 
-@command_group("memories", "delete, export and restore stored memories")
 def _add_memories(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="action", required=True)
     delete = sub.add_parser("delete", help="delete by --file, by a filter, or by --job; --dry-run counts only")

@@ -1,43 +1,28 @@
-"""The command line: `memsys cache ...`, `import ...`, `jobs ...` (or `python -m memsys`).
-Each command group registers itself here; all of them call the engine, nothing else."""
+"""The entry point of the command line: `memsys cache ...`, `import ...`, `jobs ...` (or
+`python -m memsys`). It hands each command module the subparsers to add its groups to."""
 from __future__ import annotations
 
 import argparse
 import gc
 import sys
-from typing import Callable, Sequence
+from typing import Sequence
 
 from memsys import __version__
+from memsys.cli import cache, cluster, jobs, logs, memories, reembed, server
 from memsys.config import ConfigError
 from memsys.errors import MemsysError
 from memsys.logs import set_program
 
-# Each group: (name, help, function adding its sub-commands to a subparser).
-_GROUPS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None]]] = []
-
-
-def command_group(name: str, help_text: str) -> Callable[[Callable[[argparse.ArgumentParser], None]], Callable[[argparse.ArgumentParser], None]]:
-    def register(add: Callable[[argparse.ArgumentParser], None]) -> Callable[[argparse.ArgumentParser], None]:
-        _GROUPS.append((name, help_text, add))
-        return add
-
-    return register
+# In the order `memsys --help` lists the groups.
+_COMMAND_MODULES = (cache, cluster, jobs, memories, reembed, server, logs)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    import memsys.cli_cache  # noqa: F401  (registers its group)
-    import memsys.cli_cluster  # noqa: F401
-    import memsys.cli_jobs  # noqa: F401
-    import memsys.cli_memories  # noqa: F401
-    import memsys.cli_reembed  # noqa: F401
-    import memsys.cli_server  # noqa: F401
-    import memsys.cli_logs  # noqa: F401
-
     parser = argparse.ArgumentParser(prog="memsys", description="Import documents into a Weaviate memory store.")
     parser.add_argument("--version", action="version", version=f"memsys {__version__}")
-    sub = parser.add_subparsers(dest="group", required=True)
-    for name, help_text, add in _GROUPS:
-        add(sub.add_parser(name, help=help_text))
+    groups = parser.add_subparsers(dest="group", required=True)
+    for module in _COMMAND_MODULES:
+        module.add_commands(groups)
     return parser
 
 

@@ -5,26 +5,21 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import sys
 import time
 from pathlib import Path
 
-from tqdm import tqdm
-
-from memsys.cli import command_group
+from memsys.cli.follow import SHOWN_FAILURES, follow_job, updated_part
 from memsys.config import BatchConfig
 from memsys.engine import Engine, FieldMapping
 from memsys.ingest.memories import MemoryDefaults
-from memsys.jobs import JobProgress
-
-_SHOWN_FAILURES = 20
 
 
-def _engine() -> Engine:
-    return Engine()
+def add_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Adds `import` and `jobs` to the command line's groups."""
+    _add_import(groups.add_parser("import", help="import files and folders as memories"))
+    _add_jobs(groups.add_parser("jobs", help="list jobs, show one, resume, retry its failed items, cancel"))
 
 
-@command_group("import", "import files and folders as memories")
 def _add_import(p: argparse.ArgumentParser) -> None:
     p.add_argument("paths", nargs="+", type=Path, help="files, folders or zip archives")
     p.add_argument("--project", required=True)
@@ -53,7 +48,7 @@ def _import(args: argparse.Namespace) -> int:
     missing = [str(p) for p in args.paths if not p.exists()]
     if missing:
         raise FileNotFoundError(f"not found: {', '.join(missing)}")
-    engine = _engine()
+    engine = Engine()
     try:
         copies = engine.spool_paths(args.paths)
         mapping = FieldMapping(record_id=args.id_column) if args.id_column else None
@@ -66,66 +61,13 @@ def _import(args: argparse.Namespace) -> int:
         engine.close()
 
 
-def follow_job(engine: Engine, job_id: str) -> int:
-    """Follow a job the engine's runner is running, with a tqdm bar; Ctrl-C cancels it
-    after the batch in flight (resume finishes it later)."""
-    config = BatchConfig.from_dict(engine.require_job(job_id).request.get("config") or {})
-    bar = tqdm(total=0, unit="items", desc="import", disable=not config.enable_progress_bar, file=sys.stderr)
-
-    def on_progress(job: JobProgress) -> None:
-        if bar.total != job.total:
-            bar.total = job.total
-        bar.n = job.processed
-        bar.set_postfix(written=job.written, updated=job.updated, unchanged=job.unchanged, failed=job.failed,
-                        cache=f"{job.cache_hit_rate * 100:.0f}%", refresh=False)
-        bar.refresh()
-
-    try:
-        try:
-            job = engine.follow(job_id, on_progress)
-        except KeyboardInterrupt:
-            print("\ncancelling after the batch in flight…", file=sys.stderr, flush=True)
-            engine.cancel(job_id)
-            job = engine.follow(job_id, on_progress)
-    finally:
-        bar.close()
-    _print_summary(engine, job)
-    return 0 if job.state == "completed" and job.failed == 0 else 1
-
-
-def _updated(job: JobProgress) -> str:
-    # Said only when there were any, so the common line reads as it always did.
-    return f"{job.updated} updated, " if job.updated else ""
-
-
-def _removed(job: JobProgress) -> str:
-    return f"{job.removed} stored memories removed (no longer in the input); " if job.removed else ""
-
-
-def _print_summary(engine: Engine, job: JobProgress) -> None:
-    print(
-        f"job {job.job_id}: {job.state}: {job.written} written, {_updated(job)}{job.unchanged} unchanged, "
-        f"{job.failed} failed, of {job.total} items; {_removed(job)}cache hit rate {job.cache_hit_rate * 100:.1f}%"
-    )
-    if job.error:
-        print(f"  {job.error}")
-    failures = engine.failed_items(job.job_id, per_page=_SHOWN_FAILURES)
-    for f in failures:
-        print(f"  failed: {f.item}: {f.reason}")
-    if job.failed > len(failures):
-        print(f"  ... and {job.failed - len(failures)} more (python -m memsys jobs show {job.job_id} --failed 1000)")
-    if job.pending and job.state in ("cancelled", "failed", "interrupted"):
-        print(f"  {job.pending} items not processed yet: python -m memsys jobs resume {job.job_id}")
-
-
-@command_group("jobs", "list jobs, show one, resume, retry its failed items, cancel")
 def _add_jobs(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, default=20)
     p.set_defaults(func=_list_jobs)
     sub = p.add_subparsers(dest="action")
     show = sub.add_parser("show", help="a job's counts, metrics and failed items")
     show.add_argument("job_id")
-    show.add_argument("--failed", type=int, default=_SHOWN_FAILURES, help="how many failed items to list")
+    show.add_argument("--failed", type=int, default=SHOWN_FAILURES, help="how many failed items to list")
     show.add_argument("--csv", type=Path, help="write every failed item to this CSV file (read a page at a time)")
     show.set_defaults(func=_show)
     for name, func, text in (
@@ -139,7 +81,7 @@ def _add_jobs(p: argparse.ArgumentParser) -> None:
 
 
 def _list_jobs(args: argparse.Namespace) -> int:
-    engine = _engine()
+    engine = Engine()
     jobs = engine.recent_jobs(args.limit)
     if not jobs:
         print("no jobs yet: python -m memsys import PATH --project P --repo R --agent A")
@@ -152,10 +94,10 @@ def _list_jobs(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    engine = _engine()
+    engine = Engine()
     job = engine.require_job(args.job_id)
     print(f"job {job.job_id} ({job.label}): {job.state}")
-    print(f"  {job.total} items: {job.written} written, {_updated(job)}{job.unchanged} unchanged, "
+    print(f"  {job.total} items: {job.written} written, {updated_part(job)}{job.unchanged} unchanged, "
           f"{job.failed} failed, {job.pending} pending" + (f"; {job.removed} stored memories removed" if job.removed else ""))
     if job.error:
         print(f"  {job.error}")
@@ -169,7 +111,7 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _resume(args: argparse.Namespace) -> int:
-    engine = _engine()
+    engine = Engine()
     try:
         engine.resume(args.job_id)
         return follow_job(engine, args.job_id)
@@ -178,7 +120,7 @@ def _resume(args: argparse.Namespace) -> int:
 
 
 def _retry_failed(args: argparse.Namespace) -> int:
-    engine = _engine()
+    engine = Engine()
     try:
         n = engine.retry_failed(args.job_id)
         print(f"retrying {n} failed items of job {args.job_id}", flush=True)
@@ -188,7 +130,7 @@ def _retry_failed(args: argparse.Namespace) -> int:
 
 
 def _cancel(args: argparse.Namespace) -> int:
-    engine = _engine()
+    engine = Engine()
     if not engine.cancel(args.job_id):  # recorded as refused
         job = engine.require_job(args.job_id)
         print(f"job {job.job_id} is {job.state}; nothing to cancel")

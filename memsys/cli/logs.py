@@ -9,20 +9,21 @@ import re
 import signal
 import sys
 import threading
-from typing import TYPE_CHECKING
 
-from memsys.cli import command_group
 from memsys.config import LOG_LEVELS
+from memsys.engine import Engine
 from memsys.logs import LOG_FILE, LogLine, LogQuery
-
-if TYPE_CHECKING:
-    from memsys.engine import Engine
 
 _SPAN = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-@command_group("logs", "show memsys's log lines, filtered by job, level, component and time; --follow for new ones")
+def add_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Adds `logs` to the command line's groups."""
+    _add_logs(groups.add_parser(
+        "logs", help="show memsys's log lines, filtered by job, level, component and time; --follow for new ones"))
+
+
 def _add_logs(p: argparse.ArgumentParser) -> None:
     p.add_argument("--job", metavar="ID", help="only the lines of this import job")
     p.add_argument("--level", default="INFO", type=str.upper, choices=LOG_LEVELS, help="this level and above (default INFO)")
@@ -44,7 +45,7 @@ def since(text: str) -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=seconds)
 
 
-def format_line(line: LogLine) -> str:
+def _format_line(line: LogLine) -> str:
     when = line.time.astimezone().strftime("%Y-%m-%d %H:%M:%S")
     where = line.component
     if line.job_id:
@@ -53,8 +54,6 @@ def format_line(line: LogLine) -> str:
 
 
 def _logs(args: argparse.Namespace) -> int:
-    from memsys.engine import Engine
-
     query = LogQuery(level=args.level, components=tuple(args.component), job_id=args.job, since=args.since,
                      limit=max(1, args.limit))
     engine = Engine()
@@ -64,14 +63,14 @@ def _logs(args: argparse.Namespace) -> int:
             if not lines:
                 print(f"no log lines match (the log is in {engine.settings.log_dir})")
             for line in lines:
-                print(line.raw if args.json else format_line(line), flush=True)
+                print(line.raw if args.json else _format_line(line), flush=True)
             return 0
         return _follow(engine, query, as_json=args.json)
     finally:
         engine.close()
 
 
-def _follow(engine: "Engine", query: LogQuery, *, as_json: bool) -> int:
+def _follow(engine: Engine, query: LogQuery, *, as_json: bool) -> int:
     """The newest lines, then new ones as they come, until SIGINT (Ctrl-C) or SIGTERM:
     either ends it cleanly with exit code 0 within about a poll interval."""
     stop = threading.Event()
@@ -81,7 +80,7 @@ def _follow(engine: "Engine", query: LogQuery, *, as_json: bool) -> int:
         # Said once following has begun: from here on no new line is missed.
         print(f"following {engine.settings.log_dir / LOG_FILE} (Ctrl-C stops)", file=sys.stderr, flush=True)
         for line in lines:
-            print(line.raw if as_json else format_line(line), flush=True)
+            print(line.raw if as_json else _format_line(line), flush=True)
     except BrokenPipeError:
         return 0  # the reader went away (`| head`): nothing left to do
     finally:

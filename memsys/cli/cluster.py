@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import argparse
 
-from memsys.cli import command_group
+from memsys.engine import Engine
 
 _SHOWN = 20
 
 
-def _engine():  # type: ignore[no-untyped-def]
-    from memsys.engine import Engine
+def add_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Adds `verify` and `cluster` to the command line's groups."""
+    _add_verify(groups.add_parser("verify", help="check that a job's memories are on every replica (consistency ALL)"))
+    _add_cluster(groups.add_parser("cluster", help="the Weaviate nodes, their status, shards and replication"))
 
-    return Engine()
 
-
-@command_group("verify", "check that a job's memories are on every replica (consistency ALL)")
 def _add_verify(p: argparse.ArgumentParser) -> None:
     p.add_argument("--job", dest="job_id", help="the job to check (default: the most recent one)")
     p.add_argument("--show", type=int, default=_SHOWN, help="how many unreplicated memories to list")
@@ -23,7 +22,7 @@ def _add_verify(p: argparse.ArgumentParser) -> None:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    engine = _engine()
+    engine = Engine()
     try:
         job_id = args.job_id
         if job_id is None:
@@ -45,13 +44,12 @@ def _verify(args: argparse.Namespace) -> int:
         engine.close()
 
 
-@command_group("cluster", "the Weaviate nodes, their status, shards and replication")
 def _add_cluster(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=_cluster)
 
 
 def _cluster(args: argparse.Namespace) -> int:
-    engine = _engine()
+    engine = Engine()
     try:
         status = engine.cluster_status()
         factor = status.replication_factor or "not created yet"
