@@ -1,45 +1,42 @@
-"""The job store (SQLite, WAL, in the data directory) and the job runner.
+"""The job database (SQLite, WAL, in the data directory): jobs, their items, batches,
+warnings and the documents an import read.
 
-A job's items are planned into the store before any is processed, so a job can resume
-after any stop: every item is pending, written, unchanged or failed (with its reason),
-and the counts always add up to the total. The runner is one background thread per
-process; it never touches the UI. Cancelling works across processes (a flag in the store).
-Database trouble (a lock held by another process, a full disk, a read-only data
-directory) raises `JobStoreError` with a plain reason, never leaves a lock held, and the
-same process carries on once the cause is gone.
+A job's items are planned into the database before any is processed, so a job can resume
+after any stop: every item is pending, written, updated, unchanged or failed (with its
+reason), and the counts always add up to the total. Cancelling works across processes (a
+flag in the database). Database trouble (a lock held by another process, a full disk, a
+read-only data directory) raises `JobStoreError` with a plain reason (memsys/jobs/connection.py).
 """
 from __future__ import annotations
 
 import csv
-import errno
 import json
 import os
-import queue
-import shutil
 import socket
 import sqlite3
-import threading
 import time
 import uuid
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence, TextIO
+from typing import Any, Iterable, Iterator, Mapping, Sequence, TextIO
 
-from memsys.embeddings.budget import BudgetStatus
-from memsys.errors import JobStoreError, scrub
-from memsys.logs import get_logger
-from memsys.metrics import BatchMetrics, BatchRecord
+from memsys.errors import JobStoreError
+from memsys.jobs.connection import SqliteFile
+from memsys.jobs.metrics import BatchMetrics, BatchRecord
+from memsys.jobs.records import (
+    ACTIVE_STATES,
+    FAILED_COLUMNS,
+    FAILED_PAGE,
+    FINAL_STATES,
+    ITEM_STATES,
+    FailedItem,
+    ItemOutcome,
+    JobDocument,
+    JobProgress,
+    PendingItem,
+    PlannedItem,
+    failed_row,
+)
 from memsys.models import document_id
-
-log = get_logger("jobs")
-
-ACTIVE_STATES = ("queued", "planning", "running", "cancelling")
-FINAL_STATES = ("completed", "cancelled", "failed")
-ITEM_STATES = ("pending", "written", "updated", "unchanged", "failed")
-FAILED_PAGE = 500  # failed items are read this many at a time, never all at once
-# A stop that could not be written (full disk, ...) is tried again this often.
-_RECORD_RETRY_SECONDS = 2.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -145,129 +142,31 @@ def _owner_alive(owner: str, heartbeat: float | None) -> bool:
     return heartbeat is not None and time.time() - heartbeat < 120
 
 
-@dataclass(frozen=True)
-class JobProgress:
-    """A job as the UI and CLI show it. `state` is derived: a job whose process died
-    while it ran is "interrupted" (resume it)."""
-
-    job_id: str
-    state: str
-    total: int
-    written: int
-    unchanged: int
-    failed: int
-    processed: int
-    items_per_second: float
-    eta_seconds: float | None
-    current_batch: int
-    batches_done: int
-    cache_hits: int
-    cache_misses: int
-    cache_hit_rate: float
-    created_at: float
-    started_at: float | None
-    finished_at: float | None
-    error: str
-    planned: bool
-    request: dict[str, Any]
-    ocr_pages: int = 0  # scanned pages read by OCR while planning (reading the files)
-    # Same content, new metadata (tags, source, place in the document): rewritten in place.
-    updated: int = 0
-    # Stored memories the job removed: chunks its documents no longer have, and with
-    # `mirror`, documents gone from the imported folder. Not items, so not in `total`.
-    removed: int = 0
-    # The embedding provider's rate-limit budget while the job runs in this process.
-    budget: BudgetStatus | None = None
-
-    @property
-    def pending(self) -> int:
-        return max(0, self.total - self.processed)
-
-    @property
-    def fraction(self) -> float:
-        return self.processed / self.total if self.total else (1.0 if self.state in FINAL_STATES else 0.0)
-
-    @property
-    def is_active(self) -> bool:
-        return self.state in ACTIVE_STATES
-
-    @property
-    def is_resumable(self) -> bool:
-        return self.state in ("interrupted", "cancelled", "failed") and (self.pending > 0 or not self.planned)
-
-    @property
-    def label(self) -> str:
-        return str(self.request.get("label") or self.job_id)
-
-    @property
-    def started_by(self) -> str:
-        """Who started the job (their sign-in e-mail or name; "" for jobs from before sign-in)."""
-        return str(self.request.get("started_by") or "")
-
-
-@dataclass(frozen=True)
-class FailedItem:
-    seq: int
-    item: str
-    reason: str
-    error_type: str
-    content_preview: str
-    retryable: bool
-
-
-@dataclass(frozen=True)
-class JobDocument:
-    """One document an import read: its id, where it came from, its content hash (all its
-    chunks in order) and how many chunks it made."""
-
-    document_id: str
-    project: str
-    repo: str
-    source_file: str
-    document_hash: str
-    chunks: int
-
-
-@dataclass(frozen=True)
-class PendingItem:
-    seq: int
-    uuid: str
-    memory: dict[str, Any]
-    item: str
-
 
 class JobStore:
-    """Jobs, their items and their batches in one SQLite file. Thread-safe and
-    process-safe (WAL; every change is one transaction).
-
-    Writes go through one connection, reads through another, so a page reading progress
-    never waits behind a write that waits for another process's lock. The database is
-    opened on first use, and opened again after a read-only or I/O failure, so a data
-    directory that was read-only, missing or full works as soon as it is fixed. A write
-    waits `timeout` seconds for another process's write, then raises JobStoreError.
-    """
+    """Jobs, their items and their batches in one SQLite file (memsys/jobs/connection.py:
+    thread-safe and process-safe, every change one transaction, reads never wait behind
+    a write)."""
 
     def __init__(self, path: Path, timeout: float = 20.0) -> None:
-        self.path = Path(path)
-        self.timeout = timeout
-        self._lock = threading.RLock()  # the writing connection and its transaction
-        self._read_lock = threading.Lock()
-        self._db: sqlite3.Connection | None = None
-        self._reader: sqlite3.Connection | None = None
-        self._schema_ready = False  # once true, reading never waits for the writing connection
+        self._file = SqliteFile(path, timeout, _SCHEMA, _ADDED_COLUMNS)
+        self._tx = self._file.transaction
+        self._rows = self._file.rows
+        self._one = self._file.one
         # Job id -> (state, reason) of stops that could not be written yet; shown as the
         # job's state meanwhile, written by `flush_unrecorded` once the database takes it.
         self._unrecorded: dict[str, tuple[str, str]] = {}
 
-    def close(self) -> None:
-        with self._lock, self._read_lock:
-            for db in (self._db, self._reader):
-                if db is not None:
-                    db.close()
-            self._db = self._reader = None
+    @property
+    def path(self) -> Path:
+        return self._file.path
 
-    def _tx(self) -> "_Transaction":
-        return _Transaction(self)
+    @property
+    def timeout(self) -> float:
+        return self._file.timeout
+
+    def close(self) -> None:
+        self._file.close()
 
     # --- jobs ------------------------------------------------------------------------
     def create_job(self, request: dict[str, Any]) -> str:
@@ -436,18 +335,16 @@ class JobStore:
         with self._tx() as db:
             db.execute("UPDATE jobs SET ocr_pages = ?, heartbeat = ? WHERE id = ?", (pages, time.time(), job_id))
 
-    def add_items(self, job_id: str, rows: Sequence[tuple[int, str | None, dict[str, Any] | None, str, str, str]],
-                  warnings: Sequence[Any] = ()) -> None:
-        """Add planned items: (seq, uuid, memory dict or None, item name, state, reason),
-        and warnings about files that were still read (anything with .item and .reason).
-        An item whose memory an earlier item of the job already has is settled at once as
-        unchanged, so each memory is written once per job."""
-        if not rows and not warnings:
+    def add_items(self, job_id: str, items: Sequence[PlannedItem], warnings: Sequence[Any] = ()) -> None:
+        """Add planned items, and warnings about files that were still read (anything with
+        .item and .reason). An item whose memory an earlier item of the job already has is
+        settled at once as unchanged, so each memory is written once per job."""
+        if not items and not warnings:
             return
         with self._tx() as db:
             db.executemany("INSERT INTO warnings (job_id, item, reason) VALUES (?, ?, ?)",
                            [(job_id, w.item, w.reason) for w in warnings])
-            uuids = list({r[1] for r in rows if r[1]})
+            uuids = list({i.uuid for i in items if i.uuid})
             seen: dict[str, str] = {}
             for start in range(0, len(uuids), 500):
                 chunk = uuids[start:start + 500]
@@ -456,13 +353,14 @@ class JobStore:
                     f"SELECT uuid, MIN(item) FROM items WHERE job_id = ? AND uuid IN ({marks}) GROUP BY uuid", (job_id, *chunk)
                 ).fetchall())
             settled = []
-            for seq, uid, mem, name, state, reason in rows:
-                if state == "pending" and uid in seen:
-                    state, reason = "unchanged", f"same content as {seen[uid]}"
-                elif state == "pending" and uid:
-                    seen[uid] = name
-                settled.append((job_id, seq, uid, json.dumps(mem, ensure_ascii=False) if mem is not None else None, name, state,
-                                reason, "input" if state == "failed" else ""))
+            for i in items:
+                state, reason = i.state, i.reason
+                if state == "pending" and i.uuid in seen:
+                    state, reason = "unchanged", f"same content as {seen[i.uuid]}"
+                elif state == "pending" and i.uuid:
+                    seen[i.uuid] = i.item
+                memory = json.dumps(i.memory, ensure_ascii=False) if i.memory is not None else None
+                settled.append((job_id, i.seq, i.uuid, memory, i.item, state, reason, "input" if state == "failed" else ""))
             db.executemany(
                 "INSERT INTO items (job_id, seq, uuid, memory, item, state, reason, error_type) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 settled,
@@ -635,16 +533,16 @@ class JobStore:
         )
         return [(r[0], r[1]) for r in rows]
 
-    def record_batch(self, batch: BatchRecord, outcomes: Sequence[tuple[int, str, str, str]]) -> None:
-        """Store one batch's figures and its items' outcomes (seq, state, reason, error_type)
-        in one transaction, so counts and states never disagree."""
+    def record_batch(self, batch: BatchRecord, outcomes: Mapping[int, ItemOutcome]) -> None:
+        """Store one batch's figures and its items' outcomes (by item seq) in one
+        transaction, so counts and states never disagree."""
         counts = {s: 0 for s in ITEM_STATES}
-        for _, state, _, _ in outcomes:
-            counts[state] += 1
+        for outcome in outcomes.values():
+            counts[outcome.state] += 1
         with self._tx() as db:
             db.executemany(
                 "UPDATE items SET state = ?, reason = ?, error_type = ?, attempts = attempts + 1 WHERE job_id = ? AND seq = ?",
-                [(state, reason, etype, batch.job_id, seq) for seq, state, reason, etype in outcomes],
+                [(o.state, o.reason, o.error_type, batch.job_id, seq) for seq, o in sorted(outcomes.items())],
             )
             db.execute(
                 "INSERT OR REPLACE INTO batches (job_id, batch_no, size, embed_seconds, write_seconds, seconds, cache_hits,"
@@ -748,298 +646,3 @@ class JobStore:
     def metrics(self, job_id: str) -> BatchMetrics:
         return BatchMetrics.from_batches(self.batches(job_id), self.errors_by_type(job_id))
 
-    # --- plumbing --------------------------------------------------------------------
-    def _open(self) -> sqlite3.Connection:
-        db = open_database(self.path, self.timeout, _SCHEMA)
-        try:
-            db.execute("PRAGMA synchronous=NORMAL")
-            for table, columns in _ADDED_COLUMNS.items():  # databases made before a column existed
-                have = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
-                for name, decl in columns:
-                    if name not in have:
-                        db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
-        except sqlite3.Error:
-            db.close()
-            raise
-        return db
-
-    def _writer(self) -> sqlite3.Connection:
-        """The writing connection, opened if needed (call with `_lock` held)."""
-        if self._db is None:
-            with self._translated():
-                self._db = self._open()
-            self._schema_ready = True
-        return self._db
-
-    @contextmanager
-    def _translated(self, reading: bool = False) -> Iterator[None]:
-        """sqlite3 and OS errors become JobStoreError with a plain reason. After a failure
-        that may have spoiled the connection (read-only, I/O, cannot open) it is closed, so
-        the next call opens the database afresh."""
-        try:
-            yield
-        except (sqlite3.Error, OSError) as e:
-            raise self._failure(e, reading) from e
-
-    def _failure(self, e: BaseException, reading: bool) -> JobStoreError:
-        error = explain_db_error(e, self.path, self.timeout)
-        if error.kind in ("read_only", "cannot_open", "io"):
-            self._drop(reading)
-        return error
-
-    def _drop(self, reading: bool) -> None:
-        db = self._reader if reading else self._db
-        if reading:
-            self._reader = None
-        else:
-            self._db = None
-        if db is not None:
-            try:
-                db.close()
-            except sqlite3.Error:
-                pass  # closing a connection that already failed; the next call opens a new one
-
-    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        with self._read_lock:
-            if self._reader is None:
-                if not self._schema_ready:
-                    with self._lock:
-                        self._writer()  # the schema exists before anything reads it
-                with self._translated(reading=True):
-                    self._reader = sqlite3.connect(str(self.path), timeout=self.timeout, check_same_thread=False,
-                                                   isolation_level=None)
-            with self._translated(reading=True):
-                cur = self._reader.execute(sql, params)
-                cur.row_factory = sqlite3.Row
-                return cur.fetchall()
-
-    def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        rows = self._rows(sql, params)
-        return rows[0] if rows else None
-
-
-def open_database(path: Path, timeout: float, schema: str) -> sqlite3.Connection:
-    """A writing connection to one of memsys's SQLite databases (the job database, its
-    audit table): its folder made, WAL, waiting up to `timeout` for another writer, the
-    schema created. sqlite3 and OS errors pass through, nothing left open."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(str(path), timeout=timeout, check_same_thread=False, isolation_level=None)
-    try:
-        db.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
-        db.execute("PRAGMA journal_mode=WAL")
-        db.executescript(schema)
-    except sqlite3.Error:
-        db.close()
-        raise
-    return db
-
-
-def explain_db_error(e: BaseException, path: Path, timeout: float) -> JobStoreError:
-    """A database failure in the user's words, with what to do about it."""
-    name = getattr(e, "sqlite_errorname", "") or ""
-    text = str(e).lower()
-    folder = path.parent
-    code = getattr(e, "errno", None)
-    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in text:
-        return JobStoreError("locked", f"the job database {path} is locked by another process (waited {timeout:g} s "
-                                       "for it); nothing was changed: try again when that process has finished writing")
-    if name == "SQLITE_FULL" or code == errno.ENOSPC or "disk is full" in text or _disk_full(folder):
-        return JobStoreError("disk_full", f"the disk holding the data directory {folder} is full; nothing was changed: "
-                                          "free some space there and memsys carries on (no restart needed)")
-    if name.startswith("SQLITE_READONLY") or code == errno.EROFS or not _writable(folder):
-        return JobStoreError("read_only", f"the data directory {folder} is read-only; nothing was changed: make it "
-                                          "writable and memsys carries on (no restart needed)")
-    if name.startswith("SQLITE_CANTOPEN") or isinstance(e, OSError):
-        return JobStoreError("cannot_open", f"the job database {path} cannot be opened ({e}): check that the data "
-                                            "directory exists and that memsys may write there")
-    return JobStoreError("io", f"the job database {path} could not be read or written ({e}); nothing was changed: "
-                               "try again, and check the disk if it keeps happening")
-
-
-def _writable(folder: Path) -> bool:
-    """Whether this process may write in `folder` (False on a read-only mount, even for root)."""
-    probe = folder
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    return os.access(probe, os.W_OK)
-
-
-def _disk_full(folder: Path) -> bool:
-    try:
-        return shutil.disk_usage(folder).free == 0
-    except OSError:
-        return False
-
-
-FAILED_COLUMNS = ("Item", "Reason", "Kind of error", "Can retry", "Content")
-
-
-def failed_row(item: FailedItem) -> dict[str, Any]:
-    """A failed item as people read it: the table on screen and the CSV download."""
-    return dict(zip(FAILED_COLUMNS, (
-        item.item, item.reason, item.error_type or "unknown", "yes" if item.retryable else "no (fix the file)",
-        item.content_preview,
-    )))
-
-
-class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT on the writing connection, holding the store's lock.
-    Whatever fails (BEGIN, a statement, COMMIT), the transaction is rolled back and the
-    lock released before the error goes on as a JobStoreError."""
-
-    def __init__(self, store: JobStore) -> None:
-        self._store = store
-
-    def __enter__(self) -> sqlite3.Connection:
-        store = self._store
-        store._lock.acquire()
-        try:
-            db = store._writer()
-            with store._translated():
-                db.execute("BEGIN IMMEDIATE")
-        except BaseException:
-            store._lock.release()
-            raise
-        return db
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        store = self._store
-        try:
-            if exc_type is None:
-                try:
-                    with store._translated():
-                        store._writer().execute("COMMIT")
-                except JobStoreError:
-                    self._rollback()
-                    raise
-                return
-            self._rollback()
-            if isinstance(exc, (sqlite3.Error, OSError)):
-                raise store._failure(exc, reading=False) from exc
-        finally:
-            store._lock.release()
-
-    def _rollback(self) -> None:
-        db = self._store._db
-        if db is None or not db.in_transaction:
-            return  # SQLite rolled it back itself, or the connection was dropped (which rolls back)
-        try:
-            db.execute("ROLLBACK")
-        except sqlite3.Error:
-            self._store._drop(reading=False)  # closing the connection rolls the transaction back
-
-
-class JobRunner:
-    """Runs jobs one after another in a background thread (one runner per process).
-    Submitting from any thread is safe; the UI and CLI only read progress from the store."""
-
-    def __init__(self, store: JobStore, run_job: Callable[[str], None]) -> None:
-        self.store = store
-        self._run_job = run_job
-        self._queue: queue.Queue[str] = queue.Queue()
-        self._queued: set[str] = set()
-        self._lock = threading.Lock()
-        self._finished = threading.Condition(self._lock)  # notified when a job of this runner ends
-        self._thread = threading.Thread(target=self._loop, name="memsys-job-runner", daemon=True)
-        self._thread.start()
-
-    def submit(self, job_id: str) -> None:
-        """Queue a job. If the store cannot record that (JobStoreError), nothing is queued
-        and the runner is not left busy."""
-        with self._lock:
-            if job_id in self._queued:
-                return
-            self._queued.add(job_id)
-        try:
-            self.store.mark_queued(job_id)
-        except BaseException:
-            with self._lock:
-                self._queued.discard(job_id)
-            raise
-        self._queue.put(job_id)
-
-    def is_busy(self) -> bool:
-        with self._lock:
-            return bool(self._queued)
-
-    def cancel(self, job_id: str) -> None:
-        self.store.request_cancel(job_id)
-
-    def resume(self, job_id: str) -> str:
-        job = self.store.require(job_id)
-        if job.is_active:
-            raise ValueError(f"job {job_id} is {job.state}; it is already going")
-        self.store.recount(job_id)
-        self.submit(job_id)
-        return job_id
-
-    def retry_failed(self, job_id: str) -> int:
-        """Re-run only the failed items of a finished job; returns how many will be retried."""
-        job = self.store.require(job_id)
-        if job.is_active:
-            raise ValueError(f"job {job_id} is {job.state}; wait for it to finish before retrying its failed items")
-        n = self.store.reset_failed(job_id)
-        if n or job.pending:
-            self.submit(job_id)
-        return n
-
-    def wait(self, job_id: str, timeout: float | None = None, poll: float = 0.2) -> JobProgress:
-        """Block until the job is no longer active (tests and scripts)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            with self._lock:
-                queued = job_id in self._queued
-            job = self.store.require(job_id)
-            if not queued and not job.is_active:
-                return job
-            left = poll if deadline is None else deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"job {job_id} still {job.state} after {timeout}s")
-            with self._finished:
-                # A job of this process wakes the waiter at once; one run by another
-                # process (or a state change in the store) is seen at the next poll.
-                self._finished.wait_for(lambda: job_id not in self._queued if queued else False, min(poll, left))
-
-    def _loop(self) -> None:
-        """Take jobs one by one for the life of the process. Nothing a job does ends this
-        loop: a job that raises is marked failed with its reason (shown at once, written
-        when the database takes it), and the next job is taken."""
-        while True:
-            try:
-                job_id = self._queue.get(timeout=_RECORD_RETRY_SECONDS)
-            except queue.Empty:
-                self.store.flush_unrecorded()
-                continue
-            try:
-                self._run_one(job_id)
-            finally:
-                with self._lock:
-                    self._queued.discard(job_id)
-                    self._finished.notify_all()
-
-    def _run_one(self, job_id: str) -> None:
-        try:
-            job = self.store.get(job_id)
-            if job is not None and job.state != "cancelled":
-                self._run_job(job_id)
-        except Exception as e:  # noqa: BLE001 - any error is this job's; the runner lives on
-            log.error("job %s stopped: %s", job_id, e, exc_info=True, extra={"job_id": job_id})
-            self.store.record_stop(job_id, "failed", _stopped_because(e))
-
-
-def _stopped_because(e: BaseException) -> str:
-    message = str(e)
-    if isinstance(e, JobStoreError) or not message:
-        return f"the import stopped: {message or type(e).__name__}"
-    return f"the import stopped: {type(e).__name__}: {scrub(message)[:300]}"
-
-
-def iter_chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    chunk: list[Any] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk

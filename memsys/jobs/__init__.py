@@ -1,0 +1,26 @@
+"""Jobs: long work (an import of files, a re-embed) that is planned into the job database
+before it runs, so it can be listed, followed, cancelled and resumed after any stop.
+
+Layers, each importing only those below it:
+  pipeline              runs a job of any kind in batches (pipeline.py)
+  imports | reembed     the kinds of job (kinds.py: the pipeline's extension point)
+  kinds                 what a kind gives the pipeline, and the planning helper
+  runner | batching | request
+  database              the job database (jobs, items, batches, documents)
+  connection | records | metrics
+
+This package exports the job database, its records and the runner; the pipeline and the
+kinds are imported from their modules.
+"""
+from __future__ import annotations
+
+from memsys.jobs.batching import iter_chunks
+from memsys.jobs.connection import explain_db_error, open_database
+from memsys.jobs.database import JobStore
+from memsys.jobs.records import FAILED_PAGE, FailedItem, JobDocument, JobProgress, PendingItem, failed_row
+from memsys.jobs.runner import JobRunner
+
+__all__ = [
+    "FAILED_PAGE", "FailedItem", "JobDocument", "JobProgress", "JobRunner", "JobStore", "PendingItem",
+    "explain_db_error", "failed_row", "iter_chunks", "open_database",
+]
