@@ -17,10 +17,20 @@ from __future__ import annotations
 from memsys.jobs.batching import iter_chunks
 from memsys.jobs.connection import explain_db_error, open_database
 from memsys.jobs.database import JobStore
-from memsys.jobs.records import FAILED_PAGE, FailedItem, JobDocument, JobProgress, PendingItem, failed_row
+from memsys.jobs.records import (
+    FAILED_PAGE,
+    FailedItem,
+    ItemOutcome,
+    JobDocument,
+    JobProgress,
+    PendingItem,
+    PlannedItem,
+    failed_row,
+)
 from memsys.jobs.runner import JobRunner
 
 __all__ = [
-    "FAILED_PAGE", "FailedItem", "JobDocument", "JobProgress", "JobRunner", "JobStore", "PendingItem",
+    "FAILED_PAGE", "FailedItem", "ItemOutcome", "JobDocument", "JobProgress", "JobRunner", "JobStore", "PendingItem",
+    "PlannedItem",
     "explain_db_error", "failed_row", "iter_chunks", "open_database",
 ]
