@@ -6,7 +6,9 @@ Layers, each importing only those below it:
   imports | reembed     the kinds of job (kinds.py: the pipeline's extension point)
   kinds                 what a kind gives the pipeline, and the planning helper
   runner | batching | request
-  database              the job database (jobs, items, batches, documents)
+  database              the job database: jobs and their state
+  job_items | job_documents   its items and batches, the documents jobs read
+  schema                its tables
   connection | records | metrics
 
 This package exports the job database, its records and the runner; the pipeline and the

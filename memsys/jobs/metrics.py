@@ -31,10 +31,6 @@ class BatchRecord:
     error_type: str = ""
     updated: int = 0  # same content, new metadata: rewritten without embedding
 
-    @property
-    def success(self) -> bool:
-        return self.failed == 0
-
 
 class BatchMetrics:
     """A run's batch totals: items, successes, failures, cache use, timings and errors by

@@ -195,7 +195,7 @@ class ImportPipeline:
         """Why the job must not run with the embedder set now ("" when it may): a resume
         with other embedding settings would mix two models' vectors in one collection."""
         provider = self.system.router.provider
-        # Jobs started before cache keys left the endpoint out recorded the old fingerprint.
+        # A job may carry the provider's legacy fingerprint (one naming an endpoint): the same embedder.
         same_embedder = {provider.fingerprint, *(provider.legacy_fingerprint(u) for u in provider.base_urls)}
         if not request.embedder or request.embedder in same_embedder:
             return ""
