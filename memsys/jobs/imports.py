@@ -126,10 +126,10 @@ class FileImport:
         removed = 0
         store = self.system.store
         for document in jobs.documents(job_id):
-            current, complete = jobs.document_items(job_id, document)
-            if not complete:
+            chunks = jobs.document_items(job_id, document)
+            if not chunks.complete:
                 continue
-            stale = [u for u in store.document_ids(document.document_id) if u not in current]
+            stale = [u for u in store.document_ids(document.document_id) if u not in chunks.uuids]
             if stale:
                 jobs.forget(stale)
                 removed += store.delete_ids(stale)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Sequence
 
-from memsys.jobs.records import JobDocument
+from memsys.jobs.records import DocumentChunks, JobDocument
 from memsys.jobs.schema import JobTables
 from memsys.models import document_id
 
@@ -27,9 +27,8 @@ class DocumentTables(JobTables):
         return [JobDocument(r["document_id"], r["project"], r["repo"], r["source_file"], r["document_hash"], r["chunks"])
                 for r in rows]
 
-    def document_items(self, job_id: str, document: JobDocument) -> tuple[set[str], bool]:
-        """The uuids of a document's chunks in this job, and whether every one of them is
-        settled (none pending or failed, and no failure of the file or a part of it)."""
+    def document_items(self, job_id: str, document: JobDocument) -> DocumentChunks:
+        """A document's chunks in this job, and whether every one of them is settled."""
         # A file of rows with ids holds a document per row: each is only its own rows.
         rows = [r for r in self._rows(
             "SELECT uuid, state, json_extract(memory, '$.record_id') AS record_id FROM items WHERE job_id = ?"
@@ -41,9 +40,8 @@ class DocumentTables(JobTables):
             "SELECT COUNT(*) FROM items WHERE job_id = ? AND state = 'failed' AND memory IS NULL AND (item = ? OR item LIKE ?)",
             (job_id, document.source_file, document.source_file.replace("%", "_") + " %"),
         )[0]
-        uuids = {r["uuid"] for r in rows}
-        complete = not broken and all(r["state"] not in ("pending", "failed") for r in rows)
-        return uuids, complete
+        return DocumentChunks(frozenset(r["uuid"] for r in rows),
+                              complete=not broken and all(r["state"] not in ("pending", "failed") for r in rows))
 
     def add_removed(self, job_id: str, n: int) -> None:
         with self._tx() as db:

@@ -36,12 +36,10 @@ class JobContext:
     system: MemorySystem
     on_progress: ProgressCallback | None = None
 
-    def progress(self) -> JobProgress:
-        """The job's progress now, also handed to `on_progress`."""
-        job = self.jobs.require(self.job_id)
+    def report_progress(self) -> None:
+        """Hand the job's progress now to `on_progress`, when someone wants it."""
         if self.on_progress:
-            self.on_progress(job)
-        return job
+            self.on_progress(self.jobs.require(self.job_id))
 
     def wait_for_indexing(self) -> float:
         """Wait until what the job wrote is searchable (Weaviate's asynchronous index
@@ -76,8 +74,8 @@ class PlanWriter:
     job database `PLAN_CHUNK` at a time."""
 
     job: JobContext
-    _items: list[PlannedItem] = field(default_factory=list)
-    _warnings: list[Any] = field(default_factory=list)
+    _items: list[PlannedItem] = field(default_factory=list, init=False)
+    _warnings: list[Any] = field(default_factory=list, init=False)
 
     def add(self, item: PlannedItem) -> bool:
         """Plan one item; False once cancel was asked (the kind stops planning)."""
@@ -85,7 +83,7 @@ class PlanWriter:
         if len(self._items) < PLAN_CHUNK:
             return True
         self._flush()
-        self.job.progress()
+        self.job.report_progress()
         return not self.job.jobs.cancel_requested(self.job.job_id)
 
     def warn(self, problem: Any) -> None:

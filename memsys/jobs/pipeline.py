@@ -116,6 +116,9 @@ class _Run:
 
 @dataclass(slots=True)
 class _PreparedBatch:
+    """One batch looked up and embedded, on its way to a writer: what to write, what to
+    rewrite, and the outcome of each item settled so far."""
+
     batch_no: int
     started_at: float
     size: int
@@ -505,8 +508,7 @@ class ImportPipeline:
             # young objects; a full collection would also walk every object of the Weaviate
             # and OpenAI clients each time (a quarter second, 7% of a warm import's time).
             gc.collect(1)
-        if run.job.on_progress:
-            run.job.on_progress(self.jobs.require(run.job_id))
+        run.job.report_progress()
 
     def _rewrite(self, run: _Run, prepared: _PreparedBatch) -> None:
         """Rewrite the metadata of stored memories (no embedding); whole-request failures

@@ -106,6 +106,15 @@ class PendingItem:
 
 
 @dataclass(frozen=True, slots=True)
+class DocumentChunks:
+    """The chunks of one document in one job: their memories' uuids, and whether every
+    one is settled (none pending or failed, and no failure of the file or a part of it)."""
+
+    uuids: frozenset[str]
+    complete: bool
+
+
+@dataclass(frozen=True, slots=True)
 class PlannedItem:
     """One item as planning adds it to a job: pending with the memory to write, or
     failed at once (a file or part of one that could not be read, with its reason)."""
