@@ -2,9 +2,9 @@
 before it runs, so it can be listed, followed, cancelled and resumed after any stop.
 
 Layers, each importing only those below it:
-  pipeline              runs a job of any kind in batches (pipeline.py)
-  imports | reembed     the kinds of job (kinds.py: the pipeline's extension point)
-  kinds                 what a kind gives the pipeline, and the planning helper
+  pipeline              runs a job of any kind in batches
+  imports | reembed | batches   the kinds of job; one batch from lookup to record
+  kinds                 the pipeline's extension point: what a kind of job gives it
   runner | batching | request
   database              the job database: jobs and their state
   job_items | job_documents   its items and batches, the documents jobs read
