@@ -126,6 +126,33 @@ class PreparedBatch:
         for seq in seqs:
             self.outcomes[seq] = ItemOutcome.failed(reason, error_type)
 
+    def record(self, job_id: str, write_started: float, finished: float) -> BatchRecord:
+        """The batch's figures as the job database keeps them."""
+        counts = {"written": 0, "updated": 0, "unchanged": 0, "failed": 0}
+        error_types = set()
+        for outcome in self.outcomes.values():
+            counts[outcome.state] += 1
+            if outcome.error_type:
+                error_types.add(outcome.error_type)
+        return BatchRecord(
+            job_id=job_id,
+            batch_no=self.batch_no,
+            size=self.size,
+            embed_seconds=self.embed_seconds,
+            write_seconds=finished - write_started,
+            seconds=finished - self.started_at,
+            cache_hits=self.cache_hits,
+            cache_misses=self.cache_misses,
+            written=counts["written"],
+            updated=counts["updated"],
+            unchanged=counts["unchanged"],
+            failed=counts["failed"],
+            retries=self.retries,
+            started_at=self.started_at,
+            finished_at=finished,
+            error_type=",".join(sorted(error_types)),
+        )
+
     def first_failure(self) -> str | None:
         """The reason of the batch's first failed item; None when none failed."""
         return next((o.reason for o in self.outcomes.values() if o.state == "failed"), None)
@@ -251,38 +278,14 @@ class BatchWork:
         return self.plain(e).removeprefix(STOPPED)
 
     def finish(self, prepared: PreparedBatch) -> None:
+        """Write and rewrite the batch, then record it and its items' outcomes."""
         run = self.run
         config = run.config
         write_started = time.time()
         self._write(prepared)
         self._rewrite(prepared)
-        finished = time.time()
-        outcomes = prepared.outcomes
-        counts = {"written": 0, "updated": 0, "unchanged": 0, "failed": 0}
-        error_types = set()
-        for outcome in outcomes.values():
-            counts[outcome.state] += 1
-            if outcome.error_type:
-                error_types.add(outcome.error_type)
-        record = BatchRecord(
-            job_id=run.job_id,
-            batch_no=prepared.batch_no,
-            size=prepared.size,
-            embed_seconds=prepared.embed_seconds,
-            write_seconds=finished - write_started,
-            seconds=finished - prepared.started_at,
-            cache_hits=prepared.cache_hits,
-            cache_misses=prepared.cache_misses,
-            written=counts["written"],
-            updated=counts["updated"],
-            unchanged=counts["unchanged"],
-            failed=counts["failed"],
-            retries=prepared.retries,
-            started_at=prepared.started_at,
-            finished_at=finished,
-            error_type=",".join(sorted(error_types)),
-        )
-        self.run.job.jobs.record_batch(record, outcomes)
+        record = prepared.record(run.job_id, write_started, finished=time.time())
+        run.job.jobs.record_batch(record, prepared.outcomes)
         failure = prepared.first_failure()
         if failure is not None and not config.continue_on_error:
             run.stop.stop(f"batch {prepared.batch_no} had failures and continue_on_error is off: {failure}")
@@ -295,7 +298,7 @@ class BatchWork:
                              retries=record.retries, embed_seconds=round(record.embed_seconds, 3),
                              write_seconds=round(record.write_seconds, 3), seconds=round(record.seconds, 3)))
         if config.log_errors:
-            for seq, outcome in sorted(outcomes.items()):
+            for seq, outcome in sorted(prepared.outcomes.items()):
                 if outcome.state == "failed":
                     item = prepared.names.get(seq, f"item {seq}")
                     log.warning("%s: %s", item, outcome.reason, extra=event(
