@@ -43,6 +43,10 @@ from memsys.ingest.readers import (
     structured_columns,
 )
 from memsys.jobs import FAILED_PAGE, FailedItem, JobProgress, JobRunner, JobStore, failed_row, iter_chunks
+from memsys.jobs.batching import plan_sizes
+from memsys.jobs.metrics import BatchMetrics, BatchRecord
+from memsys.jobs.pipeline import ImportPipeline
+from memsys.jobs.request import ImportRequest, embedder_name, ocr_settings, read_limits
 from memsys.logs import (
     LogLine,
     LogQuery,
@@ -55,12 +59,9 @@ from memsys.logs import (
     read_logs,
     set_program,
 )
-from memsys.metrics import BatchMetrics, BatchRecord
 from memsys.models import Memory
 from memsys import server
-from memsys.pipeline import ImportPipeline, ImportRequest, embedder_name, ocr_settings, plan_sizes, read_limits
 from memsys.server import ServerState, ServerStatus
-from memsys.reembed import ReembedPipeline
 from memsys.store import SEARCH_MODES, BrowsePage, MemoryFilter, StoredMemory, export_record, parse_export_line
 from memsys.weaviate_log import WeaviateProblem, weaviate_problems
 from memsys.spool import Spool
@@ -207,11 +208,7 @@ class Engine:
 
     def _run_job(self, job_id: str) -> None:
         try:
-            request = ImportRequest.from_json(self.jobs.request(job_id))
-            if request.reembed_into:
-                ReembedPipeline(self.system, self.jobs, request).run(job_id)
-            else:
-                self.pipeline.run(job_id)
+            self.pipeline.run(job_id)  # an import or a re-embed, as the job's request says
         finally:
             # The runner thread lives as long as the process: between jobs it holds no
             # connection to the cache, so closing the engine leaves no file open.
@@ -719,7 +716,7 @@ class Engine:
             for g in groups
         ]
 
-    # --- re-embedding (memsys/reembed.py) ----------------------------------------------
+    # --- re-embedding (memsys/jobs/reembed.py) -----------------------------------------
     def collections(self) -> list[CollectionVersion]:
         """The store's physical collections, oldest first: the one search uses and the
         ones earlier re-embeds left behind, each with its count and embedder."""

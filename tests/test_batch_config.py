@@ -9,8 +9,8 @@ import pytest
 
 from memsys.config import BatchConfig, ConfigError
 from memsys.jobs import PendingItem
-from memsys.metrics import BatchMetrics
-from memsys.pipeline import AdaptiveBatchSizer, plan_batches
+from memsys.jobs.metrics import BatchMetrics
+from memsys.jobs.batching import AdaptiveBatchSizer, plan_batches
 from memsys.retry import RetryPolicy
 
 

@@ -105,7 +105,7 @@ def test_gc_frequency_collects_garbage_after_every_nth_batch(
     engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, every: int, collections: int
 ) -> None:
     calls: list[int] = []
-    monkeypatch.setattr("memsys.pipeline.gc.collect", lambda *a: calls.append(1) or 0)
+    monkeypatch.setattr("memsys.jobs.batches.gc.collect", lambda *a: calls.append(1) or 0)
     path = write_rows_csv(tmp_path / "rows.csv", short_texts(60, f"gc{every}"))
     job = run(engine, path, dataclasses.replace(TENS, gc_frequency=every))
     assert job.batches_done == 6

@@ -27,7 +27,7 @@ from memsys.config import BatchConfig
 from memsys.engine import Engine
 from memsys.errors import JobStoreError
 from memsys.ingest.memories import MemoryDefaults
-from memsys.jobs import FAILED_PAGE, JobStore
+from memsys.jobs import FAILED_PAGE, JobStore, PlannedItem
 
 from conftest import REPO
 from dashboard_support import wait_until
@@ -253,7 +253,7 @@ def test_failed_items_are_read_a_page_at_a_time_everywhere(tmp_path: Path) -> No
     store = JobStore(tmp_path / "jobs.sqlite3")
     job_id = store.create_job({"label": "many failures"})
     n = FAILED_PAGE * 5 + 7
-    store.add_items(job_id, [(seq, None, None, f"file{seq}.txt", "failed", f"reason {seq}") for seq in range(n)])
+    store.add_items(job_id, [PlannedItem.unreadable(seq, f"file{seq}.txt", f"reason {seq}") for seq in range(n)])
     assert store.failed_counts(job_id) == (n, 0)
     pages = [store.failed_items(job_id, offset=p * FAILED_PAGE) for p in range(6)]
     assert [len(p) for p in pages] == [FAILED_PAGE] * 5 + [7]

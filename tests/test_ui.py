@@ -11,7 +11,7 @@ import pytest
 from memsys.config import BatchConfig, ConfigError
 from memsys.errors import EmbeddingAuthError, StoreUnavailableError
 from memsys.jobs import JobProgress
-from memsys.metrics import BatchRecord
+from memsys.jobs.metrics import BatchRecord
 from components import figures, guidance
 from components import format as fmt
 from components.batch_labels import config_from_upload, outside_recommended

@@ -1,5 +1,6 @@
-"""`BatchMetrics`, the seed's per-run metrics collector, and `BatchRecord`, one batch's
-figures as the job database keeps them so charts can read any past job.
+"""A job's figures: `BatchRecord`, one batch as the job database keeps it so charts can
+read any past job, and `BatchMetrics`, a job's totals rebuilt from those records (the
+report `memsys jobs show` and `engine.metrics(job_id).print_summary()` print).
 """
 from __future__ import annotations
 
@@ -30,13 +31,11 @@ class BatchRecord:
     error_type: str = ""
     updated: int = 0  # same content, new metadata: rewritten without embedding
 
-    @property
-    def success(self) -> bool:
-        return self.failed == 0
-
 
 class BatchMetrics:
-    """Batch processing metrics (the seed's `BatchMetrics`)."""
+    """A run's batch totals: items, successes, failures, cache use, timings and errors by
+    kind. Its method names and (Chinese) summary keys are part of memsys's Python API
+    (README, "Python API"): scripts that read the report depend on them."""
 
     def __init__(self) -> None:
         self.reset()
@@ -54,7 +53,8 @@ class BatchMetrics:
         self._end_time: float | None = None
 
     def record_batch(self, batch_size: int, processing_time: float, success: bool, cache_hit_count: int = 0) -> None:
-        """Record one batch; a failed batch counts all its items as failed (the seed's rule)."""
+        """Record one batch as a whole: a failed batch counts all its items as failed
+        (`record_items` records a batch whose items partly failed)."""
         self.batch_count += 1
         self.total_items += batch_size
         self.processing_times.append(processing_time)
@@ -93,7 +93,7 @@ class BatchMetrics:
         return self.total_items / self.elapsed if self.elapsed > 0 else 0.0
 
     def get_summary(self) -> dict[str, Any]:
-        """The seed's summary, with the seed's (Chinese) keys."""
+        """The run's figures under the summary's published (Chinese) keys."""
         total_time = self.elapsed
         avg = sum(self.processing_times) / len(self.processing_times) if self.processing_times else 0
         return {

@@ -1,0 +1,150 @@
+"""The import of files, as a kind of job (memsys/jobs/kinds.py): its items are the chunks
+of the spooled files, read and cut when the job is planned; once every item is settled,
+the stored chunks its documents no longer have are removed, and with `mirror` the
+documents gone from the imported folder too.
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from memsys.api import MemorySystem
+from memsys.ingest.files import iter_memories
+from memsys.ingest.readers import InputProblem, ReadTally
+from memsys.ingest.workers import ReadCancelled
+from memsys.jobs.kinds import JobContext, PlanWriter, item_name
+from memsys.jobs.records import UNCHANGED, WRITTEN, ItemOutcome, JobDocument, PlannedItem
+from memsys.jobs.request import ocr_settings, read_limits
+from memsys.logs import event, get_logger
+from memsys.models import Memory
+from memsys.store import MemoryFilter, StoredMemory
+
+log = get_logger("pipeline")
+
+
+@dataclass(slots=True)
+class _DocumentRead:
+    """A document as planning reads it: its first chunk (where it came from), the hash of
+    its chunks' hashes so far, and how many chunks it has."""
+
+    first: Memory
+    digest: Any  # hashlib's sha256
+    chunks: int = 0
+
+    def record(self, document_id: str) -> JobDocument:
+        first = self.first
+        return JobDocument(document_id, first.project, first.repo, first.source_file, self.digest.hexdigest(), self.chunks)
+
+
+class FileImport:
+    """An import of the files a job's request names."""
+
+    def __init__(self, system: MemorySystem) -> None:
+        self._system = system
+
+    @property
+    def system(self) -> MemorySystem:
+        return self._system
+
+    def plan(self, job: JobContext) -> None:
+        """Read and cut the spooled files; a file (or part of one) that cannot be read is an
+        item failed at once, with its reason."""
+        jobs, job_id, request = job.jobs, job.job_id, job.request
+        jobs.reset_plan(job_id)
+        started = time.monotonic()
+        provider = self.system.router.provider
+        pieces = iter_memories(
+            [Path(p) for p in request.paths],
+            request.defaults,
+            mapping=request.mapping,
+            chunking=request.chunking,
+            provider=provider.name,
+            model=provider.model,
+            ocr=ocr_settings(self.system.settings),
+            tally=ReadTally(on_ocr_page=lambda pages: jobs.set_ocr_pages(job_id, pages)),
+            limits=read_limits(self.system.settings),
+            cancelled=lambda: jobs.cancel_requested(job_id),  # asked while a file is read: cancel acts inside it
+        )
+        writer = PlanWriter(job)
+        documents: dict[str, _DocumentRead] = {}
+        seq = 0
+        try:
+            for piece in pieces:
+                if isinstance(piece, InputProblem) and piece.warning:
+                    writer.warn(piece)  # the file is still read; the warning is kept with the job
+                    continue
+                if not isinstance(piece, InputProblem) and piece.document_id:
+                    document = documents.get(piece.document_id)
+                    if document is None:
+                        document = documents[piece.document_id] = _DocumentRead(piece, hashlib.sha256())
+                    document.digest.update(piece.content_hash.encode("ascii"))
+                    document.chunks += 1
+                if not writer.add(self._planned(job, seq, piece)):
+                    log.info("import %s cancelled while planning", job_id, extra=event("import.plan.cancelled"))
+                    return  # unplanned: a resume plans again from the spooled files
+                seq += 1
+        except ReadCancelled:
+            return  # unplanned, as above
+        planned = writer.finish(d.record(document_id) for document_id, d in documents.items())
+        seconds = time.monotonic() - started
+        log.info("import %s planned in %.1f s: %d items, %d to process, %d repeated, %d could not be read",
+                 job_id, seconds, planned.total, planned.pending, planned.unchanged, planned.failed,
+                 extra=event("import.planned", items=planned.total, pending=planned.pending, repeated=planned.unchanged,
+                             unreadable=planned.failed, files=len(request.paths), seconds=round(seconds, 3)))
+
+    @staticmethod
+    def _planned(job: JobContext, seq: int, piece: Memory | InputProblem) -> PlannedItem:
+        if isinstance(piece, InputProblem):
+            if job.request.config.log_errors:
+                log.warning("%s: %s", piece.item, piece.reason,
+                            extra=event("item.failed", item=piece.item, seq=seq, reason=piece.reason, error_type="input"))
+            return PlannedItem.unreadable(seq, piece.item, piece.reason)
+        return PlannedItem(seq, piece.uuid, piece.to_dict(), item_name(piece))
+
+    @staticmethod
+    def stored_outcome(stored: StoredMemory, job_created: float) -> ItemOutcome:
+        # Stored by this job before it was stopped: it counts as written, as it would have
+        # in an uninterrupted run. Stored earlier: unchanged.
+        created = stored.created_at.timestamp() if stored.created_at is not None else 0.0
+        return WRITTEN if created >= job_created else UNCHANGED
+
+    def complete(self, job: JobContext) -> float:
+        # Only now, with every current chunk stored, do old ones go: a search during the
+        # re-import always finds the document.
+        self._remove_stale(job)
+        if job.request.mirror and job.request.origin:
+            self._remove_gone(job, job.request.origin)
+        # Done means searchable: with asynchronous indexing, wait for the index queue.
+        return job.wait_for_indexing()
+
+    def _remove_stale(self, job: JobContext) -> None:
+        """Remove the stored chunks each of the job's documents no longer has. A document
+        with a failed or pending chunk keeps its old ones until a retry completes it."""
+        jobs, job_id = job.jobs, job.job_id
+        removed = 0
+        store = self.system.store
+        for document in jobs.documents(job_id):
+            chunks = jobs.document_items(job_id, document)
+            if not chunks.complete:
+                continue
+            stale = [u for u in store.document_ids(document.document_id) if u not in chunks.uuids]
+            if stale:
+                jobs.forget(stale)
+                removed += store.delete_ids(stale)
+        if removed:
+            jobs.add_removed(job_id, removed)
+
+    def _remove_gone(self, job: JobContext, origin: str) -> None:
+        """Mirror: remove the documents an earlier import of the same origin had and this
+        one does not."""
+        jobs, job_id = job.jobs, job.job_id
+        gone = jobs.gone_documents(origin, {d.document_id for d in jobs.documents(job_id)}, job_id)
+        removed = sum(
+            self.system.store.delete_matching(MemoryFilter(document_id=d.document_id), before_delete=jobs.forget)
+            for d in gone
+        )
+        if removed:
+            jobs.add_removed(job_id, removed)

@@ -1,0 +1,117 @@
+"""The job database's tables, and the base its record classes share: one SQLite file
+(memsys/jobs/connection.py: thread-safe and process-safe, every change one transaction,
+reads never wait behind a write).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from memsys.jobs.connection import SqliteFile
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    state TEXT NOT NULL,
+    request TEXT NOT NULL,
+    planned INTEGER NOT NULL DEFAULT 0,
+    total INTEGER NOT NULL DEFAULT 0,
+    written INTEGER NOT NULL DEFAULT 0,
+    unchanged INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0,
+    cache_hits INTEGER NOT NULL DEFAULT 0,
+    cache_misses INTEGER NOT NULL DEFAULT 0,
+    batches_done INTEGER NOT NULL DEFAULT 0,
+    current_batch INTEGER NOT NULL DEFAULT 0,
+    error TEXT NOT NULL DEFAULT '',
+    owner TEXT NOT NULL DEFAULT '',
+    heartbeat REAL,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    run_started_at REAL,
+    run_processed_start INTEGER NOT NULL DEFAULT 0,
+    ocr_pages INTEGER NOT NULL DEFAULT 0,
+    updated INTEGER NOT NULL DEFAULT 0,
+    removed INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS items (
+    job_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    uuid TEXT,
+    memory TEXT,
+    item TEXT NOT NULL,
+    state TEXT NOT NULL,
+    reason TEXT NOT NULL DEFAULT '',
+    error_type TEXT NOT NULL DEFAULT '',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (job_id, seq)
+);
+CREATE INDEX IF NOT EXISTS items_by_state ON items (job_id, state, seq);
+CREATE INDEX IF NOT EXISTS items_by_uuid ON items (job_id, uuid);
+CREATE TABLE IF NOT EXISTS warnings (
+    job_id TEXT NOT NULL,
+    item TEXT NOT NULL,
+    reason TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS warnings_by_job ON warnings (job_id);
+CREATE TABLE IF NOT EXISTS batches (
+    job_id TEXT NOT NULL,
+    batch_no INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    embed_seconds REAL NOT NULL,
+    write_seconds REAL NOT NULL,
+    seconds REAL NOT NULL,
+    cache_hits INTEGER NOT NULL,
+    cache_misses INTEGER NOT NULL,
+    written INTEGER NOT NULL,
+    unchanged INTEGER NOT NULL,
+    failed INTEGER NOT NULL,
+    retries INTEGER NOT NULL,
+    started_at REAL NOT NULL,
+    finished_at REAL NOT NULL,
+    error_type TEXT NOT NULL DEFAULT '',
+    updated INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (job_id, batch_no)
+);
+CREATE TABLE IF NOT EXISTS documents (
+    job_id TEXT NOT NULL,
+    document_id TEXT NOT NULL,
+    project TEXT NOT NULL,
+    repo TEXT NOT NULL,
+    source_file TEXT NOT NULL,
+    document_hash TEXT NOT NULL,
+    chunks INTEGER NOT NULL,
+    PRIMARY KEY (job_id, document_id)
+);
+CREATE INDEX IF NOT EXISTS documents_by_id ON documents (document_id);
+"""
+# Columns added after the first release: a job database made before them gets them on open.
+_ADDED_COLUMNS = {
+    "jobs": (("ocr_pages", "INTEGER NOT NULL DEFAULT 0"), ("updated", "INTEGER NOT NULL DEFAULT 0"),
+             ("removed", "INTEGER NOT NULL DEFAULT 0")),
+    "batches": (("updated", "INTEGER NOT NULL DEFAULT 0"),),
+}
+
+
+
+class JobTables:
+    """The job database's file; `JobStore` (memsys/jobs/database.py) is built from the
+    classes that share it, one per concern."""
+
+    def __init__(self, path: Path, timeout: float = 20.0) -> None:
+        self._file = SqliteFile(path, timeout, _SCHEMA, _ADDED_COLUMNS)
+        self._tx = self._file.transaction
+        self._rows = self._file.rows
+        self._one = self._file.one
+
+    @property
+    def path(self) -> Path:
+        return self._file.path
+
+    @property
+    def timeout(self) -> float:
+        return self._file.timeout
+
+    def close(self) -> None:
+        self._file.close()
