@@ -55,12 +55,12 @@ def _import(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"not found: {', '.join(missing)}")
     engine = _engine()
     try:
-        copies = engine.spool_paths(args.paths)
+        copies = engine.imports.spool_paths(args.paths)
         mapping = FieldMapping(record_id=args.id_column) if args.id_column else None
-        job_id = engine.create_import(copies, defaults, mapping=mapping, config=config, origin=args.paths, mirror=args.mirror)
-        engine.record_import_started(job_id)
+        job_id = engine.imports.create(copies, defaults, mapping=mapping, config=config, origin=args.paths, mirror=args.mirror)
+        engine.imports.record_started(job_id)
         print(f"job {job_id}", flush=True)
-        engine.run(job_id)
+        engine.jobs.run(job_id)
         return follow_job(engine, job_id)
     finally:
         engine.close()
@@ -69,7 +69,7 @@ def _import(args: argparse.Namespace) -> int:
 def follow_job(engine: Engine, job_id: str) -> int:
     """Follow a job the engine's runner is running, with a tqdm bar; Ctrl-C cancels it
     after the batch in flight (resume finishes it later)."""
-    config = BatchConfig.from_dict(engine.require_job(job_id).request.get("config") or {})
+    config = BatchConfig.from_dict(engine.jobs.require(job_id).request.get("config") or {})
     bar = tqdm(total=0, unit="items", desc="import", disable=not config.enable_progress_bar, file=sys.stderr)
 
     def on_progress(job: JobProgress) -> None:
@@ -82,11 +82,11 @@ def follow_job(engine: Engine, job_id: str) -> int:
 
     try:
         try:
-            job = engine.follow(job_id, on_progress)
+            job = engine.jobs.follow(job_id, on_progress)
         except KeyboardInterrupt:
             print("\ncancelling after the batch in flight…", file=sys.stderr, flush=True)
-            engine.cancel(job_id)
-            job = engine.follow(job_id, on_progress)
+            engine.jobs.cancel(job_id)
+            job = engine.jobs.follow(job_id, on_progress)
     finally:
         bar.close()
     _print_summary(engine, job)
@@ -109,7 +109,7 @@ def _print_summary(engine: Engine, job: JobProgress) -> None:
     )
     if job.error:
         print(f"  {job.error}")
-    failures = engine.failed_items(job.job_id, per_page=_SHOWN_FAILURES)
+    failures = engine.jobs.failed_items(job.job_id, per_page=_SHOWN_FAILURES)
     for f in failures:
         print(f"  failed: {f.item}: {f.reason}")
     if job.failed > len(failures):
@@ -140,7 +140,7 @@ def _add_jobs(p: argparse.ArgumentParser) -> None:
 
 def _list_jobs(args: argparse.Namespace) -> int:
     engine = _engine()
-    jobs = engine.recent_jobs(args.limit)
+    jobs = engine.jobs.recent(args.limit)
     if not jobs:
         print("no jobs yet: python -m memsys import PATH --project P --repo R --agent A")
     for j in jobs:
@@ -153,17 +153,17 @@ def _list_jobs(args: argparse.Namespace) -> int:
 
 def _show(args: argparse.Namespace) -> int:
     engine = _engine()
-    job = engine.require_job(args.job_id)
+    job = engine.jobs.require(args.job_id)
     print(f"job {job.job_id} ({job.label}): {job.state}")
     print(f"  {job.total} items: {job.written} written, {_updated(job)}{job.unchanged} unchanged, "
           f"{job.failed} failed, {job.pending} pending" + (f"; {job.removed} stored memories removed" if job.removed else ""))
     if job.error:
         print(f"  {job.error}")
-    engine.metrics(job.job_id).print_summary()
-    for f in itertools.islice(engine.iter_failed_items(job.job_id), max(args.failed, 0)):
+    engine.jobs.metrics(job.job_id).print_summary()
+    for f in itertools.islice(engine.jobs.iter_failed_items(job.job_id), max(args.failed, 0)):
         print(f"  failed: {f.item}: {f.reason}")
     if args.csv:
-        args.csv.write_text(engine.failed_items_csv(job.job_id), encoding="utf-8")
+        args.csv.write_text(engine.jobs.failed_items_csv(job.job_id), encoding="utf-8")
         print(f"  every failed item written to {args.csv}")
     return 0
 
@@ -171,7 +171,7 @@ def _show(args: argparse.Namespace) -> int:
 def _resume(args: argparse.Namespace) -> int:
     engine = _engine()
     try:
-        engine.resume(args.job_id)
+        engine.jobs.resume(args.job_id)
         return follow_job(engine, args.job_id)
     finally:
         engine.close()
@@ -180,7 +180,7 @@ def _resume(args: argparse.Namespace) -> int:
 def _retry_failed(args: argparse.Namespace) -> int:
     engine = _engine()
     try:
-        n = engine.retry_failed(args.job_id)
+        n = engine.jobs.retry_failed(args.job_id)
         print(f"retrying {n} failed items of job {args.job_id}", flush=True)
         return follow_job(engine, args.job_id)
     finally:
@@ -189,8 +189,8 @@ def _retry_failed(args: argparse.Namespace) -> int:
 
 def _cancel(args: argparse.Namespace) -> int:
     engine = _engine()
-    if not engine.cancel(args.job_id):  # recorded as refused
-        job = engine.require_job(args.job_id)
+    if not engine.jobs.cancel(args.job_id):  # recorded as refused
+        job = engine.jobs.require(args.job_id)
         print(f"job {job.job_id} is {job.state}; nothing to cancel")
         return 0
     print(f"job {args.job_id}: cancel requested; it stops after the batch in flight")

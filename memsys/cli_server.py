@@ -47,7 +47,7 @@ def _idle(state: ServerState) -> str:
 def _start(args: argparse.Namespace) -> int:
     engine = _engine()
     try:
-        state, started = engine.server_start()
+        state, started = engine.server.start()
     finally:
         engine.close()
     verb = "started" if started else "already running"
@@ -60,7 +60,7 @@ def _start(args: argparse.Namespace) -> int:
 def _stop(args: argparse.Namespace) -> int:
     engine = _engine()
     try:
-        state = engine.server_stop()
+        state = engine.server.stop()
     finally:
         engine.close()
     if state is None:
@@ -73,7 +73,7 @@ def _stop(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     engine = _engine()
     try:
-        status = engine.server_status()
+        status = engine.server.status()
     finally:
         engine.close()
     print(describe(status))
