@@ -213,15 +213,10 @@ class AuthorizedEngine:
         """How the audit trail names this user."""
         return self.user.email or self.user.name
 
-    def role_needed(self, call: str, arguments: Mapping[str, Any] | None = None) -> Role | None:
-        """The role "group.call" needs with these arguments; None when no user may make it."""
-        record = self._actions.get(call)
-        return record.needs(dict(arguments or {})) if record is not None else None
-
     def can(self, call: str, **arguments: Any) -> bool:
         """Whether this user may make the call "group.call" (for drawing only what they may use)."""
-        needed = self.role_needed(call, arguments)
-        return needed is not None and self.user.can(needed)
+        record = self._actions.get(call)
+        return record is not None and self.user.can(record.needs(arguments))
 
     def require(self, role: Role, action: str) -> None:
         """Refuse (AccessDenied, logged) unless the user has `role`; for checks that are not
