@@ -54,7 +54,7 @@ def as_user(user: User) -> AuthorizedEngine:
 
 def test_every_engine_call_has_a_record_or_is_refused_to_everyone() -> None:
     missing = public_engine_calls() - set(action_table(Engine))
-    assert not missing, f"Engine calls with no @action record in memsys/engine.py: {sorted(missing)}"
+    assert not missing, f"Engine calls with no @action record in memsys/engine/: {sorted(missing)}"
     anyone = as_user(ADMIN)
     for name in ("close", "from_settings", "system", "job_store", "runner", "pipeline", "settings", "spool",
                  "audit_trail", "task_runner", "jobs.nothing"):
