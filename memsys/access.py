@@ -131,7 +131,8 @@ class Action:
         return self.role_for(**arguments) if self.role_for is not None else self.role
 
 
-def action(role: Role, description: str, *, audit: str = "", role_for: Callable[..., Role] | None = None) -> Callable[[F], F]:
+def action(role: Role, description: str, *, audit: str = "",
+           role_for: Callable[..., Role] | None = None) -> Callable[[F], F]:
     """Attach the call's `Action` record. Under `@property` or `@staticmethod`, as the
     innermost decorator. A call without one is refused to every user."""
 
@@ -151,7 +152,7 @@ def action_of(member: Any) -> Action | None:
     return getattr(member, "__action__", None)
 
 
-class Group(Generic[G]):
+class CallGroup(Generic[G]):
     """One group of an engine's calls (`engine.jobs`, `engine.cache`, ...): built on first
     use for each engine, and readable from the engine's class, so every call's record can
     be listed without an engine."""
@@ -164,12 +165,12 @@ class Group(Generic[G]):
         self.name = name
 
     @overload
-    def __get__(self, engine: None, owner: type) -> "Group[G]": ...
+    def __get__(self, engine: None, owner: type) -> "CallGroup[G]": ...
 
     @overload
     def __get__(self, engine: object, owner: type) -> G: ...
 
-    def __get__(self, engine: object | None, owner: type) -> "Group[G] | G":
+    def __get__(self, engine: object | None, owner: type) -> "CallGroup[G] | G":
         if engine is None:
             return self
         # Stored under the same name, the group shadows this descriptor from then on.
@@ -184,7 +185,7 @@ def action_table(engine_type: type) -> dict[str, Action]:
     """Every call of every group of `engine_type` that has a record, as "group.call"."""
     table = {}
     for group in vars(engine_type).values():
-        if isinstance(group, Group):
+        if isinstance(group, CallGroup):
             for name, member in vars(group.calls).items():
                 record = action_of(member)
                 if record is not None and not name.startswith("_"):
@@ -234,8 +235,8 @@ class AuthorizedEngine:
         log.warning("refused: %s (%s, %s) tried %s, which needs %s", self.user.name, self.user.email or "no e-mail",
                     self.user.role.label, call, needed.label)
         try:
-            self._engine.audit.record_refusal(call, actor=self.actor,
-                                              reason=f"signed in as {self.user.role.label}; {call} needs {needed.label}")
+            reason = f"signed in as {self.user.role.label}; {call} needs {needed.label}"
+            self._engine.audit.record_refusal(call, actor=self.actor, reason=reason)
         except JobStoreError as e:  # the refusal stands whether or not it could be recorded
             log.error("the refusal of %s to %s could not be recorded: %s", call, self.actor, e)
         if self._on_refusal is not None:
@@ -245,7 +246,7 @@ class AuthorizedEngine:
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(name)
-        if not isinstance(inspect.getattr_static(type(self._engine), name, None), Group):
+        if not isinstance(inspect.getattr_static(type(self._engine), name, None), CallGroup):
             self._refuse(name, Role.ADMIN, name)  # the engine's own parts: no user reaches them
         checked = _CheckedGroup(self, name, getattr(self._engine, name))
         self.__dict__[name] = checked
@@ -264,8 +265,10 @@ class _CheckedGroup:
         call = f"{self._name}.{name}"
         member = inspect.getattr_static(type(self._calls), name, None)
         record = action_of(member)
-        if record is None or isinstance(member, property):
+        if record is None:
             self._owner._check(call, {})  # no record: refused to everyone
+        if isinstance(member, property):
+            self._owner._check(call, {})
             return getattr(self._calls, name)
         target = getattr(self._calls, name)
         signature = inspect.signature(target)

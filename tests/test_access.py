@@ -26,7 +26,8 @@ from dashboard_support import memsys_env
 from helpers import write_rows_csv
 from memsys import MemorySystem
 from memsys.access import (
-    LOCAL_ADMIN, AccessDenied, AuthorizedEngine, Group, Role, RoleMap, User, action_of, action_table, user_from_claims,
+    LOCAL_ADMIN, AccessDenied, AuthorizedEngine, CallGroup, Role, RoleMap, User, action_of, action_table,
+    user_from_claims,
 )
 from memsys.config import Settings, redact_url
 from memsys.engine import Engine, MemoryDefaults, MemoryFilter
@@ -42,7 +43,7 @@ SENTINEL = "sk-access-SENTINEL-5e6f7a8b9c0d1e2f"
 
 def public_engine_calls() -> set[str]:
     """Every public call of every group of the Engine, as "group.call"."""
-    return {f"{group.name}.{name}" for group in vars(Engine).values() if isinstance(group, Group)
+    return {f"{group.name}.{name}" for group in vars(Engine).values() if isinstance(group, CallGroup)
             for name, _ in inspect.getmembers(group.calls) if not name.startswith("_")}
 
 

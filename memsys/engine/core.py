@@ -2,7 +2,7 @@
 the job store and runner, the audit trail, the spool, the task runner) and the groups."""
 from __future__ import annotations
 
-from memsys.access import Group
+from memsys.access import CallGroup
 from memsys.api import MemorySystem
 from memsys.audit import AuditTrail
 from memsys.config import Settings
@@ -25,17 +25,17 @@ class Engine:
     come in groups (`engine.imports.start(...)`, `engine.jobs.follow(...)`), each call
     with its `Action` record, so `AuthorizedEngine` checks them one by one."""
 
-    status = Group(Status)
-    batch = Group(Batch)
-    server = Group(Server)
-    imports = Group(Imports)
-    jobs = Group(Jobs)
-    memories = Group(Memories)
-    collections = Group(Collections)
-    cache = Group(Cache)
-    tasks = Group(Tasks)
-    audit = Group(Audit)
-    logs = Group(Logs)
+    status = CallGroup(Status)
+    batch = CallGroup(Batch)
+    server = CallGroup(Server)
+    imports = CallGroup(Imports)
+    jobs = CallGroup(Jobs)
+    memories = CallGroup(Memories)
+    collections = CallGroup(Collections)
+    cache = CallGroup(Cache)
+    tasks = CallGroup(Tasks)
+    audit = CallGroup(Audit)
+    logs = CallGroup(Logs)
 
     def __init__(self, settings: Settings | None = None, system: MemorySystem | None = None, *,
                  program: str | None = None) -> None:
