@@ -5,7 +5,7 @@ import streamlit as st
 
 from components.feedback import guarded
 from components.resources import current_user, served_openly, sign_in_configured
-from memsys.access import PAGE_ROLES
+from memsys.access import Role
 
 st.set_page_config(page_title="memsys", page_icon=":material/neurology:", layout="wide")
 
@@ -27,24 +27,26 @@ with st.sidebar:
     else:
         st.caption("Local use on this machine, no sign-in (admin)")
 
+# Each page with the least role that may open it: a role's navigation holds only its pages,
+# so a page it may not open is not registered for it at all.
 PAGES = {
     "Overview": [
-        ("home", st.Page("pages/home.py", title="Home", icon=":material/home:", default=True)),
+        (Role.VIEWER, st.Page("pages/home.py", title="Home", icon=":material/home:", default=True)),
     ],
     "Memories": [
-        ("import", st.Page("pages/import.py", title="Import", icon=":material/upload_file:")),
-        ("memories", st.Page("pages/memories.py", title="Memories", icon=":material/search:")),
+        (Role.OPERATOR, st.Page("pages/import.py", title="Import", icon=":material/upload_file:")),
+        (Role.VIEWER, st.Page("pages/memories.py", title="Memories", icon=":material/search:")),
     ],
     "Tuning": [
-        ("metrics", st.Page("pages/metrics.py", title="Metrics", icon=":material/monitoring:")),
-        ("cache", st.Page("pages/cache.py", title="Cache", icon=":material/cached:")),
-        ("logs", st.Page("pages/logs.py", title="Logs", icon=":material/receipt_long:")),
-        ("batch_settings", st.Page("pages/batch_settings.py", title="Batch settings", icon=":material/tune:")),
-        ("settings", st.Page("pages/settings.py", title="Settings", icon=":material/settings:")),
+        (Role.VIEWER, st.Page("pages/metrics.py", title="Metrics", icon=":material/monitoring:")),
+        (Role.VIEWER, st.Page("pages/cache.py", title="Cache", icon=":material/cached:")),
+        (Role.ADMIN, st.Page("pages/logs.py", title="Logs", icon=":material/receipt_long:")),
+        (Role.ADMIN, st.Page("pages/batch_settings.py", title="Batch settings", icon=":material/tune:")),
+        (Role.ADMIN, st.Page("pages/settings.py", title="Settings", icon=":material/settings:")),
     ],
 }
 allowed = {
-    section: [page for name, page in pages if user.can(PAGE_ROLES[name])]
+    section: [page for role, page in pages if user.can(role)]
     for section, pages in PAGES.items()
 }
 navigation = st.navigation({section: pages for section, pages in allowed.items() if pages})

@@ -109,7 +109,7 @@ class _Bench:
 
     def close(self) -> None:
         self.embedded.close()
-        self.embedded.server_stop()  # the memsys server outlives its clients; the bench is over
+        self.embedded.server.stop()  # the memsys server outlives its clients; the bench is over
         self.cluster.stop()
 
     def start(self, engine: Engine, texts: Sequence[str], name: str) -> str:
@@ -119,10 +119,10 @@ class _Bench:
         path = folder / "rows.jsonl"
         path.write_text("".join(json.dumps({"content": t}) + "\n" for t in texts), encoding="utf-8")
         config = BatchConfig(enable_progress_bar=False, base_retry_delay=0.5, max_retry_delay=4.0, max_retries=4)
-        return engine.start_import(engine.spool_paths([path]), DEFAULTS, config=config)
+        return engine.imports.start(engine.imports.spool_paths([path]), DEFAULTS, config=config)
 
     def lost_and_duplicated(self, engine: Engine, texts: Sequence[str], job_id: str) -> tuple[int, int]:
-        uuids = [u for u, _ in engine.jobs.stored_items(job_id)]
+        uuids = [u for u, _ in engine.job_store.stored_items(job_id)]
         readable = len(engine.system.store.existing(uuids, level="ALL"))
         return len(texts) - readable, engine.system.store.count() - readable
 
@@ -159,15 +159,15 @@ def bench_node_kills(b: _Bench) -> Iterator[Result]:
             victim = leader if point == "leader" and leader != "node01" else ("node03" if leader != "node03" else "node02")
             at = 0.5 if point == "leader" else float(point)
             job_id = b.start(engine, texts, f"kill{i}")
-            _wait(lambda: engine.jobs.require(job_id).processed >= at * KILL_ITEMS or not engine.jobs.require(job_id).is_active)
+            _wait(lambda: engine.job_store.require(job_id).processed >= at * KILL_ITEMS or not engine.job_store.require(job_id).is_active)
             b.cluster.signal_node(victim, signal.SIGKILL)
-            done_at_kill = engine.jobs.require(job_id).processed
-            _wait(lambda: engine.jobs.require(job_id).processed >= done_at_kill + KILL_ITEMS * 0.15
-                  or not engine.jobs.require(job_id).is_active)
+            done_at_kill = engine.job_store.require(job_id).processed
+            _wait(lambda: engine.job_store.require(job_id).processed >= done_at_kill + KILL_ITEMS * 0.15
+                  or not engine.job_store.require(job_id).is_active)
             b.cluster.start([victim])
             finish_job(engine, job_id)
             b.cluster.wait_ready(WAIT)
-            wait_for_every_replica(engine, [u for u, _ in engine.jobs.stored_items(job_id)], b.nodes)
+            wait_for_every_replica(engine, [u for u, _ in engine.job_store.stored_items(job_id)], b.nodes)
             lost, duplicated = b.lost_and_duplicated(engine, texts, job_id)
             lost_total += lost
             duplicated_total += duplicated
@@ -188,7 +188,7 @@ def bench_convergence(b: _Bench) -> Iterator[Result]:
         b.cluster.signal_node("node03", signal.SIGKILL)
         job_id = b.start(engine, texts, "converge")
         finish_job(engine, job_id)
-        uuids = [u for u, _ in engine.jobs.stored_items(job_id)]
+        uuids = [u for u, _ in engine.job_store.stored_items(job_id)]
         b.cluster.start(["node03"])
         b.cluster.wait_ready(WAIT)
         seconds = wait_for_every_replica(engine, uuids, b.nodes)

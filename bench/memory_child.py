@@ -38,7 +38,7 @@ def main(corpus: str, data_dir: str) -> None:
                 batch = []
         _fill(system, provider, batch, rng)
     engine = Engine(settings, system=system)
-    job_id = engine.create_import([Path(corpus)], MemoryDefaults("bench", "main", "bench"))
+    job_id = engine.imports.create([Path(corpus)], MemoryDefaults("bench", "main", "bench"))
     start = time.perf_counter()
     job = engine.pipeline.run(job_id)
     seconds = time.perf_counter() - start

@@ -85,7 +85,7 @@ class Bench:
         return Engine(system.settings, system=system)
 
     def import_file(self, engine: Engine, path: Path, config: BatchConfig | None = None) -> tuple[float, object]:
-        job_id = engine.create_import([path], DEFAULTS, config=config)
+        job_id = engine.imports.create([path], DEFAULTS, config=config)
         job, seconds = timed(lambda: engine.pipeline.run(job_id))
         return seconds, job
 
@@ -156,17 +156,17 @@ def bench_reembed_vs_import(b: Bench, n: int = 300) -> list[Result]:
         assert not written.failed, written.failed
     fresh = b.engine(b.system("reembed-import", provider=RenamedLocal()))
     fresh.system.router.provider.embed(["warm up the model"], "passage")
-    imported, import_seconds = timed(lambda: fresh.wait(fresh.start_import([path], DEFAULTS), timeout=3600))
+    imported, import_seconds = timed(lambda: fresh.jobs.wait(fresh.imports.start([path], DEFAULTS), timeout=3600))
     settings = b.settings.replace(data_dir=b.root / "reembed-new")
     again = b.engine(MemorySystem(settings, router=EmbeddingRouter(settings, provider=RenamedLocal()), store=old.store))
-    reembedded, reembed_seconds = timed(lambda: again.wait(again.start_reembed(), timeout=3600))
+    reembedded, reembed_seconds = timed(lambda: again.jobs.wait(again.collections.start_reembed(), timeout=3600))
     assert imported.written == n and reembedded.state == "completed" and reembedded.written == n, (imported, reembedded)
-    assert again.count() == n and again.needs_reembed() == ""
+    assert again.memories.count() == n and again.collections.needs_reembed() == ""
     ratio = import_seconds / reembed_seconds
 
     def planning(engine: Engine, job: Any) -> float:
         """Seconds from the job's start to its first batch: reading the files, or the store."""
-        return min(r.started_at for r in engine.batches(job.job_id)) - job.started_at
+        return min(r.started_at for r in engine.jobs.batches(job.job_id)) - job.started_at
 
     return [Result("D1", f"re-embed vs fresh import throughput ({n} memories)", ratio, "x", "reported", True,
                    f"{n / reembed_seconds:.1f} vs {n / import_seconds:.1f} items/s "
@@ -332,7 +332,7 @@ def where_time_goes(engine: Engine, job: object, seconds: float) -> str:
     """A job's wall time split by stage, from its own per-batch records: planning (reading
     and chunking the file into the job store), preparing batches (cache lookups and asking
     Weaviate what it holds), writing, and waiting for the index queue."""
-    batches = engine.jobs.batches(job.job_id)  # type: ignore[attr-defined]
+    batches = engine.job_store.batches(job.job_id)  # type: ignore[attr-defined]
     first = min(r.started_at for r in batches)
     last = max(r.finished_at for r in batches)
     planning = first - job.started_at  # type: ignore[attr-defined]

@@ -77,7 +77,7 @@ class _Bench:
         return Engine(settings, system=MemorySystem(settings, router=router, store=store))
 
     def run(self, engine: Engine, path: Path, config: BatchConfig | None = None) -> tuple[float, object]:
-        job_id = engine.create_import([path], DEFAULTS, config=config)
+        job_id = engine.imports.create([path], DEFAULTS, config=config)
         job, seconds = timed(lambda: engine.pipeline.run(job_id))
         return seconds, job
 
@@ -112,7 +112,7 @@ def bench_budget(b: _Bench, upstream: str) -> list[Result]:
             held = tpm * BURST_SECONDS / 60
             steady = (sum(k for _, k in admitted) - held) / span * 60
             figures[mode] = (steady / tpm, proxy.over_limit / max(1, proxy.requests), proxy.requests, job, seconds)
-            engine.jobs.close()
+            engine.job_store.close()
     new_ratio, new_429, new_requests, new_job, new_seconds = figures["budget"]
     old_ratio, old_429, old_requests, old_job, old_seconds = figures["old"]
     return [
@@ -139,7 +139,7 @@ def bench_three_servers(b: _Bench, ports: list[int]) -> list[Result]:
             engine = b.engine(f"p11-{n}", [p.url for p in proxies[:n]], MEMSYS_EMBEDDING_CONCURRENCY="1")
             seconds[n], job = b.run(engine, path, BATCHES_OF_4)
             assert job.written == len(corpus), job  # type: ignore[attr-defined]
-            engine.jobs.close()
+            engine.job_store.close()
         shares = [p.requests for p in proxies]
     finally:
         for p in proxies:

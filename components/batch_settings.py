@@ -16,7 +16,7 @@ def batch_config() -> BatchConfig:
     if _KEY not in st.session_state:
         config = BatchConfig()
         try:
-            config = engine().saved_batch_config()
+            config = engine().batch.saved()
         except ConfigError as e:
             show_error(e)
             st.warning("Using the default batch settings until the saved ones are fixed or saved again.")

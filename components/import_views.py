@@ -34,7 +34,7 @@ def spooled_files(engine: AuthorizedEngine) -> list[Path]:
     if uploads:
         with guarded():
             for upload in uploads:
-                path = engine.spool_upload(upload.file_id, upload.name, upload)
+                path = engine.imports.spool_upload(upload.file_id, upload.name, upload)
                 files.append({"name": upload.name, "path": str(path), "size": upload.size})
             st.session_state[_ROUND] = round_no + 1
             st.rerun()
@@ -62,7 +62,7 @@ def column_mapping(engine: AuthorizedEngine, structured: list[Path]) -> FieldMap
     """Which column of the csv/jsonl files fills which memory field."""
     st.caption("Which column fills which field. Columns with the usual names (content, text, project, tags…) "
                "are found by themselves; a row's own project, repo, agent or tags win over the fields above.")
-    options = [AUTOMATIC, *dict.fromkeys(c for p in structured for c in engine.columns_in(p))]
+    options = [AUTOMATIC, *dict.fromkeys(c for p in structured for c in engine.imports.columns_in(p))]
     chosen = {
         field_name: column.selectbox(_COLUMN_LABELS.get(field_name, f"{field_name.capitalize()} column"),
                                      [NO_ID if field_name == "record_id" else AUTOMATIC, *options[1:]],
@@ -77,7 +77,7 @@ def column_mapping(engine: AuthorizedEngine, structured: list[Path]) -> FieldMap
 def preview_panel(preview: ImportPreview, engine: AuthorizedEngine, mirror: bool = False) -> None:
     """What the import would create, what it cannot read, what it would cost and, for a
     mirror import, what it would remove."""
-    embedder = engine.embedder_status()
+    embedder = engine.status.embedder()
     figures = st.columns(5)
     figures[0].metric("Memories", fmt.count(preview.memories))
     figures[1].metric("Problems", fmt.count(len(preview.problems)))

@@ -37,7 +37,7 @@ def job_figures(job: JobProgress, *, live: bool) -> None:
 def live_job(job_id: str) -> None:
     """Progress of a running job, refreshed every second; the whole page reruns once the
     job is over, to show its summary."""
-    job = engine().job(job_id)
+    job = engine().jobs.get(job_id)
     if job is None or not job.is_active:
         st.rerun()
     if job.planned:
@@ -54,8 +54,8 @@ def live_job(job_id: str) -> None:
         st.caption(f"Embedding budget: {job.budget.describe()}")
     if job.state == "cancelling":
         st.info("Stopping after the current batch…")
-    elif engine().can("cancel") and st.button("Cancel", icon=":material/stop_circle:", key=f"cancel_{job_id}"):
-        engine().cancel(job_id)
+    elif engine().can("jobs.cancel") and st.button("Cancel", icon=":material/stop_circle:", key=f"cancel_{job_id}"):
+        engine().jobs.cancel(job_id)
         st.rerun(scope="fragment")
 
 
@@ -88,38 +88,38 @@ def job_summary(job: JobProgress) -> None:
     _outcome(job)
     job_figures(job, live=False)
     memsys_engine = engine()
-    if memsys_engine.can("read_logs"):  # the Logs page is an admin's
+    if memsys_engine.can("logs.read"):  # the Logs page is an admin's
         st.page_link("pages/logs.py", label="This import's log lines", icon=":material/receipt_long:",
                      query_params={"job": job.job_id})
-    total_failed, retryable = memsys_engine.failed_counts(job.job_id) if job.failed else (0, 0)
+    total_failed, retryable = memsys_engine.jobs.failed_counts(job.job_id) if job.failed else (0, 0)
     actions = st.columns(4)
-    if job.is_resumable and engine().can("resume") and actions[0].button("Resume", type="primary", icon=":material/play_arrow:"):
+    if job.is_resumable and engine().can("jobs.resume") and actions[0].button("Resume", type="primary", icon=":material/play_arrow:"):
         with guarded():
-            memsys_engine.resume(job.job_id)
+            memsys_engine.jobs.resume(job.job_id)
             st.rerun()
-    if retryable and engine().can("retry_failed") and actions[1].button(f"Retry failed ({retryable:,})", type="primary", icon=":material/replay:"):
+    if retryable and engine().can("jobs.retry_failed") and actions[1].button(f"Retry failed ({retryable:,})", type="primary", icon=":material/replay:"):
         with guarded():
-            memsys_engine.retry_failed(job.job_id)
+            memsys_engine.jobs.retry_failed(job.job_id)
             st.rerun()
-    verifiable = job.written + job.unchanged and engine().can("verify_job")
+    verifiable = job.written + job.unchanged and engine().can("jobs.verify")
     if verifiable and actions[3].button("Verify replicas", icon=":material/verified:",
                                         help="Check that every memory of this job is on every replica"):
         with guarded(), st.spinner("Checking every memory on every replica…"):
-            replication_report(engine().verify_job(job.job_id))
+            replication_report(engine().jobs.verify(job.job_id))
     if total_failed:
         # Built on click, on Streamlit's download thread (not this script's), from the store a page at a time.
         actions[2].download_button("Failures as CSV",
-                                   lambda: csv_text(pd.DataFrame(failed_rows(memsys_engine.iter_failed_items(job.job_id)))),
+                                   lambda: csv_text(pd.DataFrame(failed_rows(memsys_engine.jobs.iter_failed_items(job.job_id)))),
                                    file_name=f"failures-{job.job_id}.csv", mime="text/csv", icon=":material/download:")
         pages = math.ceil(total_failed / FAILED_PAGE)
         st.markdown(f"**{fmt.plural(total_failed, 'failed item')}**" +
                     (f" ({FAILED_PAGE:,} a page; the CSV has all)" if pages > 1 else ""))
         page = st.number_input("Page", 1, pages, 1, key=f"failed_page_{job.job_id}") if pages > 1 else 1
-        failed = memsys_engine.failed_items(job.job_id, page=int(page) - 1)
+        failed = memsys_engine.jobs.failed_items(job.job_id, page=int(page) - 1)
         st.dataframe(pd.DataFrame(failed_rows(failed)), hide_index=True, width="stretch")
         if retryable < total_failed:
             st.caption("Items marked \"no (fix the file)\" could not be read at all: correct the file and import it again.")
-    warned, warnings = memsys_engine.job_warnings(job.job_id)
+    warned, warnings = memsys_engine.jobs.warnings(job.job_id)
     if warned:
         with st.expander(f"{fmt.plural(warned, 'warning')}: files read, but not exactly as written"):
             st.dataframe(pd.DataFrame(warnings, columns=["Item", "Warning"]), hide_index=True, width="stretch")

@@ -39,7 +39,7 @@ def log_lines(query: LogQuery, follow: bool) -> None:
 
 
 def _lines(query: LogQuery) -> None:
-    lines = engine().read_logs(query)
+    lines = engine().logs.read(query)
     if not lines:
         st.info("No log lines match these filters.", icon=":material/filter_alt_off:")
         return

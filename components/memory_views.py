@@ -82,7 +82,7 @@ def document_list(may_delete: bool) -> None:
     one selected row can be deleted (its memories, and what the job database and spool
     keep of it) after a confirmation."""
     with guarded():
-        documents = engine().documents()
+        documents = engine().memories.documents()
     if not documents:
         st.info("No documents yet: memories imported from files appear here, one row per file.")
         return
@@ -116,7 +116,7 @@ def _document_row(d: DocumentSummary) -> dict[str, object]:
 def _delete_document(document: DocumentSummary) -> None:
     where = MemoryFilter(project=document.project, repo=document.repo, source_file=document.source_file)
     try:
-        st.session_state["document_delete_outcome"] = engine().delete(where)
+        st.session_state["document_delete_outcome"] = engine().memories.delete(where)
     except Exception as e:  # shown as a sentence by document_list
         st.session_state["document_delete_outcome"] = e
 
@@ -130,7 +130,7 @@ def cursor_page(where: MemoryFilter, page_size: int) -> tuple[list[StoredMemory]
     if state.get("browse_key") != key:
         state["browse_key"], state["browse_cursors"] = key, [None]
     cursors: list[str | None] = state["browse_cursors"]
-    page = engine().browse_page(where, after=cursors[-1], limit=page_size)
+    page = engine().memories.browse_page(where, after=cursors[-1], limit=page_size)
     left, right = st.columns(2)
     if left.button("Previous page", icon=":material/chevron_left:", disabled=len(cursors) == 1):
         cursors.pop()
@@ -147,7 +147,7 @@ def export_button(where: MemoryFilter) -> None:
     if st.button("Prepare an export", icon=":material/download:"):
         out = io.StringIO()
         with guarded():
-            n = engine().export(out, where, vectors=with_vectors)
+            n = engine().memories.export(out, where, vectors=with_vectors)
             st.session_state["export"] = (n, out.getvalue().encode("utf-8"))
     prepared = st.session_state.get("export")
     if prepared:

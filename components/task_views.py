@@ -13,7 +13,7 @@ from memsys.engine import Progress
 
 def start_task(key: str, name: str, work: Callable[[Progress], Any]) -> None:
     """Run `work` in the background; the page follows it with `task_result(key, ...)`."""
-    st.session_state[key] = engine().start_task(name, work)
+    st.session_state[key] = engine().tasks.start(name, work)
 
 
 def task_result(key: str, label: str, cancellable: bool = False) -> Any | None:
@@ -22,7 +22,7 @@ def task_result(key: str, label: str, cancellable: bool = False) -> Any | None:
     `cancellable`). If it failed: the error, as a sentence; if it was cancelled, a line
     saying so. Either way None until there is a result to show."""
     task_id = st.session_state.get(key)
-    status = engine().task(task_id) if task_id else None
+    status = engine().tasks.get(task_id) if task_id else None
     if status is None:
         return None
     if not status.finished:
@@ -41,12 +41,12 @@ def cancel_task(key: str) -> None:
     """Stop this session's task under `key` if it is still running (its inputs changed)."""
     task_id = st.session_state.pop(key, None)
     if task_id:
-        engine().cancel_task(task_id)
+        engine().tasks.cancel(task_id)
 
 
 @st.fragment(run_every=1)
 def _live(task_id: str, label: str, cancellable: bool) -> None:
-    status = engine().task(task_id)
+    status = engine().tasks.get(task_id)
     if status is None or status.finished:
         st.rerun()
     if status.total:
@@ -58,5 +58,5 @@ def _live(task_id: str, label: str, cancellable: bool) -> None:
     if status.cancel_requested:
         st.caption("Stopping…")
     elif st.button("Cancel", key=f"cancel_task_{task_id}", icon=":material/stop:"):
-        engine().cancel_task(task_id)
+        engine().tasks.cancel(task_id)
         st.rerun()  # the whole page: the fragment's own rerun is not allowed on a full run

@@ -1,23 +1,27 @@
 """Who may do what: three roles (viewer, operator, admin), the mapping from a signed-in
-person's claims (e-mail, e-mail domain, groups) to a role, and `AuthorizedEngine`, the
-engine as one user sees it: every call is checked against that user's role where it
-happens, on the server, so a hidden button or a forged rerun changes nothing. Refusals
-are logged (`memsys.access`) with who tried what.
+person's claims (e-mail, e-mail domain, groups) to a role, the `Action` record each engine
+call declares on itself (its role, whether it is audited, how a refusal describes it), and
+`AuthorizedEngine`, the engine as one user sees it: every call is checked against that
+user's role where it happens, on the server, so a hidden button or a forged rerun changes
+nothing. Refusals are logged (`memsys.access`) with who tried what.
 """
 from __future__ import annotations
 
 import enum
+import functools
+import inspect
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Generic, Mapping, TypeVar, overload
 
 from memsys.errors import JobStoreError, MemsysError
 
 if TYPE_CHECKING:
     from memsys.config import Settings
-    from memsys.engine import Engine
 
 log = logging.getLogger(__name__)
+F = TypeVar("F", bound=Callable[..., Any])
+G = TypeVar("G")
 
 
 class Role(enum.IntEnum):
@@ -35,10 +39,10 @@ class Role(enum.IntEnum):
 class AccessDenied(MemsysError):
     """The user's role does not allow the action; the message says which role would."""
 
-    def __init__(self, user: "User", action: str, needed: Role) -> None:
+    def __init__(self, user: "User", action: str, needed: Role, description: str = "") -> None:
         self.user, self.action, self.needed = user, action, needed
         super().__init__(
-            f"{user.name} is signed in as {user.role.label}; {_describe(action)} needs the {needed.label} role. "
+            f"{user.name} is signed in as {user.role.label}; {description or action} needs the {needed.label} role. "
             "Ask an admin if you need it"
         )
 
@@ -111,134 +115,174 @@ def user_from_claims(claims: Mapping[str, Any], roles: RoleMap) -> User | None:
     return User(name, email, role)
 
 
-# The role each engine call needs. A call that is not listed is refused for everyone
-# (deny by default); tests/test_access.py checks that every public Engine method is here.
-VIEWER_CALLS = {
-    "store_status", "embedder_status", "batch_config_path", "saved_batch_config", "job", "require_job",
-    "recent_jobs", "failed_items", "iter_failed_items", "failed_counts", "failed_items_csv", "job_warnings", "batches", "errors_by_type", "metrics", "follow", "wait", "search", "browse",
-    "count", "get_memory", "cache_dir", "cache_info", "task", "start_task", "is_structured", "columns_in",
-    "cluster_status", "browse_page", "documents", "export", "server_status", "collections", "needs_reembed",
-    "weaviate_problems",
-}
-OPERATOR_CALLS = {
-    "preview", "start_preview", "cancel_task", "new_spool", "spool_upload", "spool_paths", "create_import", "start_import", "run", "cancel",
-    "resume", "retry_failed", "warm_up", "check_embedding_endpoints", "record_import_started",
-    # Reads only, but asks every node for every memory of a job: an operator's check.
-    "verify_job",
-    # Writes memories back from an export, as an import would.
-    "restore",
-}
-ADMIN_CALLS = {
-    "delete", "delete_job", "clear_cache", "save_batch_config", "check_connections",
-    # Stopping (or starting) the shared memsys server affects every user of the data directory.
-    "server_start", "server_stop",
-    # A re-embed moves what every search uses; dropping a collection deletes its memories.
-    "create_reembed", "start_reembed", "drop_collection",
-    # The Logs page and the audit trail; settings changes are recorded from the admin's Settings page.
-    "read_logs", "follow_logs", "log_components", "audit_trail", "record_settings_change", "record_refusal",
-}
-# Calls that record who made them in the audit trail (`actor=`).
-AUDITED_CALLS = {"cancel", "resume", "retry_failed", "delete", "delete_job", "check_cache", "clear_cache",
-                 "record_settings_change", "record_import_started", "start_import", "start_reembed", "drop_collection",
-                 "restore", "server_start", "server_stop"}
-# Calls whose role depends on their arguments.
-ARGUMENT_CALLS: dict[str, Callable[..., Role]] = {
-    # A check is an operator's; a repair (fix=True) removes entries and is an admin's.
-    "check_cache": lambda fix=False, **_: Role.ADMIN if fix else Role.OPERATOR,
-}
-# What each page is for, and the least role that may open it.
-PAGE_ROLES = {
-    "home": Role.VIEWER, "memories": Role.VIEWER, "metrics": Role.VIEWER, "cache": Role.VIEWER,
-    "import": Role.OPERATOR, "batch_settings": Role.ADMIN, "settings": Role.ADMIN, "logs": Role.ADMIN,
-}
+@dataclass(frozen=True)
+class Action:
+    """What one engine call is, declared once on the call itself (`@action(...)`): the
+    least role that may make it, how a refused user is told what they tried, the audit
+    trail's name for it when it is audited (a refusal is recorded under that name too),
+    and, when its arguments decide the role, the rule that does."""
+
+    role: Role
+    description: str
+    audit: str = ""
+    role_for: Callable[..., Role] | None = None
+
+    def needs(self, arguments: Mapping[str, Any]) -> Role:
+        return self.role_for(**arguments) if self.role_for is not None else self.role
 
 
-def role_needed(action: str, kwargs: Mapping[str, Any] | None = None) -> Role | None:
-    """The role a call needs; None when the call is not one a user may make at all."""
-    if action in ARGUMENT_CALLS:
-        return ARGUMENT_CALLS[action](**dict(kwargs or {}))
-    if action in VIEWER_CALLS:
-        return Role.VIEWER
-    if action in OPERATOR_CALLS:
-        return Role.OPERATOR
-    if action in ADMIN_CALLS:
-        return Role.ADMIN
-    return None
+def action(role: Role, description: str, *, audit: str = "",
+           role_for: Callable[..., Role] | None = None) -> Callable[[F], F]:
+    """Attach the call's `Action` record. Under `@property` or `@staticmethod`, as the
+    innermost decorator. A call without one is refused to every user."""
+
+    def attach(call: F) -> F:
+        call.__action__ = Action(role, description, audit, role_for)  # type: ignore[attr-defined]
+        return call
+
+    return attach
 
 
-_DESCRIPTIONS = {
-    "delete": "deleting memories", "delete_job": "deleting memories", "restore": "restoring memories",
-    "clear_cache": "clearing the cache", "check_cache": "this cache action",
-    "save_batch_config": "saving batch settings", "check_connections": "checking the connections",
-    "start_import": "starting an import", "create_import": "starting an import", "preview": "previewing an import",
-    "start_preview": "previewing an import", "cancel_task": "cancelling a task",
-    "cancel": "cancelling an import", "resume": "resuming an import", "retry_failed": "retrying failed items",
-    "warm_up": "warming up the cache", "spool_upload": "uploading files",
-    "check_embedding_endpoints": "checking the embedding endpoints",
-    "create_reembed": "re-embedding the memories", "start_reembed": "re-embedding the memories",
-    "drop_collection": "dropping a collection",
-}
+def action_of(member: Any) -> Action | None:
+    """The record of a class member: a method, a property or a static method."""
+    if isinstance(member, property):
+        member = member.fget
+    elif isinstance(member, staticmethod):
+        member = member.__func__
+    return getattr(member, "__action__", None)
 
 
-def _describe(action: str) -> str:
-    return _DESCRIPTIONS.get(action, action.replace("_", " "))
+class CallGroup(Generic[G]):
+    """One group of an engine's calls (`engine.jobs`, `engine.cache`, ...): built on first
+    use for each engine, and readable from the engine's class, so every call's record can
+    be listed without an engine."""
+
+    def __init__(self, calls: type[G]) -> None:
+        self.calls = calls
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, engine: None, owner: type) -> "CallGroup[G]": ...
+
+    @overload
+    def __get__(self, engine: object, owner: type) -> G: ...
+
+    def __get__(self, engine: object | None, owner: type) -> "CallGroup[G] | G":
+        if engine is None:
+            return self
+        # Stored under the same name, the group shadows this descriptor from then on.
+        made = engine.__dict__.get(self.name)
+        if made is None:
+            made = engine.__dict__[self.name] = self.calls(engine)  # type: ignore[call-arg]
+        return made
+
+
+@functools.cache
+def action_table(engine_type: type) -> dict[str, Action]:
+    """Every call of every group of `engine_type` that has a record, as "group.call"."""
+    table = {}
+    for group in vars(engine_type).values():
+        if isinstance(group, CallGroup):
+            for name, member in vars(group.calls).items():
+                record = action_of(member)
+                if record is not None and not name.startswith("_"):
+                    table[f"{group.name}.{name}"] = record
+    return table
+
+
+# Arguments of an audited call that name who acts: the signed-in user unless given.
+_ACTOR_ARGUMENTS = ("started_by", "actor")
 
 
 class AuthorizedEngine:
-    """The engine as one user may use it: the same methods, each checked against the
-    user's role before it runs. Imports record who started them."""
+    """The engine as one user may use it: the same groups and calls (`engine.jobs.cancel`),
+    each checked against the user's role before it runs, by its record; a call with no
+    record, and anything that is not a group's call, is refused to everyone. Audited calls
+    record who made them, and imports who started them."""
 
-    def __init__(self, engine: "Engine", user: User, on_refusal: Callable[[User, str], None] | None = None) -> None:
+    def __init__(self, engine: Any, user: User, on_refusal: Callable[[User, str], None] | None = None) -> None:
         self._engine = engine
         self.user = user
         self._on_refusal = on_refusal
+        self._actions = action_table(type(engine))
 
     @property
     def actor(self) -> str:
         """How the audit trail names this user."""
         return self.user.email or self.user.name
 
-    def can(self, action: str, **kwargs: Any) -> bool:
-        """Whether this user may make the call (for drawing only what they may use)."""
-        needed = role_needed(action, kwargs)
-        return needed is not None and self.user.can(needed)
+    def can(self, call: str, **arguments: Any) -> bool:
+        """Whether this user may make the call "group.call" (for drawing only what they may use)."""
+        record = self._actions.get(call)
+        return record is not None and self.user.can(record.needs(arguments))
 
     def require(self, role: Role, action: str) -> None:
         """Refuse (AccessDenied, logged) unless the user has `role`; for checks that are not
         an engine call, such as changing this session's connection settings."""
         if not self.user.can(role):
-            self._refuse(action, role)
+            self._refuse(action, role, action)
 
-    def _refuse(self, action: str, needed: Role) -> None:
+    def _check(self, call: str, arguments: Mapping[str, Any]) -> None:
+        record = self._actions.get(call)
+        needed = record.needs(arguments) if record is not None else None
+        if needed is None or not self.user.can(needed):
+            self._refuse(call, needed or Role.ADMIN, record.description if record else call)
+
+    def _refuse(self, call: str, needed: Role, description: str) -> None:
         log.warning("refused: %s (%s, %s) tried %s, which needs %s", self.user.name, self.user.email or "no e-mail",
-                    self.user.role.label, action, needed.label)
+                    self.user.role.label, call, needed.label)
         try:
-            self._engine.record_refusal(action, actor=self.actor,
-                                        reason=f"signed in as {self.user.role.label}; {action} needs {needed.label}")
+            reason = f"signed in as {self.user.role.label}; {call} needs {needed.label}"
+            self._engine.audit.record_refusal(call, actor=self.actor, reason=reason)
         except JobStoreError as e:  # the refusal stands whether or not it could be recorded
-            log.error("the refusal of %s to %s could not be recorded: %s", action, self.actor, e)
+            log.error("the refusal of %s to %s could not be recorded: %s", call, self.actor, e)
         if self._on_refusal is not None:
-            self._on_refusal(self.user, action)
-        raise AccessDenied(self.user, action, needed)
+            self._on_refusal(self.user, call)
+        raise AccessDenied(self.user, call, needed, description)
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(name)
-        target = getattr(self._engine, name)
-        if not callable(target):
-            needed = role_needed(name)
-            if needed is None or not self.user.can(needed):
-                self._refuse(name, needed or Role.ADMIN)
-            return target
+        if not isinstance(inspect.getattr_static(type(self._engine), name, None), CallGroup):
+            self._refuse(name, Role.ADMIN, name)  # the engine's own parts: no user reaches them
+        checked = _CheckedGroup(self, name, getattr(self._engine, name))
+        self.__dict__[name] = checked
+        return checked
+
+
+class _CheckedGroup:
+    """One group of the engine as `AuthorizedEngine`'s user may use it."""
+
+    def __init__(self, owner: AuthorizedEngine, name: str, calls: Any) -> None:
+        self._owner, self._name, self._calls = owner, name, calls
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        call = f"{self._name}.{name}"
+        member = inspect.getattr_static(type(self._calls), name, None)
+        record = action_of(member)
+        if record is None:
+            self._owner._check(call, {})  # no record: refused to everyone
+        if isinstance(member, property):
+            self._owner._check(call, {})
+            return getattr(self._calls, name)
+        target = getattr(self._calls, name)
+        signature = inspect.signature(target)
+        stamped = [a for a in _ACTOR_ARGUMENTS if a in signature.parameters] if record.audit else []
+        owner = self._owner
 
         def checked(*args: Any, **kwargs: Any) -> Any:
-            needed = role_needed(name, kwargs)
-            if needed is None or not self.user.can(needed):
-                self._refuse(name, needed or Role.ADMIN)
-            if name in ("create_import", "start_import", "create_reembed", "start_reembed"):
-                kwargs.setdefault("started_by", self.actor)
-            if name in AUDITED_CALLS:
-                kwargs.setdefault("actor", self.actor)
+            try:
+                arguments = signature.bind_partial(*args, **kwargs).arguments
+            except TypeError:  # the call itself will say what is wrong, once it may be made
+                arguments = kwargs
+            owner._check(call, arguments)
+            for argument in stamped:
+                kwargs.setdefault(argument, owner.actor)
             return target(*args, **kwargs)
 
         checked.__name__ = name

@@ -1,7 +1,8 @@
-"""The seed's Python API: `embed_text`, `embed_texts_batch`, `write_memory`,
-`write_memories_batch`, plus reading and searching. `MemorySystem` holds one router and
-one store; the module-level functions use a process-wide default system built from
-`Settings.load()` on first use.
+"""The Python API for scripts, over one store and one embedding router: `embed_text`,
+`embed_texts_batch`, `write_memory`, `write_memories_batch`, plus reading and searching.
+`MemorySystem` holds the router and the store; the module-level functions use a
+process-wide default system built from `Settings.load()` on first use. Jobs, imports and
+the dashboard's operations are `memsys.engine`'s, built over a `MemorySystem`.
 """
 from __future__ import annotations
 
@@ -44,11 +45,12 @@ class WriteReport:
 
 
 class MemorySystem:
-    """The engine: an embedding router and a memory store, configured by one Settings.
+    """One embedding router and one memory store, configured by one Settings: what this
+    module's functions, the import pipeline and the engine embed, write and search through.
 
-    `batch_config` governs the guide's writes: `write_memories_batch` embeds and writes
+    `batch_config` governs `write_memories_batch`: it embeds and writes
     `default_batch_size` records at a time, through the cache when `enable_cache` is on.
-    By default it is the saved batch settings of the data directory (or the guide's
+    By default it is the saved batch settings of the data directory (BatchConfig's
     defaults when none are saved)."""
 
     def __init__(
@@ -297,7 +299,7 @@ def get_default_system() -> MemorySystem:
 
 @atexit.register
 def _close_default_system() -> None:
-    """A script using the guide's functions closes its Weaviate connection at exit.
+    """A script using this module's functions closes its Weaviate connection at exit.
 
     Then the objects still alive are frozen out of the garbage collector: the
     interpreter's last collection would otherwise walk every object of the Weaviate and

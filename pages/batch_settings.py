@@ -97,11 +97,11 @@ st.caption("Saved settings are what every new import starts from, in every brows
 left, middle, right = st.columns(3)
 if left.button("Save for every new import", icon=":material/save:", type="primary"):
     with guarded():
-        memsys_engine.save_batch_config(config)
+        memsys_engine.batch.save(config)
         st.success("Saved: new imports start from these settings.", icon=":material/check:")
 if middle.button("Go back to the saved settings", icon=":material/history:"):
     with guarded():
-        use_batch_config(memsys_engine.saved_batch_config())
+        use_batch_config(memsys_engine.batch.saved())
         flash("Loaded the saved settings.")
         st.rerun()
 right.download_button("Download as JSON", json.dumps(config.to_dict(), indent=2), file_name="batch_config.json",

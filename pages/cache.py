@@ -19,7 +19,7 @@ st.caption(
 
 memsys_engine = or_stop(engine)
 with guarded():
-    info = memsys_engine.cache_info()
+    info = memsys_engine.cache.info()
     entries, size, lifetime, process = st.columns(4)
     entries.metric("Cached vectors", fmt.count(info["num_entries"]))
     limit = f"limit {fmt.size(info['size_limit_bytes'])}" if info.get("evicts") else "no size limit"
@@ -40,28 +40,28 @@ with guarded():
     else:
         st.caption("The cache is empty.")
     st.subheader("Per import")
-    rows = job_cache_rows(memsys_engine.recent_jobs(limit=20))
+    rows = job_cache_rows(memsys_engine.jobs.recent(limit=20))
     if rows:
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
     else:
         st.caption("No import has used the cache yet.")
 
-if memsys_engine.can("check_cache"):  # operators and admins; repair and clear are admins' only
+if memsys_engine.can("cache.check"):  # operators and admins; repair and clear are admins' only
     st.subheader("Health check")
     st.caption("Reads every entry and checks it can be trusted: its size, its numbers, the model it names. "
                "Imports can keep running meanwhile.")
     check, repair = st.columns(2)
     if check.button("Check the cache", icon=":material/health_and_safety:"):
-        start_task("cache_check", "cache-check", lambda progress: memsys_engine.check_cache(fix=False, progress=progress))
+        start_task("cache_check", "cache-check", lambda progress: memsys_engine.cache.check(fix=False, progress=progress))
     report = task_result("cache_check", "Checking entries")
     if report is not None:
         health_report(report)
-        if memsys_engine.can("check_cache", fix=True) and repair.button(
+        if memsys_engine.can("cache.check", fix=True) and repair.button(
                 "Repair", type="primary", icon=":material/build:", disabled=report.ok or report.fix):
-            start_task("cache_check", "cache-repair", lambda progress: memsys_engine.check_cache(fix=True, progress=progress))
+            start_task("cache_check", "cache-repair", lambda progress: memsys_engine.cache.check(fix=True, progress=progress))
             st.rerun()
 
-if memsys_engine.can("warm_up"):
+if memsys_engine.can("cache.warm_up"):
     st.subheader("Warm up")
     st.caption("Embed texts you expect to import, so the import itself finds them in the cache.")
     typed_tab, file_tab = st.tabs(["Type or paste texts", "From a text file"])
@@ -74,24 +74,24 @@ if memsys_engine.can("warm_up"):
         texts = text_lines(typed)
         with guarded():
             # The file goes to the spool first and is read a line at a time, never whole.
-            spooled = memsys_engine.spool_upload(upload.file_id, upload.name, upload) if upload else None
+            spooled = memsys_engine.imports.spool_upload(upload.file_id, upload.name, upload) if upload else None
             if not texts and spooled is None:
                 st.warning("Type some texts or choose a file first.")
             else:
                 files = [spooled] if spooled is not None else []
                 start_task("cache_warmup", "cache-warmup",
-                           lambda progress: memsys_engine.warm_up(texts, files=files, progress=progress))
+                           lambda progress: memsys_engine.cache.warm_up(texts, files=files, progress=progress))
     warmed = task_result("cache_warmup", "Embedding")
     if warmed is not None:
         st.success(f"Warmed up {fmt.plural(warmed.texts, 'text')}: {warmed.already_cached:,} were already cached, "
                    f"{warmed.embedded:,} embedded now.", icon=":material/check:")
 
-if memsys_engine.can("clear_cache"):
+if memsys_engine.can("cache.clear"):
     st.subheader("Clear")
     with st.container(border=True):
         st.markdown("Deletes every cached vector, for every model. Imports keep working but embed everything again.")
         sure = st.checkbox("I understand: every text will be embedded again")
         if st.button("Clear the cache", icon=":material/delete_forever:", disabled=not sure):
             with guarded():
-                removed = memsys_engine.clear_cache()
+                removed = memsys_engine.cache.clear()
                 st.success(f"Removed {fmt.plural(removed, 'entry', 'entries')}.", icon=":material/check:")

@@ -20,35 +20,35 @@ memories = None
 with store_box.container(border=True), guarded():
     st.markdown("**Memory store**")
     with st.spinner("Connecting to Weaviate (starting the memsys server takes about 15 seconds)…"):
-        store = memsys_engine.store_status()
+        store = memsys_engine.status.store()
     memories = store.memories
     st.metric("Memories", fmt.count(memories))
     st.caption(f"Weaviate {store.version}, {store.mode} mode, collection {store.collection}")
-    server_status = memsys_engine.server_status(count_objects=False)
+    server_status = memsys_engine.server.status(count_objects=False)
     st.caption(fmt.server_summary(server_status))
     if server_status.watch_problem:
         st.warning(server_status.watch_problem[:1].upper() + server_status.watch_problem[1:], icon=":material/warning:")
 with embedder_box.container(border=True), guarded():
     st.markdown("**Embeddings**")
-    embedder = memsys_engine.embedder_status()
+    embedder = memsys_engine.status.embedder()
     st.metric("Provider", embedder.provider)
     where = f" at {embedder.base_url}" if embedder.base_url else ""
     st.caption(f"Model {embedder.model}{where}, {embedder.dimensions or 'unknown'} dimensions")
 with cache_box.container(border=True), guarded():
     st.markdown("**Embedding cache**")
-    cache = memsys_engine.cache_info()
+    cache = memsys_engine.cache.info()
     st.metric("Cached vectors", fmt.count(cache["num_entries"]))
     lookups = cache["hits"] + cache["misses"]
     st.caption(f"{fmt.size(cache['total_size_bytes'])} on disk, "
                f"hit rate {fmt.percent(cache['hit_rate']) if lookups else '— (not used yet)'}")
 
 with guarded():
-    weaviate_problems(memsys_engine.weaviate_problems())
+    weaviate_problems(memsys_engine.server.problems())
 
 with st.container(border=True), guarded():
-    cluster_panel(memsys_engine.cluster_status())
+    cluster_panel(memsys_engine.server.cluster())
 
-jobs = memsys_engine.recent_jobs(limit=10)
+jobs = memsys_engine.jobs.recent(limit=10)
 st.subheader("What to do next")
 for step in next_steps(memories, jobs):
     st.page_link(step.page, label=step.text, icon=":material/arrow_forward:")

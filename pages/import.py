@@ -19,7 +19,7 @@ st.caption("Turn documents into memories: each file is read, cut into chunks, em
 memsys_engine = or_stop(engine)
 state = st.session_state
 job_id = state.get("import_job") or st.query_params.get("job")
-job = memsys_engine.job(job_id) if job_id else None
+job = memsys_engine.jobs.get(job_id) if job_id else None
 
 # --- the import this session is following ----------------------------------------------
 if job is not None:
@@ -34,7 +34,7 @@ if job is not None:
             st.query_params.pop("job", None)
             st.rerun()
 
-others = [j for j in memsys_engine.recent_jobs(limit=20) if j.is_active and j.job_id != job_id]
+others = [j for j in memsys_engine.jobs.recent(limit=20) if j.is_active and j.job_id != job_id]
 for other in others:
     left, right = st.columns([4, 1])
     left.info(f"Also running: {fmt.plain(other.label)} ({fmt.job_state(other.state).lower()}, "
@@ -62,7 +62,7 @@ tags = kept(left.text_input, "Tags", "import_tags", "", placeholder="separate wi
 source = kept(right.text_input, "Source", "import_source", "document-import")
 
 mapping = None
-structured = [p for p in paths if memsys_engine.is_structured(p)]
+structured = [p for p in paths if memsys_engine.imports.is_structured(p)]
 if structured:
     st.subheader("3. Columns")
     mapping = column_mapping(memsys_engine, structured)
@@ -88,7 +88,7 @@ if not paths:
 
 
 def start(defaults: MemoryDefaults) -> None:
-    new_job = memsys_engine.start_import(paths, defaults, mapping=mapping, config=config, origin=origin, mirror=mirror)
+    new_job = memsys_engine.imports.start(paths, defaults, mapping=mapping, config=config, origin=origin, mirror=mirror)
     state.pop("mirror_removals", None)
     state["import_job"] = new_job
     st.query_params["job"] = new_job
@@ -97,14 +97,14 @@ def start(defaults: MemoryDefaults) -> None:
 
 
 preview_task(memsys_engine, preview_clicked, repr((paths, project, repo, agent, tags, source, mapping, config, mirror)),
-             lambda: memsys_engine.start_preview(paths, import_defaults(project, repo, agent, tags, source),
+             lambda: memsys_engine.imports.start_preview(paths, import_defaults(project, repo, agent, tags, source),
                                                  mapping=mapping, config=config, origin=origin), mirror=mirror)
 
 if start_clicked and not mirror:
     with guarded():
         start(import_defaults(project, repo, agent, tags, source))
 found = mirror_check(start_clicked and mirror,
-                     lambda: memsys_engine.start_preview(paths, import_defaults(project, repo, agent, tags, source),
+                     lambda: memsys_engine.imports.start_preview(paths, import_defaults(project, repo, agent, tags, source),
                                                          mapping=mapping, config=config, origin=origin, limit=0))
 if found is not None:
     with guarded():

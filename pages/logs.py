@@ -13,7 +13,7 @@ st.caption("What memsys did and why: every import's start, batches, retries and 
 memsys_engine = or_stop(engine)
 lines_tab, audit_tab = st.tabs(["Log lines", "Audit trail"])
 with lines_tab, guarded():
-    query, follow = log_filters(memsys_engine.log_components(), st.query_params.get("job", ""))
+    query, follow = log_filters(memsys_engine.logs.components(), st.query_params.get("job", ""))
     log_lines(query, follow)
 with audit_tab, guarded():
-    audit_table(memsys_engine.audit_trail(limit=1000))
+    audit_table(memsys_engine.audit.records(limit=1000))

@@ -21,12 +21,12 @@ def delete_matching(target: MemoryFilter) -> None:
     """Runs before the page does (a button callback), so the confirmation box can be emptied."""
     st.session_state["delete_confirm"] = ""
     try:
-        st.session_state["delete_outcome"] = engine().delete(target)
+        st.session_state["delete_outcome"] = engine().memories.delete(target)
     except Exception as e:  # shown as a sentence by the page below
         st.session_state["delete_outcome"] = e
 
 
-may_delete = engine().can("delete")  # admins only; the engine refuses anyone else anyway
+may_delete = engine().can("memories.delete")  # admins only; the engine refuses anyone else anyway
 tabs = st.tabs(["Search", "Browse", "Documents", "Delete"] if may_delete else ["Search", "Browse", "Documents"])
 search_tab, browse_tab = tabs[0], tabs[1]
 
@@ -44,9 +44,9 @@ with search_tab:
             st.warning("Type something to search for.")
         else:
             with guarded(), st.spinner("Searching…"):
-                st.session_state["search_hits"] = engine().search(
+                st.session_state["search_hits"] = engine().memories.search(
                     query, limit=limit, where=memory_filter(project, repo, agent, tags), mode=mode)
-                st.session_state["search_unlike"] = "" if mode == "keyword" else engine().needs_reembed()
+                st.session_state["search_unlike"] = "" if mode == "keyword" else engine().collections.needs_reembed()
     hits = st.session_state.get("search_hits")
     if unlike := st.session_state.get("search_unlike"):
         st.info(f"Matched by keywords only: {fmt.plain(unlike)}, and two models' vectors cannot be compared. "
@@ -66,7 +66,7 @@ with browse_tab:
         with left.expander("Filters"):
             where = memory_filter(*filter_fields("browse"))
         page_size = right.selectbox("Per page", (10, 25, 50, 100), index=1)
-        total = engine().count(where)
+        total = engine().memories.count(where)
         pages = max(1, -(-total // page_size))
         shown, page = cursor_page(where, page_size)
         st.caption(f"{fmt.plural(total, 'memory', 'memories')} ({describe_filter(where)}), in ID order; "
@@ -80,7 +80,7 @@ with browse_tab:
         memory_id = st.text_input("Memory ID", placeholder="00000000-0000-0000-0000-000000000000")
         if memory_id.strip():
             with guarded():
-                found = engine().get_memory(checked_memory_id(memory_id))
+                found = engine().memories.get(checked_memory_id(memory_id))
                 if found is None:
                     st.warning("No memory has this ID.")
                 else:
@@ -101,10 +101,10 @@ if may_delete:
             st.caption("Fill in a field above to choose what to delete.")
         else:
             with guarded():
-                matches = engine().count(target)
+                matches = engine().memories.count(target)
                 st.markdown(f"**{fmt.plural(matches, 'memory matches', 'memories match')}** {fmt.plain(describe_filter(target))}.")
                 if matches:
-                    st.dataframe(pd.DataFrame(memory_rows(engine().browse(target, limit=5))),
+                    st.dataframe(pd.DataFrame(memory_rows(engine().memories.browse(target, limit=5))),
                                  hide_index=True, width="stretch")
                     typed = st.text_input(f"Type DELETE to remove {fmt.plural(matches, 'memory', 'memories')} for good",
                                           key="delete_confirm")

@@ -16,7 +16,7 @@ from components.figures import (
 st.title("Metrics")
 st.caption("How fast imports ran, where the time went, and how much the cache saved.")
 store = or_stop(engine)
-jobs = store.recent_jobs(limit=100)
+jobs = store.jobs.recent(limit=100)
 if not jobs:
     st.info("No imports yet: metrics appear here once the first import has run.")
     st.stop()
@@ -33,7 +33,7 @@ one_tab, all_tab, compare_tab = st.tabs(["One import", "All imports", "Compare t
 with one_tab:
     chosen = st.selectbox("Import", list(by_id), format_func=describe, key="metrics_job")
     job_figures(by_id[chosen], live=False)
-    table = batch_table(store.batches(chosen))
+    table = batch_table(store.jobs.batches(chosen))
     if table.empty:
         st.caption("No batch has finished yet.")
     else:
@@ -48,7 +48,7 @@ with one_tab:
         with left:
             chart_with_data(cache_figure(table), table[["batch", "cache_hits", "cache_misses"]], f"cache-{chosen}")
         with right:
-            errors = errors_table(store.errors_by_type(chosen))
+            errors = errors_table(store.jobs.errors_by_type(chosen))
             if errors.empty:
                 st.markdown("**Failed items by kind of error**")
                 st.caption("No item failed.")
@@ -71,7 +71,7 @@ with compare_tab:
             st.caption("Choose two different runs.")
         else:
             st.dataframe(comparison_table(by_id[first], by_id[second]), hide_index=True, width="stretch")
-            runs = runs_table({describe(first): batch_table(store.batches(first)),
-                               describe(second): batch_table(store.batches(second))})
+            runs = runs_table({describe(first): batch_table(store.jobs.batches(first)),
+                               describe(second): batch_table(store.jobs.batches(second))})
             chart_with_data(comparison_figure(runs), runs[["run", "batch", "elapsed_seconds", "items_done", "items_per_second"]]
                             if not runs.empty else runs, f"compare-{first}-{second}")

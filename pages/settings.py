@@ -36,10 +36,10 @@ def apply(changes: dict[str, str]) -> None:
     try:
         load_settings(proposed)
     except ConfigError as e:
-        engine().record_settings_change(changed, secret_fields=SECRET_FIELDS, refused=str(e))
+        engine().audit.record_settings_change(changed, secret_fields=SECRET_FIELDS, refused=str(e))
         show_error(e)
         return
-    engine().record_settings_change(changed, secret_fields=SECRET_FIELDS)
+    engine().audit.record_settings_change(changed, secret_fields=SECRET_FIELDS)
     overrides.clear()
     overrides.update(proposed)
     st.success("Saved for this session.", icon=":material/check:")
@@ -90,13 +90,13 @@ with st.form("keys", clear_on_submit=True):
 left, right = st.columns(2)
 if left.button("Check the connection", icon=":material/network_check:"):
     with guarded(), st.spinner("Connecting (embedded Weaviate takes about 15 seconds to start)…"):
-        status = engine().check_connections()
+        status = engine().status.check_connections()
         st.success(
             f"Weaviate {status.version} answers ({status.memories:,} memories in {status.collection}) and the "
-            f"{engine().embedder_status().provider} embedder works."
+            f"{engine().status.embedder().provider} embedder works."
         )
 if right.button("Back to the configured settings", disabled=not overrides):
-    engine().record_settings_change({name: "" for name in overrides}, secret_fields=SECRET_FIELDS)
+    engine().audit.record_settings_change({name: "" for name in overrides}, secret_fields=SECRET_FIELDS)
     overrides.clear()
     st.rerun()
 

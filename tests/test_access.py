@@ -26,7 +26,7 @@ from dashboard_support import memsys_env
 from helpers import write_rows_csv
 from memsys import MemorySystem
 from memsys.access import (
-    ADMIN_CALLS, LOCAL_ADMIN, OPERATOR_CALLS, AccessDenied, AuthorizedEngine, Role, RoleMap, User, role_needed,
+    LOCAL_ADMIN, AccessDenied, AuthorizedEngine, CallGroup, Role, RoleMap, User, action_of, action_table,
     user_from_claims,
 )
 from memsys.config import Settings, redact_url
@@ -39,38 +39,59 @@ VIEWER = User("Vic", "vic@example.com", Role.VIEWER)
 OPERATOR = User("Olga", "olga@example.com", Role.OPERATOR)
 ADMIN = User("Ann", "ann@example.com", Role.ADMIN)
 SENTINEL = "sk-access-SENTINEL-5e6f7a8b9c0d1e2f"
-NOT_FOR_USERS = {"close", "from_settings"}  # the process's own business, refused to every user
 
 
 def public_engine_calls() -> set[str]:
-    return {name for name, _ in inspect.getmembers(Engine) if not name.startswith("_")}
+    """Every public call of every group of the Engine, as "group.call"."""
+    return {f"{group.name}.{name}" for group in vars(Engine).values() if isinstance(group, CallGroup)
+            for name, _ in inspect.getmembers(group.calls) if not name.startswith("_")}
 
 
-# --- the table ----------------------------------------------------------------------------
+def as_user(user: User) -> AuthorizedEngine:
+    return AuthorizedEngine(Engine.__new__(Engine), user)  # an engine never started: only the records are read
 
-def test_every_engine_call_has_a_role_or_is_refused_to_everyone() -> None:
-    missing = {n for n in public_engine_calls() - NOT_FOR_USERS if role_needed(n) is None}
-    assert not missing, f"Engine calls with no role in memsys/access.py: {sorted(missing)}"
-    for name in NOT_FOR_USERS | {"system", "jobs", "runner", "pipeline", "settings"}:
-        assert role_needed(name) is None
+
+# --- the records ----------------------------------------------------------------------------
+
+def test_every_engine_call_has_a_record_or_is_refused_to_everyone() -> None:
+    missing = public_engine_calls() - set(action_table(Engine))
+    assert not missing, f"Engine calls with no @action record in memsys/engine/: {sorted(missing)}"
+    anyone = as_user(ADMIN)
+    for name in ("close", "from_settings", "system", "job_store", "runner", "pipeline", "settings", "spool",
+                 "audit_trail", "task_runner", "jobs.nothing"):
+        assert not anyone.can(name)
+    assert all(action_of(getattr(Engine, name)) is None for name in ("close", "from_settings"))
+
+
+def test_the_records_agree_with_themselves() -> None:
+    table = action_table(Engine)
+    # An audited call names who acts (`actor`, or `started_by` for the job it records).
+    for call, record in table.items():
+        group, name = call.split(".")
+        member = getattr(getattr(Engine, group).calls, name)
+        if record.audit:
+            assert {"actor", "started_by"} & set(inspect.signature(member).parameters), call
+        assert record.description, call
 
 
 @pytest.mark.parametrize(("user", "allowed", "refused"), [
-    (VIEWER, {"search", "browse", "get_memory", "count", "metrics", "recent_jobs", "cache_info", "store_status"},
-     {"start_import", "preview", "cancel", "resume", "retry_failed", "warm_up", "check_cache", "delete",
-      "clear_cache", "save_batch_config", "spool_upload", "delete_job", "restore"}),
-    (OPERATOR, {"search", "start_import", "preview", "cancel", "resume", "retry_failed", "warm_up", "check_cache",
-                "spool_upload"},
-     {"delete", "delete_job", "clear_cache", "save_batch_config", "check_connections"}),
-    (ADMIN, {"search", "start_import", "delete", "clear_cache", "save_batch_config", "warm_up", "check_connections"},
+    (VIEWER, {"memories.search", "memories.browse", "memories.get", "memories.count", "jobs.metrics", "jobs.recent",
+              "cache.info", "status.store", "batch.path", "cache.directory"},
+     {"imports.start", "imports.preview", "jobs.cancel", "jobs.resume", "jobs.retry_failed", "cache.warm_up",
+      "cache.check", "memories.delete", "cache.clear", "batch.save", "imports.spool_upload", "memories.delete_job",
+      "memories.restore"}),
+    (OPERATOR, {"memories.search", "imports.start", "imports.preview", "jobs.cancel", "jobs.resume",
+                "jobs.retry_failed", "cache.warm_up", "cache.check", "imports.spool_upload"},
+     {"memories.delete", "memories.delete_job", "cache.clear", "batch.save", "status.check_connections"}),
+    (ADMIN, {"memories.search", "imports.start", "memories.delete", "cache.clear", "batch.save", "cache.warm_up",
+             "status.check_connections"},
      set()),
 ])
 def test_each_role_may_make_exactly_its_calls(user: User, allowed: set[str], refused: set[str]) -> None:
-    guarded = AuthorizedEngine.__new__(AuthorizedEngine)
-    guarded.user = user
+    guarded = as_user(user)
     assert {a for a in allowed if not guarded.can(a)} == set()
     assert {a for a in refused if guarded.can(a)} == set()
-    assert guarded.can("check_cache", fix=True) is (user.role is Role.ADMIN)  # a repair is an admin's
+    assert guarded.can("cache.check", fix=True) is (user.role is Role.ADMIN)  # a repair is an admin's
 
 
 def test_roles_come_from_emails_domains_and_groups() -> None:
@@ -89,7 +110,7 @@ def test_roles_come_from_emails_domains_and_groups() -> None:
 def engine(memsys_system: MemorySystem, tmp_path: Path) -> Iterator[Engine]:
     engine = Engine(memsys_system.settings.replace(data_dir=tmp_path / "data"), system=memsys_system)
     yield engine
-    engine.jobs.close()
+    engine.job_store.close()
 
 
 def test_a_viewers_delete_is_refused_logged_and_deletes_nothing(engine: Engine, caplog: pytest.LogCaptureFixture) -> None:
@@ -97,25 +118,25 @@ def test_a_viewers_delete_is_refused_logged_and_deletes_nothing(engine: Engine, 
     refusals: list[tuple[str, str]] = []
     as_viewer = AuthorizedEngine(engine, VIEWER, on_refusal=lambda user, action: refusals.append((user.email, action)))
     with caplog.at_level(logging.WARNING, logger="memsys.access"), pytest.raises(AccessDenied, match="needs the admin role"):
-        as_viewer.delete(MemoryFilter(project="access"))
-    assert engine.count(MemoryFilter(project="access")) == 1
-    assert refusals == [("vic@example.com", "delete")]
+        as_viewer.memories.delete(MemoryFilter(project="access"))
+    assert engine.memories.count(MemoryFilter(project="access")) == 1
+    assert refusals == [("vic@example.com", "memories.delete")]
     assert any("vic@example.com" in r.getMessage() and "delete" in r.getMessage() for r in caplog.records)
     with pytest.raises(AccessDenied):
         as_viewer.system  # no reaching around the checks
-    assert as_viewer.search("kept", where=MemoryFilter(project="access"))[0].content == "kept for good"
+    assert as_viewer.memories.search("kept", where=MemoryFilter(project="access"))[0].content == "kept for good"
 
 
 def test_an_operator_may_import_but_not_clear_and_the_job_says_who_started_it(engine: Engine, tmp_path: Path) -> None:
     as_operator = AuthorizedEngine(engine, OPERATOR)
     path = write_rows_csv(tmp_path / "rows.csv", ["started by an operator"])
-    job_id = as_operator.start_import(as_operator.spool_paths([path]), MemoryDefaults("access", "r", "a"))
-    job = as_operator.wait(job_id, timeout=300)
+    job_id = as_operator.imports.start(as_operator.imports.spool_paths([path]), MemoryDefaults("access", "r", "a"))
+    job = as_operator.jobs.wait(job_id, timeout=300)
     assert (job.written, job.started_by) == (1, "olga@example.com")
     with pytest.raises(AccessDenied):
-        as_operator.clear_cache()
+        as_operator.cache.clear()
     with pytest.raises(AccessDenied):
-        as_operator.check_cache(fix=True)
+        as_operator.cache.check(fix=True)
 
 
 # --- the app as each role (AppTest, with an [auth] section and a signed-in user) ----------
@@ -191,7 +212,7 @@ def _forged_delete() -> None:
     from components.resources import engine
     from memsys.engine import MemoryFilter
 
-    engine().delete(MemoryFilter(project="access-app"))
+    engine().memories.delete(MemoryFilter(project="access-app"))
 
 
 def _forged_settings_change() -> None:
@@ -278,7 +299,7 @@ def test_a_session_chosen_weaviate_url_never_receives_the_servers_key(listener: 
     engine = Engine(settings)
     try:
         with pytest.raises(Exception) as failure:
-            engine.store_status()
+            engine.status.store()
         assert SENTINEL not in str(failure.value)
     finally:
         engine.close()
@@ -293,9 +314,9 @@ def test_a_password_in_a_url_is_a_secret(tmp_path: Path) -> None:
     assert "pw-SENTINEL-123" in settings.secrets
     engine = Engine(settings)
     try:
-        assert "pw-SENTINEL-123" not in str(engine.embedder_status())
+        assert "pw-SENTINEL-123" not in str(engine.status.embedder())
         path = write_rows_csv(tmp_path / "rows.csv", ["text"])
-        engine.create_import(engine.spool_paths([path]), MemoryDefaults("p", "r", "a"))
+        engine.imports.create(engine.imports.spool_paths([path]), MemoryDefaults("p", "r", "a"))
     finally:
         engine.close()
     assert b"pw-SENTINEL-123" not in settings.jobs_db.read_bytes()
@@ -321,8 +342,8 @@ def test_imported_text_never_renders_as_markdown_or_html() -> None:
 
 def test_the_local_user_is_an_admin_only_without_sign_in() -> None:
     assert LOCAL_ADMIN.role is Role.ADMIN
-    assert ADMIN_CALLS <= {n for n in ADMIN_CALLS if LOCAL_ADMIN.can(role_needed(n) or Role.ADMIN)}
-    assert OPERATOR_CALLS.isdisjoint(ADMIN_CALLS)
+    local = as_user(LOCAL_ADMIN)
+    assert all(local.can(call) for call in action_table(Engine))
 
 
 def test_the_secret_sentinels_are_nowhere_in_the_data_folder_or_the_logs(
@@ -340,12 +361,12 @@ def test_the_secret_sentinels_are_nowhere_in_the_data_folder_or_the_logs(
     (tmp_path / "docs" / "empty.txt").write_text("", encoding="utf-8")
     try:
         with caplog.at_level(logging.DEBUG):
-            job = engine.wait(engine.start_import(engine.spool_paths([tmp_path / "docs"]), MemoryDefaults("s", "r", "a")),
+            job = engine.jobs.wait(engine.imports.start(engine.imports.spool_paths([tmp_path / "docs"]), MemoryDefaults("s", "r", "a")),
                               timeout=300)
-            shown = [str(engine.embedder_status()), str(engine.cache_info()), str(engine.failed_items(job.job_id)),
-                     str(engine.require_job(job.job_id))]
+            shown = [str(engine.status.embedder()), str(engine.cache.info()), str(engine.jobs.failed_items(job.job_id)),
+                     str(engine.jobs.require(job.job_id))]
     finally:
-        engine.jobs.close()
+        engine.job_store.close()
     assert (job.written, job.failed) == (1, 1)
     places = {str(p): p.read_bytes() for p in (tmp_path / "data").rglob("*") if p.is_file()}
     assert any(p.endswith("jobs.sqlite3") for p in places) and any("spool" in p for p in places)

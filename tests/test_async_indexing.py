@@ -40,15 +40,15 @@ def test_a_search_right_after_the_job_finds_every_imported_memory(async_system: 
     engine = Engine(async_system.settings.replace(data_dir=tmp_path / "data"), system=system)
     texts = short_texts(400, "async")
     write_rows_csv(tmp_path / "rows.csv", texts)
-    job_id = engine.start_import(engine.spool_paths([tmp_path / "rows.csv"]), MemoryDefaults("p", "r", "a"))
-    job = engine.wait(job_id, timeout=600)
+    job_id = engine.imports.start(engine.imports.spool_paths([tmp_path / "rows.csv"]), MemoryDefaults("p", "r", "a"))
+    job = engine.jobs.wait(job_id, timeout=600)
     assert job.state == "completed" and job.written == 400
     queue = system.store.index_queue()
     assert queue.drained and queue.shards >= 1
     vectors = system.router.embed(texts).vectors
     found = {hit.content for v in vectors for hit in system.store.search(v, limit=1)}
     assert found == set(texts)
-    engine.jobs.close()
+    engine.job_store.close()
     system.store.delete_all()
 
 

@@ -27,12 +27,12 @@ TENS = BatchConfig(text_type_batch_sizes={"short": 10, "medium": 10, "long": 10,
 def engine(memsys_system: MemorySystem, tmp_path: Path) -> Iterator[Engine]:
     engine = Engine(memsys_system.settings.replace(data_dir=tmp_path / "data"), system=memsys_system)
     yield engine
-    engine.jobs.close()
+    engine.job_store.close()
 
 
 def run(engine: Engine, path: Path, config: BatchConfig) -> JobProgress:
-    job_id = engine.start_import(engine.spool_paths([path]), DEFAULTS, config=config)
-    return engine.wait(job_id, timeout=300)
+    job_id = engine.imports.start(engine.imports.spool_paths([path]), DEFAULTS, config=config)
+    return engine.jobs.wait(job_id, timeout=300)
 
 
 def records(n: int, prefix: str) -> list[dict[str, Any]]:
@@ -64,10 +64,10 @@ def test_default_batch_size_is_how_many_records_write_memories_batch_writes_at_o
 
 def test_enable_cache_off_sends_every_text_to_the_embedder_and_caches_nothing(engine: Engine, tmp_path: Path) -> None:
     path = write_rows_csv(tmp_path / "rows.csv", short_texts(12, "uncached"))
-    before = engine.cache_info()["num_entries"]
+    before = engine.cache.info()["num_entries"]
     job = run(engine, path, dataclasses.replace(TENS, enable_cache=False))
     assert (job.written, job.cache_hits, job.cache_misses) == (12, 0, 12)
-    assert engine.cache_info()["num_entries"] == before
+    assert engine.cache.info()["num_entries"] == before
     engine.system.store.delete_all()
     again = run(engine, path, dataclasses.replace(TENS, enable_cache=False))
     assert (again.written, again.cache_hits) == (12, 0)  # nothing was cached for it to find
@@ -91,7 +91,7 @@ def test_cache_dir_puts_a_jobs_vectors_in_its_own_cache_inside_the_data_folder(e
         assert sum(cache.count_by_model().values()) == 5
     finally:
         cache.close()
-    assert engine.cache_dir != folder
+    assert engine.cache.directory != folder
 
 
 @pytest.mark.parametrize("outside", ["/tmp/elsewhere", "../elsewhere", "~/cache", "a/../../b"])
@@ -135,8 +135,8 @@ def test_enable_progress_bar_decides_whether_the_cli_draws_a_bar(
     shown = {}
     for flag in (True, False):
         path = write_rows_csv(tmp_path / f"bar-{flag}.csv", short_texts(3, f"bar{flag}"))
-        job_id = engine.create_import(engine.spool_paths([path]), DEFAULTS, config=dataclasses.replace(TENS, enable_progress_bar=flag))
-        engine.run(job_id)
+        job_id = engine.imports.create(engine.imports.spool_paths([path]), DEFAULTS, config=dataclasses.replace(TENS, enable_progress_bar=flag))
+        engine.jobs.run(job_id)
         assert follow_job(engine, job_id) == 0
         shown[flag] = "import:" in capsys.readouterr().err
     assert shown == {True: True, False: False}
@@ -144,8 +144,8 @@ def test_enable_progress_bar_decides_whether_the_cli_draws_a_bar(
 
 def test_saved_batch_settings_are_what_new_imports_and_the_guides_writes_start_from(engine: Engine, tmp_path: Path) -> None:
     saved = BatchConfig(max_retries=7, default_batch_size=5)
-    engine.save_batch_config(saved)
-    assert engine.saved_batch_config() == saved
+    engine.batch.save(saved)
+    assert engine.batch.saved() == saved
     assert engine.system.batch_config.default_batch_size == 5
-    job_id = engine.create_import(engine.spool_paths([write_rows_csv(tmp_path / "r.csv", ["x"])]), DEFAULTS)
-    assert engine.require_job(job_id).request["config"]["max_retries"] == 7
+    job_id = engine.imports.create(engine.imports.spool_paths([write_rows_csv(tmp_path / "r.csv", ["x"])]), DEFAULTS)
+    assert engine.jobs.require(job_id).request["config"]["max_retries"] == 7

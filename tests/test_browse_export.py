@@ -30,7 +30,7 @@ def big(base_system: MemorySystem, tmp_path_factory: pytest.TempPathFactory) -> 
         assert not outcome.failed
     engine = Engine(system.settings.replace(data_dir=tmp_path_factory.mktemp("big-data")), system=system)
     yield engine
-    engine.jobs.close()
+    engine.job_store.close()
     system.store.delete_all()
 
 
@@ -42,18 +42,18 @@ def test_browsing_pages_through_more_than_ten_thousand_memories(big: Engine) -> 
     seen: list[str] = []
     after = None
     while True:
-        page = big.browse_page(after=after, limit=2000)
+        page = big.memories.browse_page(after=after, limit=2000)
         seen.extend(m.uuid for m in page.memories)
         if page.next_after is None:
             break
         after = page.next_after
-    assert len(seen) == len(set(seen)) == N == big.count()
+    assert len(seen) == len(set(seen)) == N == big.memories.count()
 
 
 def test_a_filtered_browse_pages_past_the_cap_too(big: Engine) -> None:
     where = MemoryFilter(repo="r")
-    first = big.browse_page(where, limit=5000)
-    second = big.browse_page(where, after=first.next_after, limit=5000)
+    first = big.memories.browse_page(where, limit=5000)
+    second = big.memories.browse_page(where, after=first.next_after, limit=5000)
     assert len(first.memories) == 5000 and len(second.memories) == N // 2 - 5000 and second.next_after is None
     assert all(m.repo == "r" for m in first.memories + second.memories)
     # In uuid order, each once, and every match: Weaviate filters, memsys pages by uuid.
@@ -63,27 +63,27 @@ def test_a_filtered_browse_pages_past_the_cap_too(big: Engine) -> None:
     narrow = MemoryFilter(repo="r", tags=("t0",))
     pages, after = [], None
     while True:
-        page = big.browse_page(narrow, after=after, limit=700)
+        page = big.memories.browse_page(narrow, after=after, limit=700)
         pages.append(len(page.memories))
         if page.next_after is None:
             break
         after = page.next_after
-    assert sum(pages) == len([i for i in range(N) if i % 2 and i % 3 == 0]) == big.count(narrow)
+    assert sum(pages) == len([i for i in range(N) if i % 2 and i % 3 == 0]) == big.memories.count(narrow)
 
 
 def test_an_export_restored_into_an_empty_store_is_identical(big: Engine, tmp_path: Path) -> None:
     before = snapshot(big)
     out = tmp_path / "export.jsonl"
     with out.open("w", encoding="utf-8") as f:
-        assert big.export(f, vectors=True) == N
+        assert big.memories.export(f, vectors=True) == N
     partial = io.StringIO()
-    assert big.export(partial, MemoryFilter(tags=("t0",))) == len([i for i in range(N) if i % 3 == 0])
+    assert big.memories.export(partial, MemoryFilter(tags=("t0",))) == len([i for i in range(N) if i % 3 == 0])
     big.system.store.delete_all()
-    assert big.count() == 0
+    assert big.memories.count() == 0
     with out.open(encoding="utf-8") as lines:
-        assert big.restore(lines, actor="ops@example.com", source=out.name) == N
+        assert big.memories.restore(lines, actor="ops@example.com", source=out.name) == N
     assert snapshot(big) == before  # same ids, fields and vectors
-    record = big.audit_trail(action="memories.restored", actor="ops@example.com")[0]
+    record = big.audit.records(action="memories.restored", actor="ops@example.com")[0]
     assert record.outcome == "done" and record.details == {"source": "export.jsonl", "count": N}
 
 
@@ -91,8 +91,8 @@ def test_a_restore_refuses_vectors_of_another_embedder_naming_it(big: Engine) ->
     line = ('{"id": null, "content": "x", "project": "p", "repo": "r", "agent": "a", "vector": [0.1, 0.2],'
             ' "embedder": "0000", "embedder_name": "openai / text-embedding-3-large"}')
     with pytest.raises(ValueError, match=r"line 1: its vector was made by openai / text-embedding-3-large, but this store embeds with local"):
-        big.restore([line], actor="ops@example.com")
-    record = big.audit_trail(action="memories.restored", actor="ops@example.com")[0]
+        big.memories.restore([line], actor="ops@example.com")
+    record = big.audit.records(action="memories.restored", actor="ops@example.com")[0]
     assert record.outcome == "refused" and record.details["count"] == 0
     assert "openai / text-embedding-3-large" in record.details["reason"]
 

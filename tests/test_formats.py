@@ -38,11 +38,11 @@ SCAN_PAGES = [(language, SCAN_TEXT[language]) for language in ("zh", "ja", "en")
 def engine(memsys_system: MemorySystem, tmp_path: Path) -> Iterator[Engine]:
     engine = Engine(memsys_system.settings.replace(data_dir=tmp_path / "data"), system=memsys_system)
     yield engine
-    engine.jobs.close()
+    engine.job_store.close()
 
 
 def import_files(engine: Engine, paths: list[Path]) -> JobProgress:
-    job = engine.runner.wait(engine.start_import(engine.spool_paths(paths), DEFAULTS), timeout=600)
+    job = engine.runner.wait(engine.imports.start(engine.imports.spool_paths(paths), DEFAULTS), timeout=600)
     assert job.state == "completed", job.error
     return job
 
@@ -92,7 +92,7 @@ def test_a_scanned_pdf_is_imported_by_ocr_and_found_by_search(engine: Engine, sc
 
 
 def test_the_preview_counts_scanned_pages_without_reading_them(engine: Engine, scan: Path) -> None:
-    preview = engine.preview(engine.spool_paths([scan]), DEFAULTS)
+    preview = engine.imports.preview(engine.imports.spool_paths([scan]), DEFAULTS)
     assert (preview.ocr_pages, preview.memories, preview.problems) == (3, 0, [])
     assert preview.ocr_seconds > 0
 
@@ -189,13 +189,13 @@ def imported(base_system: MemorySystem, tmp_path_factory: pytest.TempPathFactory
     engine = Engine(system.settings.replace(data_dir=tmp_path_factory.mktemp("formats-data")), system=system)
     job = import_files(engine, [folder])
     yield engine, job
-    engine.jobs.close()
+    engine.job_store.close()
     system.store.delete_all()
 
 
 def test_every_format_imports_without_a_problem(imported: tuple[Engine, JobProgress]) -> None:
     engine, job = imported
-    assert job.failed == 0, [(f.item, f.reason) for f in engine.jobs.failed_items(job.job_id)]
+    assert job.failed == 0, [(f.item, f.reason) for f in engine.job_store.failed_items(job.job_id)]
     assert job.written >= 15
 
 
@@ -219,7 +219,7 @@ def test_each_format_is_found_by_search_and_traced_to_where_it_sits(
 
 def test_no_memory_holds_the_web_pages_menu_or_footer(imported: tuple[Engine, JobProgress]) -> None:
     engine, _ = imported
-    page = [m.content for m in engine.browse(limit=1000) if m.source_file == "docs/page.html"]
+    page = [m.content for m in engine.memories.browse(limit=1000) if m.source_file == "docs/page.html"]
     assert page and all(item not in text for text in page for item in [*MENU, FOOTER, "cookies"])
     assert page[0].startswith("量子计算 | Example News") and "# 量子计算机的冷却系统" in page[0]
 

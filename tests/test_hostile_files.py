@@ -50,13 +50,13 @@ def test_a_hostile_corpus_costs_each_file_only_itself(memsys_system: MemorySyste
     engine = Engine(settings, system=memsys_system)
     try:
         build(tmp_path / "corpus")
-        spooled = engine.spool_paths([tmp_path / "corpus"])  # the unreadable file is named by the copy
+        spooled = engine.imports.spool_paths([tmp_path / "corpus"])  # the unreadable file is named by the copy
     finally:
         unmount_all(tmp_path / "corpus")
     Path("/proc/self/clear_refs").write_text("5")  # the peak resident memory counts from here
     before = _current_rss()
     started = time.monotonic()
-    job_id = engine.start_import(spooled, DEFAULTS, config=BatchConfig(max_retries=1))
+    job_id = engine.imports.start(spooled, DEFAULTS, config=BatchConfig(max_retries=1))
     job = engine.runner.wait(job_id, timeout=900)
     took = time.monotonic() - started
     peak = _peak_rss()
@@ -64,8 +64,8 @@ def test_a_hostile_corpus_costs_each_file_only_itself(memsys_system: MemorySyste
     assert job.state == "completed", job.error
     assert job.written + job.unchanged + job.failed == job.total
 
-    failed = {f.item: f.reason for f in engine.iter_failed_items(job_id)}
-    _, warnings = engine.job_warnings(job_id, limit=1000)
+    failed = {f.item: f.reason for f in engine.jobs.iter_failed_items(job_id)}
+    _, warnings = engine.jobs.warnings(job_id, limit=1000)
     warned = dict(warnings)
     stored = memsys_system.store.browse(offset=0, limit=2000)
     text_by_file: dict[str, str] = {}
@@ -212,14 +212,14 @@ def test_cancel_stops_an_import_job_while_it_plans_a_large_file(memsys_system: M
         for i in range(600_000):
             out.write(f"row {i} of a large file that takes a while to plan,p\n")
     engine = Engine(memsys_system.settings.replace(data_dir=tmp_path / "data"), system=memsys_system)
-    job_id = engine.start_import([big], DEFAULTS)
-    wait_until(lambda: (lambda j: j is not None and j.state == "planning" and j.total > 0)(engine.job(job_id)),
+    job_id = engine.imports.start([big], DEFAULTS)
+    wait_until(lambda: (lambda j: j is not None and j.state == "planning" and j.total > 0)(engine.jobs.get(job_id)),
                timeout=120, interval=0.05, what="planning inside the file")
     asked = time.monotonic()
-    engine.cancel(job_id)
-    wait_until(lambda: not engine.require_job(job_id).is_active, timeout=60, interval=0.05, what="the job stopped")
+    engine.jobs.cancel(job_id)
+    wait_until(lambda: not engine.jobs.require(job_id).is_active, timeout=60, interval=0.05, what="the job stopped")
     took = time.monotonic() - asked
-    job = engine.require_job(job_id)
+    job = engine.jobs.require(job_id)
     assert job.total < 600_000 and job.written == 0, (job.state, job.total)  # it stopped inside the file
     print(f"\nimport job: Cancel to stopped while planning a 36 MB csv: {took:.2f} s ({job.state}, {job.total:,} rows planned)")
     assert took < 5

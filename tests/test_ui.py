@@ -15,7 +15,7 @@ from memsys.jobs.metrics import BatchRecord
 from components import figures, guidance
 from components import format as fmt
 from components.batch_labels import config_from_upload, outside_recommended
-from memsys.engine import Engine
+from memsys.engine import Imports
 from components.explain import explain, sentence
 from components.guidance import next_steps
 from components.fields import import_defaults, memory_filter, parse_tags, text_lines
@@ -97,8 +97,8 @@ def test_warm_up_texts_are_one_per_line_each_once() -> None:
 def test_csv_and_jsonl_columns_are_read_from_the_first_block(tmp_path: Path) -> None:
     (tmp_path / "a.csv").write_text("text;project;labels\nhello;p;x\n", encoding="utf-8")
     (tmp_path / "b.jsonl").write_text('{"body": "x", "team": "t"}\n{"body": "y", "owner": "o"}\n', encoding="utf-8")
-    assert Engine.columns_in(tmp_path / "a.csv") == ["text", "project", "labels"]
-    assert Engine.columns_in(tmp_path / "b.jsonl") == ["body", "team", "owner"]
+    assert Imports.columns_in(tmp_path / "a.csv") == ["text", "project", "labels"]
+    assert Imports.columns_in(tmp_path / "b.jsonl") == ["body", "team", "owner"]
 
 
 # --- batch settings --------------------------------------------------------------------------

@@ -38,9 +38,9 @@ def test_weaviate_killed_mid_import_loses_nothing_after_retry_failed(own_server:
     assert before is not None
     write_rows_csv(tmp_path / "rows.csv", short_texts(600, "restart"))
     config = dataclasses.replace(SMALL_BATCHES, max_retries=4, base_retry_delay=0.5, max_retry_delay=4.0)
-    job_id = engine.start_import(engine.spool_paths([tmp_path / "rows.csv"]), MemoryDefaults("p", "r", "a"), config=config)
+    job_id = engine.imports.start(engine.imports.spool_paths([tmp_path / "rows.csv"]), MemoryDefaults("p", "r", "a"), config=config)
     deadline = time.monotonic() + 120
-    while engine.jobs.require(job_id).processed < 100 and time.monotonic() < deadline:
+    while engine.job_store.require(job_id).processed < 100 and time.monotonic() < deadline:
         time.sleep(0.05)
     psutil.Process(before.weaviate_pid).send_signal(signal.SIGKILL)
     try:
@@ -50,7 +50,7 @@ def test_weaviate_killed_mid_import_loses_nothing_after_retry_failed(own_server:
         assert (after.port, after.restarts) == (before.port, 1)
         assert job.written + job.unchanged + job.failed == job.total == 600
         if job.failed:
-            assert set(engine.jobs.errors_by_type(job_id)) <= {"store_unavailable", "store_rejected"}
+            assert set(engine.job_store.errors_by_type(job_id)) <= {"store_unavailable", "store_rejected"}
             engine.runner.retry_failed(job_id)
             job = engine.runner.wait(job_id, timeout=300)
         assert (job.state, job.written, job.failed) == ("completed", 600, 0)

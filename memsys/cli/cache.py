@@ -52,7 +52,7 @@ def _engine() -> Engine:
 # --- info ------------------------------------------------------------------------------
 
 def _info(args: argparse.Namespace) -> int:
-    info = _engine().cache_info()
+    info = _engine().cache.info()
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -82,7 +82,7 @@ def _info(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     engine = _engine()
-    print(f"Checking the embedding cache at {engine.cache_dir}", flush=True)
+    print(f"Checking the embedding cache at {engine.cache.directory}", flush=True)
     report = _run_check(engine, fix=args.fix)
     _print_found(report)
     if report.ok:
@@ -108,7 +108,7 @@ def _run_check(engine: Engine, fix: bool) -> CacheHealthReport:
             bar.total = total
             bar.update(checked - bar.n)
 
-        return engine.check_cache(fix=fix, progress=progress)
+        return engine.cache.check(fix=fix, progress=progress)
 
 
 def _print_found(report: CacheHealthReport) -> None:
@@ -160,7 +160,7 @@ def _warmup(args: argparse.Namespace) -> int:
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist or is not a file")
     with tqdm(unit=" texts", file=sys.stderr, disable=None, leave=False) as bar:
-        report = _engine().warm_up(files=[path], progress=lambda done, _total: bar.update(done - bar.n))
+        report = _engine().cache.warm_up(files=[path], progress=lambda done, _total: bar.update(done - bar.n))
     print(f"Warmed up {report.texts:,} texts from {path.name} in {report.seconds:.1f} s: "
           f"{report.already_cached:,} were already cached, {report.embedded:,} embedded and cached now"
           + (f", {report.repeats:,} repeated within the file." if report.repeats else "."))
@@ -172,10 +172,10 @@ def _warmup(args: argparse.Namespace) -> int:
 def _clear(args: argparse.Namespace) -> int:
     engine = _engine()
     if not args.yes:
-        n = engine.cache_info()["num_entries"]
-        print(f"This removes all {n:,} cached vectors from {engine.cache_dir}; the next import embeds"
+        n = engine.cache.info()["num_entries"]
+        print(f"This removes all {n:,} cached vectors from {engine.cache.directory}; the next import embeds"
               " everything again. Run `python -m memsys cache clear --yes` to confirm.")
         return 1
-    removed = engine.clear_cache()
-    print(f"Removed {removed:,} entries from {engine.cache_dir}.")
+    removed = engine.cache.clear()
+    print(f"Removed {removed:,} entries from {engine.cache.directory}.")
     return 0

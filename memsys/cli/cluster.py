@@ -26,12 +26,12 @@ def _verify(args: argparse.Namespace) -> int:
     try:
         job_id = args.job_id
         if job_id is None:
-            recent = engine.recent_jobs(limit=1)
+            recent = engine.jobs.recent(limit=1)
             if not recent:
                 raise ValueError("no jobs yet; there is nothing to verify")
             job_id = recent[0].job_id
         try:
-            report = engine.verify_job(job_id)
+            report = engine.jobs.verify(job_id)
         except KeyError as e:
             raise ValueError(str(e).strip("\"'")) from None
         print(f"job {job_id}: {report.summary}")
@@ -51,7 +51,7 @@ def _add_cluster(p: argparse.ArgumentParser) -> None:
 def _cluster(args: argparse.Namespace) -> int:
     engine = Engine()
     try:
-        status = engine.cluster_status()
+        status = engine.server.cluster()
         factor = status.replication_factor or "not created yet"
         print(f"collection {status.collection} ({status.mode}): replication factor {factor}, "
               f"{status.shard_count or '—'} shards, async replication {'on' if status.async_replication else 'off'}; "

@@ -17,7 +17,7 @@ SHOWN_FAILURES = 20
 def follow_job(engine: Engine, job_id: str) -> int:
     """Follow a job the engine's runner is running, with a tqdm bar; Ctrl-C cancels it
     after the batch in flight (resume finishes it later)."""
-    config = BatchConfig.from_dict(engine.require_job(job_id).request.get("config") or {})
+    config = BatchConfig.from_dict(engine.jobs.require(job_id).request.get("config") or {})
     bar = tqdm(total=0, unit="items", desc="import", disable=not config.enable_progress_bar, file=sys.stderr)
 
     def on_progress(job: JobProgress) -> None:
@@ -30,11 +30,11 @@ def follow_job(engine: Engine, job_id: str) -> int:
 
     try:
         try:
-            job = engine.follow(job_id, on_progress)
+            job = engine.jobs.follow(job_id, on_progress)
         except KeyboardInterrupt:
             print("\ncancelling after the batch in flight…", file=sys.stderr, flush=True)
-            engine.cancel(job_id)
-            job = engine.follow(job_id, on_progress)
+            engine.jobs.cancel(job_id)
+            job = engine.jobs.follow(job_id, on_progress)
     finally:
         bar.close()
     _print_summary(engine, job)
@@ -58,7 +58,7 @@ def _print_summary(engine: Engine, job: JobProgress) -> None:
     )
     if job.error:
         print(f"  {job.error}")
-    failures = engine.failed_items(job.job_id, per_page=SHOWN_FAILURES)
+    failures = engine.jobs.failed_items(job.job_id, per_page=SHOWN_FAILURES)
     for f in failures:
         print(f"  failed: {f.item}: {f.reason}")
     if job.failed > len(failures):

@@ -50,12 +50,12 @@ def _import(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"not found: {', '.join(missing)}")
     engine = Engine()
     try:
-        copies = engine.spool_paths(args.paths)
+        copies = engine.imports.spool_paths(args.paths)
         mapping = FieldMapping(record_id=args.id_column) if args.id_column else None
-        job_id = engine.create_import(copies, defaults, mapping=mapping, config=config, origin=args.paths, mirror=args.mirror)
-        engine.record_import_started(job_id)
+        job_id = engine.imports.create(copies, defaults, mapping=mapping, config=config, origin=args.paths, mirror=args.mirror)
+        engine.imports.record_started(job_id)
         print(f"job {job_id}", flush=True)
-        engine.run(job_id)
+        engine.jobs.run(job_id)
         return follow_job(engine, job_id)
     finally:
         engine.close()
@@ -82,7 +82,7 @@ def _add_jobs(p: argparse.ArgumentParser) -> None:
 
 def _list_jobs(args: argparse.Namespace) -> int:
     engine = Engine()
-    jobs = engine.recent_jobs(args.limit)
+    jobs = engine.jobs.recent(args.limit)
     if not jobs:
         print("no jobs yet: python -m memsys import PATH --project P --repo R --agent A")
     for j in jobs:
@@ -95,17 +95,17 @@ def _list_jobs(args: argparse.Namespace) -> int:
 
 def _show(args: argparse.Namespace) -> int:
     engine = Engine()
-    job = engine.require_job(args.job_id)
+    job = engine.jobs.require(args.job_id)
     print(f"job {job.job_id} ({job.label}): {job.state}")
     print(f"  {job.total} items: {job.written} written, {updated_part(job)}{job.unchanged} unchanged, "
           f"{job.failed} failed, {job.pending} pending" + (f"; {job.removed} stored memories removed" if job.removed else ""))
     if job.error:
         print(f"  {job.error}")
-    engine.metrics(job.job_id).print_summary()
-    for f in itertools.islice(engine.iter_failed_items(job.job_id), max(args.failed, 0)):
+    engine.jobs.metrics(job.job_id).print_summary()
+    for f in itertools.islice(engine.jobs.iter_failed_items(job.job_id), max(args.failed, 0)):
         print(f"  failed: {f.item}: {f.reason}")
     if args.csv:
-        args.csv.write_text(engine.failed_items_csv(job.job_id), encoding="utf-8")
+        args.csv.write_text(engine.jobs.failed_items_csv(job.job_id), encoding="utf-8")
         print(f"  every failed item written to {args.csv}")
     return 0
 
@@ -113,7 +113,7 @@ def _show(args: argparse.Namespace) -> int:
 def _resume(args: argparse.Namespace) -> int:
     engine = Engine()
     try:
-        engine.resume(args.job_id)
+        engine.jobs.resume(args.job_id)
         return follow_job(engine, args.job_id)
     finally:
         engine.close()
@@ -122,7 +122,7 @@ def _resume(args: argparse.Namespace) -> int:
 def _retry_failed(args: argparse.Namespace) -> int:
     engine = Engine()
     try:
-        n = engine.retry_failed(args.job_id)
+        n = engine.jobs.retry_failed(args.job_id)
         print(f"retrying {n} failed items of job {args.job_id}", flush=True)
         return follow_job(engine, args.job_id)
     finally:
@@ -131,8 +131,8 @@ def _retry_failed(args: argparse.Namespace) -> int:
 
 def _cancel(args: argparse.Namespace) -> int:
     engine = Engine()
-    if not engine.cancel(args.job_id):  # recorded as refused
-        job = engine.require_job(args.job_id)
+    if not engine.jobs.cancel(args.job_id):  # recorded as refused
+        job = engine.jobs.require(args.job_id)
         print(f"job {job.job_id} is {job.state}; nothing to cancel")
         return 0
     print(f"job {args.job_id}: cancel requested; it stops after the batch in flight")

@@ -59,7 +59,7 @@ def _logs(args: argparse.Namespace) -> int:
     engine = Engine()
     try:
         if not args.follow:
-            lines = engine.read_logs(query)
+            lines = engine.logs.read(query)
             if not lines:
                 print(f"no log lines match (the log is in {engine.settings.log_dir})")
             for line in lines:
@@ -76,7 +76,7 @@ def _follow(engine: Engine, query: LogQuery, *, as_json: bool) -> int:
     stop = threading.Event()
     previous = {signum: signal.signal(signum, lambda *_: stop.set()) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
-        lines = engine.follow_logs(query, recent=True, poll=0.2, stop=stop.is_set)
+        lines = engine.logs.follow(query, recent=True, poll=0.2, stop=stop.is_set)
         # Said once following has begun: from here on no new line is missed.
         print(f"following {engine.settings.log_dir / LOG_FILE} (Ctrl-C stops)", file=sys.stderr, flush=True)
         for line in lines:

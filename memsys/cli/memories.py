@@ -50,10 +50,10 @@ def _export(args: argparse.Namespace) -> int:
     engine = Engine()
     try:
         if str(args.out) == "-":
-            n = engine.export(sys.stdout, _filter(args), vectors=args.vectors)
+            n = engine.memories.export(sys.stdout, _filter(args), vectors=args.vectors)
         else:
             with args.out.open("w", encoding="utf-8") as out:
-                n = engine.export(out, _filter(args), vectors=args.vectors)
+                n = engine.memories.export(out, _filter(args), vectors=args.vectors)
     finally:
         engine.close()
     print(f"exported {n} memories" + (f" to {args.out}" if str(args.out) != "-" else ""), file=sys.stderr)
@@ -64,7 +64,7 @@ def _restore(args: argparse.Namespace) -> int:
     engine = Engine()
     try:
         with args.file.open(encoding="utf-8") as lines:
-            n = engine.restore(lines, source=str(args.file))
+            n = engine.memories.restore(lines, source=str(args.file))
     finally:
         engine.close()
     print(f"restored {n} memories from {args.file}")
@@ -80,10 +80,10 @@ def _delete(args: argparse.Namespace) -> int:
     engine = Engine()
     try:
         if args.job:
-            n = engine.delete_job(args.job, dry_run=args.dry_run)
+            n = engine.memories.delete_job(args.job, dry_run=args.dry_run)
             what = f"imported by job {args.job}"
         else:
-            n = engine.delete(where, dry_run=args.dry_run)
+            n = engine.memories.delete(where, dry_run=args.dry_run)
             what = "matching the filter"
     finally:
         engine.close()

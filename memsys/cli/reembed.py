@@ -29,12 +29,12 @@ def _reembed(args: argparse.Namespace) -> int:
     config = BatchConfig.from_file(args.config) if args.config else None
     engine = Engine()
     try:
-        job_id = engine.create_reembed(config=config)
+        job_id = engine.collections.create_reembed(config=config)
         print(f"job {job_id}", flush=True)
-        engine.run(job_id)
+        engine.jobs.run(job_id)
         code = follow_job(engine, job_id)
-        if engine.require_job(job_id).state == "completed":
-            live = next(c for c in engine.collections() if c.live)
+        if engine.jobs.require(job_id).state == "completed":
+            live = next(c for c in engine.collections.versions() if c.live)
             print(f"search now uses {live.name} ({live.memories} memories, {live.embedder})")
         return code
     finally:
@@ -52,7 +52,7 @@ def _add_collections(p: argparse.ArgumentParser) -> None:
 def _list(args: argparse.Namespace) -> int:
     engine = Engine()
     try:
-        for c in engine.collections():
+        for c in engine.collections.versions():
             print(f"{'*' if c.live else ' '} {c.name}  {c.memories} memories  {c.embedder}"
                   + ("  (searched now)" if c.live else ""))
     finally:
@@ -63,7 +63,7 @@ def _list(args: argparse.Namespace) -> int:
 def _drop(args: argparse.Namespace) -> int:
     engine = Engine()
     try:
-        n = engine.drop_collection(args.name)
+        n = engine.collections.drop(args.name)
     finally:
         engine.close()
     print(f"dropped {args.name} ({n} memories)")

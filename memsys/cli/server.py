@@ -46,7 +46,7 @@ def _idle(state: ServerState) -> str:
 def _start(args: argparse.Namespace) -> int:
     engine = Engine()
     try:
-        state, started = engine.server_start()
+        state, started = engine.server.start()
     finally:
         engine.close()
     verb = "started" if started else "already running"
@@ -59,7 +59,7 @@ def _start(args: argparse.Namespace) -> int:
 def _stop(args: argparse.Namespace) -> int:
     engine = Engine()
     try:
-        state = engine.server_stop()
+        state = engine.server.stop()
     finally:
         engine.close()
     if state is None:
@@ -72,7 +72,7 @@ def _stop(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     engine = Engine()
     try:
-        status = engine.server_status()
+        status = engine.server.status()
     finally:
         engine.close()
     print(describe(status))

@@ -1,6 +1,6 @@
 """A job's figures: `BatchRecord`, one batch as the job database keeps it so charts can
 read any past job, and `BatchMetrics`, a job's totals rebuilt from those records (the
-report `memsys jobs show` and `engine.metrics(job_id).print_summary()` print).
+report `memsys jobs show` and `engine.jobs.metrics(job_id).print_summary()` print).
 """
 from __future__ import annotations
 

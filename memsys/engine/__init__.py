@@ -1,0 +1,53 @@
+"""The jobs-and-operations facade the dashboard and the CLI use, one per process, over a
+`MemorySystem` (memsys.api), the job store and its runner. Its calls come in groups by
+concern: `imports` (spool, preview, start), `jobs` (progress, follow, cancel, resume,
+retry, metrics, replica checks), `memories` (search, browse, export, restore, delete),
+`collections` (re-embed, drop), `cache` (info, check, repair, warm-up, clear), `status`
+(store and embedder), `server` (the memsys server, the cluster, Weaviate's problems),
+`batch` (the saved batch settings), `tasks`, `audit` and `logs`. Each call declares its
+`Action` record (role, audit, description) with `@action`, which `memsys.access` checks
+per user. Nothing outside `memsys` needs to reach past these calls.
+"""
+from memsys.audit import AuditAction, AuditRecord
+from memsys.cluster import ClusterStatus, NodeState, ReplicationReport
+from memsys.embeddings.health import PROBLEMS, CacheHealthReport
+from memsys.embeddings.router import WarmupReport
+from memsys.engine.cache import Cache, Tasks
+from memsys.engine.core import Engine
+from memsys.engine.imports import Imports
+from memsys.engine.jobs import Jobs
+from memsys.engine.memories import Collections, Memories
+from memsys.engine.records import (
+    UPLOAD_ORIGIN,
+    CollectionVersion,
+    DocumentSummary,
+    EmbedderStatus,
+    ImportPreview,
+    StoreStatus,
+    check_settings,
+)
+from memsys.engine.status import Batch, Server, Status
+from memsys.engine.trail import Audit, Logs
+from memsys.ingest.memories import MemoryDefaults
+from memsys.ingest.readers import MAPPED_FIELDS, UPLOAD_CAPTION, UPLOAD_TYPES, FieldMapping, InputProblem
+from memsys.jobs import FAILED_PAGE, FailedItem, JobProgress, failed_row
+from memsys.logs import LogLine, LogQuery
+from memsys.jobs.metrics import BatchMetrics, BatchRecord
+from memsys.models import Memory
+from memsys.server import ServerState, ServerStatus
+from memsys.store import SEARCH_MODES, BrowsePage, MemoryFilter, StoredMemory
+from memsys.tasks import Progress, TaskStatus
+from memsys.weaviate_log import WeaviateProblem
+
+# The engine, its groups of calls, and the types those take and return, importable from
+# here: the dashboard imports nothing else of memsys but `memsys.access`, `memsys.config`,
+# `memsys.errors` and `memsys.units`.
+__all__ = [
+    "MAPPED_FIELDS", "PROBLEMS", "UPLOAD_CAPTION", "UPLOAD_ORIGIN", "UPLOAD_TYPES", "AuditAction", "AuditRecord",
+    "BatchMetrics", "BatchRecord", "BrowsePage", "CacheHealthReport", "ClusterStatus", "CollectionVersion",
+    "DocumentSummary", "EmbedderStatus", "Engine", "FAILED_PAGE", "FailedItem", "FieldMapping", "ImportPreview",
+    "InputProblem", "JobProgress", "LogLine", "LogQuery", "Memory", "MemoryDefaults", "MemoryFilter", "NodeState",
+    "Progress", "ReplicationReport", "SEARCH_MODES", "ServerState", "ServerStatus", "StoreStatus", "StoredMemory",
+    "TaskStatus", "WarmupReport", "WeaviateProblem", "check_settings", "failed_row",
+    "Audit", "Batch", "Cache", "Collections", "Imports", "Jobs", "Logs", "Memories", "Server", "Status", "Tasks",
+]

@@ -1,0 +1,68 @@
+"""`Engine`: one per process, the resources its groups of calls share (the memory system,
+the job store and runner, the audit trail, the spool, the task runner) and the groups."""
+from __future__ import annotations
+
+from memsys.access import CallGroup
+from memsys.api import MemorySystem
+from memsys.audit import AuditTrail
+from memsys.config import Settings
+from memsys.engine.cache import Cache, Tasks
+from memsys.engine.imports import Imports
+from memsys.engine.jobs import Jobs
+from memsys.engine.memories import Collections, Memories
+from memsys.engine.status import Batch, Server, Status
+from memsys.engine.trail import Audit, Logs
+from memsys.jobs import JobRunner, JobStore
+from memsys.logs import configure_logging, set_program
+from memsys.jobs.pipeline import ImportPipeline
+from memsys.spool import Spool
+from memsys.tasks import TaskRunner
+
+
+class Engine:
+    """One per process. Thread-safe; `close()` stops the Weaviate connection. Its calls
+    come in groups (`engine.imports.start(...)`, `engine.jobs.follow(...)`), each call
+    with its `Action` record, so `AuthorizedEngine` checks them one by one."""
+
+    status = CallGroup(Status)
+    batch = CallGroup(Batch)
+    server = CallGroup(Server)
+    imports = CallGroup(Imports)
+    jobs = CallGroup(Jobs)
+    memories = CallGroup(Memories)
+    collections = CallGroup(Collections)
+    cache = CallGroup(Cache)
+    tasks = CallGroup(Tasks)
+    audit = CallGroup(Audit)
+    logs = CallGroup(Logs)
+
+    def __init__(self, settings: Settings | None = None, system: MemorySystem | None = None, *,
+                 program: str | None = None) -> None:
+        if program:
+            set_program(program)  # "dashboard", "cli": named in log lines and default audit actors
+        self.settings = settings or (system.settings if system else Settings.load())
+        self.system = system or MemorySystem(self.settings)
+        configure_logging(self.settings)
+        self.job_store = JobStore(self.settings.jobs_db, timeout=self.settings.jobs_db_timeout)
+        self.audit_trail = AuditTrail(self.settings.jobs_db, timeout=self.settings.jobs_db_timeout)
+        self.spool = Spool(self.settings.spool_dir)
+        self.pipeline = ImportPipeline(self.system, self.job_store)
+        self.runner = JobRunner(self.job_store, self._run_job)
+        self.task_runner = TaskRunner()
+
+    def _run_job(self, job_id: str) -> None:
+        try:
+            self.pipeline.run(job_id)  # an import or a re-embed, as the job's request says
+        finally:
+            # The runner thread lives as long as the process: between jobs it holds no
+            # connection to the cache, so closing the engine leaves no file open.
+            self.system.router.close()
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None, *, program: str | None = None) -> "Engine":
+        return cls(settings, program=program)
+
+    def close(self) -> None:
+        self.system.close()
+        self.job_store.close()
+        self.audit_trail.close()
