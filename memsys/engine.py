@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Iterator, Mapping, Sequence, TextIO
 
 from memsys.api import HYBRID_ALPHA, MemorySystem, check_embedder, describe_embedder, embedder_record, same_embedder
-from memsys.cluster import ClusterStatus, NodeState, ReplicationReport, cluster_status, verify_replication
 from memsys.audit import AuditAction, AuditOutcome, AuditRecord, AuditTrail
 from memsys.config import BatchConfig, Settings, redact_url
 from memsys.errors import StoreUnavailableError
@@ -55,12 +54,14 @@ from memsys.logs import (
 )
 from memsys.metrics import BatchMetrics, BatchRecord
 from memsys.models import Memory
-from memsys import server
+from memsys.store import server
 from memsys.pipeline import ImportPipeline, ImportRequest, embedder_name, ocr_settings, plan_sizes, read_limits
-from memsys.server import ServerState, ServerStatus
+from memsys.store.server import ServerState, ServerStatus
 from memsys.reembed import ReembedPipeline
 from memsys.store import SEARCH_MODES, BrowsePage, MemoryFilter, StoredMemory, export_record, parse_export_line
-from memsys.weaviate_log import WeaviateProblem, weaviate_problems
+from memsys.store.cluster import ClusterStatus, NodeState, cluster_status
+from memsys.store.replication import ReplicationReport, verify_replication
+from memsys.store.server_log import WeaviateProblem, weaviate_problems
 from memsys.spool import Spool
 from memsys.tasks import Progress, TaskProgress, TaskRunner, TaskStatus
 
