@@ -291,8 +291,9 @@ def _choose_ports(settings: Settings) -> tuple[int, int]:
 
 def _node_name(settings: Settings, folder: Path) -> str:
     """A name for this directory's Weaviate node, fixed for its life: Weaviate files its
-    shards under the node name, so it must survive port changes. Data made by earlier
-    memsys versions (the client's embedded mode) keeps the name it was made with."""
+    shards under the node name, so it must survive port changes. A data directory that
+    already holds Weaviate data but no node file was made by the Weaviate client's embedded
+    mode, which names the node after its port: that name is kept."""
     path = folder / _NODE_FILE
     try:
         return path.read_text(encoding="utf-8").strip()
