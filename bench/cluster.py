@@ -20,7 +20,7 @@ import numpy as np
 
 from bench.common import Result
 from bench.pipeline import free_port
-from memsys.cluster import replica_holders
+from memsys.store.replication import replica_holders
 from memsys.config import BatchConfig, Settings
 from memsys.embeddings.cache import make_key
 from memsys.engine import Engine

@@ -27,7 +27,7 @@ from memsys.engine import Engine
 from memsys.ingest.memories import MemoryDefaults
 from memsys.models import Memory
 from memsys.retry import RetryPolicy
-from memsys.server import stop_server
+from memsys.store.server import stop_server
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULTS = MemoryDefaults("bench", "main", "bench")

@@ -32,7 +32,7 @@ from memsys import EmbeddingRouter, MemorySystem, Settings
 from memsys.config import BatchConfig
 from memsys.embeddings.providers import OpenAIProvider
 from memsys.engine import Engine
-from memsys.server import stop_server
+from memsys.store.server import stop_server
 
 E5 = "multilingual-e5-small-q4"
 LATENCY = 0.3

@@ -16,7 +16,7 @@ from typing import Iterator
 from bench.common import Result
 from bench.pipeline import free_port
 from memsys import Settings
-from memsys.server import running_state, stop_server
+from memsys.store.server import running_state, stop_server
 
 REPO = Path(__file__).resolve().parent.parent
 RUNS = 3

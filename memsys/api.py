@@ -22,6 +22,7 @@ from memsys.errors import EmbedderMismatchError, FailedMemory, MemoryWriteError,
 from memsys.logs import configure_logging, event, get_logger
 from memsys.models import DEFAULT_SOURCE, Memory, validate_memories
 from memsys.store import SEARCH_MODES, MemoryFilter, MemoryStore, StoredMemory, settle
+from memsys.store.cluster import down_nodes
 
 # Hybrid search's default weight of meaning against keywords (Weaviate's own default).
 HYBRID_ALPHA = 0.5
@@ -64,7 +65,7 @@ class MemorySystem:
         self.settings = settings or Settings.load()
         configure_logging(self.settings)
         self.router = router or EmbeddingRouter(self.settings)
-        self.store = store or MemoryStore(self.settings)
+        self.store = store or MemoryStore(self.settings, down_nodes=down_nodes)
         if self.store.embedder is None:
             self.store.embedder = embedder_record(self.router.provider)
         self._embedder_checked = False

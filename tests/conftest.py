@@ -16,7 +16,7 @@ from typing import Iterator
 import pytest
 
 from memsys import MemorySystem, Settings, set_default_system
-from memsys import server as memsys_server
+from memsys.store import server as memsys_server
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -17,7 +17,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from weaviate.classes.query import Filter
 
 from memsys import Settings
-from memsys import server as memsys_server
+from memsys.store import server as memsys_server
 
 from conftest import REPO, free_port, wait_for_http
 

@@ -101,14 +101,14 @@ def test_every_memory_of_a_document_is_found_however_many(base_system: MemorySys
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """A re-import removes the chunks a document no longer has from this list: it must not
     stop at Weaviate's result cap (pages of 100 here stand for the cap of 10,000)."""
-    import memsys.store
+    import memsys.store.collection
 
     store = base_system.with_collection("Long_document").store
     memories = [Memory(content=f"chunk {i} of a long document", project="p", repo="r", agent="a", source_file="long.md")
                 for i in range(250)]
     vectors = np.random.default_rng(3).standard_normal((250, DIMS)).astype(np.float32)
     assert not store.write(memories, vectors).failed
-    monkeypatch.setattr(memsys.store, "_MAX_RESULTS", 100)
+    monkeypatch.setattr(memsys.store.collection, "MAX_RESULTS", 100)
     try:
         found = store.document_ids(memories[0].document_id)
         assert len(found) == 250 and set(found) == {m.uuid for m in memories}

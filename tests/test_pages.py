@@ -22,7 +22,7 @@ from streamlit.testing.v1 import AppTest
 
 from memsys import MemorySystem, Settings
 from memsys.audit import AuditTrail
-from memsys import server as memsys_server
+from memsys.store import server as memsys_server
 
 from conftest import REPO, free_port, wait_for_http
 from dashboard_support import a_memory_id, iter_strings, jsonl, memories_in_weaviate, memsys_env, sentences, weaviate_count

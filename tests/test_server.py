@@ -24,7 +24,7 @@ from weaviate.classes.init import Auth
 from weaviate.exceptions import WeaviateBaseError
 
 from memsys import MemorySystem, Settings
-from memsys import server as memsys_server
+from memsys.store import server as memsys_server
 from memsys.audit import AuditRecord, AuditTrail
 from memsys.jobs import JobStore
 from memsys.logs import LogQuery, read_logs

@@ -21,7 +21,7 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from memsys import Settings
-from memsys import server as memsys_server
+from memsys.store import server as memsys_server
 from memsys.jobs import JobStore
 
 from conftest import REPO

@@ -15,8 +15,8 @@ from pathlib import Path
 from memsys.config import WEAVIATE_VERSION, Settings
 from memsys.logs import register_secrets
 from memsys.store import embedded_environment
-from memsys.weaviate_log import weaviate_problems
-from memsys.weaviate_supervisor import RotatingLog
+from memsys.store.server_log import weaviate_problems
+from memsys.store.supervisor import RotatingLog
 
 from conftest import free_port
 from dashboard_support import wait_until
@@ -137,7 +137,7 @@ def test_the_supervisors_log_stays_bounded_while_the_server_writes(tmp_path: Pat
 
 
 def test_the_memsys_server_pipes_weaviates_output_into_its_bounded_log(tmp_path: Path) -> None:
-    from memsys import server as memsys_server
+    from memsys.store import server as memsys_server
 
     settings = Settings.load(env={"MEMSYS_DATA_DIR": str(tmp_path), "MEMSYS_WEAVIATE_PORT": str(free_port()),
                                   "MEMSYS_WEAVIATE_GRPC_PORT": str(free_port()), "MEMSYS_SERVER_IDLE_SECONDS": "0",

@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from memsys import MemorySystem, Settings
-from memsys import server as memsys_server
+from memsys.store import server as memsys_server
 from memsys.engine import Engine
 from memsys.ingest.memories import MemoryDefaults
 

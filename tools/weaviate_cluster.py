@@ -35,7 +35,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from memsys.config import Settings  # noqa: E402
-from memsys.store import embedded_environment  # noqa: E402
+from memsys.store.server import embedded_environment  # noqa: E402
 from tools.install_weaviate import embedded_binary_path  # noqa: E402
 
 DEFAULT_BASE_DIR = Path(".memsys-cluster")

@@ -7,7 +7,7 @@ import argparse
 import time
 
 from memsys.engine import Engine
-from memsys.server import ServerState, ServerStatus
+from memsys.store.server import ServerState, ServerStatus
 from memsys.units import duration, size
 
 

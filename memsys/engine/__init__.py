@@ -9,7 +9,8 @@ retry, metrics, replica checks), `memories` (search, browse, export, restore, de
 per user. Nothing outside `memsys` needs to reach past these calls.
 """
 from memsys.audit import AuditAction, AuditRecord
-from memsys.cluster import ClusterStatus, NodeState, ReplicationReport
+from memsys.store.cluster import ClusterStatus, NodeState
+from memsys.store.replication import ReplicationReport
 from memsys.embeddings.health import PROBLEMS, CacheHealthReport
 from memsys.embeddings.router import WarmupReport
 from memsys.engine.cache import Cache, Tasks
@@ -34,10 +35,10 @@ from memsys.jobs import FAILED_PAGE, FailedItem, JobProgress, failed_row
 from memsys.logs import LogLine, LogQuery
 from memsys.jobs.metrics import BatchMetrics, BatchRecord
 from memsys.models import Memory
-from memsys.server import ServerState, ServerStatus
+from memsys.store.server import ServerState, ServerStatus
 from memsys.store import SEARCH_MODES, BrowsePage, MemoryFilter, StoredMemory
 from memsys.tasks import Progress, TaskStatus
-from memsys.weaviate_log import WeaviateProblem
+from memsys.store.server_log import WeaviateProblem
 
 # The engine, its groups of calls, and the types those take and return, importable from
 # here: the dashboard imports nothing else of memsys but `memsys.access`, `memsys.config`,

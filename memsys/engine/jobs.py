@@ -7,7 +7,7 @@ import io
 from typing import Iterable
 
 from memsys.access import action
-from memsys.cluster import ReplicationReport, verify_replication
+from memsys.store.replication import ReplicationReport, verify_replication
 from memsys.audit import AuditAction, AuditOutcome
 from memsys.jobs import FAILED_PAGE, FailedItem, JobProgress
 from memsys.logs import default_actor

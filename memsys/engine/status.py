@@ -7,14 +7,14 @@ import time
 from pathlib import Path
 
 from memsys.access import action
-from memsys.cluster import ClusterStatus, cluster_status
+from memsys.store.cluster import ClusterStatus, cluster_status
 from memsys.audit import AuditAction
 from memsys.config import BatchConfig, redact_url
 from memsys.embeddings.endpoints import EndpointPool, EndpointStatus
 from memsys.logs import default_actor
-from memsys import server
-from memsys.server import ServerState, ServerStatus
-from memsys.weaviate_log import WeaviateProblem, weaviate_problems
+from memsys.store import server
+from memsys.store.server import ServerState, ServerStatus
+from memsys.store.server_log import WeaviateProblem, weaviate_problems
 from memsys.engine.calls import ADMIN, OPERATOR, VIEWER, Calls
 from memsys.engine.records import EmbedderStatus, StoreStatus
 

@@ -3,9 +3,9 @@ its own session (so it outlives whoever asked for it), writes the state file onc
 answers, starts Weaviate again if it dies, and stops it with SIGTERM (so it flushes) on
 request or after an idle time with no memsys client holding a lease.
 
-Standard library only, and run as a script (`python weaviate_supervisor.py SERVER_DIR`):
-it lives as long as the server, so it stays small. `memsys.server` launches it and shares
-its small helpers (leases, process identity, atomic JSON files).
+Standard library only, and run as a script (`python supervisor.py SERVER_DIR`): it lives
+as long as the server, so it stays small. `memsys.store.server` launches it and shares its
+small helpers (leases, process identity, atomic JSON files).
 """
 from __future__ import annotations
 
@@ -417,7 +417,7 @@ def _daemonize() -> None:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
-        print("usage: weaviate_supervisor.py SERVER_DIR", file=sys.stderr)
+        print("usage: supervisor.py SERVER_DIR", file=sys.stderr)
         return 2
     server_dir = Path(argv[1])
     _daemonize()

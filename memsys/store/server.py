@@ -1,6 +1,6 @@
 """The memsys server: one embedded Weaviate per data directory, shared by every memsys
 process on that directory (dashboard, CLI, scripts) and owned by a small supervisor
-process (`memsys.weaviate_supervisor`) that outlives whoever started it.
+process (`memsys.store.supervisor`) that outlives whoever started it.
 
 The data directory's `server/` folder holds the state file (who serves this directory,
 where, since when), the API key (mode 0600), the server's log and the client leases the
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import hashlib
 import os
 import secrets
 import signal
@@ -25,12 +26,17 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import weaviate
+from weaviate.classes.init import Auth
+from weaviate.embedded import _get_server_ports, get_random_port
+from weaviate.exceptions import WeaviateBaseError
 
-from memsys import weaviate_supervisor as sup
 from memsys.config import WEAVIATE_VERSION, Settings
 from memsys.errors import StoreUnavailableError, scrub
-from memsys.units import duration
 from memsys.logs import event, get_logger
+from memsys.store import supervisor as sup
+from memsys.store.client import MAX_RESULTS, client_timeouts
+from memsys.units import duration
 
 log = get_logger("server")
 HOST = "127.0.0.1"
@@ -254,8 +260,6 @@ leases = _Leases()
 # --- start ---------------------------------------------------------------------------
 def binary_path(settings: Settings) -> Path:
     """Where the setup step put the server (the path embedded mode of the client uses)."""
-    import hashlib
-
     tag = f"v{WEAVIATE_VERSION}"
     return settings.weaviate_binary_dir / f"weaviate-{tag}-{hashlib.sha256(tag.encode()).hexdigest()}"
 
@@ -279,8 +283,6 @@ def _choose_ports(settings: Settings) -> tuple[int, int]:
     grpc = settings.weaviate_grpc_port or 50060
     if port != grpc and _port_free(port) and _port_free(grpc):
         return port, grpc
-    from weaviate.embedded import get_random_port
-
     while True:
         port, grpc = get_random_port(), get_random_port()
         if port != grpc:
@@ -289,8 +291,9 @@ def _choose_ports(settings: Settings) -> tuple[int, int]:
 
 def _node_name(settings: Settings, folder: Path) -> str:
     """A name for this directory's Weaviate node, fixed for its life: Weaviate files its
-    shards under the node name, so it must survive port changes. Data made by earlier
-    memsys versions (the client's embedded mode) keeps the name it was made with."""
+    shards under the node name, so it must survive port changes. A data directory that
+    already holds Weaviate data but no node file was made by the Weaviate client's embedded
+    mode, which names the node after its port: that name is kept."""
     path = folder / _NODE_FILE
     try:
         return path.read_text(encoding="utf-8").strip()
@@ -303,12 +306,33 @@ def _node_name(settings: Settings, folder: Path) -> str:
     return name
 
 
+def embedded_environment(async_indexing: bool = False) -> dict[str, str]:
+    """How every Weaviate that memsys runs itself runs (the memsys server, and the nodes of
+    `tools/weaviate_cluster.py`): no telemetry (nothing may need the network), CJK
+    tokenizers on, warnings and errors logged. The cluster address is pinned to loopback:
+    left to itself Weaviate advertises the host's first address, and an IPv6 one breaks its
+    RPC server. With `async_indexing` a write returns once stored and the vector index is
+    built in the background (a job then waits for `index_queue` to drain before it counts
+    as done)."""
+    env = {
+        "DISABLE_TELEMETRY": "true",
+        "CLUSTER_ADVERTISE_ADDR": "127.0.0.1",
+        "ENABLE_TOKENIZER_GSE": "true",
+        "ENABLE_TOKENIZER_KAGOME_JA": "true",
+        # Warnings too: disk and memory pressure (shards turned read-only) are warnings,
+        # and Home shows them from this log.
+        "LOG_LEVEL": "warning",
+        "QUERY_MAXIMUM_RESULTS": str(MAX_RESULTS),
+    }
+    if async_indexing:
+        env["ASYNC_INDEXING"] = "true"
+    return env
+
+
 def server_environment(settings: Settings, node: str, port: int, grpc_port: int, internal: dict[str, int]) -> dict[str, str]:
     """How the server runs (no secrets here: the supervisor adds those from the key file).
     Every listener that can be bound to loopback is; gRPC and the cluster data port always
     bind every interface, so they refuse requests without the key or cluster password."""
-    from memsys.store import embedded_environment
-
     env = embedded_environment(async_indexing=settings.async_indexing)
     env.update({
         "PERSISTENCE_DATA_PATH": str(settings.weaviate_data_dir.resolve()),
@@ -338,8 +362,6 @@ def _launch(settings: Settings, folder: Path) -> int:
         raise ServerError(
             f"the Weaviate server binary is missing ({binary}); run `make setup` to build it"
         )
-    from weaviate.embedded import _get_server_ports
-
     _secrets(folder)
     node = _node_name(settings, folder)
     port, grpc_port = _choose_ports(settings)
@@ -430,12 +452,6 @@ def connect_client(settings: Settings, *, start: bool = True) -> tuple[Any, Serv
     """A weaviate client on this data directory's server (started when `start` and none
     runs), checked to be that server: it must accept this directory's key and name this
     directory's node. Holds a lease until `release_client`."""
-    import weaviate
-    from weaviate.classes.init import Auth
-    from weaviate.exceptions import WeaviateBaseError
-
-    from memsys.store import client_timeouts
-
     leases.acquire(settings)
     try:
         if start:
@@ -540,8 +556,6 @@ def last_check(settings: Settings, state: ServerState) -> dict[str, Any] | None:
 
 
 def _count_objects(settings: Settings) -> dict[str, int] | None:
-    from weaviate.exceptions import WeaviateBaseError
-
     try:
         client, _ = connect_client(settings, start=False)
     except StoreUnavailableError:

@@ -1,6 +1,5 @@
-"""The Weaviate side: connecting (embedded by default, or a running server / Weaviate
-Cloud), the Memory collection's schema, batch writes with per-object errors, lookups of
-what is already stored, search, browsing and deletion.
+"""The memories collection in one Weaviate (`MemoryStore`): its schema, batch writes with
+per-object errors, lookups of what is already stored, search, browsing and deletion.
 
 The name memsys addresses (`Settings.collection`, "Memory") is a Weaviate collection
 alias pointing at a physical collection `<name>_v<n>`; a re-embed builds `<name>_v<n+1>`
@@ -14,28 +13,30 @@ import contextlib
 import datetime as dt
 import json
 import re
-import socket
-import threading
-import warnings
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence, TypeVar
-from urllib.parse import parse_qs, urlparse
 
 import httpx
 import numpy as np
 import weaviate
 import weaviate.classes as wvc
-from weaviate.classes.config import ConsistencyLevel
-from weaviate.classes.init import AdditionalConfig, Timeout
+from weaviate.classes.aggregate import GroupByAggregate
+from weaviate.classes.config import (Configure, ConsistencyLevel, DataType, Property, Tokenization,
+                                     VectorDistances)
 from weaviate.classes.query import Filter, MetadataQuery, Sort
-from weaviate.exceptions import (UnexpectedStatusCodeError, WeaviateBaseError, WeaviateClosedClientError,
-                                 WeaviateConnectionError, WeaviateInsertManyAllFailedError)
+from weaviate.exceptions import UnexpectedStatusCodeError, WeaviateBaseError, WeaviateInsertManyAllFailedError
 
-from memsys.config import Settings, redact_url
-from memsys.errors import StoreUnavailableError, scrub
-from memsys.logs import event, get_logger
+from memsys.config import Settings
+from memsys.errors import StoreUnavailableError
 from memsys.models import Memory
+from memsys.store import server
+from memsys.store.client import MAX_RESULTS
+from memsys.store.connection import Connection
+from memsys.store.records import (BrowsePage, MemoryFilter, StoredDocument, StoredMemory, WriteOutcome,
+                                  stored_to_memory)
+
 
 RETURN_PROPERTIES = [
     "content", "project", "repo", "agent", "tags", "source",
@@ -64,8 +65,8 @@ _CJK_PARTICLE = re.compile(r"(?<=[\u4e00-\u9fff\u30a0-\u30ff])[的了是在和�
 def keyword_text(query: str) -> str:
     """The query as keyword search uses it: CJK particles between words left out."""
     return _CJK_PARTICLE.sub(" ", query)
-# Weaviate answers at most this many objects per query (QUERY_MAXIMUM_RESULTS).
-_MAX_RESULTS = 10_000
+
+
 # Weaviate's answer to a query vector of another length than the collection's vectors.
 _OTHER_LENGTH = re.compile(r"vector lengths don't match", re.I)
 # How long a read waits for a collection that is missing while an alias is being made.
@@ -73,7 +74,6 @@ _SWITCH_SECONDS = 10.0
 # A cluster's default replication factor: every node holds a copy, up to this many.
 DEFAULT_MAX_REPLICAS = 3
 T = TypeVar("T")
-log = get_logger("store")
 
 
 def is_replica_error(message: str) -> bool:
@@ -83,184 +83,6 @@ def is_replica_error(message: str) -> bool:
     return "enough replicas" in m or "cannot achieve consistency level" in m
 
 
-@dataclass(frozen=True)
-class StoredMemory:
-    """A memory as Weaviate holds it; `score` is set on search hits (1 = identical)."""
-
-    uuid: str
-    content: str
-    project: str
-    repo: str
-    agent: str
-    tags: tuple[str, ...]
-    source: str
-    source_file: str
-    source_location: str
-    chunk_index: int
-    content_hash: str
-    created_at: dt.datetime | None
-    score: float | None = None
-    document_id: str = ""
-    document_hash: str = ""
-    record_id: str = ""
-    # On search hits: how the hit was found, "meaning" (vector), "keyword" (BM25) or "both".
-    matched_by: str = ""
-
-    @classmethod
-    def from_object(cls, obj: Any, score: float | None = None, matched_by: str = "") -> "StoredMemory":
-        p = obj.properties
-        return cls(
-            uuid=str(obj.uuid),
-            content=p.get("content") or "",
-            project=p.get("project") or "",
-            repo=p.get("repo") or "",
-            agent=p.get("agent") or "",
-            tags=tuple(p.get("tags") or ()),
-            source=p.get("source") or "",
-            source_file=p.get("source_file") or "",
-            source_location=p.get("source_location") or "",
-            chunk_index=int(p.get("chunk_index") or 0),
-            content_hash=p.get("content_hash") or "",
-            created_at=p.get("created_at"),
-            score=score,
-            document_id=p.get("document_id") or "",
-            document_hash=p.get("document_hash") or "",
-            record_id=p.get("record_id") or "",
-            matched_by=matched_by,
-        )
-
-    def same_as(self, memory: Memory) -> bool:
-        """True when writing `memory` would change nothing. The document hash is left out:
-        a chunk an edit did not touch stays as it is stored (no write)."""
-        return (
-            self.content_hash == memory.content_hash
-            and self.document_id == memory.document_id
-            and self.tags == memory.tags
-            and self.source == memory.source
-            and self.source_file == memory.source_file
-            and self.source_location == memory.source_location
-            and self.chunk_index == memory.chunk_index
-        )
-
-
-@dataclass(frozen=True)
-class Settled:
-    """What each memory of a batch needs, as lists of indexes in order: `to_write` (new:
-    embed and write), `to_update` (stored with the same content but other metadata: its
-    properties are rewritten with the stored vector, no embedding) and `unchanged`."""
-
-    to_write: list[int]
-    to_update: list[int]
-    unchanged: list[int]
-
-
-def settle(memories: Sequence[Memory], existing: dict[str, StoredMemory]) -> Settled:
-    out = Settled([], [], [])
-    for i, memory in enumerate(memories):
-        stored = existing.get(memory.uuid)
-        if stored is None or stored.content_hash != memory.content_hash:
-            out.to_write.append(i)
-        elif stored.same_as(memory):
-            out.unchanged.append(i)
-        else:
-            out.to_update.append(i)
-    return out
-
-
-@dataclass(frozen=True)
-class MemoryFilter:
-    """Which memories: every given field must match; tags match any of the given tags."""
-
-    project: str | None = None
-    repo: str | None = None
-    agent: str | None = None
-    tags: tuple[str, ...] | None = None
-    source: str | None = None
-    source_file: str | None = None  # the document's file name as imported ("docs/a.md")
-    document_id: str | None = None
-
-    def to_weaviate(self) -> Any:
-        parts = []
-        for name in ("project", "repo", "agent", "source", "source_file", "document_id"):
-            value = getattr(self, name)
-            if value:
-                parts.append(Filter.by_property(name).equal(value))
-        if self.tags:
-            parts.append(Filter.by_property("tags").contains_any(list(self.tags)))
-        if not parts:
-            return None
-        return Filter.all_of(parts) if len(parts) > 1 else parts[0]
-
-    @property
-    def is_empty(self) -> bool:
-        return self.to_weaviate() is None
-
-
-@dataclass(frozen=True)
-class StoredDocument:
-    """A document as the store holds it: its id, origin and number of memories."""
-
-    document_id: str
-    project: str
-    repo: str
-    source_file: str
-    memories: int
-
-
-def export_record(memory: StoredMemory) -> dict[str, Any]:
-    """A stored memory as one line of an export: its ID, every field and its creation time."""
-    return {
-        "id": memory.uuid, "content": memory.content, "project": memory.project, "repo": memory.repo,
-        "agent": memory.agent, "tags": list(memory.tags), "source": memory.source, "source_file": memory.source_file,
-        "source_location": memory.source_location, "chunk_index": memory.chunk_index,
-        "document_hash": memory.document_hash,
-        **({"record_id": memory.record_id} if memory.record_id else {}),
-        "created_at": memory.created_at.isoformat() if memory.created_at else None,
-    }
-
-
-def parse_export_line(line: str, number: int, embedder: str, embedder_name: str) -> tuple[Memory, list[float] | None, dt.datetime | None]:
-    """One export line back to a memory, its vector (None when the export has none) and
-    its creation time; ValueError names the line and the problem. A vector made by another
-    embedder than `embedder` is refused: one collection holds one model's vectors."""
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"line {number}: not JSON ({e.msg})") from None
-    if not isinstance(record, dict):
-        raise ValueError(f"line {number}: must be a JSON object, got {type(record).__name__}")
-    memory_id = record.pop("id", None)
-    vector = record.pop("vector", None)
-    made_by, made_by_name = record.pop("embedder", None), record.pop("embedder_name", None)
-    created_raw = record.pop("created_at", None)
-    try:
-        memory = Memory.from_dict(record)
-    except ValueError as e:
-        raise ValueError(f"line {number}: {e}") from None
-    if memory_id is not None and str(memory_id) != memory.uuid:
-        raise ValueError(f"line {number}: id {memory_id} does not belong to this content and fields (it would be {memory.uuid})")
-    if vector is not None:
-        if made_by != embedder:
-            raise ValueError(
-                f"line {number}: its vector was made by {made_by_name or 'an unknown embedder'}, but this store embeds "
-                f"with {embedder_name}; restore it with the embedder it was exported with, or export it without vectors"
-            )
-        if not isinstance(vector, list) or not vector or not all(isinstance(x, (int, float)) for x in vector):
-            raise ValueError(f"line {number}: 'vector' must be a list of numbers")
-    try:
-        created = dt.datetime.fromisoformat(created_raw) if created_raw else None
-    except (TypeError, ValueError):
-        raise ValueError(f"line {number}: created_at {created_raw!r} is not an ISO date and time") from None
-    return memory, vector, created
-
-
-def stored_to_memory(stored: StoredMemory) -> Memory:
-    """The memory a stored object holds (the same uuid: content and identity fields)."""
-    return Memory(content=stored.content, project=stored.project, repo=stored.repo, agent=stored.agent,
-                  tags=stored.tags, source=stored.source, source_file=stored.source_file,
-                  source_location=stored.source_location, chunk_index=stored.chunk_index,
-                  document_hash=stored.document_hash, record_id=stored.record_id)
-
 
 def _version_number(alias: str, name: str) -> int:
     """n when `name` is "<alias>_v<n>" (Weaviate capitalises the first letter), else 0."""
@@ -268,21 +90,6 @@ def _version_number(alias: str, name: str) -> int:
     rest = name[len(prefix):] if name.lower().startswith(prefix) else ""
     return int(rest) if rest.isdigit() else 0
 
-
-@dataclass(frozen=True)
-class BrowsePage:
-    """A page of memories and the cursor of the next page (None: this is the last)."""
-
-    memories: list[StoredMemory]
-    next_after: str | None
-
-
-@dataclass(frozen=True)
-class WriteOutcome:
-    """What one batch write did: uuids written, and reasons for the ones that failed."""
-
-    written: list[str]
-    failed: dict[int, str]  # index in the batch -> reason
 
 
 def _matched_by(explain: str | None) -> str:
@@ -292,230 +99,6 @@ def _matched_by(explain: str | None) -> str:
     keyword, meaning = "keyword" in text, "vector" in text
     return "both" if keyword and meaning else "keyword" if keyword else "meaning"
 
-
-def client_timeouts(settings: Settings) -> AdditionalConfig:
-    """A write that hangs (a replica killed in the middle of it) ends as a retryable error
-    after `weaviate_timeout`, rather than after the client's default of minutes."""
-    return AdditionalConfig(timeout=Timeout(init=30, query=settings.weaviate_timeout, insert=settings.weaviate_timeout))
-
-
-@dataclass(frozen=True)
-class NodeAddress:
-    """Where one Weaviate node answers: its REST base URL and its gRPC port."""
-
-    url: str  # as configured (shown, redacted)
-    rest: str  # scheme://host:port, no query
-    host: str
-    port: int
-    grpc_port: int
-    secure: bool
-
-    @classmethod
-    def parse(cls, url: str, settings: Settings) -> "NodeAddress":
-        parts = urlparse(url)
-        secure = parts.scheme == "https"
-        port = parts.port or (443 if secure else 80)
-        grpc = parse_qs(parts.query).get("grpc", [""])[0]
-        host = parts.hostname or "localhost"
-        return cls(url, f"{parts.scheme or 'http'}://{host}:{port}", host, port,
-                   int(grpc) if grpc.isdigit() else settings.weaviate_grpc_port or 50051, secure)
-
-    def answers(self, timeout: float = 1.0) -> bool:
-        """Whether both its ports take a connection (a node that was killed refuses at once;
-        the client would retry gRPC for a minute before saying so)."""
-        for port in (self.port, self.grpc_port):
-            try:
-                socket.create_connection((self.host, port), timeout=timeout).close()
-            except OSError:
-                return False
-        return True
-
-
-def connect(settings: Settings, node: int = 0) -> weaviate.WeaviateClient:
-    """Connect as the settings say: the data directory's memsys server (default; started
-    when none runs, see `memsys.server`), a server URL, or Weaviate Cloud. A cluster is
-    reached through one node (`node`, an index into `settings.weaviate_nodes`), which
-    coordinates replication to the others, so they may come and go."""
-    if not settings.weaviate_url:
-        from memsys import server
-
-        client, _ = server.connect_client(settings)
-        return client
-    timeouts = client_timeouts(settings)
-    url = settings.weaviate_nodes[node]
-    try:
-        auth = wvc.init.Auth.api_key(settings.weaviate_api_key.get()) if settings.weaviate_api_key else None
-        if settings.weaviate_mode == "cloud":
-            return weaviate.connect_to_weaviate_cloud(cluster_url=url, auth_credentials=auth,
-                                                      additional_config=timeouts)
-        address = NodeAddress.parse(url, settings)
-        return weaviate.connect_to_custom(
-            http_host=address.host,
-            http_port=address.port,
-            http_secure=address.secure,
-            grpc_host=address.host,
-            grpc_port=address.grpc_port,
-            grpc_secure=address.secure,
-            auth_credentials=auth,
-            additional_config=timeouts,
-        )
-    except (WeaviateBaseError, OSError) as e:
-        secrets = settings.secrets
-        raise StoreUnavailableError(f"cannot connect to {redact_url(url)}: {scrub(str(e), secrets)}") from None
-
-
-def is_unreachable(error: BaseException) -> bool:
-    """True when the node memsys talks to did not answer at all (down, or cut off), as
-    opposed to answering with an error. A client closed by another thread moving to the
-    next node counts too: the call is made again there."""
-    text = str(error)
-    return isinstance(error, (WeaviateConnectionError, WeaviateClosedClientError, httpx.TransportError)) \
-        or "StatusCode.UNAVAILABLE" in text or "failed to connect to all addresses" in text
-
-
-class _Connection:
-    """One Weaviate client, shared by a store and the stores `with_collection` makes.
-
-    On embedded Weaviate it follows the data directory's server: when the state file
-    changes (the server was restarted or replaced) the next use reconnects. When the server
-    was stopped, the next use starts it again, except while an import runs in this process:
-    then its batches fail with a clear reason and the job is resumed later, so `memsys
-    server stop` really stops the server."""
-
-    def __init__(self, settings: Settings, client: weaviate.WeaviateClient | None = None) -> None:
-        self.settings = settings
-        self._client = client
-        self._owned = client is None
-        self._embedded = client is None and not settings.weaviate_url
-        self._identity: tuple[int, int] | None = None
-        self._lock = threading.Lock()
-        self._imports = 0
-        # A cluster given as several nodes (WEAVIATE_URLS): the one in use, and when it was
-        # last seen answering. Each use at most once a second checks it still answers, and
-        # moves to the next node that does when it does not.
-        self._nodes = [NodeAddress.parse(u, settings) for u in settings.weaviate_nodes] \
-            if client is None and len(settings.weaviate_nodes) > 1 else []
-        self._node = 0
-        self._checked = 0.0
-        self.alias_switches = 0  # how often this process moved an alias (search rechecks its embedder)
-
-    @property
-    def node_url(self) -> str:
-        """The REST base URL of the node in use."""
-        if self._nodes:
-            return self._nodes[self._node].rest
-        if self.settings.weaviate_url:
-            return NodeAddress.parse(self.settings.weaviate_url, self.settings).rest
-        return f"http://127.0.0.1:{self.settings.weaviate_port}"
-
-    def get(self) -> weaviate.WeaviateClient:
-        with self._lock:
-            if self._client is not None and self._embedded:
-                from memsys import server
-
-                identity = server.state_identity(self.settings)
-                if identity != self._identity and (identity is not None or self._imports == 0):
-                    self._drop()
-            if self._client is not None and self._nodes and time.monotonic() - self._checked >= 1.0:
-                if self._nodes[self._node].answers():
-                    self._checked = time.monotonic()
-                else:
-                    self._leave_node("it stopped answering")
-            if self._client is None:
-                self._client = self._open()
-            return self._client
-
-    @property
-    def node_count(self) -> int:
-        return max(1, len(self._nodes))
-
-    def fail_over(self, client: weaviate.WeaviateClient, error: BaseException) -> bool:
-        """After `error` on `client`: True when the caller should try again, on another
-        node (the node did not answer and the cluster has others), or on the client another
-        thread already moved to."""
-        if not self._nodes or not is_unreachable(error):
-            return False
-        with self._lock:
-            if client is self._client:
-                self._leave_node(f"a call failed: {type(error).__name__}")
-            return True
-
-    def _leave_node(self, why: str) -> None:
-        left = self._nodes[self._node]
-        self._drop()
-        self._node = (self._node + 1) % len(self._nodes)
-        log.warning("Weaviate node %s: %s; moving to the next node of WEAVIATE_URLS", redact_url(left.url), why,
-                    extra=event("store.node_left", node=redact_url(left.url), reason=why))
-
-    def _open(self) -> weaviate.WeaviateClient:
-        if self._nodes:
-            return self._open_a_node()
-        if not self._embedded:
-            return connect(self.settings)
-        from memsys import server
-
-        client, _ = server.connect_client(self.settings)
-        self._identity = server.state_identity(self.settings)
-        return client
-
-    def _open_a_node(self) -> weaviate.WeaviateClient:
-        """The first node, from the one in use on, that answers and connects."""
-        problems = []
-        for step in range(len(self._nodes)):
-            index = (self._node + step) % len(self._nodes)
-            node = self._nodes[index]
-            if not node.answers():
-                problems.append(f"{redact_url(node.url)}: does not answer")
-                continue
-            try:
-                client = connect(self.settings, index)
-            except StoreUnavailableError as e:
-                problems.append(str(e))
-                continue
-            if index != self._node:
-                log.warning("Weaviate: now using node %s", redact_url(node.url),
-                            extra=event("store.node_used", node=redact_url(node.url)))
-            self._node, self._checked = index, time.monotonic()
-            return client
-        raise StoreUnavailableError("no node of WEAVIATE_URLS answers: " + "; ".join(problems))
-
-    def _drop(self) -> None:
-        if self._client is not None and self._owned:
-            self._client.close()
-            if self._embedded:
-                from memsys import server
-
-                server.release_client(self.settings)
-        self._client = None
-
-    def close(self) -> None:
-        with self._lock:
-            self._drop()
-
-    def importing(self, delta: int) -> None:
-        with self._lock:
-            self._imports += delta
-
-
-def embedded_environment(async_indexing: bool = False) -> dict[str, str]:
-    """How embedded Weaviate runs: no telemetry (nothing may need the network), CJK
-    tokenizers on, warnings and errors logged. The cluster address is pinned to loopback: left to itself
-    Weaviate advertises the host's first address, and an IPv6 one breaks its RPC server.
-    With `async_indexing` a write returns once stored and the vector index is built in the
-    background (a job then waits for `index_queue` to drain before it counts as done)."""
-    env = {
-        "DISABLE_TELEMETRY": "true",
-        "CLUSTER_ADVERTISE_ADDR": "127.0.0.1",
-        "ENABLE_TOKENIZER_GSE": "true",
-        "ENABLE_TOKENIZER_KAGOME_JA": "true",
-        # Warnings too: disk and memory pressure (shards turned read-only) are warnings,
-        # and Home shows them from this log.
-        "LOG_LEVEL": "warning",
-        "QUERY_MAXIMUM_RESULTS": str(_MAX_RESULTS),
-    }
-    if async_indexing:
-        env["ASYNC_INDEXING"] = "true"
-    return env
 
 
 @dataclass(frozen=True)
@@ -531,8 +114,17 @@ class IndexQueue:
         return self.queued == 0 and not self.not_ready
 
 
+# Which nodes of the cluster are down, asked of a store (`memsys.store.cluster.down_nodes`).
+DownNodes = Callable[["MemoryStore"], list[str]]
+
+
 class MemoryStore:
-    """The memories collection in one Weaviate. Thread-safe; connects on first use."""
+    """The memories collection in one Weaviate. Thread-safe; connects on first use.
+
+    `down_nodes` says which nodes of the cluster are down: a write that cannot get the
+    copies its consistency level asks for is then refused up front with their names, and a
+    write Weaviate refused for too few replicas says which. Without it no node counts as
+    down, and Weaviate alone decides."""
 
     def __init__(
         self,
@@ -540,15 +132,17 @@ class MemoryStore:
         client: weaviate.WeaviateClient | None = None,
         collection: str | None = None,
         *,
-        connection: _Connection | None = None,
+        connection: Connection | None = None,
         physical: bool = False,
+        down_nodes: DownNodes | None = None,
     ) -> None:
         self.settings = settings
         self.collection_name = collection or settings.collection
         # True: `collection_name` is one physical collection, never an alias (a re-embed's
         # target while it is built, an old version being copied or dropped).
         self.physical = physical
-        self._connection = connection or _Connection(settings, client)
+        self._connection = connection or Connection(settings, client)
+        self._down_nodes = down_nodes
         self._ready = False
         self._replication_factor: int | None = None  # read from the collection once, on a write
         # The embedder a collection this store creates is recorded with (set by MemorySystem).
@@ -561,7 +155,8 @@ class MemoryStore:
     def with_collection(self, name: str, physical: bool = False) -> "MemoryStore":
         """The same connection, another collection (tests and multi-tenant scripts); with
         `physical`, exactly the collection `name`, never an alias."""
-        store = MemoryStore(self.settings, collection=name, connection=self._connection, physical=physical)
+        store = MemoryStore(self.settings, collection=name, connection=self._connection, physical=physical,
+                            down_nodes=self._down_nodes)
         store.embedder = self.embedder
         return store
 
@@ -681,7 +276,7 @@ class MemoryStore:
 
     @contextlib.contextmanager
     def import_running(self) -> Iterator[None]:
-        """While an import runs, a stopped server stays stopped (see `_Connection`)."""
+        """While an import runs, a stopped server stays stopped (see `Connection`)."""
         self._connection.importing(+1)
         try:
             yield
@@ -693,8 +288,6 @@ class MemoryStore:
         when Weaviate is a configured server memsys does not run)."""
         if self.settings.weaviate_url:
             return ""
-        from memsys import server
-
         if server.running_state(self.settings) is not None:
             return ""
         last = server.read_last_stop(self.settings)
@@ -736,8 +329,6 @@ class MemoryStore:
         cosine distance, the embedder recorded in its description."""
         client = self.client
         if not client.collections.exists(name):
-            from weaviate.classes.config import Configure, DataType, Property, Tokenization, VectorDistances
-
             text_tok = Tokenization.GSE if not self.settings.weaviate_url else Tokenization.WORD
             exact = Tokenization.FIELD
             try:
@@ -778,8 +369,6 @@ class MemoryStore:
         """Replication and sharding for a new collection, from the settings and the nodes
         that are up: by default every node holds a copy (at most three) and each node one
         shard; one node (embedded) gets Weaviate's own defaults."""
-        from weaviate.classes.config import Configure
-
         s = self.settings
         try:
             nodes = len(client.cluster.nodes(output="minimal"))
@@ -848,8 +437,6 @@ class MemoryStore:
     def _add_document_properties(self, name: str) -> None:
         """A collection made before memories knew their document gets those properties
         (tokenized for exact filters), so a re-import and delete by document work on it."""
-        from weaviate.classes.config import DataType, Property, Tokenization
-
         collection = self.client.collections.get(name)
         have = {prop.name for prop in collection.config.get().properties}
         for name, tokenization in (("document_id", Tokenization.FIELD), ("document_hash", Tokenization.FIELD),
@@ -909,21 +496,21 @@ class MemoryStore:
         level = self.settings.write_consistency
         if factor <= 1 or level == "ONE":
             return ""
-        from memsys.cluster import down_nodes
-
         need = factor if level == "ALL" else factor // 2 + 1
-        down = down_nodes(self)
+        down = self._nodes_down()
         if factor - len(down) >= need:
             return ""
         return (f"not enough replicas for consistency {level}: it needs {need} of {factor} copies and "
                 f"{', '.join(down)} {'is' if len(down) == 1 else 'are'} down")
 
+    def _nodes_down(self) -> list[str]:
+        """The nodes of the cluster that are down, as far as this store is told."""
+        return self._down_nodes(self) if self._down_nodes is not None else []
+
     def _explain_write_error(self, message: str) -> str:
         if not is_replica_error(message):
             return message
-        from memsys.cluster import down_nodes
-
-        down = down_nodes(self)
+        down = self._nodes_down()
         where = f"{', '.join(down)} {'is' if len(down) == 1 else 'are'} down" if down else "a replica did not answer"
         return (f"too few replicas took the write for consistency {self.settings.write_consistency} ({where}); "
                 f"Weaviate said: {message}")
@@ -964,7 +551,7 @@ class MemoryStore:
             raise ValueError("refusing to delete with an empty filter; name at least one field")
         total = 0
         while True:
-            res = self.read(lambda c: c.query.fetch_objects(filters=flt, limit=_MAX_RESULTS, return_properties=[]))
+            res = self.read(lambda c: c.query.fetch_objects(filters=flt, limit=MAX_RESULTS, return_properties=[]))
             ids = [str(o.uuid) for o in res.objects]
             if not ids:
                 return total
@@ -975,7 +562,7 @@ class MemoryStore:
     def document_ids(self, document_id: str) -> list[str]:
         """The uuids of every memory stored for one document, however many."""
         flt = Filter.by_property("document_id").equal(document_id)
-        return [str(o.uuid) for o in self._objects(flt, None, _MAX_RESULTS, properties=[])]
+        return [str(o.uuid) for o in self._objects(flt, None, MAX_RESULTS, properties=[])]
 
     def delete_ids(self, uuids: Sequence[str]) -> int:
         """Delete the memories with these uuids; returns how many were deleted."""
@@ -989,8 +576,6 @@ class MemoryStore:
 
     def documents(self, where: MemoryFilter | None = None, limit: int = 1000) -> list[StoredDocument]:
         """The documents stored (within the filter), most memories first, at most `limit`."""
-        from weaviate.classes.aggregate import GroupByAggregate
-
         res = self.on_a_node(lambda: self.collection.aggregate.over_all(
             filters=where.to_weaviate() if where else None,
             group_by=GroupByAggregate(prop="document_id", limit=limit),
@@ -1007,18 +592,6 @@ class MemoryStore:
             p = obj[0].properties if obj else {}
             out.append(StoredDocument(doc_id, p.get("project") or "", p.get("repo") or "", p.get("source_file") or "", n))
         return out
-
-    def delete_where(self, where: MemoryFilter) -> int:
-        """Delete every memory matching `where`; an empty filter is refused."""
-        flt = where.to_weaviate()
-        if flt is None:
-            raise ValueError("refusing to delete with an empty filter; name at least one field")
-        total = 0
-        while True:
-            result = self._writing().data.delete_many(where=flt)
-            total += int(result.successful)
-            if int(result.matches) < _MAX_RESULTS:
-                return total
 
     def delete_all(self) -> None:
         """Drop the store: the alias and every physical collection of this name (a new one
@@ -1215,3 +788,4 @@ class MemoryStore:
             "collection": self.collection_name,
             "objects": self.count(),
         }
+
