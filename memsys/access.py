@@ -117,7 +117,7 @@ VIEWER_CALLS = {
     "store_status", "embedder_status", "batch_config_path", "saved_batch_config", "job", "require_job",
     "recent_jobs", "failed_items", "iter_failed_items", "failed_counts", "failed_items_csv", "job_warnings", "batches", "errors_by_type", "metrics", "follow", "wait", "search", "browse",
     "count", "get_memory", "cache_dir", "cache_info", "task", "start_task", "is_structured", "columns_in",
-    "cluster_status", "browse_page", "documents", "export", "server_status", "collections", "needs_reembed",
+    "cluster_status", "browse_page", "documents", "source_files", "export", "server_status", "collections", "needs_reembed",
     "weaviate_problems",
 }
 OPERATOR_CALLS = {
@@ -125,8 +125,8 @@ OPERATOR_CALLS = {
     "resume", "retry_failed", "warm_up", "check_embedding_endpoints", "record_import_started",
     # Reads only, but asks every node for every memory of a job: an operator's check.
     "verify_job",
-    # Writes memories back from an export, as an import would.
-    "restore",
+    # Writes memories back from an export, as an import would; and what it would overwrite.
+    "restore", "restore_overwrites",
 }
 ADMIN_CALLS = {
     "delete", "delete_job", "clear_cache", "save_batch_config", "check_connections",

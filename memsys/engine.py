@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Iterator, Mapping, Sequence, TextIO
 
+from weaviate.classes.aggregate import GroupByAggregate
+
 from memsys.api import HYBRID_ALPHA, MemorySystem, check_embedder, describe_embedder, embedder_record, same_embedder
 from memsys.cluster import ClusterStatus, NodeState, ReplicationReport, cluster_status, verify_replication
 from memsys.audit import AuditAction, AuditOutcome, AuditRecord, AuditTrail
@@ -617,6 +619,29 @@ class Engine:
                 details["count"] += self._restore_batch(pending)
         return int(details["count"])
 
+    def restore_overwrites(self, lines: Iterable[str], batch: int = 1000) -> tuple[int, int]:
+        """What `restore` of these export lines would do to what is stored, writing nothing:
+        how many memories the lines hold, and how many of them are stored now with other
+        fields (tags, source, document, place), which the restore would overwrite. A line
+        that is not a memory raises ValueError naming it, as `restore` does."""
+        provider = self.system.router.provider
+        total = overwritten = 0
+        pending: list[Memory] = []
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            pending.append(parse_export_line(line, number, provider.fingerprint, embedder_name(provider))[0])
+            total += 1
+            if len(pending) >= batch:
+                overwritten += self._stored_otherwise(pending)
+                pending = []
+        return total, overwritten + self._stored_otherwise(pending)
+
+    def _stored_otherwise(self, memories: list[Memory]) -> int:
+        """How many of these memories are stored with other fields than theirs."""
+        stored = self.system.store.existing([m.uuid for m in memories]) if memories else {}
+        return sum(1 for m in memories if m.uuid in stored and not stored[m.uuid].same_as(m))
+
     def _restore_batch(self, batch: list[tuple[Memory, list[float] | None, Any]]) -> int:
         missing = [i for i, (_, v, _) in enumerate(batch) if v is None]
         vectors: list[Any] = [v for _, v, _ in batch]
@@ -715,6 +740,17 @@ class Engine:
                             *(last.get(g.document_id) or ("", None)))
             for g in groups
         ]
+
+    def source_files(self, where: MemoryFilter | None = None, limit: int = 10_000) -> list[str]:
+        """The file names documents were imported under (within the filter), sorted, in one
+        aggregate: what a file name that matched nothing is compared with."""
+        store = self.system.store
+        res = store.on_a_node(lambda: store.collection.aggregate.over_all(
+            filters=where.to_weaviate() if where else None,
+            group_by=GroupByAggregate(prop="source_file", limit=limit),
+            total_count=True,
+        ))
+        return sorted(str(g.grouped_by.value) for g in res.groups if g.grouped_by.value)
 
     # --- re-embedding (memsys/jobs/reembed.py) -----------------------------------------
     def collections(self) -> list[CollectionVersion]:

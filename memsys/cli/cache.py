@@ -1,6 +1,7 @@
 """CLI commands for the embedding cache: `cache info`, `cache check [--fix]`, `cache warmup
-FILE`, `cache clear --yes`. Written for an operator: counts, kinds of problems in plain
-words, what was removed; `cache check` exits 1 when it finds problems it did not fix."""
+FILE`, `cache clear` (asks first, or --yes). Written for an operator: counts, kinds of
+problems in plain words, what was removed; `cache check` exits 1 when it finds problems it
+did not fix."""
 from __future__ import annotations
 
 import argparse
@@ -10,6 +11,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from memsys.cli.confirm import add_yes, confirmed, nothing_matched
 from memsys.embeddings.health import PROBLEMS, CacheHealthReport
 from memsys.ingest.readers.warmup import WARMUP_FORMAT
 from memsys.engine import Engine
@@ -39,8 +41,8 @@ def _add_cache(p: argparse.ArgumentParser) -> None:
     warmup = sub.add_parser("warmup", help="embed and cache texts ahead of an import", description=WARMUP_FORMAT)
     warmup.add_argument("file", type=Path, help="a text file (one text per line) or a .jsonl file")
     warmup.set_defaults(func=_warmup)
-    clear = sub.add_parser("clear", help="remove every cached vector (needs --yes)")
-    clear.add_argument("--yes", action="store_true", help="confirm: really remove everything")
+    clear = sub.add_parser("clear", help="remove every cached vector; asks first (or --yes)")
+    add_yes(clear, dry_run="say how many cached vectors would go; remove nothing")
     clear.set_defaults(func=_clear)
 
 
@@ -171,11 +173,13 @@ def _warmup(args: argparse.Namespace) -> int:
 
 def _clear(args: argparse.Namespace) -> int:
     engine = _engine()
-    if not args.yes:
-        n = engine.cache_info()["num_entries"]
-        print(f"This removes all {n:,} cached vectors from {engine.cache_dir}; the next import embeds"
-              " everything again. Run `python -m memsys cache clear --yes` to confirm.")
-        return 1
+    n = engine.cache_info()["num_entries"]
+    if not n:
+        return nothing_matched(f"the embedding cache at {engine.cache_dir} is empty; nothing to clear")
+    stop = confirmed(args, f"would remove all {n:,} cached vectors from {engine.cache_dir}; the next import "
+                           "embeds everything again")
+    if stop is not None:
+        return stop
     removed = engine.clear_cache()
     print(f"Removed {removed:,} entries from {engine.cache_dir}.")
     return 0
