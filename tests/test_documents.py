@@ -256,7 +256,11 @@ def test_the_cli_mirrors_a_folder_and_deletes_a_file_after_a_dry_run(cli_env: di
     args = ["import", str(folder), *IMPORT_ARGS, "--mirror"]
     assert run_memsys(args, cli_env).returncode == 0
     (folder / "gone.csv").unlink()
-    mirrored = run_memsys(args, cli_env)
+    refused = run_memsys(args, cli_env)  # it would remove a document: no terminal, no --yes, nothing changes
+    assert refused.returncode == 2 and "and then remove 1 document (2 memories) of knowledge base proj/main" \
+        in refused.stdout, refused.stdout + refused.stderr
+    assert collection(base_system, cli_env).count_memories() == 5
+    mirrored = run_memsys([*args, "--yes"], cli_env)
     assert "0 written, 3 unchanged, 0 failed, of 3 items; 2 stored memories removed (no longer in the input)" \
         in mirrored.stdout, mirrored.stdout
     dry = run_memsys(["memories", "delete", "--file", "notes/keep.csv", "--dry-run"], cli_env)

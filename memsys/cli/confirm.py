@@ -14,7 +14,7 @@ from typing import Iterable, Sequence
 
 from memsys.engine import MemoryFilter
 
-NOT_CONFIRMED = 2  # also argparse's and main's code for an error: either way nothing changed
+NOT_CONFIRMED = 2  # the code argparse and main give an error, too
 NOTHING_MATCHED = 4
 
 # Shown under `memsys --help`; the README's "Command line" section says the same.
@@ -39,10 +39,10 @@ YES_HELP = "do it without asking (needed when standard input is not a terminal)"
 _SHOWN_MATCHES = 5
 
 
-def add_yes(p: argparse.ArgumentParser, *, dry_run: str = "") -> None:
-    """`--yes` on a command that deletes or overwrites, and `--dry-run` (its help) when
-    the command has one."""
-    p.epilog = RULE
+def add_yes(p: argparse.ArgumentParser, *, dry_run: str = "", rule: str = RULE) -> None:
+    """`--yes` on a command that deletes or overwrites, `--dry-run` (its help) when the
+    command has one, and the rule under its --help."""
+    p.epilog = rule
     p.add_argument("--yes", "-y", action="store_true", help=YES_HELP)
     if dry_run:
         p.add_argument("--dry-run", action="store_true", help=dry_run)
