@@ -62,10 +62,9 @@ def confirmed(args: argparse.Namespace, plan: str) -> int | None:
         print("nothing changed: memsys asks before it deletes or overwrites, and standard input is not a terminal;"
               " add --yes to go ahead", file=sys.stderr)
         return NOT_CONFIRMED
-    try:
-        answer = input("Proceed? [y/N] ")
-    except EOFError:
-        answer = ""
+    # The question goes where the terminal is even when the output is piped (`| tee`).
+    print("Proceed? [y/N] ", end="", file=sys.stderr, flush=True)
+    answer = sys.stdin.readline()  # "" at the end of input: no
     if answer.strip().lower() in ("y", "yes"):
         return None
     print("nothing changed")

@@ -48,7 +48,10 @@ def _add_memories(p: argparse.ArgumentParser) -> None:
     restore = sub.add_parser("restore", help="write the memories of an export back into the store; asks first "
                                              "(or --yes) when that overwrites memories stored with other fields")
     restore.add_argument("file", type=Path)
-    add_yes(restore, dry_run="say how many memories the file holds and how many it would overwrite; write nothing")
+    add_yes(restore, dry_run="say how many memories the file holds and how many it would overwrite; write nothing",
+            rule="When it would overwrite memories stored with other fields (tags, source, document or place), "
+                 "says how many, then asks \"Proceed? [y/N]\" when standard input is a terminal; without one it "
+                 "needs --yes (else it changes nothing and exits 2). A restore that only adds memories asks nothing.")
     restore.set_defaults(func=_restore)
 
 
