@@ -131,7 +131,10 @@ def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def run_memsys(args: list[str], env: dict[str, str], timeout: float = 600, **kwargs: object) -> subprocess.CompletedProcess[str]:
-    """Run the CLI (`python -m memsys ...`) as a real process."""
+    """Run the CLI (`python -m memsys ...`) as a real process, with no terminal on its
+    standard input (as from a script), unless the test passes `input` or `stdin`."""
+    if "input" not in kwargs:
+        kwargs.setdefault("stdin", subprocess.DEVNULL)
     full_env = dict(os.environ)
     full_env.update(env)
     return subprocess.run(

@@ -159,10 +159,10 @@ def test_a_jsonl_line_that_is_not_json_is_named_by_its_line_number(tmp_path: Pat
 def test_clear_without_yes_removes_nothing(env: dict[str, str]) -> None:
     fill(cache_of(env), 20)
 
-    result = run_memsys(["cache", "clear"], env)
+    result = run_memsys(["cache", "clear"], env)  # no terminal to ask on
 
-    assert result.returncode == 1
-    assert "--yes" in result.stdout
+    assert result.returncode == 2
+    assert "would remove all 20 cached vectors" in result.stdout and "add --yes" in result.stderr
     assert len(cache_of(env)) == 21
 
 

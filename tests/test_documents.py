@@ -256,14 +256,18 @@ def test_the_cli_mirrors_a_folder_and_deletes_a_file_after_a_dry_run(cli_env: di
     args = ["import", str(folder), *IMPORT_ARGS, "--mirror"]
     assert run_memsys(args, cli_env).returncode == 0
     (folder / "gone.csv").unlink()
-    mirrored = run_memsys(args, cli_env)
+    refused = run_memsys(args, cli_env)  # it would remove a document: no terminal, no --yes, nothing changes
+    assert refused.returncode == 2 and "and then remove 1 document (2 memories) of knowledge base proj/main" \
+        in refused.stdout, refused.stdout + refused.stderr
+    assert collection(base_system, cli_env).count_memories() == 5
+    mirrored = run_memsys([*args, "--yes"], cli_env)
     assert "0 written, 3 unchanged, 0 failed, of 3 items; 2 stored memories removed (no longer in the input)" \
         in mirrored.stdout, mirrored.stdout
     dry = run_memsys(["memories", "delete", "--file", "notes/keep.csv", "--dry-run"], cli_env)
-    assert dry.stdout.strip() == "3 memories matching the filter would be deleted (dry run; nothing deleted)"
+    assert dry.stdout.strip() == "would delete 3 memories of document notes/keep.csv (dry run: nothing changed)"
     assert collection(base_system, cli_env).count_memories() == 3
-    done = run_memsys(["memories", "delete", "--file", "notes/keep.csv"], cli_env)
-    assert done.stdout.strip() == "deleted 3 memories matching the filter"
+    done = run_memsys(["memories", "delete", "--file", "notes/keep.csv", "--yes"], cli_env)
+    assert done.stdout.strip() == "deleted 3 memories of document notes/keep.csv"
     assert collection(base_system, cli_env).count_memories() == 0
     refused = run_memsys(["memories", "delete"], cli_env)
     assert refused.returncode == 2 and "say what to delete" in refused.stderr

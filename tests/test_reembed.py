@@ -253,7 +253,9 @@ def test_the_cli_reembeds_lists_and_drops(cli_env: dict[str, str], base_system: 
     assert f"search now uses {name}_v2 (6 memories, openai / multilingual-e5-small-q4" in done.stdout, done.stdout
     listed = run_memsys(["collections"], other).stdout
     assert f"  {name}_v1  6 memories  local /" in listed and f"* {name}_v2  6 memories  openai /" in listed, listed
-    dropped = run_memsys(["collections", "drop", f"{name}_v1"], other)
+    kept = run_memsys(["collections", "drop", f"{name}_v1"], other)  # no terminal, no --yes: nothing changes
+    assert kept.returncode == 2 and f"would drop collection {name}_v1 and its 6 memories" in kept.stdout, kept.stderr
+    dropped = run_memsys(["collections", "drop", f"{name}_v1", "--yes"], other)
     assert dropped.stdout.strip() == f"dropped {name}_v1 (6 memories)", dropped.stderr
     assert collection(base_system, cli_env).count_memories() == 6
     collection(base_system, cli_env).store.delete_all()

@@ -1,6 +1,7 @@
 """CLI commands for the embedding cache: `cache info`, `cache check [--fix]`, `cache warmup
-FILE`, `cache clear --yes`. Written for an operator: counts, kinds of problems in plain
-words, what was removed; `cache check` exits 1 when it finds problems it did not fix."""
+FILE`, `cache clear` (asks first, or --yes). Written for an operator: counts, kinds of
+problems in plain words, what was removed; `cache check` exits 1 when it finds problems it
+did not fix."""
 from __future__ import annotations
 
 import argparse
@@ -10,6 +11,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from memsys.cli.confirm import add_yes, confirmed, nothing_matched
 from memsys.embeddings.health import PROBLEMS, CacheHealthReport
 from memsys.ingest.readers.warmup import WARMUP_FORMAT
 from memsys.engine import Engine
@@ -39,8 +41,8 @@ def _add_cache(p: argparse.ArgumentParser) -> None:
     warmup = sub.add_parser("warmup", help="embed and cache texts ahead of an import", description=WARMUP_FORMAT)
     warmup.add_argument("file", type=Path, help="a text file (one text per line) or a .jsonl file")
     warmup.set_defaults(func=_warmup)
-    clear = sub.add_parser("clear", help="remove every cached vector (needs --yes)")
-    clear.add_argument("--yes", action="store_true", help="confirm: really remove everything")
+    clear = sub.add_parser("clear", help="remove every cached vector; asks first (or --yes)")
+    add_yes(clear, dry_run="say how many cached vectors would go; remove nothing")
     clear.set_defaults(func=_clear)
 
 
@@ -52,7 +54,7 @@ def _engine() -> Engine:
 # --- info ------------------------------------------------------------------------------
 
 def _info(args: argparse.Namespace) -> int:
-    info = _engine().cache.info()
+    info = _engine().cache_info()
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -160,7 +162,7 @@ def _warmup(args: argparse.Namespace) -> int:
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist or is not a file")
     with tqdm(unit=" texts", file=sys.stderr, disable=None, leave=False) as bar:
-        report = _engine().cache.warm_up(files=[path], progress=lambda done, _total: bar.update(done - bar.n))
+        report = _engine().warm_up(files=[path], progress=lambda done, _total: bar.update(done - bar.n))
     print(f"Warmed up {report.texts:,} texts from {path.name} in {report.seconds:.1f} s: "
           f"{report.already_cached:,} were already cached, {report.embedded:,} embedded and cached now"
           + (f", {report.repeats:,} repeated within the file." if report.repeats else "."))
@@ -171,11 +173,13 @@ def _warmup(args: argparse.Namespace) -> int:
 
 def _clear(args: argparse.Namespace) -> int:
     engine = _engine()
-    if not args.yes:
-        n = engine.cache.info()["num_entries"]
-        print(f"This removes all {n:,} cached vectors from {engine.cache.directory}; the next import embeds"
-              " everything again. Run `python -m memsys cache clear --yes` to confirm.")
-        return 1
+    n = engine.cache.info()["num_entries"]
+    if not n:
+        return nothing_matched(f"the embedding cache at {engine.cache.directory} is empty; nothing to clear")
+    stop = confirmed(args, f"would remove all {n:,} cached vectors from {engine.cache.directory}; the next import "
+                           "embeds everything again")
+    if stop is not None:
+        return stop
     removed = engine.cache.clear()
     print(f"Removed {removed:,} entries from {engine.cache.directory}.")
     return 0

@@ -1,6 +1,7 @@
 """CLI commands for imports and jobs: `import PATH...`, `jobs`, `jobs show|resume|
 retry-failed|cancel ID`. Imports run in the engine's job runner, as the dashboard's do; the
-command follows them with a tqdm bar, and its exit code is 0 only when nothing failed."""
+command follows them with a tqdm bar, and its exit code is 0 only when nothing failed. An
+import with `--mirror` that would remove documents follows `confirm`'s rule first."""
 from __future__ import annotations
 
 import argparse
@@ -8,6 +9,7 @@ import itertools
 import time
 from pathlib import Path
 
+from memsys.cli.confirm import add_yes, confirmed, plural
 from memsys.cli.follow import SHOWN_FAILURES, follow_job, updated_part
 from memsys.config import BatchConfig
 from memsys.engine import Engine, FieldMapping
@@ -32,7 +34,11 @@ def _add_import(p: argparse.ArgumentParser) -> None:
                                        "a document of its own, replaced when it changes and removed by --mirror when gone")
     p.add_argument("--mirror", action="store_true",
                    help="make the store equal to these paths: documents an earlier import of the same paths had "
-                        "and these no longer have are removed once the import completes")
+                        "and these no longer have are removed once the import completes; asks first (or --yes) "
+                        "when that removes any")
+    add_yes(p, rule="With --mirror, an import that would remove documents says how many, then asks \"Proceed? [y/N]\" "
+                    "when standard input is a terminal; without one it needs --yes (else it changes nothing and "
+                    "exits 2).")
     p.set_defaults(func=_import)
 
 
@@ -50,6 +56,9 @@ def _import(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"not found: {', '.join(missing)}")
     engine = Engine()
     try:
+        stop = _confirm_mirror(engine, args, defaults, config)
+        if stop is not None:
+            return stop
         copies = engine.imports.spool_paths(args.paths)
         mapping = FieldMapping(record_id=args.id_column) if args.id_column else None
         job_id = engine.imports.create(copies, defaults, mapping=mapping, config=config, origin=args.paths, mirror=args.mirror)
@@ -59,6 +68,24 @@ def _import(args: argparse.Namespace) -> int:
         return follow_job(engine, job_id)
     finally:
         engine.close()
+
+
+def _confirm_mirror(engine: Engine, args: argparse.Namespace, defaults: MemoryDefaults,
+                    config: BatchConfig | None) -> int | None:
+    """A mirror import that would remove documents says how many (the engine's preview
+    reads the paths as the import would, embedding nothing), then `confirmed`; one that
+    removes none, or any import with --yes, goes ahead without reading twice."""
+    if not args.mirror or args.yes:
+        return None
+    mapping = FieldMapping(record_id=args.id_column) if args.id_column else None
+    preview = engine.imports.preview(args.paths, defaults, mapping=mapping, config=config, limit=0, origin=args.paths)
+    if not preview.mirror_documents:
+        return None
+    return confirmed(args, f"would import {', '.join(str(p) for p in args.paths)} and then remove "
+                           f"{plural(preview.mirror_documents, 'document', 'documents')} "
+                           f"({plural(preview.mirror_memories, 'memory', 'memories')}) of knowledge base "
+                           f"{defaults.project}/{defaults.repo} that an earlier import of these paths had and they "
+                           "no longer have")
 
 
 def _add_jobs(p: argparse.ArgumentParser) -> None:

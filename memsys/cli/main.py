@@ -9,6 +9,7 @@ from typing import Sequence
 
 from memsys import __version__
 from memsys.cli import cache, cluster, jobs, logs, memories, reembed, server
+from memsys.cli.confirm import EXIT_CODES
 from memsys.config import ConfigError
 from memsys.errors import MemsysError
 from memsys.logs import set_program
@@ -18,7 +19,8 @@ _COMMAND_MODULES = (cache, cluster, jobs, memories, reembed, server, logs)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="memsys", description="Import documents into a Weaviate memory store.")
+    parser = argparse.ArgumentParser(prog="memsys", description="Import documents into a Weaviate memory store.",
+                                     epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"memsys {__version__}")
     groups = parser.add_subparsers(dest="group", required=True)
     for module in _COMMAND_MODULES:

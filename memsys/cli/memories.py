@@ -1,13 +1,16 @@
 """CLI commands for stored memories: `memories delete` by document (`--file`), by filter
 (`--project/--repo/--agent/--tags/--source`) or by import job (`--job`), with `--dry-run`
 to count first; `memories export` of any filter to JSON lines (with `--vectors`, restorable
-without embedding) and `memories restore` of such a file."""
+without embedding) and `memories restore` of such a file. A delete, and a restore that
+would overwrite stored memories, follow `confirm`'s rule: say what, then ask or need --yes."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
+from memsys.cli.confirm import add_yes, close_matches, confirmed, describe_filter, nothing_matched, plural
 from memsys.engine import Engine, MemoryFilter
 
 
@@ -31,18 +34,24 @@ def _filter(args: argparse.Namespace) -> MemoryFilter:
 
 def _add_memories(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="action", required=True)
-    delete = sub.add_parser("delete", help="delete by --file, by a filter, or by --job; --dry-run counts only")
+    delete = sub.add_parser("delete", help="delete by --file, by a filter, or by --job; asks first (or --yes); "
+                                           "--dry-run counts only")
     _add_filter(delete)
     delete.add_argument("--job", help="an import job id: every memory it imported")
-    delete.add_argument("--dry-run", action="store_true", help="count what would be deleted; delete nothing")
+    add_yes(delete, dry_run="count what would be deleted; delete nothing")
     delete.set_defaults(func=_delete)
     export = sub.add_parser("export", help="write the memories a filter matches (all without one) as JSON lines")
     export.add_argument("out", type=Path, help="the .jsonl file to write ('-' for standard output)")
     _add_filter(export)
     export.add_argument("--vectors", action="store_true", help="include the vectors, so a restore embeds nothing")
     export.set_defaults(func=_export)
-    restore = sub.add_parser("restore", help="write the memories of an export back into the store")
+    restore = sub.add_parser("restore", help="write the memories of an export back into the store; asks first "
+                                             "(or --yes) when that overwrites memories stored with other fields")
     restore.add_argument("file", type=Path)
+    add_yes(restore, dry_run="say how many memories the file holds and how many it would overwrite; write nothing",
+            rule="When it would overwrite memories stored with other fields (tags, source, document or place), "
+                 "says how many, then asks \"Proceed? [y/N]\" when standard input is a terminal; without one it "
+                 "needs --yes (else it changes nothing and exits 2). A restore that only adds memories asks nothing.")
     restore.set_defaults(func=_restore)
 
 
@@ -63,6 +72,9 @@ def _export(args: argparse.Namespace) -> int:
 def _restore(args: argparse.Namespace) -> int:
     engine = Engine()
     try:
+        stop = _confirm_restore(engine, args)
+        if stop is not None:
+            return stop
         with args.file.open(encoding="utf-8") as lines:
             n = engine.memories.restore(lines, source=str(args.file))
     finally:
@@ -71,25 +83,52 @@ def _restore(args: argparse.Namespace) -> int:
     return 0
 
 
+def _confirm_restore(engine: Engine, args: argparse.Namespace) -> int | None:
+    """A restore that only adds memories (or writes them as they are stored) goes ahead;
+    one that would overwrite memories stored with other fields asks first."""
+    with args.file.open(encoding="utf-8") as lines:
+        total, overwritten = engine.memories.restore_overwrites(lines)
+    plan = f"would restore {plural(total, 'memory', 'memories')} from {args.file}"
+    if overwritten:
+        return confirmed(args, f"{plan}; {plural(overwritten, 'memory is', 'memories are')} stored now with other "
+                               "fields (tags, source, document or place) and would be overwritten")
+    if args.dry_run:
+        return confirmed(args, f"{plan}, overwriting none stored with other fields")
+    return None
+
+
 def _delete(args: argparse.Namespace) -> int:
     where = _filter(args)
     if args.job and not where.is_empty:
         raise ValueError("give either --job or a filter (--file, --project, ...), not both")
     if not args.job and where.is_empty:
         raise ValueError("say what to delete: --file NAME, --project/--repo/--agent/--tags/--source, or --job ID")
+    what = f"imported by job {args.job}" if args.job else describe_filter(where)
     engine = Engine()
     try:
+        stop = _confirm_delete(engine, args, where, what)
+        if stop is not None:
+            return stop
         if args.job:
-            n = engine.memories.delete_job(args.job, dry_run=args.dry_run)
-            what = f"imported by job {args.job}"
+            n = engine.memories.delete_job(args.job)
         else:
-            n = engine.memories.delete(where, dry_run=args.dry_run)
-            what = "matching the filter"
+            n = engine.memories.delete(where)
     finally:
         engine.close()
-    noun = "memory" if n == 1 else "memories"
-    if args.dry_run:
-        print(f"{n} {noun} {what} would be deleted (dry run; nothing deleted)")
-    else:
-        print(f"deleted {n} {noun} {what}")
+    print(f"deleted {plural(n, 'memory', 'memories')} {what}")
     return 0
+
+
+def _confirm_delete(engine: Engine, args: argparse.Namespace, where: MemoryFilter, what: str) -> int | None:
+    """Count what the delete would remove (the engine's dry run), then `confirmed`; a
+    filter, file or job that matches nothing says so (naming close file names)."""
+    try:
+        n = engine.memories.delete_job(args.job, dry_run=True) if args.job else engine.memories.delete(where, dry_run=True)
+    except KeyError as e:  # no such job
+        return nothing_matched(f"{e.args[0]}; nothing deleted")
+    if n:
+        return confirmed(args, f"would delete {plural(n, 'memory', 'memories')} {what}")
+    close: list[str] = []
+    if where.source_file:
+        close = close_matches(where.source_file, engine.memories.source_files(dataclasses.replace(where, source_file=None)))
+    return nothing_matched(f"no memories {what}; nothing deleted", close)

@@ -1,12 +1,13 @@
 """CLI commands for the embedding model of the store: `reembed` (embed every memory again
 with the configured embedder into a new collection, followed like an import, then search
 switches to it), `collections` (the store's collections, which one search uses) and
-`collections drop NAME` (an old one, once it is not needed)."""
+`collections drop NAME` (an old one, once it is not needed; asks first, or --yes)."""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from memsys.cli.confirm import add_yes, close_matches, confirmed, nothing_matched, plural
 from memsys.cli.follow import follow_job
 from memsys.config import BatchConfig
 from memsys.engine import Engine
@@ -44,8 +45,9 @@ def _reembed(args: argparse.Namespace) -> int:
 def _add_collections(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=_list)
     sub = p.add_subparsers(dest="action")
-    drop = sub.add_parser("drop", help="drop an old collection (not the one search uses)")
+    drop = sub.add_parser("drop", help="drop an old collection (not the one search uses); asks first (or --yes)")
     drop.add_argument("name")
+    add_yes(drop, dry_run="say what would be dropped; drop nothing")
     drop.set_defaults(func=_drop)
 
 
@@ -63,8 +65,25 @@ def _list(args: argparse.Namespace) -> int:
 def _drop(args: argparse.Namespace) -> int:
     engine = Engine()
     try:
+        stop = _confirm_drop(engine, args)
+        if stop is not None:
+            return stop
         n = engine.collections.drop(args.name)
     finally:
         engine.close()
-    print(f"dropped {args.name} ({n} memories)")
+    print(f"dropped {args.name} ({plural(n, 'memory', 'memories')})")
     return 0
+
+
+def _confirm_drop(engine: Engine, args: argparse.Namespace) -> int | None:
+    """Say which collection and how many memories would go, then `confirmed`; a name that
+    is not a collection of the store names the ones there are."""
+    versions = {c.name: c for c in engine.collections.versions()}
+    found = versions.get(args.name)
+    if found is None:
+        return nothing_matched(f"no collection {args.name} (the store has {', '.join(versions) or 'none'});"
+                               " nothing dropped", close_matches(args.name, versions))
+    if found.live:
+        raise ValueError(f"{found.name} is the collection search uses now; it cannot be dropped")
+    return confirmed(args, f"would drop collection {found.name} and its {plural(found.memories, 'memory', 'memories')}"
+                           f" ({found.embedder})")

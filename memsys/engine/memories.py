@@ -93,6 +93,30 @@ class Memories(Calls):
                 details["count"] += self._restore_batch(pending)
         return int(details["count"])
 
+    @action(OPERATOR, "restoring memories")
+    def restore_overwrites(self, lines: Iterable[str], batch: int = 1000) -> tuple[int, int]:
+        """What `restore` of these export lines would do to what is stored, writing nothing:
+        how many memories the lines hold, and how many of them are stored now with other
+        fields (tags, source, document, place), which the restore would overwrite. A line
+        that is not a memory raises ValueError naming it, as `restore` does."""
+        provider = self._engine.system.router.provider
+        total = overwritten = 0
+        pending: list[Memory] = []
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            pending.append(parse_export_line(line, number, provider.fingerprint, embedder_name(provider))[0])
+            total += 1
+            if len(pending) >= batch:
+                overwritten += self._stored_otherwise(pending)
+                pending = []
+        return total, overwritten + self._stored_otherwise(pending)
+
+    def _stored_otherwise(self, memories: list[Memory]) -> int:
+        """How many of these memories are stored with other fields than theirs."""
+        stored = self._engine.system.store.existing([m.uuid for m in memories]) if memories else {}
+        return sum(1 for m in memories if m.uuid in stored and not stored[m.uuid].same_as(m))
+
     def _restore_batch(self, batch: list[tuple[Memory, list[float] | None, Any]]) -> int:
         system = self._engine.system
         missing = [i for i, (_, v, _) in enumerate(batch) if v is None]
@@ -200,6 +224,13 @@ class Memories(Calls):
                             *(last.get(g.document_id) or ("", None)))
             for g in groups
         ]
+
+
+    @action(VIEWER, "listing documents")
+    def source_files(self, where: MemoryFilter | None = None, limit: int = 10_000) -> list[str]:
+        """The file names documents were imported under (within the filter), sorted: what a
+        file name that matched nothing is compared with."""
+        return self._engine.system.store.source_files(where, limit=limit)
 
 
 class Collections(Calls):

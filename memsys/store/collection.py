@@ -593,6 +593,16 @@ class MemoryStore:
             out.append(StoredDocument(doc_id, p.get("project") or "", p.get("repo") or "", p.get("source_file") or "", n))
         return out
 
+    def source_files(self, where: MemoryFilter | None = None, limit: int = 10_000) -> list[str]:
+        """The file names documents were imported under (within the filter), sorted, in one
+        aggregate."""
+        res = self.on_a_node(lambda: self.collection.aggregate.over_all(
+            filters=where.to_weaviate() if where else None,
+            group_by=GroupByAggregate(prop="source_file", limit=limit),
+            total_count=True,
+        ))
+        return sorted(str(g.grouped_by.value) for g in res.groups if g.grouped_by.value)
+
     def delete_all(self) -> None:
         """Drop the store: the alias and every physical collection of this name (a new one
         is created on next use)."""
