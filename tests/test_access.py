@@ -184,7 +184,8 @@ def app_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
 def app_as(email: str | None, script: Any = None) -> AppTest:
     at = AppTest.from_function(script, default_timeout=180) if script else AppTest.from_file(str(REPO / "app.py"), default_timeout=180)
     at.secrets["auth"] = AUTH
-    at.user = {"is_logged_in": email is not None, **({"email": email, "name": email} if email else {})}
+    at.user = {"is_logged_in": email is not None,
+               **({"email": email, "email_verified": True, "name": email} if email else {})}
     return at
 
 
