@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-
 from typing import Any
 
 from streamlit import config
@@ -54,7 +53,7 @@ def dashboard_guard() -> HttpGuard:
     """The guard for this dashboard, from the server's settings and Streamlit's options
     (read once they are parsed): the address it listens on when that is one machine's
     address, the configured public names, and the token unless sign-in protects it or
-    the operator turned it off. Prints the address to open (with the token), as Jupyter does."""
+    the operator turned it off."""
     try:
         settings = Settings.load()
     except ConfigError as e:
@@ -64,7 +63,14 @@ def dashboard_guard() -> HttpGuard:
     token = None
     if settings.dashboard_token and not sign_in_configured():
         token = read_or_create_token(settings.dashboard_token_path)
-    config.set_option("logger.hideWelcomeMessage", True)  # its address would lack the token
+    _print_address(address, token, settings)
+    return HttpGuard(names, token, str(settings.dashboard_token_path.resolve()) if token else "")
+
+
+def _print_address(address: str, token: str | None, settings: Settings) -> None:
+    """The address to open, on the terminal (never in a log), with the token as Jupyter
+    does; Streamlit's own welcome would show it without."""
+    config.set_option("logger.hideWelcomeMessage", True)
     shown = "127.0.0.1" if address in _WILDCARDS else (f"[{address}]" if ":" in address else address)
     scheme = "https" if config.get_option("server.sslCertFile") else "http"
     url = f"{scheme}://{shown}:{config.get_option('server.port')}/"
@@ -76,7 +82,6 @@ def dashboard_guard() -> HttpGuard:
     if address in _WILDCARDS and not settings.allowed_hosts:
         print("memsys dashboard: served on every interface, but only loopback names are let in until "
               "MEMSYS_ALLOWED_HOSTS lists the names people use to reach it", flush=True)
-    return HttpGuard(names, token, str(settings.dashboard_token_path.resolve()) if token else "")
 
 
 if __name__ == "__main__":
