@@ -30,10 +30,10 @@ browser:
 	bash tools/install_browser.sh
 
 # The memsys server (embedded Weaviate of the data directory) starts first and outlives
-# the dashboard; it stops after MEMSYS_SERVER_IDLE_SECONDS without clients.
+# the dashboard; it stops after MEMSYS_SERVER_IDLE_SECONDS without clients. The dashboard
+# prints the address to open, with its token when it runs without sign-in.
 run: setup
 	$(BIN)/python -m memsys server start
-	@echo "memsys dashboard: http://$(MEMSYS_SERVER_ADDRESS):$(PORT)"
 	$(BIN)/python -m components.serve --server.address $(MEMSYS_SERVER_ADDRESS) --server.port $(PORT)
 
 # For a team: listens on every interface; refuses to run until sign-in is configured.

@@ -14,7 +14,8 @@ if served_openly() and not sign_in_configured():
         f"This dashboard is served on {st.get_option('server.address')}, so other machines can reach it, but "
         "sign-in is not configured. Add an [auth] section (an OpenID Connect provider) and the roles "
         "(MEMSYS_ADMINS, MEMSYS_OPERATORS, MEMSYS_VIEWERS) to .streamlit/secrets.toml, as "
-        "secrets.toml.example shows, or serve it on 127.0.0.1 only (the default of `make run`).",
+        "secrets.toml.example shows, and the name people reach it by to MEMSYS_ALLOWED_HOSTS; or serve it on "
+        "127.0.0.1 only (the default of `make run`).",
         icon=":material/lock:",
     )
     st.stop()

@@ -13,7 +13,7 @@ import streamlit as st
 
 from components.explain import settings_secrets
 from components.session_settings import SECRET_FIELDS, fingerprint, load_settings
-from memsys.access import LOCAL_ADMIN, AuthorizedEngine, RoleMap, User, user_from_claims
+from memsys.access import LOCAL_ADMIN, AuthorizedEngine, Identity, RoleMap, User, user_from_claims
 from memsys.config import ConfigError, Settings, url_password
 from memsys.engine import Engine
 
@@ -78,8 +78,10 @@ def current_user() -> User:
     roles = RoleMap.from_settings(Settings.load())  # the server's own settings, never a session's
     user = user_from_claims(claims, roles)
     if user is None:
-        log.warning("refused sign-in: %s has no role", claims.get("email") or claims.get("sub") or "someone")
-        _no_role_page(str(claims.get("email") or "this account"))
+        identity = Identity.from_claims(claims, roles.verified_email_issuers)
+        log.warning("refused sign-in: %s (account %s, e-mail %s) has no role", claims.get("email") or "no e-mail",
+                    identity.account or "unknown", "verified" if identity.email else "not verified")
+        _no_role_page(str(claims.get("email") or claims.get("name") or "this account"), identity.account)
         st.stop()
     return user
 
@@ -90,9 +92,16 @@ def _sign_in_page() -> None:
     st.button("Sign in", type="primary", icon=":material/login:", on_click=st.login)
 
 
-def _no_role_page(email: str) -> None:
+def _no_role_page(who: str, account: str) -> None:
+    """The refusal says what gives a role, never which rule this account missed."""
     st.title("memsys")
-    st.error(f"{email} is signed in but has no role in memsys. Ask an admin to add you.", icon=":material/block:")
+    st.error(f"{who} is signed in but has no role in memsys. Ask an admin to add you.", icon=":material/block:")
+    st.markdown(
+        "memsys gives roles to the accounts its admins list: e-mail addresses and domains your sign-in "
+        "provider has verified, groups it names, or single accounts. An admin can add this account with "
+        "the entry:"
+    )
+    st.code(f"sub:{account}" if account else "(the provider sent no account id)", language=None)
     st.button("Sign out", on_click=st.logout)
 
 

@@ -1,9 +1,10 @@
-"""Who may do what: three roles (viewer, operator, admin), the mapping from a signed-in
-person's claims (e-mail, e-mail domain, groups) to a role, the `Action` record each engine
-call declares on itself (its role, whether it is audited, how a refusal describes it), and
-`AuthorizedEngine`, the engine as one user sees it: every call is checked against that
-user's role where it happens, on the server, so a hidden button or a forged rerun changes
-nothing. Refusals are logged (`memsys.access`) with who tried what.
+"""Who may do what: three roles (viewer, operator, admin), the mapping from what a
+signed-in person's ID token proves (a verified e-mail address or its domain, groups, the
+provider's account id) to a role, the `Action` record each engine call declares on itself
+(its role, whether it is audited, how a refusal describes it), and `AuthorizedEngine`, the
+engine as one user sees it: every call is checked against that user's role where it
+happens, on the server, so a hidden button or a forged rerun changes nothing. Refusals are
+logged (`memsys.access`) with who tried what.
 """
 from __future__ import annotations
 
@@ -65,23 +66,54 @@ LOCAL_ADMIN = User("local user", "", Role.ADMIN)
 
 
 @dataclass(frozen=True)
+class Identity:
+    """What a signed-in person's ID token proves: an e-mail address only when the provider
+    verified it (`email_verified: true`, or an issuer the operator trusts to verify every
+    address it issues), the groups it names, and the provider's stable account id
+    (`issuer|subject`)."""
+
+    email: str
+    groups: frozenset[str]
+    account: str
+
+    @classmethod
+    def from_claims(cls, claims: Mapping[str, Any], verified_email_issuers: tuple[str, ...] = ()) -> "Identity":
+        issuer = _issuer(claims.get("iss"))
+        email = str(claims.get("email") or "").strip().lower()
+        verified = claims.get("email_verified")
+        if isinstance(verified, str):  # some providers send "true"
+            verified = verified.strip().lower() == "true"
+        if verified is None:  # the claim is absent: only an issuer the operator trusts vouches for it
+            verified = bool(issuer) and issuer in {_issuer(i) for i in verified_email_issuers}
+        if verified is not True:
+            email = ""  # an address the provider has not verified proves nothing: anyone can type one
+        groups = claims.get("groups") or ()
+        groups = {str(g).strip().lower() for g in (groups if isinstance(groups, (list, tuple)) else [groups])}
+        subject = str(claims.get("sub") or "").strip()
+        return cls(email, frozenset(groups), f"{issuer}|{subject}" if issuer and subject else "")
+
+
+def _issuer(value: Any) -> str:
+    return str(value or "").strip().rstrip("/")
+
+
+@dataclass(frozen=True)
 class RoleMap:
-    """Who gets which role. Each entry is an e-mail address (`ann@example.com`), a whole
-    domain (`@example.com`) or a group from the ID token's `groups` claim (`group:memsys-ops`).
-    The highest role that matches wins; no match means no access."""
+    """Who gets which role. Each entry is a verified e-mail address (`ann@example.com`), a
+    whole domain of verified addresses (`@example.com`), a group from the ID token's
+    `groups` claim (`group:memsys-ops`) or one account of one provider
+    (`sub:https://login.example.com|248289761001`: issuer, then the subject). The highest
+    role that matches wins; no match means no access."""
 
     admins: tuple[str, ...] = ()
     operators: tuple[str, ...] = ()
     viewers: tuple[str, ...] = ()
+    verified_email_issuers: tuple[str, ...] = ()
 
     def role_for(self, claims: Mapping[str, Any]) -> Role | None:
-        email = str(claims.get("email") or "").strip().lower()
-        if email and claims.get("email_verified") is False:
-            email = ""  # an address the provider has not verified proves nothing
-        groups = claims.get("groups") or ()
-        groups = {str(g).strip().lower() for g in (groups if isinstance(groups, (list, tuple)) else [groups])}
+        identity = Identity.from_claims(claims, self.verified_email_issuers)
         for role, entries in ((Role.ADMIN, self.admins), (Role.OPERATOR, self.operators), (Role.VIEWER, self.viewers)):
-            if any(_matches(entry, email, groups) for entry in entries):
+            if any(_matches(entry, identity) for entry in entries):
                 return role
         return None
 
@@ -91,28 +123,33 @@ class RoleMap:
 
     @classmethod
     def from_settings(cls, settings: "Settings") -> "RoleMap":
-        return cls(settings.admins, settings.operators, settings.viewers)
+        return cls(settings.admins, settings.operators, settings.viewers, settings.verified_email_issuers)
 
 
-def _matches(entry: str, email: str, groups: set[str]) -> bool:
-    entry = entry.strip().lower()
+def _matches(entry: str, identity: Identity) -> bool:
+    entry = entry.strip()
     if not entry:
         return False
+    if entry.lower().startswith("sub:"):
+        issuer, _, subject = entry[4:].partition("|")  # subjects may hold "|" (auth0|123); issuers do not
+        return bool(identity.account and subject) and identity.account == f"{_issuer(issuer)}|{subject.strip()}"
+    entry = entry.lower()
     if entry.startswith("group:"):
-        return entry.removeprefix("group:") in groups
+        return entry.removeprefix("group:") in identity.groups
     if entry.startswith("@"):
-        return bool(email) and email.endswith(entry)
-    return bool(email) and email == entry
+        return bool(identity.email) and identity.email.endswith(entry)
+    return bool(identity.email) and identity.email == entry
 
 
 def user_from_claims(claims: Mapping[str, Any], roles: RoleMap) -> User | None:
-    """The signed-in person as memsys sees them, or None when no role is theirs."""
+    """The signed-in person as memsys sees them, or None when no role is theirs. The
+    e-mail they are known by (and audited as) is a verified one only."""
     role = roles.role_for(claims)
     if role is None:
         return None
-    email = str(claims.get("email") or "")
-    name = str(claims.get("name") or email or claims.get("sub") or "someone")
-    return User(name, email, role)
+    identity = Identity.from_claims(claims, roles.verified_email_issuers)
+    name = str(claims.get("name") or identity.email or identity.account or claims.get("sub") or "someone")
+    return User(name, identity.email, role)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
+from memsys.http_guard import split_host
+
 # The Weaviate server version, pinned next to the client version in requirements.txt.
 # tools/install_weaviate.py builds exactly this version; embedded mode starts exactly it.
 WEAVIATE_VERSION = "1.35.2"
@@ -147,6 +149,15 @@ class Settings:
     admins: tuple[str, ...] = ()
     operators: tuple[str, ...] = ()
     viewers: tuple[str, ...] = ()
+    # Issuers (the ID token's `iss`) whose e-mail addresses are verified although their
+    # tokens carry no `email_verified`; other tokens' addresses count only when verified.
+    verified_email_issuers: tuple[str, ...] = ()
+    # The names the dashboard is served under besides loopback (`memsys.example.com`,
+    # `memsys.example.com:8443`); a request for any other name is refused (memsys/http_guard.py).
+    allowed_hosts: tuple[str, ...] = ()
+    # Without sign-in, the dashboard needs the token in `dashboard_token_path`; off lets
+    # every user of this machine in as admin.
+    dashboard_token: bool = True
     log_level: str = "WARNING"  # on stderr; the file in log_dir gets INFO and above (DEBUG too at DEBUG)
     log_max_bytes: int = 5 * 2**20
     log_backups: int = 5
@@ -180,6 +191,10 @@ class Settings:
     def batch_config_path(self) -> Path:
         """The batch settings new imports start from (saved from the Batch settings page)."""
         return self.data_dir / "batch_config.json"
+
+    @property
+    def dashboard_token_path(self) -> Path:
+        return self.data_dir / "dashboard_token"
 
     @property
     def jobs_db(self) -> Path:
@@ -268,13 +283,20 @@ class Settings:
             "ocr_languages": get("MEMSYS_OCR_LANGUAGES") or "chi_sim+jpn+eng",
             "jobs_db_timeout": _float(get, "MEMSYS_JOBS_DB_TIMEOUT", 20.0),
             "read_seconds_per_file": _float(get, "MEMSYS_READ_SECONDS_PER_FILE", 60.0),
+            "dashboard_token": _switch(get, "MEMSYS_DASHBOARD_TOKEN", True),
             "log_level": _choice(get, "MEMSYS_LOG_LEVEL", "WARNING", LOG_LEVELS),
             "log_max_bytes": _int(get, "MEMSYS_LOG_MAX_BYTES", 5 * 2**20, minimum=4096),
             "log_backups": _int(get, "MEMSYS_LOG_BACKUPS", 5, minimum=1),
         }
-        for name, setting in (("MEMSYS_ADMINS", "admins"), ("MEMSYS_OPERATORS", "operators"), ("MEMSYS_VIEWERS", "viewers")):
+        for name, setting in (("MEMSYS_ADMINS", "admins"), ("MEMSYS_OPERATORS", "operators"), ("MEMSYS_VIEWERS", "viewers"),
+                              ("MEMSYS_VERIFIED_EMAIL_ISSUERS", "verified_email_issuers"),
+                              ("MEMSYS_ALLOWED_HOSTS", "allowed_hosts")):
             raw = env.get(name) or secrets.get(name)  # a list in secrets.toml, comma-separated in the environment
             kwargs[setting] = _entries(raw)
+        for host in kwargs["allowed_hosts"]:
+            if split_host(host) is None:
+                raise ConfigError(f"MEMSYS_ALLOWED_HOSTS: {host!r} is not a host name (write memsys.example.com, "
+                                  "or memsys.example.com:8443 for one port only)")
         if get("MEMSYS_DATA_DIR"):
             kwargs["data_dir"] = Path(get("MEMSYS_DATA_DIR"))  # type: ignore[arg-type]
         if get("MEMSYS_WEAVIATE_BINARY_DIR"):

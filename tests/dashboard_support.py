@@ -11,6 +11,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
+from urllib.parse import urlencode
 
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
@@ -18,6 +19,7 @@ from weaviate.classes.query import Filter
 
 from memsys import Settings
 from memsys.store import server as memsys_server
+from memsys.http_guard import TOKEN_PARAMETER
 
 from conftest import REPO, free_port, wait_for_http
 
@@ -77,6 +79,18 @@ class DashboardServer:
         except RuntimeError:
             self.stop()
             raise
+        # Without sign-in the dashboard made its token before it answered (None: not needed).
+        token_file = Settings.load(env=env, secrets_path=Path("/nonexistent")).dashboard_token_path
+        self.token = token_file.read_text(encoding="utf-8").strip() if token_file.exists() else None
+
+    def address(self, path: str = "") -> str:
+        """The address to open `path` at (`memories`, `logs?job=...`), carrying the dashboard's
+        token when it needs one, as the address it prints does: the browser keeps the token
+        in a cookie and later addresses of the same context need none."""
+        url = f"{self.url}/{path.lstrip('/')}"
+        if self.token is None:
+            return url
+        return f"{url}{'&' if '?' in url else '?'}{urlencode({TOKEN_PARAMETER: self.token})}"
 
     def stop(self) -> None:
         if self.process.poll() is None:

@@ -96,12 +96,47 @@ def test_each_role_may_make_exactly_its_calls(user: User, allowed: set[str], ref
 
 def test_roles_come_from_emails_domains_and_groups() -> None:
     roles = RoleMap(admins=("ann@example.com",), operators=("@ops.example.com",), viewers=("group:readers",))
-    assert roles.role_for({"email": "ANN@example.com"}) is Role.ADMIN
-    assert roles.role_for({"email": "olga@ops.example.com"}) is Role.OPERATOR
-    assert roles.role_for({"email": "olga@notops.example.com"}) is None  # the domain, not a suffix of it
+    verified = {"email_verified": True}
+    assert roles.role_for({"email": "ANN@example.com", **verified}) is Role.ADMIN
+    assert roles.role_for({"email": "olga@ops.example.com", **verified}) is Role.OPERATOR
+    assert roles.role_for({"email": "olga@notops.example.com", **verified}) is None  # the domain, not a suffix of it
     assert roles.role_for({"email": "vic@x.test", "groups": ["readers"]}) is Role.VIEWER
-    assert roles.role_for({"email": "ann@example.com", "email_verified": False}) is None
-    assert user_from_claims({"email": "mallory@x.test"}, roles) is None
+    assert user_from_claims({"email": "mallory@x.test", **verified}, roles) is None
+
+
+ISSUER = "https://login.example.com"
+
+
+@pytest.mark.parametrize("verified, matches", [
+    (True, True), ("true", True), (False, False), ("false", False), (None, False), ("absent", False), ("yes", False),
+])
+def test_only_verified_addresses_match_address_and_domain_rules(verified: object, matches: bool) -> None:
+    roles = RoleMap(admins=("ceo@example.com",), operators=("@example.com",))
+    for email, role in (("ceo@example.com", Role.ADMIN), ("anyone@example.com", Role.OPERATOR)):
+        claims = {"iss": ISSUER, "sub": "u1", "email": email}
+        if verified != "absent":
+            claims["email_verified"] = verified
+        assert roles.role_for(claims) is (role if matches else None)
+        user = user_from_claims({**claims, "groups": ["x"]}, RoleMap(viewers=("group:x",)))
+        assert user is not None and user.email == (email if matches else "")  # audited only by a verified address
+
+
+def test_an_issuer_marked_as_verifying_every_address_needs_no_claim() -> None:
+    roles = RoleMap(operators=("@example.com",), verified_email_issuers=(ISSUER + "/",))
+    assert roles.role_for({"iss": ISSUER, "sub": "u1", "email": "a@example.com"}) is Role.OPERATOR
+    assert roles.role_for({"iss": "https://other.example.net", "sub": "u1", "email": "a@example.com"}) is None
+    # The marked issuer still cannot override an explicit "not verified".
+    assert roles.role_for({"iss": ISSUER, "sub": "u1", "email": "a@example.com", "email_verified": False}) is None
+
+
+def test_account_rules_match_one_subject_of_one_issuer() -> None:
+    roles = RoleMap(admins=(f"sub:{ISSUER}|auth0|Ab12",), viewers=("group:Readers",))
+    assert roles.role_for({"iss": ISSUER + "/", "sub": "auth0|Ab12"}) is Role.ADMIN
+    assert roles.role_for({"iss": ISSUER, "sub": "auth0|ab12"}) is None  # subjects are case-sensitive
+    assert roles.role_for({"iss": "https://evil.example.net", "sub": "auth0|Ab12"}) is None
+    assert roles.role_for({"sub": "auth0|Ab12"}) is None  # no issuer, no account
+    assert roles.role_for({"iss": ISSUER, "sub": "x", "groups": "readers"}) is Role.VIEWER
+    assert roles.role_for({"iss": ISSUER, "sub": "x", "groups": ["other"]}) is None
 
 
 # --- refusals on a real engine --------------------------------------------------------------
@@ -170,7 +205,8 @@ def app_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
 def app_as(email: str | None, script: Any = None) -> AppTest:
     at = AppTest.from_function(script, default_timeout=180) if script else AppTest.from_file(str(REPO / "app.py"), default_timeout=180)
     at.secrets["auth"] = AUTH
-    at.user = {"is_logged_in": email is not None, **({"email": email, "name": email} if email else {})}
+    at.user = {"is_logged_in": email is not None,
+               **({"email": email, "email_verified": True, "name": email} if email else {})}
     return at
 
 

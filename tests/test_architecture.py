@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parent.parent
 LINT = Path(sys.executable).parent / "lint-imports"
 # What the dashboard may import from memsys: the engine's API and the types, roles,
 # settings, errors and units it speaks in.
-PUBLIC = {"memsys.engine", "memsys.access", "memsys.config", "memsys.errors", "memsys.units"}
+PUBLIC = {"memsys.engine", "memsys.access", "memsys.config", "memsys.errors", "memsys.units", "memsys.http_guard"}
 
 
 def lint(config: Path) -> subprocess.CompletedProcess[str]:

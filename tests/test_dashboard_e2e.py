@@ -52,7 +52,7 @@ def browser() -> Iterator[Browser]:
 def page(browser: Browser, server: DashboardServer) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1400, "height": 1100}, accept_downloads=True)
     opened = context.new_page()
-    opened.goto(server.url)
+    opened.goto(server.address())
     # Embedded Weaviate starts on the first visit (about 15 s).
     expect(opened.get_by_text("Cached vectors")).to_be_visible(timeout=LONG)
     yield opened
@@ -66,7 +66,7 @@ def seeded(server: DashboardServer, browser: Browser, tmp_path_factory: pytest.T
     first job's id."""
     context = browser.new_context()
     home = context.new_page()
-    home.goto(server.url)  # the dashboard has started embedded Weaviate; the CLI shares it
+    home.goto(server.address())  # the dashboard has started embedded Weaviate; the CLI shares it
     expect(home.get_by_text("Cached vectors")).to_be_visible(timeout=LONG)
     context.close()
     folder = tmp_path_factory.mktemp("seed")
@@ -193,7 +193,7 @@ def test_every_page_opens_by_its_address_in_a_fresh_browser(browser: Browser, se
     context = browser.new_context(viewport={"width": 1400, "height": 1100})
     try:
         cold = context.new_page()
-        cold.goto(f"{server.url}/{URLS[name]}")
+        cold.goto(server.address(URLS[name]))
         expect(cold.get_by_test_id("stSidebarNavItems").get_by_role("link", name=name, exact=True)).to_be_visible(
             timeout=LONG)
         settle(cold)
@@ -210,7 +210,7 @@ def test_an_import_opens_by_its_address(browser: Browser, server: DashboardServe
     context = browser.new_context(viewport={"width": 1400, "height": 1100})
     try:
         cold = context.new_page()
-        cold.goto(f"{server.url}/import?job={seeded}")
+        cold.goto(server.address(f"import?job={seeded}"))
         expect(cold.get_by_role("heading", name=f"Import of {SEED}")).to_be_visible(timeout=LONG)
         expect(cold.get_by_text(WITH_FAILURES)).to_be_visible()
         expect(cold.get_by_role("dialog")).to_have_count(0)
@@ -331,7 +331,7 @@ def test_two_browser_sessions_import_at_the_same_time(browser: Browser, server: 
     for who in ("first", "second"):
         context = browser.new_context(viewport={"width": 1400, "height": 1100})
         tab = context.new_page()
-        tab.goto(server.url)
+        tab.goto(server.address())
         expect(tab.get_by_text("Cached vectors")).to_be_visible(timeout=LONG)
         sessions.append((who, context, tab))
     try:

@@ -127,7 +127,7 @@ def test_in_chromium_the_page_filters_follows_and_downloads_the_lines_shown(
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
             page = browser.new_page(accept_downloads=True)
-            page.goto(f"{server.url}/logs?job={JOB_A}", wait_until="domcontentloaded")
+            page.goto(server.address(f"logs?job={JOB_A}"), wait_until="domcontentloaded")
             grid = page.get_by_test_id("stDataFrame").first
             expect(grid).to_contain_text("retrying an embedding request", timeout=120_000)
             expect(grid).not_to_contain_text("rows.csv row 7")

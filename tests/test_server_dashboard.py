@@ -53,7 +53,7 @@ def dashboard(tmp_path: Path) -> Iterator[DashboardServer]:
     env = memsys_env(tmp_path / "data")
     dash = DashboardServer(env, tmp_path / "streamlit.log")
     try:
-        open_home(dash.url)
+        open_home(dash.address())
         yield dash
     finally:
         dash.stop()  # also stops the memsys server

@@ -24,14 +24,33 @@ USERS = {
     "ann": {"email": "ann@example.com", "name": "Ann Admin"},
     "olga": {"email": "olga@ops.example.com", "name": "Olga Operator"},
     "vic": {"email": "vic@elsewhere.test", "name": "Vic Viewer", "groups": ["memsys-viewers"]},
+    # Addresses the rules name, from tokens that do not say they are verified: false, or
+    # the claim left out (null here). Anyone can type an address at some providers.
+    "otto": {"email": "otto@ops.example.com", "name": "Otto Unverified", "email_verified": False},
+    "oscar": {"email": "oscar@ops.example.com", "name": "Oscar Unsaid", "email_verified": None},
+    "anna": {"email": "ann@example.com", "name": "Anna Lookalike", "email_verified": None},
+    # No verified address, but an account rule (sub:ISSUER|sid) names this account.
+    "sid": {"email": "sid@elsewhere.test", "name": "Sid Subject", "email_verified": None},
 }
 ROLES = {"MEMSYS_ADMINS": "ann@example.com", "MEMSYS_OPERATORS": "@ops.example.com",
          "MEMSYS_VIEWERS": "group:memsys-viewers"}
+# Each identity case: the claims its token carries, and the role it gets (None: refused).
+IDENTITY_CASES = {
+    "olga": ("domain rule, email_verified true", "operator"),
+    "otto": ("domain rule, email_verified false", None),
+    "oscar": ("domain rule, email_verified absent", None),
+    "ann": ("address rule, email_verified true", "admin"),
+    "anna": ("address rule, email_verified absent", None),
+    "vic": ("group rule", "viewer"),
+    "sid": ("account rule (issuer and subject), email_verified absent", "viewer"),
+    "mallory": ("no rule names the account", None),
+}
 NAV = {
     "ann": ["Home", "Import", "Memories", "Metrics", "Cache", "Logs", "Batch settings", "Settings"],
     "olga": ["Home", "Import", "Memories", "Metrics", "Cache"],
     "vic": ["Home", "Memories", "Metrics", "Cache"],
 }
+NAV_BY_ROLE = {"admin": NAV["ann"], "operator": NAV["olga"], "viewer": NAV["vic"]}
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +90,8 @@ def server(provider: tuple[str, int], tmp_path_factory: pytest.TempPathFactory) 
         'client_kwargs = { scope = "openid email profile groups", prompt = "login" }\n',
         encoding="utf-8",
     )
-    env = {**memsys_env(folder / "data"), **ROLES}
+    # One account of this provider, by its issuer and subject.
+    env = {**memsys_env(folder / "data"), **ROLES, "MEMSYS_VIEWERS": f"{ROLES['MEMSYS_VIEWERS']},sub:{issuer}|sid"}
     dashboard = DashboardServer(env, folder / "streamlit.log", port=port, args=("--secrets.files", str(secrets)))
     yield dashboard
     dashboard.stop()
@@ -163,6 +183,41 @@ def test_someone_the_roles_do_not_name_is_refused(browser: Browser, server: Dash
         page.context.close()
 
 
+def refusal_text(page: Page, login: str, email: str) -> str:
+    """The refusal page's words with this account's own address and id taken out."""
+    expect(page.get_by_text(f"{email} is signed in but has no role in memsys")).to_be_visible(timeout=LONG)
+    settle(page)
+    expect(page.get_by_test_id("stCode")).to_contain_text(f"|{login}")  # the account id an admin can add
+    text = page.get_by_test_id("stMain").inner_text()
+    return re.sub(rf"\S*\|{login}\b", "ACCOUNT", text.replace(email, "EMAIL"))
+
+
+@pytest.mark.parametrize("login", list(IDENTITY_CASES))
+def test_only_verified_addresses_and_named_accounts_get_roles(browser: Browser, server: DashboardServer,
+                                                              login: str) -> None:
+    """Tokens with email_verified true, false and absent, from the real provider: only a
+    verified address matches an address or domain rule; group and account rules match
+    without one. A refusal reads the same whichever rule the account missed."""
+    case, role = IDENTITY_CASES[login]
+    page = sign_in(browser, server, login)
+    try:
+        if role is None:
+            email = USERS.get(login, {}).get("email", f"{login}@unknown.test")
+            text = refusal_text(page, login, email)
+            expect(page.get_by_test_id("stSidebarNavItems")).to_have_count(0)
+            if login != "mallory":
+                other = sign_in(browser, server, "mallory")
+                try:
+                    assert text == refusal_text(other, "mallory", "mallory@unknown.test"), case
+                finally:
+                    other.context.close()
+        else:
+            expect(page.get_by_text(f"Signed in as {USERS[login]['name']} ({role})")).to_be_visible(timeout=LONG)
+            assert nav_links(page) == NAV_BY_ROLE[role], case
+    finally:
+        page.context.close()
+
+
 def test_signing_out_ends_the_session(browser: Browser, server: DashboardServer) -> None:
     page = sign_in(browser, server, "vic")
     try:
@@ -176,3 +231,4 @@ def test_signing_out_ends_the_session(browser: Browser, server: DashboardServer)
         expect(page.get_by_role("button", name="Sign in")).to_be_visible(timeout=LONG)
     finally:
         page.context.close()
+

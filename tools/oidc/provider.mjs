@@ -2,6 +2,8 @@
 // node provider.mjs PORT CLIENT_ID CLIENT_SECRET REDIRECT_URI USERS_JSON
 // USERS_JSON maps a login to its claims, e.g. {"ann": {"email": "ann@example.com", "groups": ["ops"]}};
 // a login that is not listed signs in as <login>@unknown.test (for "no role" tests).
+// Every account's e-mail is verified (email_verified: true) unless its claims say
+// "email_verified": false, or null to leave the claim out of its tokens (as some providers do).
 // The sign-in form is oidc-provider's development interaction: any password is accepted.
 import { readFileSync } from "node:fs";
 import Provider from "oidc-provider";
@@ -30,7 +32,9 @@ const provider = new Provider(`http://127.0.0.1:${port}`, {
     return {
       accountId: id,
       async claims() {
-        return { sub: id, email_verified: true, ...known };
+        const claims = { sub: id, email_verified: true, ...known };
+        for (const [name, value] of Object.entries(claims)) if (value === null) delete claims[name];
+        return claims;
       },
     };
   },
