@@ -293,36 +293,41 @@ class Settings:
                               ("MEMSYS_ALLOWED_HOSTS", "allowed_hosts")):
             raw = env.get(name) or secrets.get(name)  # a list in secrets.toml, comma-separated in the environment
             kwargs[setting] = _entries(raw)
-        for host in kwargs["allowed_hosts"]:
-            if split_host(host) is None:
-                raise ConfigError(f"MEMSYS_ALLOWED_HOSTS: {host!r} is not a host name (write memsys.example.com, "
-                                  "or memsys.example.com:8443 for one port only)")
         if get("MEMSYS_DATA_DIR"):
             kwargs["data_dir"] = Path(get("MEMSYS_DATA_DIR"))  # type: ignore[arg-type]
         if get("MEMSYS_WEAVIATE_BINARY_DIR"):
             kwargs["weaviate_binary_dir"] = Path(get("MEMSYS_WEAVIATE_BINARY_DIR"))  # type: ignore[arg-type]
         kwargs["weaviate_url"], kwargs["weaviate_urls"] = _weaviate_urls(get("WEAVIATE_URL"), kwargs["weaviate_urls"])
-        if provider == "local" and kwargs["embedding_model"] != LOCAL_MODEL:
-            raise ConfigError(
-                f"MEMSYS_EMBEDDING_MODEL is {kwargs['embedding_model']!r}, but the local "
-                f"provider only has {LOCAL_MODEL!r}"
-            )
-        policies = ("none", "least-recently-stored", "least-recently-used", "least-frequently-used")
-        if kwargs["cache_eviction_policy"] not in policies:
-            raise ConfigError(
-                f"MEMSYS_CACHE_EVICTION_POLICY is {kwargs['cache_eviction_policy']!r}; "
-                f"use one of {', '.join(policies)}"
-            )
-        if not kwargs["collection"][0].isalpha() or not kwargs["collection"].replace("_", "").isalnum():
-            raise ConfigError(
-                f"MEMSYS_COLLECTION is {kwargs['collection']!r}; use letters, digits and _ only, starting with a letter"
-            )
-        if not re.fullmatch(r"[A-Za-z_]+(\+[A-Za-z_]+)*", kwargs["ocr_languages"]):
-            raise ConfigError(
-                f"MEMSYS_OCR_LANGUAGES is {kwargs['ocr_languages']!r}; use Tesseract language names joined by '+', "
-                "e.g. chi_sim+jpn+eng"
-            )
+        _check_loaded(kwargs)
         return cls(**kwargs)
+
+
+def _check_loaded(kwargs: Mapping[str, Any]) -> None:
+    """Refuse settings that read well but cannot work, naming the setting and what to write."""
+    for host in kwargs["allowed_hosts"]:
+        if split_host(host) is None:
+            raise ConfigError(f"MEMSYS_ALLOWED_HOSTS: {host!r} is not a host name (write memsys.example.com, "
+                              "or memsys.example.com:8443 for one port only)")
+    if kwargs["embedding_provider"] == "local" and kwargs["embedding_model"] != LOCAL_MODEL:
+        raise ConfigError(
+            f"MEMSYS_EMBEDDING_MODEL is {kwargs['embedding_model']!r}, but the local "
+            f"provider only has {LOCAL_MODEL!r}"
+        )
+    policies = ("none", "least-recently-stored", "least-recently-used", "least-frequently-used")
+    if kwargs["cache_eviction_policy"] not in policies:
+        raise ConfigError(
+            f"MEMSYS_CACHE_EVICTION_POLICY is {kwargs['cache_eviction_policy']!r}; "
+            f"use one of {', '.join(policies)}"
+        )
+    if not kwargs["collection"][0].isalpha() or not kwargs["collection"].replace("_", "").isalnum():
+        raise ConfigError(
+            f"MEMSYS_COLLECTION is {kwargs['collection']!r}; use letters, digits and _ only, starting with a letter"
+        )
+    if not re.fullmatch(r"[A-Za-z_]+(\+[A-Za-z_]+)*", kwargs["ocr_languages"]):
+        raise ConfigError(
+            f"MEMSYS_OCR_LANGUAGES is {kwargs['ocr_languages']!r}; use Tesseract language names joined by '+', "
+            "e.g. chi_sim+jpn+eng"
+        )
 
 
 def _switch(get: Any, name: str, default: bool) -> bool:
