@@ -54,7 +54,7 @@ def _engine() -> Engine:
 # --- info ------------------------------------------------------------------------------
 
 def _info(args: argparse.Namespace) -> int:
-    info = _engine().cache_info()
+    info = _engine().cache.info()
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -162,7 +162,7 @@ def _warmup(args: argparse.Namespace) -> int:
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist or is not a file")
     with tqdm(unit=" texts", file=sys.stderr, disable=None, leave=False) as bar:
-        report = _engine().warm_up(files=[path], progress=lambda done, _total: bar.update(done - bar.n))
+        report = _engine().cache.warm_up(files=[path], progress=lambda done, _total: bar.update(done - bar.n))
     print(f"Warmed up {report.texts:,} texts from {path.name} in {report.seconds:.1f} s: "
           f"{report.already_cached:,} were already cached, {report.embedded:,} embedded and cached now"
           + (f", {report.repeats:,} repeated within the file." if report.repeats else "."))
