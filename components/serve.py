@@ -64,7 +64,8 @@ def dashboard_guard() -> HttpGuard:
     if settings.dashboard_token and not sign_in_configured():
         token = read_or_create_token(settings.dashboard_token_path)
     _print_address(address, token, settings)
-    return HttpGuard(names, token, str(settings.dashboard_token_path.resolve()) if token else "")
+    place = f"the file {settings.dashboard_token_path.name} of memsys's data directory" if token else ""
+    return HttpGuard(names, token, place)
 
 
 def _print_address(address: str, token: str | None, settings: Settings) -> None:

@@ -121,12 +121,12 @@ ALLOW = Verdict(True)
 @dataclass(frozen=True)
 class HttpGuard:
     """The rules for one service: the names it is served under besides loopback, and the
-    token it needs (None: no token, e.g. sign-in protects it). `token_file` is only named
-    in the refusal, to say where the token is."""
+    token it needs (None: no token, e.g. sign-in protects it). `token_place` says where the
+    token is kept, in words for the refusal (never a path on the server: the refusal is a page)."""
 
     allowed_hosts: tuple[str, ...] = ()
     token: str | None = None
-    token_file: str = ""
+    token_place: str = ""
 
     def check(self, *, host: str | None, origin: str | None = None, path: str = "/", query: str = "",
               cookies: Mapping[str, str] | None = None, port: int | None = None, secure: bool = False,
@@ -152,7 +152,7 @@ class HttpGuard:
         return Verdict(True, location=path + (f"?{rest}" if rest else ""), set_cookie=cookie)
 
     def _token_needed(self) -> str:
-        where = f" (the token is in {self.token_file})" if self.token_file else ""
+        where = f" (the token is in {self.token_place})" if self.token_place else ""
         return ("This memsys dashboard needs its access token. Open the address it printed when it started, "
                 f"which ends in ?{TOKEN_PARAMETER}=...{where}. On a machine nobody else uses, "
                 "MEMSYS_DASHBOARD_TOKEN=off turns the token off.\n")

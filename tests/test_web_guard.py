@@ -71,10 +71,10 @@ def test_an_origin_must_be_the_dashboards_own(origin: str | None, host: str, all
 
 
 def test_the_token_comes_once_in_the_address_then_in_a_strict_cookie() -> None:
-    guard = HttpGuard(token=TOKEN, token_file="/data/dashboard_token")
+    guard = HttpGuard(token=TOKEN, token_place="the file dashboard_token of memsys's data directory")
     refused = guard.check(host="127.0.0.1:8501", path="/", port=8501)
     assert not refused.allowed and "MEMSYS_DASHBOARD_TOKEN=off" in refused.message and TOKEN not in refused.message
-    assert "/data/dashboard_token" in refused.message
+    assert "dashboard_token of memsys's data directory" in refused.message
     moved = guard.check(host="127.0.0.1:8501", path="/memories", query=f"job=j1&token={TOKEN}", port=8501)
     assert moved.allowed and moved.location == "/memories?job=j1"  # out of the address bar and history
     assert moved.set_cookie == f"{token_cookie_name(8501)}={TOKEN}; Path=/; HttpOnly; SameSite=Strict"
