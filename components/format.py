@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING
 
-from memsys.units import duration, size  # noqa: F401  (re-exported: one formatter each for the CLI and the dashboard)
+from memsys.units import duration, plural, size  # noqa: F401  (re-exported: one formatter each for the CLI and the dashboard)
 
 if TYPE_CHECKING:
     from memsys.engine import ServerStatus
@@ -60,11 +60,6 @@ def when(moment: dt.datetime | float | None, now: dt.datetime | None = None) -> 
     if local.date() == today - dt.timedelta(days=1):
         return f"yesterday {local:%H:%M}"
     return f"{local:%Y-%m-%d %H:%M}"
-
-
-def plural(n: int, word: str, words: str | None = None) -> str:
-    """plural(1, "memory", "memories") -> "1 memory"; plural(3, "file") -> "3 files"."""
-    return f"{n:,} {word if n == 1 else (words or word + 's')}"
 
 
 # A job's state as the Import and Home pages name it.

@@ -4,6 +4,11 @@ from __future__ import annotations
 _UNITS = ("bytes", "KB", "MB", "GB", "TB")
 
 
+def plural(n: int, word: str, words: str | None = None) -> str:
+    """plural(1, "memory", "memories") -> "1 memory"; plural(3, "file") -> "3 files"."""
+    return f"{n:,} {word if n == 1 else (words or word + 's')}"
+
+
 def size(n_bytes: int | float | None) -> str:
     """1536 -> "1.5 KB"; 0 -> "0 bytes"."""
     if n_bytes is None:

@@ -16,7 +16,8 @@ from typing import Iterator
 import pytest
 
 from memsys import MemorySystem
-from memsys.cli.confirm import EXIT_CODES, NOT_CONFIRMED, NOTHING_MATCHED, close_matches, plural
+from memsys.cli.confirm import EXIT_CODES, NOT_CONFIRMED, NOTHING_MATCHED, close_matches
+from memsys.units import plural
 from memsys.cli.main import build_parser
 from memsys.engine import MemoryFilter
 

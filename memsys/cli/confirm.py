@@ -80,10 +80,6 @@ def nothing_matched(message: str, close: Sequence[str] = ()) -> int:
     return NOTHING_MATCHED
 
 
-def plural(n: int, one: str, many: str) -> str:
-    return f"{n:,} {one if n == 1 else many}"
-
-
 def describe_filter(where: MemoryFilter) -> str:
     """A filter as people read it: "of document kb/notes.md in knowledge base kb/docs,
     tagged draft or wip"."""

@@ -9,7 +9,8 @@ import itertools
 import time
 from pathlib import Path
 
-from memsys.cli.confirm import add_yes, confirmed, plural
+from memsys.cli.confirm import add_yes, confirmed
+from memsys.units import plural
 from memsys.cli.follow import SHOWN_FAILURES, follow_job, updated_part
 from memsys.config import BatchConfig
 from memsys.engine import Engine, FieldMapping

@@ -10,7 +10,8 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from memsys.cli.confirm import add_yes, close_matches, confirmed, describe_filter, nothing_matched, plural
+from memsys.cli.confirm import add_yes, close_matches, confirmed, describe_filter, nothing_matched
+from memsys.units import plural
 from memsys.engine import Engine, MemoryFilter
 
 

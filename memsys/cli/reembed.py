@@ -7,7 +7,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from memsys.cli.confirm import add_yes, close_matches, confirmed, nothing_matched, plural
+from memsys.cli.confirm import add_yes, close_matches, confirmed, nothing_matched
+from memsys.units import plural
 from memsys.cli.follow import follow_job
 from memsys.config import BatchConfig
 from memsys.engine import Engine
