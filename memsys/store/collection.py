@@ -574,14 +574,19 @@ class MemoryStore:
             total += int(result.successful)
         return total
 
-    def documents(self, where: MemoryFilter | None = None, limit: int = 1000) -> list[StoredDocument]:
-        """The documents stored (within the filter), most memories first, at most `limit`."""
+    def _counts_by(self, prop: str, where: MemoryFilter | None, limit: int) -> dict[str, int]:
+        """How many memories (within the filter) hold each value of `prop`, in one aggregate;
+        at most `limit` values, empty ones left out."""
         res = self.on_a_node(lambda: self.collection.aggregate.over_all(
             filters=where.to_weaviate() if where else None,
-            group_by=GroupByAggregate(prop="document_id", limit=limit),
+            group_by=GroupByAggregate(prop=prop, limit=limit),
             total_count=True,
         ))
-        counts = {str(g.grouped_by.value): int(g.total_count or 0) for g in res.groups if g.grouped_by.value}
+        return {str(g.grouped_by.value): int(g.total_count or 0) for g in res.groups if g.grouped_by.value}
+
+    def documents(self, where: MemoryFilter | None = None, limit: int = 1000) -> list[StoredDocument]:
+        """The documents stored (within the filter), most memories first, at most `limit`."""
+        counts = self._counts_by("document_id", where, limit)
         out = []
         for doc_id, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
             # One chunk says where the document came from.
@@ -596,12 +601,7 @@ class MemoryStore:
     def source_files(self, where: MemoryFilter | None = None, limit: int = 10_000) -> list[str]:
         """The file names documents were imported under (within the filter), sorted, in one
         aggregate."""
-        res = self.on_a_node(lambda: self.collection.aggregate.over_all(
-            filters=where.to_weaviate() if where else None,
-            group_by=GroupByAggregate(prop="source_file", limit=limit),
-            total_count=True,
-        ))
-        return sorted(str(g.grouped_by.value) for g in res.groups if g.grouped_by.value)
+        return sorted(self._counts_by("source_file", where, limit))
 
     def delete_all(self) -> None:
         """Drop the store: the alias and every physical collection of this name (a new one
