@@ -51,6 +51,14 @@ def test_import_prints_the_job_id_first_and_exits_0_when_nothing_failed(cli_env:
     assert set(stored.tags) == {"a", "b"} and stored.agent == "cli"
 
 
+def test_an_import_leaves_no_reader_worker_running_when_it_exits(cli_env: dict[str, str], tmp_path: Path) -> None:
+    (tmp_path / "note.md").write_text("# A note\n\nRead in a reader worker, which stops when the command does.\n",
+                                      encoding="utf-8")
+    result = run_memsys(["import", str(tmp_path / "note.md"), *IMPORT_ARGS], cli_env)
+    assert result.returncode == 0, result.stderr
+    assert "is still running" not in result.stderr and "ResourceWarning" not in result.stderr, result.stderr
+
+
 def test_import_exits_1_and_lists_failures_with_reasons(cli_env: dict[str, str], tmp_path: Path) -> None:
     write_rows_csv(tmp_path / "good.csv", ["a good row"])
     (tmp_path / "blob.txt").write_bytes(bytes(range(256)) * 8)

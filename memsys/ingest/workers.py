@@ -13,6 +13,7 @@ sits whole in either process. The parent unpickles only the reader's own record 
 """
 from __future__ import annotations
 
+import atexit
 import io
 import os
 import pickle
@@ -274,11 +275,14 @@ _pool_lock = threading.Lock()
 
 
 def reader_pool() -> ReaderPool:
-    """The process-wide pool of reader workers."""
+    """The process-wide pool of reader workers; its idle workers are stopped when the
+    process exits (a worker left to notice the closed pipe by itself outlives the command
+    that started it)."""
     global _pool
     with _pool_lock:
         if _pool is None:
             _pool = ReaderPool()
+            atexit.register(_pool.close)
         return _pool
 
 
