@@ -92,6 +92,10 @@ def victim(cluster: LocalCluster) -> str:
 
 def test_a_new_collection_is_replicated_to_every_node_with_async_replication(engine: Engine) -> None:
     engine.system.store.ensure_collection()
+    # A new collection reaches every node's schema through Raft: the node memsys talks to
+    # may list it a moment after the leader made it.
+    wait_until(lambda: engine.server.cluster().replication_factor is not None, 60,
+               what="the node memsys talks to listing the new collection")
     status = engine.server.cluster()
     assert [(n.name, n.status) for n in status.nodes] == [(name, "HEALTHY") for name in NODES]
     assert (status.replication_factor, status.shard_count, status.async_replication) == (3, 3, True)
