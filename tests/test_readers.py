@@ -91,6 +91,10 @@ def test_folder_is_read_recursively_with_paths_relative_to_it_and_hidden_files_l
         ("shift_jis", "こんにちは、世界。これはシフトJISで保存されたテストファイルです。"),
         ("big5", "你好，世界。這是一個用大五碼儲存的測試檔案。"),
         ("utf-16", "UTF-16 with a byte order mark: 你好, こんにちは."),
+        # Without a byte-order mark, as some Windows tools write it: Python's utf-16-le/-be write none.
+        ("utf-16-le", "Meeting notes, 12 March.\nThe team agreed on the schedule.\n会议记录：讨论了项目进度。"),
+        ("utf-16-be", "Zirconium is a chemical element with symbol Zr.\n锆是一种化学元素。\nÉtude: naïve façade."),
+        ("utf-16-le", "会议记录：讨论了项目进度，确定了下一阶段的目标。\n下周一继续讨论预算。"),
         ("latin-1", "Café déjà vu: naïve façade, señor, über große Straße."),
     ],
 )
@@ -99,6 +103,29 @@ def test_text_encoding_is_detected(folder: Path, encoding: str, text: str) -> No
     memories, problems = run([folder])
     assert problems == []
     assert [m.content for m in memories if m.source_file == "upload/encoded.txt"] == [text]
+
+
+def test_a_csv_in_utf16_without_a_byte_order_mark_is_read_row_by_row(folder: Path) -> None:
+    write(folder / "notes.csv", "content,project\n会议记录：讨论了项目进度,alpha\nBudget review,beta\n", encoding="utf-16-le")
+    memories, problems = run([folder / "notes.csv"])
+    assert problems == []
+    assert [(m.content, m.project) for m in memories] == [("会议记录：讨论了项目进度", "alpha"), ("Budget review", "beta")]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        bytes(range(256)) * 8,
+        ("Plain English notes about the schedule.\n" * 40).encode() + b"\x00",
+        ("会议记录：讨论了项目进度。\n" * 40).encode() + b"\x00",
+    ],
+    ids=["bytes", "ascii-with-a-nul", "utf8-chinese-with-a-nul"],
+)
+def test_bytes_that_only_hold_zeros_are_not_read_as_utf16(folder: Path, data: bytes) -> None:
+    write(folder / "data.txt", data)
+    memories, problems = run([folder / "data.txt"])
+    assert memories == []
+    assert [p.reason for p in problems] == [problems[0].reason] and "binary" in problems[0].reason
 
 
 def test_html_gives_its_text_after_its_title_without_scripts_or_styles(folder: Path) -> None:

@@ -29,7 +29,7 @@ _UNDECODABLE_REASON = (
     "could not be decoded: its bytes are not text in UTF-8, UTF-16, GB18030/GBK, Big5, "
     "Shift-JIS, EUC-KR, KOI8-R, Windows-1251 or Latin-1"
 )
-_NAMES = {"utf-8": "UTF-8", "gb18030": "GB18030 (GBK)", "big5": "Big5", "cp932": "Shift-JIS", "euc_jp": "EUC-JP",
+_NAMES = {"utf-8": "UTF-8", "utf-16-le": "UTF-16LE", "utf-16-be": "UTF-16BE", "gb18030": "GB18030 (GBK)", "big5": "Big5", "cp932": "Shift-JIS", "euc_jp": "EUC-JP",
           "euc_kr": "EUC-KR", "cp1251": "Windows-1251", "koi8-r": "KOI8-R", "cp1252": "Windows-1252 (Latin-1)"}
 
 
@@ -86,6 +86,9 @@ def judge_encoding(data: bytes, whole: bool = False) -> EncodingGuess:
         if data.startswith(bom):
             return EncodingGuess(encoding)
     if b"\x00" in data[:8192]:
+        utf16 = _utf16_without_bom(data, whole)
+        if utf16:
+            return EncodingGuess(utf16)
         raise UndecodableError(_BINARY_REASON)
     try:
         codecs.getincrementaldecoder("utf-8")().decode(data, final=whole)
@@ -98,6 +101,58 @@ def judge_encoding(data: bytes, whole: bool = False) -> EncodingGuess:
     if valid_multibyte and bad <= max(3, len(data) * _UTF8_DAMAGE_SHARE) and valid_multibyte >= bad:
         return EncodingGuess("utf-8", replaced=bad)
     return _legacy(data)
+
+
+# UTF-16 written without a byte-order mark (as some Windows tools do) holds zero bytes, so it
+# must be told apart from binary data and from a text file with a stray NUL. It is UTF-16
+# when it looks like it (Latin-script UTF-16: at least every tenth pair has its zero byte,
+# almost all on one side; other scripts: many bytes above 0x7F that are not UTF-8) and one
+# byte order reads as text in the scripts people write while the other does not ("\n" read
+# the wrong way round is U+0A00, an unassigned character).
+_UTF16_SAMPLE = 65536
+_UTF16_TEXT_SHARE = 0.9  # at least this share of the characters must be in _TEXT_RANGES
+_TEXT_RANGES = (
+    (0x09, 0x0D), (0x20, 0x7E), (0xA0, 0x24F), (0x370, 0x52F), (0x2000, 0x206F), (0x20A0, 0x20CF),
+    (0x2100, 0x22FF), (0x3000, 0x30FF), (0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xAC00, 0xD7A3), (0xFF00, 0xFFEF),
+)
+_ASCII = bytes(range(0x80))
+
+
+def _looks_like_utf16(sample: bytes, final: bool) -> bool:
+    odd, even = sample[1::2].count(0), sample[0::2].count(0)
+    if max(odd, even) >= 0.95 * (odd + even) and max(odd, even) >= len(sample) // 20:
+        return True
+    if len(sample.translate(None, _ASCII)) < len(sample) // 5:
+        return False
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(sample, final=final)
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
+def _text_share(text: str) -> float:
+    inside = sum(1 for c in text if any(low <= ord(c) <= high for low, high in _TEXT_RANGES))
+    return inside / len(text)
+
+
+def _utf16_without_bom(data: bytes, whole: bool) -> str:
+    """"utf-16-le" or "utf-16-be" when `data` reads as text in that byte order, else ""."""
+    sample = data[:_UTF16_SAMPLE]
+    sample = sample[: len(sample) // 2 * 2]
+    final = whole and len(sample) == len(data)  # else the sample may end inside a surrogate pair
+    if len(sample) < 4 or not _looks_like_utf16(sample, final):
+        return ""
+    best, best_share = "", _UTF16_TEXT_SHARE
+    for encoding in ("utf-16-le", "utf-16-be"):
+        try:
+            text = codecs.getincrementaldecoder(encoding)().decode(sample, final=final)
+        except UnicodeDecodeError:
+            continue
+        share = _text_share(text) if text else 0.0
+        if share >= best_share:
+            best, best_share = encoding, share
+    return best
 
 
 def _legacy(data: bytes) -> EncodingGuess:
