@@ -390,7 +390,8 @@ class SourceTables(JobTables):
 
 
 def _defaults_json(defaults: MemoryDefaults) -> dict[str, Any]:
-    return {"project": defaults.project, "repo": defaults.repo, "agent": defaults.agent, "tags": list(defaults.tags)}
+    return {"project": defaults.project, "repo": defaults.repo, "agent": defaults.agent, "tags": list(defaults.tags),
+            "source": defaults.source}
 
 
 class SourceSecrets:
