@@ -190,6 +190,8 @@ class GitConnector:
         finally:
             process.kill()
             process.wait(timeout=self.timeout)
+            if process.stdout is not None:
+                process.stdout.close()
         return target
 
     def _fetch_commit(self, entry: RemoteEntry, target: Path) -> Path:
