@@ -411,3 +411,29 @@ def test_a_cancelled_sync_keeps_nothing_half_done_and_the_next_sync_fetches_agai
     again = engine.sources.sync("drafts")
     assert (again.state, again.new + again.changed) == ("done", 2), again
     assert set(documents(engine)) == {"drafts/one.md", "drafts/two.md"}
+
+
+def test_a_sync_whose_process_stopped_is_settled_once_its_import_completes(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = engine.settings.data_dir / "left"
+    write(folder, "one.md", "A note about the lighthouse keeper's log.")
+    write(folder, "two.md", "A note about the harbour master's tide tables.")
+    engine.sources.add("left", "folder", str(folder), defaults=DEFAULTS)
+    wait = engine.runner.wait
+
+    def stopped(job_id: str, timeout: float | None = None) -> object:  # the fault: the process ends mid-import
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine.runner, "wait", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        engine.sources.sync("left")
+    monkeypatch.undo()
+    record, = engine.sources.history("left")
+    assert record.state == "importing" and engine.sources.document_count("left") == 0
+    assert wait(record.job_id, timeout=300).state == "completed"  # the import went on (as a resume would finish it)
+    with sqlite3.connect(engine.settings.jobs_db) as db:  # the process that ran the sync is gone
+        db.execute("UPDATE source_syncs SET owner = ? WHERE id = ?", (f"{socket.gethostname()}:{2**22 + 7}", record.id))
+    calls = len(sent(engine))
+    after = engine.sources.sync("left")
+    assert (after.state, after.new, after.unchanged) == ("done", 0, 2), after  # settled first: nothing fetched again
+    assert len(sent(engine)) == calls
+    assert engine.sources.history("left")[1].state == "done"  # the stopped sync, settled with its import's outcome
