@@ -141,6 +141,9 @@ class Settings:
     read_consistency: str = "QUORUM"
     # The shared server stops after this long with no memsys process using it; 0 = never.
     server_idle_seconds: int = 900
+    # What the server runs beside Weaviate, as `python -m <this>` (MEMSYS_SERVER_COMPANION;
+    # "off": nothing): the sources' schedule, so syncs happen with no dashboard open.
+    server_companion: str = "memsys sources scheduler"
     cache_size_limit_bytes: int = 64 * 2**30
     cache_eviction_policy: str = "none"
     ocr_enabled: bool = True  # scanned PDF pages are read by Tesseract OCR
@@ -155,6 +158,8 @@ class Settings:
     # The names the dashboard is served under besides loopback (`memsys.example.com`,
     # `memsys.example.com:8443`); a request for any other name is refused (memsys/http_guard.py).
     allowed_hosts: tuple[str, ...] = ()
+    # Folders a folder source may read besides the data directory (MEMSYS_SOURCE_ROOTS).
+    source_roots: tuple[str, ...] = ()
     # Without sign-in, the dashboard needs the token in `dashboard_token_path`; off lets
     # every user of this machine in as admin.
     dashboard_token: bool = True
@@ -275,6 +280,7 @@ class Settings:
             "write_consistency": _choice(get, "MEMSYS_WRITE_CONSISTENCY", "QUORUM", CONSISTENCY_LEVELS),
             "read_consistency": _choice(get, "MEMSYS_READ_CONSISTENCY", "QUORUM", CONSISTENCY_LEVELS),
             "server_idle_seconds": _int(get, "MEMSYS_SERVER_IDLE_SECONDS", 900, minimum=0),
+            "server_companion": _companion(get("MEMSYS_SERVER_COMPANION")),
             "cache_size_limit_bytes": _int(
                 get, "MEMSYS_CACHE_SIZE_LIMIT_BYTES", 64 * 2**30, minimum=1
             ),
@@ -290,7 +296,7 @@ class Settings:
         }
         for name, setting in (("MEMSYS_ADMINS", "admins"), ("MEMSYS_OPERATORS", "operators"), ("MEMSYS_VIEWERS", "viewers"),
                               ("MEMSYS_VERIFIED_EMAIL_ISSUERS", "verified_email_issuers"),
-                              ("MEMSYS_ALLOWED_HOSTS", "allowed_hosts")):
+                              ("MEMSYS_ALLOWED_HOSTS", "allowed_hosts"), ("MEMSYS_SOURCE_ROOTS", "source_roots")):
             raw = env.get(name) or secrets.get(name)  # a list in secrets.toml, comma-separated in the environment
             kwargs[setting] = _entries(raw)
         if get("MEMSYS_DATA_DIR"):
@@ -363,6 +369,12 @@ def _weaviate_urls(url: str | None, urls: tuple[str, ...]) -> tuple[str | None, 
             raise ConfigError("WEAVIATE_URL is not one of WEAVIATE_URLS; set one of them (WEAVIATE_URLS lists every node)")
         return url, (url, *(u for u in urls if u != url))
     return url or (urls[0] if urls else None), urls
+
+
+def _companion(raw: str | None) -> str:
+    if raw is None:
+        return "memsys sources scheduler"
+    return "" if raw.strip().lower() in ("off", "none", "no", "0") else raw.strip()
 
 
 def _entries(raw: Any) -> tuple[str, ...]:
