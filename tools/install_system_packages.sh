@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Debian packages memsys needs at run time: Tesseract with its Chinese, Japanese and
 # English data (OCR of scanned PDFs) and the Noto CJK fonts (the OCR tests render CJK
-# text to images). Installs only what is missing, with one apt-get update, when root.
+# text to images); Dovecot's IMAP server (the mailbox source tests start their own, on
+# loopback, never the system service). Installs only what is missing, with one apt-get
+# update, when root.
 set -euo pipefail
-PACKAGES=(tesseract-ocr tesseract-ocr-eng tesseract-ocr-chi-sim tesseract-ocr-jpn fonts-noto-cjk)
+PACKAGES=(tesseract-ocr tesseract-ocr-eng tesseract-ocr-chi-sim tesseract-ocr-jpn fonts-noto-cjk dovecot-imapd)
 missing=()
 for package in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
