@@ -209,6 +209,12 @@ def test_website_whose_second_page_fails_or_whose_sitemaps_loop_is_incomplete(si
     assert not looping.complete and "past 5 files" in looping.problem
     assert site.page_hits("/map5.xml") == 0
 
+    gone, _ = listed(website_spec(site.url("/moved-away"), tmp_path))  # not "a website without pages"
+    assert not gone.complete and "start page /moved-away is not there" in gone.problem
+    site.pages["/robots.txt"] = Page(b"User-agent: *\nDisallow: /\n", "text/plain")
+    refused, _ = listed(website_spec(site.url("/"), tmp_path))
+    assert not refused.complete and "robots.txt does not allow" in refused.problem
+
 
 def test_website_that_hangs_times_out(hanging: HangingServer, tmp_path: Path) -> None:
     started = time.monotonic()

@@ -31,6 +31,7 @@ from memsys.ingest.sources.base import Listing, RemoteEntry, SourceProblem, Sour
 from memsys.ingest.sources.web import HostClient, OffHost, Response, shown, without_fragment
 
 ROBOTS_AGENT = "memsys"
+WORK_DIR_OPTION = "_work_dir"  # the source's own folder, set by the engine (as for git)
 MAX_SITEMAP_BYTES = 10 * 2**20
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 
@@ -112,7 +113,9 @@ class WebsiteConnector:
         self.client = HostClient(self.start, spec)
         self.sitemap_mode = spec.option("mode") == "sitemap" or (
             spec.option("mode") != "crawl" and urlsplit(self.start).path.lower().endswith(".xml"))
-        state_dir = Path(spec.option("state_dir") or user_cache_dir() / "sources" / "website")
+        # The engine gives each source a work folder; without one (a connector used on its
+        # own), the state is kept in the `state_dir` option or the user's cache.
+        state_dir = Path(spec.option(WORK_DIR_OPTION) or spec.option("state_dir") or user_cache_dir() / "sources" / "website")
         self.state_file = state_dir / (hashlib.sha256(self.start.encode("utf-8")).hexdigest()[:24] + ".json")
         self._tmp = Path(tempfile.mkdtemp(prefix="memsys-website-"))
         self._fetched: dict[str, Path] = {}  # key -> page body read while listing
@@ -135,6 +138,8 @@ class WebsiteConnector:
             else:
                 queue = deque([self.start])
             seen = set(queue)
+            if not self.sitemap_mode and not robots.can_fetch(ROBOTS_AGENT, self.start):
+                raise SourceProblem(f"robots.txt does not allow memsys to read the start page {shown(self.start)}")
             while queue:
                 url = queue.popleft()
                 if not robots.can_fetch(ROBOTS_AGENT, url):
@@ -148,6 +153,8 @@ class WebsiteConnector:
                     break
                 page = self._page(url, state.get(url))
                 if page is None:
+                    if url == self.start and not self.sitemap_mode:
+                        raise SourceProblem(f"the start page {shown(url)} is not there (or not an HTML page on this host)")
                     continue
                 new_state[url] = page
                 if self.spec.wants(key) and key not in entries:
