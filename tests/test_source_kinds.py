@@ -107,7 +107,7 @@ def test_s3_server_stopped_between_pages_gives_an_incomplete_listing(s3: Versity
         connector.close()
     assert not listing.complete
     assert len(listing.entries) == 2
-    assert "could not be reached" in listing.problem and "nothing was removed" in listing.problem
+    assert "could not be reached" in listing.problem
 
 
 def test_s3_refuses_a_wrong_key_and_an_object_past_the_size_limit_without_the_secret(s3: VersityGW, tmp_path: Path) -> None:
@@ -190,7 +190,8 @@ def test_website_by_start_url_stays_on_its_host_and_within_the_page_limit(site: 
     assert [h for h in site.hits if h[0].startswith("localhost")] == []
 
     capped, _ = listed(website_spec(site.url("/"), tmp_path / "other", max_pages="2"))
-    assert not capped.complete and "more than 2 pages" in capped.problem and len(capped.entries) == 2
+    assert capped.complete and "more than 2 pages" in capped.problem  # the first two pages are the source
+    assert sorted(versions(capped)) == ["a.html", "index.html"]
 
 
 def test_website_whose_second_page_fails_or_whose_sitemaps_loop_is_incomplete(site: Website, tmp_path: Path) -> None:
@@ -339,7 +340,7 @@ def test_webdav_subfolder_failing_mid_listing_or_a_wrong_password_is_incomplete(
         listing, _ = listed(dav_spec(dav, "partial/"), SENTINEL)
     finally:
         dav.fail_paths.clear()
-    assert not listing.complete and "answered 500" in listing.problem and "nothing was removed" in listing.problem
+    assert not listing.complete and "answered 500" in listing.problem
     wrong, _ = listed(dav_spec(dav, "partial/"), "not-" + SENTINEL)
     assert not wrong.complete and "refused the user and password" in wrong.problem
 

@@ -124,7 +124,7 @@ class IMAPConnector:
             if status != "OK":
                 raise SourceProblem(f"the folder {self.folder!r} could not be listed")
         except Exception as e:  # whatever went wrong, the sync removes nothing
-            return Listing((), False, str(self._problem(e, f"the mailbox {self.folder}")) + "; nothing was removed")
+            return Listing((), False, str(self._problem(e, f"the mailbox {self.folder}")))
         entries = []
         for line in data:
             raw = line[0] if isinstance(line, tuple) else line
@@ -140,7 +140,7 @@ class IMAPConnector:
         entries.sort(key=lambda e: int(e.key.rsplit("/", 1)[1].split(".")[0]))
         if len(entries) > self.max_messages:
             return Listing(tuple(entries[-self.max_messages:]), False,
-                           f"the folder holds more than {self.max_messages} messages (the source's max_messages); nothing was removed")
+                           f"the folder holds more than {self.max_messages} messages (the source's max_messages)")
         return Listing(tuple(entries), True)
 
     def fetch(self, entry: RemoteEntry, folder: Path) -> Path:

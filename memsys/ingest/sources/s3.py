@@ -115,9 +115,9 @@ class S3Connector:
                     break
                 token = page.get("NextContinuationToken")
                 if not token:
-                    return Listing(tuple(entries), False, "the server said the listing goes on but gave no way to continue; nothing was removed")
+                    return Listing(tuple(entries), False, "the server said the listing goes on but gave no way to continue")
         except (BotoCoreError, ClientError) as e:
-            return Listing(tuple(entries), False, self._why(e, f"listing the bucket {self.bucket}") + "; nothing was removed")
+            return Listing(tuple(entries), False, self._why(e, f"listing the bucket {self.bucket}"))
         return Listing(tuple(entries), True)
 
     def fetch(self, entry: RemoteEntry, folder: Path) -> Path:

@@ -69,13 +69,13 @@ class WebDAVConnector:
                         continue
                     if len(entries) >= self.max_files:
                         return Listing(tuple(entries), False, f"the folder holds more than {self.max_files} files "
-                                       "(the source's max_files); nothing was removed")
+                                       "(the source's max_files)")
                     etag = props.get("getetag", "")
                     length = props.get("getcontentlength", "")
                     version = f"etag:{etag}" if etag else f"modified:{props.get('getlastmodified', '')}:{length}"
                     entries.append(RemoteEntry(relative, version, int(length) if length.isdigit() else None))
         except SourceProblem as e:
-            return Listing(tuple(entries), False, scrubbed(str(e), self.secret) + "; nothing was removed")
+            return Listing(tuple(entries), False, scrubbed(str(e), self.secret))
         return Listing(tuple(entries), True)
 
     def _propfind(self, folder: str) -> list[tuple[str, bool, dict[str, str]]]:

@@ -5,9 +5,11 @@ with conditional GETs (If-None-Match / If-Modified-Since from the last sync, kep
 small state file without secrets); a page's version is its ETag, else its Last-Modified,
 else a hash of its content.
 
-The listing is not complete (the sync then removes nothing) when robots.txt or a sitemap
-cannot be read, a page answers with a server error or not at all, the site has more pages
-than the page limit, or its sitemaps go on past the cap (a loop of generated sitemaps).
+The listing is not complete (the sync then removes nothing) when robots.txt, the start page
+or a sitemap cannot be read, a page answers with a server error or not at all, or the
+sitemaps go on past their cap (a loop of generated sitemaps). A site with more pages than
+the page limit is its first `max_pages` pages (breadth first from the start page, or in
+sitemap order), and the listing says so.
 
 Options: `max_pages` (200), `max_sitemaps` (50), `timeout_seconds` (30), `state_dir`.
 """
@@ -128,12 +130,16 @@ class WebsiteConnector:
         new_state: dict[str, dict] = {}
         entries: dict[str, RemoteEntry] = {}
         problems: list[str] = []
+        capped = ""  # the page limit was reached: the source is its first max_pages pages
         try:
             robots = self._robots()
             if self.sitemap_mode:
                 urls, problem = self._sitemap_urls()
                 if problem:
                     problems.append(problem)
+                if len(urls) > self.max_pages:
+                    capped = f"the sitemaps list more than {self.max_pages} pages (the source's page limit); the first {self.max_pages} are synced"
+                    urls = urls[:self.max_pages]
                 queue = deque(urls)
             else:
                 queue = deque([self.start])
@@ -148,8 +154,7 @@ class WebsiteConnector:
                 if not self.spec.wants(key) and self.sitemap_mode:
                     continue
                 if len(new_state) >= self.max_pages:
-                    problems.append(f"the website has more than {self.max_pages} pages (the source's page limit); "
-                                    f"the first {self.max_pages} were synced and nothing was removed")
+                    capped = f"the website has more than {self.max_pages} pages (the source's page limit); the first {self.max_pages} are synced"
                     break
                 page = self._page(url, state.get(url))
                 if page is None:
@@ -168,7 +173,7 @@ class WebsiteConnector:
         except SourceProblem as e:
             problems.append(str(e))
         self._save_state({**state, **new_state} if problems else new_state)
-        return Listing(tuple(entries.values()), complete=not problems, problem="; ".join(problems))
+        return Listing(tuple(entries.values()), complete=not problems, problem="; ".join(problems) or capped)
 
     def _robots(self) -> RobotFileParser:
         url = urljoin(self.start, "/robots.txt")
@@ -186,18 +191,17 @@ class WebsiteConnector:
         while queue:
             sitemap = queue.popleft()
             if read >= self.max_sitemaps:
-                return urls, (f"the sitemaps go on past {self.max_sitemaps} files (a loop, or too many); "
-                              "nothing was removed")
+                return urls, (f"the sitemaps go on past {self.max_sitemaps} files (a loop, or too many)")
             read += 1
             r = self.client.request("GET", sitemap, limit=MAX_SITEMAP_BYTES, name=f"the sitemap {shown(sitemap)}")
             if r.status != 200:
-                return urls, f"the sitemap {shown(sitemap)} answered {r.status}; nothing was removed"
+                return urls, f"the sitemap {shown(sitemap)} answered {r.status}"
             if b"<!DOCTYPE" in r.body or b"<!ENTITY" in r.body:
                 return urls, f"the sitemap {shown(sitemap)} declares entities; it was not read"
             try:
                 root = ET.fromstring(r.body)
             except ET.ParseError:
-                return urls, f"the sitemap {shown(sitemap)} is not valid XML; nothing was removed"
+                return urls, f"the sitemap {shown(sitemap)} is not valid XML"
             is_index = root.tag.rsplit("}", 1)[-1] == "sitemapindex"
             for loc in root.iter():
                 if loc.tag.rsplit("}", 1)[-1] != "loc" or not (loc.text or "").strip():
@@ -212,8 +216,7 @@ class WebsiteConnector:
                 elif url not in urls:
                     urls.append(url)
                     if len(urls) > self.max_pages:
-                        return urls, (f"the sitemap lists more than {self.max_pages} pages (the source's page limit); "
-                                      f"the first {self.max_pages} were synced and nothing was removed")
+                        return urls, ""  # enough: the first max_pages are the source
         return urls, ""
 
     def _page(self, url: str, known: dict | None) -> dict | None:
@@ -234,7 +237,7 @@ class WebsiteConnector:
         if r.status in (404, 410) or (400 <= r.status < 500 and r.status not in (408, 429)):
             return None
         if r.status != 200:
-            raise SourceProblem(f"the page {shown(url)} answered {r.status}; nothing was removed")
+            raise SourceProblem(f"the page {shown(url)} answered {r.status}")
         content_type = r.headers.get("content-type", "text/html").split(";")[0].strip().lower()
         if content_type not in HTML_TYPES:
             return None
