@@ -53,6 +53,10 @@ class AuditAction(enum.StrEnum):
     COLLECTION_DROPPED = "collection.dropped"
     SERVER_STARTED = "server.started"
     SERVER_STOPPED = "server.stopped"
+    SOURCE_ADDED = "source.added"
+    SOURCE_CHANGED = "source.changed"
+    SOURCE_SYNCED = "source.synced"
+    SOURCE_REMOVED = "source.removed"
 
 
 class AuditOutcome(enum.StrEnum):

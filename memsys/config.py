@@ -155,6 +155,8 @@ class Settings:
     # The names the dashboard is served under besides loopback (`memsys.example.com`,
     # `memsys.example.com:8443`); a request for any other name is refused (memsys/http_guard.py).
     allowed_hosts: tuple[str, ...] = ()
+    # Folders a folder source may read besides the data directory (MEMSYS_SOURCE_ROOTS).
+    source_roots: tuple[str, ...] = ()
     # Without sign-in, the dashboard needs the token in `dashboard_token_path`; off lets
     # every user of this machine in as admin.
     dashboard_token: bool = True
@@ -290,7 +292,7 @@ class Settings:
         }
         for name, setting in (("MEMSYS_ADMINS", "admins"), ("MEMSYS_OPERATORS", "operators"), ("MEMSYS_VIEWERS", "viewers"),
                               ("MEMSYS_VERIFIED_EMAIL_ISSUERS", "verified_email_issuers"),
-                              ("MEMSYS_ALLOWED_HOSTS", "allowed_hosts")):
+                              ("MEMSYS_ALLOWED_HOSTS", "allowed_hosts"), ("MEMSYS_SOURCE_ROOTS", "source_roots")):
             raw = env.get(name) or secrets.get(name)  # a list in secrets.toml, comma-separated in the environment
             kwargs[setting] = _entries(raw)
         if get("MEMSYS_DATA_DIR"):

@@ -27,7 +27,9 @@ from memsys.engine.records import (
     StoreStatus,
     check_settings,
 )
+from memsys.engine.sources import Sources
 from memsys.engine.status import Batch, Server, Status
+from memsys.jobs.sources import SavedSource, SyncRecord
 from memsys.engine.trail import Audit, Logs
 from memsys.ingest.memories import MemoryDefaults
 from memsys.ingest.readers import MAPPED_FIELDS, UPLOAD_CAPTION, UPLOAD_TYPES, FieldMapping, InputProblem
@@ -51,4 +53,5 @@ __all__ = [
     "Progress", "ReplicationReport", "SEARCH_MODES", "ServerState", "ServerStatus", "StoreStatus", "StoredMemory",
     "TaskStatus", "WarmupReport", "WeaviateProblem", "check_settings", "failed_row",
     "Audit", "Batch", "Cache", "Collections", "Imports", "Jobs", "Logs", "Memories", "Server", "Status", "Tasks",
+    "SavedSource", "Sources", "SyncRecord",
 ]

@@ -10,6 +10,7 @@ from memsys.api import MemorySystem
 from memsys.audit import AuditAction, AuditOutcome, AuditTrail
 from memsys.config import Settings
 from memsys.jobs import JobRunner, JobStore
+from memsys.jobs.sources import SourceTables
 from memsys.logs import default_actor
 from memsys.spool import Spool
 from memsys.tasks import TaskRunner
@@ -23,6 +24,7 @@ class Parts(Protocol):
     system: MemorySystem
     job_store: JobStore
     audit_trail: AuditTrail
+    source_store: SourceTables
     spool: Spool
     runner: JobRunner
     task_runner: TaskRunner

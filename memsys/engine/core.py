@@ -10,11 +10,13 @@ from memsys.engine.cache import Cache, Tasks
 from memsys.engine.imports import Imports
 from memsys.engine.jobs import Jobs
 from memsys.engine.memories import Collections, Memories
+from memsys.engine.sources import Sources
 from memsys.engine.status import Batch, Server, Status
 from memsys.engine.trail import Audit, Logs
 from memsys.jobs import JobRunner, JobStore
 from memsys.logs import configure_logging, set_program
 from memsys.jobs.pipeline import ImportPipeline
+from memsys.jobs.sources import SourceTables
 from memsys.spool import Spool
 from memsys.tasks import TaskRunner
 
@@ -35,6 +37,7 @@ class Engine:
     tasks = CallGroup(Tasks)
     audit = CallGroup(Audit)
     logs = CallGroup(Logs)
+    sources = CallGroup(Sources)
 
     def __init__(self, settings: Settings | None = None, system: MemorySystem | None = None, *,
                  program: str | None = None) -> None:
@@ -45,6 +48,7 @@ class Engine:
         configure_logging(self.settings)
         self.job_store = JobStore(self.settings.jobs_db, timeout=self.settings.jobs_db_timeout)
         self.audit_trail = AuditTrail(self.settings.jobs_db, timeout=self.settings.jobs_db_timeout)
+        self.source_store = SourceTables(self.settings.jobs_db, timeout=self.settings.jobs_db_timeout)
         self.spool = Spool(self.settings.spool_dir)
         self.pipeline = ImportPipeline(self.system, self.job_store)
         self.runner = JobRunner(self.job_store, self._run_job)
@@ -66,3 +70,4 @@ class Engine:
         self.system.close()
         self.job_store.close()
         self.audit_trail.close()
+        self.source_store.close()

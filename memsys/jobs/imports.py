@@ -141,7 +141,8 @@ class FileImport:
         """Mirror: remove the documents an earlier import of the same origin had and this
         one does not."""
         jobs, job_id = job.jobs, job.job_id
-        gone = jobs.gone_documents(origin, {d.document_id for d in jobs.documents(job_id)}, job_id)
+        present = {d.document_id for d in jobs.documents(job_id)} | set(job.request.keep_documents)
+        gone = jobs.gone_documents(origin, present, job_id)
         removed = sum(
             self.system.store.delete_matching(MemoryFilter(document_id=d.document_id), before_delete=jobs.forget)
             for d in gone

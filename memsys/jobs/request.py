@@ -34,6 +34,9 @@ class ImportRequest:
     # does not are removed once it completes.
     origin: str = ""
     mirror: bool = False
+    # A source's sync (memsys/engine/sources.py) fetches only changed documents: the ones it
+    # did not fetch because they did not change are kept by the mirror.
+    keep_documents: tuple[str, ...] = ()
     # A re-embed job (memsys/jobs/reembed.py): the memories of the physical collection
     # `reembed_from` are embedded again into the new collection `reembed_into`.
     reembed_from: str = ""
@@ -52,6 +55,7 @@ class ImportRequest:
             "started_by": self.started_by,
             "origin": self.origin,
             "mirror": self.mirror,
+            "keep_documents": list(self.keep_documents),
             "reembed_from": self.reembed_from,
             "reembed_into": self.reembed_into,
         }
@@ -72,6 +76,7 @@ class ImportRequest:
             started_by=data.get("started_by", ""),
             origin=data.get("origin", ""),
             mirror=bool(data.get("mirror", False)),
+            keep_documents=tuple(data.get("keep_documents") or ()),
             reembed_from=data.get("reembed_from", ""),
             reembed_into=data.get("reembed_into", ""),
         )

@@ -85,6 +85,52 @@ CREATE TABLE IF NOT EXISTS documents (
     PRIMARY KEY (job_id, document_id)
 );
 CREATE INDEX IF NOT EXISTS documents_by_id ON documents (document_id);
+CREATE TABLE IF NOT EXISTS sources (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    location TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    defaults TEXT NOT NULL,
+    schedule TEXT NOT NULL DEFAULT '',
+    paused INTEGER NOT NULL DEFAULT 0,
+    credential_env TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL,
+    created_by TEXT NOT NULL DEFAULT '',
+    last_sync_at REAL,
+    last_success_at REAL,
+    next_due_at REAL,
+    failures INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT NOT NULL DEFAULT '',
+    cursor TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS source_entries (
+    source_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    version TEXT NOT NULL,
+    size INTEGER,
+    documents TEXT NOT NULL DEFAULT '[]',
+    PRIMARY KEY (source_id, key)
+);
+CREATE TABLE IF NOT EXISTS source_syncs (
+    id TEXT PRIMARY KEY,
+    source_id TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    finished_at REAL,
+    trigger TEXT NOT NULL DEFAULT '',
+    state TEXT NOT NULL,
+    owner TEXT NOT NULL DEFAULT '',
+    job_id TEXT NOT NULL DEFAULT '',
+    listed INTEGER NOT NULL DEFAULT 0,
+    new INTEGER NOT NULL DEFAULT 0,
+    changed INTEGER NOT NULL DEFAULT 0,
+    unchanged INTEGER NOT NULL DEFAULT 0,
+    removed INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0,
+    error TEXT NOT NULL DEFAULT '',
+    pending TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS source_syncs_by_source ON source_syncs (source_id, started_at);
 """
 # Columns added after the first release: a job database made before them gets them on open.
 _ADDED_COLUMNS = {
