@@ -5,11 +5,11 @@ a server that renumbers its folder (a new UIDVALIDITY) changes every version.
 
 Location: `imaps://HOST[:PORT]/FOLDER` (TLS), or `imap://HOST[:PORT]/FOLDER` with STARTTLS;
 plain IMAP without STARTTLS only on loopback or with the `plain` option (`plain=yes`). The
-user is the `user` option and the password the source's secret (sent only after TLS unless
+user is the `username` option and the password the source's secret (sent only after TLS unless
 plain was chosen; never shown, logged or put in an error). The folder is opened read-only,
 so a sync never marks mail as read.
 
-Options: `user`, `plain`, `timeout_seconds` (30), `max_messages` (10000).
+Options: `username` (or `user`), `plain`, `timeout_seconds` (30), `max_messages` (10000).
 """
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ class IMAPConnector:
         self.port = parts.port or (993 if self.tls else 143)
         self.folder = unquote(parts.path.strip("/")) or "INBOX"
         self.plain = spec.option("plain").lower() in ("yes", "true", "1")
-        self.user = spec.option("user")
+        self.user = spec.option("username") or spec.option("user")
         if not self.user or not secret:
             raise SourceProblem("an IMAP source needs a user and its password")
         raw = spec.option("max_messages", "10000")

@@ -1,13 +1,13 @@
 """A WebDAV folder (Nextcloud, ownCloud, a NAS, wsgidav, ...) as a source: its files and
 those of its subfolders, listed folder by folder with PROPFIND (Depth: 1), fetched with
 GET. A file's version is its ETag, else its last-modified date and length. The user is the
-`user` option and the password the source's secret, sent with basic auth to the source's
+`username` option and the password the source's secret, sent with basic auth to the source's
 host only (never after a redirect to another host).
 
 A folder that cannot be listed (refused, a server error, no answer within the timeout) or
 a listing past `max_files` makes the listing not complete, so the sync removes nothing.
 
-Options: `user`, `max_files` (10000), `timeout_seconds` (30).
+Options: `username` (or `user`), `max_files` (10000), `timeout_seconds` (30).
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ class WebDAVConnector:
         self.secret = secret
         base = spec.location.strip()
         self.base = base if base.endswith("/") else base + "/"
-        user = spec.option("user")
+        user = spec.option("username") or spec.option("user")
         if bool(user) != bool(secret):
             raise SourceProblem("a WebDAV source needs both a user and its password, or neither")
         raw = spec.option("max_files", "10000")
