@@ -140,7 +140,7 @@ def site() -> Iterator[Website]:
 
 
 def website_spec(url: str, tmp_path: Path, **options: str) -> SourceSpec:
-    return SourceSpec("website", url, options={"state_dir": str(tmp_path / "state"), **options})
+    return SourceSpec("website", url, options={"_work_dir": str(tmp_path / "state"), **options})
 
 
 def test_website_by_sitemap_index_honours_robots_and_asks_conditionally(site: Website, tmp_path: Path) -> None:
@@ -226,7 +226,7 @@ def test_website_that_hangs_times_out(hanging: HangingServer, tmp_path: Path) ->
 
 def test_website_page_past_the_size_limit_is_not_read(site: Website, tmp_path: Path) -> None:
     site.pages["/"] = Page(html("Home", "x" * 5000))
-    connector = open_connector(SourceSpec("website", site.url("/"), max_bytes=1000, options={"state_dir": str(tmp_path)}), None)
+    connector = open_connector(SourceSpec("website", site.url("/"), max_bytes=1000, options={"_work_dir": str(tmp_path)}), None)
     listing = connector.list()
     connector.close()
     assert not listing.complete and "larger than the limit of 1000 bytes" in listing.problem

@@ -26,6 +26,7 @@ from memsys import MemorySystem
 from memsys.engine import Engine
 from memsys.ingest.memories import MemoryDefaults
 from memsys.ingest.sources.kinds import CONNECTORS
+from memsys.logs import log_path
 from memsys.store import MemoryFilter
 from source_servers import (
     S3_ACCESS_KEY, SENTINEL, Dovecot, Page, VersityGW, WebDAV, Website, html, mail,
@@ -89,7 +90,8 @@ def no_secret_in_data_dir(engine: Engine) -> None:
         if path.is_file() and not path.resolve().is_relative_to(secrets):
             assert SENTINEL.encode() not in path.read_bytes(), f"the password is in {path}"
             searched += 1
-    assert searched and (engine.settings.jobs_db).is_file()
+    assert searched and engine.settings.jobs_db.is_file()
+    assert "source.synced" in log_path(engine.settings).read_text()  # the log file was written, and searched
 
 
 class Syncs:

@@ -18,7 +18,12 @@ if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
   # Other installs may hold the dpkg lock for a while; wait for it instead of failing.
   apt-get -o DPkg::Lock::Timeout=600 update -qq
   DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Dovecot was installed for the tests only: its system service (which listens on every
+  # interface) is not wanted, so it is stopped and left off when this script installed it.
+  if [[ " ${missing[*]} " == *" dovecot-imapd "* ]] && command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+    systemctl disable --now dovecot.service dovecot.socket >/dev/null 2>&1 || true
+  fi
 else
-  echo "Missing Debian packages: ${missing[*]} (sudo apt-get install ${missing[*]}); OCR of scanned PDFs needs them." >&2
+  echo "Missing Debian packages: ${missing[*]} (sudo apt-get install ${missing[*]}); OCR of scanned PDFs and the mailbox source tests need them." >&2
   if [ "${CI:-}" = "true" ]; then exit 1; fi
 fi

@@ -21,6 +21,7 @@ from memsys.ingest.sources.web import HostClient, scrubbed, shown
 
 DAV = "{DAV:}"
 MAX_PROPFIND_BYTES = 20 * 2**20
+MAX_FOLDERS = 5000  # subfolders listed, at most: a server that nests folders without end is cut off
 _PROPFIND = b"""<?xml version="1.0" encoding="utf-8"?>
 <d:propfind xmlns:d="DAV:"><d:prop><d:resourcetype/><d:getetag/><d:getlastmodified/><d:getcontentlength/></d:prop></d:propfind>"""
 
@@ -61,6 +62,8 @@ class WebDAVConnector:
                     if not relative or path.rstrip("/") == unquote(urlsplit(folder).path).rstrip("/"):
                         continue  # the folder itself
                     if is_folder:
+                        if len(seen) >= MAX_FOLDERS:
+                            return Listing(tuple(entries), False, f"the folder holds more than {MAX_FOLDERS} subfolders")
                         if path not in seen:
                             seen.add(path)
                             folders.append(urljoin(self.base, quote(relative) + "/"))

@@ -11,7 +11,7 @@ sitemaps go on past their cap (a loop of generated sitemaps). A site with more p
 the page limit is its first `max_pages` pages (breadth first from the start page, or in
 sitemap order), and the listing says so.
 
-Options: `max_pages` (200), `max_sitemaps` (50), `timeout_seconds` (30), `state_dir`.
+Options: `max_pages` (200), `max_sitemaps` (50), `timeout_seconds` (30).
 """
 from __future__ import annotations
 
@@ -115,9 +115,9 @@ class WebsiteConnector:
         self.client = HostClient(self.start, spec)
         self.sitemap_mode = spec.option("mode") == "sitemap" or (
             spec.option("mode") != "crawl" and urlsplit(self.start).path.lower().endswith(".xml"))
-        # The engine gives each source a work folder; without one (a connector used on its
-        # own), the state is kept in the `state_dir` option or the user's cache.
-        state_dir = Path(spec.option(WORK_DIR_OPTION) or spec.option("state_dir") or user_cache_dir() / "sources" / "website")
+        # The engine gives each source a work folder (never a person: an option of theirs
+        # names no place on the server); without one, the state is kept in the user's cache.
+        state_dir = Path(spec.option(WORK_DIR_OPTION) or user_cache_dir() / "sources" / "website")
         self.state_file = state_dir / (hashlib.sha256(self.start.encode("utf-8")).hexdigest()[:24] + ".json")
         self._tmp = Path(tempfile.mkdtemp(prefix="memsys-website-"))
         self._fetched: dict[str, Path] = {}  # key -> page body read while listing
