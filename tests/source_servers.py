@@ -251,6 +251,7 @@ class WebDAV:
         folder.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.fail_paths: set[str] = set()
+        self.redirect_paths: dict[str, str] = {}
         self.requests: list[tuple[str, str]] = []
         app = WsgiDAVApp({
             "host": "127.0.0.1", "port": self.port,
@@ -262,6 +263,9 @@ class WebDAV:
 
         def faulty(environ, start_response):  # type: ignore[no-untyped-def]
             self.requests.append((environ["REQUEST_METHOD"], environ.get("PATH_INFO", "")))
+            if environ.get("PATH_INFO", "").rstrip("/") in self.redirect_paths:
+                start_response("301 Moved Permanently", [("Location", self.redirect_paths[environ["PATH_INFO"].rstrip("/")])])
+                return [b""]
             if environ.get("PATH_INFO", "").rstrip("/") in self.fail_paths:
                 start_response("500 Internal Server Error", [("Content-Type", "text/plain")])
                 return [b"injected failure"]

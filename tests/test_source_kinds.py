@@ -358,3 +358,16 @@ def test_webdav_file_past_the_size_limit_and_a_hanging_server(dav: WebDAV, hangi
     listing, _ = listed(spec, SENTINEL)
     assert not listing.complete and "did not answer within 1 seconds" in listing.problem
     assert time.monotonic() - started < 10
+
+
+def test_webdav_never_follows_a_redirect_to_another_host_with_the_password(dav: WebDAV, hanging: HangingServer) -> None:
+    (dav.folder / "moved" / "inner").mkdir(parents=True)
+    (dav.folder / "moved" / "a.md").write_text("a")
+    dav.redirect_paths["/dav/moved/inner"] = f"http://localhost:{hanging.port}/dav/inner/"
+    accepted = len(hanging.accepted)
+    try:
+        listing, _ = listed(dav_spec(dav, "moved/"), SENTINEL)
+    finally:
+        dav.redirect_paths.clear()
+    assert not listing.complete and "another host" in listing.problem
+    assert len(hanging.accepted) == accepted  # the other host was never even connected to

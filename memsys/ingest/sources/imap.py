@@ -155,7 +155,8 @@ class IMAPConnector:
             if validity != self._uidvalidity:
                 raise SourceProblem(f"{entry.key}: the server renumbered the folder since it was listed; sync again")
             self.calls += 1
-            status, data = imap.uid("FETCH", uid, "(BODY.PEEK[])")
+            # At most one byte past the limit, whatever size the listing said.
+            status, data = imap.uid("FETCH", uid, f"(BODY.PEEK[]<0.{self.limit + 1}>)")
         except Exception as e:
             raise self._problem(e, entry.key) from None
         message = next((part[1] for part in data if isinstance(part, tuple) and len(part) > 1), None) if status == "OK" else None
