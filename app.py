@@ -37,6 +37,7 @@ PAGES = {
     "Memories": [
         (Role.OPERATOR, st.Page("pages/import.py", title="Import", icon=":material/upload_file:")),
         (Role.VIEWER, st.Page("pages/memories.py", title="Memories", icon=":material/search:")),
+        (Role.VIEWER, st.Page("pages/sources.py", title="Sources", icon=":material/sync:")),
     ],
     "Tuning": [
         (Role.VIEWER, st.Page("pages/metrics.py", title="Metrics", icon=":material/monitoring:")),

@@ -141,6 +141,9 @@ class Settings:
     read_consistency: str = "QUORUM"
     # The shared server stops after this long with no memsys process using it; 0 = never.
     server_idle_seconds: int = 900
+    # What the server runs beside Weaviate, as `python -m <this>` (MEMSYS_SERVER_COMPANION;
+    # "off": nothing): the sources' schedule, so syncs happen with no dashboard open.
+    server_companion: str = "memsys sources scheduler"
     cache_size_limit_bytes: int = 64 * 2**30
     cache_eviction_policy: str = "none"
     ocr_enabled: bool = True  # scanned PDF pages are read by Tesseract OCR
@@ -277,6 +280,7 @@ class Settings:
             "write_consistency": _choice(get, "MEMSYS_WRITE_CONSISTENCY", "QUORUM", CONSISTENCY_LEVELS),
             "read_consistency": _choice(get, "MEMSYS_READ_CONSISTENCY", "QUORUM", CONSISTENCY_LEVELS),
             "server_idle_seconds": _int(get, "MEMSYS_SERVER_IDLE_SECONDS", 900, minimum=0),
+            "server_companion": _companion(get("MEMSYS_SERVER_COMPANION")),
             "cache_size_limit_bytes": _int(
                 get, "MEMSYS_CACHE_SIZE_LIMIT_BYTES", 64 * 2**30, minimum=1
             ),
@@ -365,6 +369,12 @@ def _weaviate_urls(url: str | None, urls: tuple[str, ...]) -> tuple[str | None, 
             raise ConfigError("WEAVIATE_URL is not one of WEAVIATE_URLS; set one of them (WEAVIATE_URLS lists every node)")
         return url, (url, *(u for u in urls if u != url))
     return url or (urls[0] if urls else None), urls
+
+
+def _companion(raw: str | None) -> str:
+    if raw is None:
+        return "memsys sources scheduler"
+    return "" if raw.strip().lower() in ("off", "none", "no", "0") else raw.strip()
 
 
 def _entries(raw: Any) -> tuple[str, ...]:

@@ -45,6 +45,12 @@ with cache_box.container(border=True), guarded():
 with guarded():
     weaviate_problems(memsys_engine.server.problems())
 
+with guarded():  # sources whose syncs keep failing: one line each (the Sources page has the rest)
+    for failing in memsys_engine.sources.failing():
+        retry = f"tried again {fmt.when(failing.next_due_at)}" if failing.next_due_at else "synced again when asked"
+        st.warning(f"Source **{failing.name}** failed {fmt.count(failing.failures)} times in a row "
+                   f"({failing.last_error}); {retry}.", icon=":material/sync_problem:")
+
 with st.container(border=True), guarded():
     cluster_panel(memsys_engine.server.cluster())
 

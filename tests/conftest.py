@@ -52,12 +52,15 @@ def test_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "MEMSYS_EMBEDDING_PROVIDER": "local",
         # A server a test forgets to stop still goes away soon after its last client.
         "MEMSYS_SERVER_IDLE_SECONDS": "60",
+        # No sources' schedule beside the test servers (tests/test_sources.py turns it on).
+        "MEMSYS_SERVER_COMPANION": "off",
     }
 
 
 def settings_for(data_dir: Path, **env: str) -> Settings:
     """Settings for a data directory of a test's own (nothing from the developer's files)."""
-    return Settings.load(env={"MEMSYS_DATA_DIR": str(data_dir), "MEMSYS_SERVER_IDLE_SECONDS": "60", **env},
+    return Settings.load(env={"MEMSYS_DATA_DIR": str(data_dir), "MEMSYS_SERVER_IDLE_SECONDS": "60",
+                              "MEMSYS_SERVER_COMPANION": "off", **env},
                          secrets_path=Path("/nonexistent"))
 
 

@@ -54,6 +54,7 @@ def memsys_env(data_dir: Path) -> dict[str, str]:
         "MEMSYS_WEAVIATE_GRPC_PORT": str(free_port()),
         "MEMSYS_EMBEDDING_PROVIDER": "local",
         "MEMSYS_SERVER_IDLE_SECONDS": "60",
+        "MEMSYS_SERVER_COMPANION": "off",  # no sources' schedule (tests/test_sources.py runs one)
     }
 
 

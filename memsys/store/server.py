@@ -15,6 +15,7 @@ import functools
 import hashlib
 import os
 import secrets
+import shlex
 import signal
 import socket
 import subprocess
@@ -382,6 +383,10 @@ def _launch(settings: Settings, folder: Path) -> int:
         "log_max_bytes": settings.log_max_bytes,
         "log_backups": settings.log_backups,
         "env": server_environment(settings, node, port, grpc_port, internal),
+        # Run beside Weaviate, with the starter's environment and folder (the settings name
+        # it: the store runs a command line, it imports nothing of what that command is).
+        "companion": [sys.executable, "-m", *shlex.split(settings.server_companion)] if settings.server_companion else [],
+        "companion_cwd": os.getcwd(),
     })
     # Its own session: no terminal signal, no process-group kill of the starter reaches
     # it; it forks once more and prints the pid of the process that stays.

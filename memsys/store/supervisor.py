@@ -29,6 +29,7 @@ SECRETS_FILE = "secrets.json"
 STOPPED_FILE = "stopped.json"
 CHECK_FILE = "checked.json"  # the watch loop's last look: when, clients, idle since
 LOG_FILE = "weaviate.log"
+COMPANION_LOG_FILE = "companion.log"  # what the companion (the sources' schedule) says on stderr
 LOCK_FILE = "lock"
 CLIENTS_DIR = "clients"
 
@@ -196,6 +197,8 @@ class Supervisor:
         self.started_at = time.time()
         self.restarts: list[float] = []
         self.checks = 0
+        self.companion: subprocess.Popen[bytes] | None = None
+        self.companion_starts: list[float] = []
 
     def say(self, message: str) -> None:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -299,6 +302,51 @@ class Supervisor:
             self.process.wait()
         self.drain()
 
+    # --- the companion: a command the launch plan names, run beside Weaviate ------------
+    def start_companion(self) -> None:
+        """Start the plan's companion (memsys passes the sources' schedule), with the
+        starter's environment and folder, once Weaviate answers. Restarted if it dies, at
+        most _MAX_RESTARTS times within _RESTART_WINDOW."""
+        command = self.plan.get("companion") or []
+        if not command or self.stop_reason:
+            return
+        now = time.monotonic()
+        self.companion_starts = [t for t in self.companion_starts if now - t < _RESTART_WINDOW] + [now]
+        if len(self.companion_starts) > _MAX_RESTARTS + 1:
+            if len(self.companion_starts) == _MAX_RESTARTS + 2:
+                self.say(f"the companion ({command[-1]}) exited {_MAX_RESTARTS + 1} times within {_RESTART_WINDOW:.0f} s;"
+                         " not started again")
+            return
+        env = {**os.environ, "MEMSYS_DATA_DIR": self.plan["data_dir"]}
+        cwd = self.plan.get("companion_cwd") or str(self.dir)
+        with open(self.dir / COMPANION_LOG_FILE, "ab") as log:
+            try:
+                self.companion = subprocess.Popen(command, env=env, cwd=cwd if os.path.isdir(cwd) else str(self.dir),
+                                                  stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                                  preexec_fn=_set_parent_death_signal)
+            except OSError as e:
+                self.say(f"the companion could not be started: {e.strerror}")
+                self.companion = None
+                return
+        self.say(f"started the companion (pid {self.companion.pid}): {' '.join(command[1:])}")
+
+    def watch_companion(self) -> None:
+        if self.companion is not None and self.companion.poll() is not None and not self.stop_reason:
+            self.say(f"the companion (pid {self.companion.pid}) exited with code {self.companion.returncode}")
+            self.companion = None
+            self.start_companion()
+
+    def stop_companion(self) -> None:
+        if self.companion is None or self.companion.poll() is not None:
+            return
+        self.companion.terminate()
+        try:
+            self.companion.wait(timeout=_STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.say(f"the companion did not stop within {_STOP_TIMEOUT:.0f} s of SIGTERM; killing it")
+            self.companion.kill()
+            self.companion.wait()
+
     def new_internal_ports(self) -> None:
         """Fresh cluster ports: on a busy machine a port found free can be taken by
         another program before Weaviate binds it, and Weaviate then exits."""
@@ -331,9 +379,11 @@ class Supervisor:
             self.remove_state(self.stop_reason or "Weaviate did not start; see the log")
             return 1
         self.write_state()
+        self.start_companion()
         while True:
             code = self.watch()
             if not self.dir.is_dir():
+                self.stop_companion()
                 self.stop_weaviate()  # no state or lock left to keep: only Weaviate to stop
                 return code
             # Under the lock, so no one starts another Weaviate on these files before this
@@ -348,6 +398,7 @@ class Supervisor:
                     self.say(f"stopping: {reason}")
                     self.remove_state(reason)
                 finally:
+                    self.stop_companion()  # its syncs end before the store they write to
                     self.stop_weaviate()  # whatever happened to the files, Weaviate goes too
             self.say("stopped")
             return code
@@ -369,6 +420,7 @@ class Supervisor:
                 # The data directory was deleted (a temporary one, say): nothing to serve.
                 self.stop_reason = "the data directory is gone"
                 break
+            self.watch_companion()
             clients = len(live_leases(self.dir))
             if clients:
                 last_client, idle_since = time.monotonic(), None
