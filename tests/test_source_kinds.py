@@ -98,7 +98,7 @@ def test_s3_server_stopped_between_pages_gives_an_incomplete_listing(s3: Versity
     for i in range(4):
         client.put_object(Bucket=BUCKET, Key=f"stop/d{i}.txt", Body=b"text")
     second = VersityGW(s3.folder, port=None)  # another server over the same folder, stopped mid-listing
-    connector = open_connector(s3_spec(second.endpoint, "stop", page_size="2", timeout_seconds="2"), SENTINEL)
+    connector = open_connector(s3_spec(second.endpoint, "stop", page_size="2", timeout="2"), SENTINEL)
     connector.client.meta.events.register("after-call.s3.ListObjectsV2", lambda **_: second.stop())
     try:
         listing = connector.list()
@@ -126,7 +126,7 @@ def test_s3_refuses_a_wrong_key_and_an_object_past_the_size_limit_without_the_se
 
 def test_s3_server_that_hangs_times_out(hanging: HangingServer) -> None:
     started = time.monotonic()
-    listing, _ = listed(s3_spec(f"http://127.0.0.1:{hanging.port}", "x", timeout_seconds="1"), SENTINEL)
+    listing, _ = listed(s3_spec(f"http://127.0.0.1:{hanging.port}", "x", timeout="1"), SENTINEL)
     assert not listing.complete and "did not answer within 1 seconds" in listing.problem
     assert time.monotonic() - started < 15  # two attempts of 1 s each, far below the default 30 s
 
@@ -219,7 +219,7 @@ def test_website_whose_second_page_fails_or_whose_sitemaps_loop_is_incomplete(si
 
 def test_website_that_hangs_times_out(hanging: HangingServer, tmp_path: Path) -> None:
     started = time.monotonic()
-    listing, _ = listed(website_spec(f"http://127.0.0.1:{hanging.port}/", tmp_path, timeout_seconds="1"))
+    listing, _ = listed(website_spec(f"http://127.0.0.1:{hanging.port}/", tmp_path, timeout="1"))
     assert not listing.complete and "did not answer within 1 seconds" in listing.problem
     assert time.monotonic() - started < 10
 
@@ -284,7 +284,7 @@ def test_imap_refuses_a_wrong_password_and_a_message_past_the_limit(dovecot: Dov
 
 def test_imap_server_that_hangs_times_out(hanging: HangingServer) -> None:
     started = time.monotonic()
-    spec = SourceSpec("imap", f"imap://127.0.0.1:{hanging.port}/INBOX", options={"user": "x", "timeout_seconds": "1"})
+    spec = SourceSpec("imap", f"imap://127.0.0.1:{hanging.port}/INBOX", options={"user": "x", "timeout": "1"})
     listing, _ = listed(spec, SENTINEL)
     assert not listing.complete and "did not answer within 1 seconds" in listing.problem
     assert time.monotonic() - started < 10
@@ -354,7 +354,7 @@ def test_webdav_file_past_the_size_limit_and_a_hanging_server(dav: WebDAV, hangi
         connector.fetch(entry, tmp_path)
     connector.close()
     started = time.monotonic()
-    spec = SourceSpec("webdav", f"http://127.0.0.1:{hanging.port}/dav/", options={"user": "u", "timeout_seconds": "1"})
+    spec = SourceSpec("webdav", f"http://127.0.0.1:{hanging.port}/dav/", options={"user": "u", "timeout": "1"})
     listing, _ = listed(spec, SENTINEL)
     assert not listing.complete and "did not answer within 1 seconds" in listing.problem
     assert time.monotonic() - started < 10

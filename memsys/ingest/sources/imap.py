@@ -9,7 +9,7 @@ user is the `username` option and the password the source's secret (sent only af
 plain was chosen; never shown, logged or put in an error). The folder is opened read-only,
 so a sync never marks mail as read.
 
-Options: `username` (or `user`), `plain`, `timeout_seconds` (30), `max_messages` (10000).
+Options: `username` (or `user`), `plain`, `timeout` (30 s), `max_messages` (10000).
 """
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ fetched by key, within the source's size limit.
 A listing that stops part way (the server went away, refused a page, or did not answer
 within the timeout) is not complete, so the sync removes nothing.
 
-Options: `access_key_id`, `region` (us-east-1), `page_size` (1000), `timeout_seconds` (30).
+Options: `access_key_id`, `region` (us-east-1), `page_size` (1000), `timeout` (30 s).
 """
 from __future__ import annotations
 

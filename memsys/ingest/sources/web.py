@@ -21,14 +21,16 @@ USER_AGENT = "memsys-sources/1 (+https://github.com/memsys)"
 
 
 def timeout_of(spec: SourceSpec) -> float:
-    """The source's `timeout_seconds` option (connect, and each read), 30 s by default."""
-    raw = spec.option("timeout_seconds", "")
+    """The source's `timeout` option in seconds (connect, and each read), 30 s by default
+    (`timeout_seconds` is read too)."""
+    name = "timeout" if spec.option("timeout") else "timeout_seconds"
+    raw = spec.option(name, "")
     try:
         value = float(raw) if raw else DEFAULT_TIMEOUT_SECONDS
     except ValueError:
-        raise SourceProblem(f"timeout_seconds is {raw!r}; it must be a number of seconds") from None
+        raise SourceProblem(f"{name} is {raw!r}; it must be a number of seconds") from None
     if not 0 < value <= 600:
-        raise SourceProblem(f"timeout_seconds is {raw!r}; it must be above 0 and at most 600")
+        raise SourceProblem(f"{name} is {raw!r}; it must be above 0 and at most 600")
     return value
 
 

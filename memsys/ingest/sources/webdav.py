@@ -7,7 +7,7 @@ host only (never after a redirect to another host).
 A folder that cannot be listed (refused, a server error, no answer within the timeout) or
 a listing past `max_files` makes the listing not complete, so the sync removes nothing.
 
-Options: `username` (or `user`), `max_files` (10000), `timeout_seconds` (30).
+Options: `username` (or `user`), `max_files` (10000), `timeout` (30 s).
 """
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ sitemaps go on past their cap (a loop of generated sitemaps). A site with more p
 the page limit is its first `max_pages` pages (breadth first from the start page, or in
 sitemap order), and the listing says so.
 
-Options: `max_pages` (200), `max_sitemaps` (50), `timeout_seconds` (30).
+Options: `max_pages` (200), `max_sitemaps` (50), `timeout` (30 s).
 """
 from __future__ import annotations
 
