@@ -8,6 +8,7 @@ sentinel) appears in no problem, exception or log line.
 """
 from __future__ import annotations
 
+import gzip
 import logging
 import time
 from pathlib import Path
@@ -177,9 +178,23 @@ def test_website_by_sitemap_index_honours_robots_and_asks_conditionally(site: We
     assert [k for k, v in versions(second).items() if versions(first)[k] != v] == ["faq.html"]
 
 
+def test_website_sitemap_may_be_gzipped(site: Website, tmp_path: Path) -> None:
+    xml = b'<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"><url><loc>/only</loc></url></urlset>'
+    site.pages["/sitemap.xml.gz"] = Page(gzip.compress(xml), "application/gzip")
+    site.pages["/only"] = Page(html("Only", "The only page."))
+    listing, _ = listed(website_spec(site.url("/sitemap.xml.gz"), tmp_path))
+    assert listing.complete and sorted(versions(listing)) == ["only.html"]
+    site.pages["/bomb.xml.gz"] = Page(gzip.compress(b" " * (11 * 2**20)), "application/gzip")
+    bomb, _ = listed(website_spec(site.url("/bomb.xml.gz"), tmp_path))
+    assert not bomb.complete and "unpacks to more than" in bomb.problem
+
+
 def test_website_by_start_url_stays_on_its_host_and_within_the_page_limit(site: Website, tmp_path: Path) -> None:
     other = f"http://localhost:{site.port}"
-    site.pages["/"] = Page(html("Home", "Start here.", ("/a", "/b", f"{other}/c", "mailto:x@example.com", "/moved#top")))
+    site.pages["/"] = Page(html("Home", "Start here.", ("/a", "/b", f"{other}/c", "mailto:x@example.com", "/moved#top",
+                                                        "/report.pdf", "/data")))
+    site.pages["/report.pdf"] = Page(b"%PDF-1.4 not a page", "application/pdf")
+    site.pages["/data"] = Page(b'{"not": "a page"}', "application/json")
     site.pages["/a"] = Page(html("A", "Page a.", ("/", "/b")))
     site.pages["/b"] = Page(html("B", "Page b.", ("/d",)))
     site.pages["/d"] = Page(html("D", "Page d."))
@@ -188,6 +203,7 @@ def test_website_by_start_url_stays_on_its_host_and_within_the_page_limit(site: 
     assert listing.complete, listing.problem
     assert sorted(versions(listing)) == ["a.html", "b.html", "d.html", "index.html"]
     assert [h for h in site.hits if h[0].startswith("localhost")] == []
+    assert site.page_hits("/report.pdf") == 0  # plainly not a page: not asked for
 
     capped, _ = listed(website_spec(site.url("/"), tmp_path / "other", max_pages="2"))
     assert capped.complete and "more than 2 pages" in capped.problem  # the first two pages are the source

@@ -99,9 +99,10 @@ class HostClient:
 
     def request(self, method: str, url: str, *, headers: Mapping[str, str] | None = None,
                 content: bytes | None = None, limit: int | None = None, target: Path | None = None,
-                name: str = "") -> Response:
+                name: str = "", types: tuple[str, ...] = ()) -> Response:
         """Send one request (following same-host redirects); the body is read up to `limit`
-        bytes (the source's size limit by default) into memory, or into `target`. Raises
+        bytes (the source's size limit by default) into memory, or into `target`; with
+        `types`, a 200 answer of another content type is not read (its body comes back empty). Raises
         SourceProblem for another host, a timeout, an unreachable server or a body past the limit."""
         limit = self.limit if limit is None else limit
         for _ in range(MAX_REDIRECTS + 1):
@@ -115,6 +116,9 @@ class HostClient:
                         if r.status_code == 303:
                             method, content = "GET", None
                         continue
+                    content_type = r.headers.get("content-type", "").split(";")[0].strip().lower()
+                    if types and r.status_code == 200 and content_type and content_type not in types:
+                        return Response(str(r.url), r.status_code, dict(r.headers), b"")
                     declared = r.headers.get("content-length")
                     if declared and declared.isdigit() and int(declared) > limit:
                         raise SourceProblem(f"{name or shown(url)} is larger than the limit of {limit} bytes; not read")

@@ -5,6 +5,9 @@ with conditional GETs (If-None-Match / If-Modified-Since from the last sync, kep
 small state file without secrets); a page's version is its ETag, else its Last-Modified,
 else a hash of its content.
 
+Links to files that are plainly not pages (.pdf, images, archives) are not followed, and a
+page of another content type is not read.
+
 The listing is not complete (the sync then removes nothing) when robots.txt, the start page
 or a sitemap cannot be read, a page answers with a server error or not at all, or the
 sitemaps go on past their cap (a loop of generated sitemaps). A site with more pages than
@@ -22,6 +25,7 @@ import re
 import shutil
 import tempfile
 import xml.etree.ElementTree as ET
+import zlib
 from collections import deque
 from html.parser import HTMLParser
 from pathlib import Path, PurePosixPath
@@ -95,6 +99,31 @@ def links_of(body: bytes, base: str) -> list[str]:
     return found
 
 
+_NOT_PAGES = frozenset((
+    ".pdf", ".zip", ".gz", ".tar", ".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp", ".ico", ".css", ".js",
+    ".mp3", ".mp4", ".webm", ".avi", ".mov", ".woff", ".woff2", ".ttf", ".exe", ".dmg", ".iso", ".docx", ".xlsx",
+))
+
+
+def _not_a_page(url: str) -> bool:
+    """A link that is plainly not an HTML page (by its suffix): not asked for while crawling."""
+    return PurePosixPath(urlsplit(url).path).suffix.lower() in _NOT_PAGES
+
+
+def _sitemap_xml(body: bytes, name: str) -> bytes:
+    """A sitemap's XML, gunzipped when it is a .xml.gz (at most MAX_SITEMAP_BYTES once unpacked)."""
+    if not body.startswith(b"\x1f\x8b"):
+        return body
+    inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        xml = inflate.decompress(body, MAX_SITEMAP_BYTES + 1)
+    except zlib.error:
+        raise SourceProblem(f"{name} is not a valid gzip file") from None
+    if len(xml) > MAX_SITEMAP_BYTES or inflate.unconsumed_tail:
+        raise SourceProblem(f"{name} unpacks to more than {MAX_SITEMAP_BYTES} bytes; not read")
+    return xml
+
+
 def _version(response: Response) -> str:
     etag = response.headers.get("etag")
     if etag:
@@ -114,7 +143,7 @@ class WebsiteConnector:
         self.start = without_fragment(spec.location.strip())
         self.client = HostClient(self.start, spec)
         self.sitemap_mode = spec.option("mode") == "sitemap" or (
-            spec.option("mode") != "crawl" and urlsplit(self.start).path.lower().endswith(".xml"))
+            spec.option("mode") != "crawl" and urlsplit(self.start).path.lower().endswith((".xml", ".xml.gz")))
         # The engine gives each source a work folder (never a person: an option of theirs
         # names no place on the server); without one, the state is kept in the user's cache.
         state_dir = Path(spec.option(WORK_DIR_OPTION) or user_cache_dir() / "sources" / "website")
@@ -167,7 +196,7 @@ class WebsiteConnector:
                     self._urls[key] = url
                 if not self.sitemap_mode:
                     for link in page.get("links", ()):
-                        if link not in seen and self.client.same_host(link):
+                        if link not in seen and self.client.same_host(link) and not _not_a_page(link):
                             seen.add(link)
                             queue.append(link)
         except SourceProblem as e:
@@ -196,10 +225,11 @@ class WebsiteConnector:
             r = self.client.request("GET", sitemap, limit=MAX_SITEMAP_BYTES, name=f"the sitemap {shown(sitemap)}")
             if r.status != 200:
                 return urls, f"the sitemap {shown(sitemap)} answered {r.status}"
-            if b"<!DOCTYPE" in r.body or b"<!ENTITY" in r.body:
+            body = _sitemap_xml(r.body, f"the sitemap {shown(sitemap)}")
+            if b"<!DOCTYPE" in body or b"<!ENTITY" in body:
                 return urls, f"the sitemap {shown(sitemap)} declares entities; it was not read"
             try:
-                root = ET.fromstring(r.body)
+                root = ET.fromstring(body)
             except ET.ParseError:
                 return urls, f"the sitemap {shown(sitemap)} is not valid XML"
             is_index = root.tag.rsplit("}", 1)[-1] == "sitemapindex"
@@ -228,7 +258,7 @@ class WebsiteConnector:
         if known and known.get("modified"):
             headers["If-Modified-Since"] = known["modified"]
         try:
-            r = self.client.request("GET", url, headers=headers, name=shown(url))
+            r = self.client.request("GET", url, headers=headers, name=shown(url), types=HTML_TYPES)
         except OffHost:
             return None  # the page moved to another host: it is no longer this website's
         if r.status == 304 and known:
