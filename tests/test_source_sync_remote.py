@@ -21,7 +21,11 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
 
+from conftest import REPO
+from dashboard_support import memsys_env
 from memsys import MemorySystem
 from memsys.engine import Engine
 from memsys.ingest.memories import MemoryDefaults
@@ -94,6 +98,25 @@ def no_secret_in_data_dir(engine: Engine) -> None:
     assert "source.synced" in log_path(engine.settings).read_text()  # the log file was written, and searched
 
 
+def page_shows_the_failure_and_no_secret(engine: Engine, tmp_path: Path, name: str, reason: str) -> None:
+    """The Sources page of this data directory: the source, its failing sync's reason, its
+    credential as 'stored', and the password nowhere in what the page rendered."""
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in memsys_env(engine.settings.data_dir).items():
+            mp.setenv(key, value)
+        mp.chdir(tmp_path)
+        try:
+            at = AppTest.from_file(str(REPO / "pages" / "sources.py"), default_timeout=120)
+            at.run()
+            assert not at.exception, [e.value for e in at.exception]
+            assert list(at.dataframe[0].value["Source"]) == [name]
+            assert reason in " ".join(str(w.value) for w in at.warning)
+            assert "credential: stored" in " ".join(str(c.value) for c in at.caption)
+            assert SENTINEL not in repr(at._tree)
+        finally:
+            st.cache_resource.clear()
+
+
 class Syncs:
     """One source's syncs, timed and counted for the figures line."""
 
@@ -163,6 +186,7 @@ def test_s3_source_syncs_only_what_changed(engine: Engine, probe: Probe, tmp_pat
         failed = syncs.run("server_stopped_mid_listing")
         assert failed.state == "failed" and "nothing was removed" in failed.error and SENTINEL not in failed.error
         assert documents(engine, "s3sync") == {"bucket/a.md", "bucket/sub/c.md", "bucket/d.md"}
+        page_shows_the_failure_and_no_secret(engine, tmp_path, "bucket", "the server could not be reached")
         syncs.report()
     finally:
         server.stop()
@@ -210,7 +234,7 @@ def test_website_source_syncs_only_what_changed(engine: Engine, probe: Probe) ->
 
 
 # -- IMAP -----------------------------------------------------------------------------------
-def test_imap_source_syncs_new_and_deleted_mail(engine: Engine, probe: Probe) -> None:
+def test_imap_source_syncs_new_and_deleted_mail(engine: Engine, probe: Probe, tmp_path: Path) -> None:
     server = Dovecot()
     try:
         uids = [server.append(mail("Outage report", "The database was down for ten minutes.")),
@@ -244,6 +268,7 @@ def test_imap_source_syncs_new_and_deleted_mail(engine: Engine, probe: Probe) ->
         failed = syncs.run("server_unreachable")
         assert failed.state == "failed" and "could not be reached" in failed.error
         assert len(documents(engine, "mailsync")) == 3
+        page_shows_the_failure_and_no_secret(engine, tmp_path, "support", "the server could not be reached")
         syncs.report()
     finally:
         server.stop()
@@ -283,6 +308,7 @@ def test_webdav_source_syncs_only_what_changed(engine: Engine, probe: Probe, tmp
         failed = syncs.run("subfolder_fails_mid_listing")
         assert failed.state == "failed" and "answered 500" in failed.error
         assert documents(engine, "davsync") == {"share/roadmap.md", "share/specs/api.md", "share/notes.md"}
+        page_shows_the_failure_and_no_secret(engine, tmp_path, "share", "answered 500")
         syncs.report()
     finally:
         server.stop()
