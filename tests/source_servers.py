@@ -118,7 +118,7 @@ state_dir = {base}/state
 instance_name = memsys-test-{port}
 protocols = imap
 listen = 127.0.0.1
-ssl = no
+{ssl}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 default_internal_user = {internal_user}
@@ -141,7 +141,8 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {imaps_port}
   }}
   chroot =
 }}
@@ -159,7 +160,7 @@ class Dovecot:
 
     user = "tester"
 
-    def __init__(self) -> None:
+    def __init__(self, tls: bool = False) -> None:
         binary = shutil.which("dovecot") or ("/usr/sbin/dovecot" if Path("/usr/sbin/dovecot").is_file() else None)
         if binary is None:
             missing("Dovecot", "make test installs dovecot-imapd: tools/install_system_packages.sh")
@@ -167,6 +168,12 @@ class Dovecot:
         self.base = Path(tempfile.mkdtemp(prefix="memsys-dovecot-"))
         self.base.chmod(0o755)
         self.port = free_port()
+        self.imaps_port = free_port() if tls else 0
+        ssl = "ssl = no"
+        if tls:  # a certificate of a CA of the test's own, for 127.0.0.1: trust it with SSL_CERT_FILE
+            self.ca_file = self.base / "ca.pem"
+            make_certificate(self.base, self.ca_file)
+            ssl = f"ssl = yes\nssl_cert = <{self.base}/cert.pem\nssl_key = <{self.base}/key.pem"
         me = pwd.getpwuid(os.getuid())
         if os.getuid() == 0:
             mail = pwd.getpwnam("dovecot")
@@ -183,14 +190,14 @@ class Dovecot:
         (self.base / "state").mkdir()
         (self.base / "passwd").write_text(f"{self.user}:{{PLAIN}}{SENTINEL}:{uid}:{gid}::{home}::\n")
         (self.base / "dovecot.conf").write_text(DOVECOT_CONF.format(
-            base=self.base, port=self.port, uid=uid, login_user=login_user,
+            base=self.base, port=self.port, imaps_port=self.imaps_port, ssl=ssl, uid=uid, login_user=login_user,
             internal_user=internal_user, internal_group=internal_group))
         self.process = Process([binary, "-F", "-c", str(self.base / "dovecot.conf")], log=self.base / "stdout.log")
         wait_until(lambda: port_open(self.port) or self.process.proc.poll() is not None, what="dovecot listening")
         assert self.process.proc.poll() is None, (self.base / "stdout.log").read_text()
 
-    def location(self, folder: str = "INBOX") -> str:
-        return f"imap://127.0.0.1:{self.port}/{folder}"
+    def location(self, folder: str = "INBOX", scheme: str = "imap") -> str:
+        return f"{scheme}://127.0.0.1:{self.imaps_port if scheme == 'imaps' else self.port}/{folder}"
 
     def append(self, message: bytes, folder: str = "INBOX") -> int:
         """Deliver a message by APPEND; its UID."""
@@ -212,6 +219,22 @@ class Dovecot:
     def stop(self) -> None:
         self.process.stop()
         shutil.rmtree(self.base, ignore_errors=True)
+
+
+def make_certificate(folder: Path, ca_file: Path) -> None:
+    """A CA (its certificate in `ca_file`) and a server certificate for 127.0.0.1 signed by
+    it (folder/cert.pem, folder/key.pem), with openssl."""
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca-key.pem", "-out", str(ca_file),
+        "-days", "2", "-subj", "/CN=memsys test CA")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "key.pem", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
+    (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    run("x509", "-req", "-in", "server.csr", "-CA", str(ca_file), "-CAkey", "ca-key.pem", "-CAcreateserial",
+        "-out", "cert.pem", "-days", "2", "-extfile", "san.ext")
+    for name in ("key.pem", "ca-key.pem"):
+        (folder / name).chmod(0o600)
 
 
 def mail(subject: str, body: str, attachment: tuple[str, bytes] | None = None) -> bytes:

@@ -306,6 +306,28 @@ def test_imap_server_that_hangs_times_out(hanging: HangingServer) -> None:
     assert time.monotonic() - started < 10
 
 
+def test_imap_over_tls_and_starttls_verifies_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    server = Dovecot(tls=True)
+    try:
+        uid = server.append(mail("Over TLS", "Read through an encrypted connection."))
+        untrusted, _ = listed(imap_spec_at(server.location(scheme="imaps"), server.user), SENTINEL)
+        assert not untrusted.complete and "TLS connection failed" in untrusted.problem
+        monkeypatch.setenv("SSL_CERT_FILE", str(server.ca_file))  # the test's CA, as an operator would install theirs
+        for location in (server.location(scheme="imaps"), server.location()):  # TLS, then STARTTLS
+            listing, _ = listed(imap_spec_at(location, server.user), SENTINEL)
+            assert listing.complete, listing.problem
+            assert sorted(versions(listing)) == [f"INBOX/{uid}.eml"]
+        logins = [line for line in server.log_text().splitlines() if "Login: user=<tester>" in line]
+        assert len([line for line in logins if ", TLS" in line]) == 2  # imaps and STARTTLS, both encrypted
+        assert SENTINEL not in server.log_text()
+    finally:
+        server.stop()
+
+
+def imap_spec_at(location: str, user: str) -> SourceSpec:
+    return SourceSpec("imap", location, options={"username": user})
+
+
 def test_imap_sends_no_password_in_plain_to_another_host() -> None:
     with pytest.raises(SourceProblem, match="location must not hold"):
         open_connector(SourceSpec("imap", f"imap://u:{SENTINEL}@127.0.0.1:1/INBOX", options={"user": "u"}), SENTINEL)
