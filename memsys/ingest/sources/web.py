@@ -95,7 +95,14 @@ class HostClient:
         )
 
     def same_host(self, url: str) -> bool:
-        return origin_of(url) == self.origin
+        """The source's scheme, host and port; or the same host moved from http to https
+        (its default port), which sends nothing anywhere else."""
+        origin = origin_of(url)
+        if origin == self.origin:
+            return True
+        parts, mine = urlsplit(url), urlsplit(f"{self.origin[0]}://{self.origin[1]}")
+        return (self.origin[0] == "http" and origin[0] == "https" and parts.hostname == mine.hostname
+                and parts.port in (None, 443) and mine.port in (None, 80))
 
     def request(self, method: str, url: str, *, headers: Mapping[str, str] | None = None,
                 content: bytes | None = None, limit: int | None = None, target: Path | None = None,
