@@ -94,7 +94,11 @@ class IMAPConnector:
         else:
             imap = imaplib.IMAP4(self.host, self.port, timeout=self.timeout)
             if "STARTTLS" in imap.capabilities:
-                imap.starttls(ssl.create_default_context())
+                try:
+                    imap.starttls(ssl.create_default_context())
+                except BaseException:
+                    imap.shutdown()
+                    raise
             elif not (self.plain or _loopback(self.host)):
                 imap.shutdown()
                 raise SourceProblem("the server offers no TLS; memsys sends a password in plain only on loopback or with plain=yes")
