@@ -38,6 +38,20 @@ DEFAULT_TIMEOUT = 300
 _URL_FILE = "memsys-source-url"
 _PROTOCOLS = "file:git:http:https:ssh"
 WORK_DIR_OPTION = "_work_dir"  # set by the engine, never by a user
+# What git says, in plain words (the first match wins).
+_GIT_SAYS = (
+    ("connection refused", "the repository's server refused the connection (is it running?)"),
+    ("could not resolve host", "the repository's host name could not be found"),
+    ("connection timed out", "the repository's server did not answer"),
+    ("authentication failed", "the repository refused the credential"),
+    ("could not read username", "the repository asks for a credential, and none is stored"),
+    ("403", "the repository refused access (403)"),
+    ("401", "the repository asks for a credential, or refused the one stored (401)"),
+    ("not found", "there is no repository at that address"),
+    ("does not appear to be a git repository", "there is no repository at that address"),
+    ("not a git repository", "there is no repository at that address"),
+    ("no such file or directory", "there is no repository at that address"),
+)
 
 
 def _yes(value: str) -> bool:
@@ -93,7 +107,11 @@ class GitConnector:
         return done.stdout.decode("utf-8", "replace")
 
     def _plain(self, message: str) -> str:
-        """git's words without the server's own paths."""
+        """git's words as a sentence, without the server's own paths."""
+        low = message.lower()
+        for needle, plain in _GIT_SAYS:
+            if needle in low:
+                return plain
         return message.replace(str(self.work), "the sync's copy").replace("fatal: ", "")
 
     def _update(self) -> None:
@@ -172,6 +190,8 @@ class GitConnector:
         finally:
             process.kill()
             process.wait(timeout=self.timeout)
+            if process.stdout is not None:
+                process.stdout.close()
         return target
 
     def _fetch_commit(self, entry: RemoteEntry, target: Path) -> Path:
