@@ -1,5 +1,5 @@
 """The remote kinds of source at connector level, each against a real server on 127.0.0.1
-started here (tests/source_servers.py): S3 (versitygw), a website (http.server), IMAP
+started here (tools/source_servers.py): S3 (versitygw), a website (http.server), IMAP
 (Dovecot) and WebDAV (wsgidav). For each: a listing with versions and a fetch; a change
 at the source changes exactly the right versions; a server that stops part way, fails a
 page or hangs gives a listing that is not complete (the sync then removes nothing) with a
@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import gzip
 import logging
+import sys
 import time
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
+from conftest import REPO
 from memsys.ingest.readers.reading import read_disk_file, read_paths
 from memsys.ingest.sources.base import Listing, SourceProblem, SourceSpec, open_connector
 from memsys.ingest.sources.kinds import CONNECTORS
-from source_servers import (
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+from tools.source_servers import (  # noqa: E402
     S3_ACCESS_KEY, SENTINEL, Dovecot, HangingServer, Page, VersityGW, WebDAV, Website, html, mail,
 )
 

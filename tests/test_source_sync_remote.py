@@ -1,6 +1,6 @@
 """The remote kinds of source end to end through the engine's sync (a mirror import job into
 the session's embedded Weaviate with the local embedder), each against a real server on
-127.0.0.1 (tests/source_servers.py): the first sync imports every document; a sync with
+127.0.0.1 (tools/source_servers.py): the first sync imports every document; a sync with
 nothing changed fetches nothing and starts no import (no embedding); a change at the
 source (one document edited, one added, one removed) is exactly those documents written
 and removed, nothing else re-embedded; a source unreachable part way through its listing
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import imaplib
 import logging
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +33,9 @@ from memsys.ingest.memories import MemoryDefaults
 from memsys.ingest.sources.kinds import CONNECTORS
 from memsys.logs import log_path
 from memsys.store import MemoryFilter
-from source_servers import (
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+from tools.source_servers import (  # noqa: E402
     S3_ACCESS_KEY, SENTINEL, Dovecot, Page, VersityGW, WebDAV, Website, html, mail,
 )
 

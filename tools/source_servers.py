@@ -1,4 +1,6 @@
-"""Real servers on 127.0.0.1 for the remote kinds of source, started by the tests: versitygw
+"""Real servers on 127.0.0.1 for the remote kinds of source, started by the tests
+(tests/test_source_kinds.py, tests/test_source_sync_remote.py) and the benchmark
+(bench/remote_sources.py): versitygw
 (S3 over a folder), Dovecot (IMAP, its own config in a temporary folder), wsgidav (WebDAV)
 and a small website (http.server) that counts requests and conditional hits. Fault
 injection only: a socket that accepts and never answers, a path that fails on demand.
@@ -25,10 +27,10 @@ from socketserver import ThreadingMixIn
 from typing import Callable
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from conftest import REPO, free_port
-
-sys.path.insert(0, str(REPO / "tools"))
-from install_versitygw import versitygw_binary  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+from tools.install_versitygw import versitygw_binary  # noqa: E402
 
 S3_ACCESS_KEY = "memsys-test-key"
 SENTINEL = "Sentinel-Secret-7f3a9c"  # every source password in these tests: grep for it
@@ -51,11 +53,20 @@ def port_open(port: int) -> bool:
         return False
 
 
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def missing(what: str, how: str) -> None:
-    """A server the tests need is not installed: fail under CI, skip elsewhere."""
+    """A server that is needed is not installed: under pytest, fail under CI and skip
+    elsewhere; otherwise (the benchmark) raise."""
+    message = f"{what} is not installed ({how})"
+    if "pytest" not in sys.modules:
+        raise RuntimeError(message)
     import pytest
 
-    message = f"{what} is not installed ({how})"
     if os.environ.get("CI") == "true":
         pytest.fail(message)
     pytest.skip(message)
@@ -65,8 +76,12 @@ class Process:
     def __init__(self, argv: list[str], env: dict[str, str] | None = None, log: Path | None = None) -> None:
         self.log = log
         out = log.open("ab") if log else subprocess.DEVNULL
-        self.proc = subprocess.Popen(argv, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        try:
+            self.proc = subprocess.Popen(argv, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+        finally:
+            if log:
+                out.close()  # type: ignore[union-attr]  # the child has its own copy
 
     def stop(self) -> None:
         if self.proc.poll() is None:
