@@ -117,6 +117,8 @@ def test_s3_server_stopped_between_pages_gives_an_incomplete_listing(s3: Versity
 
 def test_s3_refuses_a_wrong_key_and_an_object_past_the_size_limit_without_the_secret(s3: VersityGW, tmp_path: Path) -> None:
     s3.client().put_object(Bucket=BUCKET, Key="big/huge.txt", Body=b"x" * 5000)
+    as_user, _ = listed(SourceSpec("s3", f"{s3.endpoint}/{BUCKET}/big", options={"username": S3_ACCESS_KEY}), SENTINEL)
+    assert as_user.complete and [e.key for e in as_user.entries] == ["huge.txt"]  # the key id as the URL's user name
     wrong, _ = listed(s3_spec(s3.endpoint, "big"), "not-" + SENTINEL)
     assert not wrong.complete and "secret key does not match" in wrong.problem
     assert SENTINEL not in wrong.problem

@@ -2,8 +2,8 @@
 
 Location: `http(s)://HOST[:PORT]/BUCKET[/PREFIX]` (path-style, for a server of one's own) or
 `s3://BUCKET[/PREFIX]` (AWS, with the `region` option). The access key id is the
-`access_key_id` option and the secret key is the source's secret (never shown, logged or
-put in an error). Objects are listed a page at a time (ListObjectsV2 with its continuation
+`access_key_id` option (or the user name written in the location) and the secret key is
+the source's secret (never shown, logged or put in an error). Objects are listed a page at a time (ListObjectsV2 with its continuation
 token); an object's version is its ETag (it changes when the object is overwritten); one is
 fetched by key, within the source's size limit.
 
@@ -65,7 +65,7 @@ class S3Connector:
         if not page_size.isdigit() or not 1 <= int(page_size) <= 1000:
             raise SourceProblem(f"page_size is {page_size!r}; it must be a whole number from 1 to 1000")
         self.page_size = int(page_size)
-        key_id = spec.option("access_key_id")
+        key_id = spec.option("access_key_id") or spec.option("username")  # http://KEY:SECRET@host/… saved as user and secret
         if bool(key_id) != bool(secret):
             raise SourceProblem("an S3 source needs both an access key id and its secret key, or neither (a public bucket)")
         config = Config(
