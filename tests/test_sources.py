@@ -394,3 +394,22 @@ def test_the_sources_page_shows_each_sync_and_never_the_credential(engine: Engin
             assert SENTINEL not in repr(at._tree)
         finally:
             st.cache_resource.clear()
+
+
+def test_a_cancelled_sync_keeps_nothing_half_done_and_the_next_sync_fetches_again(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = engine.settings.data_dir / "drafts"
+    write(folder, "one.md", "The first draft talks about sailing boats.")
+    write(folder, "two.md", "The second draft talks about rowing boats.")
+    engine.sources.add("drafts", "folder", str(folder), defaults=DEFAULTS)
+
+    def cancelled_at_once(job_id: str) -> None:  # the fault: someone presses Cancel while the import waits its turn
+        assert engine.jobs.cancel(job_id)
+
+    monkeypatch.setattr(engine.runner, "submit", cancelled_at_once)
+    stopped = engine.sources.sync("drafts")
+    assert stopped.state == "cancelled" and engine.job_store.require(stopped.job_id).state == "cancelled"
+    assert engine.sources.document_count("drafts") == 0  # no version remembered: nothing counts as synced
+    monkeypatch.undo()
+    again = engine.sources.sync("drafts")
+    assert (again.state, again.new + again.changed) == ("done", 2), again
+    assert set(documents(engine)) == {"drafts/one.md", "drafts/two.md"}

@@ -81,6 +81,7 @@ class Scheduler:
     def engine(self) -> Engine:
         if self._engine is None:
             self._engine = Engine.from_settings(self.settings, program="scheduler")
+            self._engine.status.store()  # connected now: its lease keeps the server up while syncs are scheduled
         return self._engine
 
     def _release(self) -> None:
