@@ -7,9 +7,9 @@ PORT ?= 8501
 # Where the dashboard listens: loopback unless the operator says otherwise (then sign-in is required).
 MEMSYS_SERVER_ADDRESS ?= 127.0.0.1
 
-.PHONY: setup weaviate system browser oidc run serve test bench clean
+.PHONY: setup weaviate system versitygw browser oidc run serve test bench clean
 
-setup: $(STAMP) weaviate system
+setup: $(STAMP) weaviate system versitygw
 
 # The pinned packages, then memsys itself in editable mode: `import memsys` works from any
 # directory in the environment and the `memsys` command is on the venv's PATH.
@@ -25,6 +25,10 @@ weaviate: $(STAMP)
 
 system:
 	bash tools/install_system_packages.sh
+
+# The S3 server the S3 source tests run on loopback (built with Go once, cached).
+versitygw: $(STAMP)
+	$(BIN)/python tools/install_versitygw.py
 
 browser:
 	bash tools/install_browser.sh

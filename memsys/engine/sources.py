@@ -95,7 +95,7 @@ class Sources(Calls):
 
     def _connector_spec(self, source: SavedSource) -> SourceSpec:
         options = dict(source.spec.options)
-        if source.kind == "git":
+        if source.kind in ("git", "website"):  # a clone; a website's page validators
             options[WORK_DIR_OPTION] = str(self._work_dir(source))
         return SourceSpec(source.kind, source.location, source.spec.include, source.spec.exclude,
                           source.spec.max_bytes, options)
