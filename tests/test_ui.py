@@ -85,8 +85,10 @@ def test_a_blank_filter_field_does_not_filter() -> None:
 
 
 def test_import_defaults_name_every_missing_field() -> None:
-    with pytest.raises(ValueError, match="fill in the project and agent"):
+    with pytest.raises(ValueError, match="choose a knowledge base from the list, or New… and type its name"):
         import_defaults(project="", repo="docs", agent=" ")
+    with pytest.raises(ValueError, match="fill in the repo and agent"):
+        import_defaults(project="handbook", repo=" ", agent="")
     assert import_defaults("p", "r", "a", "x, y").tags == ("x", "y")
 
 

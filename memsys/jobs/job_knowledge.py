@@ -6,6 +6,7 @@ purpose, and the choices a person's last import used (remembered on the server).
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass
 from pathlib import PurePath
@@ -16,6 +17,8 @@ from memsys.jobs.schema import JobTables
 # The job states whose files are still on their way (a job "interrupted" keeps its stored
 # state, one of these, until resumed: its files show as still on their way).
 _ON_THE_WAY = ("queued", "planning", "running", "cancelling")
+# "guide.pdf page 3": an unread part of a file is named by the file and the place in it.
+_PLACE = re.compile(r" (page|line|row|rows|sheet|slide|part|entry|chapter|message) [^/]*$")
 _IMPORTS = "json_extract(request, '$.reembed_into') IS NULL OR json_extract(request, '$.reembed_into') = ''"
 
 
@@ -107,7 +110,7 @@ class KnowledgeTables(JobTables):
         known = {f for _, f in by_file} | set(named)
         for r in unread:
             name = next((k for k in sorted(known, key=len, reverse=True)
-                         if r["item"] == k or r["item"].startswith(k + " ") or r["item"].startswith(k + "/")), r["item"])
+                         if r["item"] == k or r["item"].startswith(k + " ")), None) or _PLACE.sub("", r["item"])
             by_file.setdefault((repo, name), {}).setdefault("unread", (1, r["reason"]))
         active = state in _ON_THE_WAY
         for (file_repo, name), states in by_file.items():
