@@ -11,6 +11,7 @@ from typing import Iterator
 import pytest
 
 from memsys import MemorySystem, count_memories
+from memsys.access import AccessDenied, AuthorizedEngine, Role, User
 from memsys.engine import Engine, ImportChoice, MemoryFilter, find_name, name_key
 from memsys.ingest.chunking import ChunkSettings
 from memsys.ingest.memories import MemoryDefaults
@@ -133,3 +134,15 @@ def test_an_imports_choices_are_remembered_on_the_server(engine: Engine) -> None
     choice = engine.knowledge.last_choice("ann@example.com")
     assert choice == ImportChoice("encyclopedia", "", "scout", ("atlas",), "")
     assert engine.knowledge.last_choice("bob@example.com") is None
+
+
+def test_removing_a_document_is_an_operators_and_choices_are_remembered_by_whoever_imports(engine: Engine) -> None:
+    viewer = AuthorizedEngine(engine, User("vic", "vic@example.com", Role.VIEWER))
+    operator = AuthorizedEngine(engine, User("olga", "olga@example.com", Role.OPERATOR))
+    with pytest.raises(AccessDenied, match="removing a document needs the operator role"):
+        viewer.knowledge.remove_document("any-document")
+    with pytest.raises(AccessDenied):
+        viewer.knowledge.remember("vic@example.com", ImportChoice("encyclopedia"))
+    assert viewer.knowledge.names() == []  # reading is everyone's
+    with pytest.raises(ValueError, match="nothing to remove"):  # allowed, then told there is nothing
+        operator.knowledge.remove_document("any-document")
