@@ -227,10 +227,11 @@ def _reimport(engine: AuthorizedEngine, document: DocumentStatus) -> None:
             return
         upload = st.file_uploader(f"The new version of {PurePosixPath(document.source_file).name}",
                                   key=f"reimport_{document.document_id}")
-        if st.button("Re-import", icon=":material/sync:", disabled=upload is None, key=f"reimport_go_{document.document_id}"):
+        clicked = st.button("Re-import", icon=":material/sync:", disabled=upload is None,
+                            key=f"reimport_go_{document.document_id}")
+        if clicked and upload is not None:
             with guarded():
                 defaults = engine.knowledge.defaults_of(document.document_id)
-                assert upload is not None
                 folder = f"reimport-{uuid.uuid4().hex[:12]}"
                 # Saved under the document's own name (and folder), so the import names it
                 # the same document, whatever the uploaded copy was called.

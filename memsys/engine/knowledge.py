@@ -192,7 +192,7 @@ class Knowledge(Calls):
         engine = self._engine
         stored = engine.system.store.documents(MemoryFilter(project=name), limit=100_000)
         last = engine.job_store.last_imports([d.document_id for d in stored])
-        activity = engine.job_store.file_activity(name)
+        activity = self._activity(name)
         removals = engine.job_store.removals(name)
         rows: dict[str, DocumentStatus] = {}
         by_file: dict[tuple[str, str], list[str]] = {}
@@ -221,6 +221,22 @@ class Knowledge(Calls):
             for document_id in ids:
                 rows[document_id] = self._with_activity(rows[document_id], act)
         return sorted(rows.values(), key=lambda d: (_natural(d.source_file.casefold()), d.part, d.document_id))
+
+    def _activity(self, name: str) -> dict[tuple[str, str], FileActivity]:
+        """Each file's state in the newest import that named it; a file of an import whose
+        process died (interrupted, to be resumed) is not on its way any more: it failed."""
+        activity = self._engine.job_store.file_activity(name)
+        alive: dict[str, bool] = {}
+        for key, act in activity.items():
+            if act.state not in _ON_THE_WAY:
+                continue
+            if act.job_id not in alive:
+                job = self._engine.job_store.get(act.job_id)
+                alive[act.job_id] = job is not None and job.is_active
+            if not alive[act.job_id]:
+                activity[key] = FileActivity(act.repo, act.source_file, "failed", act.job_id, act.at,
+                                             f"import {act.job_id} stopped before it was brought in; resume it on Import")
+        return activity
 
     @staticmethod
     def _with_activity(row: DocumentStatus, act: FileActivity) -> DocumentStatus:
@@ -266,7 +282,7 @@ class Knowledge(Calls):
             if not found:
                 raise ValueError("This document has no memories stored; there is nothing to remove")
             m = found[0]
-            busy = engine.job_store.file_activity(m.project).get((m.repo, m.source_file))
+            busy = self._activity(m.project).get((m.repo, m.source_file))
             if busy is not None and busy.state in _ON_THE_WAY:
                 raise ValueError(f"{m.source_file} is {busy.state} in import {busy.job_id}; remove it once that "
                                  "import has finished")
