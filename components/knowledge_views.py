@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 import pandas as pd
 import streamlit as st
@@ -236,12 +236,20 @@ def _reimport(engine: AuthorizedEngine, document: DocumentStatus) -> None:
                 # Saved under the document's own name (and folder), so the import names it
                 # the same document, whatever the uploaded copy was called.
                 spooled = engine.imports.spool_upload(folder, document.source_file, upload)
-                path = spooled.parents[len(PurePosixPath(document.source_file).parts) - 2] if rest else spooled
-                job_id = engine.imports.start([path], defaults, label=f"re-import of {document.source_file}")
+                job_id = engine.imports.start([reimport_path(spooled, document.source_file)], defaults,
+                                              label=f"re-import of {document.source_file}")
                 st.session_state["kb_reimport_job"] = (document.document_id, job_id)
         started = st.session_state.get("kb_reimport_job")
         if started and started[0] == document.document_id:
             _reimport_progress(engine, started[1])
+
+
+def reimport_path(spooled: Path, source_file: str) -> Path:
+    """What to import so a new version saved at `spooled` (under the document's own name)
+    is read under that name: the file itself for "notes.md"; for "docs/a/notes.md" (a
+    folder's file) the folder "docs" it was saved in."""
+    depth = len(PurePosixPath(source_file).parts)
+    return spooled.parents[depth - 2] if depth > 1 else spooled
 
 
 @st.fragment(run_every=1.0)
