@@ -37,7 +37,9 @@ def describe_filter(where: MemoryFilter) -> str:
 
 def import_defaults(project: str, repo: str, agent: str, tags: str = "", source: str = "") -> MemoryDefaults:
     """The fields every imported memory gets; raises ValueError with a plain sentence."""
-    missing = [name for name, value in (("project", project), ("repo", repo), ("agent", agent)) if not value.strip()]
+    if not project.strip():
+        raise ValueError("choose a knowledge base from the list, or New… and type its name")
+    missing = [name for name, value in (("repo", repo), ("agent", agent)) if not value.strip()]
     if missing:
         raise ValueError(f"fill in the {fmt.and_list(missing)}: every memory needs a project, a repo and an agent")
     return MemoryDefaults(

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import io
+import logging
+import time
 from typing import Sequence
 
 import pandas as pd
@@ -15,18 +17,41 @@ from components.tables import memory_rows, preview, source_of
 
 
 SEARCH_MODE_LABELS = {"hybrid": "meaning and keywords", "vector": "meaning only", "keyword": "keywords only"}
+log = logging.getLogger("memsys.dashboard")
 _MATCHED = {"meaning": "matched by meaning", "keyword": "matched by keyword", "both": "matched by meaning and keyword"}
 
 
 def filter_fields(key: str) -> tuple[str, str, str, str]:
-    """Project, repo, agent and tags inputs in one row; blank means "any"."""
+    """Knowledge base, part, agent and tags in one row, each offering the values the stored
+    memories hold (typing in one finds a value whatever its case); blank means "any"."""
     columns = st.columns(4)
     return (
-        columns[0].text_input("Project", key=f"{key}_project", placeholder="any"),
-        columns[1].text_input("Repo", key=f"{key}_repo", placeholder="any"),
-        columns[2].text_input("Agent", key=f"{key}_agent", placeholder="any"),
-        columns[3].text_input("Tags", key=f"{key}_tags", placeholder="any; separate with commas"),
+        columns[0].selectbox("Knowledge base", ["", *existing_values("project")], key=f"{key}_project", format_func=_any),
+        columns[1].selectbox("Part", ["", *existing_values("repo")], key=f"{key}_repo", format_func=_any),
+        columns[2].selectbox("Agent", ["", *existing_values("agent")], key=f"{key}_agent", format_func=_any),
+        ", ".join(columns[3].multiselect("Tags", existing_values("tags"), key=f"{key}_tags", placeholder="any")),
     )
+
+
+def _any(value: str) -> str:
+    return value or "any"
+
+
+_VALUES, _VALUES_SECONDS = "existing_filter_values", 10.0
+
+
+def existing_values(field: str) -> list[str]:
+    """The values the stored memories hold in `field`, read at most every few seconds per
+    session (a page draws several filters)."""
+    cached: dict[str, tuple[float, list[str]]] = st.session_state.setdefault(_VALUES, {})
+    now = time.monotonic()
+    if field not in cached or now - cached[field][0] > _VALUES_SECONDS:
+        try:
+            cached[field] = (now, engine().knowledge.values(field))
+        except Exception:  # the store is down: the filters offer nothing; the page says why elsewhere
+            log.warning("the values of %s could not be read for the filters", field, exc_info=True)
+            return []
+    return cached[field][1]
 
 
 def memory_table(memories: Sequence[StoredMemory], key: str) -> StoredMemory | None:

@@ -12,6 +12,7 @@ from components.job_views import job_summary, live_job
 from components.resources import engine
 from components import format as fmt
 from components.fields import import_defaults
+from components.knowledge_views import remember_import, whose_memories
 from memsys.engine import UPLOAD_ORIGIN, MemoryDefaults
 
 st.title("Import")
@@ -52,14 +53,9 @@ elif job is not None:
 st.subheader("1. Files")
 paths = spooled_files(memsys_engine)
 
-st.subheader("2. Whose memories these are")
-left, middle, right = st.columns(3)
-project = kept(left.text_input, "Project", "import_project", "", placeholder="e.g. handbook")
-repo = kept(middle.text_input, "Repo", "import_repo", "", placeholder="e.g. docs")
-agent = kept(right.text_input, "Agent", "import_agent", "", placeholder="e.g. support-bot")
-left, right = st.columns(2)
-tags = kept(left.text_input, "Tags", "import_tags", "", placeholder="separate with commas")
-source = kept(right.text_input, "Source", "import_source", "document-import")
+st.subheader("2. Which knowledge base")
+whose = whose_memories(memsys_engine)
+project, repo, agent, tags, source = whose.project, whose.repo, whose.agent, whose.tags, whose.source
 
 mapping = None
 structured = [p for p in paths if memsys_engine.imports.is_structured(p)]
@@ -89,6 +85,7 @@ if not paths:
 
 def start(defaults: MemoryDefaults) -> None:
     new_job = memsys_engine.imports.start(paths, defaults, mapping=mapping, config=config, origin=origin, mirror=mirror)
+    remember_import(memsys_engine, defaults)
     state.pop("mirror_removals", None)
     state["import_job"] = new_job
     st.query_params["job"] = new_job

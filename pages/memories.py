@@ -5,7 +5,8 @@ import pandas as pd
 import streamlit as st
 
 from components.feedback import guarded, show_error
-from components.memory_views import (SEARCH_MODE_LABELS, cursor_page, document_list, export_button, filter_fields,
+from components.memory_views import (SEARCH_MODE_LABELS, cursor_page, document_list, existing_values,
+                                     export_button, filter_fields,
                                      memory_card, memory_detail, memory_table)
 from components.resources import engine
 from memsys.engine import SEARCH_MODES, MemoryFilter
@@ -94,7 +95,8 @@ if may_delete:
         st.markdown("Delete every memory that matches a filter. Name at least one field.")
         with st.form("delete_filter"):
             fields = filter_fields("delete")
-            source = st.text_input("Source", key="delete_source", placeholder="e.g. document-import")
+            source = st.selectbox("Source", ["", *existing_values("source")], key="delete_source",
+                                  format_func=lambda v: v or "any")
             st.form_submit_button("Find the memories to delete")
         target = memory_filter(*fields, source=source)
         if target.is_empty:

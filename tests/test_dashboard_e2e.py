@@ -25,11 +25,11 @@ LONG = 180_000  # ms: the first import also loads the model and starts nothing t
 # take a while to rerun the page after Start.
 FINISHED = re.compile(r"Import finished in .*?: ([\d,]+) written, ([\d,]+) unchanged, ([\d,]+) failed of ([\d,]+) item")
 WITH_FAILURES = re.compile(r"Import finished in .* with failures: ([\d,]+) written, ([\d,]+) unchanged, ([\d,]+) failed of ([\d,]+) item")
-PAGES = ["Home", "Import", "Memories", "Metrics", "Cache", "Logs", "Batch settings", "Settings"]
+PAGES = ["Home", "Knowledge bases", "Import", "Memories", "Metrics", "Cache", "Logs", "Batch settings", "Settings"]
 # Each page's address, as a person would type or bookmark it.
-URLS = {"Home": "", "Import": "import", "Memories": "memories", "Metrics": "metrics", "Cache": "cache", "Logs": "logs",
+URLS = {"Home": "", "Knowledge bases": "knowledge_bases", "Import": "import", "Memories": "memories", "Metrics": "metrics", "Cache": "cache", "Logs": "logs",
         "Batch settings": "batch_settings", "Settings": "settings"}
-TITLES = {"Home": "memsys", "Import": "Import", "Memories": "Memories", "Metrics": "Metrics",
+TITLES = {"Home": "memsys", "Knowledge bases": "Knowledge bases", "Import": "Import", "Memories": "Memories", "Metrics": "Metrics",
           "Cache": "Embedding cache", "Logs": "Logs", "Batch settings": "Batch settings", "Settings": "Settings"}
 SEED = "seed.jsonl"
 
@@ -157,9 +157,19 @@ def upload(page: Page, files: list[tuple[str, bytes, str]]) -> None:
 
 
 def fill_fields(page: Page, project: str) -> None:
-    """Fill the import's fields; a value a concurrent rerun put back is typed again, until
-    every field holds its value with the app at rest."""
-    values = {"Project": project, "Repo": "handbook", "Agent": "e2e", "Tags": "browser, test"}
+    """Pick the import's knowledge base (from the list, or New… and its name), then fill
+    its details; a value a concurrent rerun put back is typed again, until every field
+    holds its value with the app at rest."""
+    settle(page)
+    page.get_by_label("Knowledge base", exact=True).click()
+    listed = page.get_by_role("option", name=project, exact=True)
+    exists = listed.count() > 0
+    (listed if exists else page.get_by_role("option", name="New…")).click()
+    settle(page)
+    if not exists and field_value(page, "Name of the new knowledge base") != project:
+        fill(page, "Name of the new knowledge base", project)
+    page.get_by_text("More details (optional)").click()
+    values = {"Part": "handbook", "Agent": "e2e", "Tags": "browser, test"}
     for _ in range(3):
         for label, value in values.items():
             if field_value(page, label) != value:

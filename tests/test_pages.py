@@ -32,7 +32,7 @@ if str(REPO) not in sys.path:
 
 SENTINEL_KEY = "sk-pages-SENTINEL-5d1e8c0b9a7f3e21"
 STARTUP = 180  # seconds: the first run starts embedded Weaviate and loads the model
-PAGES = ["pages/import.py", "pages/memories.py", "pages/metrics.py", "pages/cache.py",
+PAGES = ["pages/knowledge_bases.py", "pages/import.py", "pages/memories.py", "pages/metrics.py", "pages/cache.py",
          "pages/batch_settings.py", "pages/settings.py"]
 CLEARED = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "WEAVIATE_URL", "WEAVIATE_API_KEY", "MEMSYS_EMBEDDING_MODEL",
            "MEMSYS_EMBEDDING_DIMENSIONS", "MEMSYS_COLLECTION")
@@ -93,12 +93,24 @@ def rerun_until(at: AppTest, done: Callable[[AppTest], bool], timeout: float = 1
         assert not at.exception, [e.value for e in at.exception]
 
 
+def whose(at: AppTest, project: str, repo: str = "handbook", agent: str = "page-tests") -> None:
+    """The Import form's knowledge base, as a person picks it: from the list when it is
+    there, else New… and its name; then its part and agent (under More details)."""
+    box = at.selectbox(key="import_kb")
+    if project in box.options:
+        box.set_value(project)
+    else:
+        box.set_value("New…")
+        at.run()
+        at.text_input(key="import_project").input(project)
+    at.text_input(key="import_repo").input(repo)
+    at.text_input(key="import_agent").input(agent)
+
+
 def start_import(at: AppTest, files: list[tuple[str, bytes, str]], project: str) -> None:
     at.file_uploader[0].set_value(files)
     at.run()
-    at.text_input(key="import_project").input(project)
-    at.text_input(key="import_repo").input("handbook")
-    at.text_input(key="import_agent").input("page-tests")
+    whose(at, project)
     at.text_input(key="import_tags").input("pages, test")
     at.run()
     button(at, "Start import").click()
@@ -324,9 +336,11 @@ def test_import_says_which_fields_are_missing(app_env: dict[str, str]) -> None:
     at = open_page("pages/import.py")
     at.file_uploader[0].set_value(("one.txt", b"A single short note.", "text/plain"))
     at.run()
+    at.selectbox(key="import_kb").set_value("New…")
+    at.run()
     button(at, "Start import").click()
     at.run()
-    assert any(e.startswith("Fill in the project, repo and agent") for e in texts(at, "error"))
+    assert any(e.startswith("Choose a knowledge base from the list, or New… and type its name") for e in texts(at, "error"))
 
 
 def previewed(at: AppTest) -> bool:
@@ -344,8 +358,7 @@ def test_a_slow_preview_reads_in_the_background_and_cancel_stops_it(app_env: dic
     at = open_page("pages/import.py")
     at.file_uploader[0].set_value(("slow.txt", slow, "text/plain"))
     at.run()
-    for key, value in (("import_project", "slow-preview"), ("import_repo", "r"), ("import_agent", "a")):
-        at.text_input(key=key).input(value)
+    whose(at, "slow-preview", "r", "a")
     at.run()
     button(at, "Preview").click()
     at.run()
@@ -377,8 +390,7 @@ def test_import_preview_counts_memories_calls_and_cost(app_env: dict[str, str]) 
     at.file_uploader[0].set_value([("a.txt", b"First preview note.", "text/plain"),
                                    ("b.csv", b"text,tags\nSecond preview note.,x\nThird preview note.,y\n", "text/csv")])
     at.run()
-    for key, value in (("import_project", "preview"), ("import_repo", "r"), ("import_agent", "a")):
-        at.text_input(key=key).input(value)
+    whose(at, "preview", "r", "a")
     by_label(at.selectbox, "Content column").select("text")
     at.run()
     button(at, "Preview").click()
@@ -400,8 +412,7 @@ def test_import_preview_reads_inside_a_zip(app_env: dict[str, str]) -> None:
     at = open_page("pages/import.py")
     at.file_uploader[0].set_value(("guide.zip", bundle.getvalue(), "application/zip"))
     at.run()
-    for key, value in (("import_project", "zip"), ("import_repo", "r"), ("import_agent", "a")):
-        at.text_input(key=key).input(value)
+    whose(at, "zip", "r", "a")
     at.run()
     button(at, "Preview").click()
     at.run()
@@ -577,7 +588,7 @@ def test_deleting_by_filter_needs_the_typed_confirmation(app_env: dict[str, str]
     rerun_until(at, finished)
     at.switch_page("pages/memories.py")
     at.run()
-    at.text_input(key="delete_project").input("pages-delete")
+    at.selectbox(key="delete_project").set_value("pages-delete")
     button(at, "Find the memories to delete").click()
     at.run()
     delete = button(at, "Delete 3 memories")

@@ -46,9 +46,9 @@ IDENTITY_CASES = {
     "mallory": ("no rule names the account", None),
 }
 NAV = {
-    "ann": ["Home", "Import", "Memories", "Metrics", "Cache", "Logs", "Batch settings", "Settings"],
-    "olga": ["Home", "Import", "Memories", "Metrics", "Cache"],
-    "vic": ["Home", "Memories", "Metrics", "Cache"],
+    "ann": ["Home", "Knowledge bases", "Import", "Memories", "Metrics", "Cache", "Logs", "Batch settings", "Settings"],
+    "olga": ["Home", "Knowledge bases", "Import", "Memories", "Metrics", "Cache"],
+    "vic": ["Home", "Knowledge bases", "Memories", "Metrics", "Cache"],
 }
 NAV_BY_ROLE = {"admin": NAV["ann"], "operator": NAV["olga"], "viewer": NAV["vic"]}
 

@@ -18,6 +18,7 @@ from components.batch_labels import config_from_upload, outside_recommended
 from memsys.engine import Imports
 from components.explain import explain, sentence
 from components.guidance import next_steps
+from components.knowledge_views import reimport_path
 from components.fields import import_defaults, memory_filter, parse_tags, text_lines
 from components.session_settings import describe, fingerprint, load_settings
 from memsys.tasks import CANCELLED, DONE, FAILED, TaskProgress, TaskRunner
@@ -85,8 +86,10 @@ def test_a_blank_filter_field_does_not_filter() -> None:
 
 
 def test_import_defaults_name_every_missing_field() -> None:
-    with pytest.raises(ValueError, match="fill in the project and agent"):
+    with pytest.raises(ValueError, match="choose a knowledge base from the list, or New… and type its name"):
         import_defaults(project="", repo="docs", agent=" ")
+    with pytest.raises(ValueError, match="fill in the repo and agent"):
+        import_defaults(project="handbook", repo=" ", agent="")
     assert import_defaults("p", "r", "a", "x, y").tags == ("x", "y")
 
 
@@ -254,3 +257,9 @@ def test_next_steps_put_what_needs_attention_first() -> None:
     steps = next_steps(10, [_job("completed", failed=2), _job("interrupted")])
     assert steps[0].text.startswith("1 import was interrupted")
     assert "notes.txt has 2 failed items" in steps[1].text
+
+
+def test_a_reimported_version_is_read_under_its_documents_own_name(tmp_path: Path) -> None:
+    assert reimport_path(tmp_path / "up" / "notes.md", "notes.md") == tmp_path / "up" / "notes.md"
+    # A folder's file ("docs/a/notes.md") is read from its folder, which names it so again.
+    assert reimport_path(tmp_path / "up" / "docs" / "a" / "notes.md", "docs/a/notes.md") == tmp_path / "up" / "docs"

@@ -2,7 +2,8 @@
 `MemorySystem` (memsys.api), the job store and its runner. Its calls come in groups by
 concern: `imports` (spool, preview, start), `jobs` (progress, follow, cancel, resume,
 retry, metrics, replica checks), `memories` (search, browse, export, restore, delete),
-`collections` (re-embed, drop), `cache` (info, check, repair, warm-up, clear), `status`
+`knowledge` (knowledge bases, their documents with a status, removing one, remembered
+choices), `collections` (re-embed, drop), `cache` (info, check, repair, warm-up, clear), `status`
 (store and embedder), `server` (the memsys server, the cluster, Weaviate's problems),
 `batch` (the saved batch settings), `tasks`, `audit` and `logs`. Each call declares its
 `Action` record (role, audit, description) with `@action`, which `memsys.access` checks
@@ -17,6 +18,8 @@ from memsys.engine.cache import Cache, Tasks
 from memsys.engine.core import Engine
 from memsys.engine.imports import Imports
 from memsys.engine.jobs import Jobs
+from memsys.engine.knowledge import (DEFAULT_AGENT, DEFAULT_PART, DEFAULT_SOURCE, DOCUMENT_STATES, DocumentStatus,
+                                     ImportChoice, Knowledge, KnowledgeBase, find_name, name_key, tidy_name)
 from memsys.engine.memories import Collections, Memories
 from memsys.engine.records import (
     UPLOAD_ORIGIN,
@@ -54,4 +57,6 @@ __all__ = [
     "TaskStatus", "WarmupReport", "WeaviateProblem", "check_settings", "failed_row",
     "Audit", "Batch", "Cache", "Collections", "Imports", "Jobs", "Logs", "Memories", "Server", "Status", "Tasks",
     "SavedSource", "Sources", "SyncRecord",
+    "DEFAULT_AGENT", "DEFAULT_PART", "DEFAULT_SOURCE", "DOCUMENT_STATES", "DocumentStatus", "ImportChoice", "Knowledge",
+    "KnowledgeBase", "find_name", "name_key", "tidy_name",
 ]

@@ -9,6 +9,7 @@ from memsys.config import Settings
 from memsys.engine.cache import Cache, Tasks
 from memsys.engine.imports import Imports
 from memsys.engine.jobs import Jobs
+from memsys.engine.knowledge import Knowledge
 from memsys.engine.memories import Collections, Memories
 from memsys.engine.sources import Sources
 from memsys.engine.status import Batch, Server, Status
@@ -32,6 +33,7 @@ class Engine:
     imports = CallGroup(Imports)
     jobs = CallGroup(Jobs)
     memories = CallGroup(Memories)
+    knowledge = CallGroup(Knowledge)
     collections = CallGroup(Collections)
     cache = CallGroup(Cache)
     tasks = CallGroup(Tasks)

@@ -16,6 +16,7 @@ from memsys.models import Memory
 from memsys.jobs.request import ImportRequest, embedder_name
 from memsys.store import BrowsePage, MemoryFilter, StoredMemory, export_record, parse_export_line
 from memsys.engine.calls import ADMIN, OPERATOR, VIEWER, Calls, audited
+from memsys.engine.forgetting import forget_content
 from memsys.engine.records import CollectionVersion, DocumentSummary
 
 
@@ -193,25 +194,7 @@ class Memories(Calls):
         return deleted
 
     def _forget(self, uuids: list[str]) -> None:
-        """Before memories are deleted: their text leaves the job database, and a spooled
-        file leaves the spool once no job item holds text from it any more."""
-        engine = self._engine
-        sources = engine.job_store.sources_of(uuids)
-        engine.job_store.forget(uuids)
-        for job_id, source_file in sources:
-            if not engine.job_store.keeps_content_of(job_id, source_file):
-                engine.spool.drop(engine.job_store.request(job_id).get("paths") or [], source_file)
-        # A re-embed copies from a snapshot: what it already wrote goes too, or the switch
-        # to its collection would bring the deleted memories back.
-        for target in self._unfinished_reembeds():
-            engine.system.store.with_collection(target, physical=True).delete_ids(uuids)
-
-    def _unfinished_reembeds(self) -> list[str]:
-        """The collections re-embed jobs are filling (running, or stopped to be resumed)."""
-        engine = self._engine
-        versions = set(engine.system.store.versions())
-        targets = {j.request.get("reembed_into") for j in engine.job_store.list_jobs(limit=200) if j.state != "completed"}
-        return sorted(t for t in targets if t and t in versions)
+        forget_content(self._engine, uuids)
 
     @action(VIEWER, "listing documents")
     def documents(self, where: MemoryFilter | None = None, limit: int = 1000) -> list[DocumentSummary]:

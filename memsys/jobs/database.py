@@ -21,6 +21,7 @@ from typing import Any
 from memsys.errors import JobStoreError
 from memsys.jobs.job_documents import DocumentTables
 from memsys.jobs.job_items import ItemTables
+from memsys.jobs.job_knowledge import KnowledgeTables
 from memsys.jobs.records import ACTIVE_STATES, FINAL_STATES, JobProgress
 
 
@@ -42,9 +43,10 @@ def _owner_alive(owner: str, heartbeat: float | None) -> bool:
     return heartbeat is not None and time.time() - heartbeat < 120
 
 
-class JobStore(ItemTables, DocumentTables):
+class JobStore(ItemTables, DocumentTables, KnowledgeTables):
     """Jobs and their state (this class), their items and batches (`ItemTables`) and the
-    documents they read (`DocumentTables`), in one SQLite file."""
+    documents they read (`DocumentTables`), knowledge bases and remembered choices
+    (`KnowledgeTables`), in one SQLite file."""
 
     def __init__(self, path: Path, timeout: float = 20.0) -> None:
         super().__init__(path, timeout)

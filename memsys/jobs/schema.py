@@ -131,6 +131,21 @@ CREATE TABLE IF NOT EXISTS source_syncs (
     pending TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS source_syncs_by_source ON source_syncs (source_id, started_at);
+CREATE TABLE IF NOT EXISTS document_removals (
+    document_id TEXT PRIMARY KEY,
+    project TEXT NOT NULL,
+    repo TEXT NOT NULL,
+    source_file TEXT NOT NULL,
+    removed_at REAL NOT NULL,
+    removed_by TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS remembered_choices (
+    who TEXT NOT NULL,
+    name TEXT NOT NULL,
+    value TEXT NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (who, name)
+);
 """
 # Columns added after the first release: a job database made before them gets them on open.
 _ADDED_COLUMNS = {

@@ -598,6 +598,11 @@ class MemoryStore:
             out.append(StoredDocument(doc_id, p.get("project") or "", p.get("repo") or "", p.get("source_file") or "", n))
         return out
 
+    def value_counts(self, prop: str, where: MemoryFilter | None = None, limit: int = 10_000) -> dict[str, int]:
+        """How many memories (within the filter) hold each value of the property `prop`
+        (for a list property such as tags, each of its values), in one aggregate."""
+        return self._counts_by(prop, where, limit)
+
     def source_files(self, where: MemoryFilter | None = None, limit: int = 10_000) -> list[str]:
         """The file names documents were imported under (within the filter), sorted, in one
         aggregate."""
