@@ -53,6 +53,9 @@ class AuditAction(enum.StrEnum):
     COLLECTION_DROPPED = "collection.dropped"
     SERVER_STARTED = "server.started"
     SERVER_STOPPED = "server.stopped"
+    MEMORIES_WRITTEN = "memories.written"
+    API_TOKEN_CREATED = "api_token.created"
+    API_TOKEN_REVOKED = "api_token.revoked"
 
 
 class AuditOutcome(enum.StrEnum):

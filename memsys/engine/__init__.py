@@ -4,7 +4,8 @@ concern: `imports` (spool, preview, start), `jobs` (progress, follow, cancel, re
 retry, metrics, replica checks), `memories` (search, browse, export, restore, delete),
 `collections` (re-embed, drop), `cache` (info, check, repair, warm-up, clear), `status`
 (store and embedder), `server` (the memsys server, the cluster, Weaviate's problems),
-`batch` (the saved batch settings), `tasks`, `audit` and `logs`. Each call declares its
+`batch` (the saved batch settings), `tasks`, `audit`, `logs`, `writes` (memories from callers,
+batched across them) and `tokens` (API tokens). Each call declares its
 `Action` record (role, audit, description) with `@action`, which `memsys.access` checks
 per user. Nothing outside `memsys` needs to reach past these calls.
 """
@@ -13,7 +14,9 @@ from memsys.store.cluster import ClusterStatus, NodeState
 from memsys.store.replication import ReplicationReport
 from memsys.embeddings.health import PROBLEMS, CacheHealthReport
 from memsys.embeddings.router import WarmupReport
+from memsys.engine.api_tokens import ApiTokens
 from memsys.engine.cache import Cache, Tasks
+from memsys.engine.coalescer import CoalescerStats, QueueFull
 from memsys.engine.core import Engine
 from memsys.engine.imports import Imports
 from memsys.engine.jobs import Jobs
@@ -29,6 +32,8 @@ from memsys.engine.records import (
 )
 from memsys.engine.status import Batch, Server, Status
 from memsys.engine.trail import Audit, Logs
+from memsys.engine.writes import WriteResult, Writes
+from memsys.jobs.api_tokens import ApiToken
 from memsys.ingest.memories import MemoryDefaults
 from memsys.ingest.readers import MAPPED_FIELDS, UPLOAD_CAPTION, UPLOAD_TYPES, FieldMapping, InputProblem
 from memsys.jobs import FAILED_PAGE, FailedItem, JobProgress, failed_row
@@ -51,4 +56,5 @@ __all__ = [
     "Progress", "ReplicationReport", "SEARCH_MODES", "ServerState", "ServerStatus", "StoreStatus", "StoredMemory",
     "TaskStatus", "WarmupReport", "WeaviateProblem", "check_settings", "failed_row",
     "Audit", "Batch", "Cache", "Collections", "Imports", "Jobs", "Logs", "Memories", "Server", "Status", "Tasks",
+    "ApiToken", "ApiTokens", "CoalescerStats", "QueueFull", "WriteResult", "Writes",
 ]

@@ -6,13 +6,17 @@ from memsys.access import CallGroup
 from memsys.api import MemorySystem
 from memsys.audit import AuditTrail
 from memsys.config import Settings
+from memsys.engine.api_tokens import ApiTokens
 from memsys.engine.cache import Cache, Tasks
+from memsys.engine.coalescer import WriteCoalescer
 from memsys.engine.imports import Imports
 from memsys.engine.jobs import Jobs
 from memsys.engine.memories import Collections, Memories
 from memsys.engine.status import Batch, Server, Status
 from memsys.engine.trail import Audit, Logs
+from memsys.engine.writes import Writes
 from memsys.jobs import JobRunner, JobStore
+from memsys.jobs.api_tokens import ApiTokenTables
 from memsys.logs import configure_logging, set_program
 from memsys.jobs.pipeline import ImportPipeline
 from memsys.spool import Spool
@@ -35,6 +39,8 @@ class Engine:
     tasks = CallGroup(Tasks)
     audit = CallGroup(Audit)
     logs = CallGroup(Logs)
+    writes = CallGroup(Writes)
+    tokens = CallGroup(ApiTokens)
 
     def __init__(self, settings: Settings | None = None, system: MemorySystem | None = None, *,
                  program: str | None = None) -> None:
@@ -49,6 +55,8 @@ class Engine:
         self.pipeline = ImportPipeline(self.system, self.job_store)
         self.runner = JobRunner(self.job_store, self._run_job)
         self.task_runner = TaskRunner()
+        self.write_queue = WriteCoalescer(self.system, self.settings.api_batch_window_ms, self.settings.api_queue_limit)
+        self.api_tokens = ApiTokenTables(self.settings.jobs_db, timeout=self.settings.jobs_db_timeout)
 
     def _run_job(self, job_id: str) -> None:
         try:
@@ -63,6 +71,8 @@ class Engine:
         return cls(settings, program=program)
 
     def close(self) -> None:
+        self.write_queue.close()  # what callers are waiting for is written first
+        self.api_tokens.close()
         self.system.close()
         self.job_store.close()
         self.audit_trail.close()

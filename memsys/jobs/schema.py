@@ -85,6 +85,18 @@ CREATE TABLE IF NOT EXISTS documents (
     PRIMARY KEY (job_id, document_id)
 );
 CREATE INDEX IF NOT EXISTS documents_by_id ON documents (document_id);
+CREATE TABLE IF NOT EXISTS api_tokens (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    token_sha256 TEXT NOT NULL UNIQUE,
+    role TEXT NOT NULL,
+    projects TEXT NOT NULL DEFAULT '[]',
+    rate_per_minute INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    created_by TEXT NOT NULL DEFAULT '',
+    last_used_at REAL,
+    revoked_at REAL
+);
 """
 # Columns added after the first release: a job database made before them gets them on open.
 _ADDED_COLUMNS = {
