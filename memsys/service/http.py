@@ -35,7 +35,7 @@ from memsys.service.schemas import (
     DifyRetrievalOut, DocumentOut, ErrorOut, FailedItemOut, Filter, ImportIn, JobOut, KnowledgeBaseOut, MemoryIn,
     MemoryOut, SearchIn, SearchOut, UploadedFileOut, UploadOut, WriteOut, document_out, job_out, memory_out, write_out,
 )
-from memsys.spool import UnsafeNameError
+from memsys.spool import UnsafeNameError, spool_path
 
 log = get_logger("service")
 _UPLOAD_ID = re.compile(r"^[0-9a-f]{16}$")
@@ -189,10 +189,11 @@ def build_app(engine: Engine, *, loopback: bool) -> FastAPI:
             return JSONResponse({"detail": f"{name} is larger than this service takes ({limit} bytes)"},
                                 status_code=413)
         reader = _BodyReader(request, limit, name)
+        path_of = _spooled_path(engine)
         try:
             path = await anyio.to_thread.run_sync(lambda: who.engine.imports.spool_upload(upload_id, name, reader))
         except TooLarge as e:
-            await anyio.to_thread.run_sync(lambda: engine.spool.drop([engine.spool.root / upload_id], name))
+            await anyio.to_thread.run_sync(lambda: engine.spool.drop([path_of(upload_id, name)]))
             return JSONResponse({"detail": str(e)}, status_code=413)
         return UploadedFileOut(upload_id=upload_id, name=name, bytes=path.stat().st_size)
 
@@ -335,6 +336,11 @@ def _filter(f: Filter, who: Caller) -> MemoryFilter:
     return MemoryFilter(project=who.project_for(f.project), repo=f.repo, agent=f.agent,
                         tags=tuple(f.tags) if f.tags else None, source=f.source, source_file=f.source_file,
                         document_id=f.document_id)
+
+
+def _spooled_path(engine: Engine) -> Callable[[str, str], Any]:
+    """Where an upload's file lands in the spool (to remove what a refused upload left)."""
+    return lambda upload_id, name: spool_path(engine.spool.root / upload_id, name)
 
 
 def _job_visible(who: Caller, request: dict[str, Any] | None) -> bool:

@@ -33,7 +33,7 @@ Text = Annotated[str, Field(min_length=1)]
 def build_mcp(engine: Engine, check: CallerCheck | None) -> MCPServer:
     """The MCP server over `engine`. With `check` (HTTP), each tool call's caller is the
     API token of its request; without (stdio), the local user."""
-    server = MCPServer("memsys", instructions=INSTRUCTIONS, version="1")
+    server = MCPServer("memsys", instructions=INSTRUCTIONS, version="1", log_level="WARNING")
 
     def caller(ctx: Context) -> Caller:
         headers = ctx.headers if check is not None else None
