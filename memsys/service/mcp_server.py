@@ -6,15 +6,20 @@ write queue, so many agents calling `write_memory` at once are written in shared
 """
 from __future__ import annotations
 
-from typing import Any, Literal
+import functools
+from typing import Any, Callable, Literal, TypeVar
 
 from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
 from pydantic import Field
 from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
 from typing_extensions import Annotated
 
-from memsys.access import AuthorizedEngine
+from memsys.access import AccessDenied, AuthorizedEngine
+from memsys.errors import MemsysError
 from memsys.engine import Engine, MemoryFilter
 from memsys.service.callers import LOCAL_CALLER, Caller, CallerCheck
 from memsys.service.http import list_knowledge_bases
@@ -28,12 +33,31 @@ INSTRUCTIONS = (
 )
 
 Text = Annotated[str, Field(min_length=1)]
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def plain_errors(tool: F) -> F:
+    """What memsys says no with (a role, a knowledge base, a bad memory, a full queue)
+    reaches the agent in its words; anything else stays the SDK's "Error executing tool"."""
+
+    @functools.wraps(tool)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return tool(*args, **kwargs)
+        except (AccessDenied, PermissionError, ValueError, MemsysError) as e:
+            raise ToolError(str(e)) from e
+
+    return wrapped  # type: ignore[return-value]
 
 
 def build_mcp(engine: Engine, check: CallerCheck | None) -> MCPServer:
     """The MCP server over `engine`. With `check` (HTTP), each tool call's caller is the
     API token of its request; without (stdio), the local user."""
     server = MCPServer("memsys", instructions=INSTRUCTIONS, version="1", log_level="WARNING")
+
+    @server.custom_route("/healthz", methods=["GET"])
+    async def healthz(_: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
 
     def caller(ctx: Context) -> Caller:
         headers = ctx.headers if check is not None else None
@@ -45,6 +69,7 @@ def build_mcp(engine: Engine, check: CallerCheck | None) -> MCPServer:
         "Write one memory: a short text worth remembering, in a knowledge base (project and repo), signed by the "
         "agent writing it. Returns its uuid and whether it was written, updated or already stored. Writing the "
         "same memory twice stores it once."))
+    @plain_errors
     def write_memory(content: Annotated[Text, Field(description="The text to remember.")],
                      project: Annotated[Text, Field(description="The knowledge base's project.")],
                      repo: Annotated[Text, Field(description="The knowledge base's repository or second name.")],
@@ -63,6 +88,7 @@ def build_mcp(engine: Engine, check: CallerCheck | None) -> MCPServer:
         "Write several memories at once. Each is a record with content, project, repo, agent and optional tags "
         "and source; each is checked on its own, so a bad one is reported with its index and the rest are "
         "written. Returns one result per memory, in order."))
+    @plain_errors
     def write_memories(memories: Annotated[list[dict[str, Any]], Field(description=(
                            "Memory records: {content, project, repo, agent, tags?, source?}."), max_length=1000)],
                        ctx: Context) -> dict[str, Any]:
@@ -73,6 +99,7 @@ def build_mcp(engine: Engine, check: CallerCheck | None) -> MCPServer:
     @server.tool(description=(
         "Search memories by meaning and keywords (hybrid, the default), by meaning only (vector) or by keywords "
         "only (keyword), best first, optionally within a knowledge base (project, repo), an agent or tags."))
+    @plain_errors
     def search_memories(query: Annotated[Text, Field(description="What to look for.")], ctx: Context,
                         project: str | None = None, repo: str | None = None, agent: str | None = None,
                         tags: list[str] | None = None,
@@ -86,11 +113,13 @@ def build_mcp(engine: Engine, check: CallerCheck | None) -> MCPServer:
 
     @server.tool(name="list_knowledge_bases",
                  description="List the knowledge bases (project and repo) with their numbers of documents and memories.")
+    @plain_errors
     def list_knowledge_bases_tool(ctx: Context) -> dict[str, Any]:
         who = caller(ctx)
         return {"knowledge_bases": [kb.model_dump() for kb in list_knowledge_bases(who)]}
 
     @server.tool(description="List the documents of a knowledge base (project, optionally repo), most memories first.")
+    @plain_errors
     def list_documents(project: Text, ctx: Context, repo: str | None = None,
                        limit: Annotated[int, Field(ge=1, le=1000)] = 100) -> dict[str, Any]:
         who = caller(ctx)

@@ -132,7 +132,7 @@ class _TokenGate:
         self.app, self.check = app, check
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
+        if scope["type"] == "http" and scope.get("path") != "/healthz":
             header = next((v.decode("latin-1") for k, v in scope.get("headers") or () if k.lower() == b"authorization"),
                           None)
             from_check = await asyncio.to_thread(self._verdict, header)
