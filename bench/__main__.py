@@ -8,7 +8,8 @@ import sys
 
 from bench.common import Result
 
-MODULES = ["bench.cache", "bench.pipeline", "bench.ocr", "bench.cluster", "bench.provider", "bench.server", "bench.chunking"]
+MODULES = ["bench.cache", "bench.pipeline", "bench.ocr", "bench.cluster", "bench.provider", "bench.server", "bench.chunking",
+           "bench.service"]
 
 
 def main(argv: list[str]) -> int:

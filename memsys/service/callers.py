@@ -15,6 +15,7 @@ from memsys.access import AuthorizedEngine, Role, User
 from memsys.engine import ApiToken, Engine
 from memsys.errors import MemsysError
 
+_REQUIRED_SECONDS = 1.0
 # How a caller with no token is named and audited (only on loopback, before any token exists).
 LOCAL_CALLER = User("API caller on this machine", "", Role.ADMIN)
 
@@ -92,11 +93,19 @@ class CallerCheck:
         self.loopback = loopback
         self.default_rate = engine.settings.api_rate_limit
         self._buckets: dict[str, _Bucket] = {}
+        self._required, self._required_until = True, 0.0
         self._lock = threading.Lock()
 
     def tokens_required(self) -> bool:
-        """Off loopback always; on loopback once any API token exists."""
-        return not self.loopback or self.engine.tokens.required()
+        """Off loopback always; on loopback once any API token exists (asked of the job
+        database at most once a second: a token made elsewhere counts within a second)."""
+        if not self.loopback:
+            return True
+        now = time.monotonic()
+        if now >= self._required_until:
+            self._required = self.engine.tokens.required()
+            self._required_until = now + _REQUIRED_SECONDS
+        return self._required
 
     def caller(self, authorization: str | None) -> Caller:
         """The caller a request's Authorization header names; raises Unauthorized or RateLimited."""
