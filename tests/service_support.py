@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from memsys import Settings
+from memsys.engine import Engine
 from memsys.store import server as memsys_server
 
 from conftest import REPO, free_port, run_memsys, wait_for_http
@@ -37,6 +38,17 @@ def make_token(env: dict[str, str], name: str, role: str, *options: str) -> str:
     token = done.stdout.strip().splitlines()[-1]
     assert token.startswith("msk_")
     return token
+
+
+def make_tokens(env: dict[str, str], wanted: dict[str, tuple[str, ...]]) -> dict[str, str]:
+    """Several API tokens made through the engine in this process (the CLI's own call,
+    without starting an interpreter per token): {name: (role, projects, rate per minute)} -> {name: token}."""
+    engine = Engine(Settings.load(env=env, secrets_path=Path("/nonexistent")))
+    try:
+        return {name: engine.tokens.create(f"{name} agent", role, projects, rate)[1]
+                for name, (role, projects, rate) in wanted.items()}
+    finally:
+        engine.close()
 
 
 class ServiceProcess:

@@ -22,7 +22,7 @@ from openapi_spec_validator import validate
 
 from conftest import run_memsys
 from dashboard_support import jsonl, sentences, wait_until
-from service_support import SENTINEL, ServiceProcess, make_token, service_env
+from service_support import SENTINEL, ServiceProcess, make_token, make_tokens, service_env
 
 PROJECT = "svc"
 
@@ -34,9 +34,8 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     data_dir = tmp_path_factory.mktemp("service-api")
     env = service_env(data_dir, MEMSYS_API_MAX_BODY_BYTES="65536", MEMSYS_API_MAX_UPLOAD_BYTES="300000",
                       MEMSYS_API_BATCH_WINDOW_MS="30")
-    tokens = {role: make_token(env, f"{role} agent", role) for role in ("viewer", "operator", "admin")}
-    tokens["limited"] = make_token(env, "limited agent", "operator", "--project", "only-this")
-    tokens["slow"] = make_token(env, "slow agent", "viewer", "--rate", "2")
+    tokens = make_tokens(env, {"viewer": ("viewer", (), 0), "operator": ("operator", (), 0), "admin": ("admin", (), 0),
+                               "limited": ("operator", ("only-this",), 0), "slow": ("viewer", (), 2)})
     server = ServiceProcess(env, data_dir / "api.log", ["api"])
     responses: list[str] = []
     try:

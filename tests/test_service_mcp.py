@@ -17,7 +17,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
 from conftest import REPO
-from service_support import SENTINEL, ServiceProcess, make_token, service_env
+from service_support import SENTINEL, ServiceProcess, make_tokens, service_env
 
 TOOLS = {"write_memory", "write_memories", "search_memories", "list_knowledge_bases", "list_documents"}
 
@@ -32,8 +32,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 @pytest.fixture(scope="module")
 def http_server(data: dict[str, Any]) -> Iterator[dict[str, Any]]:
     env = data["env"]
-    tokens = {"operator": make_token(env, "mcp operator", "operator"),
-              "viewer": make_token(env, "mcp viewer", "viewer")}
+    tokens = make_tokens(env, {"operator": ("operator", (), 0), "viewer": ("viewer", (), 0)})
     server = ServiceProcess(env, data["data_dir"] / "mcp.log", ["mcp", "--transport", "http"], health="/healthz")
     try:
         yield {"server": server, "tokens": tokens, "url": f"{server.url}/mcp"}

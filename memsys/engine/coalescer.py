@@ -4,9 +4,10 @@ is full) and writes it as one `MemorySystem.write` (one existence check, one emb
 call for the cache misses, one Weaviate batch per `default_batch_size`), then answers each
 caller with its own uuids and its own failures.
 
-Guarantees: a caller is answered only after its memories landed in Weaviate (or failed),
-so nothing acknowledged is lost if the process dies; the queue is bounded (`QueueFull`,
-with how long to wait, instead of growing); thread-safe.
+Guarantees: a caller is answered only after its memories landed in Weaviate (or failed)
+and its audit record is written (the records of a batch's callers in one transaction), so
+nothing acknowledged is lost if the process dies; the queue is bounded (`QueueFull`, with
+how long to wait, instead of growing); thread-safe.
 """
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ import time
 from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 from memsys.api import MemorySystem, WriteReport
+from memsys.audit import AuditAction, AuditEntry, AuditOutcome, AuditTrail
 from memsys.errors import MemsysError
 from memsys.logs import event, get_logger
 from memsys.models import Memory
@@ -51,13 +53,16 @@ class CoalescerStats:
 class _Pending:
     records: list[Memory]
     future: Future[WriteReport]
+    audit: tuple[str, dict[str, Any]] | None  # (actor, details known before the write)
 
 
 class WriteCoalescer:
     """One writer thread over one MemorySystem, started on first use."""
 
-    def __init__(self, system: MemorySystem, window_ms: int = 20, queue_limit: int = 10_000) -> None:
+    def __init__(self, system: MemorySystem, window_ms: int = 20, queue_limit: int = 10_000,
+                 audit_trail: AuditTrail | None = None) -> None:
         self.system = system
+        self.audit_trail = audit_trail
         self.window = window_ms / 1000
         self.queue_limit = queue_limit
         self.stats = CoalescerStats()
@@ -68,14 +73,16 @@ class WriteCoalescer:
         self._closed = False
         self._seconds_per_memory = 0.01  # learned: how long a memory takes to write, for Retry-After
 
-    def write(self, records: Sequence[Memory], timeout: float | None = None) -> WriteReport:
+    def write(self, records: Sequence[Memory], timeout: float | None = None,
+              audit: tuple[str, dict[str, Any]] | None = None) -> WriteReport:
         """Write validated memories together with whatever else is waiting; returns this
-        caller's report (indexes are this caller's). Raises QueueFull when the queue
-        cannot take them, and what the write raised (Weaviate down) to every caller of
-        the batch."""
-        return self.submit(records).result(timeout)
+        caller's report (indexes are this caller's). With `audit` (actor, details), the
+        caller's `memories.written` record is written with the batch's. Raises QueueFull
+        when the queue cannot take them, and what the write raised (Weaviate down) to
+        every caller of the batch."""
+        return self.submit(records, audit).result(timeout)
 
-    def submit(self, records: Sequence[Memory]) -> Future[WriteReport]:
+    def submit(self, records: Sequence[Memory], audit: tuple[str, dict[str, Any]] | None = None) -> Future[WriteReport]:
         future: Future[WriteReport] = Future()
         if not records:
             future.set_result(WriteReport(uuids=[]))
@@ -86,7 +93,7 @@ class WriteCoalescer:
             if self._waiting and self._waiting + len(records) > self.queue_limit:
                 raise QueueFull(self._waiting, self.queue_limit,
                                 max(1.0, self._waiting * self._seconds_per_memory))
-            self._queue.append(_Pending(list(records), future))
+            self._queue.append(_Pending(list(records), future, audit))
             self._waiting += len(records)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="memsys-write-coalescer", daemon=True)
@@ -140,6 +147,7 @@ class WriteCoalescer:
             except BaseException as e:  # every caller of the batch hears it; the thread goes on
                 log.warning("a batch of %d memories from %d callers was not written: %s", len(records), len(taken),
                             type(e).__name__, extra=event("writes.batch_failed", memories=len(records), callers=len(taken)))
+                self._audit([(p, None, f"{type(e).__name__}: {e}") for p in taken])
                 for pending in taken:
                     pending.future.set_exception(e)
                 continue
@@ -151,10 +159,37 @@ class WriteCoalescer:
             stats.embedding_requests += report.embedding_requests
             stats.weaviate_batches += report.weaviate_batches
             stats.largest_batch = max(stats.largest_batch, len(records))
-            start = 0
+            start, answers = 0, []
             for pending in taken:
-                pending.future.set_result(_slice(report, start, len(pending.records)))
+                answers.append((pending, _slice(report, start, len(pending.records)), ""))
                 start += len(pending.records)
+            self._audit(answers)
+            for pending, mine, _ in answers:
+                pending.future.set_result(mine)  # type: ignore[arg-type]
+
+    def _audit(self, answers: list[tuple[_Pending, WriteReport | None, str]]) -> None:
+        """The callers' records, in one transaction, before any of them is answered. A job
+        database that cannot be written is logged; the memories are stored all the same."""
+        if self.audit_trail is None:
+            return
+        target = self.system.store.collection_name
+        entries = []
+        for pending, report, failure in answers:
+            if pending.audit is None:
+                continue
+            actor, details = pending.audit
+            if report is None:
+                entries.append(AuditEntry(AuditAction.MEMORIES_WRITTEN, actor, target, AuditOutcome.FAILED,
+                                          {**details, "reason": failure}))
+                continue
+            entries.append(AuditEntry(AuditAction.MEMORIES_WRITTEN, actor, target, AuditOutcome.DONE, {
+                **details, "written": len(report.written), "updated": len(report.updated),
+                "unchanged": len(report.unchanged), "failed": details.get("failed", 0) + len(report.failed)}))
+        try:
+            self.audit_trail.record_many(entries)
+        except MemsysError as e:
+            log.error("the audit records of %d writes could not be written: %s", len(entries), e,
+                      extra=event("writes.audit_failed", callers=len(entries)))
 
 
 def _slice(report: WriteReport, start: int, n: int) -> WriteReport:

@@ -55,7 +55,8 @@ class Engine:
         self.pipeline = ImportPipeline(self.system, self.job_store)
         self.runner = JobRunner(self.job_store, self._run_job)
         self.task_runner = TaskRunner()
-        self.write_queue = WriteCoalescer(self.system, self.settings.api_batch_window_ms, self.settings.api_queue_limit)
+        self.write_queue = WriteCoalescer(self.system, self.settings.api_batch_window_ms, self.settings.api_queue_limit,
+                                          self.audit_trail)
         self.api_tokens = ApiTokenTables(self.settings.jobs_db, timeout=self.settings.jobs_db_timeout)
 
     def _run_job(self, job_id: str) -> None:

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from memsys.access import action
-from memsys.audit import AuditAction
-from memsys.engine.calls import OPERATOR, VIEWER, Calls, audited
-from memsys.engine.coalescer import CoalescerStats
+from memsys.audit import AuditAction, AuditOutcome
+from memsys.engine.calls import OPERATOR, VIEWER, Calls
+from memsys.engine.coalescer import CoalescerStats, QueueFull
+from memsys.logs import default_actor
 from memsys.models import Memory, MemoryValidationError
 
 
@@ -36,7 +37,7 @@ class Writes(Calls):
         writing now. With `projects`, a memory of another knowledge base (project) is
         refused. Returns one result per record, in order, once the memories have landed.
         Raises QueueFull when too many memories are waiting already. Recorded in the audit
-        trail with the counts."""
+        trail with the counts (by the write queue, with the other callers of its batch)."""
         if isinstance(records, (str, bytes, Mapping)) or not isinstance(records, Sequence):
             raise ValueError("memories must be a list of memory records")
         engine = self._engine
@@ -54,22 +55,28 @@ class Writes(Calls):
                                          "may write to")
                 continue
             valid.append((i, memory))
-        with audited(engine.audit_trail, AuditAction.MEMORIES_WRITTEN, actor,
-                     engine.system.store.collection_name) as details:
-            report = engine.write_queue.write([m for _, m in valid])
-            for k, (i, memory) in enumerate(valid):
-                if k in report.failed:
-                    results[i] = WriteResult(i, memory.uuid, "failed", f"memory #{i}: {report.failed[k]}")
-                elif k in report.updated:
-                    results[i] = WriteResult(i, memory.uuid, "updated")
-                elif k in report.unchanged:
-                    results[i] = WriteResult(i, memory.uuid, "unchanged")
-                else:
-                    results[i] = WriteResult(i, memory.uuid, "written")
-            done = [r for r in results if r is not None]
-            details.update(count=len(records), written=sum(r.status == "written" for r in done),
-                           failed=sum(r.status == "failed" for r in done),
-                           projects=sorted({m.project for _, m in valid})[:20])
+        who = actor or default_actor()
+        details: dict[str, Any] = {"count": len(records), "failed": len(records) - len(valid),
+                                   "projects": sorted({m.project for _, m in valid})[:20]}
+        if not valid:  # nothing to write: recorded here, as the queue would have
+            engine.audit_trail.record(AuditAction.MEMORIES_WRITTEN, who, target=engine.system.store.collection_name,
+                                      details={**details, "written": 0})
+            return [r for r in results if r is not None]
+        try:
+            report = engine.write_queue.write([m for _, m in valid], audit=(who, details))
+        except QueueFull as e:
+            engine.audit_trail.record(AuditAction.MEMORIES_WRITTEN, who, target=engine.system.store.collection_name,
+                                      outcome=AuditOutcome.REFUSED, details={**details, "reason": str(e)})
+            raise
+        for k, (i, memory) in enumerate(valid):
+            if k in report.failed:
+                results[i] = WriteResult(i, memory.uuid, "failed", f"memory #{i}: {report.failed[k]}")
+            elif k in report.updated:
+                results[i] = WriteResult(i, memory.uuid, "updated")
+            elif k in report.unchanged:
+                results[i] = WriteResult(i, memory.uuid, "unchanged")
+            else:
+                results[i] = WriteResult(i, memory.uuid, "written")
         return [r for r in results if r is not None]
 
     @action(VIEWER, "listing knowledge bases")
