@@ -114,8 +114,8 @@ def _compare(url: str, texts_seq: list[str], texts_conc: list[str], label: str) 
                                          f"{_percentile(one_lat, 0.95) * 1000:.0f} ms")
     yield Result(target_id, f"  Weaviate batches for {CALLERS} concurrent writes ({label})",
                  conc["weaviate_batches"], "batches", "~inputs/batch", conc["weaviate_batches"] < CALLERS / 2,
-                 f"embedding requests {conc['embedding_requests']}, write batches {conc['batches']}, largest so far "
-                 f"{s2['largest_batch']}; one at a time: {seq['weaviate_batches']} Weaviate batches, "
+                 f"embedding requests {conc['embedding_requests']}, write batches {conc['batches']}; one at a time: "
+                 f"{seq['weaviate_batches']} Weaviate batches, "
                  f"{seq['embedding_requests']} embedding requests")
 
 

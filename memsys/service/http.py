@@ -9,20 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import io
-import json
 import re
 import uuid
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 import anyio
+import swagger_ui_bundle
 import anyio.from_thread
 import anyio.to_thread
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from fastapi.security import HTTPBearer
+from fastapi.staticfiles import StaticFiles
 
 from memsys.access import AccessDenied, Role
 from memsys.engine import UPLOAD_TYPES, Engine, MemoryDefaults, MemoryFilter, QueueFull
@@ -31,13 +33,14 @@ from memsys.logs import get_logger
 from memsys.service.callers import Caller, CallerCheck, RateLimited, Unauthorized
 from memsys.service.retrieval import retrieve
 from memsys.service.schemas import (
-    BatchIn, BatchOut, BrowseOut, CacheCheckIn, CountOut, DeleteIn, DeleteOut, DifyError, DifyRetrievalIn,
+    BatchIn, BatchOut, BrowseOut, CacheCheckIn, RetryOut, DeleteIn, DeleteOut, DifyError, DifyRetrievalIn,
     DifyRetrievalOut, DocumentOut, ErrorOut, FailedItemOut, Filter, ImportIn, JobOut, KnowledgeBaseOut, MemoryIn,
     MemoryOut, SearchIn, SearchOut, UploadedFileOut, UploadOut, WriteOut, document_out, job_out, memory_out, write_out,
 )
 from memsys.spool import UnsafeNameError, spool_path
 
 log = get_logger("service")
+_DOCS_ASSETS = "/docs-assets"
 _UPLOAD_ID = re.compile(r"^[0-9a-f]{16}$")
 # Concurrent requests served by threads (writes wait in the queue on one): more than
 # the default 40, so 50 writers can all be waiting in one batch.
@@ -78,7 +81,19 @@ def build_app(engine: Engine, *, loopback: bool) -> FastAPI:
             "made a token (`memsys tokens create`), and is checked against the token's role (viewer, operator, "
             "admin) and knowledge bases."),
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
+    # The docs page's script and style are served from here (nothing is fetched from the internet).
+    app.mount(_DOCS_ASSETS, StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="memsys API",
+                                   swagger_js_url=f"{_DOCS_ASSETS}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{_DOCS_ASSETS}/swagger-ui.css",
+                                   swagger_favicon_url=f"{_DOCS_ASSETS}/favicon-32x32.png")
+
     bearer = HTTPBearer(auto_error=False, description="An API token made by an admin (`memsys tokens create`).")
 
     def caller(request: Request, _: Any = Depends(bearer)) -> Caller:
@@ -266,11 +281,11 @@ def build_app(engine: Engine, *, loopback: bool) -> FastAPI:
         who.engine.jobs.resume(job_id)
         return job_out(who.engine.jobs.require(job_id))
 
-    @app.post("/v1/imports/{job_id}/retry", tags=["imports"], response_model=CountOut,
+    @app.post("/v1/imports/{job_id}/retry", tags=["imports"], response_model=RetryOut,
               responses={**_ERRORS, 404: {"model": ErrorOut}}, summary="Try an import's failed memories again")
-    def retry_import(job_id: str, who: Caller = Depends(caller)) -> CountOut:
+    def retry_import(job_id: str, who: Caller = Depends(caller)) -> RetryOut:
         job_of(job_id, who)
-        return CountOut(job_id=job_id, done=False, count=who.engine.jobs.retry_failed(job_id))
+        return RetryOut(job_id=job_id, retrying=who.engine.jobs.retry_failed(job_id))
 
     @app.get("/v1/imports/{job_id}/failures", tags=["imports"], response_model=list[FailedItemOut],
              responses={**_ERRORS, 404: {"model": ErrorOut}}, summary="A page of an import's failures, with reasons")
@@ -352,7 +367,6 @@ class _BodyReader(io.RawIOBase):
     the next chunk from the event loop; past `limit` bytes it raises TooLarge."""
 
     def __init__(self, request: Request, limit: int, name: str) -> None:
-        self._chunks: Iterator[bytes] | None = None
         self._stream = request.stream()
         self._limit, self._name = limit, name
         self._seen = 0
@@ -446,7 +460,3 @@ def _add_error_handlers(app: FastAPI, engine: Engine) -> None:
     for kind, handler in handlers:
         app.add_exception_handler(kind, handler)  # type: ignore[arg-type]
 
-
-def openapi_document(engine: Engine) -> dict[str, Any]:
-    """The API's OpenAPI description (for tools that want the file)."""
-    return json.loads(json.dumps(build_app(engine, loopback=True).openapi()))

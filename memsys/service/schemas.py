@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from memsys.engine import ApiToken, DocumentSummary, JobProgress, StoredMemory, WriteResult
+from memsys.engine import DocumentSummary, JobProgress, StoredMemory, WriteResult
 
 
 class MemoryIn(BaseModel):
@@ -171,22 +171,9 @@ class FailedItemOut(BaseModel):
     retryable: bool
 
 
-class CountOut(BaseModel):
+class RetryOut(BaseModel):
     job_id: str
-    done: bool
-    count: int = 0
-
-
-class TokenOut(BaseModel):
-    token_id: str
-    name: str
-    role: str
-    projects: list[str]
-    rate_per_minute: int
-    created_at: dt.datetime
-    created_by: str
-    last_used_at: dt.datetime | None
-    revoked: bool
+    retrying: int = Field(description="How many failed memories are being tried again.")
 
 
 class CacheCheckIn(BaseModel):
@@ -269,8 +256,3 @@ def document_out(d: DocumentSummary) -> DocumentOut:
     return DocumentOut(document_id=d.document_id, project=d.project, repo=d.repo, source_file=d.source_file,
                        memories=d.memories, last_job_id=d.last_job_id, last_imported_at=_time(d.last_imported_at))
 
-
-def token_out(t: ApiToken) -> TokenOut:
-    return TokenOut(token_id=t.token_id, name=t.name, role=t.role, projects=list(t.projects),
-                    rate_per_minute=t.rate_per_minute, created_at=t.created_at, created_by=t.created_by,
-                    last_used_at=t.last_used_at, revoked=not t.active)
