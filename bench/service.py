@@ -135,7 +135,8 @@ def _search(url: str) -> Iterator[Result]:
                  f"p95 {_percentile(per_search, 0.95) * 1000:.0f} ms; {len(per_search) / seconds:.0f} searches/s")
 
 
-def run() -> Iterator[Result]:
+def run(step: str | None = None) -> Iterator[Result]:
+    """All figures; `python -m bench service:cached` only the cached writes."""
     with tempfile.TemporaryDirectory(prefix="memsys-bench-service-") as tmp:
         data_dir = Path(tmp) / "data"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MEMSYS_", "WEAVIATE_", "OPENAI_"))}
@@ -164,8 +165,9 @@ def run() -> Iterator[Result]:
                 c.post("/v1/memories/batch", json={"memories": [_memory(t, "warm") for t in cached_seq + cached_conc]}
                        ).raise_for_status()
             yield from _compare(url, cached_seq, cached_conc, "cached")
-            yield from _compare(url, _texts(CALLERS, "new notes"), _texts(CALLERS, "new queue"), "new texts")
-            yield from _search(url)
+            if step != "cached":
+                yield from _compare(url, _texts(CALLERS, "new notes"), _texts(CALLERS, "new queue"), "new texts")
+                yield from _search(url)
         finally:
             api.terminate()
             api.wait(timeout=60)
