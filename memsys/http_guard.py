@@ -173,8 +173,8 @@ def _shown(value: str | None) -> str:
 
 def _wrong_host(host: str | None) -> str:
     return (f"memsys refused this request: it was sent to the name {_shown(host)}, which this memsys service "
-            "(the dashboard, the API) is not served under. If people reach it by that name (a public name, or a reverse proxy's), add the name "
-            "to MEMSYS_ALLOWED_HOSTS (comma-separated) and restart it.\n")
+            "(the dashboard, the API) is not served under. If people reach it by that name (a public name, or a "
+            "reverse proxy's), add the name to MEMSYS_ALLOWED_HOSTS (comma-separated) and restart it.\n")
 
 
 def _wrong_origin(origin: str | None) -> str:
