@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.requirements.stamp
 PORT ?= 8501
+# The HTTP API (`memsys api`) beside the dashboard, on the same address.
+API_PORT ?= 8502
 # Where the dashboard listens: loopback unless the operator says otherwise (then sign-in is required).
 MEMSYS_SERVER_ADDRESS ?= 127.0.0.1
 
@@ -35,9 +37,13 @@ browser:
 
 # The memsys server (embedded Weaviate of the data directory) starts first and outlives
 # the dashboard; it stops after MEMSYS_SERVER_IDLE_SECONDS without clients. The dashboard
-# prints the address to open, with its token when it runs without sign-in.
+# prints the address to open, with its token when it runs without sign-in. The API runs
+# beside it (its address printed; off loopback it needs API tokens, or it says so and the
+# dashboard runs alone) and stops with it.
 run: setup
 	$(BIN)/python -m memsys server start
+	$(BIN)/python -m memsys api --host $(MEMSYS_SERVER_ADDRESS) --port $(API_PORT) & api=$$!; \
+	trap 'kill $$api 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/python -m components.serve --server.address $(MEMSYS_SERVER_ADDRESS) --server.port $(PORT)
 
 # For a team: listens on every interface; refuses to run until sign-in is configured.

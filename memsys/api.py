@@ -43,6 +43,8 @@ class WriteReport:
     failed: dict[int, str] = field(default_factory=dict)  # input index -> reason
     cache_hits: int = 0
     embedded: int = 0
+    embedding_requests: int = 0  # requests sent to the embedding provider
+    weaviate_batches: int = 0  # batches written to Weaviate
 
 
 class MemorySystem:
@@ -169,6 +171,8 @@ class MemorySystem:
         embedding = self.router.embed([m.content for m in writing], use_cache=use_cache)
         report.cache_hits += embedding.cache_hits
         report.embedded += embedding.embedded
+        report.embedding_requests += embedding.requests
+        report.weaviate_batches += 1
         created = [existing[m.uuid].created_at if m.uuid in existing else None for m in writing]
         outcome = self.store.write(writing, embedding.vectors, created_at=created)
         for k, j in enumerate(to_write):

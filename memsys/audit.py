@@ -57,12 +57,26 @@ class AuditAction(enum.StrEnum):
     SOURCE_CHANGED = "source.changed"
     SOURCE_SYNCED = "source.synced"
     SOURCE_REMOVED = "source.removed"
+    MEMORIES_WRITTEN = "memories.written"
+    API_TOKEN_CREATED = "api_token.created"
+    API_TOKEN_REVOKED = "api_token.revoked"
 
 
 class AuditOutcome(enum.StrEnum):
     DONE = "done"
     REFUSED = "refused"  # memsys said no (an empty delete filter, a job already running, a role)
     FAILED = "failed"  # it was allowed, but did not work (Weaviate down)
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One record to append with `AuditTrail.record_many`."""
+
+    action: AuditAction | str
+    actor: str
+    target: str = ""
+    outcome: AuditOutcome | str = AuditOutcome.DONE
+    details: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -133,6 +147,30 @@ class AuditTrail:
                        "job_id": target if str(action).startswith("import.") and target else None})
         return AuditRecord(row_id, dt.datetime.fromtimestamp(now, dt.timezone.utc), actor, str(action), target,
                            str(outcome), clean)
+
+    def record_many(self, entries: Sequence["AuditEntry"]) -> None:
+        """Append several records in one transaction (one write to disk for all: the write
+        queue records each caller of a batch at once), and log each."""
+        now = time.time()
+        rows = [(now, scrub_text(e.actor), str(e.action), scrub_text(e.target), str(e.outcome),
+                 json.dumps(scrub_value(dict(e.details)), ensure_ascii=False, default=str)) for e in entries]
+        if not rows:
+            return
+        with self._lock:
+            self._execute("BEGIN IMMEDIATE")
+            try:
+                for row in rows:
+                    self._execute("INSERT INTO audit (at, actor, action, target, outcome, details) VALUES (?, ?, ?, ?, ?, ?)",
+                                  row)
+                self._execute("COMMIT")
+            except BaseException:
+                if self._db is not None and self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+        for _, actor, action, target, outcome, _ in rows:
+            level = 30 if outcome != AuditOutcome.DONE else 20
+            log.log(level, "%s %s %s%s", actor, action, outcome, f" ({target})" if target else "",
+                    extra=event(f"audit.{action}", actor=actor, outcome=outcome, target=target))
 
     def records(
         self,

@@ -166,6 +166,15 @@ class Settings:
     log_level: str = "WARNING"  # on stderr; the file in log_dir gets INFO and above (DEBUG too at DEBUG)
     log_max_bytes: int = 5 * 2**20
     log_backups: int = 5
+    # The HTTP API and MCP server (memsys/service/): concurrent single writes wait this long
+    # for others to share their embedding and Weaviate batch; at most this many memories
+    # wait at once (more are answered 429); each token's requests per minute unless the
+    # token says otherwise; the largest JSON body and uploaded file it takes.
+    api_batch_window_ms: int = 20
+    api_queue_limit: int = 10_000
+    api_rate_limit: int = 6000
+    api_max_body_bytes: int = 10 * 2**20
+    api_max_upload_bytes: int = 512 * 2**20
 
     @property
     def secrets(self) -> list[str]:
@@ -293,6 +302,11 @@ class Settings:
             "log_level": _choice(get, "MEMSYS_LOG_LEVEL", "WARNING", LOG_LEVELS),
             "log_max_bytes": _int(get, "MEMSYS_LOG_MAX_BYTES", 5 * 2**20, minimum=4096),
             "log_backups": _int(get, "MEMSYS_LOG_BACKUPS", 5, minimum=1),
+            "api_batch_window_ms": _int(get, "MEMSYS_API_BATCH_WINDOW_MS", 20, minimum=0),
+            "api_queue_limit": _int(get, "MEMSYS_API_QUEUE_LIMIT", 10_000, minimum=1),
+            "api_rate_limit": _int(get, "MEMSYS_API_RATE_LIMIT", 6000, minimum=1),
+            "api_max_body_bytes": _int(get, "MEMSYS_API_MAX_BODY_BYTES", 10 * 2**20, minimum=1024),
+            "api_max_upload_bytes": _int(get, "MEMSYS_API_MAX_UPLOAD_BYTES", 512 * 2**20, minimum=1),
         }
         for name, setting in (("MEMSYS_ADMINS", "admins"), ("MEMSYS_OPERATORS", "operators"), ("MEMSYS_VIEWERS", "viewers"),
                               ("MEMSYS_VERIFIED_EMAIL_ISSUERS", "verified_email_issuers"),

@@ -172,14 +172,14 @@ def _shown(value: str | None) -> str:
 
 
 def _wrong_host(host: str | None) -> str:
-    return (f"memsys refused this request: it was sent to the name {_shown(host)}, which this dashboard is not "
-            "served under. If people reach it by that name (a public name, or a reverse proxy's), add the name "
-            "to MEMSYS_ALLOWED_HOSTS (comma-separated) and restart it.\n")
+    return (f"memsys refused this request: it was sent to the name {_shown(host)}, which this memsys service "
+            "(the dashboard, the API) is not served under. If people reach it by that name (a public name, or a "
+            "reverse proxy's), add the name to MEMSYS_ALLOWED_HOSTS (comma-separated) and restart it.\n")
 
 
 def _wrong_origin(origin: str | None) -> str:
     return (f"memsys refused this request: it came from a page of another site ({_shown(origin)}). Open the "
-            "dashboard by its own address. Behind a reverse proxy, have the proxy pass on the Host header the "
+            "service by its own address. Behind a reverse proxy, have the proxy pass on the Host header the "
             "browser sent, and list that name in MEMSYS_ALLOWED_HOSTS.\n")
 
 

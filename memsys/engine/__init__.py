@@ -5,7 +5,8 @@ retry, metrics, replica checks), `memories` (search, browse, export, restore, de
 `knowledge` (knowledge bases, their documents with a status, removing one, remembered
 choices), `collections` (re-embed, drop), `cache` (info, check, repair, warm-up, clear), `status`
 (store and embedder), `server` (the memsys server, the cluster, Weaviate's problems),
-`batch` (the saved batch settings), `tasks`, `audit` and `logs`. Each call declares its
+`batch` (the saved batch settings), `tasks`, `audit`, `logs`, `writes` (memories from callers,
+batched across them) and `tokens` (API tokens). Each call declares its
 `Action` record (role, audit, description) with `@action`, which `memsys.access` checks
 per user. Nothing outside `memsys` needs to reach past these calls.
 """
@@ -14,7 +15,9 @@ from memsys.store.cluster import ClusterStatus, NodeState
 from memsys.store.replication import ReplicationReport
 from memsys.embeddings.health import PROBLEMS, CacheHealthReport
 from memsys.embeddings.router import WarmupReport
+from memsys.engine.api_tokens import ApiTokens
 from memsys.engine.cache import Cache, Tasks
+from memsys.engine.coalescer import CoalescerStats, QueueFull
 from memsys.engine.core import Engine
 from memsys.engine.imports import Imports
 from memsys.engine.jobs import Jobs
@@ -34,6 +37,8 @@ from memsys.engine.sources import Sources
 from memsys.engine.status import Batch, Server, Status
 from memsys.jobs.sources import SavedSource, SyncRecord
 from memsys.engine.trail import Audit, Logs
+from memsys.engine.writes import WriteResult, Writes
+from memsys.jobs.api_tokens import ApiToken
 from memsys.ingest.memories import MemoryDefaults
 from memsys.ingest.readers import MAPPED_FIELDS, UPLOAD_CAPTION, UPLOAD_TYPES, FieldMapping, InputProblem
 from memsys.jobs import FAILED_PAGE, FailedItem, JobProgress, failed_row
@@ -59,4 +64,5 @@ __all__ = [
     "SavedSource", "Sources", "SyncRecord",
     "DEFAULT_AGENT", "DEFAULT_PART", "DEFAULT_SOURCE", "DOCUMENT_STATES", "DocumentStatus", "ImportChoice", "Knowledge",
     "KnowledgeBase", "find_name", "name_key", "tidy_name",
+    "ApiToken", "ApiTokens", "CoalescerStats", "QueueFull", "WriteResult", "Writes",
 ]

@@ -9,8 +9,10 @@ from memsys.access import Role
 from memsys.api import MemorySystem
 from memsys.audit import AuditAction, AuditOutcome, AuditTrail
 from memsys.config import Settings
+from memsys.engine.coalescer import WriteCoalescer
 from memsys.jobs import JobRunner, JobStore
 from memsys.jobs.sources import SourceTables
+from memsys.jobs.api_tokens import ApiTokenTables
 from memsys.logs import default_actor
 from memsys.spool import Spool
 from memsys.tasks import TaskRunner
@@ -28,6 +30,8 @@ class Parts(Protocol):
     spool: Spool
     runner: JobRunner
     task_runner: TaskRunner
+    write_queue: WriteCoalescer
+    api_tokens: ApiTokenTables
 
 
 VIEWER, OPERATOR, ADMIN = Role.VIEWER, Role.OPERATOR, Role.ADMIN

@@ -6,7 +6,9 @@ from memsys.access import CallGroup
 from memsys.api import MemorySystem
 from memsys.audit import AuditTrail
 from memsys.config import Settings
+from memsys.engine.api_tokens import ApiTokens
 from memsys.engine.cache import Cache, Tasks
+from memsys.engine.coalescer import WriteCoalescer
 from memsys.engine.imports import Imports
 from memsys.engine.jobs import Jobs
 from memsys.engine.knowledge import Knowledge
@@ -14,7 +16,9 @@ from memsys.engine.memories import Collections, Memories
 from memsys.engine.sources import Sources
 from memsys.engine.status import Batch, Server, Status
 from memsys.engine.trail import Audit, Logs
+from memsys.engine.writes import Writes
 from memsys.jobs import JobRunner, JobStore
+from memsys.jobs.api_tokens import ApiTokenTables
 from memsys.logs import configure_logging, set_program
 from memsys.jobs.pipeline import ImportPipeline
 from memsys.jobs.sources import SourceTables
@@ -40,6 +44,8 @@ class Engine:
     audit = CallGroup(Audit)
     logs = CallGroup(Logs)
     sources = CallGroup(Sources)
+    writes = CallGroup(Writes)
+    tokens = CallGroup(ApiTokens)
 
     def __init__(self, settings: Settings | None = None, system: MemorySystem | None = None, *,
                  program: str | None = None) -> None:
@@ -55,6 +61,9 @@ class Engine:
         self.pipeline = ImportPipeline(self.system, self.job_store)
         self.runner = JobRunner(self.job_store, self._run_job)
         self.task_runner = TaskRunner()
+        self.write_queue = WriteCoalescer(self.system, self.settings.api_batch_window_ms, self.settings.api_queue_limit,
+                                          self.audit_trail)
+        self.api_tokens = ApiTokenTables(self.settings.jobs_db, timeout=self.settings.jobs_db_timeout)
 
     def _run_job(self, job_id: str) -> None:
         try:
@@ -69,6 +78,8 @@ class Engine:
         return cls(settings, program=program)
 
     def close(self) -> None:
+        self.write_queue.close()  # what callers are waiting for is written first
+        self.api_tokens.close()
         self.system.close()
         self.job_store.close()
         self.audit_trail.close()

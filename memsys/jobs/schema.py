@@ -145,6 +145,17 @@ CREATE TABLE IF NOT EXISTS remembered_choices (
     value TEXT NOT NULL,
     updated_at REAL NOT NULL,
     PRIMARY KEY (who, name)
+CREATE TABLE IF NOT EXISTS api_tokens (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    token_sha256 TEXT NOT NULL UNIQUE,
+    role TEXT NOT NULL,
+    projects TEXT NOT NULL DEFAULT '[]',
+    rate_per_minute INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    created_by TEXT NOT NULL DEFAULT '',
+    last_used_at REAL,
+    revoked_at REAL
 );
 """
 # Columns added after the first release: a job database made before them gets them on open.

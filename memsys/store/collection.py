@@ -608,6 +608,17 @@ class MemoryStore:
         aggregate."""
         return sorted(self._counts_by("source_file", where, limit))
 
+    def knowledge_bases(self, limit: int = 1000) -> list[tuple[str, str, int, int]]:
+        """(project, repo, documents, memories) of every knowledge base holding memories,
+        sorted: one aggregate for the projects, then one per project for its repos and
+        one per knowledge base for its documents."""
+        out = []
+        for project in sorted(self._counts_by("project", None, limit)):
+            for repo, n in sorted(self._counts_by("repo", MemoryFilter(project=project), limit).items()):
+                documents = len(self._counts_by("document_id", MemoryFilter(project=project, repo=repo), 100_000))
+                out.append((project, repo, documents, n))
+        return out
+
     def delete_all(self) -> None:
         """Drop the store: the alias and every physical collection of this name (a new one
         is created on next use)."""
