@@ -145,6 +145,7 @@ CREATE TABLE IF NOT EXISTS remembered_choices (
     value TEXT NOT NULL,
     updated_at REAL NOT NULL,
     PRIMARY KEY (who, name)
+);
 CREATE TABLE IF NOT EXISTS api_tokens (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
