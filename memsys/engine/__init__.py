@@ -28,12 +28,14 @@ from memsys.engine.records import (
     check_settings,
 )
 from memsys.engine.status import Batch, Server, Status
+from memsys.engine.timings import Timings
 from memsys.engine.trail import Audit, Logs
 from memsys.ingest.memories import MemoryDefaults
 from memsys.ingest.readers import MAPPED_FIELDS, UPLOAD_CAPTION, UPLOAD_TYPES, FieldMapping, InputProblem
 from memsys.jobs import FAILED_PAGE, FailedItem, JobProgress, failed_row
 from memsys.logs import LogLine, LogQuery
-from memsys.jobs.metrics import BatchMetrics, BatchRecord
+from memsys.jobs.job_timings import FailureGroup
+from memsys.jobs.metrics import BatchMetrics, BatchRecord, JobTimings, MeasuredSpeed
 from memsys.models import Memory
 from memsys.store.server import ServerState, ServerStatus
 from memsys.store import SEARCH_MODES, BrowsePage, MemoryFilter, StoredMemory
@@ -50,5 +52,7 @@ __all__ = [
     "InputProblem", "JobProgress", "LogLine", "LogQuery", "Memory", "MemoryDefaults", "MemoryFilter", "NodeState",
     "Progress", "ReplicationReport", "SEARCH_MODES", "ServerState", "ServerStatus", "StoreStatus", "StoredMemory",
     "TaskStatus", "WarmupReport", "WeaviateProblem", "check_settings", "failed_row",
+    "FailureGroup", "JobTimings", "MeasuredSpeed",
     "Audit", "Batch", "Cache", "Collections", "Imports", "Jobs", "Logs", "Memories", "Server", "Status", "Tasks",
+    "Timings",
 ]

@@ -11,6 +11,7 @@ from memsys.engine.imports import Imports
 from memsys.engine.jobs import Jobs
 from memsys.engine.memories import Collections, Memories
 from memsys.engine.status import Batch, Server, Status
+from memsys.engine.timings import Timings
 from memsys.engine.trail import Audit, Logs
 from memsys.jobs import JobRunner, JobStore
 from memsys.logs import configure_logging, set_program
@@ -35,6 +36,7 @@ class Engine:
     tasks = CallGroup(Tasks)
     audit = CallGroup(Audit)
     logs = CallGroup(Logs)
+    timings = CallGroup(Timings)
 
     def __init__(self, settings: Settings | None = None, system: MemorySystem | None = None, *,
                  program: str | None = None) -> None:

@@ -7,7 +7,7 @@ Layers, each importing only those below it:
   kinds                 the pipeline's extension point: what a kind of job gives it
   runner | batching | request
   database              the job database: jobs and their state
-  job_items | job_documents   its items and batches, the documents jobs read
+  job_items | job_documents | job_timings   its items and batches, the documents jobs read, where their time went
   schema                its tables
   connection | records | metrics
 

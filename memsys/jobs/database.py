@@ -21,6 +21,7 @@ from typing import Any
 from memsys.errors import JobStoreError
 from memsys.jobs.job_documents import DocumentTables
 from memsys.jobs.job_items import ItemTables
+from memsys.jobs.job_timings import TimingTables
 from memsys.jobs.records import ACTIVE_STATES, FINAL_STATES, JobProgress
 
 
@@ -42,9 +43,10 @@ def _owner_alive(owner: str, heartbeat: float | None) -> bool:
     return heartbeat is not None and time.time() - heartbeat < 120
 
 
-class JobStore(ItemTables, DocumentTables):
-    """Jobs and their state (this class), their items and batches (`ItemTables`) and the
-    documents they read (`DocumentTables`), in one SQLite file."""
+class JobStore(ItemTables, DocumentTables, TimingTables):
+    """Jobs and their state (this class), their items and batches (`ItemTables`), the
+    documents they read (`DocumentTables`) and where their time went (`TimingTables`), in
+    one SQLite file."""
 
     def __init__(self, path: Path, timeout: float = 20.0) -> None:
         super().__init__(path, timeout)

@@ -1,0 +1,160 @@
+"""The honest preview and "where did the time go", on real Weaviate and the real local
+embedder: a preview compares the files with the store (new, changed, unchanged and
+to-be-removed documents and memories; provider calls only for what must be embedded;
+an estimate only from speed measured here), and a job records its time by stage."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from memsys import EmbeddingRouter, MemorySystem
+from memsys.embeddings.cache import EmbeddingCache
+from memsys.engine import Engine
+from memsys.ingest.memories import MemoryDefaults
+from memsys.jobs import JobProgress
+from memsys.retry import RetryPolicy
+from memsys.waits import waited
+
+from helpers import CountingLocalProvider
+from test_documents import CHUNKS, PARAGRAPHS
+from test_pipeline import SMALL_BATCHES
+
+DEFAULTS = MemoryDefaults(project="preview", repo="handbook", agent="importer")
+EXTRA = [
+    "The cafeteria opens at eight and serves breakfast until half past ten every weekday.",
+    "Parking permits are renewed each January through the facilities portal on the intranet.",
+]
+
+
+@pytest.fixture
+def engine(memsys_system: MemorySystem, tmp_path: Path) -> Iterator[Engine]:
+    router = EmbeddingRouter(memsys_system.settings, provider=CountingLocalProvider(),
+                             cache=EmbeddingCache(tmp_path / "cache"))
+    system = MemorySystem(memsys_system.settings, router=router, store=memsys_system.store)
+    engine = Engine(memsys_system.settings.replace(data_dir=tmp_path / "data"), system=system)
+    yield engine
+    engine.job_store.close()
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "handbook"
+    folder.mkdir()
+    (folder / "deploys.md").write_text("\n\n".join(PARAGRAPHS), encoding="utf-8")
+    (folder / "office.md").write_text("\n\n".join(EXTRA), encoding="utf-8")
+    return folder
+
+
+def files(folder: Path) -> list[Path]:
+    return sorted(folder.iterdir())
+
+
+def run(engine: Engine, paths: list[Path], **kwargs: object) -> JobProgress:
+    job_id = engine.imports.start(engine.imports.spool_paths(paths), DEFAULTS, chunking=CHUNKS, config=SMALL_BATCHES,
+                                  **kwargs)  # type: ignore[arg-type]
+    return engine.runner.wait(job_id, timeout=300)
+
+
+def preview(engine: Engine, paths: list[Path], **kwargs: object):  # noqa: ANN201 - ImportPreview
+    return engine.imports.preview(engine.imports.spool_paths(paths), DEFAULTS, chunking=CHUNKS, config=SMALL_BATCHES,
+                                  **kwargs)  # type: ignore[arg-type]
+
+
+def test_a_first_preview_finds_every_document_new_and_no_measured_speed(engine: Engine, folder: Path) -> None:
+    first = preview(engine, files(folder))
+    assert (first.documents, first.new_documents, first.changed_documents, first.unchanged_documents) == (2, 2, 0, 0)
+    assert first.new_memories == first.memories == first.to_write >= 6
+    assert first.provider_calls >= 1 and first.to_embed == first.memories
+    assert sorted(first.new_names) == ["deploys.md", "office.md"]
+    assert not first.nothing_to_do
+    # Nothing has run on this machine yet: no estimate is made up.
+    assert first.estimated_seconds is None and first.speed_jobs == 0
+
+
+def test_a_preview_of_imported_files_says_nothing_to_do_and_no_provider_call(engine: Engine, folder: Path) -> None:
+    job = run(engine, files(folder))
+    assert job.state == "completed" and job.failed == 0
+    again = preview(engine, files(folder))
+    assert again.nothing_to_do
+    assert (again.new_documents, again.changed_documents, again.unchanged_documents) == (0, 0, 2)
+    assert again.unchanged_memories == again.memories == job.written
+    assert (again.to_write, again.to_update, again.stale_memories) == (0, 0, 0)
+    assert (again.provider_calls, again.tokens, again.estimated_cost_usd, again.batch_sizes) == (0, 0, 0.0, [])
+    # The first import measured this machine's speed; checking what is stored is all that is left.
+    assert again.speed_jobs == 1 and again.estimated_seconds is not None and again.estimated_seconds >= again.read_seconds
+
+
+def test_an_edited_document_is_one_changed_document_with_its_memories(engine: Engine, folder: Path) -> None:
+    run(engine, files(folder))
+    edited = [*PARAGRAPHS[:2], "Deploys are frozen during the last week of December for the holidays.", *PARAGRAPHS[3:4]]
+    (folder / "deploys.md").write_text("\n\n".join(edited), encoding="utf-8")
+    (folder / "new.md").write_text("Visitors sign in at the front desk and wear a badge at all times.", encoding="utf-8")
+    seen = preview(engine, files(folder))
+    assert (seen.new_documents, seen.changed_documents, seen.unchanged_documents) == (1, 1, 1)
+    assert seen.changed_names == ["deploys.md"] and seen.new_names == ["new.md"]
+    # One paragraph rewritten, one dropped: one memory to write, two stored ones removed.
+    assert seen.to_write == 2 and seen.new_memories == 1 and seen.changed_memories == 1
+    assert seen.stale_memories == 2
+    assert seen.provider_calls == 1 and seen.to_embed == 2
+    assert not seen.nothing_to_do
+    # And the import does what the preview said.
+    job = run(engine, files(folder))
+    assert (job.written, job.removed) == (2, 2)
+
+
+def test_a_mirror_preview_counts_the_documents_it_would_remove(engine: Engine, folder: Path) -> None:
+    run(engine, files(folder), origin=[folder], mirror=True)
+    (folder / "office.md").unlink()
+    seen = preview(engine, files(folder), origin=[folder])
+    assert (seen.mirror_documents, seen.mirror_memories) == (1, len(EXTRA))
+    assert seen.unchanged_documents == 1 and not seen.nothing_to_do
+
+
+def test_a_job_records_its_time_by_stage(engine: Engine, folder: Path) -> None:
+    job = run(engine, files(folder))
+    timings = engine.timings.job(job.job_id)
+    assert timings is not None and not timings.nothing_to_do
+    assert timings.read_seconds > 0 and timings.lookup_seconds > 0
+    assert timings.embedding_seconds > 0 and timings.writing_seconds > 0
+    # (Texts other tests embedded come from the shared cache: embedded or not, each went through the embedder.)
+    assert (timings.embedded + timings.from_cache, timings.written, timings.memories) == (job.written, job.written, job.total)
+    assert timings.batches == job.batches_done >= 1
+    assert timings.wall_seconds >= timings.batch_wall_seconds > 0
+    assert timings.batch_seconds >= timings.embedding_seconds
+    batches = engine.jobs.batches(job.job_id)
+    assert all(b.embedder_seconds > 0 and b.lookup_seconds >= 0 for b in batches)
+    # A re-import of the same files embeds and writes nothing, and says so.
+    again = run(engine, files(folder))
+    nothing = engine.timings.job(again.job_id)
+    assert nothing is not None and nothing.nothing_to_do
+    assert (nothing.embedded, nothing.from_cache, nothing.written, nothing.unchanged) == (0, 0, 0, job.total)
+    assert nothing.embedding_seconds == 0
+    speed = engine.timings.speed()
+    assert speed.jobs == 2 and speed.writing is not None and speed.checking is not None
+
+
+def test_waiting_before_a_retry_is_counted_as_waiting() -> None:
+    attempts = []
+
+    def flaky() -> str:
+        attempts.append(time.monotonic())
+        if len(attempts) < 3:
+            raise OSError("connection reset")
+        return "ok"
+
+    before = waited()
+    assert RetryPolicy(3, 0.02, 0.05).run(flaky, is_retryable=lambda e: True) == "ok"
+    assert len(attempts) == 3
+    assert waited() - before >= 0.04  # the two backoffs, each at least the base delay
+
+
+def test_failed_items_are_grouped_by_reason_naming_their_files(engine: Engine, folder: Path) -> None:
+    (folder / "broken.pdf").write_bytes(b"this is not a pdf at all")
+    job = run(engine, files(folder))
+    assert job.state == "completed" and job.failed == 1
+    groups = engine.timings.failures(job.job_id)
+    assert len(groups) == 1 and groups[0].count == 1
+    assert groups[0].items[0].endswith("broken.pdf") and "PDF" in groups[0].reason
