@@ -55,18 +55,19 @@ def preview_panel(preview: ImportPreview, embedder: EmbedderStatus, mirror: bool
         st.success(nothing_to_do_sentence(preview.memories), icon=":material/check_circle:")
     elif preview.memories or preview.mirror_documents:
         st.markdown(f"**Compared with what is stored:** {comparison_sentence(preview)}")
-    figures = st.columns(4)
-    figures[0].metric("Memories to write", fmt.count(preview.to_write + preview.to_update),
+    figures = st.columns(5)
+    figures[0].metric("Memories", fmt.count(preview.memories), help="Memories these files make.")
+    figures[1].metric("Memories to write", fmt.count(preview.to_write + preview.to_update),
                       help=f"{preview.to_write:,} with new text (embedded, unless cached, and written); "
                            f"{preview.to_update:,} stored with the same text whose details change (written, not embedded).")
     to_remove = preview.stale_memories + (preview.mirror_memories if mirror else 0)
-    figures[1].metric("Memories to remove", fmt.count(to_remove),
+    figures[2].metric("Memories to remove", fmt.count(to_remove),
                       help="Stored memories of changed documents that they no longer have"
                            + (", and of documents gone from these files (mirror)." if mirror else "."))
-    figures[2].metric("Unchanged memories", fmt.count(preview.unchanged_memories),
+    figures[3].metric("Unchanged memories", fmt.count(preview.unchanged_memories),
                       help="Already stored exactly like this: not embedded, not written.")
-    figures[3].metric("Documents", fmt.count(preview.documents))
-    figures = st.columns(4)
+    figures[4].metric("Documents", fmt.count(preview.documents))
+    figures = st.columns(5)
     figures[0].metric("Provider calls", fmt.count(preview.provider_calls),
                       help=f"{fmt.plural(preview.to_embed, 'memory', 'memories')} to embed; {preview.cached:,} of the "
                            f"{preview.distinct:,} distinct memories to write are already in the embedding cache "
@@ -76,9 +77,9 @@ def preview_panel(preview: ImportPreview, embedder: EmbedderStatus, mirror: bool
                       ("no cost" if paid else "free"),
                       help=(f"{preview.tokens:,} tokens at ${preview.price_per_million_tokens}/million" if paid
                             else f"The {embedder.provider} model costs nothing per call."))
-    figures[2].metric("Problems", fmt.count(len(preview.problems)))
     shown, basis = _estimate(preview)
-    figures[3].metric("Estimated time", shown)
+    figures[2].metric("Estimated time", shown)
+    figures[3].metric("Problems", fmt.count(len(preview.problems)))
     st.caption(basis)
     names = []
     if preview.new_names:

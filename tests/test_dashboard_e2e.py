@@ -284,7 +284,7 @@ def test_metrics_chart_one_import_and_all_of_them(page: Page, seeded: str) -> No
     settle(page)
     for title in ("Throughput over time", "Time per batch", "Cache hits and misses per batch"):
         expect(page.locator(".gtitle", has_text=title).first).to_be_visible(timeout=30_000)
-    expect(page.get_by_text("Where the time went")).to_be_visible()
+    expect(page.get_by_role("heading", name="Where the time went")).to_be_visible()
     expect(page.get_by_text("Failed memories by reason")).to_be_visible()
     page.get_by_role("tab", name="All imports").click()
     expect(page.get_by_text(re.compile("Speed of each import"))).to_be_visible()
