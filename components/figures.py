@@ -9,7 +9,7 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
-from components.format import duration, job_state
+from components.format import duration, job_state, rate
 from memsys.engine import BatchRecord, JobProgress, JobTimings
 
 _LAYOUT = dict(margin=dict(l=10, r=10, t=40, b=10), height=320, legend_title_text="")
@@ -118,14 +118,11 @@ def comparison_table(first: JobProgress, second: JobProgress, timings: Sequence[
     the page (times as durations, speeds in memories per second)."""
     both = jobs_table([first, second]).drop(columns=["Import", "Files", "Seconds"]).astype(object).T
     both.columns = [f"{first.label} ({first.job_id})", f"{second.label} ({second.job_id})"]
-    both.loc["Memories per second"] = [fmt_rate(v) for v in both.loc["Memories per second"]]
+    both.loc["Memories per second"] = [rate(None if v is None or v != v else float(v), "memories")
+                                       for v in both.loc["Memories per second"]]
     for label, name in _STAGE_ROWS:
         both.loc[label] = [_seconds(getattr(t, name)) if t is not None else "—" for t in timings]
     return both.reset_index(names="Measure").astype(str)
-
-
-def fmt_rate(value: object) -> str:
-    return "—" if value is None or value != value else f"{float(value):,.1f} memories/s"  # type: ignore[arg-type]
 
 
 def runs_table(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:

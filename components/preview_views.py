@@ -89,7 +89,8 @@ def preview_panel(preview: ImportPreview, embedder: EmbedderStatus, mirror: bool
     if names:
         st.caption(". ".join(names) + ".")
     if preview.batch_sizes:
-        st.caption(f"Batch plan: {fmt.batch_plan(preview.batch_sizes)} to embed and write.")
+        st.caption(f"Batch plan: {fmt.plural(sum(preview.batch_sizes), 'memory', 'memories')} to embed and write "
+                   f"in {fmt.plural(len(preview.batch_sizes), 'batch', 'batches')}.")
     if mirror:
         st.caption(f"Mirror: {fmt.plural(preview.mirror_documents, 'document')} "
                    f"({fmt.plural(preview.mirror_memories, 'memory', 'memories')}) that earlier imports of these files had "

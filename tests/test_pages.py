@@ -389,7 +389,7 @@ def test_import_preview_counts_memories_calls_and_cost(app_env: dict[str, str]) 
     assert figures["Problems"] == "0"
     assert figures["Provider calls"] == "1"
     assert figures["Estimated cost"] == "free"
-    assert "Batch plan: 1 batch of 3 items to embed and write." in texts(at, "caption")
+    assert "Batch plan: 3 memories to embed and write in 1 batch." in texts(at, "caption")
     assert figures["Memories to write"] == "3" and figures["Unchanged memories"] == "0"
     assert any(t.startswith("**Compared with what is stored:**") for t in texts(at, "markdown"))
 

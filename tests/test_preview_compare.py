@@ -12,7 +12,8 @@ import pytest
 
 from memsys import EmbeddingRouter, MemorySystem
 from memsys.embeddings.cache import EmbeddingCache
-from memsys.engine import Engine
+from components import figures, preview_views, stage_views
+from memsys.engine import Engine, FailureGroup, JobTimings
 from memsys.ingest.memories import MemoryDefaults
 from memsys.jobs import JobProgress
 from memsys.retry import RetryPolicy
@@ -158,3 +159,57 @@ def test_failed_items_are_grouped_by_reason_naming_their_files(engine: Engine, f
     groups = engine.timings.failures(job.job_id)
     assert len(groups) == 1 and groups[0].count == 1
     assert groups[0].items[0].endswith("broken.pdf") and "PDF" in groups[0].reason
+
+
+# --- on screen: the words the pages use (no Streamlit needed) ----------------------------------
+
+def _timings(**changes: object) -> JobTimings:
+    base = dict(wall_seconds=231.0, read_seconds=4.0, lookup_seconds=2.0, embedding_seconds=380.0, writing_seconds=30.0,
+                provider_wait_seconds=6.0, store_wait_seconds=1.0, batch_seconds=418.0, batch_wall_seconds=225.0,
+                memories=161, embedded=150, from_cache=11, written=161, unchanged=0, batches=7, tokens=0)
+    return JobTimings(**{**base, **changes})  # type: ignore[arg-type]
+
+
+def test_overlapping_batches_are_said_to_overlap() -> None:
+    sentence = stage_views.overlap_sentence(_timings())
+    assert sentence.startswith("Stages overlap: 7 batches ran at the same time, so 6 min 58 s of batch time passed in 3 min 45 s")
+    assert stage_views.overlap_sentence(_timings(batch_seconds=100.0, batch_wall_seconds=100.0)) == \
+        "7 batches one after another: 1 min 40 s of batch time in 1 min 40 s."
+
+
+def test_each_stage_says_how_many_memories_per_second() -> None:
+    rows = {r["Stage"]: r for r in stage_views.stage_rows(_timings())}
+    assert rows["Embedding"]["Memories per second"] == "0.4 memories/s"
+    assert rows["Writing"]["Memories per second"] == "5.4 memories/s"
+    assert rows["Waiting for the provider"]["Time"] == "6.0 s"
+
+
+def test_an_import_that_did_nothing_says_so() -> None:
+    nothing = _timings(embedded=0, from_cache=0, written=0, unchanged=161, lookup_seconds=0.4)
+    assert nothing.nothing_to_do
+    assert stage_views.nothing_happened(nothing) == ("Nothing to embed or write: all 161 memories were already stored and "
+                                                     "unchanged. No provider calls, no cost. Checking them took 0.4 s.")
+    assert preview_views.nothing_to_do_sentence(161) == \
+        "Nothing to do: all 161 memories are already stored and unchanged. No provider calls, no cost."
+
+
+def test_failures_by_reason_name_their_files() -> None:
+    rows = stage_views.failure_rows([FailureGroup("is not a PDF", "bad_input", 7, ("a.pdf", "b.pdf"))])
+    assert rows == [{"Reason": "is not a PDF", "Memories": 7, "Files": "a.pdf, b.pdf and 5 more"}]
+
+
+def test_two_runs_are_compared_in_plain_words_and_the_pages_units() -> None:
+    def job(job_id: str, written: int, unchanged: int, hits: int, misses: int) -> JobProgress:
+        return JobProgress(job_id=job_id, state="completed", total=161, written=written, unchanged=unchanged, failed=0,
+                           processed=161, items_per_second=0.0, eta_seconds=None, current_batch=0, batches_done=7,
+                           cache_hits=hits, cache_misses=misses, cache_hit_rate=hits / (hits + misses) if hits + misses else 0.0,
+                           created_at=100.0, started_at=100.0, finished_at=331.0, error="", planned=True,
+                           request={"label": "notes"})
+    table = figures.comparison_table(job("a", 161, 0, 0, 161), job("b", 0, 161, 0, 0), [_timings(), None])
+    measures = dict(zip(table["Measure"], zip(table.iloc[:, 1], table.iloc[:, 2])))
+    assert not [m for m in measures if "_" in m]  # no raw names such as items_per_second
+    assert measures["Time"] == ("3 min 51 s", "3 min 51 s")
+    assert measures["Memories per second"] == ("0.7 memories/s", "0.7 memories/s")
+    assert measures["From the cache"] == ("0%", "— (nothing embedded)")
+    assert measures["Embedding"] == ("6 min 20 s", "—")
+    assert measures["State"] == ("Completed", "Completed")
