@@ -30,11 +30,16 @@ class _DocumentComparison:
     many of its stored memories the files still have (`found`), and all it has stored."""
 
     name: str
+    project: str
+    repo: str
     to_write: int = 0
     to_update: int = 0
     unchanged: int = 0
     found: int = 0
     stored: int = 0
+
+    def in_knowledge_base(self, defaults: MemoryDefaults) -> bool:
+        return (self.project, self.repo) == (defaults.project, defaults.repo)
 
 
 def _count_document(preview: ImportPreview, doc: _DocumentComparison, limit: int) -> None:
@@ -197,7 +202,7 @@ class Imports(Calls):
                 preview.memories += 1
                 if len(preview.sample) < limit:
                     preview.sample.append(piece)
-                documents.setdefault(piece.document_id, _DocumentComparison(piece.source_file))
+                documents.setdefault(piece.document_id, _DocumentComparison(piece.source_file, piece.project, piece.repo))
                 if piece.uuid not in seen_uuids:  # a repeat within the import is one memory
                     seen_uuids.add(piece.uuid)
                     memories.append(piece)
@@ -225,8 +230,17 @@ class Imports(Calls):
                 preview.cached += len(cached)
                 preview.tokens += sum(provider.count_tokens(t) for t in new_texts if t not in cached)
             preview.batch_sizes.extend(plan_sizes(new_texts, config, provider.max_inputs_per_request))
+        # What the knowledge base holds, per document, in one aggregate; a document outside
+        # it (a row naming its own project) or past the aggregate's limit is counted alone.
+        limit_counts = max(10_000, 2 * len(documents))
+        stored = store.document_counts(MemoryFilter(project=defaults.project, repo=defaults.repo), limit_counts) \
+            if defaults.project or defaults.repo else {}
+        complete = len(stored) < limit_counts
         for document_id, doc in documents.items():
-            doc.stored = store.count(MemoryFilter(document_id=document_id)) if document_id else 0
+            if document_id in stored:
+                doc.stored = stored[document_id]
+            elif document_id and not (complete and doc.in_knowledge_base(defaults)):
+                doc.stored = store.count(MemoryFilter(document_id=document_id))
             _count_document(preview, doc, limit)
         preview.ocr_pages = tally.ocr_pages
         preview.provider_calls = math.ceil(preview.to_embed / provider.max_inputs_per_request) if preview.to_embed else 0

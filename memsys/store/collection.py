@@ -598,6 +598,11 @@ class MemoryStore:
             out.append(StoredDocument(doc_id, p.get("project") or "", p.get("repo") or "", p.get("source_file") or "", n))
         return out
 
+    def document_counts(self, where: MemoryFilter | None = None, limit: int = 10_000) -> dict[str, int]:
+        """How many memories each stored document holds (within the filter), by document
+        id, in one aggregate; at most `limit` documents."""
+        return self._counts_by("document_id", where, limit)
+
     def source_files(self, where: MemoryFilter | None = None, limit: int = 10_000) -> list[str]:
         """The file names documents were imported under (within the filter), sorted, in one
         aggregate."""
