@@ -54,7 +54,7 @@ def overlap_sentence(timings: JobTimings) -> str:
 
 def stage_totals(timings: JobTimings) -> None:
     """Total time and the stages, one figure each, then the table with their speeds."""
-    figures = st.columns(6)
+    figures = [*st.columns(3), *st.columns(3)]  # two rows: durations like "12 min 40 s" need the width
     figures[0].metric("Total time", fmt.duration(timings.wall_seconds), help="From the start of the import to its end.")
     figures[1].metric("Reading", fmt.duration(timings.read_seconds), help="Opening the files, OCR, cutting them into memories.")
     figures[2].metric("Checking", fmt.duration(timings.lookup_seconds), help="Asking Weaviate what it already holds.")
