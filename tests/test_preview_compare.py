@@ -4,6 +4,7 @@ to-be-removed documents and memories; provider calls only for what must be embed
 an estimate only from speed measured here), and a job records its time by stage."""
 from __future__ import annotations
 
+import sqlite3
 import time
 from pathlib import Path
 from typing import Iterator
@@ -15,7 +16,7 @@ from memsys.embeddings.cache import EmbeddingCache
 from components import figures, preview_views, stage_views
 from memsys.engine import Engine, FailureGroup, JobTimings
 from memsys.ingest.memories import MemoryDefaults
-from memsys.jobs import JobProgress
+from memsys.jobs import JobProgress, JobStore
 from memsys.retry import RetryPolicy
 from memsys.waits import waited
 
@@ -213,3 +214,28 @@ def test_two_runs_are_compared_in_plain_words_and_the_pages_units() -> None:
     assert measures["From the cache"] == ("0%", "— (nothing embedded)")
     assert measures["Embedding"] == ("6 min 20 s", "—")
     assert measures["State"] == ("Completed", "Completed")
+
+
+def test_a_job_database_from_before_the_stage_times_gets_them_on_open(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    old = JobStore(path)
+    old.create_job({"label": "made before"})  # (the file and its tables are made on first use)
+    old.close()
+    new_columns = {"jobs": ("read_seconds", "lookup_seconds", "index_wait_seconds"),
+                   "batches": ("lookup_seconds", "embedder_seconds", "provider_wait_seconds", "store_wait_seconds", "tokens")}
+    with sqlite3.connect(path) as db:  # as a database made before these columns existed
+        for table, columns in new_columns.items():
+            for column in columns:
+                db.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+    store = JobStore(path)
+    try:
+        job_id = store.create_job({"label": "old"})
+        store.add_stage_seconds(job_id, read=1.5)
+        timings = store.timings(job_id)
+        assert timings is not None and timings.read_seconds == 1.5 and timings.nothing_to_do
+    finally:
+        store.close()
+    with sqlite3.connect(path) as db:
+        for table, columns in new_columns.items():
+            present = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+            assert set(columns) <= present
