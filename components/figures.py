@@ -2,26 +2,30 @@
 figures drawn from those tables, so every chart's data can be downloaded as it is drawn."""
 from __future__ import annotations
 
+import math
 from typing import Mapping, Sequence
 
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
-from memsys.engine import BatchRecord, JobProgress
+from components.format import duration, job_state, rate
+from memsys.engine import BatchRecord, JobProgress, JobTimings
 
 _LAYOUT = dict(margin=dict(l=10, r=10, t=40, b=10), height=320, legend_title_text="")
 
 
 def batch_table(batches: Sequence[BatchRecord]) -> pd.DataFrame:
-    """One row per batch, in order, with times relative to the job's first batch.
+    """One row per batch, in the order they finished, with times relative to the job's
+    first batch.
 
-    `items_per_second` is the batch's items over the time since the previous batch
-    finished: batches overlap (one is embedded while another is written), so this is the
-    rate the job actually moved at, not the batch's own speed."""
+    `memories_per_second` is the memories done so far over the time since the first batch
+    started: batches overlap (one is embedded while another is written), so a batch's own
+    rate would count the same seconds twice, and two batches finishing together would
+    draw a spike of thousands per second."""
     columns = [
-        "batch", "size", "embed_seconds", "write_seconds", "seconds", "cache_hits", "cache_misses",
-        "written", "unchanged", "failed", "retries", "elapsed_seconds", "items_done", "items_per_second",
+        "batch", "memories", "embed_seconds", "write_seconds", "seconds", "cache_hits", "cache_misses",
+        "written", "unchanged", "failed", "retries", "elapsed_seconds", "memories_done", "memories_per_second",
     ]
     if not batches:
         return pd.DataFrame(columns=columns)
@@ -29,26 +33,32 @@ def batch_table(batches: Sequence[BatchRecord]) -> pd.DataFrame:
     start = min(b.started_at for b in ordered)
     rows = []
     done = 0
-    previous = start
     for b in ordered:
         done += b.size
-        gap = b.finished_at - previous
+        elapsed = b.finished_at - start
         rows.append({
-            "batch": b.batch_no, "size": b.size,
+            "batch": b.batch_no, "memories": b.size,
             "embed_seconds": round(b.embed_seconds, 3), "write_seconds": round(b.write_seconds, 3),
             "seconds": round(b.seconds, 3), "cache_hits": b.cache_hits, "cache_misses": b.cache_misses,
-            "written": b.written, "unchanged": b.unchanged, "failed": b.failed, "retries": b.retries,
-            "elapsed_seconds": round(b.finished_at - start, 3), "items_done": done,
-            "items_per_second": round(b.size / gap, 2) if gap > 0 else None,
+            "written": b.written + b.updated, "unchanged": b.unchanged, "failed": b.failed, "retries": b.retries,
+            "elapsed_seconds": round(elapsed, 3), "memories_done": done,
+            "memories_per_second": round(done / elapsed, 2) if elapsed >= 0.01 else None,
         })
-        previous = b.finished_at
     return pd.DataFrame(rows, columns=columns)
 
 
+def _whole_numbers(figure: go.Figure, axis: str, top: float) -> go.Figure:
+    """Counts and batch numbers have no fractions: ticks on whole numbers only, about six
+    of them up to `top`."""
+    step = max(1, math.ceil(float(top or 0) / 6))
+    return figure.update_layout({f"{axis}axis": dict(tick0=0, dtick=step, tickformat="d", rangemode="tozero")})
+
+
 def throughput_figure(table: pd.DataFrame, title: str = "Throughput over time") -> go.Figure:
-    figure = px.line(table, x="elapsed_seconds", y="items_per_second", markers=True,
-                     labels={"elapsed_seconds": "seconds since the first batch", "items_per_second": "items per second"})
-    return figure.update_layout(title=title, **_LAYOUT)
+    figure = px.line(table, x="elapsed_seconds", y="memories_per_second", markers=True,
+                     labels={"elapsed_seconds": "seconds since the first batch started",
+                             "memories_per_second": "memories per second, so far"})
+    return figure.update_layout(title=title, **_LAYOUT).update_yaxes(rangemode="tozero").update_xaxes(rangemode="tozero")
 
 
 def _per_batch_bars(table: pd.DataFrame, names: Mapping[str, str], legend: str, value: str, title: str,
@@ -56,68 +66,74 @@ def _per_batch_bars(table: pd.DataFrame, names: Mapping[str, str], legend: str, 
     """Bars per batch for some of the table's columns, named in the legend by `names`."""
     long = table[["batch", *names]].melt(id_vars="batch", var_name=legend, value_name=value)
     long[legend] = long[legend].map(names)
-    return px.bar(long, x="batch", y=value, color=legend, **bars).update_layout(title=title, **_LAYOUT)
+    figure = px.bar(long, x="batch", y=value, color=legend, **bars).update_layout(title=title, **_LAYOUT)
+    return _whole_numbers(figure, "x", table["batch"].max() if len(table) else 1)
 
 
 def latency_figure(table: pd.DataFrame) -> go.Figure:
-    return _per_batch_bars(table, {"embed_seconds": "embedding", "write_seconds": "writing"}, "step", "seconds",
-                           "Time per batch", barmode="group")
+    return _per_batch_bars(table, {"embed_seconds": "checking and embedding", "write_seconds": "writing"}, "step",
+                           "seconds", "Time per batch", barmode="group")
 
 
 def cache_figure(table: pd.DataFrame) -> go.Figure:
-    return _per_batch_bars(table, {"cache_hits": "from the cache", "cache_misses": "embedded"}, "lookup", "texts",
-                           "Cache hits and misses per batch", barmode="stack",
-                           color_discrete_map={"from the cache": "#2f8f5b", "embedded": "#c9a227"})
+    figure = _per_batch_bars(table, {"cache_hits": "from the cache", "cache_misses": "embedded"}, "lookup", "memories",
+                             "Cache hits and misses per batch", barmode="stack",
+                             color_discrete_map={"from the cache": "#2f8f5b", "embedded": "#c9a227"})
+    return _whole_numbers(figure, "y", (table["cache_hits"] + table["cache_misses"]).max() if len(table) else 1)
 
 
-def errors_table(errors: Mapping[str, int]) -> pd.DataFrame:
-    rows = sorted(errors.items(), key=lambda kv: -kv[1])
-    return pd.DataFrame(rows, columns=["kind of error", "items"])
-
-
-def errors_figure(table: pd.DataFrame) -> go.Figure:
-    figure = px.bar(table, x="kind of error", y="items", color_discrete_sequence=["#c53948"])
-    return figure.update_layout(title="Failed items by kind of error", **_LAYOUT)
+def _seconds(value: float | None) -> str:
+    return duration(value) if value is not None else "—"
 
 
 def jobs_table(jobs: Sequence[JobProgress]) -> pd.DataFrame:
-    """One row per job: what it did and how fast, for comparing runs."""
+    """One row per job, in plain words: what it did and how fast, for comparing runs."""
     rows = []
     for job in jobs:
-        duration = (job.finished_at - job.started_at) if job.finished_at and job.started_at else None
+        took = (job.finished_at - job.started_at) if job.finished_at and job.started_at else None
+        lookups = job.cache_hits + job.cache_misses
         rows.append({
-            "job": job.job_id, "files": job.label, "state": job.state, "total": job.total,
-            "written": job.written, "updated": job.updated, "unchanged": job.unchanged, "failed": job.failed,
-            "seconds": round(duration, 1) if duration is not None else None,
-            "items_per_second": round(job.items_per_second, 2),
-            "cache_hit_rate": round(job.cache_hit_rate, 3),
-            "batches": job.batches_done,
+            "Import": job.job_id, "Files": job.label, "State": job_state(job.state), "Memories": job.total,
+            "Written": job.written, "Updated": job.updated, "Unchanged": job.unchanged, "Failed": job.failed,
+            "Time": _seconds(took), "Seconds": round(took, 1) if took is not None else None,
+            "Memories per second": round(job.total / took, 1) if took else None,
+            "From the cache": f"{job.cache_hit_rate * 100:.0f}%" if lookups else "— (nothing embedded)",
+            "Batches": job.batches_done,
         })
-    return pd.DataFrame(rows, columns=["job", "files", "state", "total", "written", "updated", "unchanged", "failed", "seconds",
-                                       "items_per_second", "cache_hit_rate", "batches"])
+    return pd.DataFrame(rows, columns=["Import", "Files", "State", "Memories", "Written", "Updated", "Unchanged", "Failed",
+                                       "Time", "Seconds", "Memories per second", "From the cache", "Batches"])
 
 
 def jobs_figure(table: pd.DataFrame) -> go.Figure:
-    figure = px.bar(table, x="job", y="items_per_second", hover_data=["files", "total", "cache_hit_rate"],
-                    labels={"items_per_second": "items per second"})
-    return figure.update_layout(title="Speed of each import", **_LAYOUT)
+    figure = px.bar(table, x="Import", y="Memories per second", hover_data=["Files", "Memories", "From the cache"])
+    return figure.update_layout(title="Speed of each import (memories per second, start to end)", **_LAYOUT)
 
 
-def comparison_table(first: JobProgress, second: JobProgress) -> pd.DataFrame:
-    """Two runs side by side, one measure per row."""
-    both = jobs_table([first, second]).drop(columns=["job", "files"]).T
+_STAGE_ROWS = (("Reading the files", "read_seconds"), ("Checking what is stored", "lookup_seconds"),
+               ("Embedding", "embedding_seconds"), ("Writing", "writing_seconds"), ("Waiting", "waiting_seconds"))
+
+
+def comparison_table(first: JobProgress, second: JobProgress, timings: Sequence[JobTimings | None] = (None, None)) -> pd.DataFrame:
+    """Two runs side by side, one measure per row, in the words and units of the rest of
+    the page (times as durations, speeds in memories per second)."""
+    both = jobs_table([first, second]).drop(columns=["Import", "Files", "Seconds"]).astype(object).T
     both.columns = [f"{first.label} ({first.job_id})", f"{second.label} ({second.job_id})"]
-    return both.reset_index(names="measure")
+    both.loc["Memories per second"] = [rate(None if v is None or v != v else float(v), "memories")
+                                       for v in both.loc["Memories per second"]]
+    for label, name in _STAGE_ROWS:
+        both.loc[label] = [_seconds(getattr(t, name)) if t is not None else "—" for t in timings]
+    return both.reset_index(names="Measure").astype(str)
 
 
 def runs_table(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     """Several runs' batch tables in one, with a `run` column naming each."""
     parts = [table.assign(run=name) for name, table in tables.items() if not table.empty]
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["run", "elapsed_seconds", "items_done"])
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["run", "elapsed_seconds", "memories_done"])
 
 
 def comparison_figure(runs: pd.DataFrame) -> go.Figure:
-    """Items done over time for several runs, each from its own first batch."""
-    figure = px.line(runs, x="elapsed_seconds", y="items_done", color="run", markers=True,
-                     labels={"elapsed_seconds": "seconds since the first batch", "items_done": "items done"})
-    return figure.update_layout(title="Items done over time", **_LAYOUT)
+    """Memories done over time for several runs, each from its own first batch."""
+    figure = px.line(runs, x="elapsed_seconds", y="memories_done", color="run", markers=True,
+                     labels={"elapsed_seconds": "seconds since the first batch started", "memories_done": "memories done"})
+    return _whole_numbers(figure.update_layout(title="Memories done over time", **_LAYOUT), "y",
+                          runs["memories_done"].max() if len(runs) else 1)

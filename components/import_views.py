@@ -5,12 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-import pandas as pd
 import streamlit as st
 
 from components.feedback import guarded
 from components import format as fmt
-from components.tables import preview_rows, problem_rows
+from components.preview_views import preview_panel as compared_panel
 from components.task_views import cancel_task, task_result
 from memsys.access import AuthorizedEngine
 from memsys.engine import MAPPED_FIELDS, UPLOAD_CAPTION, UPLOAD_TYPES, FieldMapping, ImportPreview
@@ -75,33 +74,8 @@ def column_mapping(engine: AuthorizedEngine, structured: list[Path]) -> FieldMap
 
 
 def preview_panel(preview: ImportPreview, engine: AuthorizedEngine, mirror: bool = False) -> None:
-    """What the import would create, what it cannot read, what it would cost and, for a
-    mirror import, what it would remove."""
-    embedder = engine.status.embedder()
-    figures = st.columns(5)
-    figures[0].metric("Memories", fmt.count(preview.memories))
-    figures[1].metric("Problems", fmt.count(len(preview.problems)))
-    figures[2].metric("Already cached", f"{preview.cached:,} of {preview.distinct:,}",
-                      help="Distinct texts the cache already holds: they cost nothing.")
-    figures[3].metric("Provider calls", fmt.count(preview.provider_calls))
-    paid = preview.price_per_million_tokens > 0
-    figures[4].metric("Estimated cost", fmt.money(preview.estimated_cost_usd) if paid else "free",
-                      help=(f"{preview.tokens:,} tokens at ${preview.price_per_million_tokens}/million"
-                            if paid else f"The {embedder.provider} model costs nothing per call."))
-    st.caption(f"Batch plan: {fmt.batch_plan(preview.batch_sizes)}.")
-    if mirror:
-        st.caption(f"Mirror: {fmt.plural(preview.mirror_documents, 'document')} "
-                   f"({fmt.plural(preview.mirror_memories, 'memory', 'memories')}) that earlier imports of these files had "
-                   "and they no longer have would be removed.")
-    if preview.ocr_pages:
-        st.caption(f"{fmt.plural(preview.ocr_pages, 'scanned page')} will be read by OCR when the import runs "
-                   f"(about {fmt.duration(preview.ocr_seconds)}); their memories are not counted above.")
-    if preview.sample:
-        st.markdown(f"**The first {len(preview.sample)} memories**")
-        st.dataframe(pd.DataFrame(preview_rows(preview.sample)), hide_index=True, width="stretch")
-    if preview.problems:
-        st.markdown("**Problems** (these items are skipped, with their reason; the rest is imported)")
-        st.dataframe(pd.DataFrame(problem_rows(preview.problems)), hide_index=True, width="stretch")
+    """What the import would do (components/preview_views.py)."""
+    compared_panel(preview, engine.status.embedder(), mirror=mirror)
 
 
 def preview_task(engine: AuthorizedEngine, clicked: bool, inputs: str, start: Callable[[], str], mirror: bool = False) -> None:

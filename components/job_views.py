@@ -14,6 +14,7 @@ from components.resources import engine
 from memsys.engine import FAILED_PAGE, JobProgress
 from components import format as fmt
 from components.explain import sentence
+from components.preview_views import nothing_to_do_sentence
 from components.tables import csv_text, failed_rows
 
 
@@ -68,7 +69,9 @@ def _outcome(job: JobProgress) -> None:
         counts += f"; {fmt.plural(job.removed, 'stored memory', 'stored memories')} no longer in the input removed"
     resume = " Resume to finish it; nothing is imported twice." if job.is_resumable else ""
     what = "Re-embed" if job.request.get("reembed_into") else "Import"
-    if job.state == "completed" and not job.failed:
+    if job.state == "completed" and not job.failed and job.total and job.unchanged == job.total and not job.removed:
+        st.success(f"{what} finished in {took}. {nothing_to_do_sentence(job.total)}", icon=":material/check_circle:")
+    elif job.state == "completed" and not job.failed:
         switched = f" Search now uses {job.request['reembed_into']}." if what == "Re-embed" else ""
         st.success(f"{what} finished in {took}: {counts}.{switched}", icon=":material/check_circle:")
     elif job.state == "completed":

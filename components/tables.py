@@ -121,19 +121,30 @@ def health_rows(report: CacheHealthReport) -> list[dict[str, Any]]:
     return rows
 
 
-def job_cache_rows(jobs: Iterable[JobProgress]) -> list[dict[str, Any]]:
-    """Each import's use of the cache: texts found there versus texts embedded."""
-    return [
-        {
+def job_cache_rows(jobs: Iterable[JobProgress], tokens: Mapping[str, int], price_per_million_tokens: float) -> list[dict[str, Any]]:
+    """Each finished import's use of the cache (memories found there versus embedded) and
+    what it cost: `tokens` sent per job id, at the embedder's price. An import that needed
+    no embedding at all (a re-import of unchanged files) is listed with no cost."""
+    rows = []
+    for job in jobs:
+        if job.is_active:
+            continue
+        lookups = job.cache_hits + job.cache_misses
+        if not job.cache_misses:
+            cost = "$0 (no provider calls)"
+        elif price_per_million_tokens == 0:
+            cost = "$0 (a free model)"
+        else:
+            cost = fmt.money(tokens.get(job.job_id, 0) / 1e6 * price_per_million_tokens)
+        rows.append({
             "Started": fmt.when(job.started_at or job.created_at),
             "Files": job.label,
             "From the cache": job.cache_hits,
             "Embedded": job.cache_misses,
-            "Hit rate": fmt.percent(job.cache_hit_rate),
-        }
-        for job in jobs
-        if job.cache_hits + job.cache_misses
-    ]
+            "Hit rate": fmt.percent(job.cache_hit_rate) if lookups else "— (nothing to embed)",
+            "Cost": cost,
+        })
+    return rows
 
 
 def preview_rows(memories: Iterable[Memory]) -> list[dict[str, Any]]:

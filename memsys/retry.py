@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Callable, TypeVar
 
 from memsys.logs import event, get_logger
+from memsys.waits import add_wait
 
 T = TypeVar("T")
 log = get_logger("retry")
@@ -54,6 +55,7 @@ class RetryPolicy:
                 if on_retry is not None:
                     on_retry(e, attempt + 1, wait)
                 sleep(wait)
+                add_wait(wait)
                 attempt += 1
 
 

@@ -40,11 +40,13 @@ with guarded():
     else:
         st.caption("The cache is empty.")
     st.subheader("Per import")
-    rows = job_cache_rows(memsys_engine.jobs.recent(limit=20))
+    imports = memsys_engine.jobs.recent(limit=20)
+    tokens = {job.job_id: timings.tokens for job in imports if (timings := memsys_engine.timings.job(job.job_id))}
+    rows = job_cache_rows(imports, tokens, memsys_engine.status.embedder().price_per_million_tokens)
     if rows:
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
     else:
-        st.caption("No import has used the cache yet.")
+        st.caption("No import has finished yet.")
 
 if memsys_engine.can("cache.check"):  # operators and admins; repair and clear are admins' only
     st.subheader("Health check")

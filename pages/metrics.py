@@ -1,6 +1,7 @@
-"""Metrics: how one import went (throughput over time, time per batch, cache hits and
-misses, errors by kind), how all imports compare, and two runs side by side. Every
-chart's data can be downloaded as CSV."""
+"""Metrics: where one import's time went (total time, reading, checking, embedding,
+writing and waiting, with the overlap of its batches), its throughput, cache use and
+failures by reason; how all imports compare; and two runs side by side in plain words.
+Every chart's data can be downloaded as CSV."""
 import streamlit as st
 
 from components.charts import chart_with_data
@@ -9,9 +10,10 @@ from components.job_views import job_figures
 from components.resources import engine
 from components import format as fmt
 from components.figures import (
-    batch_table, cache_figure, comparison_figure, comparison_table, errors_figure, errors_table,
-    jobs_figure, jobs_table, latency_figure, runs_table, throughput_figure,
+    batch_table, cache_figure, comparison_figure, comparison_table, jobs_figure, jobs_table, latency_figure, runs_table,
+    throughput_figure,
 )
+from components.stage_views import failures_by_reason, nothing_happened, stage_totals
 
 st.title("Metrics")
 st.caption("How fast imports ran, where the time went, and how much the cache saved.")
@@ -33,32 +35,35 @@ one_tab, all_tab, compare_tab = st.tabs(["One import", "All imports", "Compare t
 with one_tab:
     chosen = st.selectbox("Import", list(by_id), format_func=describe, key="metrics_job")
     job_figures(by_id[chosen], live=False)
+    timings = store.timings.job(chosen)
     table = batch_table(store.jobs.batches(chosen))
-    if table.empty:
+    if table.empty or timings is None:
         st.caption("No batch has finished yet.")
+    elif timings.nothing_to_do:
+        st.info(nothing_happened(timings), icon=":material/check_circle:")
     else:
+        st.subheader("Where the time went")
+        stage_totals(timings)
         left, right = st.columns(2)
         with left:
-            chart_with_data(throughput_figure(table), table[["batch", "elapsed_seconds", "items_per_second", "items_done"]],
-                            f"throughput-{chosen}")
-        with right:
-            chart_with_data(latency_figure(table), table[["batch", "size", "embed_seconds", "write_seconds", "seconds"]],
-                            f"batch-latency-{chosen}")
-        left, right = st.columns(2)
-        with left:
-            chart_with_data(cache_figure(table), table[["batch", "cache_hits", "cache_misses"]], f"cache-{chosen}")
-        with right:
-            errors = errors_table(store.jobs.errors_by_type(chosen))
-            if errors.empty:
-                st.markdown("**Failed items by kind of error**")
-                st.caption("No item failed.")
+            if len(table) > 1:
+                chart_with_data(throughput_figure(table),
+                                table[["batch", "elapsed_seconds", "memories_per_second", "memories_done"]],
+                                f"throughput-{chosen}")
             else:
-                chart_with_data(errors_figure(errors), errors, f"errors-{chosen}")
+                st.markdown("**Throughput over time**")
+                st.caption(f"One batch: {fmt.plural(timings.memories, 'memory', 'memories')} in "
+                           f"{fmt.duration(timings.batch_wall_seconds)}; a line needs two batches or more.")
+        with right:
+            chart_with_data(latency_figure(table), table[["batch", "memories", "embed_seconds", "write_seconds", "seconds"]],
+                            f"batch-latency-{chosen}")
+        chart_with_data(cache_figure(table), table[["batch", "cache_hits", "cache_misses"]], f"cache-{chosen}")
+    failures_by_reason(store.timings.failures(chosen) if by_id[chosen].failed else [])
 
 with all_tab:
     table = jobs_table(jobs)
     chart_with_data(jobs_figure(table), table, "all-imports")
-    st.dataframe(table, hide_index=True, width="stretch")
+    st.dataframe(table.drop(columns=["Seconds"]), hide_index=True, width="stretch")
 
 with compare_tab:
     if len(jobs) < 2:
@@ -70,8 +75,12 @@ with compare_tab:
         if first == second:
             st.caption("Choose two different runs.")
         else:
-            st.dataframe(comparison_table(by_id[first], by_id[second]), hide_index=True, width="stretch")
+            compared = comparison_table(by_id[first], by_id[second], [store.timings.job(first), store.timings.job(second)])
+            st.dataframe(compared, hide_index=True, width="stretch", height=35 * (len(compared) + 1) + 3)
             runs = runs_table({describe(first): batch_table(store.jobs.batches(first)),
                                describe(second): batch_table(store.jobs.batches(second))})
-            chart_with_data(comparison_figure(runs), runs[["run", "batch", "elapsed_seconds", "items_done", "items_per_second"]]
-                            if not runs.empty else runs, f"compare-{first}-{second}")
+            if runs.empty:
+                st.caption("Neither run has a finished batch yet.")
+            else:
+                chart_with_data(comparison_figure(runs), runs[["run", "batch", "elapsed_seconds", "memories_done",
+                                                               "memories_per_second"]], f"compare-{first}-{second}")

@@ -401,7 +401,9 @@ def test_import_preview_counts_memories_calls_and_cost(app_env: dict[str, str]) 
     assert figures["Problems"] == "0"
     assert figures["Provider calls"] == "1"
     assert figures["Estimated cost"] == "free"
-    assert "Batch plan: 1 batch of 3 items." in texts(at, "caption")
+    assert "Batch plan: 3 memories to embed and write in 1 batch." in texts(at, "caption")
+    assert figures["Memories to write"] == "3" and figures["Unchanged memories"] == "0"
+    assert any(t.startswith("**Compared with what is stored:**") for t in texts(at, "markdown"))
 
 
 def test_import_preview_reads_inside_a_zip(app_env: dict[str, str]) -> None:
@@ -536,7 +538,11 @@ def test_failed_items_are_listed_with_their_reasons_and_can_be_retried(app_env: 
 
 def test_metrics_draw_charts_for_a_finished_import(app_env: dict[str, str], imported: str) -> None:
     at = open_page("pages/metrics.py")
-    assert len(at.get("plotly_chart")) >= 4  # throughput, time per batch, cache, and all imports
+    # Time per batch, cache, and all imports; the import had one batch: no line of one point.
+    assert len(at.get("plotly_chart")) >= 3
+    assert any(c.startswith("One batch: ") and "a line needs two batches" in c for c in texts(at, "caption"))
+    labels = {m.label for m in at.metric}
+    assert {"Total time", "Reading", "Checking", "Embedding", "Writing", "Waiting"} <= labels
     assert not texts(at, "error")
 
 

@@ -186,17 +186,24 @@ def test_the_batch_table_measures_time_from_the_first_batch() -> None:
     table = figures.batch_table([_batch(2, 101.0, 2.0), _batch(1, 100.0, 1.0)])
     assert list(table["batch"]) == [1, 2]
     assert list(table["elapsed_seconds"]) == [1.0, 3.0]
-    assert list(table["items_done"]) == [10, 20]
-    assert list(table["items_per_second"]) == [10.0, 5.0]  # 10 items per second since the previous finished
+    assert list(table["memories_done"]) == [10, 20]
+    # Memories done so far over the time since the first batch started: no spike when
+    # two overlapping batches finish together.
+    assert list(table["memories_per_second"]) == [10.0, 6.67]
+
+
+def test_two_batches_finishing_together_draw_no_spike() -> None:
+    table = figures.batch_table([_batch(1, 100.0, 2.0), _batch(2, 100.5, 1.5)])
+    assert list(table["memories_per_second"]) == [5.0, 10.0]
 
 
 def test_every_chart_draws_from_its_table() -> None:
     table = figures.batch_table([_batch(1, 100.0, 1.0), _batch(2, 101.0, 2.0)])
     for figure in (figures.throughput_figure(table), figures.latency_figure(table), figures.cache_figure(table)):
         assert figure.data
-    errors = figures.errors_table({"timeout": 2, "bad_request": 5})
-    assert list(errors["kind of error"]) == ["bad_request", "timeout"]
-    assert figures.errors_figure(errors).data
+    # Batch numbers and counts on whole-number ticks.
+    assert figures.cache_figure(table).layout.yaxis.dtick == 2
+    assert figures.latency_figure(table).layout.xaxis.dtick == 1
     runs = figures.runs_table({"a": table, "b": table.iloc[:0]})
     assert set(runs["run"]) == {"a"}
     assert figures.comparison_figure(runs).data

@@ -15,6 +15,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
+from memsys.waits import add_wait
+
 # How OpenAI (and servers copying it) spell durations in x-ratelimit-reset-*: "1s", "6m0s", "20ms".
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -157,6 +159,7 @@ class RateBudget:
     def acquire(self, tokens: int) -> None:
         """Wait until a request of `tokens` tokens fits the budget, then count it as sent."""
         with self._cond:
+            entered = self._clock()
             while True:
                 now = self._clock()
                 wait = self._paused_until - now
@@ -167,6 +170,7 @@ class RateBudget:
                 if self._requests is None and self._tokens is None and not self._answered and self._in_flight:
                     wait = max(wait, 1.0)  # slow start: the first answer's headers may name a limit
                 if wait <= 0:
+                    add_wait(now - entered)  # the batch's "waiting for the provider"
                     break
                 # Woken early when a header or a new configuration changes the picture.
                 self._cond.wait(min(wait, 1.0))

@@ -36,6 +36,7 @@ from memsys.engine.records import (
 from memsys.engine.sources import Sources
 from memsys.engine.status import Batch, Server, Status
 from memsys.jobs.sources import SavedSource, SyncRecord
+from memsys.engine.timings import Timings
 from memsys.engine.trail import Audit, Logs
 from memsys.engine.writes import WriteResult, Writes
 from memsys.jobs.api_tokens import ApiToken
@@ -43,7 +44,8 @@ from memsys.ingest.memories import MemoryDefaults
 from memsys.ingest.readers import MAPPED_FIELDS, UPLOAD_CAPTION, UPLOAD_TYPES, FieldMapping, InputProblem
 from memsys.jobs import FAILED_PAGE, FailedItem, JobProgress, failed_row
 from memsys.logs import LogLine, LogQuery
-from memsys.jobs.metrics import BatchMetrics, BatchRecord
+from memsys.jobs.job_timings import FailureGroup
+from memsys.jobs.metrics import BatchMetrics, BatchRecord, JobTimings, MeasuredSpeed
 from memsys.models import Memory
 from memsys.store.server import ServerState, ServerStatus
 from memsys.store import SEARCH_MODES, BrowsePage, MemoryFilter, StoredMemory
@@ -60,9 +62,11 @@ __all__ = [
     "InputProblem", "JobProgress", "LogLine", "LogQuery", "Memory", "MemoryDefaults", "MemoryFilter", "NodeState",
     "Progress", "ReplicationReport", "SEARCH_MODES", "ServerState", "ServerStatus", "StoreStatus", "StoredMemory",
     "TaskStatus", "WarmupReport", "WeaviateProblem", "check_settings", "failed_row",
+    "FailureGroup", "JobTimings", "MeasuredSpeed",
     "Audit", "Batch", "Cache", "Collections", "Imports", "Jobs", "Logs", "Memories", "Server", "Status", "Tasks",
     "SavedSource", "Sources", "SyncRecord",
     "DEFAULT_AGENT", "DEFAULT_PART", "DEFAULT_SOURCE", "DOCUMENT_STATES", "DocumentStatus", "ImportChoice", "Knowledge",
     "KnowledgeBase", "find_name", "name_key", "tidy_name",
     "ApiToken", "ApiTokens", "CoalescerStats", "QueueFull", "WriteResult", "Writes",
+    "Timings",
 ]

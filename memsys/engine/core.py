@@ -15,6 +15,7 @@ from memsys.engine.knowledge import Knowledge
 from memsys.engine.memories import Collections, Memories
 from memsys.engine.sources import Sources
 from memsys.engine.status import Batch, Server, Status
+from memsys.engine.timings import Timings
 from memsys.engine.trail import Audit, Logs
 from memsys.engine.writes import Writes
 from memsys.jobs import JobRunner, JobStore
@@ -46,6 +47,7 @@ class Engine:
     sources = CallGroup(Sources)
     writes = CallGroup(Writes)
     tokens = CallGroup(ApiTokens)
+    timings = CallGroup(Timings)
 
     def __init__(self, settings: Settings | None = None, system: MemorySystem | None = None, *,
                  program: str | None = None) -> None:

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import math
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Sequence
 
@@ -16,10 +18,51 @@ from memsys.jobs import iter_chunks
 from memsys.logs import default_actor
 from memsys.jobs.batching import plan_sizes
 from memsys.jobs.request import ImportRequest, embedder_name, ocr_settings, read_limits
-from memsys.store import MemoryFilter
+from memsys.store import MemoryFilter, settle
 from memsys.tasks import TaskProgress
 from memsys.engine.calls import OPERATOR, VIEWER, Calls
 from memsys.engine.records import ImportPreview, origin_key
+
+
+@dataclass
+class _DocumentComparison:
+    """One document of a preview against the store: its memories by what they need, how
+    many of its stored memories the files still have (`found`), and all it has stored."""
+
+    name: str
+    project: str
+    repo: str
+    to_write: int = 0
+    to_update: int = 0
+    unchanged: int = 0
+    found: int = 0
+    stored: int = 0
+
+    def in_knowledge_base(self, defaults: MemoryDefaults) -> bool:
+        return (self.project, self.repo) == (defaults.project, defaults.repo)
+
+
+def _count_document(preview: ImportPreview, doc: _DocumentComparison, limit: int) -> None:
+    """Add one compared document to the preview: new (nothing stored), unchanged (stored
+    exactly so, no other chunk), or changed (its stored chunks it no longer has removed)."""
+    memories = doc.to_write + doc.to_update + doc.unchanged
+    preview.documents += 1
+    preview.to_write += doc.to_write
+    preview.to_update += doc.to_update
+    preview.unchanged_memories += doc.unchanged
+    if not doc.stored:
+        preview.new_documents += 1
+        preview.new_memories += memories - doc.unchanged
+        if len(preview.new_names) < limit:
+            preview.new_names.append(doc.name)
+    elif doc.to_write or doc.to_update or doc.stored > doc.found:
+        preview.changed_documents += 1
+        preview.changed_memories += doc.to_write + doc.to_update
+        preview.stale_memories += max(0, doc.stored - doc.found)
+        if len(preview.changed_names) < limit:
+            preview.changed_names.append(doc.name)
+    else:
+        preview.unchanged_documents += 1
 
 
 class Imports(Calls):
@@ -139,27 +182,47 @@ class Imports(Calls):
         config = config or BatchConfig.saved(engine.settings.batch_config_path)
         router = engine.system.router
         provider = router.provider
+        store = engine.system.store
+        started = time.monotonic()
         preview = ImportPreview(price_per_million_tokens=provider.price_per_million_tokens)
         tally = ReadTally()
         pieces = iter_memories([Path(p) for p in paths], defaults, mapping=mapping, chunking=chunking,
                                limits=read_limits(engine.settings),
                                provider=provider.name, model=provider.model,
                                ocr=ocr_settings(engine.settings), tally=tally, estimate_only=True, cancelled=cancelled)
-        seen: set[str] = set()
-        documents: set[str] = set()
+        seen_texts: set[str] = set()
+        seen_uuids: set[str] = set()
+        documents: dict[str, _DocumentComparison] = {}
         for chunk in iter_chunks(pieces, 1000):
-            new_texts = []
+            memories = []
             for piece in chunk:
                 if isinstance(piece, InputProblem):
                     preview.problems.append(piece)
                     continue
-                documents.add(piece.document_id)
                 preview.memories += 1
                 if len(preview.sample) < limit:
                     preview.sample.append(piece)
-                if piece.content not in seen:
-                    seen.add(piece.content)
-                    new_texts.append(piece.content)
+                documents.setdefault(piece.document_id, _DocumentComparison(piece.source_file, piece.project, piece.repo))
+                if piece.uuid not in seen_uuids:  # a repeat within the import is one memory
+                    seen_uuids.add(piece.uuid)
+                    memories.append(piece)
+            existing = store.existing([m.uuid for m in memories]) if memories else {}
+            settled = settle(memories, existing)
+            for index in settled.unchanged:
+                documents[memories[index].document_id].unchanged += 1
+            for index in settled.to_update:
+                documents[memories[index].document_id].to_update += 1
+            for index in settled.to_write:
+                documents[memories[index].document_id].to_write += 1
+            for stored in existing.values():
+                if stored.document_id in documents:
+                    documents[stored.document_id].found += 1
+            new_texts = []
+            for index in settled.to_write:
+                text = memories[index].content
+                if text not in seen_texts:
+                    seen_texts.add(text)
+                    new_texts.append(text)
             preview.distinct += len(new_texts)
             if new_texts:
                 cached = router.with_cache_dir(config.resolve_cache_dir(engine.settings.data_dir)).cached_texts(new_texts) \
@@ -167,13 +230,31 @@ class Imports(Calls):
                 preview.cached += len(cached)
                 preview.tokens += sum(provider.count_tokens(t) for t in new_texts if t not in cached)
             preview.batch_sizes.extend(plan_sizes(new_texts, config, provider.max_inputs_per_request))
+        # What the knowledge base holds, per document, in one aggregate; a document outside
+        # it (a row naming its own project) or past the aggregate's limit is counted alone.
+        limit_counts = max(10_000, 2 * len(documents))
+        stored = store.document_counts(MemoryFilter(project=defaults.project, repo=defaults.repo), limit_counts) \
+            if defaults.project or defaults.repo else {}
+        complete = len(stored) < limit_counts
+        for document_id, doc in documents.items():
+            if document_id in stored:
+                doc.stored = stored[document_id]
+            elif document_id and not (complete and doc.in_knowledge_base(defaults)):
+                doc.stored = store.count(MemoryFilter(document_id=document_id))
+            _count_document(preview, doc, limit)
         preview.ocr_pages = tally.ocr_pages
         preview.provider_calls = math.ceil(preview.to_embed / provider.max_inputs_per_request) if preview.to_embed else 0
         preview.estimated_cost_usd = preview.tokens / 1e6 * provider.price_per_million_tokens
         if origin:
-            gone = engine.job_store.gone_documents(origin_key(origin, defaults), documents)
+            gone = engine.job_store.gone_documents(origin_key(origin, defaults), set(documents))
             preview.mirror_documents = len(gone)
-            preview.mirror_memories = sum(engine.system.store.count(MemoryFilter(document_id=d.document_id)) for d in gone)
+            preview.mirror_memories = sum(store.count(MemoryFilter(document_id=d.document_id)) for d in gone)
+        preview.read_seconds = time.monotonic() - started
+        speed = engine.job_store.measured_speed()
+        preview.speed_jobs = speed.jobs
+        preview.estimated_seconds = speed.estimate(
+            read_seconds=preview.read_seconds + preview.ocr_seconds, to_embed=preview.to_embed,
+            to_write=preview.to_write + preview.to_update - preview.to_embed, to_check=len(seen_uuids))
         return preview
 
     @action(OPERATOR, "previewing an import")

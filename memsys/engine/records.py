@@ -42,6 +42,28 @@ class ImportPreview:
     # longer have (removed when a mirror import completes), and their stored memories.
     mirror_documents: int = 0
     mirror_memories: int = 0
+    # Compared with the store: documents it does not hold yet, holds otherwise (other
+    # chunks, other metadata), holds exactly so; and their memories. `changed_memories`
+    # are the changed documents' memories to write or update; `stale_memories` their
+    # stored chunks they no longer have (removed when the import completes).
+    documents: int = 0
+    new_documents: int = 0
+    changed_documents: int = 0
+    unchanged_documents: int = 0
+    new_memories: int = 0
+    changed_memories: int = 0
+    unchanged_memories: int = 0
+    stale_memories: int = 0
+    to_write: int = 0  # memories with new content: embedded (unless cached) and written
+    to_update: int = 0  # memories stored with the same content, other metadata: rewritten
+    # Names of the new and changed documents (their files), at most `limit` each.
+    new_names: list[str] = field(default_factory=list)
+    changed_names: list[str] = field(default_factory=list)
+    # How long reading took here, and the whole import by this machine's measured speed
+    # (None: no import has measured what this one needs yet; `speed_jobs` says from how many).
+    read_seconds: float = 0.0
+    estimated_seconds: float | None = None
+    speed_jobs: int = 0
 
     @property
     def ocr_seconds(self) -> float:
@@ -51,6 +73,12 @@ class ImportPreview:
     @property
     def to_embed(self) -> int:
         return self.distinct - self.cached
+
+    @property
+    def nothing_to_do(self) -> bool:
+        """Every memory is stored already exactly so, and nothing would be removed."""
+        return (self.memories > 0 and not (self.to_write or self.to_update or self.stale_memories
+                                           or self.mirror_memories or self.ocr_pages))
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ Layers, each importing only those below it:
   kinds                 the pipeline's extension point: what a kind of job gives it
   runner | batching | request
   database              the job database: jobs and their state
-  job_items | job_documents | job_knowledge   its items and batches, the documents jobs read,
-                        knowledge bases and remembered choices
+  job_items | job_documents | job_knowledge | job_timings   its items and batches, the documents
+                        jobs read, knowledge bases and remembered choices, where their time went
   schema                its tables
   connection | records | metrics
 

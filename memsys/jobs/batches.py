@@ -26,6 +26,7 @@ from memsys.logs import event, get_logger
 from memsys.models import Memory
 from memsys.retry import RetryPolicy, log_retry
 from memsys.store import MemoryStore, StoredMemory, is_replica_error, settle
+from memsys.waits import add_wait, waited
 
 log = get_logger("pipeline")
 STOPPED = "the import stopped: "
@@ -118,6 +119,12 @@ class PreparedBatch:
     outcomes: dict[int, ItemOutcome] = field(default_factory=dict)  # by item seq
     names: dict[int, str] = field(default_factory=dict)  # seq -> the item's name, for the log
     embed_seconds: float = 0.0
+    # Stage times within embed_seconds / the write (BatchRecord says what each holds).
+    lookup_seconds: float = 0.0
+    embedder_seconds: float = 0.0
+    provider_wait_seconds: float = 0.0
+    store_wait_seconds: float = 0.0
+    tokens: int = 0
     cache_hits: int = 0
     cache_misses: int = 0
     retries: int = 0
@@ -151,6 +158,11 @@ class PreparedBatch:
             started_at=self.started_at,
             finished_at=finished,
             error_type=",".join(sorted(error_types)),
+            lookup_seconds=self.lookup_seconds,
+            embedder_seconds=self.embedder_seconds,
+            provider_wait_seconds=self.provider_wait_seconds,
+            store_wait_seconds=self.store_wait_seconds,
+            tokens=self.tokens,
         )
 
     def first_failure(self) -> str | None:
@@ -199,6 +211,7 @@ class BatchWork:
                     existing[m.uuid] = stored
             else:
                 unknown.append(m.uuid)
+        lookup_started = time.time()
         try:
             if unknown:
                 existing.update(run.retry.run(
@@ -213,6 +226,7 @@ class BatchWork:
                       extra=event("store.unavailable", items=len(batch), error=type(e).__name__, reason=reason))
             prepared.fail([item.seq for item in batch], reason, "store_unavailable")
             return prepared
+        prepared.lookup_seconds = time.time() - lookup_started
         # Items repeating an earlier item's memory were settled when the job was planned.
         settled = settle(memories, existing)
         for i in settled.unchanged:
@@ -224,7 +238,10 @@ class BatchWork:
             prepared.to_write.append((batch[i], memories[i]))
             prepared.created_at.append(stored.created_at if stored is not None else kept_created.get(memories[i].uuid))
         if prepared.to_write:
+            embed_started, waited_before = time.time(), waited()
             self._embed(prepared, run.embedder)
+            prepared.embedder_seconds = time.time() - embed_started
+            prepared.provider_wait_seconds = waited() - waited_before
         prepared.embed_seconds = time.time() - started
         return prepared
 
@@ -248,6 +265,7 @@ class BatchWork:
         prepared.cache_hits = result.cache_hits
         prepared.cache_misses = len(texts) - result.cache_hits
         prepared.retries = result.retries
+        prepared.tokens = result.tokens
 
     def _embed_one_by_one(self, prepared: PreparedBatch, embedder: JobEmbedder) -> None:
         keep: list[tuple[PendingItem, Memory]] = []
@@ -265,6 +283,7 @@ class BatchWork:
             prepared.cache_hits += result.cache_hits
             prepared.cache_misses += 1 - result.cache_hits
             prepared.retries += result.retries
+            prepared.tokens += result.tokens
         prepared.to_write, prepared.created_at = keep, created
         prepared.vectors = vectors
 
@@ -281,9 +300,10 @@ class BatchWork:
         """Write and rewrite the batch, then record it and its items' outcomes."""
         run = self.run
         config = run.config
-        write_started = time.time()
+        write_started, waited_before = time.time(), waited()
         self._write(prepared)
         self._rewrite(prepared)
+        prepared.store_wait_seconds = waited() - waited_before
         record = prepared.record(run.job_id, write_started, finished=time.time())
         run.job.jobs.record_batch(record, prepared.outcomes)
         failure = prepared.first_failure()
@@ -357,6 +377,7 @@ class BatchWork:
                 wait = retry.delay(attempt)
                 log_retry(f"a Weaviate write of {len(todo)} items", e, attempt + 1, retry.max_retries, wait)
                 time.sleep(wait)
+                add_wait(wait)
                 attempt += 1
                 continue
             if outcome.failed:
@@ -380,6 +401,7 @@ class BatchWork:
                 first = outcome.failed[todo.index(again[0])]
                 log_retry(f"{len(again)} objects Weaviate refused", RuntimeError(first), attempt + 1, retry.max_retries, wait)
                 time.sleep(wait)
+                add_wait(wait)
                 prepared.retries += 1
             todo = again
             attempt += 1

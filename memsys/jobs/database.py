@@ -22,6 +22,7 @@ from memsys.errors import JobStoreError
 from memsys.jobs.job_documents import DocumentTables
 from memsys.jobs.job_items import ItemTables
 from memsys.jobs.job_knowledge import KnowledgeTables
+from memsys.jobs.job_timings import TimingTables
 from memsys.jobs.records import ACTIVE_STATES, FINAL_STATES, JobProgress
 
 
@@ -43,10 +44,10 @@ def _owner_alive(owner: str, heartbeat: float | None) -> bool:
     return heartbeat is not None and time.time() - heartbeat < 120
 
 
-class JobStore(ItemTables, DocumentTables, KnowledgeTables):
-    """Jobs and their state (this class), their items and batches (`ItemTables`) and the
+class JobStore(ItemTables, DocumentTables, KnowledgeTables, TimingTables):
+    """Jobs and their state (this class), their items and batches (`ItemTables`), the
     documents they read (`DocumentTables`), knowledge bases and remembered choices
-    (`KnowledgeTables`), in one SQLite file."""
+    (`KnowledgeTables`) and where their time went (`TimingTables`), in one SQLite file."""
 
     def __init__(self, path: Path, timeout: float = 20.0) -> None:
         super().__init__(path, timeout)

@@ -122,11 +122,14 @@ class ItemTables(JobTables):
             )
             db.execute(
                 "INSERT OR REPLACE INTO batches (job_id, batch_no, size, embed_seconds, write_seconds, seconds, cache_hits,"
-                " cache_misses, written, unchanged, failed, retries, started_at, finished_at, error_type, updated)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " cache_misses, written, unchanged, failed, retries, started_at, finished_at, error_type, updated,"
+                " lookup_seconds, embedder_seconds, provider_wait_seconds, store_wait_seconds, tokens)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (batch.job_id, batch.batch_no, batch.size, batch.embed_seconds, batch.write_seconds, batch.seconds,
                  batch.cache_hits, batch.cache_misses, batch.written, batch.unchanged, batch.failed, batch.retries,
-                 batch.started_at, batch.finished_at, batch.error_type, batch.updated),
+                 batch.started_at, batch.finished_at, batch.error_type, batch.updated,
+                 batch.lookup_seconds, batch.embedder_seconds, batch.provider_wait_seconds, batch.store_wait_seconds,
+                 batch.tokens),
             )
             db.execute(
                 "UPDATE jobs SET written = written + ?, updated = updated + ?, unchanged = unchanged + ?, failed = failed + ?,"

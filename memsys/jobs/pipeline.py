@@ -110,7 +110,9 @@ class ImportPipeline:
             what="the collection's embedder check",
         )
         if not jobs.require(job_id).planned:
+            read_started = time.monotonic()
             kind.plan(job)
+            jobs.add_stage_seconds(job_id, read=time.monotonic() - read_started)
         else:
             jobs.finish_planning(job_id)
         if jobs.cancel_requested(job_id):
@@ -127,6 +129,7 @@ class ImportPipeline:
             jobs.set_state(job_id, "failed", stopped_early)
         else:
             self.last_index_wait = kind.complete(job)
+            jobs.add_stage_seconds(job_id, index_wait=self.last_index_wait)
             jobs.set_state(job_id, "completed")
 
     # --- processing --------------------------------------------------------------------
@@ -216,12 +219,14 @@ class ImportPipeline:
             if not window:
                 return
             uuids = [item.uuid for item in window]
+            lookup_started = time.monotonic()
             try:
                 stored = run.store.existing(uuids)
             except (WeaviateBaseError, OSError) as e:
                 log.warning("Weaviate did not answer which of %d items it holds (each batch asks again): %s", len(uuids), e,
                             extra=event("store.lookup.failed", items=len(uuids), error=type(e).__name__, reason=str(e)))
                 stored = None
+            self.jobs.add_stage_seconds(run.job_id, lookup=time.monotonic() - lookup_started)
             if stored is not None:
                 run.known.update((u, stored.get(u)) for u in uuids)
             yield from window

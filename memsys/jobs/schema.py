@@ -162,8 +162,15 @@ CREATE TABLE IF NOT EXISTS api_tokens (
 # Columns added after the first release: a job database made before them gets them on open.
 _ADDED_COLUMNS = {
     "jobs": (("ocr_pages", "INTEGER NOT NULL DEFAULT 0"), ("updated", "INTEGER NOT NULL DEFAULT 0"),
-             ("removed", "INTEGER NOT NULL DEFAULT 0")),
-    "batches": (("updated", "INTEGER NOT NULL DEFAULT 0"),),
+             ("removed", "INTEGER NOT NULL DEFAULT 0"),
+             # Where a job's time went outside its batches (memsys/jobs/job_timings.py).
+             ("read_seconds", "REAL NOT NULL DEFAULT 0"), ("lookup_seconds", "REAL NOT NULL DEFAULT 0"),
+             ("index_wait_seconds", "REAL NOT NULL DEFAULT 0")),
+    "batches": (("updated", "INTEGER NOT NULL DEFAULT 0"),
+                # A batch's time split by stage, and the tokens it sent (memsys/jobs/metrics.py).
+                ("lookup_seconds", "REAL NOT NULL DEFAULT 0"), ("embedder_seconds", "REAL NOT NULL DEFAULT 0"),
+                ("provider_wait_seconds", "REAL NOT NULL DEFAULT 0"), ("store_wait_seconds", "REAL NOT NULL DEFAULT 0"),
+                ("tokens", "INTEGER NOT NULL DEFAULT 0")),
 }
 
 

@@ -602,6 +602,10 @@ class MemoryStore:
         """How many memories (within the filter) hold each value of the property `prop`
         (for a list property such as tags, each of its values), in one aggregate."""
         return self._counts_by(prop, where, limit)
+    def document_counts(self, where: MemoryFilter | None = None, limit: int = 10_000) -> dict[str, int]:
+        """How many memories each stored document holds (within the filter), by document
+        id, in one aggregate; at most `limit` documents."""
+        return self._counts_by("document_id", where, limit)
 
     def source_files(self, where: MemoryFilter | None = None, limit: int = 10_000) -> list[str]:
         """The file names documents were imported under (within the filter), sorted, in one
