@@ -53,6 +53,8 @@ class AuditAction(enum.StrEnum):
     COLLECTION_DROPPED = "collection.dropped"
     SERVER_STARTED = "server.started"
     SERVER_STOPPED = "server.stopped"
+    BACKUP_CREATED = "backup.created"
+    BACKUP_RESTORED = "backup.restored"
 
 
 class AuditOutcome(enum.StrEnum):

@@ -6,6 +6,7 @@ from memsys.access import CallGroup
 from memsys.api import MemorySystem
 from memsys.audit import AuditTrail
 from memsys.config import Settings
+from memsys.engine.backups import Backups
 from memsys.engine.cache import Cache, Tasks
 from memsys.engine.imports import Imports
 from memsys.engine.jobs import Jobs
@@ -35,6 +36,7 @@ class Engine:
     tasks = CallGroup(Tasks)
     audit = CallGroup(Audit)
     logs = CallGroup(Logs)
+    backups = CallGroup(Backups)
 
     def __init__(self, settings: Settings | None = None, system: MemorySystem | None = None, *,
                  program: str | None = None) -> None:
