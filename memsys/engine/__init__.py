@@ -36,6 +36,7 @@ from memsys.logs import LogLine, LogQuery
 from memsys.jobs.metrics import BatchMetrics, BatchRecord
 from memsys.models import Memory
 from memsys.store.server import ServerState, ServerStatus
+from memsys.space import SpaceReport
 from memsys.store import SEARCH_MODES, BrowsePage, MemoryFilter, StoredMemory
 from memsys.tasks import Progress, TaskStatus
 from memsys.store.server_log import WeaviateProblem
@@ -48,7 +49,7 @@ __all__ = [
     "BatchMetrics", "BatchRecord", "BrowsePage", "CacheHealthReport", "ClusterStatus", "CollectionVersion",
     "DocumentSummary", "EmbedderStatus", "Engine", "FAILED_PAGE", "FailedItem", "FieldMapping", "ImportPreview",
     "InputProblem", "JobProgress", "LogLine", "LogQuery", "Memory", "MemoryDefaults", "MemoryFilter", "NodeState",
-    "Progress", "ReplicationReport", "SEARCH_MODES", "ServerState", "ServerStatus", "StoreStatus", "StoredMemory",
+    "Progress", "ReplicationReport", "SEARCH_MODES", "ServerState", "ServerStatus", "SpaceReport", "StoreStatus", "StoredMemory",
     "TaskStatus", "WarmupReport", "WeaviateProblem", "check_settings", "failed_row",
     "Audit", "Batch", "Cache", "Collections", "Imports", "Jobs", "Logs", "Memories", "Server", "Status", "Tasks",
 ]

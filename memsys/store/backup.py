@@ -21,7 +21,7 @@ from weaviate.exceptions import WeaviateBaseError
 
 from memsys.config import Settings
 from memsys.errors import StoreUnavailableError
-from memsys.store.server import ServerState, adopt_node_name, api_key, connect_client, release_client
+from memsys.store.server import ServerState, adopt_node_name, api_key, connect_client, release_client, running_state
 
 BACKEND = "filesystem"
 _POLL_SECONDS = 0.2
@@ -124,7 +124,11 @@ def restore_backup(settings: Settings, backup_id: str, folder: Path, node: str) 
     """Weaviate restores every collection of the backup in `folder/<backup_id>/` (made on
     node `node`) into this data directory's store, which must hold none of them. Returns
     the objects per collection afterwards."""
-    if store_counts(settings):
+    data = settings.weaviate_data_dir
+    fresh = running_state(settings) is None and not (data.is_dir() and any(data.iterdir()))
+    # A data directory never started needs no server to know it is empty (nor one started
+    # under a node name that would have to change at once).
+    if not fresh and store_counts(settings):
         raise ValueError(f"the store of {settings.data_dir} already holds memories: a backup is restored into an "
                          "empty data directory (set MEMSYS_DATA_DIR to a new folder)")
     adopt_node_name(settings, node)
