@@ -55,6 +55,7 @@ class AuditAction(enum.StrEnum):
     SERVER_STOPPED = "server.stopped"
     BACKUP_CREATED = "backup.created"
     BACKUP_RESTORED = "backup.restored"
+    JOBS_PRUNED = "jobs.pruned"
 
 
 class AuditOutcome(enum.StrEnum):

@@ -85,6 +85,11 @@ CREATE TABLE IF NOT EXISTS documents (
     PRIMARY KEY (job_id, document_id)
 );
 CREATE INDEX IF NOT EXISTS documents_by_id ON documents (document_id);
+CREATE TABLE IF NOT EXISTS retention (
+    job_id TEXT PRIMARY KEY,
+    spool_removed_at REAL,
+    texts_pruned_at REAL
+);
 """
 # Columns added after the first release: a job database made before them gets them on open.
 _ADDED_COLUMNS = {
