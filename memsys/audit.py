@@ -56,6 +56,7 @@ class AuditAction(enum.StrEnum):
     BACKUP_CREATED = "backup.created"
     BACKUP_RESTORED = "backup.restored"
     JOBS_PRUNED = "jobs.pruned"
+    CACHE_PRUNED = "cache.pruned"
 
 
 class AuditOutcome(enum.StrEnum):

@@ -13,7 +13,7 @@ from memsys.store.cluster import ClusterStatus, NodeState
 from memsys.store.replication import ReplicationReport
 from memsys.embeddings.health import PROBLEMS, CacheHealthReport
 from memsys.embeddings.router import WarmupReport
-from memsys.engine.cache import Cache, Tasks
+from memsys.engine.cache import Cache, CachePrune, Tasks
 from memsys.engine.core import Engine
 from memsys.engine.imports import Imports
 from memsys.engine.jobs import Jobs
@@ -51,5 +51,5 @@ __all__ = [
     "InputProblem", "JobProgress", "LogLine", "LogQuery", "Memory", "MemoryDefaults", "MemoryFilter", "NodeState",
     "Progress", "ReplicationReport", "SEARCH_MODES", "ServerState", "ServerStatus", "SpaceReport", "StoreStatus", "StoredMemory",
     "TaskStatus", "WarmupReport", "WeaviateProblem", "check_settings", "failed_row",
-    "Audit", "Batch", "Cache", "Collections", "Imports", "Jobs", "Logs", "Memories", "Server", "Status", "Tasks",
+    "Audit", "Batch", "Cache", "CachePrune", "Collections", "Imports", "Jobs", "Logs", "Memories", "Server", "Status", "Tasks",
 ]

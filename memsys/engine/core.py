@@ -64,6 +64,7 @@ class Engine:
             # server's supervisor runs only Weaviate): spooled files of settled jobs, old texts.
             try:
                 self.retention.after_job()
+                self.cache.after_job()
             except (JobStoreError, OSError) as e:  # the job is done; the next job's end tries again
                 log.warning("retention after job %s failed: %s", job_id, e, extra=event("retention.failed", job_id=job_id))
         finally:
