@@ -9,6 +9,7 @@ from components.resources import current_settings, engine, session_overrides
 from memsys.access import AccessDenied, Role
 from memsys.config import PROVIDERS, ConfigError, redact_url
 from components.reembed_views import reembed_panel
+from components.backup_views import backups_panel
 from components.session_settings import SECRET_FIELDS, describe, load_settings
 
 st.title("Settings")
@@ -103,6 +104,10 @@ if right.button("Back to the configured settings", disabled=not overrides):
 st.subheader("Embedding model of the stored memories")
 with guarded():
     reembed_panel()
+
+st.subheader("Backups")
+with guarded():
+    backups_panel()
 
 with overview, guarded():
     rows = describe(current_settings(), overrides)

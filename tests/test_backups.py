@@ -123,7 +123,7 @@ def test_the_cli_asks_before_a_restore(backed_up: dict[str, Any], tmp_path: Path
     env = {**backed_up["env"], "MEMSYS_DATA_DIR": str(tmp_path / "other")}
     result = run_memsys(["backup", "restore", "good"], env)
     assert result.returncode == 2, result.stderr
-    assert "would restore backup good (3 memories, 1 jobs" in result.stdout
+    assert "would restore backup good (3 memories, 1 imports" in result.stdout
     assert not (tmp_path / "other" / "jobs.sqlite3").exists() or not rows(tmp_path / "other" / "jobs.sqlite3",
                                                                           "SELECT * FROM jobs")
     listed = run_memsys(["backup", "list"], env)

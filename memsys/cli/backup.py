@@ -55,7 +55,7 @@ def _create(args: argparse.Namespace) -> int:
         began = time.monotonic()
         made = engine.backups.create(args.name)
         print(f"Backup {made.name} made in {time.monotonic() - began:.1f} s at {made.folder}: "
-              f"{made.memories:,} memories in {len(made.collections)} collection(s), {made.jobs:,} jobs, "
+              f"{made.memories:,} memories in {len(made.collections)} collection(s), {made.jobs:,} imports, "
               f"{made.audit_records:,} audit records, {size(made.size_bytes)}.")
         return 0
     finally:
@@ -74,7 +74,7 @@ def _list(args: argparse.Namespace) -> int:
             return 0
         print(f"Backups in {engine.backups.directory}:")
         for s in found:
-            figures = (f"{s.memories:,} memories, {s.jobs:,} jobs, {s.audit_records:,} audit records, "
+            figures = (f"{s.memories:,} memories, {s.jobs:,} imports, {s.audit_records:,} audit records, "
                        f"{size(s.size_bytes)}") if s.state == "complete" else s.error
             print(f"  {s.name:<28} {s.created:<26} {s.state:<9} {figures}")
         return 0
@@ -86,14 +86,14 @@ def _restore(args: argparse.Namespace) -> int:
     engine = Engine.from_settings(program="cli")
     try:
         found = engine.backups.get(args.name)
-        stop = confirmed(args, f"would restore backup {found.name} ({found.memories:,} memories, {found.jobs:,} jobs, "
+        stop = confirmed(args, f"would restore backup {found.name} ({found.memories:,} memories, {found.jobs:,} imports, "
                                f"{found.audit_records:,} audit records) into {engine.settings.data_dir}")
         if stop is not None:
             return stop
         began = time.monotonic()
         restored = engine.backups.restore(args.name)
         print(f"Restored backup {found.name} into {engine.settings.data_dir} in {time.monotonic() - began:.1f} s: "
-              f"{sum(restored.values()):,} memories, {found.jobs:,} jobs, {found.audit_records:,} audit records.")
+              f"{sum(restored.values()):,} memories, {found.jobs:,} imports, {found.audit_records:,} audit records.")
         return 0
     finally:
         engine.close()

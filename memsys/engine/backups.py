@@ -122,7 +122,7 @@ class VerifyReport:
         if not self.ok:
             return f"backup {self.name} does NOT restore as it should: " + "; ".join(self.differences[:5])
         said = (f"backup {self.name} restores: {memories:,} memories in {len(self.restored)} collection(s), "
-                f"{self.jobs:,} jobs, {self.audit_records:,} audit records")
+                f"{self.jobs:,} imports, {self.audit_records:,} audit records")
         if self.sampled:
             said += f"; {self.sampled} sampled memories equal to the live store (fields and vectors)"
         changed = sum(self.live.values()) - memories
