@@ -329,13 +329,14 @@ class EmbeddingCache:
             # values inline (mode 1, raw) and larger ones in files (mode 2), read via its Disk.
             marks = ",".join("?" * len(chunk))
             rows = db._sql(  # noqa: SLF001 - bulk read of diskcache's own table
-                f"SELECT key, mode, filename, value FROM Cache WHERE raw = 1 AND key IN ({marks})"
+                f"SELECT key, mode, filename, value, access_time FROM Cache WHERE raw = 1 AND key IN ({marks})"
                 " AND (expire_time IS NULL OR expire_time > strftime('%s','now'))",
                 chunk,
             ).fetchall()
-            self._touch(db, [r[0] for r in rows])
+            stale = time.time() - _TOUCH_EVERY
+            self._touch(db, [r[0] for r in rows if (r[4] or 0) < stale])
             out = []
-            for key, mode, filename, value in rows:
+            for key, mode, filename, value, _used in rows:
                 if mode == diskcache.core.MODE_RAW:
                     out.append((key, value))
                 elif mode == diskcache.core.MODE_BINARY:
@@ -348,8 +349,8 @@ class EmbeddingCache:
     @staticmethod
     def _touch(db: diskcache.Cache, keys: Sequence[str]) -> None:
         """Note that these entries were used today (their access time, which the bulk read
-        does not update), so pruning by age keeps what imports still use. At most one write
-        per entry per day: entries touched within the day are left alone."""
+        does not update), so pruning by age keeps what imports still use. Called only with
+        entries not touched for a day: a re-import the same day writes nothing."""
         if not keys:
             return
         now = time.time()

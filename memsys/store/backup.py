@@ -19,7 +19,7 @@ from typing import Any, Callable
 import httpx
 from weaviate.exceptions import WeaviateBaseError
 
-from memsys.config import Settings
+from memsys.config import Settings, redact_url
 from memsys.errors import StoreUnavailableError
 from memsys.store.server import ServerState, adopt_node_name, api_key, connect_client, release_client, running_state
 
@@ -77,8 +77,8 @@ def _wait(state: ServerState, settings: Settings, path: str, params: dict[str, s
 
 def _connect(settings: Settings) -> tuple[Any, ServerState]:
     if settings.weaviate_url:
-        raise WeaviateBackupError("backups are made of the embedded Weaviate of a data directory; this one uses the "
-                                  f"server at {settings.weaviate_mode} URL, whose operator backs it up")
+        raise WeaviateBackupError("memsys backs up the embedded Weaviate of a data directory; this one uses the "
+                                  f"Weaviate at {redact_url(settings.weaviate_url)}, which its operator backs up")
     return connect_client(settings)
 
 
