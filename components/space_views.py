@@ -25,5 +25,5 @@ def space_block(memsys_engine: Any) -> None:
                 for name, n in report.parts.items()]
         rows.append(f"- Everything else: {fmt.size(report.other_bytes)}")
         st.markdown("\n".join(rows))
-        st.caption("Free space with `memsys jobs prune` (old imports' spooled files and memory texts), "
-                   "`memsys cache prune` (vectors no longer used) and by removing old backups.")
+        st.caption("Free space with `memsys jobs prune` (what old imports kept so they could be resumed), "
+                   "`memsys cache prune` (cached vectors no one uses any more) and by removing old backups.")
