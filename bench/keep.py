@@ -55,7 +55,7 @@ def _paragraph(rng: random.Random) -> str:
 def retention(rounds: int = 20, files: int = 10, only: str = "") -> None:
     for label, extra in (("without retention", {"MEMSYS_SPOOL_KEEP_DAYS": "3650"}),
                          ("with retention", {"MEMSYS_SPOOL_KEEP_DAYS": "0"})):
-        if only and not label.startswith(only):
+        if only and label != f"{only} retention":
             continue
         root = Path(tempfile.mkdtemp(prefix="keep-retention-"))
         env = _env(root, **extra)
