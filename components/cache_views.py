@@ -27,3 +27,19 @@ def health_report(report: CacheHealthReport) -> None:
     rows = health_rows(report)
     if rows:
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+
+
+def prune_hint(info: dict) -> None:
+    """What pruning would free: models other than the current one, and vectors not used
+    for the clean-up age (MEMSYS_CACHE_UNUSED_DAYS)."""
+    others = [m for m in info.get("models", []) if not m["current"]]
+    if others:
+        freed = sum(m.get("bytes", 0) for m in others)
+        st.caption(f"{fmt.size(freed)} belong to {len(others)} model(s) other than the current one: "
+                   "`memsys cache prune --model NAME` frees a model's share once no collection uses it.")
+    if info.get("unused_days"):
+        st.caption(f"Vectors not used for {info['unused_days']} days are removed when an import ends: now "
+                   f"{fmt.count(info['unused_entries'])} ({fmt.size(info['unused_bytes'])}).")
+    else:
+        st.caption("Vectors no import has used for months stay until `memsys cache prune --unused-for 90d` "
+                   "(or the MEMSYS_CACHE_UNUSED_DAYS setting) removes them.")

@@ -75,6 +75,7 @@ def cache_model_rows(cache_info: Mapping[str, Any]) -> list[dict[str, Any]]:
             "Base URL": m["base_url"] or "—",
             "Dimensions": m["dimensions"],
             "Entries": m["entries"],
+            "Size": fmt.size(m["bytes"]) if "bytes" in m else "—",
             "In use now": "yes" if m["current"] else "",
         }
         for m in cache_info.get("models", [])

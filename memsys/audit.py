@@ -60,6 +60,10 @@ class AuditAction(enum.StrEnum):
     MEMORIES_WRITTEN = "memories.written"
     API_TOKEN_CREATED = "api_token.created"
     API_TOKEN_REVOKED = "api_token.revoked"
+    BACKUP_CREATED = "backup.created"
+    BACKUP_RESTORED = "backup.restored"
+    JOBS_PRUNED = "jobs.pruned"
+    CACHE_PRUNED = "cache.pruned"
 
 
 class AuditOutcome(enum.StrEnum):

@@ -163,6 +163,15 @@ class Settings:
     # Without sign-in, the dashboard needs the token in `dashboard_token_path`; off lets
     # every user of this machine in as admin.
     dashboard_token: bool = True
+    # Backup sets (`memsys backup`): MEMSYS_BACKUP_DIR, best on another disk; default the
+    # data directory's backups/ folder.
+    backup_dir: Path | None = None
+    # Retention (memsys/jobs/retention.py): a settled job's spooled files go this many days
+    # after it ended, its memories' texts after MEMSYS_JOB_TEXTS_KEEP_DAYS (0: never).
+    spool_keep_days: int = 7
+    job_texts_keep_days: int = 0
+    # Cache entries not used for this many days are removed by the memsys server (0: never).
+    cache_unused_days: int = 0
     log_level: str = "WARNING"  # on stderr; the file in log_dir gets INFO and above (DEBUG too at DEBUG)
     log_max_bytes: int = 5 * 2**20
     log_backups: int = 5
@@ -217,6 +226,10 @@ class Settings:
     @property
     def spool_dir(self) -> Path:
         return self.data_dir / "spool"
+
+    @property
+    def backups_dir(self) -> Path:
+        return self.backup_dir or self.data_dir / "backups"
 
     @property
     def embedding_endpoints(self) -> tuple[str, ...]:
@@ -299,6 +312,9 @@ class Settings:
             "jobs_db_timeout": _float(get, "MEMSYS_JOBS_DB_TIMEOUT", 20.0),
             "read_seconds_per_file": _float(get, "MEMSYS_READ_SECONDS_PER_FILE", 60.0),
             "dashboard_token": _switch(get, "MEMSYS_DASHBOARD_TOKEN", True),
+            "spool_keep_days": _int(get, "MEMSYS_SPOOL_KEEP_DAYS", 7, minimum=0),
+            "job_texts_keep_days": _int(get, "MEMSYS_JOB_TEXTS_KEEP_DAYS", 0, minimum=0),
+            "cache_unused_days": _int(get, "MEMSYS_CACHE_UNUSED_DAYS", 0, minimum=0),
             "log_level": _choice(get, "MEMSYS_LOG_LEVEL", "WARNING", LOG_LEVELS),
             "log_max_bytes": _int(get, "MEMSYS_LOG_MAX_BYTES", 5 * 2**20, minimum=4096),
             "log_backups": _int(get, "MEMSYS_LOG_BACKUPS", 5, minimum=1),
@@ -315,6 +331,8 @@ class Settings:
             kwargs[setting] = _entries(raw)
         if get("MEMSYS_DATA_DIR"):
             kwargs["data_dir"] = Path(get("MEMSYS_DATA_DIR"))  # type: ignore[arg-type]
+        if get("MEMSYS_BACKUP_DIR"):
+            kwargs["backup_dir"] = Path(get("MEMSYS_BACKUP_DIR"))  # type: ignore[arg-type]
         if get("MEMSYS_WEAVIATE_BINARY_DIR"):
             kwargs["weaviate_binary_dir"] = Path(get("MEMSYS_WEAVIATE_BINARY_DIR"))  # type: ignore[arg-type]
         kwargs["weaviate_url"], kwargs["weaviate_urls"] = _weaviate_urls(get("WEAVIATE_URL"), kwargs["weaviate_urls"])

@@ -3,7 +3,7 @@ check that finds entries that cannot be trusted, and repair; warm-up; clearing."
 import pandas as pd
 import streamlit as st
 
-from components.cache_views import health_report
+from components.cache_views import health_report, prune_hint
 from components.feedback import guarded, or_stop
 from components.resources import engine
 from components.task_views import start_task, task_result
@@ -37,6 +37,7 @@ with guarded():
     rows = cache_model_rows(info)
     if rows:
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+        prune_hint(info)
     else:
         st.caption("The cache is empty.")
     st.subheader("Per import")

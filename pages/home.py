@@ -9,6 +9,7 @@ from components.resources import engine
 from components import format as fmt
 from components.guidance import next_steps
 from components.log_views import weaviate_problems
+from components.space_views import space_block
 from components.tables import job_rows
 
 st.title("memsys")
@@ -44,6 +45,7 @@ with cache_box.container(border=True), guarded():
 
 with guarded():
     weaviate_problems(memsys_engine.server.problems())
+    space_block(memsys_engine)
 
 with guarded():  # sources whose syncs keep failing: one line each (the Sources page has the rest)
     for failing in memsys_engine.sources.failing():

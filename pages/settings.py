@@ -10,6 +10,7 @@ from memsys.access import AccessDenied, Role
 from memsys.config import PROVIDERS, ConfigError, redact_url
 from components.reembed_views import reembed_panel
 from components.token_views import api_tokens_panel
+from components.backup_views import backups_panel
 from components.session_settings import SECRET_FIELDS, describe, load_settings
 
 st.title("Settings")
@@ -108,6 +109,10 @@ with guarded():
 st.subheader("API tokens")
 with guarded():
     api_tokens_panel()
+
+st.subheader("Backups")
+with guarded():
+    backups_panel()
 
 with overview, guarded():
     rows = describe(current_settings(), overrides)

@@ -1,7 +1,7 @@
 """CLI commands for the embedding cache: `cache info`, `cache check [--fix]`, `cache warmup
-FILE`, `cache clear` (asks first, or --yes). Written for an operator: counts, kinds of
-problems in plain words, what was removed; `cache check` exits 1 when it finds problems it
-did not fix."""
+FILE`, `cache prune --model M | --unused-for AGE` and `cache clear` (both ask first, or
+--yes). Written for an operator: counts, kinds of problems in plain words, what was
+removed; `cache check` exits 1 when it finds problems it did not fix."""
 from __future__ import annotations
 
 import argparse
@@ -12,6 +12,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from memsys.cli.confirm import add_yes, confirmed, nothing_matched
+from memsys.cli.prune import age_days
 from memsys.embeddings.health import PROBLEMS, CacheHealthReport
 from memsys.ingest.readers.warmup import WARMUP_FORMAT
 from memsys.engine import Engine
@@ -41,6 +42,16 @@ def _add_cache(p: argparse.ArgumentParser) -> None:
     warmup = sub.add_parser("warmup", help="embed and cache texts ahead of an import", description=WARMUP_FORMAT)
     warmup.add_argument("file", type=Path, help="a text file (one text per line) or a .jsonl file")
     warmup.set_defaults(func=_warmup)
+    prune = sub.add_parser(
+        "prune", help="remove the vectors of a model no collection uses, or those not used for an age; asks first",
+        description="--model removes every vector of one model (a name or fingerprint from `cache info`) when no "
+        "collection of the store and not the current embedder uses it; --unused-for removes vectors no import or "
+        "search has used for that long (a use is noted once a day). The next import embeds what it needs again.")
+    which = prune.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", help="a model name or fingerprint, as `cache info` lists them")
+    which.add_argument("--unused-for", type=age_days, metavar="AGE", help="90d, 12h, 2w")
+    add_yes(prune, dry_run="say how many vectors and how much space would go; remove nothing")
+    prune.set_defaults(func=_prune)
     clear = sub.add_parser("clear", help="remove every cached vector; asks first (or --yes)")
     add_yes(clear, dry_run="say how many cached vectors would go; remove nothing")
     clear.set_defaults(func=_clear)
@@ -76,8 +87,38 @@ def _info(args: argparse.Namespace) -> int:
     for m in info["models"]:
         current = "  <- current" if m["current"] else ""
         dims = f"{m['dimensions']} dims" if m["dimensions"] else "size unknown"
-        print(f"    {m['provider']} {m['model']} ({dims}): {m['entries']:,} entries{current}")
+        print(f"    {m['provider']} {m['model']} ({dims}, {m['fingerprint']}): {m['entries']:,} entries, "
+              f"{size(m['bytes'])}{current}")
+        if not m["current"]:
+            print(f"      not the current model: `memsys cache prune --model {m['fingerprint']}` frees {size(m['bytes'])}"
+                  " once no collection uses it")
+    if info["unused_days"]:
+        print(f"  clean-up:        vectors not used for {info['unused_days']} days go when a job ends; now that is "
+              f"{info['unused_entries']:,} vectors, {size(info['unused_bytes'])}")
+    else:
+        print("  clean-up:        off (MEMSYS_CACHE_UNUSED_DAYS); `memsys cache prune --unused-for 90d --dry-run` "
+              "says what it would free")
     return 0
+
+
+# --- prune ------------------------------------------------------------------------------
+
+def _prune(args: argparse.Namespace) -> int:
+    engine = _engine()
+    try:
+        plan = engine.cache.prune(model=args.model, unused_for_days=args.unused_for, dry_run=True)
+        what = f"of model {args.model}" if args.model else f"not used for {args.unused_for:g} days"
+        if not plan.entries:
+            return nothing_matched(f"no cached vectors {what}; nothing to prune")
+        stop = confirmed(args, f"would remove {plan.entries:,} cached vectors {what} ({size(plan.bytes)}) from "
+                               f"{engine.cache.directory}; an import that needs them embeds them again")
+        if stop is not None:
+            return stop
+        done = engine.cache.prune(model=args.model, unused_for_days=args.unused_for)
+        print(f"Removed {done.entries:,} cached vectors {what} ({size(done.bytes)}).")
+        return 0
+    finally:
+        engine.close()
 
 
 # --- check ------------------------------------------------------------------------------

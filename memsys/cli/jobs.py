@@ -9,6 +9,7 @@ import itertools
 import time
 from pathlib import Path
 
+from memsys.cli.prune import add_prune_command
 from memsys.cli.confirm import add_yes, confirmed
 from memsys.units import plural
 from memsys.cli.follow import SHOWN_FAILURES, follow_job, updated_part
@@ -106,6 +107,7 @@ def _add_jobs(p: argparse.ArgumentParser) -> None:
         action = sub.add_parser(name, help=text)
         action.add_argument("job_id")
         action.set_defaults(func=func)
+    add_prune_command(sub)
 
 
 def _list_jobs(args: argparse.Namespace) -> int:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from memsys.engine import Engine
+from memsys.engine import Engine, SpaceReport
 from memsys.store.server import ServerState, ServerStatus
 from memsys.units import duration, size
 
@@ -73,10 +73,26 @@ def _status(args: argparse.Namespace) -> int:
     engine = Engine()
     try:
         status = engine.server.status()
+        space = engine.server.space()
     finally:
         engine.close()
     print(describe(status))
+    if not status.external:
+        print(describe_space(space))
     return 0 if status.running else 3
+
+
+def describe_space(report: SpaceReport) -> str:
+    """Where the data directory's space goes, part by part, and the disk's free space."""
+    lines = [f"  space: {size(report.total_bytes)} in {report.data_dir}; {size(report.disk_free)} free of "
+             f"{size(report.disk_total)} on its disk ({report.used_percent:.0f}% used)"]
+    for name, n in report.parts.items():
+        where = " (outside the data directory)" if name == "backups" and report.backups_outside else ""
+        lines.append(f"    {name + ':':<17}{size(n):>10}{where}")
+    lines.append(f"    {'other:':<17}{size(report.other_bytes):>10}")
+    if report.warning:
+        lines.append(f"  warning: {report.warning}")
+    return "\n".join(lines)
 
 
 def describe(status: ServerStatus) -> str:

@@ -21,6 +21,7 @@ import shutil
 import sqlite3
 import struct
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,8 @@ STATS_HITS = "stats:hits"
 STATS_MISSES = "stats:misses"
 # SQLite's limit on bound parameters is 32766 in modern builds; stay well below it.
 _SQL_CHUNK = 900
+# A cache hit notes its entry's use at most this often (seconds).
+_TOUCH_EVERY = 86400.0
 
 
 class CacheDamagedError(MemsysError):
@@ -326,12 +329,14 @@ class EmbeddingCache:
             # values inline (mode 1, raw) and larger ones in files (mode 2), read via its Disk.
             marks = ",".join("?" * len(chunk))
             rows = db._sql(  # noqa: SLF001 - bulk read of diskcache's own table
-                f"SELECT key, mode, filename, value FROM Cache WHERE raw = 1 AND key IN ({marks})"
+                f"SELECT key, mode, filename, value, access_time FROM Cache WHERE raw = 1 AND key IN ({marks})"
                 " AND (expire_time IS NULL OR expire_time > strftime('%s','now'))",
                 chunk,
             ).fetchall()
+            stale = time.time() - _TOUCH_EVERY
+            self._touch(db, [r[0] for r in rows if (r[4] or 0) < stale])
             out = []
-            for key, mode, filename, value in rows:
+            for key, mode, filename, value, _used in rows:
                 if mode == diskcache.core.MODE_RAW:
                     out.append((key, value))
                 elif mode == diskcache.core.MODE_BINARY:
@@ -340,6 +345,66 @@ class EmbeddingCache:
                     except OSError:
                         continue  # a missing value file is a miss; the health check reports it
             yield out
+
+    @staticmethod
+    def _touch(db: diskcache.Cache, keys: Sequence[str]) -> None:
+        """Note that these entries were used today (their access time, which the bulk read
+        does not update), so pruning by age keeps what imports still use. Called only with
+        entries not touched for a day: a re-import the same day writes nothing."""
+        if not keys:
+            return
+        now = time.time()
+        marks = ",".join("?" * len(keys))
+        try:
+            db._sql(  # noqa: SLF001 - diskcache's own table
+                f"UPDATE Cache SET access_time = ? WHERE access_time < ? AND key IN ({marks})",
+                [now, now - _TOUCH_EVERY, *keys],
+            )
+        except sqlite3.OperationalError:
+            pass  # busy: the entry is touched on its next use
+
+    def prune_candidates(self, *, fingerprint: str | None = None,
+                         unused_seconds: float | None = None) -> tuple[int, int]:
+        """How many vectors (and bytes) `prune` with the same arguments would remove."""
+        where, params = self._prune_filter(fingerprint, unused_seconds)
+        with self._shared() as db:
+            n, size = db._sql(  # noqa: SLF001
+                f"SELECT COUNT(*), COALESCE(SUM(size + COALESCE(length(value), 0)), 0) FROM Cache WHERE {where}", params,
+            ).fetchone()
+        return int(n), int(size)
+
+    def prune(self, *, fingerprint: str | None = None, unused_seconds: float | None = None) -> tuple[int, int]:
+        """Remove the vectors of one model (`fingerprint`, with its registry record) and/or
+        those not used for `unused_seconds`; returns how many went and their bytes."""
+        where, params = self._prune_filter(fingerprint, unused_seconds)
+        removed = freed = 0
+        with self._shared() as db:
+            while True:
+                rows = db._sql(  # noqa: SLF001
+                    f"SELECT key, size + COALESCE(length(value), 0) FROM Cache WHERE {where} LIMIT {_SQL_CHUNK}", params,
+                ).fetchall()
+                if not rows:
+                    break
+                with db.transact():
+                    for key, size in rows:
+                        if db.delete(key, retry=True):
+                            removed += 1
+                            freed += int(size)
+            if fingerprint is not None:
+                db.delete(MODEL_PREFIX + fingerprint, retry=True)
+                self._models.pop(fingerprint, None)
+        return removed, freed
+
+    @staticmethod
+    def _prune_filter(fingerprint: str | None, unused_seconds: float | None) -> tuple[str, list[Any]]:
+        if fingerprint is None and unused_seconds is None:
+            raise ValueError("name a model or an age to prune the cache by")
+        low, high = _prefix_range(KEY_PREFIX + fingerprint + ":") if fingerprint else _prefix_range(KEY_PREFIX)
+        where, params = "key >= ? AND key < ? AND raw = 1", [low, high]
+        if unused_seconds is not None:
+            where += " AND access_time < ?"
+            params.append(time.time() - unused_seconds)
+        return where, params
 
     def set_many(self, items: Iterable[tuple[str, np.ndarray]], fingerprint: str) -> int:
         count = 0

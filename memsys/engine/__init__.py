@@ -16,7 +16,7 @@ from memsys.store.replication import ReplicationReport
 from memsys.embeddings.health import PROBLEMS, CacheHealthReport
 from memsys.embeddings.router import WarmupReport
 from memsys.engine.api_tokens import ApiTokens
-from memsys.engine.cache import Cache, Tasks
+from memsys.engine.cache import Cache, CachePrune, Tasks
 from memsys.engine.coalescer import CoalescerStats, QueueFull
 from memsys.engine.core import Engine
 from memsys.engine.imports import Imports
@@ -48,6 +48,7 @@ from memsys.jobs.job_timings import FailureGroup
 from memsys.jobs.metrics import BatchMetrics, BatchRecord, JobTimings, MeasuredSpeed
 from memsys.models import Memory
 from memsys.store.server import ServerState, ServerStatus
+from memsys.space import SpaceReport
 from memsys.store import SEARCH_MODES, BrowsePage, MemoryFilter, StoredMemory
 from memsys.tasks import Progress, TaskStatus
 from memsys.store.server_log import WeaviateProblem
@@ -60,10 +61,10 @@ __all__ = [
     "BatchMetrics", "BatchRecord", "BrowsePage", "CacheHealthReport", "ClusterStatus", "CollectionVersion",
     "DocumentSummary", "EmbedderStatus", "Engine", "FAILED_PAGE", "FailedItem", "FieldMapping", "ImportPreview",
     "InputProblem", "JobProgress", "LogLine", "LogQuery", "Memory", "MemoryDefaults", "MemoryFilter", "NodeState",
-    "Progress", "ReplicationReport", "SEARCH_MODES", "ServerState", "ServerStatus", "StoreStatus", "StoredMemory",
+    "Progress", "ReplicationReport", "SEARCH_MODES", "ServerState", "ServerStatus", "SpaceReport", "StoreStatus", "StoredMemory",
     "TaskStatus", "WarmupReport", "WeaviateProblem", "check_settings", "failed_row",
     "FailureGroup", "JobTimings", "MeasuredSpeed",
-    "Audit", "Batch", "Cache", "Collections", "Imports", "Jobs", "Logs", "Memories", "Server", "Status", "Tasks",
+    "Audit", "Batch", "Cache", "CachePrune", "Collections", "Imports", "Jobs", "Logs", "Memories", "Server", "Status", "Tasks",
     "SavedSource", "Sources", "SyncRecord",
     "DEFAULT_AGENT", "DEFAULT_PART", "DEFAULT_SOURCE", "DOCUMENT_STATES", "DocumentStatus", "ImportChoice", "Knowledge",
     "KnowledgeBase", "find_name", "name_key", "tidy_name",

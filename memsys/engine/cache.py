@@ -3,6 +3,7 @@ the dashboard runs them in."""
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -24,6 +25,22 @@ def _check_role(fix: bool = False, **_: Any) -> Role:
     return ADMIN if fix else OPERATOR
 
 
+def _prune_role(dry_run: bool = False, **_: Any) -> Role:
+    """Saying what a prune would free is an operator's; removing vectors is an admin's."""
+    return OPERATOR if dry_run else ADMIN
+
+
+@dataclass(frozen=True)
+class CachePrune:
+    """What a cache prune removed (or, in a dry run, would remove)."""
+
+    entries: int
+    bytes: int
+    models: tuple[str, ...] = ()  # fingerprints whose vectors (and record) go
+    unused_days: float | None = None
+    dry_run: bool = False
+
+
 class Cache(Calls):
     """The embedding cache: what it holds, checking and repairing it, warming it up, clearing it."""
 
@@ -34,8 +51,18 @@ class Cache(Calls):
 
     @action(VIEWER, "reading the cache's figures")
     def info(self) -> dict[str, Any]:
-        """Entries, size, lifetime and session hits and misses, limit, policy, per model."""
-        return self._engine.system.router.get_cache_info()
+        """Entries, size, lifetime and session hits and misses, limit, policy, per model
+        (with the bytes its vectors take, what pruning it frees), and with
+        MEMSYS_CACHE_UNUSED_DAYS on, what the next clean-up of unused vectors frees."""
+        router = self._engine.system.router
+        info = router.get_cache_info()
+        for m in info["models"]:
+            m["bytes"] = router.cache.prune_candidates(fingerprint=m["fingerprint"])[1]
+        days = self._engine.settings.cache_unused_days
+        info["unused_days"] = days
+        info["unused_entries"], info["unused_bytes"] = (
+            router.cache.prune_candidates(unused_seconds=days * 86400) if days else (0, 0))
+        return info
 
     @action(OPERATOR, "this cache action", audit=AuditAction.CACHE_REPAIRED, role_for=_check_role)
     def check(self, fix: bool = False, progress: Progress | None = None, *,
@@ -87,6 +114,70 @@ class Cache(Calls):
         with audited(self._engine.audit_trail, AuditAction.CACHE_CLEARED, actor, str(router.cache_dir)) as details:
             details["removed"] = router.clear()
         return int(details["removed"])
+
+    @action(VIEWER, "reading which models the store's collections were made with")
+    def models_in_use(self) -> dict[str, str]:
+        """Fingerprint -> the collection made with it, for every collection of the store
+        (connects to Weaviate), and the current embedder's."""
+        engine = self._engine
+        store = engine.system.store
+        store.ensure_collection()
+        used = {engine.system.router.provider.fingerprint: "the current embedder"}
+        for name in store.versions():
+            recorded = store.recorded_embedder(name)
+            if recorded and recorded.get("fingerprint"):
+                used.setdefault(str(recorded["fingerprint"]), f"collection {name}")
+        return used
+
+    @action(ADMIN, "pruning the cache", audit=AuditAction.CACHE_PRUNED, role_for=_prune_role)
+    def prune(self, *, model: str | None = None, unused_for_days: float | None = None, dry_run: bool = False,
+              actor: str | None = None) -> CachePrune:
+        """Remove the vectors of `model` (a fingerprint or a model name from `cache info`)
+        when no collection uses it, and/or every vector not used for `unused_for_days`.
+        Refused with a sentence for a model a collection or the current embedder uses."""
+        engine = self._engine
+        cache = engine.system.router.cache
+        fingerprints: tuple[str | None, ...] = (None,)
+        if model is not None:
+            known = cache.models()
+            matched = tuple(fp for fp, info in known.items() if model in (fp, info.model)) or \
+                ((model,) if model in cache.count_by_model() else ())
+            provider = engine.system.router.provider
+            if model in (provider.fingerprint, provider.model):
+                matched = tuple(dict.fromkeys((*matched, provider.fingerprint)))
+            if not matched:
+                names = ", ".join(sorted({i.model for i in known.values()})) or "none"
+                raise ValueError(f"the cache holds no model {model!r} (it holds: {names})")
+            used = self.models_in_use()
+            for fp in matched:
+                if fp in used:
+                    raise ValueError(f"model {model} ({fp}) is in use by {used[fp]}: its cached vectors make "
+                                     "re-imports fast; pick a model no collection uses")
+            fingerprints = matched
+        seconds = unused_for_days * 86400 if unused_for_days is not None else None
+        if dry_run:
+            figures = [cache.prune_candidates(fingerprint=fp, unused_seconds=seconds) for fp in fingerprints]
+            return CachePrune(sum(f[0] for f in figures), sum(f[1] for f in figures),
+                              tuple(fp for fp in fingerprints if fp), unused_for_days, dry_run=True)
+        target = f"model {model}" if model else f"unused for {unused_for_days:g} days"
+        with audited(engine.audit_trail, AuditAction.CACHE_PRUNED, actor, target) as details:
+            done = [cache.prune(fingerprint=fp, unused_seconds=seconds) for fp in fingerprints]
+            details.update(entries=sum(d[0] for d in done), bytes=sum(d[1] for d in done))
+        return CachePrune(sum(d[0] for d in done), sum(d[1] for d in done), tuple(fp for fp in fingerprints if fp),
+                          unused_for_days)
+
+    @action(OPERATOR, "applying the cache's retention setting")
+    def after_job(self) -> CachePrune | None:
+        """MEMSYS_CACHE_UNUSED_DAYS (off by default): vectors not used for that long go,
+        checked when a job ends."""
+        days = self._engine.settings.cache_unused_days
+        if not days:
+            return None
+        removed, freed = self._engine.system.router.cache.prune(unused_seconds=days * 86400)
+        if removed:
+            log.info("cache retention: %d vectors not used for %d days removed (%d bytes)", removed, days, freed,
+                     extra=event("cache.pruned", entries=removed, bytes=freed, unused_days=days))
+        return CachePrune(removed, freed, unused_days=days)
 
 
 class Tasks(Calls):

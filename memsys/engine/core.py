@@ -7,24 +7,29 @@ from memsys.api import MemorySystem
 from memsys.audit import AuditTrail
 from memsys.config import Settings
 from memsys.engine.api_tokens import ApiTokens
+from memsys.engine.backups import Backups
 from memsys.engine.cache import Cache, Tasks
 from memsys.engine.coalescer import WriteCoalescer
 from memsys.engine.imports import Imports
 from memsys.engine.jobs import Jobs
 from memsys.engine.knowledge import Knowledge
 from memsys.engine.memories import Collections, Memories
+from memsys.engine.retention import Retention
 from memsys.engine.sources import Sources
 from memsys.engine.status import Batch, Server, Status
 from memsys.engine.timings import Timings
 from memsys.engine.trail import Audit, Logs
 from memsys.engine.writes import Writes
+from memsys.errors import JobStoreError
 from memsys.jobs import JobRunner, JobStore
 from memsys.jobs.api_tokens import ApiTokenTables
-from memsys.logs import configure_logging, set_program
+from memsys.logs import configure_logging, event, get_logger, set_program
 from memsys.jobs.pipeline import ImportPipeline
 from memsys.jobs.sources import SourceTables
 from memsys.spool import Spool
 from memsys.tasks import TaskRunner
+
+log = get_logger("engine")
 
 
 class Engine:
@@ -48,6 +53,8 @@ class Engine:
     writes = CallGroup(Writes)
     tokens = CallGroup(ApiTokens)
     timings = CallGroup(Timings)
+    backups = CallGroup(Backups)
+    retention = CallGroup(Retention)
 
     def __init__(self, settings: Settings | None = None, system: MemorySystem | None = None, *,
                  program: str | None = None) -> None:
@@ -70,6 +77,13 @@ class Engine:
     def _run_job(self, job_id: str) -> None:
         try:
             self.pipeline.run(job_id)  # an import or a re-embed, as the job's request says
+            # Retention runs here, when a job ends, in the process that ran it (the memsys
+            # server's supervisor runs only Weaviate): spooled files of settled jobs, old texts.
+            try:
+                self.retention.after_job()
+                self.cache.after_job()
+            except (JobStoreError, OSError) as e:  # the job is done; the next job's end tries again
+                log.warning("retention after job %s failed: %s", job_id, e, extra=event("retention.failed", job_id=job_id))
         finally:
             # The runner thread lives as long as the process: between jobs it holds no
             # connection to the cache, so closing the engine leaves no file open.

@@ -12,6 +12,7 @@ from memsys.audit import AuditAction
 from memsys.config import BatchConfig, redact_url
 from memsys.embeddings.endpoints import EndpointPool, EndpointStatus
 from memsys.logs import default_actor
+from memsys.space import SpaceReport, space_report
 from memsys.store import server
 from memsys.store.server import ServerState, ServerStatus
 from memsys.store.server_log import WeaviateProblem, weaviate_problems
@@ -115,6 +116,12 @@ class Server(Calls):
     def status(self, count_objects: bool = True) -> ServerStatus:
         """Running or not, where, since when, memory, objects, clients. Starts nothing."""
         return server.server_status(self._engine.settings, count_objects=count_objects)
+
+    @action(OPERATOR, "reading where the data directory's space goes")
+    def space(self) -> SpaceReport:
+        """The data directory's size by part, its disk's free space, and a warning before
+        Weaviate's disk-pressure thresholds."""
+        return space_report(self._engine.settings)
 
     @action(VIEWER, "reading the cluster's status")
     def cluster(self) -> ClusterStatus:

@@ -12,6 +12,7 @@ from typing import Callable
 
 from memsys.errors import JobStoreError, scrub
 from memsys.jobs.database import JobStore
+from memsys.jobs.retention import refuse_if_pruned
 from memsys.jobs.records import JobProgress
 from memsys.logs import get_logger
 
@@ -60,6 +61,7 @@ class JobRunner:
         job = self.store.require(job_id)
         if job.is_active:
             raise ValueError(f"job {job_id} is {job.state}; it is already going")
+        refuse_if_pruned(self.store, job_id, "be resumed")
         self.store.recount(job_id)
         self.submit(job_id)
         return job_id
@@ -69,6 +71,7 @@ class JobRunner:
         job = self.store.require(job_id)
         if job.is_active:
             raise ValueError(f"job {job_id} is {job.state}; wait for it to finish before retrying its failed items")
+        refuse_if_pruned(self.store, job_id, "have its failed items retried")
         n = self.store.reset_failed(job_id)
         if n or job.pending:
             self.submit(job_id)

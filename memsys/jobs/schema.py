@@ -158,6 +158,11 @@ CREATE TABLE IF NOT EXISTS api_tokens (
     last_used_at REAL,
     revoked_at REAL
 );
+CREATE TABLE IF NOT EXISTS retention (
+    job_id TEXT PRIMARY KEY,
+    spool_removed_at REAL,
+    texts_pruned_at REAL
+);
 """
 # Columns added after the first release: a job database made before them gets them on open.
 _ADDED_COLUMNS = {

@@ -307,6 +307,26 @@ def _node_name(settings: Settings, folder: Path) -> str:
     return name
 
 
+def adopt_node_name(settings: Settings, name: str) -> None:
+    """Give this data directory's Weaviate the node name `name` (a restored backup's node:
+    Weaviate's backups restore only onto a node of the same name; mapping names restores
+    shards no read finds). Only for a store without collections: a running server is
+    stopped, and Weaviate data made under another name is moved aside, not deleted."""
+    folder = _prepare_dir(settings)
+    path = folder / _NODE_FILE
+    try:
+        current = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        current = ""
+    if current == name:
+        return
+    stop_server(settings)
+    data = settings.weaviate_data_dir
+    if data.is_dir() and any(data.iterdir()):
+        data.rename(data.with_name(f"weaviate.before-restore-{int(time.time())}"))
+    path.write_text(name + "\n", encoding="utf-8")
+
+
 def embedded_environment(async_indexing: bool = False) -> dict[str, str]:
     """How every Weaviate that memsys runs itself runs (the memsys server, and the nodes of
     `tools/weaviate_cluster.py`): no telemetry (nothing may need the network), CJK
@@ -352,6 +372,10 @@ def server_environment(settings: Settings, node: str, port: int, grpc_port: int,
         "AUTHENTICATION_APIKEY_ENABLED": "true",
         "AUTHENTICATION_APIKEY_USERS": "memsys",
         "GO_PROFILING_DISABLE": "true",
+        # Weaviate's own backups (memsys/store/backup.py): memsys names each backup's folder;
+        # this is only the module's default place.
+        "ENABLE_MODULES": "backup-filesystem",
+        "BACKUP_FILESYSTEM_PATH": str((settings.backups_dir / "weaviate").resolve()),
     })
     return env
 

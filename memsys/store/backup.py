@@ -1,0 +1,193 @@
+"""Weaviate's own backups of the data directory's embedded server, through its
+`backup-filesystem` module: every collection copied by the server itself (objects, vectors,
+indexes) into a folder memsys names, and restored from such a folder into an empty store.
+
+Spoken over Weaviate's REST API (the calls behind the client's `backup` namespace), so that
+a module that is not enabled and a server that stopped mid-way are told apart in plain
+words. A restore goes onto a node of the backup's own name (`adopt_node_name`): with
+`node_mapping` Weaviate 1.35 restored the shards, but every read then failed with "no read
+replica found".
+"""
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import httpx
+from weaviate.exceptions import WeaviateBaseError
+
+from memsys.config import Settings, redact_url
+from memsys.errors import StoreUnavailableError
+from memsys.store.server import ServerState, adopt_node_name, api_key, connect_client, release_client, running_state
+
+BACKEND = "filesystem"
+_POLL_SECONDS = 0.2
+_TIMEOUT = 3600.0
+
+
+class WeaviateBackupError(StoreUnavailableError):
+    """Weaviate could not make or restore a backup; says why in plain words."""
+
+
+@dataclass(frozen=True)
+class WeaviateBackup:
+    """What Weaviate made: its node and the collections in it with their object counts."""
+
+    node: str
+    collections: dict[str, int]
+
+
+def _request(state: ServerState, settings: Settings, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+    try:
+        response = httpx.request(method, f"{state.url}/v1{path}", headers={"Authorization": f"Bearer {api_key(settings)}"},
+                                 timeout=60.0, **kwargs)
+    except httpx.HTTPError as e:
+        raise WeaviateBackupError(f"Weaviate stopped answering during the backup ({type(e).__name__})") from None
+    if response.status_code in (404, 422) and "backend" in response.text.lower() and "not" in response.text.lower():
+        raise WeaviateBackupError("Weaviate's backup module is not enabled on the running memsys server (it was started "
+                                  "by an older memsys): `python -m memsys server stop`, then try again")
+    if response.status_code >= 400:
+        raise WeaviateBackupError(f"Weaviate refused the backup request ({response.status_code}): "
+                                  f"{_message(response)}")
+    return dict(response.json())
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        errors = response.json().get("error") or []
+        return "; ".join(str(e.get("message", e)) for e in errors) or response.text[:300]
+    except ValueError:
+        return response.text[:300]
+
+
+def _wait(state: ServerState, settings: Settings, path: str, params: dict[str, str], what: str) -> None:
+    deadline = time.monotonic() + _TIMEOUT
+    while time.monotonic() < deadline:
+        status = _request(state, settings, "GET", path, params=params)
+        if status.get("status") == "SUCCESS":
+            return
+        if status.get("status") in ("FAILED", "CANCELED"):
+            raise WeaviateBackupError(f"Weaviate's {what} failed: {status.get('error') or status.get('status')}")
+        time.sleep(_POLL_SECONDS)
+    raise WeaviateBackupError(f"Weaviate's {what} did not finish within {_TIMEOUT:.0f} s")
+
+
+def _connect(settings: Settings) -> tuple[Any, ServerState]:
+    if settings.weaviate_url:
+        raise WeaviateBackupError("memsys backs up the embedded Weaviate of a data directory; this one uses the "
+                                  f"Weaviate at {redact_url(settings.weaviate_url)}, which its operator backs up")
+    return connect_client(settings)
+
+
+def counts(client: Any) -> dict[str, int]:
+    """Objects per collection, counted by Weaviate."""
+    return {name: int(client.collections.get(name).aggregate.over_all(total_count=True).total_count or 0)
+            for name in sorted(client.collections.list_all(simple=True))}
+
+
+def create_backup(settings: Settings, backup_id: str, folder: Path,
+                  on_started: Callable[[], None] | None = None) -> WeaviateBackup:
+    """Weaviate copies every collection into `folder/<backup_id>/` and this returns once it
+    says it succeeded; `on_started` is called once Weaviate has accepted the request."""
+    client, state = _connect(settings)
+    try:
+        found = counts(client)
+        folder.mkdir(parents=True, exist_ok=True)
+        if found:
+            _request(state, settings, "POST", f"/backups/{BACKEND}",
+                     json={"id": backup_id, "config": {"Path": str(folder.resolve())}})
+            if on_started is not None:
+                on_started()
+            _wait(state, settings, f"/backups/{BACKEND}/{backup_id}", {"path": str(folder.resolve())}, "backup")
+        return WeaviateBackup(state.node, found)
+    except WeaviateBaseError as e:
+        raise WeaviateBackupError(f"Weaviate did not answer as expected during the backup: {type(e).__name__}") from None
+    finally:
+        client.close()
+        release_client(settings)
+
+
+def store_counts(settings: Settings) -> dict[str, int]:
+    """Objects per collection in the data directory's store (the server is started if needed)."""
+    client, _ = _connect(settings)
+    try:
+        return counts(client)
+    finally:
+        client.close()
+        release_client(settings)
+
+
+def restore_backup(settings: Settings, backup_id: str, folder: Path, node: str) -> dict[str, int]:
+    """Weaviate restores every collection of the backup in `folder/<backup_id>/` (made on
+    node `node`) into this data directory's store, which must hold none of them. Returns
+    the objects per collection afterwards."""
+    data = settings.weaviate_data_dir
+    fresh = running_state(settings) is None and not (data.is_dir() and any(data.iterdir()))
+    # A data directory never started needs no server to know it is empty (nor one started
+    # under a node name that would have to change at once).
+    if not fresh and store_counts(settings):
+        raise ValueError(f"the store of {settings.data_dir} already holds memories: a backup is restored into an "
+                         "empty data directory (set MEMSYS_DATA_DIR to a new folder)")
+    adopt_node_name(settings, node)
+    client, state = _connect(settings)
+    try:
+        body: dict[str, Any] = {"config": {"Path": str(folder.resolve())}}
+        _request(state, settings, "POST", f"/backups/{BACKEND}/{backup_id}/restore", json=body)
+        _wait(state, settings, f"/backups/{BACKEND}/{backup_id}/restore", {"path": str(folder.resolve())}, "restore")
+        return counts(client)
+    except WeaviateBaseError as e:
+        raise WeaviateBackupError(f"Weaviate did not answer as expected during the restore: {type(e).__name__}") from None
+    finally:
+        client.close()
+        release_client(settings)
+
+
+@dataclass(frozen=True)
+class SampleDifference:
+    """One sampled memory that is not the same in two stores."""
+
+    collection: str
+    uuid: str
+    problem: str
+
+
+def compare_samples(live: Settings, restored: Settings, size: int, seed: int = 0) -> tuple[int, list[SampleDifference]]:
+    """Up to `size` memories per collection, picked at random from the live store, read in
+    both stores by uuid with their fields and vectors; returns how many were compared and
+    every difference."""
+    live_client, _ = _connect(live)
+    try:
+        other_client, _ = _connect(restored)
+        try:
+            return _compare(live_client, other_client, size, random.Random(seed))
+        finally:
+            other_client.close()
+            release_client(restored)
+    finally:
+        live_client.close()
+        release_client(live)
+
+
+def _compare(live: Any, other: Any, size: int, rng: random.Random) -> tuple[int, list[SampleDifference]]:
+    compared = 0
+    problems: list[SampleDifference] = []
+    for name in sorted(live.collections.list_all(simple=True)):
+        ids = [str(o.uuid) for o in live.collections.get(name).iterator(return_properties=[])]
+        picked = rng.sample(ids, min(size, len(ids)))
+        if not other.collections.exists(name):
+            problems.append(SampleDifference(name, "", "the collection is missing"))
+            continue
+        for uuid in picked:
+            compared += 1
+            a = live.collections.get(name).query.fetch_object_by_id(uuid, include_vector=True)
+            b = other.collections.get(name).query.fetch_object_by_id(uuid, include_vector=True)
+            if b is None:
+                problems.append(SampleDifference(name, uuid, "missing"))
+            elif a is not None and dict(a.properties) != dict(b.properties):
+                problems.append(SampleDifference(name, uuid, "its fields differ"))
+            elif a is not None and dict(a.vector) != dict(b.vector):
+                problems.append(SampleDifference(name, uuid, "its vector differs"))
+    return compared, problems
