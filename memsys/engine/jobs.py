@@ -47,8 +47,9 @@ class Jobs(Calls):
 
     @action(OPERATOR, "cancelling an import", audit=AuditAction.IMPORT_CANCELLED)
     def cancel(self, job_id: str, *, actor: str | None = None) -> bool:
-        """Ask a job to stop after the batch in flight (works across processes); False,
-        and the refusal recorded, when the job is not going."""
+        """Ask a job to stop (works across processes): within about a second, between two
+        embedding calls or before a write; what is written stays written, the rest stays
+        pending for a resume. False, and the refusal recorded, when the job is not going."""
         engine = self._engine
         job = engine.job_store.require(job_id)
         if not job.is_active:

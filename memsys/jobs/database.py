@@ -21,6 +21,7 @@ from typing import Any
 from memsys.errors import JobStoreError
 from memsys.jobs.job_documents import DocumentTables
 from memsys.jobs.job_items import ItemTables
+from memsys.jobs.job_stages import StageTables
 from memsys.jobs.records import ACTIVE_STATES, FINAL_STATES, JobProgress
 
 
@@ -42,9 +43,10 @@ def _owner_alive(owner: str, heartbeat: float | None) -> bool:
     return heartbeat is not None and time.time() - heartbeat < 120
 
 
-class JobStore(ItemTables, DocumentTables):
-    """Jobs and their state (this class), their items and batches (`ItemTables`) and the
-    documents they read (`DocumentTables`), in one SQLite file."""
+class JobStore(ItemTables, DocumentTables, StageTables):
+    """Jobs and their state (this class), their items and batches (`ItemTables`), the
+    documents they read (`DocumentTables`) and where the items in flight are
+    (`StageTables`), in one SQLite file."""
 
     def __init__(self, path: Path, timeout: float = 20.0) -> None:
         super().__init__(path, timeout)
@@ -93,11 +95,13 @@ class JobStore(ItemTables, DocumentTables):
         processed = r["written"] + r["updated"] + r["unchanged"] + r["failed"]
         rate = 0.0
         eta = None
+        # Embedded, not yet recorded: the progress moves per memory, not per batch.
+        embedded = self.embedded_in_flight(r["id"]) if state in ("running", "cancelling") else 0
         if r["run_started_at"] and state in ("running", "cancelling"):
-            done_this_run = processed - r["run_processed_start"]
+            done_this_run = processed + embedded - r["run_processed_start"]
             elapsed = time.time() - r["run_started_at"]
             rate = done_this_run / elapsed if elapsed > 0 else 0.0
-            eta = (r["total"] - processed) / rate if rate > 0 else None
+            eta = (r["total"] - processed - embedded) / rate if rate > 0 else None
         elif r["finished_at"] and r["started_at"] and r["finished_at"] > r["started_at"]:
             rate = (processed - r["run_processed_start"]) / (r["finished_at"] - (r["run_started_at"] or r["started_at"]))
         lookups = r["cache_hits"] + r["cache_misses"]
@@ -125,6 +129,7 @@ class JobStore(ItemTables, DocumentTables):
             ocr_pages=r["ocr_pages"],
             updated=r["updated"],
             removed=r["removed"],
+            embedded=embedded,
         )
 
     def claim(self, job_id: str) -> None:
@@ -138,6 +143,7 @@ class JobStore(ItemTables, DocumentTables):
                 " WHERE id = ?",
                 (_owner(), now, now, now, processed, job_id),
             )
+            db.execute("DELETE FROM item_stages WHERE job_id = ?", (job_id,))  # a killed run's
         self._unrecorded.pop(job_id, None)
 
     def set_state(self, job_id: str, state: str, error: str = "") -> None:

@@ -85,6 +85,12 @@ CREATE TABLE IF NOT EXISTS documents (
     PRIMARY KEY (job_id, document_id)
 );
 CREATE INDEX IF NOT EXISTS documents_by_id ON documents (document_id);
+CREATE TABLE IF NOT EXISTS item_stages (
+    job_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    stage TEXT NOT NULL,
+    PRIMARY KEY (job_id, seq)
+);
 """
 # Columns added after the first release: a job database made before them gets them on open.
 _ADDED_COLUMNS = {
