@@ -36,6 +36,7 @@ PAGES = {
     ],
     "Memories": [
         (Role.OPERATOR, st.Page("pages/import.py", title="Import", icon=":material/upload_file:")),
+        (Role.VIEWER, st.Page("pages/imports.py", title="Imports", icon=":material/history:")),
         (Role.VIEWER, st.Page("pages/memories.py", title="Memories", icon=":material/search:")),
     ],
     "Tuning": [

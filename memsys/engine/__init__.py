@@ -31,7 +31,7 @@ from memsys.engine.status import Batch, Server, Status
 from memsys.engine.trail import Audit, Logs
 from memsys.ingest.memories import MemoryDefaults
 from memsys.ingest.readers import MAPPED_FIELDS, UPLOAD_CAPTION, UPLOAD_TYPES, FieldMapping, InputProblem
-from memsys.jobs import FAILED_PAGE, FailedItem, JobProgress, failed_row
+from memsys.jobs import FAILED_PAGE, FailedItem, FileState, JobProgress, failed_row
 from memsys.logs import LogLine, LogQuery
 from memsys.jobs.metrics import BatchMetrics, BatchRecord
 from memsys.models import Memory
@@ -46,7 +46,7 @@ from memsys.store.server_log import WeaviateProblem
 __all__ = [
     "MAPPED_FIELDS", "PROBLEMS", "UPLOAD_CAPTION", "UPLOAD_ORIGIN", "UPLOAD_TYPES", "AuditAction", "AuditRecord",
     "BatchMetrics", "BatchRecord", "BrowsePage", "CacheHealthReport", "ClusterStatus", "CollectionVersion",
-    "DocumentSummary", "EmbedderStatus", "Engine", "FAILED_PAGE", "FailedItem", "FieldMapping", "ImportPreview",
+    "DocumentSummary", "EmbedderStatus", "Engine", "FAILED_PAGE", "FailedItem", "FieldMapping", "FileState", "ImportPreview",
     "InputProblem", "JobProgress", "LogLine", "LogQuery", "Memory", "MemoryDefaults", "MemoryFilter", "NodeState",
     "Progress", "ReplicationReport", "SEARCH_MODES", "ServerState", "ServerStatus", "StoreStatus", "StoredMemory",
     "TaskStatus", "WarmupReport", "WeaviateProblem", "check_settings", "failed_row",
