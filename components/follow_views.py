@@ -152,9 +152,12 @@ def scroll_to_progress() -> None:
     """Scroll the page's main area to its top, where the progress is, once if asked."""
     if not st.session_state.pop(_SCROLL, False):
         return
+    # Tried for three seconds: the page above the button grows while this run draws, and
+    # the browser keeps the button where it was until the progress is there to show.
     st.html("<script>(function(){let n=0;const go=()=>{const m=document.querySelector('[data-testid=stMain]');"
-            "if(m){m.scrollTo({top:0});}else if(n++<20){setTimeout(go,100);}};go();})();</script>",
-            unsafe_allow_javascript=True)
+            "const bar=document.querySelector('[data-testid=stProgress]');"
+            "if(m){m.scrollTo({top:0});}if(n++<30&&!(bar&&bar.getBoundingClientRect().top>=0&&n>10)){setTimeout(go,100);}};"
+            "go();})();</script>", unsafe_allow_javascript=True)
 
 
 def job_title(job: JobProgress) -> str:

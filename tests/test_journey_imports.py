@@ -10,6 +10,7 @@ app.py` (embedded Weaviate, the local embedder), asserting what the screen says:
 No page shows a traceback."""
 from __future__ import annotations
 
+import random
 import re
 from pathlib import Path
 from typing import Iterator
@@ -21,20 +22,36 @@ from conftest import run_memsys
 from dashboard_support import DashboardServer, chromium, jsonl, memsys_env, settle, weaviate_count
 from test_dashboard_e2e import LONG, fill_fields, upload
 
-WORDS = ("harbor cedar ember fjord garden lantern meadow orchard quarry river signal timber valley willow "
-         "anchor beacon canyon dune estuary forest glacier hollow island jetty kettle lagoon").split()
+WORDS = """
+time year people way day man thing woman life child world school state family student group country
+problem hand part place case week company system program question work government number night point
+home water room mother area money story fact month lot right study book eye job word business issue
+side kind head house service friend father power hour game line end member law car city community
+name president team minute idea kid body information back parent face others level office door
+health person art war history party result change morning reason research girl guy moment air
+teacher force education foot boy age policy music market sense nation plan college interest death
+experience effect class control care field development role effort rate heart drug show leader light
+voice wife police mind price report decision son view relationship town road arm difference value
+building action model season society tax director position player record paper space ground form
+event official matter center couple site project activity star table need court oil situation cost
+industry figure street image phone data picture practice piece land product doctor wall patient
+worker news test movie north love support technology step baby computer type attention film tree
+source organization hair window evidence population site
+""".split()
 BROKEN_PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> damaged beyond reading"
 CANCELLED = re.compile(r"Import cancelled: ([\d,]+) memor(?:y|ies) written, ([\d,]+) not started")
 MOVING = re.compile(r"Importing: ([\d,]+) of ([\d,]+) memories stored, ([\d,]+) more embedded")
 
 
 def passages(n: int, subject: str) -> list[str]:
-    """n distinct passages of about 1.5 KB (25 to a batch by the default batch settings)."""
+    """n distinct passages of about 1.1 KB, one chunk each (25 to a batch by the default
+    batch settings)."""
     out = []
     for i in range(n):
-        words = [WORDS[(i * 7 + k * 3 + k * k) % len(WORDS)] for k in range(200)]
-        out.append(f"Passage {i} on {subject}. " + " ".join(" ".join(words[j:j + 10]).capitalize() + "."
-                                                          for j in range(0, len(words), 10)))
+        pick = random.Random(f"{subject} {i}")
+        words = [pick.choice(WORDS) for _ in range(165)]
+        out.append(f"Passage {i} on {subject}. " + " ".join(" ".join(words[j:j + 11]).capitalize() + "."
+                                                          for j in range(0, len(words), 11)))
     return out
 
 

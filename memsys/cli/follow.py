@@ -25,7 +25,7 @@ def follow_job(engine: Engine, job_id: str) -> int:
             bar.total = job.total
         bar.n = job.processed
         bar.set_postfix(written=job.written, updated=job.updated, unchanged=job.unchanged, failed=job.failed,
-                        cache=f"{job.cache_hit_rate * 100:.0f}%", refresh=False)
+                        embedded=job.embedded, cache=f"{job.cache_hit_rate * 100:.0f}%", refresh=False)
         bar.refresh()
 
     try:
