@@ -8,6 +8,7 @@ from typing import Sequence
 
 import pandas as pd
 import streamlit as st
+import streamlit.components.v1 as components
 
 from components import format as fmt
 from memsys.engine import FileState, JobProgress
@@ -154,10 +155,13 @@ def scroll_to_progress() -> None:
         return
     # Tried for three seconds: the page above the button grows while this run draws, and
     # the browser keeps the button where it was until the progress is there to show.
-    st.html("<script>(function(){let n=0;const go=()=>{const m=document.querySelector('[data-testid=stMain]');"
-            "const bar=document.querySelector('[data-testid=stProgress]');"
-            "if(m){m.scrollTo({top:0});}if(n++<30&&!(bar&&bar.getBoundingClientRect().top>=0&&n>10)){setTimeout(go,100);}};"
-            "go();})();</script>", unsafe_allow_javascript=True)
+    # Tried for three seconds: the page above the button grows while this run draws, and
+    # the browser keeps the button where it was until the progress is there to show. (A
+    # component's frame is of this page's origin, so it may scroll its parent.)
+    components.html("<script>(function(){const doc=window.parent.document;let n=0;const go=()=>{"
+                    "const m=doc.querySelector('[data-testid=stMain]');const bar=doc.querySelector('[data-testid=stProgress]');"
+                    "if(m){m.scrollTo({top:0});}"
+                    "if(n++<30&&!(bar&&n>10)){setTimeout(go,100);}};go();})();</script>", height=0)
 
 
 def job_title(job: JobProgress) -> str:

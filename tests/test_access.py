@@ -179,10 +179,10 @@ def test_an_operator_may_import_but_not_clear_and_the_job_says_who_started_it(en
 AUTH = {"redirect_uri": "http://127.0.0.1:1/oauth2callback", "cookie_secret": "x", "client_id": "memsys",
         "client_secret": "y", "server_metadata_url": "http://127.0.0.1:1/.well-known/openid-configuration"}
 PAGES = {"home": "memsys", "import": "Import", "memories": "Memories", "metrics": "Metrics", "cache": "Embedding cache",
-         "batch_settings": "Batch settings", "settings": "Settings", "logs": "Logs"}
+         "batch_settings": "Batch settings", "settings": "Settings", "logs": "Logs", "imports": "Imports"}
 SEES = {
-    "vic@example.com": {"home", "memories", "metrics", "cache"},
-    "olga@ops.example.com": {"home", "memories", "metrics", "cache", "import"},
+    "vic@example.com": {"home", "memories", "metrics", "cache", "imports"},
+    "olga@ops.example.com": {"home", "memories", "metrics", "cache", "import", "imports"},
     "ann@example.com": set(PAGES),
 }
 

@@ -151,7 +151,7 @@ def test_a_file_that_could_not_be_read_is_followed_from_home_to_its_reason(page:
     expect(link).to_be_visible(timeout=LONG)
     link.click()
     expect(page.get_by_role("heading", level=1, name="Imports", exact=True)).to_be_visible(timeout=LONG)
-    assert f"job={broken_import}" in page.url
+    expect(page).to_have_url(re.compile(f"job={broken_import}"))
     expect(page.get_by_text(re.compile(r"1 document imported, 1 file could not be read: broken-scan\.pdf, ")))\
         .to_be_visible(timeout=LONG)
     expect(page.get_by_test_id("stTable").get_by_text(re.compile(r"failed: .+"))).to_have_count(1)  # the file's reason
@@ -167,7 +167,7 @@ def test_a_past_import_opens_from_the_imports_page(page: Page, server: Dashboard
     settle(page)
     page.get_by_role("link", name="field-notes.jsonl, broken-scan.pdf").first.click()
     expect(page.get_by_role("heading", name="Import of field-notes.jsonl, broken-scan.pdf")).to_be_visible(timeout=LONG)
-    assert f"job={broken_import}" in page.url
+    expect(page).to_have_url(re.compile(f"job={broken_import}"))
     expect(page.get_by_text(re.compile(r"Import finished in .* with failures: 4 written"))).to_be_visible()
     no_traceback(page)
     page.get_by_role("link", name="This import's log lines").click()

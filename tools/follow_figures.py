@@ -49,6 +49,10 @@ source organization hair window evidence population site
 """.split()
 
 
+class _Done(Exception):
+    """The figures asked for are measured: the rest of the walk is skipped."""
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -118,6 +122,8 @@ def main() -> int:
     parser.add_argument("--shots", type=Path, default=Path("/work/shots/follow"))
     parser.add_argument("--label", default="after", help="prefix of the screenshots' names")
     parser.add_argument("--cancel-after", type=float, default=5.0, help="seconds after Start to click Cancel")
+    parser.add_argument("--no-resume", dest="resume", action="store_false",
+                        help="stop after the Cancel figures (no Resume, Home or Imports screenshots)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix=f"follow-{args.label}-"))
     files = corpus(work / "files")
@@ -196,8 +202,11 @@ def main() -> int:
             print(json.dumps(figures), file=sys.stderr, flush=True)
             shoot(page, args.shots, f"{args.label}-import-cancelled")
             resume = page.get_by_role("button", name="Resume")
-            if resume.count():
+            if args.resume and resume.count():
                 resume.click()
+            if not args.resume:
+                browser.close()
+                raise _Done
             expect(page.get_by_text(re.compile("Import finished"))).to_be_visible(timeout=600_000)
             settle(page)
             figures["after_resume_memories"] = count_memories(env)
@@ -217,6 +226,8 @@ def main() -> int:
             settle(page)
             shoot(page, args.shots, f"{args.label}-imports")
             browser.close()
+    except _Done:
+        pass
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
