@@ -29,6 +29,7 @@ if job_id:
             st.warning(f"There is no import {fmt.plain(job_id)}: it may have been deleted. All imports are listed "
                        "under \"All imports\".", icon=":material/search_off:")
             st.stop()
+        st.query_params["job"] = job.job_id  # the address names it (a link from this page to itself may not)
         st.subheader(fmt.plain(f"Import of {job_title(job)}"))
         who = f" by {job.started_by}" if job.started_by else ""
         project = project_of(job)
