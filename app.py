@@ -37,6 +37,7 @@ PAGES = {
     "Memories": [
         (Role.VIEWER, st.Page("pages/knowledge_bases.py", title="Knowledge bases", icon=":material/library_books:")),
         (Role.OPERATOR, st.Page("pages/import.py", title="Import", icon=":material/upload_file:")),
+        (Role.VIEWER, st.Page("pages/imports.py", title="Imports", icon=":material/history:")),
         (Role.VIEWER, st.Page("pages/memories.py", title="Memories", icon=":material/search:")),
         (Role.VIEWER, st.Page("pages/sources.py", title="Sources", icon=":material/sync:")),
     ],

@@ -15,6 +15,7 @@ from memsys.engine import FAILED_PAGE, JobProgress
 from components import format as fmt
 from components.explain import sentence
 from components.preview_views import nothing_to_do_sentence
+from components.follow_views import announce_end, file_table, outcome_in_documents, progress_line, remember_to_announce
 from components.tables import csv_text, failed_rows
 
 
@@ -36,28 +37,27 @@ def job_figures(job: JobProgress, *, live: bool) -> None:
 
 @st.fragment(run_every=1)
 def live_job(job_id: str) -> None:
-    """Progress of a running job, refreshed every second; the whole page reruns once the
-    job is over, to show its summary."""
+    """Progress of a running job, refreshed every second: the bar (moving per memory),
+    Cancel, the figures and each file's state; the whole page reruns once the job is
+    over, to show its summary."""
     job = engine().jobs.get(job_id)
     if job is None or not job.is_active:
+        if job is not None:
+            remember_to_announce(job)
         st.rerun()
-    if job.planned:
-        text = f"{fmt.job_state(job.state)}: {job.processed:,} of {job.total:,} items"
-    else:
-        text = f"{fmt.job_state(job.state)}: {fmt.plural(job.total, 'item')} found so far"
-        if job.ocr_pages:
-            text += f", {fmt.plural(job.ocr_pages, 'scanned page')} read by OCR"
-    st.progress(job.fraction if job.planned else 0.0, text=text)
+    progress_line(job)
+    if job.state == "cancelling":
+        st.info("Stopping: what is written stays written; the memories not written yet are left for a resume…",
+                icon=":material/stop_circle:")
+    elif engine().can("jobs.cancel") and st.button("Cancel", icon=":material/stop_circle:", key=f"cancel_{job_id}"):
+        engine().jobs.cancel(job_id)
+        st.rerun(scope="fragment")
     job_figures(job, live=True)
     batch = f"batch {job.current_batch} in progress, " if job.current_batch and job.state == "running" else ""
     st.caption(f"{batch}{fmt.plural(job.batches_done, 'batch', 'batches')} done; started {fmt.when(job.started_at or job.created_at)}")
     if job.budget is not None:
         st.caption(f"Embedding budget: {job.budget.describe()}")
-    if job.state == "cancelling":
-        st.info("Stopping after the current batch…")
-    elif engine().can("jobs.cancel") and st.button("Cancel", icon=":material/stop_circle:", key=f"cancel_{job_id}"):
-        engine().jobs.cancel(job_id)
-        st.rerun(scope="fragment")
+    file_table(job, engine().jobs.file_states(job_id))
 
 
 def _outcome(job: JobProgress) -> None:
@@ -77,7 +77,11 @@ def _outcome(job: JobProgress) -> None:
     elif job.state == "completed":
         st.warning(f"{what} finished in {took} with failures: {counts}. The reasons are below.", icon=":material/warning:")
     elif job.state == "cancelled":
-        st.warning(f"{what} cancelled: {counts}, {job.pending:,} not started.{resume}", icon=":material/stop_circle:")
+        done = f"{fmt.plural(job.written, 'memory', 'memories')} written"
+        done += f", {job.updated:,} updated" if job.updated else ""
+        done += f", {job.unchanged:,} unchanged" if job.unchanged else ""
+        done += f", {job.failed:,} failed" if job.failed else ""
+        st.warning(f"{what} cancelled: {done}, {job.pending:,} not started.{resume}", icon=":material/stop_circle:")
     elif job.state == "interrupted":
         st.warning(f"The {what.lower()} was interrupted (the dashboard stopped while it ran): {counts}.{resume}",
                    icon=":material/pause_circle:")
@@ -87,10 +91,17 @@ def _outcome(job: JobProgress) -> None:
 
 
 def job_summary(job: JobProgress) -> None:
-    """A finished (or stopped) job: what happened, what failed and why, and what to do."""
+    """A finished (or stopped) job: what happened (in documents, then in memories), each
+    file's state, what failed and why, and what to do."""
+    announce_end(job)
+    memsys_engine = engine()
+    files = memsys_engine.jobs.file_states(job.job_id)
+    outcome_in_documents(job, files)
     _outcome(job)
     job_figures(job, live=False)
-    memsys_engine = engine()
+    if files:
+        with st.expander(f"{fmt.plural(len(files), 'document')}, one by one", expanded=len(files) <= 12):
+            file_table(job, files)
     if memsys_engine.can("logs.read"):  # the Logs page is an admin's
         st.page_link("pages/logs.py", label="This import's log lines", icon=":material/receipt_long:",
                      query_params={"job": job.job_id})

@@ -1,6 +1,5 @@
 """Home: is everything connected (Weaviate, the embedder, the cache), what imports ran
 recently and how they ended, and what to do next."""
-import pandas as pd
 import streamlit as st
 
 from components.cluster_views import cluster_panel
@@ -8,9 +7,9 @@ from components.feedback import guarded, or_stop
 from components.resources import engine
 from components import format as fmt
 from components.guidance import next_steps
+from components.follow_views import job_links
 from components.log_views import weaviate_problems
 from components.space_views import space_block
-from components.tables import job_rows
 
 st.title("memsys")
 st.caption("Imports documents into the memory store as memories, through a cache of embeddings.")
@@ -59,10 +58,11 @@ with st.container(border=True), guarded():
 jobs = memsys_engine.jobs.recent(limit=10)
 st.subheader("What to do next")
 for step in next_steps(memories, jobs):
-    st.page_link(step.page, label=step.text, icon=":material/arrow_forward:")
+    st.page_link(step.page, label=step.text, icon=":material/arrow_forward:", query_params=step.query)
 
 st.subheader("Recent imports")
 if jobs:
-    st.dataframe(pd.DataFrame(job_rows(jobs)), hide_index=True, width="stretch", column_config={"Job": None})
+    job_links(jobs[:5], "home")  # each opens its import
+    st.page_link("pages/imports.py", label="All imports", icon=":material/history:")
 else:
     st.caption("No imports yet.")

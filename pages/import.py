@@ -8,6 +8,7 @@ from components.batch_settings import batch_config
 from components.feedback import guarded, or_stop
 from components.import_views import column_mapping, forget_files, mirror_check, preview_task, spooled_files
 from components.inputs import kept
+from components.follow_views import ask_to_scroll, scroll_to_progress
 from components.job_views import job_summary, live_job
 from components.resources import engine
 from components import format as fmt
@@ -28,6 +29,7 @@ if job is not None:
     st.subheader(fmt.plain(f"Importing {job.label}" if job.is_active else f"Import of {job.label}"))
     if job.is_active:
         live_job(job.job_id)
+        scroll_to_progress()  # after Start the page was scrolled down at the button
     else:
         job_summary(job)
         if st.button("Start another import", icon=":material/add:"):
@@ -89,6 +91,7 @@ def start(defaults: MemoryDefaults) -> None:
     state.pop("mirror_removals", None)
     state["import_job"] = new_job
     st.query_params["job"] = new_job
+    ask_to_scroll()
     forget_files()
     st.rerun()
 

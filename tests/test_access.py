@@ -179,11 +179,11 @@ def test_an_operator_may_import_but_not_clear_and_the_job_says_who_started_it(en
 AUTH = {"redirect_uri": "http://127.0.0.1:1/oauth2callback", "cookie_secret": "x", "client_id": "memsys",
         "client_secret": "y", "server_metadata_url": "http://127.0.0.1:1/.well-known/openid-configuration"}
 PAGES = {"home": "memsys", "knowledge_bases": "Knowledge bases", "import": "Import", "memories": "Memories",
-         "metrics": "Metrics", "cache": "Embedding cache",
+         "metrics": "Metrics", "cache": "Embedding cache", "imports": "Imports",
          "batch_settings": "Batch settings", "settings": "Settings", "logs": "Logs"}
 SEES = {
-    "vic@example.com": {"home", "knowledge_bases", "memories", "metrics", "cache"},
-    "olga@ops.example.com": {"home", "knowledge_bases", "memories", "metrics", "cache", "import"},
+    "vic@example.com": {"home", "knowledge_bases", "memories", "metrics", "cache", "imports"},
+    "olga@ops.example.com": {"home", "knowledge_bases", "memories", "metrics", "cache", "import", "imports"},
     "ann@example.com": set(PAGES),
 }
 

@@ -16,7 +16,7 @@ SHOWN_FAILURES = 20
 
 def follow_job(engine: Engine, job_id: str) -> int:
     """Follow a job the engine's runner is running, with a tqdm bar; Ctrl-C cancels it
-    after the batch in flight (resume finishes it later)."""
+    within seconds (resume finishes it later)."""
     config = BatchConfig.from_dict(engine.jobs.require(job_id).request.get("config") or {})
     bar = tqdm(total=0, unit="items", desc="import", disable=not config.enable_progress_bar, file=sys.stderr)
 
@@ -25,14 +25,14 @@ def follow_job(engine: Engine, job_id: str) -> int:
             bar.total = job.total
         bar.n = job.processed
         bar.set_postfix(written=job.written, updated=job.updated, unchanged=job.unchanged, failed=job.failed,
-                        cache=f"{job.cache_hit_rate * 100:.0f}%", refresh=False)
+                        embedded=job.embedded, cache=f"{job.cache_hit_rate * 100:.0f}%", refresh=False)
         bar.refresh()
 
     try:
         try:
             job = engine.jobs.follow(job_id, on_progress)
         except KeyboardInterrupt:
-            print("\ncancelling after the batch in flight…", file=sys.stderr, flush=True)
+            print("\ncancelling: stopping within seconds…", file=sys.stderr, flush=True)
             engine.jobs.cancel(job_id)
             job = engine.jobs.follow(job_id, on_progress)
     finally:

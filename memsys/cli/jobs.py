@@ -165,5 +165,5 @@ def _cancel(args: argparse.Namespace) -> int:
         job = engine.jobs.require(args.job_id)
         print(f"job {job.job_id} is {job.state}; nothing to cancel")
         return 0
-    print(f"job {args.job_id}: cancel requested; it stops after the batch in flight")
+    print(f"job {args.job_id}: cancel requested; it stops within seconds (what is written stays written, the rest is not started)")
     return 0

@@ -42,7 +42,7 @@ from memsys.engine.writes import WriteResult, Writes
 from memsys.jobs.api_tokens import ApiToken
 from memsys.ingest.memories import MemoryDefaults
 from memsys.ingest.readers import MAPPED_FIELDS, UPLOAD_CAPTION, UPLOAD_TYPES, FieldMapping, InputProblem
-from memsys.jobs import FAILED_PAGE, FailedItem, JobProgress, failed_row
+from memsys.jobs import FAILED_PAGE, FailedItem, FileState, JobProgress, failed_row
 from memsys.logs import LogLine, LogQuery
 from memsys.jobs.job_timings import FailureGroup
 from memsys.jobs.metrics import BatchMetrics, BatchRecord, JobTimings, MeasuredSpeed
@@ -59,7 +59,7 @@ from memsys.store.server_log import WeaviateProblem
 __all__ = [
     "MAPPED_FIELDS", "PROBLEMS", "UPLOAD_CAPTION", "UPLOAD_ORIGIN", "UPLOAD_TYPES", "AuditAction", "AuditRecord",
     "BatchMetrics", "BatchRecord", "BrowsePage", "CacheHealthReport", "ClusterStatus", "CollectionVersion",
-    "DocumentSummary", "EmbedderStatus", "Engine", "FAILED_PAGE", "FailedItem", "FieldMapping", "ImportPreview",
+    "DocumentSummary", "EmbedderStatus", "Engine", "FAILED_PAGE", "FailedItem", "FieldMapping", "FileState", "ImportPreview",
     "InputProblem", "JobProgress", "LogLine", "LogQuery", "Memory", "MemoryDefaults", "MemoryFilter", "NodeState",
     "Progress", "ReplicationReport", "SEARCH_MODES", "ServerState", "ServerStatus", "SpaceReport", "StoreStatus", "StoredMemory",
     "TaskStatus", "WarmupReport", "WeaviateProblem", "check_settings", "failed_row",

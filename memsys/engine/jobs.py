@@ -9,7 +9,7 @@ from typing import Iterable
 from memsys.access import action
 from memsys.store.replication import ReplicationReport, verify_replication
 from memsys.audit import AuditAction, AuditOutcome
-from memsys.jobs import FAILED_PAGE, FailedItem, JobProgress
+from memsys.jobs import FAILED_PAGE, FailedItem, FileState, JobProgress
 from memsys.logs import default_actor
 from memsys.jobs.metrics import BatchMetrics, BatchRecord
 from memsys.engine.calls import OPERATOR, VIEWER, Calls, audited
@@ -47,8 +47,9 @@ class Jobs(Calls):
 
     @action(OPERATOR, "cancelling an import", audit=AuditAction.IMPORT_CANCELLED)
     def cancel(self, job_id: str, *, actor: str | None = None) -> bool:
-        """Ask a job to stop after the batch in flight (works across processes); False,
-        and the refusal recorded, when the job is not going."""
+        """Ask a job to stop (works across processes): within about a second, between two
+        embedding calls or before a write; what is written stays written, the rest stays
+        pending for a resume. False, and the refusal recorded, when the job is not going."""
         engine = self._engine
         job = engine.job_store.require(job_id)
         if not job.is_active:
@@ -95,6 +96,12 @@ class Jobs(Calls):
     @action(VIEWER, "reading the jobs")
     def recent(self, limit: int = 50) -> list[JobProgress]:
         return self._engine.job_store.list_jobs(limit=limit)
+
+    @action(VIEWER, "reading a job")
+    def file_states(self, job_id: str) -> list[FileState]:
+        """Each file of a job, in the order it was read, with where its memories are
+        (queued, being embedded or written, done, failed with the reason, not started)."""
+        return self._engine.job_store.file_states(job_id)
 
     @action(VIEWER, "reading a job's failed items")
     def failed_items(self, job_id: str, page: int = 0, per_page: int = FAILED_PAGE) -> list[FailedItem]:

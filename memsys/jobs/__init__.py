@@ -7,8 +7,9 @@ Layers, each importing only those below it:
   kinds                 the pipeline's extension point: what a kind of job gives it
   runner | batching | request
   database              the job database: jobs and their state
-  job_items | job_documents | job_knowledge | job_timings   its items and batches, the documents
-                        jobs read, knowledge bases and remembered choices, where their time went
+  job_items | job_documents | job_knowledge | job_stages | job_timings   its items and batches,
+                        the documents jobs read, knowledge bases and remembered choices,
+                        where the items in flight are, where their time went
   schema                its tables
   connection | records | metrics
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 from memsys.jobs.batching import iter_chunks
 from memsys.jobs.connection import explain_db_error, open_database
 from memsys.jobs.database import JobStore
+from memsys.jobs.job_stages import FileState
 from memsys.jobs.records import (
     FAILED_PAGE,
     FailedItem,
@@ -33,7 +35,7 @@ from memsys.jobs.records import (
 from memsys.jobs.runner import JobRunner
 
 __all__ = [
-    "FAILED_PAGE", "FailedItem", "ItemOutcome", "JobDocument", "JobProgress", "JobRunner", "JobStore", "PendingItem",
+    "FAILED_PAGE", "FailedItem", "FileState", "ItemOutcome", "JobDocument", "JobProgress", "JobRunner", "JobStore", "PendingItem",
     "PlannedItem",
     "explain_db_error", "failed_row", "iter_chunks", "open_database",
 ]

@@ -19,6 +19,7 @@ from weaviate.exceptions import WeaviateBaseError
 from memsys.config import BatchConfig
 from memsys.embeddings.router import EmbeddingResult, EmbeddingRouter
 from memsys.errors import EmbeddingProviderError, InputTooLongError, ServerStoppedError, scrub
+from memsys.jobs.job_stages import EMBEDDED, EMBEDDING, WRITING
 from memsys.jobs.kinds import JobContext, JobKind
 from memsys.jobs.metrics import BatchRecord
 from memsys.jobs.records import UPDATED, WRITTEN, ItemOutcome, PendingItem
@@ -30,6 +31,16 @@ from memsys.waits import add_wait, waited
 
 log = get_logger("pipeline")
 STOPPED = "the import stopped: "
+CANCELLED = "cancelled"
+# Cancel is read from the job database at most this often by the threads of a run.
+_CANCEL_POLL_SECONDS = 0.2
+# A batch is embedded in sub-calls of about this many seconds each: the progress moves,
+# and a cancel is honoured, between two of them.
+_SUB_CALL_SECONDS = 2.0
+# Texts in a sub-call at least (fewer only when fewer are left), and in a run's first ones,
+# before its speed is known: the local embedder does two 1-2 KB texts in about three
+# seconds on two cores, and one text at a time costs it more than half its speed.
+_MIN_SUB_CALL = 2
 
 
 def stopped_because(e: BaseException, secrets: Sequence[str]) -> str:
@@ -47,6 +58,18 @@ class StopSignal:
         self._lock = threading.Lock()
         self._set = threading.Event()
         self._reason = ""
+        self._cancelled = False
+
+    def cancel(self) -> None:
+        """The user cancelled: besides stopping, what is not written yet is not written."""
+        with self._lock:
+            self._cancelled = True
+        self.stop(CANCELLED)
+
+    @property
+    def cancelled(self) -> bool:
+        with self._lock:
+            return self._cancelled
 
     def stop(self, reason: str) -> None:
         """Ask the job to stop; the first reason given is the one kept."""
@@ -93,6 +116,36 @@ class JobRun:
     # the batches; an item missing here is asked for by its batch.
     known: dict[str, StoredMemory | None] = field(default_factory=dict)
     stop: StopSignal = field(default_factory=StopSignal)
+    # Seconds one text took to embed in the last sub-call (None until the first one).
+    seconds_per_text: float | None = None
+    _cancel_checked: float = 0.0
+
+    def cancelled(self) -> bool:
+        """True once the user cancelled the job (asked in the job database, from any
+        process, at most every `_CANCEL_POLL_SECONDS`); the stop signal is set then."""
+        if self.stop.cancelled:
+            return True
+        now = time.monotonic()
+        if now - self._cancel_checked < _CANCEL_POLL_SECONDS:
+            return False
+        self._cancel_checked = now
+        if self.job.jobs.cancel_requested(self.job.job_id):
+            self.stop.cancel()
+            return True
+        return False
+
+    def sub_call_size(self, left: int) -> int:
+        """How many of `left` texts the next embedding sub-call takes: for the local
+        embedder (in this process, 25 texts of 1-2 KB take it half a minute), about
+        `_SUB_CALL_SECONDS` of work at the speed measured so far."""
+        if self.job.system.router.provider.name != "local":
+            # A provider behind HTTP: one request per batch, as its budget counts requests
+            # and the batches in parallel hide its round trip; a cancel acts between batches
+            # and before a write.
+            return left
+        if self.seconds_per_text is None:
+            return min(left, _MIN_SUB_CALL)
+        return max(min(left, _MIN_SUB_CALL), min(left, int(_SUB_CALL_SECONDS / max(self.seconds_per_text, 1e-6))))
 
     @property
     def job_id(self) -> str:
@@ -128,6 +181,7 @@ class PreparedBatch:
     cache_hits: int = 0
     cache_misses: int = 0
     retries: int = 0
+    cancelled: bool = False  # cancel came before its write: nothing of it is written or recorded
 
     def fail(self, seqs: Sequence[int], reason: str, error_type: str) -> None:
         for seq in seqs:
@@ -239,6 +293,7 @@ class BatchWork:
             prepared.created_at.append(stored.created_at if stored is not None else kept_created.get(memories[i].uuid))
         if prepared.to_write:
             embed_started, waited_before = time.time(), waited()
+            run.job.jobs.set_stage(run.job_id, [item.seq for item, _ in prepared.to_write], EMBEDDING)
             self._embed(prepared, run.embedder)
             prepared.embedder_seconds = time.time() - embed_started
             prepared.provider_wait_seconds = waited() - waited_before
@@ -246,32 +301,64 @@ class BatchWork:
         return prepared
 
     def _embed(self, prepared: PreparedBatch, embedder: JobEmbedder) -> None:
-        texts = [m.content for _, m in prepared.to_write]
-        try:
-            result = embedder.embed(texts)
-        except (EmbeddingProviderError, InputTooLongError, ValueError) as e:
-            if getattr(e, "retryable", False) or len(texts) == 1:
-                log.error("batch %d: the embedder failed for its %d texts: %s", prepared.batch_no, len(texts), e,
-                          extra=event("embed.failed", items=len(texts), error=type(e).__name__,
-                                      kind=getattr(e, "kind", ""), reason=self._reason(e)))
-                self._fail_all(prepared, e)
-                return
-            log.warning("batch %d: the embedder refused the batch (%s); embedding its texts one by one", prepared.batch_no, e,
-                        extra=event("embed.split", items=len(texts), error=type(e).__name__))
-            # A permanent error in a batch: find the item(s) at fault, embed the rest.
-            self._embed_one_by_one(prepared, embedder)
-            return
-        prepared.vectors = result.vectors
-        prepared.cache_hits = result.cache_hits
-        prepared.cache_misses = len(texts) - result.cache_hits
-        prepared.retries = result.retries
-        prepared.tokens = result.tokens
-
-    def _embed_one_by_one(self, prepared: PreparedBatch, embedder: JobEmbedder) -> None:
+        """Embed the batch in sub-calls of a couple of seconds each (`JobRun.sub_call_size`):
+        after each, its items are marked embedded, so the progress moves per memory, and
+        a cancel is honoured (the batch is then dropped, nothing of it written)."""
+        run = self.run
+        todo = list(zip(prepared.to_write, prepared.created_at))
         keep: list[tuple[PendingItem, Memory]] = []
         created: list[Any] = []
-        vectors = []
-        for (item, memory), when in zip(prepared.to_write, prepared.created_at):
+        vectors: list[Any] = []
+        while todo:
+            if run.cancelled():
+                self._drop(prepared)
+                return
+            size = run.sub_call_size(len(todo))
+            part, todo = todo[:size], todo[size:]
+            texts = [m.content for (_, m), _ in part]
+            started = time.monotonic()
+            try:
+                result = embedder.embed(texts)
+            except (EmbeddingProviderError, InputTooLongError, ValueError) as e:
+                if getattr(e, "retryable", False):
+                    log.error("batch %d: the embedder failed for its %d texts: %s", prepared.batch_no, len(texts) + len(todo),
+                              e, extra=event("embed.failed", items=len(texts) + len(todo), error=type(e).__name__,
+                                             kind=getattr(e, "kind", ""), reason=self._reason(e)))
+                    prepared.fail([item.seq for (item, _), _ in part + todo], self._reason(e), getattr(e, "kind", "bad_input"))
+                    break
+                if len(texts) == 1:
+                    log.error("batch %d: the embedder failed for its text: %s", prepared.batch_no, e,
+                              extra=event("embed.failed", items=1, error=type(e).__name__,
+                                          kind=getattr(e, "kind", ""), reason=self._reason(e)))
+                    prepared.fail([part[0][0][0].seq], self._reason(e), getattr(e, "kind", "bad_input"))
+                    continue
+                log.warning("batch %d: the embedder refused %d texts (%s); embedding them one by one", prepared.batch_no,
+                            len(texts), e, extra=event("embed.split", items=len(texts), error=type(e).__name__))
+                # A permanent error: find the item(s) at fault, embed the rest.
+                if not self._embed_one_by_one(prepared, embedder, part, keep, created, vectors):
+                    return
+                continue
+            if result.embedded and not result.retries:  # cached texts, and waits to retry, say nothing of the speed
+                run.seconds_per_text = (time.monotonic() - started) / result.embedded
+            keep.extend(pair for pair, _ in part)
+            created.extend(when for _, when in part)
+            vectors.extend(result.vectors)
+            prepared.cache_hits += result.cache_hits
+            prepared.cache_misses += len(texts) - result.cache_hits
+            prepared.retries += result.retries
+            prepared.tokens += result.tokens
+            run.job.jobs.set_stage(run.job_id, [item.seq for (item, _), _ in part], EMBEDDED)
+        prepared.to_write, prepared.created_at = keep, created
+        prepared.vectors = vectors
+
+    def _embed_one_by_one(self, prepared: PreparedBatch, embedder: JobEmbedder, part: list[tuple[tuple[PendingItem, Memory], Any]],
+                          keep: list[tuple[PendingItem, Memory]], created: list[Any], vectors: list[Any]) -> bool:
+        """Embed `part` text by text, failing the ones refused; False when cancelled."""
+        run = self.run
+        for (item, memory), when in part:
+            if run.cancelled():
+                self._drop(prepared)
+                return False
             try:
                 result = embedder.embed([memory.content])
             except (EmbeddingProviderError, InputTooLongError, ValueError) as e:
@@ -284,12 +371,15 @@ class BatchWork:
             prepared.cache_misses += 1 - result.cache_hits
             prepared.retries += result.retries
             prepared.tokens += result.tokens
-        prepared.to_write, prepared.created_at = keep, created
-        prepared.vectors = vectors
+            run.job.jobs.set_stage(run.job_id, [item.seq], EMBEDDED)
+        return True
 
-    def _fail_all(self, prepared: PreparedBatch, e: BaseException) -> None:
-        prepared.fail([item.seq for item, _ in prepared.to_write], self._reason(e), getattr(e, "kind", "bad_input"))
-        prepared.to_write, prepared.created_at, prepared.vectors = [], [], None
+    def _drop(self, prepared: PreparedBatch) -> None:
+        """Cancelled before its write: nothing of the batch is written or recorded; its
+        items stay pending ("not started"), for a resume."""
+        prepared.cancelled = True
+        prepared.to_write, prepared.created_at, prepared.vectors, prepared.to_update = [], [], None, []
+        prepared.outcomes.clear()
 
     def _reason(self, e: BaseException) -> str:
         if isinstance(e, InputTooLongError):
@@ -300,12 +390,22 @@ class BatchWork:
         """Write and rewrite the batch, then record it and its items' outcomes."""
         run = self.run
         config = run.config
+        seqs = list(prepared.names)
+        if prepared.cancelled or run.cancelled():
+            # Cancelled before the write: what is written stays written; this batch is not.
+            run.job.jobs.clear_stages(run.job_id, seqs)
+            log.info("batch %d not written: the import was cancelled", prepared.batch_no,
+                     extra=event("batch.cancelled", size=prepared.size))
+            run.job.report_progress()
+            return
         write_started, waited_before = time.time(), waited()
+        run.job.jobs.set_stage(run.job_id, [item.seq for item, _ in prepared.to_write], WRITING)
         self._write(prepared)
         self._rewrite(prepared)
         prepared.store_wait_seconds = waited() - waited_before
         record = prepared.record(run.job_id, write_started, finished=time.time())
         run.job.jobs.record_batch(record, prepared.outcomes)
+        run.job.jobs.clear_stages(run.job_id, seqs)
         failure = prepared.first_failure()
         if failure is not None and not config.continue_on_error:
             run.stop.stop(f"batch {prepared.batch_no} had failures and continue_on_error is off: {failure}")

@@ -23,6 +23,7 @@ from memsys.jobs.job_documents import DocumentTables
 from memsys.jobs.job_items import ItemTables
 from memsys.jobs.job_knowledge import KnowledgeTables
 from memsys.jobs.job_timings import TimingTables
+from memsys.jobs.job_stages import StageTables
 from memsys.jobs.records import ACTIVE_STATES, FINAL_STATES, JobProgress
 
 
@@ -44,10 +45,11 @@ def _owner_alive(owner: str, heartbeat: float | None) -> bool:
     return heartbeat is not None and time.time() - heartbeat < 120
 
 
-class JobStore(ItemTables, DocumentTables, KnowledgeTables, TimingTables):
+class JobStore(ItemTables, DocumentTables, KnowledgeTables, TimingTables, StageTables):
     """Jobs and their state (this class), their items and batches (`ItemTables`), the
     documents they read (`DocumentTables`), knowledge bases and remembered choices
-    (`KnowledgeTables`) and where their time went (`TimingTables`), in one SQLite file."""
+    (`KnowledgeTables`), where their time went (`TimingTables`) and where the items in
+    flight are (`StageTables`), in one SQLite file."""
 
     def __init__(self, path: Path, timeout: float = 20.0) -> None:
         super().__init__(path, timeout)
@@ -96,11 +98,13 @@ class JobStore(ItemTables, DocumentTables, KnowledgeTables, TimingTables):
         processed = r["written"] + r["updated"] + r["unchanged"] + r["failed"]
         rate = 0.0
         eta = None
+        # Embedded, not yet recorded: the progress moves per memory, not per batch.
+        embedded = self.embedded_in_flight(r["id"]) if state in ("running", "cancelling") else 0
         if r["run_started_at"] and state in ("running", "cancelling"):
-            done_this_run = processed - r["run_processed_start"]
+            done_this_run = processed + embedded - r["run_processed_start"]
             elapsed = time.time() - r["run_started_at"]
             rate = done_this_run / elapsed if elapsed > 0 else 0.0
-            eta = (r["total"] - processed) / rate if rate > 0 else None
+            eta = (r["total"] - processed - embedded) / rate if rate > 0 else None
         elif r["finished_at"] and r["started_at"] and r["finished_at"] > r["started_at"]:
             rate = (processed - r["run_processed_start"]) / (r["finished_at"] - (r["run_started_at"] or r["started_at"]))
         lookups = r["cache_hits"] + r["cache_misses"]
@@ -128,6 +132,7 @@ class JobStore(ItemTables, DocumentTables, KnowledgeTables, TimingTables):
             ocr_pages=r["ocr_pages"],
             updated=r["updated"],
             removed=r["removed"],
+            embedded=embedded,
         )
 
     def claim(self, job_id: str) -> None:
@@ -141,6 +146,7 @@ class JobStore(ItemTables, DocumentTables, KnowledgeTables, TimingTables):
                 " WHERE id = ?",
                 (_owner(), now, now, now, processed, job_id),
             )
+            db.execute("DELETE FROM item_stages WHERE job_id = ?", (job_id,))  # a killed run's
         self._unrecorded.pop(job_id, None)
 
     def set_state(self, job_id: str, state: str, error: str = "") -> None:

@@ -9,6 +9,7 @@ chunk and tells the kind to stop once cancel is asked.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Protocol
 
@@ -23,6 +24,7 @@ ProgressCallback = Callable[[JobProgress], None]
 # Items planned per transaction: each chunk is one write, a progress report and a check
 # for cancel.
 PLAN_CHUNK = 500
+PLAN_SECONDS = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,11 +78,14 @@ class PlanWriter:
     job: JobContext
     _items: list[PlannedItem] = field(default_factory=list, init=False)
     _warnings: list[Any] = field(default_factory=list, init=False)
+    _flushed: float = field(default_factory=time.monotonic, init=False)
 
     def add(self, item: PlannedItem) -> bool:
         """Plan one item; False once cancel was asked (the kind stops planning)."""
         self._items.append(item)
-        if len(self._items) < PLAN_CHUNK:
+        # Every PLAN_CHUNK items, and at least every PLAN_SECONDS while files are read, so
+        # the count of memories found moves on screen from the first file on.
+        if len(self._items) < PLAN_CHUNK and time.monotonic() - self._flushed < PLAN_SECONDS:
             return True
         self._flush()
         self.job.report_progress()
@@ -100,6 +105,7 @@ class PlanWriter:
         return jobs.require(job_id)
 
     def _flush(self) -> None:
+        self._flushed = time.monotonic()
         self.job.jobs.add_items(self.job.job_id, self._items, self._warnings)
         self._items, self._warnings = [], []
 

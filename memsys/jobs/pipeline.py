@@ -167,7 +167,8 @@ class ImportPipeline:
                 work.put(None)
             for w in writers:
                 w.join()
-        return run.stop.reason
+            jobs.clear_stages(job_id)  # nothing is in flight any more
+        return "" if run.stop.cancelled else run.stop.reason
 
     def _prepare_all(self, batches: BatchWork, work: "queue.Queue[PreparedBatch | None]") -> None:
         """Cut the pending items into batches and prepare them, `parallel` at once: while

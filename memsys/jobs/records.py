@@ -47,6 +47,9 @@ class JobProgress:
     removed: int = 0
     # The embedding provider's rate-limit budget while the job runs in this process.
     budget: BudgetStatus | None = None
+    # Memories embedded in batches not yet written and recorded (they are not in
+    # `processed`): what moves the progress between two batches' records.
+    embedded: int = 0
 
     @property
     def pending(self) -> int:

@@ -163,6 +163,12 @@ CREATE TABLE IF NOT EXISTS retention (
     spool_removed_at REAL,
     texts_pruned_at REAL
 );
+CREATE TABLE IF NOT EXISTS item_stages (
+    job_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    stage TEXT NOT NULL,
+    PRIMARY KEY (job_id, seq)
+);
 """
 # Columns added after the first release: a job database made before them gets them on open.
 _ADDED_COLUMNS = {
