@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING
 
-from memsys.units import duration, plural, size  # noqa: F401  (re-exported: one formatter each for the CLI and the dashboard)
+from memsys.units import duration, job_state, plural, size  # noqa: F401  (re-exported: one formatter each for the CLI and the dashboard)
 
 if TYPE_CHECKING:
     from memsys.engine import ServerStatus
@@ -60,23 +60,6 @@ def when(moment: dt.datetime | float | None, now: dt.datetime | None = None) -> 
     if local.date() == today - dt.timedelta(days=1):
         return f"yesterday {local:%H:%M}"
     return f"{local:%Y-%m-%d %H:%M}"
-
-
-# A job's state as the Import and Home pages name it.
-_STATES = {
-    "queued": "Waiting to start",
-    "planning": "Reading files",
-    "running": "Importing",
-    "cancelling": "Stopping",
-    "cancelled": "Cancelled",
-    "completed": "Completed",
-    "failed": "Stopped by an error",
-    "interrupted": "Interrupted (can be resumed)",
-}
-
-
-def job_state(state: str) -> str:
-    return _STATES.get(state, state.capitalize())
 
 
 def batch_plan(sizes: list[int]) -> str:

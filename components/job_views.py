@@ -72,7 +72,7 @@ def _outcome(job: JobProgress) -> None:
         switched = f" Search now uses {job.request['reembed_into']}." if what == "Re-embed" else ""
         st.success(f"{what} finished in {took}: {counts}.{switched}", icon=":material/check_circle:")
     elif job.state == "completed":
-        st.warning(f"{what} finished in {took} with failures: {counts}. The reasons are below.", icon=":material/warning:")
+        st.warning(f"{fmt.job_state(job.state, job.failed)} ({what.lower()}, {took}): {counts}. The reasons are below.", icon=":material/warning:")
     elif job.state == "cancelled":
         st.warning(f"{what} cancelled: {counts}, {job.pending:,} not started.{resume}", icon=":material/stop_circle:")
     elif job.state == "interrupted":

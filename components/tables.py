@@ -50,15 +50,15 @@ def memory_rows(memories: Iterable[StoredMemory]) -> list[dict[str, Any]]:
     rows = []
     for m in memories:
         row: dict[str, Any] = {}
-        if m.score is not None:
-            row["Match"] = round(m.score, 3)
+        if m.match is not None:
+            row["Match"] = fmt.percent(m.match)
         row.update({
             "Content": preview(m.content),
             "Project": m.project,
             "Repo": m.repo,
             "Agent": m.agent,
             "Tags": ", ".join(m.tags),
-            "Source": source_of(m),
+            "Document": source_of(m),
             "Created": fmt.when(m.created_at),
             "ID": m.uuid,
         })
@@ -85,14 +85,14 @@ def job_rows(jobs: Iterable[JobProgress]) -> list[dict[str, Any]]:
     return [
         {
             "Started": fmt.when(job.started_at or job.created_at),
-            "Files": job.label,
-            "State": fmt.job_state(job.state),
+            "Import": job.label,
+            "State": fmt.job_state(job.state, job.failed),
             "Done": f"{job.processed:,} of {job.total:,}",
             "Written": job.written,
             "Updated": job.updated,
             "Unchanged": job.unchanged,
             "Failed": job.failed,
-            "Items/s": round(job.items_per_second, 1),
+            "Memories/s": round(job.items_per_second, 1),
             "Cache hits": fmt.percent(job.cache_hit_rate) if job.cache_hits + job.cache_misses else "—",
             "Started by": job.started_by or "—",
             "Job": job.job_id,
@@ -141,7 +141,7 @@ def preview_rows(memories: Iterable[Memory]) -> list[dict[str, Any]]:
     return [
         {
             "Content": preview(m.content),
-            "File": m.source_file,
+            "Document": m.source_file,
             "Where": m.source_location or "—",
             "Chunk": m.chunk_index + 1,
             "Project": m.project,

@@ -37,7 +37,7 @@ if job is not None:
 others = [j for j in memsys_engine.jobs.recent(limit=20) if j.is_active and j.job_id != job_id]
 for other in others:
     left, right = st.columns([4, 1])
-    left.info(f"Also running: {fmt.plain(other.label)} ({fmt.job_state(other.state).lower()}, "
+    left.info(f"Also running: {fmt.plain(other.label)} ({fmt.job_state(other.state, other.failed).lower()}, "
               f"{other.processed:,} of {other.total:,} items).", icon=":material/sync:")
     if right.button("Follow it", key=f"follow_{other.job_id}"):
         state["import_job"] = other.job_id
@@ -70,7 +70,7 @@ if structured:
 st.subheader(f"{4 if structured else 3}. Preview and start")
 config = batch_config()
 sizes = config.text_type_batch_sizes or {}
-st.caption(f"Batch settings: {sizes['short']} short to {sizes['very_long']} very long texts per batch, "
+st.caption(f"Batch settings: {sizes['short']} short to {sizes['very_long']} very long memories per batch, "
            f"{config.max_retries} retries, {'continue' if config.continue_on_error else 'stop'} after a failed batch, "
            f"embedding cache {'on' if config.enable_cache else 'off'} (change them on Batch settings).")
 mirror = kept(st.checkbox, "Mirror these files: remove the documents an earlier import of the same files had "

@@ -157,12 +157,12 @@ def test_batch_settings_refuse_a_smallest_batch_larger_than_the_largest(app_env:
     by_label(at.number_input, "Smallest batch").set_value(300)
     button(at, "Use these settings").click()
     at.run()
-    assert any(e.startswith("min_batch_size (300) is larger than max_batch_size (200).") for e in texts(at, "error"))
+    assert any("“Smallest batch” (300) is larger than “Largest batch” (200)." in e for e in texts(at, "error"))
 
 
 def test_batch_settings_warn_about_a_size_outside_the_recommended_range(app_env: dict[str, str]) -> None:
     at = open_page("pages/batch_settings.py")
-    by_label(at.number_input, "Short texts").set_value(90)
+    by_label(at.number_input, "Short memories").set_value(90)
     button(at, "Use these settings").click()
     at.run()
     assert not texts(at, "error")
@@ -202,7 +202,8 @@ def test_batch_settings_say_which_setting_a_bad_saved_file_gets_wrong(app_env: d
     saved.write_text(json.dumps({"max_retries": -1}))
     try:
         at = open_page("pages/batch_settings.py")
-        assert any(e.startswith("max_retries is -1; it must be a whole number of at least 0.") for e in texts(at, "error"))
+        assert any("“Retries per batch” is -1; it must be a whole number of at least 0." in e for e in texts(at, "error"))
+        assert not any("secrets.toml" in e or "Settings page" in e for e in texts(at, "error"))
         assert any("Using the default batch settings" in w for w in texts(at, "warning"))
         assert by_label(at.number_input, "Retries per batch").value == 3
         assert not at.exception

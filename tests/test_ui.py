@@ -253,4 +253,4 @@ def test_next_steps_put_what_needs_attention_first() -> None:
     assert next_steps(0, [])[0].text == "The store is empty: import your first documents."
     steps = next_steps(10, [_job("completed", failed=2), _job("interrupted")])
     assert steps[0].text.startswith("1 import was interrupted")
-    assert "notes.txt has 2 failed items" in steps[1].text
+    assert "notes.txt has 2 failures" in steps[1].text

@@ -39,6 +39,7 @@ from memsys.store.server import ServerState, ServerStatus
 from memsys.store import SEARCH_MODES, BrowsePage, MemoryFilter, StoredMemory
 from memsys.tasks import Progress, TaskStatus
 from memsys.store.server_log import WeaviateProblem
+from memsys.store.terms import query_terms, term_spans
 
 # The engine, its groups of calls, and the types those take and return, importable from
 # here: the dashboard imports nothing else of memsys but `memsys.access`, `memsys.config`,
@@ -49,6 +50,6 @@ __all__ = [
     "DocumentSummary", "EmbedderStatus", "Engine", "FAILED_PAGE", "FailedItem", "FieldMapping", "ImportPreview",
     "InputProblem", "JobProgress", "LogLine", "LogQuery", "Memory", "MemoryDefaults", "MemoryFilter", "NodeState",
     "Progress", "ReplicationReport", "SEARCH_MODES", "ServerState", "ServerStatus", "StoreStatus", "StoredMemory",
-    "TaskStatus", "WarmupReport", "WeaviateProblem", "check_settings", "failed_row",
+    "TaskStatus", "WarmupReport", "WeaviateProblem", "check_settings", "failed_row", "query_terms", "term_spans",
     "Audit", "Batch", "Cache", "Collections", "Imports", "Jobs", "Logs", "Memories", "Server", "Status", "Tasks",
 ]
