@@ -47,7 +47,7 @@ def batch_table(batches: Sequence[BatchRecord]) -> pd.DataFrame:
 
 def throughput_figure(table: pd.DataFrame, title: str = "Throughput over time") -> go.Figure:
     figure = px.line(table, x="elapsed_seconds", y="items_per_second", markers=True,
-                     labels={"elapsed_seconds": "seconds since the first batch", "items_per_second": "items per second"})
+                     labels={"elapsed_seconds": "seconds since the first batch", "items_per_second": "memories per second"})
     return figure.update_layout(title=title, **_LAYOUT)
 
 
@@ -65,19 +65,19 @@ def latency_figure(table: pd.DataFrame) -> go.Figure:
 
 
 def cache_figure(table: pd.DataFrame) -> go.Figure:
-    return _per_batch_bars(table, {"cache_hits": "from the cache", "cache_misses": "embedded"}, "lookup", "texts",
+    return _per_batch_bars(table, {"cache_hits": "from the cache", "cache_misses": "embedded"}, "lookup", "memories",
                            "Cache hits and misses per batch", barmode="stack",
                            color_discrete_map={"from the cache": "#2f8f5b", "embedded": "#c9a227"})
 
 
 def errors_table(errors: Mapping[str, int]) -> pd.DataFrame:
     rows = sorted(errors.items(), key=lambda kv: -kv[1])
-    return pd.DataFrame(rows, columns=["kind of error", "items"])
+    return pd.DataFrame(rows, columns=["kind of error", "failures"])
 
 
 def errors_figure(table: pd.DataFrame) -> go.Figure:
-    figure = px.bar(table, x="kind of error", y="items", color_discrete_sequence=["#c53948"])
-    return figure.update_layout(title="Failed items by kind of error", **_LAYOUT)
+    figure = px.bar(table, x="kind of error", y="failures", color_discrete_sequence=["#c53948"])
+    return figure.update_layout(title="Failures by kind of error", **_LAYOUT)
 
 
 def jobs_table(jobs: Sequence[JobProgress]) -> pd.DataFrame:
@@ -99,7 +99,7 @@ def jobs_table(jobs: Sequence[JobProgress]) -> pd.DataFrame:
 
 def jobs_figure(table: pd.DataFrame) -> go.Figure:
     figure = px.bar(table, x="job", y="items_per_second", hover_data=["files", "total", "cache_hit_rate"],
-                    labels={"items_per_second": "items per second"})
+                    labels={"items_per_second": "memories per second"})
     return figure.update_layout(title="Speed of each import", **_LAYOUT)
 
 
@@ -117,7 +117,7 @@ def runs_table(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
 
 
 def comparison_figure(runs: pd.DataFrame) -> go.Figure:
-    """Items done over time for several runs, each from its own first batch."""
+    """Memories done over time for several runs, each from its own first batch."""
     figure = px.line(runs, x="elapsed_seconds", y="items_done", color="run", markers=True,
-                     labels={"elapsed_seconds": "seconds since the first batch", "items_done": "items done"})
-    return figure.update_layout(title="Items done over time", **_LAYOUT)
+                     labels={"elapsed_seconds": "seconds since the first batch", "items_done": "memories done"})
+    return figure.update_layout(title="Memories done over time", **_LAYOUT)

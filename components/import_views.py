@@ -100,7 +100,7 @@ def preview_panel(preview: ImportPreview, engine: AuthorizedEngine, mirror: bool
         st.markdown(f"**The first {len(preview.sample)} memories**")
         st.dataframe(pd.DataFrame(preview_rows(preview.sample)), hide_index=True, width="stretch")
     if preview.problems:
-        st.markdown("**Problems** (these items are skipped, with their reason; the rest is imported)")
+        st.markdown("**Problems** (these are skipped, with their reason; the rest is imported)")
         st.dataframe(pd.DataFrame(problem_rows(preview.problems)), hide_index=True, width="stretch")
 
 

@@ -25,10 +25,10 @@ def job_figures(job: JobProgress, *, live: bool) -> None:
                       help="Already stored with the same text; its tags, source or place changed and were updated.")
     columns[2].metric("Unchanged", fmt.count(job.unchanged), help="Already stored exactly like this; not written again.")
     columns[3].metric("Failed", fmt.count(job.failed))
-    columns[4].metric("Items per second", f"{job.items_per_second:.1f}")
+    columns[4].metric("Memories per second", f"{job.items_per_second:.1f}")
     lookups = job.cache_hits + job.cache_misses
     columns[5].metric("Cache hit rate", fmt.percent(job.cache_hit_rate) if lookups else "—",
-                      help=f"{job.cache_hits:,} texts from the cache, {job.cache_misses:,} embedded")
+                      help=f"{job.cache_hits:,} from the cache, {job.cache_misses:,} embedded")
     if live:
         columns[6].metric("Time left", fmt.duration(job.eta_seconds))
 
@@ -41,9 +41,9 @@ def live_job(job_id: str) -> None:
     if job is None or not job.is_active:
         st.rerun()
     if job.planned:
-        text = f"{fmt.job_state(job.state)}: {job.processed:,} of {job.total:,} items"
+        text = f"{fmt.job_state(job.state)}: {job.processed:,} of {fmt.plural(job.total, 'memory', 'memories')}"
     else:
-        text = f"{fmt.job_state(job.state)}: {fmt.plural(job.total, 'item')} found so far"
+        text = f"{fmt.job_state(job.state)}: {fmt.plural(job.total, 'memory', 'memories')} found so far"
         if job.ocr_pages:
             text += f", {fmt.plural(job.ocr_pages, 'scanned page')} read by OCR"
     st.progress(job.fraction if job.planned else 0.0, text=text)
@@ -63,7 +63,7 @@ def _outcome(job: JobProgress) -> None:
     took = fmt.duration(job.finished_at - job.started_at) if job.finished_at and job.started_at else "—"
     updated = f"{job.updated:,} updated, " if job.updated else ""  # said only when there were any
     counts = (f"{job.written:,} written, {updated}{job.unchanged:,} unchanged, {job.failed:,} failed "
-              f"of {fmt.plural(job.total, 'item')}")
+              f"of {fmt.plural(job.total, 'memory', 'memories')}")
     if job.removed:
         counts += f"; {fmt.plural(job.removed, 'stored memory', 'stored memories')} no longer in the input removed"
     resume = " Resume to finish it; nothing is imported twice." if job.is_resumable else ""
@@ -72,7 +72,7 @@ def _outcome(job: JobProgress) -> None:
         switched = f" Search now uses {job.request['reembed_into']}." if what == "Re-embed" else ""
         st.success(f"{what} finished in {took}: {counts}.{switched}", icon=":material/check_circle:")
     elif job.state == "completed":
-        st.warning(f"{fmt.job_state(job.state, job.failed)} ({what.lower()}, {took}): {counts}. The reasons are below.", icon=":material/warning:")
+        st.warning(f"{what} finished in {took} with failures: {counts}. The reasons are below.", icon=":material/warning:")
     elif job.state == "cancelled":
         st.warning(f"{what} cancelled: {counts}, {job.pending:,} not started.{resume}", icon=":material/stop_circle:")
     elif job.state == "interrupted":
@@ -112,7 +112,7 @@ def job_summary(job: JobProgress) -> None:
                                    lambda: csv_text(pd.DataFrame(failed_rows(memsys_engine.jobs.iter_failed_items(job.job_id)))),
                                    file_name=f"failures-{job.job_id}.csv", mime="text/csv", icon=":material/download:")
         pages = math.ceil(total_failed / FAILED_PAGE)
-        st.markdown(f"**{fmt.plural(total_failed, 'failed item')}**" +
+        st.markdown(f"**{fmt.plural(total_failed, 'failure')}**" +
                     (f" ({FAILED_PAGE:,} a page; the CSV has all)" if pages > 1 else ""))
         page = st.number_input("Page", 1, pages, 1, key=f"failed_page_{job.job_id}") if pages > 1 else 1
         failed = memsys_engine.jobs.failed_items(job.job_id, page=int(page) - 1)

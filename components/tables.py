@@ -74,7 +74,7 @@ def cache_model_rows(cache_info: Mapping[str, Any]) -> list[dict[str, Any]]:
             "Model": m["model"],
             "Base URL": m["base_url"] or "—",
             "Dimensions": m["dimensions"],
-            "Entries": m["entries"],
+            "Cached embeddings": m["entries"],
             "In use now": "yes" if m["current"] else "",
         }
         for m in cache_info.get("models", [])

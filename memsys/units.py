@@ -61,3 +61,11 @@ def job_state(state: str, failed: int = 0) -> str:
     if state == "completed" and failed:
         state = "completed_with_failures"
     return JOB_STATES.get(state, state.replace("_", " ").capitalize())
+
+
+def documents_title(names: list[str]) -> str:
+    """An import's title from its files' names: "a.md", "a.md and b.md", or
+    "8 documents: a.md, b.md and 6 more" (never every name)."""
+    if len(names) <= 2:
+        return " and ".join(names)
+    return f"{len(names):,} documents: {names[0]}, {names[1]} and {len(names) - 2:,} more"

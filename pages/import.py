@@ -15,7 +15,7 @@ from components.fields import import_defaults
 from memsys.engine import UPLOAD_ORIGIN, MemoryDefaults
 
 st.title("Import")
-st.caption("Turn documents into memories: each file is read, cut into chunks, embedded and stored.")
+st.caption("Turn documents into memories: each file is read, cut into memories, embedded and stored.")
 memsys_engine = or_stop(engine)
 state = st.session_state
 job_id = state.get("import_job") or st.query_params.get("job")
@@ -38,7 +38,7 @@ others = [j for j in memsys_engine.jobs.recent(limit=20) if j.is_active and j.jo
 for other in others:
     left, right = st.columns([4, 1])
     left.info(f"Also running: {fmt.plain(other.label)} ({fmt.job_state(other.state, other.failed).lower()}, "
-              f"{other.processed:,} of {other.total:,} items).", icon=":material/sync:")
+              f"{other.processed:,} of {fmt.plural(other.total, 'memory', 'memories')}).", icon=":material/sync:")
     if right.button("Follow it", key=f"follow_{other.job_id}"):
         state["import_job"] = other.job_id
         st.query_params["job"] = other.job_id

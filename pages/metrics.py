@@ -50,8 +50,8 @@ with one_tab:
         with right:
             errors = errors_table(store.jobs.errors_by_type(chosen))
             if errors.empty:
-                st.markdown("**Failed items by kind of error**")
-                st.caption("No item failed.")
+                st.markdown("**Failures by kind of error**")
+                st.caption("Nothing failed.")
             else:
                 chart_with_data(errors_figure(errors), errors, f"errors-{chosen}")
 

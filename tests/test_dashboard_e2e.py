@@ -23,8 +23,8 @@ SENTINEL_KEY = "sk-e2e-SENTINEL-7f3a9c1d2b4e6f80"
 LONG = 180_000  # ms: the first import also loads the model and starts nothing twice
 # Tests check behaviour, not speed (P9 is measured, not asserted): a loaded CI machine may
 # take a while to rerun the page after Start.
-FINISHED = re.compile(r"Import finished in .*?: ([\d,]+) written, ([\d,]+) unchanged, ([\d,]+) failed of ([\d,]+) item")
-WITH_FAILURES = re.compile(r"Import finished in .* with failures: ([\d,]+) written, ([\d,]+) unchanged, ([\d,]+) failed of ([\d,]+) item")
+FINISHED = re.compile(r"Import finished in .*?: ([\d,]+) written, ([\d,]+) unchanged, ([\d,]+) failed of ([\d,]+) memor")
+WITH_FAILURES = re.compile(r"Import finished in .* with failures: ([\d,]+) written, ([\d,]+) unchanged, ([\d,]+) failed of ([\d,]+) memor")
 PAGES = ["Home", "Import", "Memories", "Metrics", "Cache", "Logs", "Batch settings", "Settings"]
 # Each page's address, as a person would type or bookmark it.
 URLS = {"Home": "", "Import": "import", "Memories": "memories", "Metrics": "metrics", "Cache": "cache", "Logs": "logs",
@@ -54,7 +54,7 @@ def page(browser: Browser, server: DashboardServer) -> Iterator[Page]:
     opened = context.new_page()
     opened.goto(server.address())
     # Embedded Weaviate starts on the first visit (about 15 s).
-    expect(opened.get_by_text("Cached vectors")).to_be_visible(timeout=LONG)
+    expect(opened.get_by_role("heading", name="Recent imports")).to_be_visible(timeout=LONG)
     yield opened
     context.close()
 
@@ -67,7 +67,7 @@ def seeded(server: DashboardServer, browser: Browser, tmp_path_factory: pytest.T
     context = browser.new_context()
     home = context.new_page()
     home.goto(server.address())  # the dashboard has started embedded Weaviate; the CLI shares it
-    expect(home.get_by_text("Cached vectors")).to_be_visible(timeout=LONG)
+    expect(home.get_by_role("heading", name="Recent imports")).to_be_visible(timeout=LONG)
     context.close()
     folder = tmp_path_factory.mktemp("seed")
     path = folder / SEED
@@ -332,7 +332,7 @@ def test_two_browser_sessions_import_at_the_same_time(browser: Browser, server: 
         context = browser.new_context(viewport={"width": 1400, "height": 1100})
         tab = context.new_page()
         tab.goto(server.address())
-        expect(tab.get_by_text("Cached vectors")).to_be_visible(timeout=LONG)
+        expect(tab.get_by_role("heading", name="Recent imports")).to_be_visible(timeout=LONG)
         sessions.append((who, context, tab))
     try:
         for who, _, tab in sessions:

@@ -82,7 +82,7 @@ def test_a_cli_import_outlives_the_dashboard_that_started_weaviate(dashboard: Da
         if cli.poll() is None:
             cli.kill()
     assert cli.returncode == 0, out
-    assert "completed: 1200 written, 0 unchanged, 0 failed, of 1200 items" in out
+    assert "completed: 1200 written, 0 unchanged, 0 failed, of 1,200 memories" in out
     after = memsys_server.running_state(settings)
     assert after == state  # the same server, never restarted
     client, _ = memsys_server.connect_client(settings, start=False)

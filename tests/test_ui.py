@@ -67,9 +67,9 @@ def test_durations_read_like_durations(seconds: float | None, shown: str) -> Non
 
 
 def test_batch_plans_are_listed_or_summarised() -> None:
-    assert fmt.batch_plan([60, 60, 12]) == "3 batches of 60, 60 and 12 items"
-    assert fmt.batch_plan([1]) == "1 batch of 1 item"
-    assert fmt.batch_plan([40] * 20 + [5]) == "21 batches of 5 to 40 items (about 38 each)"
+    assert fmt.batch_plan([60, 60, 12]) == "3 batches of 60, 60 and 12 memories"
+    assert fmt.batch_plan([1]) == "1 batch of 1 memory"
+    assert fmt.batch_plan([40] * 20 + [5]) == "21 batches of 5 to 40 memories (about 38 each)"
     assert fmt.batch_plan([]).startswith("no batches")
 
 

@@ -20,7 +20,7 @@ from memsys.ingest.memories import MemoryDefaults
 def add_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Adds `import` and `jobs` to the command line's groups."""
     _add_import(groups.add_parser("import", help="import files and folders as memories"))
-    _add_jobs(groups.add_parser("jobs", help="list jobs, show one, resume, retry its failed items, cancel"))
+    _add_jobs(groups.add_parser("jobs", help="list jobs, show one, resume, retry what failed, cancel"))
 
 
 def _add_import(p: argparse.ArgumentParser) -> None:
@@ -93,14 +93,14 @@ def _add_jobs(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, default=20)
     p.set_defaults(func=_list_jobs)
     sub = p.add_subparsers(dest="action")
-    show = sub.add_parser("show", help="a job's counts, metrics and failed items")
+    show = sub.add_parser("show", help="a job's counts, metrics and failures")
     show.add_argument("job_id")
-    show.add_argument("--failed", type=int, default=SHOWN_FAILURES, help="how many failed items to list")
+    show.add_argument("--failed", type=int, default=SHOWN_FAILURES, help="how many failures to list")
     show.add_argument("--csv", type=Path, help="write every failed item to this CSV file (read a page at a time)")
     show.set_defaults(func=_show)
     for name, func, text in (
         ("resume", _resume, "continue a cancelled, failed or interrupted job"),
-        ("retry-failed", _retry_failed, "re-run only the failed items of a job"),
+        ("retry-failed", _retry_failed, "re-run only what failed in a job"),
         ("cancel", _cancel, "stop a running job after its current batch"),
     ):
         action = sub.add_parser(name, help=text)
@@ -125,7 +125,7 @@ def _show(args: argparse.Namespace) -> int:
     engine = Engine()
     job = engine.jobs.require(args.job_id)
     print(f"job {job.job_id} ({job.label}): {job.state}")
-    print(f"  {job.total} items: {job.written} written, {updated_part(job)}{job.unchanged} unchanged, "
+    print(f"  {plural(job.total, 'memory', 'memories')}: {job.written} written, {updated_part(job)}{job.unchanged} unchanged, "
           f"{job.failed} failed, {job.pending} pending" + (f"; {job.removed} stored memories removed" if job.removed else ""))
     if job.error:
         print(f"  {job.error}")
@@ -151,7 +151,7 @@ def _retry_failed(args: argparse.Namespace) -> int:
     engine = Engine()
     try:
         n = engine.jobs.retry_failed(args.job_id)
-        print(f"retrying {n} failed items of job {args.job_id}", flush=True)
+        print(f"retrying {plural(n, 'failure')} of job {args.job_id}", flush=True)
         return follow_job(engine, args.job_id)
     finally:
         engine.close()
