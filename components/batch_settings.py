@@ -8,7 +8,7 @@ import streamlit as st
 from components.batch_labels import FIELD_LABELS, labelled
 from components.explain import sentence
 from components.resources import engine
-from memsys.config import UPPER_BOUNDS, BatchConfig, ConfigError
+from memsys.config import BatchConfig, ConfigError
 
 _KEY = "batch_config"
 
@@ -32,11 +32,9 @@ def use_batch_config(config: BatchConfig) -> None:
     st.session_state[_KEY] = config
 
 
-def bounded_number(column: Any, field: str, value: float, step: float, help: str | None = None, minimum: float = 0) -> Any:
-    """A number field labelled as FIELD_LABELS names it, bounded as BatchConfig bounds it."""
-    top = UPPER_BOUNDS.get(field)
-    if isinstance(value, float):
-        return column.number_input(FIELD_LABELS[field], value=value, step=float(step), min_value=float(minimum),
-                                   max_value=float(top) if top is not None else None, help=help)
-    return column.number_input(FIELD_LABELS[field], value=value, step=int(step), min_value=int(minimum),
-                               max_value=int(top) if top is not None else None, help=help)
+def setting_number(column: Any, field: str, value: float, step: float, help: str | None = None) -> Any:
+    """A number field labelled as FIELD_LABELS names it. Its bounds are not given to
+    Streamlit: a form with a field below its min_value refuses to submit without a word,
+    so every problem would not be said at once; `batch_config_problems` names them all."""
+    step = float(step) if isinstance(value, float) else int(step)
+    return column.number_input(FIELD_LABELS[field], value=value, step=step, help=help)

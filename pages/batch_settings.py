@@ -7,7 +7,7 @@ import json
 
 import streamlit as st
 
-from components.batch_settings import batch_config, bounded_number, use_batch_config
+from components.batch_settings import batch_config, setting_number, use_batch_config
 from components.feedback import flash, guarded, show_flashes
 from components.resources import engine
 from components.batch_labels import (BUCKET_LENGTHS, FIELD_LABELS, config_from_upload, labelled, labelled_problems,
@@ -31,14 +31,14 @@ with st.form("batch_form"):
     st.caption("More workers and bigger batches finish an import sooner; they use more memory and send the "
                "embedding provider more at once.")
     left, right, _ = st.columns(3)
-    embed_workers = bounded_number(left, "embed_workers", config.embed_workers, 1, minimum=1,
+    embed_workers = setting_number(left, "embed_workers", config.embed_workers, 1,
                            help="Batches embedded at the same time.")
-    write_workers = bounded_number(right, "write_workers", config.write_workers, 1, minimum=1,
+    write_workers = setting_number(right, "write_workers", config.write_workers, 1,
                            help="Batches written to the memory store at the same time.")
     bucket_columns = st.columns(len(LENGTH_BUCKETS))
     new_sizes = {}
     for column, bucket in zip(bucket_columns, LENGTH_BUCKETS):
-        new_sizes[bucket] = bounded_number(column, f"text_type_batch_sizes.{bucket}", sizes[bucket], 1, minimum=1,
+        new_sizes[bucket] = setting_number(column, f"text_type_batch_sizes.{bucket}", sizes[bucket], 1,
                                    help=f"How many memories of this length go in one batch; {recommended(bucket)}.")
         column.caption(f"{BUCKET_LENGTHS[bucket].capitalize()}; {recommended(bucket)}")
 
@@ -46,12 +46,12 @@ with st.form("batch_form"):
     st.caption("Limits and patience for a busy embedding service: fewer requests, and waiting longer before "
                "trying a batch again. 0 a minute: the settings' limits, or what the provider's rate-limit headers say.")
     left, right, _ = st.columns(3)
-    requests_per_minute = bounded_number(left, "requests_per_minute", config.requests_per_minute, 100)
-    tokens_per_minute = bounded_number(right, "tokens_per_minute", config.tokens_per_minute, 10_000)
+    requests_per_minute = setting_number(left, "requests_per_minute", config.requests_per_minute, 100)
+    tokens_per_minute = setting_number(right, "tokens_per_minute", config.tokens_per_minute, 10_000)
     left, middle, right = st.columns(3)
-    max_retries = bounded_number(left, "max_retries", config.max_retries, 1)
-    base_retry_delay = bounded_number(middle, "base_retry_delay", float(config.base_retry_delay), 0.5)
-    max_retry_delay = bounded_number(right, "max_retry_delay", float(config.max_retry_delay), 1.0)
+    max_retries = setting_number(left, "max_retries", config.max_retries, 1)
+    base_retry_delay = setting_number(middle, "base_retry_delay", float(config.base_retry_delay), 0.5)
+    max_retry_delay = setting_number(right, "max_retry_delay", float(config.max_retry_delay), 1.0)
 
     st.markdown("**When something fails**")
     left, middle, right = st.columns(3)
@@ -64,18 +64,18 @@ with st.form("batch_form"):
 
     with st.expander("Expert settings: batch bounds, queue and memory"):
         left, middle, right = st.columns(3)
-        default_batch_size = bounded_number(
-            left, "default_batch_size", config.default_batch_size, 1, minimum=1,
+        default_batch_size = setting_number(
+            left, "default_batch_size", config.default_batch_size, 1,
             help="write_memories_batch embeds and writes this many records at a time (default_batch_size). "
                  "Imports size their batches by length, above.")
-        min_batch_size = bounded_number(middle, "min_batch_size", config.min_batch_size, 1, minimum=1,
+        min_batch_size = setting_number(middle, "min_batch_size", config.min_batch_size, 1,
                                 help="Batches shrink down to this under memory pressure.")
-        max_batch_size = bounded_number(right, "max_batch_size", config.max_batch_size, 1, minimum=1)
+        max_batch_size = setting_number(right, "max_batch_size", config.max_batch_size, 1)
         left, middle, right = st.columns(3)
-        queue_depth = bounded_number(left, "queue_depth", config.queue_depth, 1, minimum=1,
+        queue_depth = setting_number(left, "queue_depth", config.queue_depth, 1,
                              help="Batches embedded ahead of the writers.")
-        memory_limit_mb = bounded_number(middle, "memory_limit_mb", config.memory_limit_mb, 64, minimum=64)
-        gc_frequency = bounded_number(right, "gc_frequency", config.gc_frequency, 1, minimum=1,
+        memory_limit_mb = setting_number(middle, "memory_limit_mb", config.memory_limit_mb, 64)
+        gc_frequency = setting_number(right, "gc_frequency", config.gc_frequency, 1,
                               help="Runs Python's garbage collector after every N-th batch.")
 
     if st.form_submit_button("Use these settings", type="primary"):
