@@ -126,7 +126,7 @@ def job_cache_rows(jobs: Iterable[JobProgress]) -> list[dict[str, Any]]:
     return [
         {
             "Started": fmt.when(job.started_at or job.created_at),
-            "Files": job.label,
+            "Import": job.label,
             "From the cache": job.cache_hits,
             "Embedded": job.cache_misses,
             "Hit rate": fmt.percent(job.cache_hit_rate),

@@ -1,5 +1,7 @@
 """Cache: what the embedding cache holds and how often it saves a provider call; a health
 check that finds entries that cannot be trusted, and repair; warm-up; clearing."""
+from pathlib import Path
+
 import pandas as pd
 import streamlit as st
 
@@ -31,7 +33,7 @@ with guarded():
                    fmt.percent(info["session_hits"] / seen) if seen else "—",
                    help=f"Since the dashboard started: {info['session_hits']:,} hits, {info['session_misses']:,} misses")
     st.caption(f"In use now: {info['provider']} / {info['model']} ({info['dimensions'] or '?'} dimensions). "
-               f"Folder: {info['directory']}")
+               f"Kept in the data folder, under {'/'.join(Path(info['directory']).parts[-2:])}.")
 
     st.subheader("By provider and model")
     rows = cache_model_rows(info)

@@ -30,7 +30,8 @@ from memsys.engine.records import (
 from memsys.engine.status import Batch, Server, Status
 from memsys.engine.trail import Audit, Logs
 from memsys.ingest.memories import MemoryDefaults
-from memsys.ingest.readers import MAPPED_FIELDS, UPLOAD_CAPTION, UPLOAD_TYPES, FieldMapping, InputProblem
+from memsys.ingest.readers import (MAPPED_FIELDS, OLD_OFFICE_TYPES, UPLOAD_CAPTION, UPLOAD_TYPES, FieldMapping, InputProblem,
+                                   save_as_advice)
 from memsys.jobs import FAILED_PAGE, FailedItem, JobProgress, failed_row
 from memsys.logs import LogLine, LogQuery
 from memsys.jobs.metrics import BatchMetrics, BatchRecord
@@ -50,6 +51,7 @@ __all__ = [
     "DocumentSummary", "EmbedderStatus", "Engine", "FAILED_PAGE", "FailedItem", "FieldMapping", "ImportPreview",
     "InputProblem", "JobProgress", "LogLine", "LogQuery", "Memory", "MemoryDefaults", "MemoryFilter", "NodeState",
     "Progress", "ReplicationReport", "SEARCH_MODES", "ServerState", "ServerStatus", "StoreStatus", "StoredMemory",
-    "TaskStatus", "WarmupReport", "WeaviateProblem", "check_settings", "failed_row", "query_terms", "term_spans",
+    "TaskStatus", "WarmupReport", "WeaviateProblem", "check_settings", "failed_row", "query_terms", "term_spans", "OLD_OFFICE_TYPES",
+    "save_as_advice",
     "Audit", "Batch", "Cache", "Collections", "Imports", "Jobs", "Logs", "Memories", "Server", "Status", "Tasks",
 ]
