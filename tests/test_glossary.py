@@ -21,7 +21,7 @@ from streamlit.testing.v1 import AppTest
 from memsys import Settings
 from memsys.cli.main import build_parser
 from memsys.store import server as memsys_server
-from memsys.units import JOB_STATES
+from memsys.units import JOB_STATES, documents_title, job_state
 
 from conftest import REPO, run_memsys
 from dashboard_support import iter_strings, memsys_env
@@ -175,3 +175,63 @@ def test_the_readme_counts_in_memories_where_it_speaks_to_people() -> None:
     assert {s for s, _ in lines} == set(FOR_PEOPLE)
     wrong = [(section, line) for section, line in lines if wrong_words(line)]
     assert not wrong, wrong
+
+
+def test_one_mapping_names_a_job_state_from_its_stored_state_and_failures() -> None:
+    assert job_state("completed") == "Completed"
+    assert job_state("completed", failed=1) == "Finished with failures"
+    assert job_state("interrupted", failed=3) == "Interrupted (can be resumed)"
+
+
+def test_an_import_title_names_two_files_and_counts_the_rest() -> None:
+    assert documents_title(["a.md"]) == "a.md"
+    assert documents_title(["a.md", "b.md"]) == "a.md and b.md"
+    assert documents_title([f"{c}.md" for c in "abcdefgh"]) == "8 documents: a.md, b.md and 6 more"
+
+
+def open_import_page() -> AppTest:
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=STARTUP)
+    at.run()
+    at.switch_page("pages/import.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_an_old_word_file_is_refused_with_how_to_save_it(store_with_imports: dict[str, str]) -> None:
+    at = open_import_page()
+    at.file_uploader[0].set_value([("report.doc", b"\xd0\xcf\x11\xe0 old", "application/msword"),
+                                   ("notes.md", b"# Notes\n\nA short note.", "text/markdown")])
+    at.run()
+    warnings = [str(w.value) for w in at.warning]
+    assert any("report.doc is an old Word file (.doc)" in w and "save it as .docx" in w for w in warnings), warnings
+    assert not any("not allowed" in w for w in warnings)
+    assert [m for m in (str(m.value) for m in at.markdown) if "notes.md" in m]  # the other file is kept
+    assert not [m for m in (str(m.value) for m in at.markdown) if "report.doc" in m and "description" in m]
+
+
+def test_many_files_are_folded_under_one_line(store_with_imports: dict[str, str]) -> None:
+    at = open_import_page()
+    at.file_uploader[0].set_value([(f"{c}.md", f"# {c}\n\nNote {c}.".encode(), "text/markdown") for c in "abcdefghi"])
+    at.run()
+    labels = [e.label for e in at.expander]
+    assert any(label.replace("\\", "").startswith("9 documents: a.md, b.md and 7 more") for label in labels), labels
+
+
+def test_an_error_on_a_page_shows_a_reference_and_keeps_its_details_in_the_log(
+        caplog: pytest.LogCaptureFixture) -> None:
+    def page() -> None:
+        from components.feedback import show_error  # AppTest runs this function's body as the script
+        try:
+            raise ValueError("the project field is empty")
+        except ValueError as e:
+            show_error(e)
+
+    at = AppTest.from_function(page)
+    with caplog.at_level("WARNING", logger="memsys.dashboard"):
+        at.run()
+    [shown] = [str(e.value) for e in at.error]
+    reference = re.search(r"Reference ([0-9a-f]{4}): the details are in the log\.", shown)
+    assert shown.startswith("The project field is empty.") and reference, shown
+    assert "Traceback" not in shown and not at.expander
+    assert any(reference.group(1) in r.getMessage() and "Traceback" in r.getMessage() for r in caplog.records)
