@@ -8,7 +8,7 @@ from components.cluster_views import cluster_panel
 from components.feedback import guarded, or_stop
 from components.resources import engine
 from components import format as fmt
-from components.guidance import next_steps, primary_step
+from components.guidance import IMPORT, next_steps, primary_step
 from components.log_views import weaviate_problems
 from components.tables import job_rows
 
@@ -33,7 +33,7 @@ with st.container(border=True):
         if buttons[number].button(action.label, icon=action.icon, type="primary" if number == 0 else "secondary",
                                   key=f"next_step_{number}"):
             st.switch_page(action.page)
-others = [s for s in next_steps(memories, jobs, with_first_step=False) if may_import or s.page != "pages/import.py"]
+others = [s for s in next_steps(memories, jobs, with_first_step=False) if may_import or s.page != IMPORT]
 for other in others:
     st.page_link(other.page, label=other.text, icon=":material/arrow_forward:")
 
