@@ -14,6 +14,8 @@ from typing import Iterator
 import pytest
 from playwright.sync_api import Browser, Error as PlaywrightError, Page, expect
 
+from memsys.units import documents_title
+
 from conftest import run_memsys
 from dashboard_support import (
     ARTIFACTS, DashboardServer, chromium, jsonl, memsys_env, sentences, settle, wait_until, weaviate_count,
@@ -175,7 +177,7 @@ def start_import(page: Page, files: list[tuple[str, bytes, str]], project: str) 
     upload(page, files)
     fill_fields(page, project)
     page.get_by_role("button", name="Start import").click()
-    label = ", ".join(name for name, _, _ in files)
+    label = documents_title([name for name, _, _ in files])
     expect(page.get_by_role("heading", name=re.compile(f"Import(ing| of) {re.escape(label)}"))).to_be_visible(timeout=60_000)
 
 
@@ -283,12 +285,12 @@ def test_metrics_chart_one_import_and_all_of_them(page: Page, seeded: str) -> No
     page.get_by_role("option", name=re.compile(re.escape(SEED))).first.click()
     settle(page)
     for title in ("Throughput over time", "Time per batch", "Cache hits and misses per batch",
-                  "Failed items by kind of error"):
+                  "Failures by kind of error"):
         expect(page.locator(".gtitle", has_text=title).first).to_be_visible(timeout=30_000)
     page.get_by_role("tab", name="All imports").click()
     expect(page.get_by_text("Speed of each import")).to_be_visible()
     page.get_by_role("tab", name="Compare two").click()
-    expect(page.get_by_text("Items done over time")).to_be_visible()
+    expect(page.get_by_text("Memories done over time")).to_be_visible()
     shoot(page, "metrics-compare")
     page.get_by_role("tab", name="One import").click()
     shoot(page, "metrics")

@@ -10,7 +10,7 @@ from tqdm import tqdm
 from memsys.config import BatchConfig
 from memsys.engine import Engine
 from memsys.jobs import JobProgress
-from memsys.units import plural
+from memsys.units import job_state, plural
 
 SHOWN_FAILURES = 20
 
@@ -54,7 +54,7 @@ def _removed(job: JobProgress) -> str:
 
 def _print_summary(engine: Engine, job: JobProgress) -> None:
     print(
-        f"job {job.job_id}: {job.state}: {job.written} written, {updated_part(job)}{job.unchanged} unchanged, "
+        f"job {job.job_id}: {job_state(job.state, job.failed).lower()}: {job.written} written, {updated_part(job)}{job.unchanged} unchanged, "
         f"{job.failed} failed, of {plural(job.total, 'memory', 'memories')}; {_removed(job)}cache hit rate {job.cache_hit_rate * 100:.1f}%"
     )
     if job.error:

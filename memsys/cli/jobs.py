@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from memsys.cli.confirm import add_yes, confirmed
-from memsys.units import plural
+from memsys.units import job_state, plural
 from memsys.cli.follow import SHOWN_FAILURES, follow_job, updated_part
 from memsys.config import BatchConfig
 from memsys.engine import Engine, FieldMapping
@@ -116,7 +116,7 @@ def _list_jobs(args: argparse.Namespace) -> int:
     for j in jobs:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(j.created_at))
         by = f"  by {j.started_by}" if j.started_by else ""
-        print(f"{j.job_id}  {when}  {j.state:<11} {j.processed}/{j.total}  written {j.written}  updated {j.updated}  "
+        print(f"{j.job_id}  {when}  {job_state(j.state, j.failed).lower():<22} {j.processed}/{j.total}  written {j.written}  updated {j.updated}  "
               f"unchanged {j.unchanged}  failed {j.failed}  removed {j.removed}  {j.label}{by}")
     return 0
 
@@ -124,7 +124,7 @@ def _list_jobs(args: argparse.Namespace) -> int:
 def _show(args: argparse.Namespace) -> int:
     engine = Engine()
     job = engine.jobs.require(args.job_id)
-    print(f"job {job.job_id} ({job.label}): {job.state}")
+    print(f"job {job.job_id} ({job.label}): {job_state(job.state, job.failed).lower()}")
     print(f"  {plural(job.total, 'memory', 'memories')}: {job.written} written, {updated_part(job)}{job.unchanged} unchanged, "
           f"{job.failed} failed, {job.pending} pending" + (f"; {job.removed} stored memories removed" if job.removed else ""))
     if job.error:
@@ -161,7 +161,7 @@ def _cancel(args: argparse.Namespace) -> int:
     engine = Engine()
     if not engine.jobs.cancel(args.job_id):  # recorded as refused
         job = engine.jobs.require(args.job_id)
-        print(f"job {job.job_id} is {job.state}; nothing to cancel")
+        print(f"job {job.job_id} is {job_state(job.state, job.failed).lower()}; nothing to cancel")
         return 0
     print(f"job {args.job_id}: cancel requested; it stops after the batch in flight")
     return 0
