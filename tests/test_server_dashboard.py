@@ -43,6 +43,9 @@ def open_home(url: str) -> None:
         try:
             page = browser.new_page()
             page.goto(url)
+            # Home folds the server's details for operators: open them as one would.
+            expect(page.get_by_role("heading", name="Recent imports")).to_be_visible(timeout=240_000)
+            page.get_by_text("For operators").click()
             expect(page.get_by_text("memsys server at http://127.0.0.1:")).to_be_visible(timeout=240_000)
         finally:
             browser.close()
