@@ -253,7 +253,7 @@ def test_import_of_two_files_completes_while_the_user_switches_pages(page: Page,
     go(page, "Memories")
     go(page, "Home")
     go(page, "Import")
-    expect(page.get_by_role("heading", name=re.compile(r"Import(ing)? (of )?notes.txt, rows.jsonl"))).to_be_visible()
+    expect(page.get_by_role("heading", name=re.compile(r"Import(ing)? (of )?notes.txt and rows.jsonl"))).to_be_visible()
 
     written, unchanged, failed, total = finished_counts(page)
     shoot(page, "import-finished")
