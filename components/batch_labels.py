@@ -5,9 +5,9 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path, PurePath
 
-from memsys.config import LENGTH_BUCKETS, LENGTH_LIMITS, RECOMMENDED_BATCH_SIZES, BatchConfig
+from memsys.config import LENGTH_BUCKETS, LENGTH_LIMITS, RECOMMENDED_BATCH_SIZES, BatchConfig, ConfigProblem
 
-BUCKET_LABELS = {"short": "Short texts", "medium": "Medium texts", "long": "Long texts", "very_long": "Very long texts"}
+BUCKET_LABELS = {"short": "Short memories", "medium": "Medium memories", "long": "Long memories", "very_long": "Very long memories"}
 
 
 def _bucket_lengths() -> dict[str, str]:
@@ -53,3 +53,30 @@ def config_from_upload(name: str, data: bytes) -> BatchConfig:
         path = Path(folder) / (PurePath(name).name or "batch_config.json")
         path.write_bytes(data)
         return BatchConfig.from_file(path)
+
+
+# Each BatchConfig field as the Batch settings page labels it: problems name the field the
+# way the person sees it.
+FIELD_LABELS = {
+    "embed_workers": "Embedding workers", "write_workers": "Writing workers",
+    "requests_per_minute": "Requests per minute", "tokens_per_minute": "Tokens per minute",
+    "max_retries": "Retries per batch", "base_retry_delay": "First wait (seconds)",
+    "max_retry_delay": "Longest wait (seconds)", "default_batch_size": "Records per write (Python API)",
+    "min_batch_size": "Smallest batch", "max_batch_size": "Largest batch", "queue_depth": "Batches waiting",
+    "memory_limit_mb": "Memory limit (MB)", "gc_frequency": "Free memory every N batches",
+    "continue_on_error": "Continue after a failed batch", "enable_cache": "Use the embedding cache",
+    "log_errors": "Log failed documents and memories",
+    **{f"text_type_batch_sizes.{bucket}": label for bucket, label in BUCKET_LABELS.items()},
+}
+
+
+def labelled(message: str) -> str:
+    """"max_retries is -2; ..." -> "“Retries per batch” is -2; ...": a problem with the
+    fields named as the form labels them, so the person finds the field they typed in."""
+    for name in sorted(FIELD_LABELS, key=len, reverse=True):
+        message = message.replace(name, f"“{FIELD_LABELS[name]}”")
+    return message[0].upper() + message[1:] if message else message
+
+
+def labelled_problems(problems: list[ConfigProblem]) -> list[str]:
+    return [labelled(p.message) for p in problems]

@@ -11,17 +11,17 @@ from components.tables import health_rows
 
 
 def health_report(report: CacheHealthReport) -> None:
-    entries = fmt.plural(report.checked, "entry", "entries")
+    entries = fmt.plural(report.checked, "cached embedding")
     if report.ok:
         verb = "Repaired" if report.fix else "Checked"
         st.success(f"{verb} {entries} in {fmt.duration(report.seconds)}: all of them can be trusted.",
                    icon=":material/check:")
     elif report.fix:
         rebuilt = " and rebuilt the cache database" if report.rebuilt else ""
-        st.success(f"Removed {fmt.plural(len(report.removed), 'entry', 'entries')} that could not be trusted{rebuilt}. "
-                   "Their texts are embedded again the next time they are imported.", icon=":material/check:")
+        st.success(f"Removed {fmt.plural(len(report.removed), 'cached embedding')} that could not be trusted{rebuilt}. "
+                   "Their text is embedded again the next time it is imported.", icon=":material/check:")
     else:
-        st.warning(f"{fmt.plural(len(report.bad_entries), 'entry', 'entries')} of {report.checked:,} cannot be trusted, "
+        st.warning(f"{fmt.plural(len(report.bad_entries), 'cached embedding')} of {report.checked:,} cannot be trusted, "
                    f"and {fmt.plural(len(report.database_problems), 'problem')} with the cache as a whole. "
                    "Repair removes them.", icon=":material/warning:")
     rows = health_rows(report)

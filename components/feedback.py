@@ -1,8 +1,9 @@
-"""Errors on screen: a plain sentence with what to do next, details (scrubbed of secrets)
-in an expander, never a traceback in the page body."""
+"""Errors on screen: a plain sentence with what to do next and a short reference; the
+details (scrubbed of secrets) go to the log under that reference, never to the page."""
 from __future__ import annotations
 
 import logging
+import secrets as secrets_module
 from contextlib import contextmanager
 from typing import Callable, Iterator, TypeVar
 
@@ -15,11 +16,12 @@ log = logging.getLogger("memsys.dashboard")
 
 
 def show_error(error: BaseException, secrets: list[str] | None = None) -> None:
+    """The error as a sentence; its details (a traceback, server paths) go to the log file
+    only, under a short reference the page shows, so whoever runs memsys can find them."""
     told = explain(error, secrets if secrets is not None else current_secrets())
-    log.warning("dashboard error: %s", told.details)
-    st.error(told.sentence, icon=":material/error:")
-    with st.expander("Technical details"):
-        st.code(told.details, language=None)
+    reference = secrets_module.token_hex(2)
+    log.warning("dashboard error, reference %s: %s", reference, told.details)
+    st.error(f"{told.sentence}\n\nReference {reference}: the details are in the log.", icon=":material/error:")
 
 
 @contextmanager

@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING
 
-from memsys.units import duration, plural, size  # noqa: F401  (re-exported: one formatter each for the CLI and the dashboard)
+from memsys.units import duration, job_state, plural, size  # noqa: F401  (re-exported: one formatter each for the CLI and the dashboard)
 
 if TYPE_CHECKING:
     from memsys.engine import ServerStatus
@@ -22,7 +22,7 @@ def plain(text: object) -> str:
     return "".join("\\" + c if c in _MARKDOWN else c for c in str(text)).replace("\n", " ")
 
 
-def rate(per_second: float | None, unit: str = "items") -> str:
+def rate(per_second: float | None, unit: str = "memories") -> str:
     if per_second is None or per_second != per_second:
         return "—"
     return f"{per_second:.1f} {unit}/s" if per_second < 100 else f"{per_second:,.0f} {unit}/s"
@@ -62,31 +62,14 @@ def when(moment: dt.datetime | float | None, now: dt.datetime | None = None) -> 
     return f"{local:%Y-%m-%d %H:%M}"
 
 
-# A job's state as the Import and Home pages name it.
-_STATES = {
-    "queued": "Waiting to start",
-    "planning": "Reading files",
-    "running": "Importing",
-    "cancelling": "Stopping",
-    "cancelled": "Cancelled",
-    "completed": "Completed",
-    "failed": "Stopped by an error",
-    "interrupted": "Interrupted (can be resumed)",
-}
-
-
-def job_state(state: str) -> str:
-    return _STATES.get(state, state.capitalize())
-
-
 def batch_plan(sizes: list[int]) -> str:
-    """[60, 60, 12] -> "3 batches of 60, 60 and 12 items"; long plans are summarised."""
+    """[60, 60, 12] -> "3 batches of 60, 60 and 12 memories"; long plans are summarised."""
     if not sizes:
         return "no batches (nothing to embed or write)"
     head = plural(len(sizes), "batch", "batches")
     if len(sizes) <= 12:
-        return f"{head} of {and_list([str(s) for s in sizes])} {'item' if sizes == [1] else 'items'}"
-    return f"{head} of {min(sizes)} to {max(sizes)} items (about {sum(sizes) / len(sizes):.0f} each)"
+        return f"{head} of {and_list([str(s) for s in sizes])} {'memory' if sizes == [1] else 'memories'}"
+    return f"{head} of {min(sizes)} to {max(sizes)} memories (about {sum(sizes) / len(sizes):.0f} each)"
 
 
 def and_list(items: list[str]) -> str:

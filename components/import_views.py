@@ -12,11 +12,15 @@ from components import format as fmt
 from components.preview_views import preview_panel as compared_panel
 from components.task_views import cancel_task, task_result
 from memsys.access import AuthorizedEngine
-from memsys.engine import MAPPED_FIELDS, UPLOAD_CAPTION, UPLOAD_TYPES, FieldMapping, ImportPreview
+from memsys.engine import (MAPPED_FIELDS, OLD_OFFICE_TYPES, UPLOAD_CAPTION, UPLOAD_TYPES, FieldMapping, ImportPreview,
+                           save_as_advice)
+from memsys.units import documents_title
 
 AUTOMATIC = "(found by name)"
 NO_ID = "(none: the file is one document)"
-_FILES, _ROUND = "import_files", "uploader_round"
+_FILES, _ROUND, _REFUSED = "import_files", "uploader_round", "uploads_refused"
+# More files than this waiting to be imported are listed folded, under one line.
+FILES_SHOWN = 5
 _PREVIEW_TASK, _PREVIEW_INPUTS = "import_preview_task", "import_preview_inputs"
 _MIRROR_TASK = "import_mirror_check"
 
@@ -27,16 +31,35 @@ def spooled_files(engine: AuthorizedEngine) -> list[Path]:
     files: list[dict] = st.session_state.setdefault(_FILES, [])
     round_no = st.session_state.setdefault(_ROUND, 0)
     uploads = st.file_uploader(
-        f"Documents: {UPLOAD_CAPTION}",
-        type=list(UPLOAD_TYPES), accept_multiple_files=True, key=f"uploader_{round_no}",
+        "Documents: drag files (or a zip of them) here, or click Upload",
+        type=[*UPLOAD_TYPES, *OLD_OFFICE_TYPES], accept_multiple_files=True, key=f"uploader_{round_no}",
     )
+    st.caption(f"memsys reads {UPLOAD_CAPTION}.")
     if uploads:
+        refused = st.session_state[_REFUSED] = []
         with guarded():
             for upload in uploads:
+                advice = save_as_advice(upload.name)
+                if advice:  # taken by the uploader only to say how to convert it
+                    refused.append(f"{upload.name} {advice}.")
+                    continue
                 path = engine.imports.spool_upload(upload.file_id, upload.name, upload)
                 files.append({"name": upload.name, "path": str(path), "size": upload.size})
             st.session_state[_ROUND] = round_no + 1
             st.rerun()
+    for message in st.session_state.get(_REFUSED, []):
+        st.warning(fmt.plain(message), icon=":material/block:")
+    if len(files) > FILES_SHOWN:
+        with st.expander(f"{fmt.plain(documents_title([f['name'] for f in files]))} "
+                         f"({fmt.size(sum(f['size'] for f in files))})"):
+            _file_rows(files)
+    else:
+        _file_rows(files)
+    return [Path(item["path"]) for item in files]
+
+
+def _file_rows(files: list[dict]) -> None:
+    """Each file waiting to be imported, with its size and a Remove button."""
     for index, item in enumerate(files):
         name, size, remove = st.columns([6, 2, 1])
         name.markdown(f":material/description: {fmt.plain(item['name'])}")
@@ -44,12 +67,12 @@ def spooled_files(engine: AuthorizedEngine) -> list[Path]:
         if remove.button("Remove", key=f"remove_{index}_{item['path']}"):
             files.pop(index)
             st.rerun()
-    return [Path(item["path"]) for item in files]
 
 
 def forget_files() -> None:
     """The files went into an import; the next one starts with an empty list."""
     st.session_state[_FILES] = []
+    st.session_state[_REFUSED] = []
 
 
 _COLUMN_LABELS = {"record_id": "Row id column"}

@@ -27,10 +27,10 @@ def job_figures(job: JobProgress, *, live: bool) -> None:
                       help="Already stored with the same text; its tags, source or place changed and were updated.")
     columns[2].metric("Unchanged", fmt.count(job.unchanged), help="Already stored exactly like this; not written again.")
     columns[3].metric("Failed", fmt.count(job.failed))
-    columns[4].metric("Items per second", f"{job.items_per_second:.1f}")
+    columns[4].metric("Memories per second", f"{job.items_per_second:.1f}")
     lookups = job.cache_hits + job.cache_misses
     columns[5].metric("Cache hit rate", fmt.percent(job.cache_hit_rate) if lookups else "—",
-                      help=f"{job.cache_hits:,} texts from the cache, {job.cache_misses:,} embedded")
+                      help=f"{job.cache_hits:,} from the cache, {job.cache_misses:,} embedded")
     if live:
         columns[6].metric("Time left", fmt.duration(job.eta_seconds))
 
@@ -64,7 +64,7 @@ def _outcome(job: JobProgress) -> None:
     took = fmt.duration(job.finished_at - job.started_at) if job.finished_at and job.started_at else "—"
     updated = f"{job.updated:,} updated, " if job.updated else ""  # said only when there were any
     counts = (f"{job.written:,} written, {updated}{job.unchanged:,} unchanged, {job.failed:,} failed "
-              f"of {fmt.plural(job.total, 'item')}")
+              f"of {fmt.plural(job.total, 'memory', 'memories')}")
     if job.removed:
         counts += f"; {fmt.plural(job.removed, 'stored memory', 'stored memories')} no longer in the input removed"
     resume = " Resume to finish it; nothing is imported twice." if job.is_resumable else ""
@@ -126,7 +126,7 @@ def job_summary(job: JobProgress) -> None:
                                    lambda: csv_text(pd.DataFrame(failed_rows(memsys_engine.jobs.iter_failed_items(job.job_id)))),
                                    file_name=f"failures-{job.job_id}.csv", mime="text/csv", icon=":material/download:")
         pages = math.ceil(total_failed / FAILED_PAGE)
-        st.markdown(f"**{fmt.plural(total_failed, 'failed item')}**" +
+        st.markdown(f"**{fmt.plural(total_failed, 'failure')}**" +
                     (f" ({FAILED_PAGE:,} a page; the CSV has all)" if pages > 1 else ""))
         page = st.number_input("Page", 1, pages, 1, key=f"failed_page_{job.job_id}") if pages > 1 else 1
         failed = memsys_engine.jobs.failed_items(job.job_id, page=int(page) - 1)

@@ -11,14 +11,23 @@ import streamlit as st
 
 from components.feedback import guarded, show_error
 from components.resources import engine
-from memsys.engine import DocumentSummary, MemoryFilter, StoredMemory
+from memsys.engine import DocumentSummary, MemoryFilter, StoredMemory, query_terms
+
 from components import format as fmt
+from components.snippets import snippet
 from components.tables import memory_rows, preview, source_of
 
 
 SEARCH_MODE_LABELS = {"hybrid": "meaning and keywords", "vector": "meaning only", "keyword": "keywords only"}
 log = logging.getLogger("memsys.dashboard")
-_MATCHED = {"meaning": "matched by meaning", "keyword": "matched by keyword", "both": "matched by meaning and keyword"}
+
+
+def how_matched(memory: StoredMemory) -> str:
+    """"contains zirconium" or "similar in meaning, without the words": what a hit holds,
+    from the words its text really contains (not from which of Weaviate's result sets it came)."""
+    if memory.terms_found:
+        return f"contains {fmt.and_list(list(memory.terms_found))}"
+    return "similar in meaning, without the words" if memory.matched_by != "keyword" else "matched by keyword"
 
 
 def filter_fields(key: str) -> tuple[str, str, str, str]:
@@ -69,15 +78,15 @@ def memory_table(memories: Sequence[StoredMemory], key: str) -> StoredMemory | N
     return memories[rows[0]] if rows and rows[0] < len(memories) else None
 
 
-def memory_card(memory: StoredMemory) -> None:
-    """One search hit: its text, where it came from, and how well it matches."""
+def memory_card(memory: StoredMemory, query: str = "") -> None:
+    """One search hit: its text around the query's words (marked), where it came from,
+    how well it matches next to the best hit, and which words it contains."""
     with st.container(border=True):
-        match = f"match {memory.score:.2f} · " if memory.score is not None else ""
-        if memory.matched_by:
-            match += f"{_MATCHED[memory.matched_by]} · "
-        st.caption(fmt.plain(f"{match}{source_of(memory)} · {memory.project} / {memory.repo} / {memory.agent}"
+        match = f"match {fmt.percent(memory.match)} · " if memory.match is not None else ""
+        st.caption(fmt.plain(f"{match}{how_matched(memory)} · {source_of(memory)} · "
+                             f"{memory.project} / {memory.repo} / {memory.agent}"
                              + (f" · tags {', '.join(memory.tags)}" if memory.tags else "")))
-        st.text(preview(memory.content, 400))
+        st.markdown(snippet(memory.content, query) if query else fmt.plain(preview(memory.content, 400)))
         with st.expander("Open"):
             memory_detail(memory, border=False)
 
@@ -92,7 +101,7 @@ def memory_detail(memory: StoredMemory | None, border: bool = True) -> None:
         left, middle, right = st.columns(3)
         left.markdown(f"Project **{p(memory.project)}**  \nRepo **{p(memory.repo)}**  \nAgent **{p(memory.agent)}**")
         middle.markdown(
-            f"File **{p(memory.source_file or '—')}**  \nWhere **{p(memory.source_location or '—')}**  \n"
+            f"Document **{p(memory.source_file or '—')}**  \nWhere **{p(memory.source_location or '—')}**  \n"
             f"Chunk **{memory.chunk_index + 1}**"
         )
         right.markdown(
@@ -134,7 +143,7 @@ def document_list(may_delete: bool) -> None:
 
 
 def _document_row(d: DocumentSummary) -> dict[str, object]:
-    return {"File": d.source_file, "Project": d.project, "Repo": d.repo, "Memories": d.memories,
+    return {"Document": d.source_file, "Project": d.project, "Repo": d.repo, "Memories": d.memories,
             "Last import": fmt.when(d.last_imported_at) if d.last_imported_at else "—", "Job": d.last_job_id or "—"}
 
 
@@ -178,3 +187,26 @@ def export_button(where: MemoryFilter) -> None:
     if prepared:
         st.download_button(f"Download {fmt.plural(prepared[0], 'memory', 'memories')} (.jsonl)", prepared[1],
                            file_name="memories.jsonl", mime="application/jsonl")
+
+
+def search_summary(hits: Sequence[StoredMemory], query: str, mode: str, limit: int) -> str:
+    """One line above the hits that says plainly what was found: how many contain the
+    query's words and how many are only similar in meaning."""
+    terms = query_terms(query).all
+    words = fmt.plain(fmt.and_list([f'"{t}"' for t in terms])) if terms else "the words"
+    scale = "; match is next to the best hit (100%)" if hits else ""
+    containing = sum(1 for h in hits if h.terms_found)
+    if mode == "keyword":
+        if not hits:
+            return f"No memory contains {words}. Try other words or fewer filters."
+        more = "; there may be more: raise Results" if len(hits) >= limit else "; no other memory does"
+        return f"{fmt.plural(len(hits), 'memory contains', 'memories contain')} {words}{more}. Best match first{scale}."
+    if not hits:
+        return "Nothing matches. Try other words or fewer filters."
+    found = f"{fmt.plural(len(hits), 'memory', 'memories')} found, best match first{scale}. "
+    if containing == len(hits):
+        return found + f"Each contains {words}."
+    if not containing:
+        return found + f"None contains {words}: they are similar in meaning."
+    return found + (f"{containing:,} {'contains' if containing == 1 else 'contain'} {words}; the other "
+                    f"{len(hits) - containing:,} {'is' if len(hits) - containing == 1 else 'are'} only similar in meaning.")

@@ -50,15 +50,15 @@ def memory_rows(memories: Iterable[StoredMemory]) -> list[dict[str, Any]]:
     rows = []
     for m in memories:
         row: dict[str, Any] = {}
-        if m.score is not None:
-            row["Match"] = round(m.score, 3)
+        if m.match is not None:
+            row["Match"] = fmt.percent(m.match)
         row.update({
             "Content": preview(m.content),
             "Project": m.project,
             "Repo": m.repo,
             "Agent": m.agent,
             "Tags": ", ".join(m.tags),
-            "Source": source_of(m),
+            "Document": source_of(m),
             "Created": fmt.when(m.created_at),
             "ID": m.uuid,
         })
@@ -74,7 +74,7 @@ def cache_model_rows(cache_info: Mapping[str, Any]) -> list[dict[str, Any]]:
             "Model": m["model"],
             "Base URL": m["base_url"] or "—",
             "Dimensions": m["dimensions"],
-            "Entries": m["entries"],
+            "Cached embeddings": m["entries"],
             "Size": fmt.size(m["bytes"]) if "bytes" in m else "—",
             "In use now": "yes" if m["current"] else "",
         }
@@ -86,14 +86,14 @@ def job_rows(jobs: Iterable[JobProgress]) -> list[dict[str, Any]]:
     return [
         {
             "Started": fmt.when(job.started_at or job.created_at),
-            "Files": job.label,
-            "State": fmt.job_state(job.state),
+            "Import": job.label,
+            "State": fmt.job_state(job.state, job.failed),
             "Done": f"{job.processed:,} of {job.total:,}",
             "Written": job.written,
             "Updated": job.updated,
             "Unchanged": job.unchanged,
             "Failed": job.failed,
-            "Items/s": round(job.items_per_second, 1),
+            "Memories/s": round(job.items_per_second, 1),
             "Cache hits": fmt.percent(job.cache_hit_rate) if job.cache_hits + job.cache_misses else "—",
             "Started by": job.started_by or "—",
             "Job": job.job_id,
@@ -139,7 +139,7 @@ def job_cache_rows(jobs: Iterable[JobProgress], tokens: Mapping[str, int], price
             cost = fmt.money(tokens.get(job.job_id, 0) / 1e6 * price_per_million_tokens)
         rows.append({
             "Started": fmt.when(job.started_at or job.created_at),
-            "Files": job.label,
+            "Import": job.label,
             "From the cache": job.cache_hits,
             "Embedded": job.cache_misses,
             "Hit rate": fmt.percent(job.cache_hit_rate) if lookups else "— (nothing to embed)",
@@ -153,7 +153,7 @@ def preview_rows(memories: Iterable[Memory]) -> list[dict[str, Any]]:
     return [
         {
             "Content": preview(m.content),
-            "File": m.source_file,
+            "Document": m.source_file,
             "Where": m.source_location or "—",
             "Chunk": m.chunk_index + 1,
             "Project": m.project,

@@ -533,57 +533,9 @@ class BatchConfig:
 
     def validate(self) -> None:
         """Raise ConfigError naming the first field whose value cannot work."""
-        sizes = self.text_type_batch_sizes or {}
-        missing = [b for b in LENGTH_BUCKETS if b not in sizes]
-        if missing:
-            raise ConfigError(f"text_type_batch_sizes is missing {', '.join(missing)}")
-        unknown = [b for b in sizes if b not in LENGTH_BUCKETS]
-        if unknown:
-            raise ConfigError(
-                f"text_type_batch_sizes has unknown bucket {unknown[0]!r}; "
-                f"use {', '.join(LENGTH_BUCKETS)}"
-            )
-        checks: list[tuple[str, Any, bool, str]] = [
-            ("default_batch_size", self.default_batch_size, _pos_int(self.default_batch_size), "a whole number of at least 1"),
-            ("max_retries", self.max_retries, _int_at_least(self.max_retries, 0), "a whole number of at least 0"),
-            ("base_retry_delay", self.base_retry_delay, _num_at_least(self.base_retry_delay, 0), "a number of seconds, 0 or more"),
-            ("max_retry_delay", self.max_retry_delay, _num_at_least(self.max_retry_delay, 0), "a number of seconds, 0 or more"),
-            ("gc_frequency", self.gc_frequency, _pos_int(self.gc_frequency), "a whole number of at least 1"),
-            ("embed_workers", self.embed_workers, _pos_int(self.embed_workers), "a whole number of at least 1"),
-            ("write_workers", self.write_workers, _pos_int(self.write_workers), "a whole number of at least 1"),
-            ("queue_depth", self.queue_depth, _pos_int(self.queue_depth), "a whole number of at least 1"),
-            ("memory_limit_mb", self.memory_limit_mb, _int_at_least(self.memory_limit_mb, 64), "a whole number of MB, at least 64"),
-            ("min_batch_size", self.min_batch_size, _pos_int(self.min_batch_size), "a whole number of at least 1"),
-            ("max_batch_size", self.max_batch_size, _pos_int(self.max_batch_size), "a whole number of at least 1"),
-            ("requests_per_minute", self.requests_per_minute, _int_at_least(self.requests_per_minute, 0),
-             "a whole number, 0 for no limit of its own"),
-            ("tokens_per_minute", self.tokens_per_minute, _int_at_least(self.tokens_per_minute, 0),
-             "a whole number, 0 for no limit of its own"),
-            ("cache_dir", self.cache_dir, _inside(self.cache_dir), "a folder path inside the data directory, like .cache/embeddings"),
-        ]
-        for bucket in LENGTH_BUCKETS:
-            value = sizes[bucket]
-            checks.append(
-                (f"text_type_batch_sizes.{bucket}", value, _pos_int(value), "a whole number of at least 1")
-            )
-        for name in ("enable_cache", "enable_progress_bar", "continue_on_error", "log_errors"):
-            value = getattr(self, name)
-            checks.append((name, value, isinstance(value, bool), "true or false"))
-        for name, value, ok, want in checks:
-            if not ok:
-                raise ConfigError(f"{name} is {value!r}; it must be {want}")
-        for name, limit in UPPER_BOUNDS.items():
-            value = sizes[name.split(".")[1]] if name.startswith("text_type_batch_sizes.") else getattr(self, name)
-            if value > limit:
-                raise ConfigError(f"{name} is {value!r}; it must be at most {limit:,}")
-        if self.min_batch_size > self.max_batch_size:
-            raise ConfigError(
-                f"min_batch_size ({self.min_batch_size}) is larger than max_batch_size ({self.max_batch_size})"
-            )
-        if self.base_retry_delay > self.max_retry_delay:
-            raise ConfigError(
-                f"base_retry_delay ({self.base_retry_delay}) is larger than max_retry_delay ({self.max_retry_delay})"
-            )
+        problems = batch_config_problems(dataclasses.asdict(self))
+        if problems:
+            raise ConfigError(problems[0].message)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "BatchConfig":
@@ -640,6 +592,70 @@ class BatchConfig:
     def resolve_cache_dir(self, data_dir: Path) -> Path:
         """The cache folder: `cache_dir` is always relative to the data directory."""
         return data_dir / self.cache_dir
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    """One field of a batch configuration that cannot work: `field` as BatchConfig names it
+    ("max_retries", "text_type_batch_sizes.short"), `problem` what is wrong with it."""
+
+    field: str
+    problem: str  # "is -2; it must be a whole number of at least 0"
+
+    @property
+    def message(self) -> str:
+        return f"{self.field} {self.problem}"
+
+
+def batch_config_problems(values: Mapping[str, Any]) -> list[ConfigProblem]:
+    """Every problem of a batch configuration's values at once (a form shows them all
+    together; `BatchConfig.validate` raises the first). Fields left out take their defaults."""
+    v = {**{f.name: f.default for f in dataclasses.fields(BatchConfig)}, **values}
+    sizes = v.get("text_type_batch_sizes") or {"short": 60, "medium": 40, "long": 25, "very_long": 15}
+    missing = [b for b in LENGTH_BUCKETS if b not in sizes]
+    if missing:
+        return [ConfigProblem("text_type_batch_sizes", f"is missing {', '.join(missing)}")]
+    unknown = [b for b in sizes if b not in LENGTH_BUCKETS]
+    if unknown:
+        return [ConfigProblem("text_type_batch_sizes",
+                              f"has unknown bucket {unknown[0]!r}; use {', '.join(LENGTH_BUCKETS)}")]
+    whole, seconds, budget = "a whole number of at least 1", "a number of seconds, 0 or more", "a whole number, 0 for no limit of its own"
+    checks: list[tuple[str, Any, bool, str]] = [
+        ("default_batch_size", v["default_batch_size"], _pos_int(v["default_batch_size"]), whole),
+        ("max_retries", v["max_retries"], _int_at_least(v["max_retries"], 0), "a whole number of at least 0"),
+        ("base_retry_delay", v["base_retry_delay"], _num_at_least(v["base_retry_delay"], 0), seconds),
+        ("max_retry_delay", v["max_retry_delay"], _num_at_least(v["max_retry_delay"], 0), seconds),
+        ("gc_frequency", v["gc_frequency"], _pos_int(v["gc_frequency"]), whole),
+        ("embed_workers", v["embed_workers"], _pos_int(v["embed_workers"]), whole),
+        ("write_workers", v["write_workers"], _pos_int(v["write_workers"]), whole),
+        ("queue_depth", v["queue_depth"], _pos_int(v["queue_depth"]), whole),
+        ("memory_limit_mb", v["memory_limit_mb"], _int_at_least(v["memory_limit_mb"], 64), "a whole number of MB, at least 64"),
+        ("min_batch_size", v["min_batch_size"], _pos_int(v["min_batch_size"]), whole),
+        ("max_batch_size", v["max_batch_size"], _pos_int(v["max_batch_size"]), whole),
+        ("requests_per_minute", v["requests_per_minute"], _int_at_least(v["requests_per_minute"], 0), budget),
+        ("tokens_per_minute", v["tokens_per_minute"], _int_at_least(v["tokens_per_minute"], 0), budget),
+        ("cache_dir", v["cache_dir"], _inside(v["cache_dir"]), "a folder path inside the data directory, like .cache/embeddings"),
+    ]
+    for bucket in LENGTH_BUCKETS:
+        checks.append((f"text_type_batch_sizes.{bucket}", sizes[bucket], _pos_int(sizes[bucket]), whole))
+    for name in ("enable_cache", "enable_progress_bar", "continue_on_error", "log_errors"):
+        checks.append((name, v[name], isinstance(v[name], bool), "true or false"))
+    problems = [ConfigProblem(name, f"is {value!r}; it must be {want}") for name, value, ok, want in checks if not ok]
+    bad = {p.field for p in problems}
+    for name, limit in UPPER_BOUNDS.items():
+        if name in bad:
+            continue
+        value = sizes[name.split(".")[1]] if name.startswith("text_type_batch_sizes.") else v[name]
+        if value > limit:
+            problems.append(ConfigProblem(name, f"is {value!r}; it must be at most {limit:,}"))
+            bad.add(name)
+    if not bad & {"min_batch_size", "max_batch_size"} and v["min_batch_size"] > v["max_batch_size"]:
+        problems.append(ConfigProblem(
+            "min_batch_size", f"({v['min_batch_size']}) is larger than max_batch_size ({v['max_batch_size']})"))
+    if not bad & {"base_retry_delay", "max_retry_delay"} and v["base_retry_delay"] > v["max_retry_delay"]:
+        problems.append(ConfigProblem(
+            "base_retry_delay", f"({v['base_retry_delay']}) is larger than max_retry_delay ({v['max_retry_delay']})"))
+    return problems
+
 
 
 def _inside(v: Any) -> bool:

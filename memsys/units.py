@@ -35,3 +35,37 @@ def duration(seconds: float | None) -> str:
     if minutes:
         return f"{minutes} min {secs} s"
     return f"{secs} s"
+
+
+# The words people read for what memsys counts and for a job's state: every page, the CLI
+# and the README use these (tests/test_glossary.py checks the pages). A document is cut
+# into memories; an import is a job.
+COUNTED_UNIT = ("memory", "memories")
+JOB_STATES = {
+    "queued": "Waiting to start",
+    "planning": "Reading files",
+    "running": "Importing",
+    "cancelling": "Stopping",
+    "cancelled": "Cancelled",
+    "completed": "Completed",
+    "completed_with_failures": "Finished with failures",
+    "failed": "Stopped by an error",
+    "interrupted": "Interrupted (can be resumed)",
+}
+
+
+def job_state(state: str, failed: int = 0) -> str:
+    """A job's state as people read it, from its stored state and its count of failures:
+    one mapping for every page and the CLI ("completed" with a failure is "Finished with
+    failures" everywhere)."""
+    if state == "completed" and failed:
+        state = "completed_with_failures"
+    return JOB_STATES.get(state, state.replace("_", " ").capitalize())
+
+
+def documents_title(names: list[str]) -> str:
+    """An import's title from its files' names: "a.md", "a.md and b.md", or
+    "8 documents: a.md, b.md and 6 more" (never every name)."""
+    if len(names) <= 2:
+        return " and ".join(names)
+    return f"{len(names):,} documents: {names[0]}, {names[1]} and {len(names) - 2:,} more"

@@ -1,16 +1,19 @@
-"""Batch settings: how imports are cut into batches, retried and bounded (BatchConfig),
-with each length bucket's recommended range and validation. Saved settings live in the
+"""Batch settings: what a person decides (faster, gentler on the provider, what happens
+on a failure) with the expert bounds folded away; every problem of the form at once,
+naming the fields as they are labelled. Saved settings live in the
 data folder (batch_config.json) and are what new imports start from; the JSON can be
 downloaded and uploaded."""
 import json
 
 import streamlit as st
 
-from components.batch_settings import batch_config, use_batch_config
-from components.feedback import flash, guarded, show_error, show_flashes
+from components.batch_settings import batch_config, setting_number, use_batch_config
+from components.feedback import flash, guarded, show_flashes
 from components.resources import engine
-from components.batch_labels import BUCKET_LABELS, BUCKET_LENGTHS, config_from_upload, outside_recommended, recommended
-from memsys.config import LENGTH_BUCKETS, BatchConfig, ConfigError
+from components.batch_labels import (BUCKET_LENGTHS, FIELD_LABELS, config_from_upload, labelled, labelled_problems,
+                                     outside_recommended, recommended)
+from components.explain import sentence
+from memsys.config import LENGTH_BUCKETS, BatchConfig, ConfigError, batch_config_problems
 
 st.title("Batch settings")
 st.caption(
@@ -21,52 +24,59 @@ show_flashes()
 config = batch_config()
 sizes = config.text_type_batch_sizes or {}
 
+
+
 with st.form("batch_form"):
-    st.markdown("**Batch size by text length**")
+    st.markdown("**Faster**")
+    st.caption("More workers and bigger batches finish an import sooner; they use more memory and send the "
+               "embedding provider more at once.")
+    left, right, _ = st.columns(3)
+    embed_workers = setting_number(left, "embed_workers", config.embed_workers, 1,
+                           help="Batches embedded at the same time.")
+    write_workers = setting_number(right, "write_workers", config.write_workers, 1,
+                           help="Batches written to the memory store at the same time.")
     bucket_columns = st.columns(len(LENGTH_BUCKETS))
     new_sizes = {}
     for column, bucket in zip(bucket_columns, LENGTH_BUCKETS):
-        new_sizes[bucket] = column.number_input(BUCKET_LABELS[bucket], value=sizes[bucket], step=1,
-                                                help=f"How many texts of this length go in one batch; {recommended(bucket)}.")
+        new_sizes[bucket] = setting_number(column, f"text_type_batch_sizes.{bucket}", sizes[bucket], 1,
+                                   help=f"How many memories of this length go in one batch; {recommended(bucket)}.")
         column.caption(f"{BUCKET_LENGTHS[bucket].capitalize()}; {recommended(bucket)}")
+
+    st.markdown("**Gentler on the provider**")
+    st.caption("Limits and patience for a busy embedding service: fewer requests, and waiting longer before "
+               "trying a batch again. 0 a minute: the settings' limits, or what the provider's rate-limit headers say.")
+    left, right, _ = st.columns(3)
+    requests_per_minute = setting_number(left, "requests_per_minute", config.requests_per_minute, 100)
+    tokens_per_minute = setting_number(right, "tokens_per_minute", config.tokens_per_minute, 10_000)
     left, middle, right = st.columns(3)
-    default_batch_size = left.number_input(
-        "Records per write (Python API)", value=config.default_batch_size, step=1,
-        help="write_memories_batch embeds and writes this many records at a time (default_batch_size). "
-             "Imports size their batches by text length, above.")
-    min_batch_size = middle.number_input("Smallest batch", value=config.min_batch_size, step=1,
-                                         help="Batches shrink down to this under memory pressure.")
-    max_batch_size = right.number_input("Largest batch", value=config.max_batch_size, step=1)
+    max_retries = setting_number(left, "max_retries", config.max_retries, 1)
+    base_retry_delay = setting_number(middle, "base_retry_delay", float(config.base_retry_delay), 0.5)
+    max_retry_delay = setting_number(right, "max_retry_delay", float(config.max_retry_delay), 1.0)
 
-    st.markdown("**Retries**")
+    st.markdown("**When something fails**")
     left, middle, right = st.columns(3)
-    max_retries = left.number_input("Retries per batch", value=config.max_retries, step=1)
-    base_retry_delay = middle.number_input("First wait (seconds)", value=float(config.base_retry_delay), step=0.5)
-    max_retry_delay = right.number_input("Longest wait (seconds)", value=float(config.max_retry_delay), step=1.0)
+    continue_on_error = left.toggle(FIELD_LABELS["continue_on_error"], value=config.continue_on_error,
+                                    help="What failed is kept with its reason and can be retried.")
+    enable_cache = middle.toggle(FIELD_LABELS["enable_cache"], value=config.enable_cache,
+                                 help="Off: every memory is sent to the embedder and nothing is cached.")
+    log_errors = right.toggle(FIELD_LABELS["log_errors"], value=config.log_errors,
+                              help="Write each failure and its reason to the log, as well as to the import.")
 
-    st.markdown("**Concurrency and memory**")
-    columns = st.columns(5)
-    embed_workers = columns[0].number_input("Embedding workers", value=config.embed_workers, step=1)
-    write_workers = columns[1].number_input("Writing workers", value=config.write_workers, step=1)
-    queue_depth = columns[2].number_input("Batches waiting", value=config.queue_depth, step=1,
-                                          help="Batches embedded ahead of the writers.")
-    memory_limit_mb = columns[3].number_input("Memory limit (MB)", value=config.memory_limit_mb, step=64)
-    gc_frequency = columns[4].number_input("Free memory every N batches", value=config.gc_frequency, step=1,
-                                           help="Runs Python's garbage collector after every N-th batch.")
-
-    st.markdown("**Provider budget** (0: the settings' limits, or what the provider's rate-limit headers say)")
-    left, right = st.columns(2)
-    requests_per_minute = left.number_input("Requests per minute", value=config.requests_per_minute, step=100, min_value=0)
-    tokens_per_minute = right.number_input("Tokens per minute", value=config.tokens_per_minute, step=10_000, min_value=0)
-
-    st.markdown("**Errors and cache**")
-    left, middle, right = st.columns(3)
-    continue_on_error = left.toggle("Continue after a failed batch", value=config.continue_on_error,
-                                    help="Failed items are kept with their reason and can be retried.")
-    enable_cache = middle.toggle("Use the embedding cache", value=config.enable_cache,
-                                 help="Off: every text is sent to the embedder and nothing is cached.")
-    log_errors = right.toggle("Log failed items", value=config.log_errors,
-                              help="Write each failed item and its reason to the log, as well as to the job.")
+    with st.expander("Expert settings: batch bounds, queue and memory"):
+        left, middle, right = st.columns(3)
+        default_batch_size = setting_number(
+            left, "default_batch_size", config.default_batch_size, 1,
+            help="write_memories_batch embeds and writes this many records at a time (default_batch_size). "
+                 "Imports size their batches by length, above.")
+        min_batch_size = setting_number(middle, "min_batch_size", config.min_batch_size, 1,
+                                help="Batches shrink down to this under memory pressure.")
+        max_batch_size = setting_number(right, "max_batch_size", config.max_batch_size, 1)
+        left, middle, right = st.columns(3)
+        queue_depth = setting_number(left, "queue_depth", config.queue_depth, 1,
+                             help="Batches embedded ahead of the writers.")
+        memory_limit_mb = setting_number(middle, "memory_limit_mb", config.memory_limit_mb, 64)
+        gc_frequency = setting_number(right, "gc_frequency", config.gc_frequency, 1,
+                              help="Runs Python's garbage collector after every N-th batch.")
 
     if st.form_submit_button("Use these settings", type="primary"):
         changes = {
@@ -78,13 +88,14 @@ with st.form("batch_form"):
             "requests_per_minute": requests_per_minute, "tokens_per_minute": tokens_per_minute,
             "continue_on_error": continue_on_error, "enable_cache": enable_cache, "log_errors": log_errors,
         }
-        try:
-            updated = BatchConfig.from_dict({**config.to_dict(), **changes})
-        except ConfigError as e:
-            show_error(e)
+        wanted = {**config.to_dict(), **changes}
+        problems = labelled_problems(batch_config_problems(wanted))
+        if problems:
+            st.error("These settings cannot be used yet; nothing changed:\n\n" + "\n".join(f"- {p}." for p in problems),
+                     icon=":material/error:")
         else:
-            use_batch_config(updated)
-            config = updated
+            config = BatchConfig.from_dict(wanted)
+            use_batch_config(config)
             st.success("These settings apply to the next import from this session.", icon=":material/check:")
 
 for note in outside_recommended(config):
@@ -112,7 +123,8 @@ if uploaded is not None and st.button("Use the uploaded file"):
     try:
         loaded = config_from_upload(uploaded.name, uploaded.getvalue())
     except ConfigError as e:
-        show_error(e)
+        st.error(f"{uploaded.name} cannot be used: {sentence(labelled(str(e)))} Correct the file and load it again.",
+                 icon=":material/error:")
     else:
         use_batch_config(loaded)
         flash(f"Loaded {uploaded.name}.")

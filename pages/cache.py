@@ -1,5 +1,7 @@
 """Cache: what the embedding cache holds and how often it saves a provider call; a health
 check that finds entries that cannot be trusted, and repair; warm-up; clearing."""
+from pathlib import Path
+
 import pandas as pd
 import streamlit as st
 
@@ -14,14 +16,14 @@ from components.tables import cache_model_rows, job_cache_rows
 st.title("Embedding cache")
 st.caption(
     "Every text embedded once is kept here, so importing it again costs no provider call. "
-    "Entries are kept per provider and model: changing the model never returns another model's vectors."
+    "Embeddings are kept per provider and model: changing the model never returns another model's embeddings."
 )
 
 memsys_engine = or_stop(engine)
 with guarded():
     info = memsys_engine.cache.info()
     entries, size, lifetime, process = st.columns(4)
-    entries.metric("Cached vectors", fmt.count(info["num_entries"]))
+    entries.metric("Cached embeddings", fmt.count(info["num_entries"]))
     limit = f"limit {fmt.size(info['size_limit_bytes'])}" if info.get("evicts") else "no size limit"
     size.metric("Size on disk", fmt.size(info["total_size_bytes"]), help=limit)
     lifetime.metric("Hit rate, all time", fmt.percent(info["hit_rate"]) if info["hits"] + info["misses"] else "—",
@@ -31,7 +33,7 @@ with guarded():
                    fmt.percent(info["session_hits"] / seen) if seen else "—",
                    help=f"Since the dashboard started: {info['session_hits']:,} hits, {info['session_misses']:,} misses")
     st.caption(f"In use now: {info['provider']} / {info['model']} ({info['dimensions'] or '?'} dimensions). "
-               f"Folder: {info['directory']}")
+               f"Kept in the data folder, under {'/'.join(Path(info['directory']).parts[-2:])}.")
 
     st.subheader("By provider and model")
     rows = cache_model_rows(info)
@@ -56,7 +58,7 @@ if memsys_engine.can("cache.check"):  # operators and admins; repair and clear a
     check, repair = st.columns(2)
     if check.button("Check the cache", icon=":material/health_and_safety:"):
         start_task("cache_check", "cache-check", lambda progress: memsys_engine.cache.check(fix=False, progress=progress))
-    report = task_result("cache_check", "Checking entries")
+    report = task_result("cache_check", "Checking the cached embeddings")
     if report is not None:
         health_report(report)
         if memsys_engine.can("cache.check", fix=True) and repair.button(
@@ -66,8 +68,8 @@ if memsys_engine.can("cache.check"):  # operators and admins; repair and clear a
 
 if memsys_engine.can("cache.warm_up"):
     st.subheader("Warm up")
-    st.caption("Embed texts you expect to import, so the import itself finds them in the cache.")
-    typed_tab, file_tab = st.tabs(["Type or paste texts", "From a text file"])
+    st.caption("Embed the text you expect to import, so the import itself finds it in the cache.")
+    typed_tab, file_tab = st.tabs(["Type or paste lines", "From a text file"])
     with typed_tab:
         typed = st.text_area("One text per line", height=120)
     with file_tab:
@@ -79,14 +81,14 @@ if memsys_engine.can("cache.warm_up"):
             # The file goes to the spool first and is read a line at a time, never whole.
             spooled = memsys_engine.imports.spool_upload(upload.file_id, upload.name, upload) if upload else None
             if not texts and spooled is None:
-                st.warning("Type some texts or choose a file first.")
+                st.warning("Type some lines or choose a file first.")
             else:
                 files = [spooled] if spooled is not None else []
                 start_task("cache_warmup", "cache-warmup",
                            lambda progress: memsys_engine.cache.warm_up(texts, files=files, progress=progress))
     warmed = task_result("cache_warmup", "Embedding")
     if warmed is not None:
-        st.success(f"Warmed up {fmt.plural(warmed.texts, 'text')}: {warmed.already_cached:,} were already cached, "
+        st.success(f"Warmed up {fmt.plural(warmed.texts, 'embedding')}: {warmed.already_cached:,} were already cached, "
                    f"{warmed.embedded:,} embedded now.", icon=":material/check:")
 
 if memsys_engine.can("cache.clear"):
@@ -97,4 +99,4 @@ if memsys_engine.can("cache.clear"):
         if st.button("Clear the cache", icon=":material/delete_forever:", disabled=not sure):
             with guarded():
                 removed = memsys_engine.cache.clear()
-                st.success(f"Removed {fmt.plural(removed, 'entry', 'entries')}.", icon=":material/check:")
+                st.success(f"Removed {fmt.plural(removed, 'cached embedding')}.", icon=":material/check:")

@@ -17,7 +17,7 @@ from components.knowledge_views import remember_import, whose_memories
 from memsys.engine import UPLOAD_ORIGIN, MemoryDefaults
 
 st.title("Import")
-st.caption("Turn documents into memories: each file is read, cut into chunks, embedded and stored.")
+st.caption("Turn documents into memories: each file is read, cut into memories, embedded and stored.")
 memsys_engine = or_stop(engine)
 state = st.session_state
 job_id = state.get("import_job") or st.query_params.get("job")
@@ -40,8 +40,8 @@ if job is not None:
 others = [j for j in memsys_engine.jobs.recent(limit=20) if j.is_active and j.job_id != job_id]
 for other in others:
     left, right = st.columns([4, 1])
-    left.info(f"Also running: {fmt.plain(other.label)} ({fmt.job_state(other.state).lower()}, "
-              f"{other.processed:,} of {other.total:,} items).", icon=":material/sync:")
+    left.info(f"Also running: {fmt.plain(other.label)} ({fmt.job_state(other.state, other.failed).lower()}, "
+              f"{other.processed:,} of {fmt.plural(other.total, 'memory', 'memories')}).", icon=":material/sync:")
     if right.button("Follow it", key=f"follow_{other.job_id}"):
         state["import_job"] = other.job_id
         st.query_params["job"] = other.job_id
@@ -68,7 +68,7 @@ if structured:
 st.subheader(f"{4 if structured else 3}. Preview and start")
 config = batch_config()
 sizes = config.text_type_batch_sizes or {}
-st.caption(f"Batch settings: {sizes['short']} short to {sizes['very_long']} very long texts per batch, "
+st.caption(f"Batch settings: {sizes['short']} short to {sizes['very_long']} very long memories per batch, "
            f"{config.max_retries} retries, {'continue' if config.continue_on_error else 'stop'} after a failed batch, "
            f"embedding cache {'on' if config.enable_cache else 'off'} (change them on Batch settings).")
 mirror = kept(st.checkbox, "Mirror these files: remove the documents an earlier import of the same files had "

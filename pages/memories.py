@@ -7,7 +7,7 @@ import streamlit as st
 from components.feedback import guarded, show_error
 from components.memory_views import (SEARCH_MODE_LABELS, cursor_page, document_list, existing_values,
                                      export_button, filter_fields,
-                                     memory_card, memory_detail, memory_table)
+                                     memory_card, memory_detail, memory_table, search_summary)
 from components.resources import engine
 from memsys.engine import SEARCH_MODES, MemoryFilter
 from components import format as fmt
@@ -45,6 +45,7 @@ with search_tab:
             st.warning("Type something to search for.")
         else:
             with guarded(), st.spinner("Searching…"):
+                st.session_state.update(search_query=query, search_mode=mode, search_limit=limit)
                 st.session_state["search_hits"] = engine().memories.search(
                     query, limit=limit, where=memory_filter(project, repo, agent, tags), mode=mode)
                 st.session_state["search_unlike"] = "" if mode == "keyword" else engine().collections.needs_reembed()
@@ -54,12 +55,11 @@ with search_tab:
                 "Meaning counts again once the collection is re-embedded (Settings, Re-embed).",
                 icon=":material/info:")
     if hits is not None:
-        if hits:
-            st.caption(f"{fmt.plural(len(hits), 'memory', 'memories')} found, best match first.")
-            for hit in hits:
-                memory_card(hit)
-        else:
-            st.info("Nothing matches. Try other words or fewer filters.")
+        searched_for = st.session_state.get("search_query", "")
+        st.caption(search_summary(hits, searched_for, st.session_state.get("search_mode", "hybrid"),
+                                  st.session_state.get("search_limit", limit)))
+        for hit in hits:
+            memory_card(hit, searched_for)
 
 with browse_tab:
     with guarded():

@@ -27,7 +27,7 @@ by_id = {job.job_id: job for job in jobs}
 
 def describe(job_id: str) -> str:
     job = by_id[job_id]
-    return f"{job.label} · {fmt.when(job.started_at or job.created_at)} · {fmt.job_state(job.state).lower()}"
+    return f"{job.label} · {fmt.when(job.started_at or job.created_at)} · {fmt.job_state(job.state, job.failed).lower()}"
 
 
 one_tab, all_tab, compare_tab = st.tabs(["One import", "All imports", "Compare two"])

@@ -46,7 +46,7 @@ def test_import_prints_the_job_id_first_and_exits_0_when_nothing_failed(cli_env:
     assert result.returncode == 0, result.stderr
     first = result.stdout.splitlines()[0]
     assert first.startswith("job ")
-    assert "completed: 12 written, 0 unchanged, 0 failed, of 12 items" in result.stdout
+    assert "completed: 12 written, 0 unchanged, 0 failed, of 12 memories" in result.stdout
     stored = collection(base_system, cli_env).search_memories("cli 3", limit=1)[0]
     assert set(stored.tags) == {"a", "b"} and stored.agent == "cli"
 

@@ -14,6 +14,8 @@ from typing import Iterator
 import pytest
 from playwright.sync_api import Browser, Error as PlaywrightError, Page, expect
 
+from memsys.units import documents_title
+
 from conftest import run_memsys
 from dashboard_support import (
     ARTIFACTS, DashboardServer, chromium, jsonl, memsys_env, sentences, settle, wait_until, weaviate_count,
@@ -23,14 +25,15 @@ SENTINEL_KEY = "sk-e2e-SENTINEL-7f3a9c1d2b4e6f80"
 LONG = 180_000  # ms: the first import also loads the model and starts nothing twice
 # Tests check behaviour, not speed (P9 is measured, not asserted): a loaded CI machine may
 # take a while to rerun the page after Start.
-FINISHED = re.compile(r"Import finished in .*?: ([\d,]+) written, ([\d,]+) unchanged, ([\d,]+) failed of ([\d,]+) item")
-WITH_FAILURES = re.compile(r"Import finished in .* with failures: ([\d,]+) written, ([\d,]+) unchanged, ([\d,]+) failed of ([\d,]+) item")
-PAGES = ["Home", "Knowledge bases", "Import", "Memories", "Metrics", "Cache", "Logs", "Batch settings", "Settings"]
+FINISHED = re.compile(r"Import finished in .*?: ([\d,]+) written, ([\d,]+) unchanged, ([\d,]+) failed of ([\d,]+) memor")
+WITH_FAILURES = re.compile(r"Import finished in .* with failures: ([\d,]+) written, ([\d,]+) unchanged, ([\d,]+) failed of ([\d,]+) memor")
+PAGES = ["Home", "Knowledge bases", "Import", "Imports", "Memories", "Sources", "Metrics", "Cache", "Logs", "Batch settings", "Settings"]
 # Each page's address, as a person would type or bookmark it.
 URLS = {"Home": "", "Knowledge bases": "knowledge_bases", "Import": "import", "Memories": "memories", "Metrics": "metrics", "Cache": "cache", "Logs": "logs",
-        "Batch settings": "batch_settings", "Settings": "settings"}
+        "Batch settings": "batch_settings", "Settings": "settings", "Imports": "imports", "Sources": "sources"}
 TITLES = {"Home": "memsys", "Knowledge bases": "Knowledge bases", "Import": "Import", "Memories": "Memories", "Metrics": "Metrics",
-          "Cache": "Embedding cache", "Logs": "Logs", "Batch settings": "Batch settings", "Settings": "Settings"}
+          "Cache": "Embedding cache", "Logs": "Logs", "Batch settings": "Batch settings", "Settings": "Settings",
+          "Imports": "Imports", "Sources": "Sources"}
 SEED = "seed.jsonl"
 
 
@@ -54,7 +57,7 @@ def page(browser: Browser, server: DashboardServer) -> Iterator[Page]:
     opened = context.new_page()
     opened.goto(server.address())
     # Embedded Weaviate starts on the first visit (about 15 s).
-    expect(opened.get_by_text("Cached vectors")).to_be_visible(timeout=LONG)
+    expect(opened.get_by_role("heading", name="Recent imports")).to_be_visible(timeout=LONG)
     yield opened
     context.close()
 
@@ -67,7 +70,7 @@ def seeded(server: DashboardServer, browser: Browser, tmp_path_factory: pytest.T
     context = browser.new_context()
     home = context.new_page()
     home.goto(server.address())  # the dashboard has started embedded Weaviate; the CLI shares it
-    expect(home.get_by_text("Cached vectors")).to_be_visible(timeout=LONG)
+    expect(home.get_by_role("heading", name="Recent imports")).to_be_visible(timeout=LONG)
     context.close()
     folder = tmp_path_factory.mktemp("seed")
     path = folder / SEED
@@ -185,7 +188,7 @@ def start_import(page: Page, files: list[tuple[str, bytes, str]], project: str) 
     upload(page, files)
     fill_fields(page, project)
     page.get_by_role("button", name="Start import").click()
-    label = ", ".join(name for name, _, _ in files)
+    label = documents_title([name for name, _, _ in files])
     expect(page.get_by_role("heading", name=re.compile(f"Import(ing| of) {re.escape(label)}"))).to_be_visible(timeout=60_000)
 
 
@@ -261,7 +264,7 @@ def test_import_of_two_files_completes_while_the_user_switches_pages(page: Page,
     go(page, "Memories")
     go(page, "Home")
     go(page, "Import")
-    expect(page.get_by_role("heading", name=re.compile(r"Import(ing)? (of )?notes.txt, rows.jsonl"))).to_be_visible()
+    expect(page.get_by_role("heading", name=re.compile(r"Import(ing)? (of )?notes.txt and rows.jsonl"))).to_be_visible()
 
     written, unchanged, failed, total = finished_counts(page)
     shoot(page, "import-finished")
@@ -345,7 +348,7 @@ def test_two_browser_sessions_import_at_the_same_time(browser: Browser, server: 
         context = browser.new_context(viewport={"width": 1400, "height": 1100})
         tab = context.new_page()
         tab.goto(server.address())
-        expect(tab.get_by_text("Cached vectors")).to_be_visible(timeout=LONG)
+        expect(tab.get_by_role("heading", name="Recent imports")).to_be_visible(timeout=LONG)
         sessions.append((who, context, tab))
     try:
         for who, _, tab in sessions:

@@ -261,7 +261,7 @@ def test_the_cli_mirrors_a_folder_and_deletes_a_file_after_a_dry_run(cli_env: di
         in refused.stdout, refused.stdout + refused.stderr
     assert collection(base_system, cli_env).count_memories() == 5
     mirrored = run_memsys([*args, "--yes"], cli_env)
-    assert "0 written, 3 unchanged, 0 failed, of 3 items; 2 stored memories removed (no longer in the input)" \
+    assert "0 written, 3 unchanged, 0 failed, of 3 memories; 2 stored memories removed (no longer in the input)" \
         in mirrored.stdout, mirrored.stdout
     dry = run_memsys(["memories", "delete", "--file", "notes/keep.csv", "--dry-run"], cli_env)
     assert dry.stdout.strip() == "would delete 3 memories of document notes/keep.csv (dry run: nothing changed)"

@@ -136,7 +136,7 @@ def imported(app_env: dict[str, str]) -> str:
 def test_home_shows_the_store_the_embedder_and_the_cache(app_env: dict[str, str]) -> None:
     at = open_page()
     labels = {m.label for m in at.metric}
-    assert {"Memories", "Provider", "Cached vectors"} <= labels
+    assert {"Memories", "Provider", "Cached embeddings"} <= labels
     assert by_label(at.metric, "Provider").value == "local"
     assert any("Weaviate 1.35.2, embedded mode" in c for c in texts(at, "caption"))
     assert not texts(at, "error")
@@ -169,12 +169,12 @@ def test_batch_settings_refuse_a_smallest_batch_larger_than_the_largest(app_env:
     by_label(at.number_input, "Smallest batch").set_value(300)
     button(at, "Use these settings").click()
     at.run()
-    assert any(e.startswith("min_batch_size (300) is larger than max_batch_size (200).") for e in texts(at, "error"))
+    assert any("“Smallest batch” (300) is larger than “Largest batch” (200)." in e for e in texts(at, "error"))
 
 
 def test_batch_settings_warn_about_a_size_outside_the_recommended_range(app_env: dict[str, str]) -> None:
     at = open_page("pages/batch_settings.py")
-    by_label(at.number_input, "Short texts").set_value(90)
+    by_label(at.number_input, "Short memories").set_value(90)
     button(at, "Use these settings").click()
     at.run()
     assert not texts(at, "error")
@@ -214,7 +214,8 @@ def test_batch_settings_say_which_setting_a_bad_saved_file_gets_wrong(app_env: d
     saved.write_text(json.dumps({"max_retries": -1}))
     try:
         at = open_page("pages/batch_settings.py")
-        assert any(e.startswith("max_retries is -1; it must be a whole number of at least 0.") for e in texts(at, "error"))
+        assert any("“Retries per batch” is -1; it must be a whole number of at least 0." in e for e in texts(at, "error"))
+        assert not any("secrets.toml" in e or "Settings page" in e for e in texts(at, "error"))
         assert any("Using the default batch settings" in w for w in texts(at, "warning"))
         assert by_label(at.number_input, "Retries per batch").value == 3
         assert not at.exception
@@ -265,7 +266,7 @@ def test_settings_reembed_after_a_model_change_then_drop_the_old_collection(app_
     button(at, "Search").click()
     at.run()
     assert any(i.startswith("Matched by keywords only: ") and "holds vectors of local / " in i for i in texts(at, "info"))
-    assert any(c.endswith("found, best match first.") for c in texts(at, "caption"))
+    assert any("found, best match first" in c for c in texts(at, "caption"))
     at.switch_page("pages/settings.py")
     at.run()
     button(at, "Re-embed 5 memories").click()
@@ -420,7 +421,7 @@ def test_import_preview_reads_inside_a_zip(app_env: dict[str, str]) -> None:
     at.run()
     rerun_until(at, previewed, timeout=60)
     assert {m.label: m.value for m in at.metric}["Memories"] == "2"
-    assert set(at.dataframe[0].value["File"]) == {"guide.zip/guide/one.md", "guide.zip/guide/two.txt"}
+    assert set(at.dataframe[0].value["Document"]) == {"guide.zip/guide/one.md", "guide.zip/guide/two.txt"}
 
 
 def guide_zip(**pages: str) -> bytes:
@@ -473,7 +474,7 @@ def test_the_import_page_follows_its_job_across_page_switches(app_env: dict[str,
     at.run()
     assert job_heading & set(texts(at, "subheader"))
     rerun_until(at, finished)
-    assert any("4 written, 0 unchanged, 0 failed of 4 items" in s for s in texts(at, "success"))
+    assert any("4 written, 0 unchanged, 0 failed of 4 memories" in s for s in texts(at, "success"))
     assert weaviate_count(app_env, "pages-counts") == 4
 
 
@@ -487,7 +488,7 @@ def test_a_cancelled_import_can_be_resumed_to_the_end(app_env: dict[str, str]) -
     button(at, "Resume").click()
     at.run()
     rerun_until(at, finished)
-    assert any("150 written, 0 unchanged, 0 failed of 150 items" in s for s in texts(at, "success"))
+    assert any("150 written, 0 unchanged, 0 failed of 150 memories" in s for s in texts(at, "success"))
     assert weaviate_count(app_env, "pages-cancel") == 150
 
 
@@ -513,7 +514,7 @@ def test_failed_items_are_listed_with_their_reasons_and_can_be_retried(app_env: 
     at.run()
     start_import(at, [("retry.jsonl", jsonl(sentences(3, "the retry test")), "application/json")], "pages-retry")
     rerun_until(at, lambda at: any("with failures" in w for w in texts(at, "warning")))
-    assert any("0 written, 0 unchanged, 3 failed of 3 items" in w for w in texts(at, "warning"))
+    assert any("0 written, 0 unchanged, 3 failed of 3 memories" in w for w in texts(at, "warning"))
     failures = at.dataframe[0].value
     assert list(failures["Item"]) == [f"retry.jsonl line {n} chunk 1" for n in (1, 2, 3)]
     assert all("cannot reach the embedding service" in reason for reason in failures["Reason"])
@@ -529,7 +530,7 @@ def test_failed_items_are_listed_with_their_reasons_and_can_be_retried(app_env: 
     finally:
         server.terminate()
         server.wait()
-    assert any("3 written, 0 unchanged, 0 failed of 3 items" in s for s in texts(at, "success"))
+    assert any("3 written, 0 unchanged, 0 failed of 3 memories" in s for s in texts(at, "success"))
     with memories_in_weaviate(app_env, "PagesRetry") as memories:
         assert memories.aggregate.over_all(total_count=True).total_count == 3
 
@@ -557,7 +558,8 @@ def test_search_finds_an_imported_memory(app_env: dict[str, str], imported: str)
     button(at, "Search").click()
     at.run()
     assert any("found, best match first" in c for c in texts(at, "caption"))
-    assert "The lighthouse keeper logs every ship." in texts(at, "text")[0]
+    # The snippet marks the query's words it contains ("logs"), the rest as written.
+    assert any("The lighthouse keeper :orange-background[**logs**] every ship." in m for m in texts(at, "markdown"))
 
 
 def test_a_memory_opens_by_its_id_with_its_source(app_env: dict[str, str], imported: str) -> None:
@@ -571,8 +573,8 @@ def test_a_memory_opens_by_its_id_with_its_source(app_env: dict[str, str], impor
 
 def test_the_documents_tab_lists_each_imported_file_with_its_memories(app_env: dict[str, str], imported: str) -> None:
     at = open_page("pages/memories.py")
-    table = next(t.value for t in at.dataframe if "File" in t.value.columns)
-    rows = {r["File"]: r for r in table.to_dict("records") if r["Project"] == imported}
+    table = next(t.value for t in at.dataframe if "Last import" in t.value.columns)
+    rows = {r["Document"]: r for r in table.to_dict("records") if r["Project"] == imported}
     assert set(rows) == {"notes.md", "rows.jsonl"}
     assert rows["rows.jsonl"]["Memories"] == 6 and rows["notes.md"]["Memories"] >= 1
     assert any("Select a document to delete it." in c for c in texts(at, "caption"))
@@ -631,7 +633,7 @@ def test_cache_repair_removes_an_entry_that_cannot_be_trusted(app_env: dict[str,
     assert list(findings["Kind"]) == ["truncated"]  # shorter than the vector header
     button(at, "Repair").click()
     at.run()
-    rerun_until(at, lambda at: any(s.startswith("Removed 1 entry") for s in texts(at, "success")), timeout=60)
+    rerun_until(at, lambda at: any(s.startswith("Removed 1 cached embedding") for s in texts(at, "success")), timeout=60)
 
 
 def test_cache_warm_up_embeds_typed_texts(app_env: dict[str, str]) -> None:
@@ -639,7 +641,7 @@ def test_cache_warm_up_embeds_typed_texts(app_env: dict[str, str]) -> None:
     by_label(at.text_area, "One text per line").input("warm text one\nwarm text two\nwarm text one")
     button(at, "Warm up the cache").click()
     at.run()
-    rerun_until(at, lambda at: any(s.startswith("Warmed up 2 texts") for s in texts(at, "success")), timeout=60)
+    rerun_until(at, lambda at: any(s.startswith("Warmed up 2 embeddings") for s in texts(at, "success")), timeout=60)
 
 
 def test_clearing_the_cache_needs_a_confirmation(app_env: dict[str, str], imported: str) -> None:
@@ -651,4 +653,4 @@ def test_clearing_the_cache_needs_a_confirmation(app_env: dict[str, str], import
     at.run()
     assert any(s.startswith("Removed ") for s in texts(at, "success"))
     at.run()
-    assert by_label(at.metric, "Cached vectors").value == "0"
+    assert by_label(at.metric, "Cached embeddings").value == "0"

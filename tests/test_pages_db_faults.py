@@ -62,7 +62,7 @@ def test_a_locked_job_database_is_told_on_the_page_and_the_next_try_works(tiny_d
     button(at, "Start import").click()
     at.run()
     rerun_until(at, finished)
-    assert any("3 written, 0 unchanged, 0 failed of 3 items" in s for s in texts(at, "success"))
+    assert any("3 written, 0 unchanged, 0 failed of 3 memories" in s for s in texts(at, "success"))
     assert weaviate_count(env, "pages-locked") == 3
 
 
@@ -78,7 +78,7 @@ def test_a_full_disk_stops_the_import_with_a_sentence_and_resume_finishes_once_f
     button(at, "Resume").click()
     at.run()
     rerun_until(at, finished, timeout=300)
-    assert any("300 written" in s and "0 failed of 300 items" in s for s in texts(at, "success")), texts(at, "success")
+    assert any("300 written" in s and "0 failed of 300 memories" in s for s in texts(at, "success")), texts(at, "success")
     assert weaviate_count(env, "pages-full") == 300
 
 
@@ -137,5 +137,5 @@ def test_pages_on_a_read_only_data_directory_say_so_and_work_again_once_writable
     at = open_page("pages/import.py")
     start_import(at, [("after.jsonl", jsonl(sentences(3, "after read-only")), "application/json")], "pages-ro-after")
     rerun_until(at, finished)
-    assert any("3 written, 0 unchanged, 0 failed of 3 items" in s for s in texts(at, "success"))
+    assert any("3 written, 0 unchanged, 0 failed of 3 memories" in s for s in texts(at, "success"))
     assert weaviate_count(env, "pages-ro-after") == 3

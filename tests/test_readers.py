@@ -447,7 +447,7 @@ def test_unsupported_office_file_is_reported_with_what_to_do(folder: Path) -> No
     write(folder / "sheet.xls", b"\xd0\xcf\x11\xe0 an old binary workbook")
     memories, problems = run([folder])
     assert only_problem(problems) == InputProblem(
-        "upload/sheet.xls", "is a .xls file, which memsys cannot read; save it as .docx, .xlsx, .pptx, .pdf or .csv"
+        "upload/sheet.xls", "is an old Excel file (.xls), which memsys cannot read: open it in Excel or LibreOffice, save it as .xlsx and import that"
     )
     assert good_file_imported(memories)
 

@@ -43,6 +43,9 @@ def open_home(url: str) -> None:
         try:
             page = browser.new_page()
             page.goto(url)
+            # Home folds the server's details for operators: open them as one would.
+            expect(page.get_by_role("heading", name="Recent imports")).to_be_visible(timeout=240_000)
+            page.get_by_text("For operators").click()
             expect(page.get_by_text("memsys server at http://127.0.0.1:")).to_be_visible(timeout=240_000)
         finally:
             browser.close()
@@ -82,7 +85,7 @@ def test_a_cli_import_outlives_the_dashboard_that_started_weaviate(dashboard: Da
         if cli.poll() is None:
             cli.kill()
     assert cli.returncode == 0, out
-    assert "completed: 1200 written, 0 unchanged, 0 failed, of 1200 items" in out
+    assert "completed: 1200 written, 0 unchanged, 0 failed, of 1,200 memories" in out
     after = memsys_server.running_state(settings)
     assert after == state  # the same server, never restarted
     client, _ = memsys_server.connect_client(settings, start=False)

@@ -135,7 +135,7 @@ def test_a_visitor_who_has_not_signed_in_sees_only_the_sign_in_page(browser: Bro
         expect(page.get_by_role("button", name="Sign in")).to_be_visible(timeout=LONG)
         settle(page)
         expect(page.get_by_test_id("stSidebarNavItems")).to_have_count(0)
-        expect(page.get_by_text("Cached vectors")).to_have_count(0)
+        expect(page.get_by_role("heading", name="Recent imports")).to_have_count(0)
         expect(page.get_by_text("Search for")).to_have_count(0)
     page.context.close()
 

@@ -68,9 +68,9 @@ def test_durations_read_like_durations(seconds: float | None, shown: str) -> Non
 
 
 def test_batch_plans_are_listed_or_summarised() -> None:
-    assert fmt.batch_plan([60, 60, 12]) == "3 batches of 60, 60 and 12 items"
-    assert fmt.batch_plan([1]) == "1 batch of 1 item"
-    assert fmt.batch_plan([40] * 20 + [5]) == "21 batches of 5 to 40 items (about 38 each)"
+    assert fmt.batch_plan([60, 60, 12]) == "3 batches of 60, 60 and 12 memories"
+    assert fmt.batch_plan([1]) == "1 batch of 1 memory"
+    assert fmt.batch_plan([40] * 20 + [5]) == "21 batches of 5 to 40 memories (about 38 each)"
     assert fmt.batch_plan([]).startswith("no batches")
 
 
@@ -263,7 +263,7 @@ def test_next_steps_put_what_needs_attention_first() -> None:
     assert next_steps(0, [])[0].text == "The store is empty: import your first documents."
     steps = next_steps(10, [_job("completed", failed=2), _job("interrupted")])
     assert steps[0].text.startswith("1 import was interrupted")
-    assert "notes.txt has 2 failed items" in steps[1].text
+    assert "notes.txt has 2 failures" in steps[1].text
 
 
 def test_a_reimported_version_is_read_under_its_documents_own_name(tmp_path: Path) -> None:

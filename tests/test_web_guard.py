@@ -361,7 +361,7 @@ def test_the_local_token_then_the_cookie_and_never_in_the_log(browser: Browser, 
         page.wait_for_timeout(1000)
         assert sockets == []
         page.goto(dashboard.address())  # what `make run` prints
-        expect(page.get_by_text("Cached vectors")).to_be_visible(timeout=LONG)  # the app, with its engine
+        expect(page.get_by_role("heading", name="Recent imports")).to_be_visible(timeout=LONG)  # the app, with its engine
         assert page.url == f"{dashboard.url}/" and sockets  # the token left the address bar
         [cookie] = [c for c in context.cookies() if c["name"] == token_cookie_name(dashboard.port)]
         assert cookie["value"] == dashboard.token

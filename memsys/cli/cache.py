@@ -28,7 +28,7 @@ def add_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _add_cache(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="command", required=True)
-    info = sub.add_parser("info", help="entries, size, lifetime hits and misses, size limit, eviction policy")
+    info = sub.add_parser("info", help="cached embeddings, size, lifetime hits and misses, size limit, eviction policy")
     info.add_argument("--json", action="store_true", help="print the figures as JSON")
     info.set_defaults(func=_info)
     check = sub.add_parser(
@@ -39,7 +39,7 @@ def _add_cache(p: argparse.ArgumentParser) -> None:
     )
     check.add_argument("--fix", action="store_true", help="remove what cannot be trusted, repair the rest, then check again")
     check.set_defaults(func=_check)
-    warmup = sub.add_parser("warmup", help="embed and cache texts ahead of an import", description=WARMUP_FORMAT)
+    warmup = sub.add_parser("warmup", help="embed and cache text ahead of an import", description=WARMUP_FORMAT)
     warmup.add_argument("file", type=Path, help="a text file (one text per line) or a .jsonl file")
     warmup.set_defaults(func=_warmup)
     prune = sub.add_parser(
@@ -53,7 +53,7 @@ def _add_cache(p: argparse.ArgumentParser) -> None:
     add_yes(prune, dry_run="say how many vectors and how much space would go; remove nothing")
     prune.set_defaults(func=_prune)
     clear = sub.add_parser("clear", help="remove every cached vector; asks first (or --yes)")
-    add_yes(clear, dry_run="say how many cached vectors would go; remove nothing")
+    add_yes(clear, dry_run="say how many cached embeddings would go; remove nothing")
     clear.set_defaults(func=_clear)
 
 

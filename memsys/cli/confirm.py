@@ -21,7 +21,7 @@ NOTHING_MATCHED = 4
 EXIT_CODES = """\
 exit codes:
   0    done
-  1    done, with problems to look at (an import's failed items, cache problems
+  1    done, with problems to look at (an import's failures, cache problems
        left, a failed check)
   2    an error (the message says what), or not confirmed: a command that deletes
        or overwrites asks "Proceed? [y/N]" on a terminal and needs --yes without

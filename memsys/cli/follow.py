@@ -10,6 +10,7 @@ from tqdm import tqdm
 from memsys.config import BatchConfig
 from memsys.engine import Engine
 from memsys.jobs import JobProgress
+from memsys.units import job_state, plural
 
 SHOWN_FAILURES = 20
 
@@ -18,7 +19,7 @@ def follow_job(engine: Engine, job_id: str) -> int:
     """Follow a job the engine's runner is running, with a tqdm bar; Ctrl-C cancels it
     within seconds (resume finishes it later)."""
     config = BatchConfig.from_dict(engine.jobs.require(job_id).request.get("config") or {})
-    bar = tqdm(total=0, unit="items", desc="import", disable=not config.enable_progress_bar, file=sys.stderr)
+    bar = tqdm(total=0, unit=" memories", desc="import", disable=not config.enable_progress_bar, file=sys.stderr)
 
     def on_progress(job: JobProgress) -> None:
         if bar.total != job.total:
@@ -53,8 +54,8 @@ def _removed(job: JobProgress) -> str:
 
 def _print_summary(engine: Engine, job: JobProgress) -> None:
     print(
-        f"job {job.job_id}: {job.state}: {job.written} written, {updated_part(job)}{job.unchanged} unchanged, "
-        f"{job.failed} failed, of {job.total} items; {_removed(job)}cache hit rate {job.cache_hit_rate * 100:.1f}%"
+        f"job {job.job_id}: {job_state(job.state, job.failed).lower()}: {job.written} written, {updated_part(job)}{job.unchanged} unchanged, "
+        f"{job.failed} failed, of {plural(job.total, 'memory', 'memories')}; {_removed(job)}cache hit rate {job.cache_hit_rate * 100:.1f}%"
     )
     if job.error:
         print(f"  {job.error}")
@@ -64,4 +65,4 @@ def _print_summary(engine: Engine, job: JobProgress) -> None:
     if job.failed > len(failures):
         print(f"  ... and {job.failed - len(failures)} more (python -m memsys jobs show {job.job_id} --failed 1000)")
     if job.pending and job.state in ("cancelled", "failed", "interrupted"):
-        print(f"  {job.pending} items not processed yet: python -m memsys jobs resume {job.job_id}")
+        print(f"  {plural(job.pending, 'memory', 'memories')} not processed yet: python -m memsys jobs resume {job.job_id}")

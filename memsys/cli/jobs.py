@@ -11,7 +11,7 @@ from pathlib import Path
 
 from memsys.cli.prune import add_prune_command
 from memsys.cli.confirm import add_yes, confirmed
-from memsys.units import plural
+from memsys.units import job_state, plural
 from memsys.cli.follow import SHOWN_FAILURES, follow_job, updated_part
 from memsys.config import BatchConfig
 from memsys.engine import Engine, FieldMapping
@@ -21,7 +21,7 @@ from memsys.ingest.memories import MemoryDefaults
 def add_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Adds `import` and `jobs` to the command line's groups."""
     _add_import(groups.add_parser("import", help="import files and folders as memories"))
-    _add_jobs(groups.add_parser("jobs", help="list jobs, show one, resume, retry its failed items, cancel"))
+    _add_jobs(groups.add_parser("jobs", help="list jobs, show one, resume, retry what failed, cancel"))
 
 
 def _add_import(p: argparse.ArgumentParser) -> None:
@@ -94,14 +94,14 @@ def _add_jobs(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, default=20)
     p.set_defaults(func=_list_jobs)
     sub = p.add_subparsers(dest="action")
-    show = sub.add_parser("show", help="a job's counts, metrics and failed items")
+    show = sub.add_parser("show", help="a job's counts, metrics and failures")
     show.add_argument("job_id")
-    show.add_argument("--failed", type=int, default=SHOWN_FAILURES, help="how many failed items to list")
+    show.add_argument("--failed", type=int, default=SHOWN_FAILURES, help="how many failures to list")
     show.add_argument("--csv", type=Path, help="write every failed item to this CSV file (read a page at a time)")
     show.set_defaults(func=_show)
     for name, func, text in (
         ("resume", _resume, "continue a cancelled, failed or interrupted job"),
-        ("retry-failed", _retry_failed, "re-run only the failed items of a job"),
+        ("retry-failed", _retry_failed, "re-run only what failed in a job"),
         ("cancel", _cancel, "stop a running job after its current batch"),
     ):
         action = sub.add_parser(name, help=text)
@@ -118,7 +118,7 @@ def _list_jobs(args: argparse.Namespace) -> int:
     for j in jobs:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(j.created_at))
         by = f"  by {j.started_by}" if j.started_by else ""
-        print(f"{j.job_id}  {when}  {j.state:<11} {j.processed}/{j.total}  written {j.written}  updated {j.updated}  "
+        print(f"{j.job_id}  {when}  {job_state(j.state, j.failed).lower():<22} {j.processed}/{j.total}  written {j.written}  updated {j.updated}  "
               f"unchanged {j.unchanged}  failed {j.failed}  removed {j.removed}  {j.label}{by}")
     return 0
 
@@ -126,8 +126,8 @@ def _list_jobs(args: argparse.Namespace) -> int:
 def _show(args: argparse.Namespace) -> int:
     engine = Engine()
     job = engine.jobs.require(args.job_id)
-    print(f"job {job.job_id} ({job.label}): {job.state}")
-    print(f"  {job.total} items: {job.written} written, {updated_part(job)}{job.unchanged} unchanged, "
+    print(f"job {job.job_id} ({job.label}): {job_state(job.state, job.failed).lower()}")
+    print(f"  {plural(job.total, 'memory', 'memories')}: {job.written} written, {updated_part(job)}{job.unchanged} unchanged, "
           f"{job.failed} failed, {job.pending} pending" + (f"; {job.removed} stored memories removed" if job.removed else ""))
     if job.error:
         print(f"  {job.error}")
@@ -153,7 +153,7 @@ def _retry_failed(args: argparse.Namespace) -> int:
     engine = Engine()
     try:
         n = engine.jobs.retry_failed(args.job_id)
-        print(f"retrying {n} failed items of job {args.job_id}", flush=True)
+        print(f"retrying {plural(n, 'failure')} of job {args.job_id}", flush=True)
         return follow_job(engine, args.job_id)
     finally:
         engine.close()
@@ -163,7 +163,7 @@ def _cancel(args: argparse.Namespace) -> int:
     engine = Engine()
     if not engine.jobs.cancel(args.job_id):  # recorded as refused
         job = engine.jobs.require(args.job_id)
-        print(f"job {job.job_id} is {job.state}; nothing to cancel")
+        print(f"job {job.job_id} is {job_state(job.state, job.failed).lower()}; nothing to cancel")
         return 0
     print(f"job {args.job_id}: cancel requested; it stops within seconds (what is written stays written, the rest is not started)")
     return 0

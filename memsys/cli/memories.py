@@ -44,7 +44,7 @@ def _add_memories(p: argparse.ArgumentParser) -> None:
     export = sub.add_parser("export", help="write the memories a filter matches (all without one) as JSON lines")
     export.add_argument("out", type=Path, help="the .jsonl file to write ('-' for standard output)")
     _add_filter(export)
-    export.add_argument("--vectors", action="store_true", help="include the vectors, so a restore embeds nothing")
+    export.add_argument("--vectors", action="store_true", help="include each memory's vector, so a restore embeds nothing")
     export.set_defaults(func=_export)
     restore = sub.add_parser("restore", help="write the memories of an export back into the store; asks first "
                                              "(or --yes) when that overwrites memories stored with other fields")

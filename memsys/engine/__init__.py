@@ -41,7 +41,8 @@ from memsys.engine.trail import Audit, Logs
 from memsys.engine.writes import WriteResult, Writes
 from memsys.jobs.api_tokens import ApiToken
 from memsys.ingest.memories import MemoryDefaults
-from memsys.ingest.readers import MAPPED_FIELDS, UPLOAD_CAPTION, UPLOAD_TYPES, FieldMapping, InputProblem
+from memsys.ingest.readers import (MAPPED_FIELDS, OLD_OFFICE_TYPES, UPLOAD_CAPTION, UPLOAD_TYPES, FieldMapping, InputProblem,
+                                   save_as_advice)
 from memsys.jobs import FAILED_PAGE, FailedItem, FileState, JobProgress, failed_row
 from memsys.logs import LogLine, LogQuery
 from memsys.jobs.job_timings import FailureGroup
@@ -52,6 +53,7 @@ from memsys.space import SpaceReport
 from memsys.store import SEARCH_MODES, BrowsePage, MemoryFilter, StoredMemory
 from memsys.tasks import Progress, TaskStatus
 from memsys.store.server_log import WeaviateProblem
+from memsys.store.terms import query_terms, term_spans
 
 # The engine, its groups of calls, and the types those take and return, importable from
 # here: the dashboard imports nothing else of memsys but `memsys.access`, `memsys.config`,
@@ -62,7 +64,8 @@ __all__ = [
     "DocumentSummary", "EmbedderStatus", "Engine", "FAILED_PAGE", "FailedItem", "FieldMapping", "FileState", "ImportPreview",
     "InputProblem", "JobProgress", "LogLine", "LogQuery", "Memory", "MemoryDefaults", "MemoryFilter", "NodeState",
     "Progress", "ReplicationReport", "SEARCH_MODES", "ServerState", "ServerStatus", "SpaceReport", "StoreStatus", "StoredMemory",
-    "TaskStatus", "WarmupReport", "WeaviateProblem", "check_settings", "failed_row",
+    "TaskStatus", "WarmupReport", "WeaviateProblem", "check_settings", "failed_row", "query_terms", "term_spans", "OLD_OFFICE_TYPES",
+    "save_as_advice",
     "FailureGroup", "JobTimings", "MeasuredSpeed",
     "Audit", "Batch", "Cache", "CachePrune", "Collections", "Imports", "Jobs", "Logs", "Memories", "Server", "Status", "Tasks",
     "SavedSource", "Sources", "SyncRecord",

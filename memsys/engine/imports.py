@@ -19,6 +19,7 @@ from memsys.logs import default_actor
 from memsys.jobs.batching import plan_sizes
 from memsys.jobs.request import ImportRequest, embedder_name, ocr_settings, read_limits
 from memsys.store import MemoryFilter, settle
+from memsys.units import documents_title
 from memsys.tasks import TaskProgress
 from memsys.engine.calls import OPERATOR, VIEWER, Calls
 from memsys.engine.records import ImportPreview, origin_key
@@ -119,7 +120,7 @@ class Imports(Calls):
             mapping=mapping,
             chunking=chunking,
             config=config or BatchConfig.saved(engine.settings.batch_config_path),
-            label=label or ", ".join(Path(p).name for p in paths)[:120],
+            label=label or documents_title([Path(p).name for p in paths])[:120],
             embedder=provider.fingerprint,
             embedder_name=embedder_name(provider),
             started_by=started_by,

@@ -10,6 +10,7 @@ working as it is until its first re-embed moves it behind an alias (`switch_to`)
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import re
@@ -34,6 +35,7 @@ from memsys.models import Memory
 from memsys.store import server
 from memsys.store.client import MAX_RESULTS
 from memsys.store.connection import Connection
+from memsys.store.terms import query_terms, terms_found
 from memsys.store.records import (BrowsePage, MemoryFilter, StoredDocument, StoredMemory, WriteOutcome,
                                   stored_to_memory)
 
@@ -56,6 +58,9 @@ _MID_SWITCH = re.compile(r"could not find class|class .* not found|collection .*
 # The content again, split into plain words for keywords: gse (Chinese) splits a code such
 # as "E4471" or "QX-2291" into pieces, so an exact term is matched on either tokenization.
 KEYWORD_PROPERTIES = ["content", "content_words^5"]
+# A keyword search asks for this many times the hits it shows, and keeps those that hold a
+# query term (gse's pieces of a word score too).
+KEYWORD_CANDIDATES = 5
 # A Chinese or Japanese particle right after a word in kanji or katakana ("东京的观光地",
 # "会議室の予約"): as a keyword it matches nearly every text, and Weaviate's stopwords do not
 # apply to gse, so the keyword side of a search leaves it out.
@@ -99,6 +104,26 @@ def _matched_by(explain: str | None) -> str:
     keyword, meaning = "keyword" in text, "vector" in text
     return "both" if keyword and meaning else "keyword" if keyword else "meaning"
 
+
+
+def _asked(limit: int, mode: str) -> int:
+    """How many hits to ask Weaviate for: a keyword search keeps only hits holding a query
+    term, so it asks for more candidates than it shows."""
+    return min(max(limit * KEYWORD_CANDIDATES, limit), MAX_RESULTS) if mode == "keyword" else limit
+
+
+def truthful_hits(hits: Sequence[StoredMemory], query: str, limit: int, *, keyword_only: bool) -> list[StoredMemory]:
+    """Search hits as people read them: each with the query terms its text really contains
+    and its score as a share of the best hit's (one scale in every mode); a keyword search
+    keeps only the hits that contain a term, since gse matches pieces of a word."""
+    terms = query_terms(query)
+    marked = [dataclasses.replace(h, terms_found=terms_found(h.content, terms)) for h in hits]
+    if keyword_only and terms:
+        marked = [h for h in marked if h.terms_found]
+    marked = marked[:limit]
+    best = max((h.score for h in marked if h.score is not None and h.score > 0), default=None)
+    return [dataclasses.replace(h, match=None if best is None or h.score is None else max(0.0, min(1.0, h.score / best)))
+            for h in marked]
 
 
 @dataclass(frozen=True)
@@ -675,14 +700,16 @@ class MemoryStore:
         1 = meaning only, 0 = keywords only). Each hit says how it matched."""
         filters = where.to_weaviate() if where else None
         try:
-            return self.read(lambda c: self._search(c.query, vector, limit, filters, text, mode, alpha))
+            hits = self.read(lambda c: self._search(c.query, vector, _asked(limit, mode), filters, text, mode, alpha))
         except WeaviateBaseError as e:
             if mode == "keyword" or not text or not _OTHER_LENGTH.search(str(e)):
                 raise
-        # The collection holds vectors of another length than the query's: another model's,
-        # such as while a re-embed to a model of other dimensions has not switched yet.
-        # Keywords still answer, and each hit says it matched by keyword.
-        return self.read(lambda c: self._search(c.query, None, limit, filters, text, "keyword", alpha))
+            # The collection holds vectors of another length than the query's: another model's,
+            # such as while a re-embed to a model of other dimensions has not switched yet.
+            # Keywords still answer, and each hit says it matched by keyword.
+            mode = "keyword"
+            hits = self.read(lambda c: self._search(c.query, None, _asked(limit, mode), filters, text, mode, alpha))
+        return truthful_hits(hits, text, limit, keyword_only=mode == "keyword")
 
     @staticmethod
     def _search(query: Any, vector: np.ndarray | Sequence[float] | None, limit: int, filters: Any, text: str, mode: str,

@@ -36,6 +36,10 @@ class StoredMemory:
     record_id: str = ""
     # On search hits: how the hit was found, "meaning" (vector), "keyword" (BM25) or "both".
     matched_by: str = ""
+    # On search hits: the query's terms the text really contains (`memsys.store.terms`), and
+    # the score as a share of the best hit's in the same search (1.0 for the best).
+    terms_found: tuple[str, ...] = ()
+    match: float | None = None
 
     @classmethod
     def from_object(cls, obj: Any, score: float | None = None, matched_by: str = "") -> "StoredMemory":

@@ -30,12 +30,14 @@ from memsys.ingest.readers.formats import (
     FORMATS,
     HTML_SUFFIXES,
     JSONL_SUFFIXES,
+    OLD_OFFICE_TYPES,
     SUPPORTED,
     TEXT_SUFFIXES,
     UPLOAD_CAPTION,
     UPLOAD_TYPES,
     FileFormat,
     format_of,
+    save_as_advice,
 )
 from memsys.ingest.readers.ocr import OCR_SECONDS_PER_PAGE, OcrSettings
 from memsys.ingest.readers.reading import display_name, read_disk_file, read_paths
@@ -67,6 +69,8 @@ __all__ = [
     "TEXT_SUFFIXES",
     "UPLOAD_CAPTION",
     "UPLOAD_TYPES",
+    "OLD_OFFICE_TYPES",
+    "save_as_advice",
     "USUAL_NAMES",
     "WARMUP_FORMAT",
     "FieldMapping",

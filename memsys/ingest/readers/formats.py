@@ -40,7 +40,22 @@ FORMATS: tuple[FileFormat, ...] = (
 )
 
 # Office formats people bring that memsys cannot read; refused with a way out.
-UNREADABLE_SUFFIXES = frozenset({".doc", ".xls", ".ppt"})
+_OLD_OFFICE = {".doc": ("Word", ".docx"), ".xls": ("Excel", ".xlsx"), ".ppt": ("PowerPoint", ".pptx")}
+UNREADABLE_SUFFIXES = frozenset(_OLD_OFFICE)
+# Their suffixes without the dot: the uploader takes them, to say how to convert them.
+OLD_OFFICE_TYPES: tuple[str, ...] = tuple(s.lstrip(".") for s in _OLD_OFFICE)
+
+
+def save_as_advice(name: str | PurePath) -> str | None:
+    """For an old Office file ("report.doc"), what to do instead: "is an old Word file
+    (.doc), which memsys cannot read: open it in Word or LibreOffice, save it as .docx and
+    import that"; None for any other file."""
+    suffix = PurePath(name).suffix.lower()
+    if suffix not in _OLD_OFFICE:
+        return None
+    program, modern = _OLD_OFFICE[suffix]
+    return (f"is an old {program} file ({suffix}), which memsys cannot read: open it in {program} or LibreOffice, "
+            f"save it as {modern} and import that")
 
 _BY_SUFFIX = {suffix: f for f in FORMATS for suffix in f.suffixes}
 

@@ -17,7 +17,7 @@ from typing import BinaryIO, Callable, Iterator, Sequence
 
 from memsys.ingest.readers import archives, ebooks, mail, pdf, sheets, slides, structured, text, word
 from memsys.ingest.readers.encoding import UndecodableError
-from memsys.ingest.readers.formats import FORMATS, UNREADABLE_SUFFIXES, format_of
+from memsys.ingest.readers.formats import FORMATS, UNREADABLE_SUFFIXES, format_of, save_as_advice
 from memsys.ingest.readers.ocr import OcrSettings
 from memsys.ingest.readers.sources import (
     FieldMapping,
@@ -237,7 +237,7 @@ def _read_item(item: Item, ctx: ReadContext) -> Pieces:
         if file_format is not None:
             yield from READERS[file_format.name](item, ctx)
         elif item.suffix in UNREADABLE_SUFFIXES:
-            yield InputProblem(item.name, f"is a {item.suffix} file, which memsys cannot read; save it as .docx, .xlsx, .pptx, .pdf or .csv")
+            yield InputProblem(item.name, save_as_advice(item.name) or f"is a {item.suffix} file, which memsys cannot read")
         else:
             # Files with other or no extensions: anything that is text.
             yield from text.read_text(item, ctx)
