@@ -15,7 +15,7 @@ def backups_panel() -> None:
     memsys_engine = engine()
     if not memsys_engine.can("backups.list"):
         return
-    st.caption(f"Each backup holds the memories with their vectors (Weaviate's own backup), the job history, the "
+    st.caption(f"Each backup holds the memories with their embeddings (Weaviate's own backup), the job history, the "
                f"audit trail, the saved settings and the spooled files. Kept in {memsys_engine.backups.directory}; "
                "restore one with `memsys backup restore NAME` into an empty data directory.")
     found = memsys_engine.backups.list()

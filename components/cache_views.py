@@ -38,8 +38,8 @@ def prune_hint(info: dict) -> None:
         st.caption(f"{fmt.size(freed)} belong to {len(others)} model(s) other than the current one: "
                    "`memsys cache prune --model NAME` frees a model's share once no collection uses it.")
     if info.get("unused_days"):
-        st.caption(f"Vectors not used for {info['unused_days']} days are removed when an import ends: now "
+        st.caption(f"Cached embeddings not used for {info['unused_days']} days are removed when an import ends: now "
                    f"{fmt.count(info['unused_entries'])} ({fmt.size(info['unused_bytes'])}).")
     else:
-        st.caption("Vectors no import has used for months stay until `memsys cache prune --unused-for 90d` "
+        st.caption("Cached embeddings no import has used for months stay until `memsys cache prune --unused-for 90d` "
                    "(or the MEMSYS_CACHE_UNUSED_DAYS setting) removes them.")

@@ -93,7 +93,7 @@ def jobs_table(jobs: Sequence[JobProgress]) -> pd.DataFrame:
         took = (job.finished_at - job.started_at) if job.finished_at and job.started_at else None
         lookups = job.cache_hits + job.cache_misses
         rows.append({
-            "Import": job.job_id, "Files": job.label, "State": job_state(job.state), "Memories": job.total,
+            "Import": job.job_id, "Files": job.label, "State": job_state(job.state, job.failed), "Memories": job.total,
             "Written": job.written, "Updated": job.updated, "Unchanged": job.unchanged, "Failed": job.failed,
             "Time": _seconds(took), "Seconds": round(took, 1) if took is not None else None,
             "Memories per second": round(job.total / took, 1) if took else None,

@@ -175,7 +175,7 @@ def job_title(job: JobProgress) -> str:
 
 def job_outcome(job: JobProgress) -> str:
     """An import's result in a few words, for a list."""
-    state = fmt.job_state(job.state)
+    state = fmt.job_state(job.state, job.failed)
     counts = f"{fmt.plural(job.written, 'memory', 'memories')} written"
     if job.unchanged or job.updated:
         counts += f", {job.unchanged + job.updated:,} unchanged"
@@ -206,7 +206,7 @@ def filter_jobs(jobs: Sequence[JobProgress], states: Sequence[str], project: str
     all), started between the two days (local time, both included)."""
     out = []
     for job in jobs:
-        if states and fmt.job_state(job.state) not in states:
+        if states and fmt.job_state(job.state, job.failed) not in states:
             continue
         if project and project_of(job) != project:
             continue

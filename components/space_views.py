@@ -26,4 +26,4 @@ def space_block(memsys_engine: Any) -> None:
         rows.append(f"- Everything else: {fmt.size(report.other_bytes)}")
         st.markdown("\n".join(rows))
         st.caption("Free space with `memsys jobs prune` (what old imports kept so they could be resumed), "
-                   "`memsys cache prune` (cached vectors no one uses any more) and by removing old backups.")
+                   "`memsys cache prune` (cached embeddings no one uses any more) and by removing old backups.")

@@ -47,7 +47,7 @@ with guarded():
         st.info("No imports yet: start one on the Import page.", icon=":material/upload_file:")
         st.page_link("pages/import.py", label="Import documents", icon=":material/upload_file:")
         st.stop()
-    states = list(dict.fromkeys(fmt.job_state(j.state) for j in jobs))
+    states = list(dict.fromkeys(fmt.job_state(j.state, j.failed) for j in jobs))
     projects = sorted({project_of(j) for j in jobs} - {""})
     state_col, project_col, day_col = st.columns(3)
     chosen_states = state_col.multiselect("State", states, placeholder="Any state")

@@ -24,7 +24,7 @@ def _add_backup(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="command", required=True)
     create = sub.add_parser(
         "create", help="make a backup set in the backups folder (MEMSYS_BACKUP_DIR, default <data dir>/backups)",
-        description="Weaviate's own backup of every collection (memories with their vectors), a consistent copy of "
+        description="Weaviate's own backup of every collection (memories with their embeddings), a consistent copy of "
         "the job database with its audit trail, the settings files and the spool, with a manifest of counts, sizes "
         "and checksums. A backup that cannot finish is marked failed and is never restored.")
     create.add_argument("name", nargs="?", help="lower-case letters, digits, - and _ (default: memsys-<UTC time>)")

@@ -43,14 +43,14 @@ def _add_cache(p: argparse.ArgumentParser) -> None:
     warmup.add_argument("file", type=Path, help="a text file (one text per line) or a .jsonl file")
     warmup.set_defaults(func=_warmup)
     prune = sub.add_parser(
-        "prune", help="remove the vectors of a model no collection uses, or those not used for an age; asks first",
+        "prune", help="remove the cached embeddings of a model no collection uses, or those not used for an age; asks first",
         description="--model removes every vector of one model (a name or fingerprint from `cache info`) when no "
-        "collection of the store and not the current embedder uses it; --unused-for removes vectors no import or "
+        "collection of the store and not the current embedder uses it; --unused-for removes cached embeddings no import or "
         "search has used for that long (a use is noted once a day). The next import embeds what it needs again.")
     which = prune.add_mutually_exclusive_group(required=True)
     which.add_argument("--model", help="a model name or fingerprint, as `cache info` lists them")
     which.add_argument("--unused-for", type=age_days, metavar="AGE", help="90d, 12h, 2w")
-    add_yes(prune, dry_run="say how many vectors and how much space would go; remove nothing")
+    add_yes(prune, dry_run="say how many cached embeddings and how much space would go; remove nothing")
     prune.set_defaults(func=_prune)
     clear = sub.add_parser("clear", help="remove every cached vector; asks first (or --yes)")
     add_yes(clear, dry_run="say how many cached embeddings would go; remove nothing")
@@ -93,8 +93,8 @@ def _info(args: argparse.Namespace) -> int:
             print(f"      not the current model: `memsys cache prune --model {m['fingerprint']}` frees {size(m['bytes'])}"
                   " once no collection uses it")
     if info["unused_days"]:
-        print(f"  clean-up:        vectors not used for {info['unused_days']} days go when a job ends; now that is "
-              f"{info['unused_entries']:,} vectors, {size(info['unused_bytes'])}")
+        print(f"  clean-up:        cached embeddings not used for {info['unused_days']} days go when a job ends; now that is "
+              f"{info['unused_entries']:,} cached embeddings, {size(info['unused_bytes'])}")
     else:
         print("  clean-up:        off (MEMSYS_CACHE_UNUSED_DAYS); `memsys cache prune --unused-for 90d --dry-run` "
               "says what it would free")
@@ -109,13 +109,13 @@ def _prune(args: argparse.Namespace) -> int:
         plan = engine.cache.prune(model=args.model, unused_for_days=args.unused_for, dry_run=True)
         what = f"of model {args.model}" if args.model else f"not used for {args.unused_for:g} days"
         if not plan.entries:
-            return nothing_matched(f"no cached vectors {what}; nothing to prune")
-        stop = confirmed(args, f"would remove {plan.entries:,} cached vectors {what} ({size(plan.bytes)}) from "
+            return nothing_matched(f"no cached embeddings {what}; nothing to prune")
+        stop = confirmed(args, f"would remove {plan.entries:,} cached embeddings {what} ({size(plan.bytes)}) from "
                                f"{engine.cache.directory}; an import that needs them embeds them again")
         if stop is not None:
             return stop
         done = engine.cache.prune(model=args.model, unused_for_days=args.unused_for)
-        print(f"Removed {done.entries:,} cached vectors {what} ({size(done.bytes)}).")
+        print(f"Removed {done.entries:,} cached embeddings {what} ({size(done.bytes)}).")
         return 0
     finally:
         engine.close()

@@ -22,9 +22,9 @@ def age_days(text: str) -> float:
 
 def add_prune_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     prune = sub.add_parser(
-        "prune", help="drop old jobs' memory texts and spooled files; summaries, metrics and audit records stay",
+        "prune", help="drop the text old jobs keep of their memories, and their spooled files; summaries, metrics and audit records stay",
         description="For every finished job older than --older-than: the text of each of its memories and its "
-        "spooled files are removed; its summary, counts, metrics, warnings, failed items' reasons and the audit "
+        "spooled files are removed; its summary, counts, metrics, warnings, the reasons of its failures and the audit "
         "trail stay. A job that can still be resumed is kept whole. A pruned job cannot be resumed or retried. "
         "The job database is vacuumed afterwards when that gives space back.")
     prune.add_argument("--older-than", type=age_days, required=True, metavar="AGE", help="30d, 12h, 2w")
@@ -39,14 +39,14 @@ def _prune(args: argparse.Namespace) -> int:
         for job_id, why in plan.kept.items():
             print(f"kept {job_id}: {why}")
         if not plan.pruned:
-            return nothing_matched(f"no finished job older than {args.older_than:g} days has texts left to prune")
-        stop = confirmed(args, f"would prune {len(plan.pruned)} jobs older than {args.older_than:g} days: the texts of "
+            return nothing_matched(f"no finished job older than {args.older_than:g} days has memory text left to prune")
+        stop = confirmed(args, f"would prune {len(plan.pruned)} jobs older than {args.older_than:g} days: the text of "
                                f"{plan.pruned_items:,} memories and {plan.spool_files:,} spooled files "
                                f"({size(plan.spool_bytes)})")
         if stop is not None:
             return stop
         done = engine.retention.prune(args.older_than)
-        print(f"Pruned {len(done.pruned)} jobs: the texts of {done.pruned_items:,} memories and {done.spool_files:,} "
+        print(f"Pruned {len(done.pruned)} jobs: the text of {done.pruned_items:,} memories and {done.spool_files:,} "
               f"spooled files ({size(done.spool_bytes)}) removed"
               + (f"; the job database gave back {size(done.vacuumed_bytes)}." if done.vacuumed_bytes else "."))
         return 0
