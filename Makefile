@@ -54,8 +54,12 @@ serve:
 oidc:
 	cd tools/oidc && npm ci --silent --no-audit --no-fund
 
+# Two test files at a time (pytest-xdist; each file keeps its own servers and fixtures on one
+# worker): most of a test's time is a server starting or a browser waiting, so two workers
+# use the two cores. TEST_WORKERS=0 runs them one after another.
+TEST_WORKERS ?= 2
 test: setup browser oidc
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 bench: setup
 	$(BIN)/python -m bench
