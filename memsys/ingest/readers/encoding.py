@@ -105,7 +105,7 @@ def judge_encoding(data: bytes, whole: bool = False) -> EncodingGuess:
 
 # UTF-16 written without a byte-order mark (as some Windows tools do) holds zero bytes, so it
 # must be told apart from binary data and from a text file with a stray NUL. It is UTF-16
-# when it looks like it (Latin-script UTF-16: at least every tenth pair has its zero byte,
+# when it looks like it (Latin-script UTF-16: at least every second pair has its zero byte,
 # almost all on one side; other scripts: many bytes above 0x7F that are not UTF-8) and one
 # byte order reads as text in the scripts people write while the other does not ("\n" read
 # the wrong way round is U+0A00, an unassigned character).
@@ -120,7 +120,7 @@ _ASCII = bytes(range(0x80))
 
 def _looks_like_utf16(sample: bytes, final: bool) -> bool:
     odd, even = sample[1::2].count(0), sample[0::2].count(0)
-    if max(odd, even) >= 0.95 * (odd + even) and max(odd, even) >= len(sample) // 20:
+    if max(odd, even) >= 0.95 * (odd + even) and max(odd, even) >= len(sample) // 4:
         return True
     if len(sample.translate(None, _ASCII)) < len(sample) // 5:
         return False
