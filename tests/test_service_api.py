@@ -13,6 +13,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -21,6 +22,8 @@ import pytest
 from openapi_spec_validator import validate
 
 from conftest import run_memsys
+from memsys import Settings
+from memsys.engine import Engine, MemoryDefaults
 from dashboard_support import jsonl, sentences, wait_until
 from service_support import SENTINEL, ServiceProcess, make_token, make_tokens, service_env
 
@@ -301,6 +304,40 @@ def test_upload_import_follow_cancel_and_resume_over_http(api: dict[str, Any]) -
     assert job_id in [j["job_id"] for j in jobs]
     assert refused.status_code == 403
     assert str(api["data_dir"]) not in json.dumps(jobs)
+
+
+def test_a_saved_source_is_imported_by_naming_it(api: dict[str, Any]) -> None:
+    folder = api["data_dir"] / "shared" / "handbook"
+    folder.mkdir(parents=True)
+    (folder / "onboarding.md").write_text("New colleagues get a laptop and a badge on their first day.")
+    (folder / "leave.md").write_text("Holidays are requested two weeks ahead in the staff portal.")
+    engine = Engine(Settings.load(env=api["env"], secrets_path=Path("/nonexistent")))
+    try:
+        engine.sources.add("handbook", "folder", str(folder), defaults=MemoryDefaults("handbook", "main", "importer"))
+    finally:
+        engine.close()
+    with client(api, "viewer") as c:
+        listed = c.get("/v1/sources").json()
+        refused = c.post("/v1/sources/handbook/sync")
+    assert [(s["name"], s["kind"], s["project"]) for s in listed] == [("handbook", "folder", "handbook")]
+    assert refused.status_code == 403 and "needs the operator role" in refused.json()["detail"]
+    with client(api, "limited") as c:  # a token for another knowledge base does not see it
+        assert c.get("/v1/sources").json() == []
+        assert c.post("/v1/sources/handbook/sync").status_code == 404
+    with client(api, "operator") as c:
+        started = c.post("/v1/sources/handbook/sync")
+        assert started.status_code == 202, started.text
+        deadline = time.monotonic() + 300
+        while not (syncs := c.get("/v1/sources/handbook/syncs").json()) or syncs[0]["state"] in ("running", "importing"):
+            assert time.monotonic() < deadline, syncs
+            time.sleep(0.2)
+        sync = syncs[0]
+        assert (sync["state"], sync["new"], sync["removed"], sync["error"]) == ("done", 2, 0, ""), sync
+        job = c.get(f"/v1/imports/{sync['job_id']}").json()
+        assert (job["project"], job["written"], job["failed"]) == ("handbook", 2, 0)
+        hits = c.post("/v1/search", json={"query": "first day laptop badge", "limit": 1,
+                                         "filter": {"project": "handbook"}}).json()
+    assert "laptop and a badge" in json.dumps(hits)
 
 
 def test_fifty_concurrent_single_writers_share_batches(api: dict[str, Any]) -> None:

@@ -35,7 +35,8 @@ from memsys.service.retrieval import retrieve
 from memsys.service.schemas import (
     BatchIn, BatchOut, BrowseOut, CacheCheckIn, RetryOut, DeleteIn, DeleteOut, DifyError, DifyRetrievalIn,
     DifyRetrievalOut, DocumentOut, ErrorOut, FailedItemOut, Filter, ImportIn, JobOut, KnowledgeBaseOut, MemoryIn,
-    MemoryOut, SearchIn, SearchOut, UploadedFileOut, UploadOut, WriteOut, document_out, job_out, memory_out, write_out,
+    MemoryOut, SearchIn, SearchOut, SourceOut, SyncOut, SyncStartedOut, UploadedFileOut, UploadOut, WriteOut,
+    document_out, job_out, memory_out, source_out, sync_out, write_out,
 )
 from memsys.spool import UnsafeNameError, spool_path
 
@@ -231,6 +232,33 @@ def build_app(engine: Engine, *, loopback: bool) -> FastAPI:
         job_id = who.engine.imports.start(files, defaults, label=body.label or ", ".join(p.name for p in files)[:120],
                                           started_by=who.engine.actor)
         return job_out(who.engine.jobs.require(job_id))
+
+    # --- saved sources: an import by naming one -----------------------------------------
+    def source_of(name: str, who: Caller) -> Any:
+        source = next((s for s in who.engine.sources.list() if s.name == name), None)
+        if source is None or not who.may_reach(source.defaults.project):
+            raise NotFound(f"there is no source called {name!r}")
+        return source
+
+    @app.get("/v1/sources", tags=["sources"], response_model=list[SourceOut], responses=_ERRORS,
+             summary="The saved sources (folders, git repositories, buckets, sites, mailboxes, WebDAV folders)")
+    def sources(who: Caller = Depends(caller)) -> list[SourceOut]:
+        return [source_out(s) for s in who.engine.sources.list() if who.may_reach(s.defaults.project)]
+
+    @app.get("/v1/sources/{name}/syncs", tags=["sources"], response_model=list[SyncOut],
+             responses={**_ERRORS, 404: {"model": ErrorOut}}, summary="A source's syncs, newest first")
+    def source_syncs(name: str, limit: int = Query(20, ge=1, le=500), who: Caller = Depends(caller)) -> list[SyncOut]:
+        return [sync_out(r) for r in who.engine.sources.history(source_of(name, who).name, limit)]
+
+    @app.post("/v1/sources/{name}/sync", tags=["sources"], status_code=202, response_model=SyncStartedOut,
+              responses={**_ERRORS, 404: {"model": ErrorOut}},
+              summary="Import a saved source now: a sync (a mirror import of what changed there)",
+              description="The sync runs in the background; GET /v1/sources/{name}/syncs shows it, with the "
+                          "import's job_id to follow at /v1/imports/{job_id}.")
+    def sync_source(name: str, who: Caller = Depends(caller)) -> SyncStartedOut:
+        source = source_of(name, who)
+        who.engine.sources.start_sync(source.name)
+        return SyncStartedOut(source=source.name, detail=f"syncing; follow it at /v1/sources/{source.name}/syncs")
 
     @app.get("/v1/imports", tags=["imports"], response_model=list[JobOut], responses=_ERRORS,
              summary="Recent imports, newest first")

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from memsys.engine import DocumentSummary, JobProgress, StoredMemory, WriteResult
+from memsys.engine import DocumentSummary, JobProgress, SavedSource, StoredMemory, SyncRecord, WriteResult
 
 
 class MemoryIn(BaseModel):
@@ -237,6 +237,61 @@ def write_out(r: WriteResult) -> WriteOut:
 
 def _time(value: float | None) -> dt.datetime | None:
     return None if value is None else dt.datetime.fromtimestamp(value, dt.timezone.utc)
+
+
+class SourceOut(BaseModel):
+    """A saved source (never its credential): where a knowledge base's documents come from."""
+
+    name: str
+    kind: str
+    location: str
+    project: str
+    repo: str
+    schedule: str
+    paused: bool
+    last_sync_at: dt.datetime | None
+    last_success_at: dt.datetime | None
+    next_due_at: dt.datetime | None
+    failures: int
+    last_error: str
+
+
+class SyncOut(BaseModel):
+    """One sync of a source: how it ended, its documents' counts, its import (follow it at
+    /v1/imports/{job_id}) and why it failed."""
+
+    sync_id: str
+    trigger: str
+    state: str
+    job_id: str
+    listed: int
+    new: int
+    changed: int
+    unchanged: int
+    removed: int
+    failed: int
+    error: str
+    started_at: dt.datetime
+    finished_at: dt.datetime | None
+
+
+class SyncStartedOut(BaseModel):
+    source: str
+    detail: str
+
+
+def source_out(source: SavedSource) -> SourceOut:
+    return SourceOut(name=source.name, kind=source.kind, location=source.location, project=source.defaults.project,
+                     repo=source.defaults.repo, schedule=source.schedule, paused=source.paused,
+                     last_sync_at=_time(source.last_sync_at), last_success_at=_time(source.last_success_at),
+                     next_due_at=_time(source.next_due_at), failures=source.failures, last_error=source.last_error)
+
+
+def sync_out(sync: SyncRecord) -> SyncOut:
+    return SyncOut(sync_id=sync.id, trigger=sync.trigger, state=sync.state, job_id=sync.job_id, listed=sync.listed,
+                   new=sync.new, changed=sync.changed, unchanged=sync.unchanged, removed=sync.removed,
+                   failed=sync.failed, error=sync.error, started_at=_time(sync.started_at),  # type: ignore[arg-type]
+                   finished_at=_time(sync.finished_at))
 
 
 def job_out(job: JobProgress) -> JobOut:
