@@ -83,5 +83,5 @@ def test_cache_prune_on_the_command_line_asks_first(tmp_path: Path) -> None:
     age_entries(cache, keys, 200)
     cache.close()
     asked = run_memsys(["cache", "prune", "--unused-for", "90d"], env)
-    assert asked.returncode == 2 and "would remove 3 cached vectors not used for 90 days" in asked.stdout
+    assert asked.returncode == 2 and "would remove 3 cached embeddings not used for 90 days" in asked.stdout
     assert len(EmbeddingCache(tmp_path / "data" / ".cache" / "embeddings")) == 3  # not confirmed: nothing changed

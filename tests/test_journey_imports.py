@@ -74,7 +74,7 @@ def page(browser: Browser, server: DashboardServer) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     opened = context.new_page()
     opened.goto(server.address())
-    expect(opened.get_by_text("Cached vectors")).to_be_visible(timeout=LONG)
+    expect(opened.get_by_role("heading", name="Recent imports")).to_be_visible(timeout=LONG)
     yield opened
     context.close()
 
@@ -85,7 +85,7 @@ def broken_import(server: DashboardServer, browser: Browser, tmp_path_factory: p
     context = browser.new_context()
     home = context.new_page()
     home.goto(server.address())  # the dashboard has started Weaviate; the CLI shares it
-    expect(home.get_by_text("Cached vectors")).to_be_visible(timeout=LONG)
+    expect(home.get_by_role("heading", name="Recent imports")).to_be_visible(timeout=LONG)
     context.close()
     folder = tmp_path_factory.mktemp("broken")
     (folder / "field-notes.jsonl").write_bytes(jsonl([f"Field note {i}: the jetty by the lagoon." for i in range(4)]))

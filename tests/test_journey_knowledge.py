@@ -125,7 +125,7 @@ def encyclopedia(browser: Browser, server: DashboardServer) -> str:
     type_and_enter(page, "Name of the new knowledge base", "encyclopedia")
     expect(page.get_by_text("A new knowledge base, “encyclopedia”")).to_be_visible()
     page.get_by_role("button", name="Start import").click()
-    expect(page.get_by_role("heading", name=re.compile("Import(ing)? (of )?zirconium.md, titanium.md"))).to_be_visible(
+    expect(page.get_by_role("heading", name=re.compile("Import(ing)? (of )?zirconium.md and titanium.md"))).to_be_visible(
         timeout=60_000)
     no_traceback(page)
     go(page, "Knowledge bases")

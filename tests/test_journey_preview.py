@@ -39,7 +39,7 @@ def page(server: DashboardServer) -> Iterator[Page]:
         context = browser.new_context(viewport={"width": 1400, "height": 1100})
         opened = context.new_page()
         opened.goto(server.address())
-        expect(opened.get_by_text("Cached vectors")).to_be_visible(timeout=LONG)
+        expect(opened.get_by_role("heading", name="Recent imports")).to_be_visible(timeout=LONG)
         yield opened
         context.close()
 
@@ -111,7 +111,7 @@ def test_a_reimport_of_unchanged_files_says_nothing_to_do_and_costs_nothing(page
     no_traceback(page)
     per_import = page.get_by_test_id("stDataFrame").nth(1)
     expect(per_import).to_contain_text("$0 (no provider calls)")  # the re-import, listed with its cost
-    expect(per_import).to_contain_text("harbor.md, cedar.md, garden.md")
+    expect(per_import).to_contain_text("3 documents: harbor.md, cedar.md and 1 more")
 
 
 def test_an_edited_document_is_previewed_as_one_changed_document(page: Page) -> None:

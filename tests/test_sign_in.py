@@ -46,9 +46,10 @@ IDENTITY_CASES = {
     "mallory": ("no rule names the account", None),
 }
 NAV = {
-    "ann": ["Home", "Knowledge bases", "Import", "Memories", "Metrics", "Cache", "Logs", "Batch settings", "Settings"],
-    "olga": ["Home", "Knowledge bases", "Import", "Memories", "Metrics", "Cache"],
-    "vic": ["Home", "Knowledge bases", "Memories", "Metrics", "Cache"],
+    "ann": ["Home", "Knowledge bases", "Import", "Imports", "Memories", "Sources", "Metrics", "Cache", "Logs",
+            "Batch settings", "Settings"],
+    "olga": ["Home", "Knowledge bases", "Import", "Imports", "Memories", "Sources", "Metrics", "Cache"],
+    "vic": ["Home", "Knowledge bases", "Imports", "Memories", "Sources", "Metrics", "Cache"],
 }
 NAV_BY_ROLE = {"admin": NAV["ann"], "operator": NAV["olga"], "viewer": NAV["vic"]}
 
