@@ -148,7 +148,7 @@ def describe_base(base: KnowledgeBase) -> str:
     if len(base.parts) > 1:
         text += f" in {len(base.parts)} parts ({fmt.plain(', '.join(base.parts))})"
     if base.last_import_at:
-        text += f"; last import {fmt.when(base.last_import_at)} ({fmt.job_state(base.last_import_state).lower()})"
+        text += f"; last import {fmt.when(base.last_import_at)} ({fmt.job_state(base.last_import_state, base.last_import_failed).lower()})"
     else:
         text += "; imported before imports were recorded" if base.memories else ""
     return text + "."

@@ -73,6 +73,7 @@ class KnowledgeBase:
     last_job_id: str = ""
     last_import_state: str = ""
     last_import_at: float | None = None
+    last_import_failed: int = 0  # so its state reads as every page names it ("Finished with failures")
 
     @property
     def default_part(self) -> str:
@@ -155,7 +156,7 @@ class Knowledge(Calls):
         if last is None:
             return KnowledgeBase(name, parts, agents, documents, memories)
         return KnowledgeBase(name, parts, agents, documents, memories, last.imports, last.last_job_id,
-                             last.last_state, last.last_at)
+                             last.last_state, last.last_at, last.last_failed)
 
     @action(VIEWER, "finding a knowledge base")
     def find(self, typed: str) -> str | None:

@@ -37,13 +37,14 @@ class FileActivity:
 
 @dataclass(frozen=True)
 class ProjectImports:
-    """A project as imports named it: how many, and the newest (id, state, time)."""
+    """A project as imports named it: how many, and the newest (id, state, time, failures)."""
 
     project: str
     imports: int
     last_job_id: str
     last_state: str
     last_at: float
+    last_failed: int = 0
 
 
 @dataclass(frozen=True)
@@ -70,9 +71,9 @@ class KnowledgeTables(JobTables):
             if not r["project"]:
                 continue
             newest = self._one(
-                "SELECT id, state, created_at FROM jobs WHERE json_extract(request, '$.defaults.project') = ?"
+                "SELECT id, state, created_at, failed FROM jobs WHERE json_extract(request, '$.defaults.project') = ?"
                 f" AND ({_IMPORTS}) ORDER BY created_at DESC LIMIT 1", (r["project"],))
-            out.append(ProjectImports(r["project"], int(r["n"]), newest[0], newest[1], float(newest[2])))
+            out.append(ProjectImports(r["project"], int(r["n"]), newest[0], newest[1], float(newest[2]), int(newest[3])))
         return out
 
     def file_activity(self, project: str, jobs: int = 50) -> dict[tuple[str, str], FileActivity]:
