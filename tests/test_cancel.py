@@ -22,8 +22,10 @@ from memsys.ingest.memories import MemoryDefaults
 from helpers import short_texts, write_rows_csv
 
 DEFAULTS = MemoryDefaults(project="proj", repo="main", agent="importer")
+# One batch embedded at a time: "part of a batch embedded" is then never the end of another
+# batch that is about to be written, and the gate cannot be opened past the moment wanted.
 BATCHES_OF_10 = BatchConfig(text_type_batch_sizes={"short": 10, "medium": 10, "long": 10, "very_long": 10},
-                            base_retry_delay=0.05, max_retry_delay=1.0)
+                            base_retry_delay=0.05, max_retry_delay=1.0, embed_workers=1)
 
 
 class GatedLocalProvider(LocalProvider):

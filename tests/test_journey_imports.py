@@ -147,7 +147,7 @@ def test_cancel_mid_batch_says_what_was_written_and_resume_imports_exactly_the_r
 
 
 def test_a_file_that_could_not_be_read_is_followed_from_home_to_its_reason(page: Page, broken_import: str) -> None:
-    link = page.get_by_role("link", name=re.compile(r"has 1 failed item: see why"))
+    link = page.get_by_role("link", name=re.compile(r"has 1 failure: see why"))
     expect(link).to_be_visible(timeout=LONG)
     link.click()
     expect(page.get_by_role("heading", level=1, name="Imports", exact=True)).to_be_visible(timeout=LONG)
