@@ -34,15 +34,23 @@ class GatedLocalProvider(LocalProvider):
     def __init__(self) -> None:
         super().__init__()
         self.gate = threading.Semaphore(0)
-        self.calls: list[list[str]] = []
+        self.calls: list[list[str]] = []  # the calls answered
+        self.waiting = 0  # calls waiting at the gate
         self._lock = threading.Lock()
 
     def embed(self, texts: Sequence[str], kind: Kind) -> np.ndarray:
-        if not self.gate.acquire(timeout=120):
-            raise TimeoutError("the test never let this embedding call through")
+        with self._lock:
+            self.waiting += 1
+        try:
+            if not self.gate.acquire(timeout=120):
+                raise TimeoutError("the test never let this embedding call through")
+        finally:
+            with self._lock:
+                self.waiting -= 1
+        vectors = super().embed(texts, kind)
         with self._lock:
             self.calls.append(list(texts))
-        return super().embed(texts, kind)
+        return vectors
 
     def open(self) -> None:
         """Let every call through from now on."""
@@ -75,14 +83,16 @@ def wait_for(what: str, condition: Callable[[], bool], timeout: float = 120) -> 
 
 
 def let_through_until(provider: GatedLocalProvider, what: str, condition: Callable[[], bool]) -> None:
-    """Open the gate one call at a time until `condition` holds."""
+    """Open the gate one call at a time until `condition` holds. It is read only once the
+    call let through is answered and the next one waits at the gate: the embedding thread
+    has then recorded what that call did, and nothing is embedded while it is read."""
     deadline = time.monotonic() + 120
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting until {what}"
         calls = len(provider.calls)
         provider.gate.release()
-        wait_for("the embedder answered", lambda: len(provider.calls) > calls or condition())
-        time.sleep(0.05)  # let the batch record what that call did before the next is let through
+        wait_for("the embedder answered and the next call waits",
+                 lambda: len(provider.calls) > calls and provider.waiting > 0)
 
 
 def test_progress_moves_per_memory_before_the_first_batch_is_written(gated: tuple[Engine, GatedLocalProvider],

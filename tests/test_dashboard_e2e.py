@@ -159,6 +159,24 @@ def upload(page: Page, files: list[tuple[str, bytes, str]]) -> None:
     expect(page.get_by_role("button", name="Remove", exact=True)).to_have_count(len(files), timeout=30_000)
 
 
+def open_details(page: Page) -> None:
+    """Unfold "More details (optional)" (an earlier import may have left it open). A rerun
+    can hide the fields for a moment, so each click is followed by a wait for them, and a
+    click that folded them is undone by the next."""
+    part = page.get_by_label("Part", exact=True)
+    for _ in range(4):
+        settle(page)
+        if part.is_visible():
+            return
+        page.get_by_text("More details (optional)").click()
+        try:
+            expect(part).to_be_visible(timeout=5_000)
+            return
+        except AssertionError:
+            continue
+    expect(part).to_be_visible()
+
+
 def fill_fields(page: Page, project: str) -> None:
     """Pick the import's knowledge base (from the list, or New… and its name), then fill
     its details; a value a concurrent rerun put back is typed again, until every field
@@ -171,9 +189,7 @@ def fill_fields(page: Page, project: str) -> None:
     settle(page)
     if not exists and field_value(page, "Name of the new knowledge base") != project:
         fill(page, "Name of the new knowledge base", project)
-    if not page.get_by_label("Part", exact=True).is_visible():  # folded, unless an earlier import opened it
-        page.get_by_text("More details (optional)").click()
-    expect(page.get_by_label("Part", exact=True)).to_be_visible()
+    open_details(page)
     values = {"Part": "handbook", "Agent": "e2e", "Tags": "browser, test"}
     for _ in range(3):
         for label, value in values.items():

@@ -120,13 +120,14 @@ class JobRun:
     seconds_per_text: float | None = None
     _cancel_checked: float = 0.0
 
-    def cancelled(self) -> bool:
+    def cancelled(self, fresh: bool = False) -> bool:
         """True once the user cancelled the job (asked in the job database, from any
-        process, at most every `_CANCEL_POLL_SECONDS`); the stop signal is set then."""
+        process, at most every `_CANCEL_POLL_SECONDS` unless `fresh`); the stop signal is
+        set then."""
         if self.stop.cancelled:
             return True
         now = time.monotonic()
-        if now - self._cancel_checked < _CANCEL_POLL_SECONDS:
+        if not fresh and now - self._cancel_checked < _CANCEL_POLL_SECONDS:
             return False
         self._cancel_checked = now
         if self.job.jobs.cancel_requested(self.job.job_id):
@@ -391,8 +392,9 @@ class BatchWork:
         run = self.run
         config = run.config
         seqs = list(prepared.names)
-        if prepared.cancelled or run.cancelled():
-            # Cancelled before the write: what is written stays written; this batch is not.
+        if prepared.cancelled or run.cancelled(fresh=True):
+            # Cancelled before the write (asked afresh: a cancel clicked while the batch's
+            # last texts were embedded counts): what is written stays written; this batch is not.
             run.job.jobs.clear_stages(run.job_id, seqs)
             log.info("batch %d not written: the import was cancelled", prepared.batch_no,
                      extra=event("batch.cancelled", size=prepared.size))
