@@ -4,6 +4,7 @@ per-row) problem while the good files beside it still import."""
 from __future__ import annotations
 
 import json
+import re
 import tracemalloc
 import types
 from pathlib import Path
@@ -28,6 +29,7 @@ from memsys.ingest import (
     iter_memories,
     spool_path,
 )
+from memsys.ingest.readers.sources import parser_said
 from memsys.models import Memory, MemoryValidationError
 
 DEFAULTS = MemoryDefaults(project="kb", repo="docs", agent="importer", tags=("import",))
@@ -283,6 +285,7 @@ def test_corrupt_pdf_is_reported(folder: Path) -> None:
     problem = only_problem(problems)
     assert problem.item == "upload/broken.pdf"
     assert problem.reason.startswith("is damaged and could not be read as a PDF")
+    assert not re.search(r"[A-Z][a-z]+(Error|Exception)\b", problem.reason), problem.reason  # the parser's words, not its class
     assert good_file_imported(memories)
 
 
@@ -324,7 +327,15 @@ def test_damaged_docx_is_reported(folder: Path) -> None:
     problem = only_problem(problems)
     assert problem.item == "upload/broken.docx"
     assert problem.reason.startswith("is damaged and could not be read as a .docx")
+    assert not re.search(r"[A-Z][a-z]+(Error|Exception|File)\b", problem.reason), problem.reason
     assert good_file_imported(memories)
+
+
+def test_a_parsers_words_keep_no_path_of_this_machine() -> None:
+    said = parser_said(FileNotFoundError(2, "No such file or directory", "/srv/memsys/spool/0f/upload/a.pdf"))
+    assert said == "No such file or directory: 'the file'"
+    assert parser_said(ValueError("")) == "no reason given"
+    assert len(parser_said(ValueError("x" * 500))) == 200
 
 
 def test_csv_row_missing_content_is_reported_by_row_and_the_other_rows_import(folder: Path) -> None:

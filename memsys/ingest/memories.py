@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Iterable, Iterator
 
 from memsys.ingest.chunking import Chunker
-from memsys.ingest.readers.sources import InputProblem, SourceText
+from memsys.ingest.readers.sources import InputProblem, SourceText, parser_said
 from memsys.models import Memory, MemoryValidationError
 
 __all__ = ["MemoryDefaults", "memories_from_pieces", "memories_from_source"]
@@ -49,7 +49,7 @@ def memories_from_pieces(
             raise
         except Exception as e:  # noqa: BLE001 - a piece that cannot be chunked is that piece's problem
             where = f"{piece.source_file} {piece.location}".strip()
-            yield InputProblem(where, f"could not be cut into chunks ({type(e).__name__}: {str(e)[:200]})")
+            yield InputProblem(where, f"could not be cut into chunks ({parser_said(e)})")
             continue
         yield from memories
 

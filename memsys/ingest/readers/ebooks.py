@@ -12,7 +12,9 @@ from typing import Any, Iterator
 
 from memsys.ingest.readers.text import html_to_text
 from memsys.ingest.readers.encoding import UndecodableError, decode_bytes
-from memsys.ingest.readers.sources import InputProblem, Item, ReadContext, SourceText, check_expansion, read_bytes
+from memsys.ingest.readers.sources import (
+    InputProblem, Item, ReadContext, SourceText, check_expansion, parser_said, read_bytes,
+)
 
 _TITLE_CHARACTERS = 80
 
@@ -34,7 +36,7 @@ def read_epub(item: Item, ctx: ReadContext) -> Iterator[SourceText | InputProble
                 continue
             documents.append((document.get_name(), document.get_content()))
     except Exception as e:  # noqa: BLE001 - ebooklib raises many kinds of error on damaged books
-        yield InputProblem(item.name, f"is not a valid .epub book (DRM-protected or damaged: {type(e).__name__}: {e})")
+        yield InputProblem(item.name, f"is not a valid .epub book (DRM-protected or damaged: {parser_said(e)})")
         return
     number = 0
     for name, content in documents:

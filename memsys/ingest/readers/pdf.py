@@ -16,7 +16,9 @@ from typing import Any, Iterator
 
 from memsys.ingest.readers.encoding import normalise_text
 from memsys.ingest.readers.ocr import OcrFailedError, OcrUnavailableError, check_available, read_image
-from memsys.ingest.readers.sources import InputProblem, Item, LimitError, ReadContext, SourceText, human_size, read_bytes
+from memsys.ingest.readers.sources import (
+    InputProblem, Item, LimitError, ReadContext, SourceText, human_size, parser_said, read_bytes,
+)
 
 # PDFium is not thread-safe; the job runner and a preview may read PDFs at the same time.
 _PDFIUM = threading.Lock()
@@ -119,7 +121,7 @@ def _text_layer(data: bytes, item: Item, ctx: ReadContext) -> _TextLayer | Input
     except (LimitError, RecursionError, MemoryError):
         raise  # named by read_item in its own words
     except Exception as e:  # noqa: BLE001 - pypdf raises many kinds of error on damaged files
-        return InputProblem(item.name, f"is damaged and could not be read as a PDF ({type(e).__name__}: {e})")
+        return InputProblem(item.name, f"is damaged and could not be read as a PDF ({parser_said(e)})")
     return layer
 
 

@@ -21,6 +21,7 @@ from memsys.ingest.readers.sources import (
     ReadContext,
     SourceText,
     check_expansion,
+    parser_said,
     read_bytes,
 )
 
@@ -43,7 +44,7 @@ def read_xlsx(item: Item, ctx: ReadContext) -> Iterator[SourceText | InputProble
                 found = found or isinstance(piece, SourceText)
                 yield piece
     except Exception as e:  # noqa: BLE001 - openpyxl raises many kinds of error on damaged parts
-        yield InputProblem(item.name, f"is damaged and could not be read as a workbook ({type(e).__name__}: {e})")
+        yield InputProblem(item.name, f"is damaged and could not be read as a workbook ({parser_said(e)})")
         return
     finally:
         workbook.close()
@@ -84,7 +85,7 @@ def _open(item: Item, ctx: ReadContext) -> Any:
     except Exception as e:  # noqa: BLE001 - openpyxl raises many kinds of error on damaged files
         return InputProblem(
             item.name,
-            f"is not a valid .xlsx workbook (password-protected, an old .xls renamed, or damaged: {type(e).__name__})",
+            f"is not a valid .xlsx workbook (password-protected, an old .xls renamed, or damaged: {parser_said(e)})",
         )
 
 

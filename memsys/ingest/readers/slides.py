@@ -8,7 +8,9 @@ import io
 from typing import Any, Iterable, Iterator
 
 from memsys.ingest.readers.encoding import normalise_text
-from memsys.ingest.readers.sources import InputProblem, Item, ReadContext, SourceText, check_expansion, read_bytes
+from memsys.ingest.readers.sources import (
+    InputProblem, Item, ReadContext, SourceText, check_expansion, parser_said, read_bytes,
+)
 
 
 def read_pptx(item: Item, ctx: ReadContext) -> Iterator[SourceText | InputProblem]:
@@ -22,7 +24,7 @@ def read_pptx(item: Item, ctx: ReadContext) -> Iterator[SourceText | InputProble
     except Exception as e:  # noqa: BLE001 - python-pptx raises many kinds of error on damaged files
         yield InputProblem(
             item.name,
-            f"is not a valid .pptx deck (password-protected, an old .ppt renamed, or damaged: {type(e).__name__})",
+            f"is not a valid .pptx deck (password-protected, an old .ppt renamed, or damaged: {parser_said(e)})",
         )
         return
     found = False

@@ -5,6 +5,8 @@ fields.
 """
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, Callable, Iterable, Iterator, Mapping, TypeVar
@@ -229,11 +231,26 @@ Piece = TypeVar("Piece")
 FileReader = Callable[[Path, str, ReadContext], Iterator[Piece]]
 
 
+# A path on this machine inside a parser's message (the spool, a temporary folder): never
+# shown, the file is named by the sentence around it.
+_ERRNO = re.compile(r"^\[Errno \d+\]\s*")
+_PATH = re.compile(r"(?:[A-Za-z]:)?(?:/|\\)(?:[^\s'\"/\\:]+(?:/|\\))+[^\s'\",:;)]*")
+
+
+def parser_said(e: BaseException, limit: int = 200) -> str:
+    """What a parser said when it gave up, for a page: its own words (not its exception
+    class, which means nothing to the person importing), no path on this machine, cut to
+    `limit` characters; "no reason given" when it said nothing."""
+    words = " ".join(_PATH.sub("the file", _ERRNO.sub("", str(e))).split())
+    if len(words) > limit:
+        words = words[: limit - 1].rstrip() + "…"
+    return words or "no reason given"
+
+
 def plain_failure(e: BaseException) -> str:
     """Why a parser gave up on a file, in a sentence."""
     if isinstance(e, RecursionError):
         return "nests too deeply to be read (lists, objects or references inside each other thousands of levels deep)"
     if isinstance(e, NotImplementedError):
         return f"uses something memsys cannot read ({str(e) or 'not supported'}; e.g. Deflate64 compression in a zip)"
-    detail = str(e)[:200]
-    return f"could not be read ({type(e).__name__}{': ' + detail if detail else ''})"
+    return f"could not be read ({parser_said(e)})"

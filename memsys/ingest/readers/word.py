@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from memsys.ingest.readers.encoding import normalise_text
-from memsys.ingest.readers.sources import InputProblem, Item, ReadContext, SourceText, check_expansion, read_bytes
+from memsys.ingest.readers.sources import (
+    InputProblem, Item, ReadContext, SourceText, check_expansion, parser_said, read_bytes,
+)
 
 _W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
 _MC = "{http://schemas.openxmlformats.org/markup-compatibility/2006}"
@@ -57,7 +59,7 @@ def read_docx(item: Item, ctx: ReadContext) -> Iterator[SourceText | InputProble
                   ("footnotes", reader.notes(document, "footnotes")),
                   ("endnotes", reader.notes(document, "endnotes"))]
     except Exception as e:  # noqa: BLE001 - python-docx and lxml raise many kinds of error on damaged files
-        yield InputProblem(item.name, f"is damaged and could not be read as a .docx ({type(e).__name__}: {e})")
+        yield InputProblem(item.name, f"is damaged and could not be read as a .docx ({parser_said(e)})")
         return
     found = False
     for section, following in zip(sections, sections[1:] + [None]):
