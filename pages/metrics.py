@@ -23,6 +23,14 @@ if not jobs:
     st.info("No imports yet: metrics appear here once the first import has run.")
     st.stop()
 by_id = {job.job_id: job for job in jobs}
+# An import named by the address (a link "This import's metrics") is the one shown first,
+# even when it is older than the hundred listed.
+asked = st.query_params.get("job", "")
+if asked and asked not in by_id and (older := store.jobs.get(asked)) is not None:
+    by_id = {asked: older, **by_id}
+if asked in by_id and st.session_state.get("metrics_job_asked") != asked:
+    st.session_state["metrics_job"] = asked
+    st.session_state["metrics_job_asked"] = asked
 
 
 def describe(job_id: str) -> str:
@@ -34,6 +42,9 @@ one_tab, all_tab, compare_tab = st.tabs(["One import", "All imports", "Compare t
 
 with one_tab:
     chosen = st.selectbox("Import", list(by_id), format_func=describe, key="metrics_job")
+    if chosen != asked:
+        st.query_params["job"] = chosen  # the address names the import shown, to share or come back to
+        st.session_state["metrics_job_asked"] = chosen
     job_figures(by_id[chosen], live=False)
     timings = store.timings.job(chosen)
     table = batch_table(store.jobs.batches(chosen))

@@ -550,6 +550,25 @@ def test_metrics_draw_charts_for_a_finished_import(app_env: dict[str, str], impo
     assert not texts(at, "error")
 
 
+def test_metrics_open_on_the_import_the_address_names(app_env: dict[str, str], imported: str) -> None:
+    at = open_page("pages/metrics.py")
+    choice = by_label(at.selectbox, "Import")
+    chosen = next(o for o in choice.options if "notes.md" in o)
+    choice.select_index(choice.options.index(chosen)).run()
+    job_id = at.query_params["job"]
+    job_id = job_id[0] if isinstance(job_id, list) else job_id
+    assert job_id and by_label(at.selectbox, "Import").value == job_id  # the address names the import shown
+
+    # A link "This import's metrics" (?job=…) opens the page on that import.
+    linked = AppTest.from_file(str(REPO / "app.py"), default_timeout=STARTUP)
+    linked.query_params["job"] = job_id
+    linked.run()
+    linked.switch_page("pages/metrics.py")
+    linked.run()
+    assert not linked.exception, [e.value for e in linked.exception]
+    assert by_label(linked.selectbox, "Import").value == job_id
+
+
 # --- Memories --------------------------------------------------------------------------------
 
 def test_search_finds_an_imported_memory(app_env: dict[str, str], imported: str) -> None:
