@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -30,7 +31,8 @@ def test_info_shows_entries_lifetime_lookups_size_limit_and_eviction_policy(env:
     result = run_memsys(["cache", "info"], env)
 
     assert result.returncode == 0, result.stderr
-    assert "1,234 vectors" in result.stdout
+    assert "1,234 cached" in result.stdout
+    assert not re.search(r"\b(entries|vectors|texts|items)\b", result.stdout), result.stdout  # the glossary's words
     assert "30 hits, 10 misses (75.0% hit rate" in result.stdout
     assert "eviction policy: none" in result.stdout
     assert "64.0 GB, not enforced" in result.stdout
@@ -82,7 +84,7 @@ def test_check_fix_says_what_it_removed_and_leaves_a_clean_cache(env: dict[str, 
     again = run_memsys(["cache", "check"], env)
 
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr
-    assert "Removed 2 entries: 1 not_finite, 1 truncated." in fixed.stdout
+    assert "Removed 2 cached embeddings: 1 not_finite, 1 truncated." in fixed.stdout
     assert "A second check found no problems" in fixed.stdout
     assert again.returncode == 0
 
@@ -120,7 +122,7 @@ def test_warmup_embeds_each_line_once_and_a_second_run_embeds_nothing(env: dict[
     second = run_memsys(["cache", "warmup", str(texts)], env)
 
     assert first.returncode == 0, first.stderr
-    assert "Warmed up 3 texts" in first.stdout and "2 embedded" in first.stdout
+    assert "Warmed up 3 embeddings" in first.stdout and "2 embedded" in first.stdout
     assert "3 were already cached, 0 embedded" in second.stdout
     keys = [make_key(FP, "passage", t) for t in ("greeting note", "farewell note")]
     assert len(cache_of(env).get_many(keys, FP, LOCAL_DIMENSIONS)) == 2
@@ -162,7 +164,7 @@ def test_clear_without_yes_removes_nothing(env: dict[str, str]) -> None:
     result = run_memsys(["cache", "clear"], env)  # no terminal to ask on
 
     assert result.returncode == 2
-    assert "would remove all 20 cached vectors" in result.stdout and "add --yes" in result.stderr
+    assert "would remove all 20 cached embeddings" in result.stdout and "add --yes" in result.stderr
     assert len(cache_of(env)) == 21
 
 
@@ -172,5 +174,5 @@ def test_clear_with_yes_removes_everything(env: dict[str, str]) -> None:
     result = run_memsys(["cache", "clear", "--yes"], env)
 
     assert result.returncode == 0
-    assert "Removed 21 entries" in result.stdout
+    assert "Removed 21 cached embeddings" in result.stdout
     assert len(cache_of(env)) == 0

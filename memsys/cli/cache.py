@@ -72,22 +72,22 @@ def _info(args: argparse.Namespace) -> int:
     lookups = info["hits"] + info["misses"]
     limit = size(info["size_limit_bytes"])
     print(f"Embedding cache at {info['directory']}")
-    print(f"  entries:         {info['num_entries']:,} vectors")
+    print(f"  embeddings:      {info['num_entries']:,} cached")
     print(f"  size on disk:    {size(info['total_size_bytes'])}")
     print(f"  lookups:         {info['hits']:,} hits, {info['misses']:,} misses"
           f" ({info['hit_rate']:.1%} hit rate over {lookups:,} lookups, lifetime)")
     print(f"  eviction policy: {info['eviction_policy']}")
     if info["evicts"]:
-        print(f"  size limit:      {limit}; beyond it the oldest entries are evicted")
+        print(f"  size limit:      {limit}; beyond it the oldest cached embeddings are evicted")
     else:
-        print(f"  size limit:      {limit}, not enforced: policy \"none\" never evicts a vector")
+        print(f"  size limit:      {limit}, not enforced: policy \"none\" never evicts a cached embedding")
     print("  models:")
     if not info["models"]:
         print("    (none yet)")
     for m in info["models"]:
         current = "  <- current" if m["current"] else ""
         dims = f"{m['dimensions']} dims" if m["dimensions"] else "size unknown"
-        print(f"    {m['provider']} {m['model']} ({dims}, {m['fingerprint']}): {m['entries']:,} entries, "
+        print(f"    {m['provider']} {m['model']} ({dims}, {m['fingerprint']}): {m['entries']:,} cached embeddings, "
               f"{size(m['bytes'])}{current}")
         if not m["current"]:
             print(f"      not the current model: `memsys cache prune --model {m['fingerprint']}` frees {size(m['bytes'])}"
@@ -132,12 +132,12 @@ def _check(args: argparse.Namespace) -> int:
         return 0
     if not args.fix:
         print("\nRun `python -m memsys cache check --fix` to remove what cannot be trusted;"
-              " the next import embeds those texts again.")
+              " the next import embeds those memories again.")
         return 1
     _print_fixed(report)
     again = _run_check(engine, fix=False)
     if again.ok:
-        print(f"\nA second check found no problems ({again.checked:,} entries).")
+        print(f"\nA second check found no problems ({again.checked:,} cached embeddings).")
         return 0
     print("\nA second check still finds problems:")
     _print_counts(again)
@@ -146,7 +146,7 @@ def _check(args: argparse.Namespace) -> int:
 
 def _run_check(engine: Engine, fix: bool) -> CacheHealthReport:
     # The bar goes to stderr and only to a terminal, so output stays clean in scripts.
-    with tqdm(unit=" entries", file=sys.stderr, disable=None, leave=False) as bar:
+    with tqdm(unit=" cached embeddings", file=sys.stderr, disable=None, leave=False) as bar:
         def progress(checked: int, total: int) -> None:
             bar.total = total
             bar.update(checked - bar.n)
@@ -156,14 +156,14 @@ def _run_check(engine: Engine, fix: bool) -> CacheHealthReport:
 
 def _print_found(report: CacheHealthReport) -> None:
     bad = len(report.bad_entries)
-    print(f"Checked {report.checked:,} entries in {report.seconds:.1f} s: {report.healthy:,} healthy, {bad:,} bad.")
+    print(f"Checked {report.checked:,} cached embeddings in {report.seconds:.1f} s: {report.healthy:,} healthy, {bad:,} bad.")
     if report.ok:
         print("No problems found.")
         return
     print("\nProblems:")
     _print_counts(report)
     if report.bad_entries:
-        print(f"\nBad entries{' (first %d)' % _SHOWN_ENTRIES if bad > _SHOWN_ENTRIES else ''}:")
+        print(f"\nBad cached embeddings{' (first %d)' % _SHOWN_ENTRIES if bad > _SHOWN_ENTRIES else ''}:")
         for e in report.bad_entries[:_SHOWN_ENTRIES]:
             print(f"  {e.key or f'row {e.rowid} (key lost)'}  {e.problem}: {e.detail}")
     other = [p for p in report.database_problems if p.problem != "database_damaged"]
@@ -183,15 +183,15 @@ def _print_fixed(report: CacheHealthReport) -> None:
     print("\nFixing:")
     if report.rebuilt:
         lost = len(report.removed)
-        print(f"  The database was damaged: rebuilt it from the {report.kept:,} entries that still read and validate.")
-        print(f"  {lost:,} entries could not be kept" + ("." if lost else "; nothing was lost."))
+        print(f"  The database was damaged: rebuilt it from the {report.kept:,} cached embeddings that still read and validate.")
+        print(f"  {lost:,} cached embeddings could not be kept" + ("." if lost else "; nothing was lost."))
     removed: dict[str, int] = {}
     for e in report.removed:
         removed[e.problem] = removed.get(e.problem, 0) + 1
     if removed:
         kinds = ", ".join(f"{n:,} {problem}" for problem, n in sorted(removed.items(), key=lambda kv: (-kv[1], kv[0])))
-        print(f"  Removed {len(report.removed):,} entries: {kinds}.")
-        print("  The next import (or `cache warmup`) embeds their texts again.")
+        print(f"  Removed {len(report.removed):,} cached embeddings: {kinds}.")
+        print("  The next import (or `cache warmup`) embeds their memories again.")
     for p in report.repaired:
         print(f"  diskcache repaired {p.problem}: {p.detail}")
 
@@ -202,9 +202,9 @@ def _warmup(args: argparse.Namespace) -> int:
     path: Path = args.file
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist or is not a file")
-    with tqdm(unit=" texts", file=sys.stderr, disable=None, leave=False) as bar:
+    with tqdm(unit=" embeddings", file=sys.stderr, disable=None, leave=False) as bar:
         report = _engine().cache.warm_up(files=[path], progress=lambda done, _total: bar.update(done - bar.n))
-    print(f"Warmed up {report.texts:,} texts from {path.name} in {report.seconds:.1f} s: "
+    print(f"Warmed up {report.texts:,} embeddings from {path.name} in {report.seconds:.1f} s: "
           f"{report.already_cached:,} were already cached, {report.embedded:,} embedded and cached now"
           + (f", {report.repeats:,} repeated within the file." if report.repeats else "."))
     return 0
@@ -217,10 +217,10 @@ def _clear(args: argparse.Namespace) -> int:
     n = engine.cache.info()["num_entries"]
     if not n:
         return nothing_matched(f"the embedding cache at {engine.cache.directory} is empty; nothing to clear")
-    stop = confirmed(args, f"would remove all {n:,} cached vectors from {engine.cache.directory}; the next import "
+    stop = confirmed(args, f"would remove all {n:,} cached embeddings from {engine.cache.directory}; the next import "
                            "embeds everything again")
     if stop is not None:
         return stop
     removed = engine.cache.clear()
-    print(f"Removed {removed:,} entries from {engine.cache.directory}.")
+    print(f"Removed {removed:,} cached embeddings from {engine.cache.directory}.")
     return 0
