@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import pandas as pd
 import streamlit as st
@@ -118,12 +119,26 @@ def whose_memories(engine: AuthorizedEngine) -> WhoseMemories:
         tags = kept(left.text_input, "Tags", _TAGS, "", placeholder="separate with commas")
         source = kept(right.text_input, "Source", _SOURCE, DEFAULT_SOURCE,
                       help="A label for where these documents come from, kept on every memory.")
-    part_names = base.parts if base else ()
-    agent_names = base.agents if base else ()
-    return WhoseMemories(project,
-                         find_name(part, part_names) or tidy_name(part) or default_part,
-                         find_name(agent, agent_names) or tidy_name(agent) or default_agent,
-                         tags, source)
+    return WhoseMemories(project, *details_of(base, part, agent), tags, source)
+
+
+def details_of(base: KnowledgeBase | None, part: str, agent: str, agent_default: str = "shared") -> tuple[str, str]:
+    """The part and agent typed (blank: the knowledge base's usual ones), each folded to
+    the knowledge base's own spelling when it differs only in case or spaces."""
+    default_part = base.default_part if base else "main"
+    default_agent = base.default_agent if base else agent_default
+    return (find_name(part, base.parts if base else ()) or tidy_name(part) or default_part,
+            find_name(agent, base.agents if base else ()) or tidy_name(agent) or default_agent)
+
+
+def knowledge_base_field(engine: AuthorizedEngine, column: Any, key: str) -> str:
+    """A knowledge base picked from the list or typed (inside a form: a name that differs
+    from an existing one only in case or spaces is that one, folded when submitted)."""
+    names = engine.knowledge.names()
+    chosen = column.selectbox("Knowledge base", names, index=None, accept_new_options=True, key=key,
+                              placeholder="Pick one, or type a new name",
+                              help="Where this source's documents go: pick one from the list or type a new name.")
+    return find_name(chosen or "", names) or tidy_name(chosen or "")
 
 
 def _use_existing(name: str) -> None:

@@ -7,6 +7,7 @@ import streamlit as st
 from components import format as fmt
 from components.feedback import flash, guarded, or_stop, show_flashes
 from components.fields import text_lines
+from components.knowledge_views import details_of, knowledge_base_field
 from components.resources import engine
 from components.task_views import task_result
 from memsys.engine import MemoryDefaults
@@ -65,9 +66,12 @@ if memsys_engine.can("sources.add"):
                                      help="A folder on the server (under the data directory or the folders the operator "
                                           "allows), or the address of the repository or server.")
             project_col, repo_col, agent_col = st.columns(3)
-            project = project_col.text_input("Project", value="kb")
-            repo = repo_col.text_input("Repo", value="docs")
-            agent = agent_col.text_input("Agent", value="sources")
+            project = knowledge_base_field(memsys_engine, project_col, "source_kb")
+            repo = repo_col.text_input("Part", placeholder="main (leave blank for this)",
+                                       help="A knowledge base can hold parts (kept apart, searched together).")
+            agent = agent_col.text_input("Agent", placeholder="sources (leave blank for this)",
+                                         help="Which assistant these memories belong to; “shared” means every one "
+                                              "may use them.")
             tags = st.text_input("Tags", help="comma-separated, given to every memory")
             include_col, exclude_col = st.columns(2)
             include = include_col.text_input("Include", placeholder="*.md, docs/*", help="empty: every document")
@@ -83,7 +87,10 @@ if memsys_engine.can("sources.add"):
                                        help="Kept only in the data directory's secrets file; never shown again.")
             if st.form_submit_button("Add source", type="primary", icon=":material/add:"):
                 with guarded():
-                    defaults = MemoryDefaults(project=project.strip(), repo=repo.strip(), agent=agent.strip(),
+                    if not project:
+                        raise ValueError("Choose the knowledge base this source's documents go to")
+                    part, agent = details_of(memsys_engine.knowledge.get(project), repo, agent, agent_default="sources")
+                    defaults = MemoryDefaults(project=project, repo=part, agent=agent,
                                               tags=tuple(t.strip() for t in tags.split(",") if t.strip()))
                     added = memsys_engine.sources.add(
                         name, kind, location, defaults=defaults, include=_globs(include), exclude=_globs(exclude),

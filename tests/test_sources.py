@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
 
@@ -390,8 +391,16 @@ def test_the_sources_page_shows_each_sync_and_never_the_credential(engine: Engin
             assert "credential: stored" in " ".join(str(c.value) for c in at.caption)
             assert [e.label for e in at.expander][-1] == "Remove this source (admins)"  # no sign-in: the local admin
             assert SENTINEL not in repr(at._tree)
+            # "Add a source" picks the knowledge base from the list (or takes a new name), not a free-text Project.
+            kb = next(s for s in at.selectbox if s.label == "Knowledge base")
+            assert DEFAULTS.project in kb.options
+            assert "Project" not in [t.label for t in at.text_input]
         finally:
             st.cache_resource.clear()
+    # A name that differs from an existing knowledge base only by case or spaces is that one.
+    typo = replace(DEFAULTS, project=f" {DEFAULTS.project.upper()}  ", repo=DEFAULTS.repo.upper())
+    again = engine.sources.add("lights-too", "folder", str(folder), defaults=typo)
+    assert (again.defaults.project, again.defaults.repo) == (DEFAULTS.project, DEFAULTS.repo)
 
 
 def test_a_cancelled_sync_keeps_nothing_half_done_and_the_next_sync_fetches_again(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -24,6 +24,7 @@ from memsys.ingest.memories import MemoryDefaults
 from memsys.jobs.job_knowledge import DocumentRemoval, FileActivity
 from memsys.store import MemoryFilter, StoredMemory
 from memsys.engine.calls import OPERATOR, VIEWER, Calls, audited
+from memsys.engine.records import find_name, name_key, tidy_name  # noqa: F401  (re-exported by memsys.engine)
 from memsys.engine.forgetting import forget_content
 
 DEFAULT_PART = "main"  # the repo of a knowledge base whose importer named no part
@@ -33,25 +34,6 @@ DOCUMENT_STATES = ("queued", "reading", "embedding", "ready", "failed", "removed
 _ON_THE_WAY = ("queued", "reading", "embedding")
 # The fields whose stored values filters offer.
 FILTER_FIELDS = ("project", "repo", "agent", "source", "tags", "source_file")
-
-
-def name_key(name: str) -> str:
-    """What two names a person typed are compared by: case and spaces set aside."""
-    return " ".join(name.split()).casefold()
-
-
-def tidy_name(name: str) -> str:
-    """A name as typed, with surrounding and repeated spaces removed."""
-    return " ".join(name.split())
-
-
-def find_name(typed: str, names: list[str] | tuple[str, ...]) -> str | None:
-    """The name among `names` that `typed` means, forgivingly (exactly, else ignoring case
-    and spaces), or None."""
-    if typed in names:
-        return typed
-    key = name_key(typed)
-    return next((n for n in names if name_key(n) == key), None) if key else None
 
 
 def _natural(text: str) -> tuple[Any, ...]:

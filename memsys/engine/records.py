@@ -140,3 +140,24 @@ class EmbedderStatus:
 
 
 ProgressCallback = Callable[[JobProgress], None]
+
+
+# --- names people type (knowledge bases, parts, agents) ---------------------------------------
+
+def name_key(name: str) -> str:
+    """What two names a person typed are compared by: case and spaces set aside."""
+    return " ".join(name.split()).casefold()
+
+
+def tidy_name(name: str) -> str:
+    """A name as typed, with surrounding and repeated spaces removed."""
+    return " ".join(name.split())
+
+
+def find_name(typed: str, names: list[str] | tuple[str, ...]) -> str | None:
+    """The name among `names` that `typed` means, forgivingly (exactly, else ignoring case
+    and spaces), or None."""
+    if typed in names:
+        return typed
+    key = name_key(typed)
+    return next((n for n in names if name_key(n) == key), None) if key else None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 from urllib.parse import urlsplit, urlunsplit
@@ -20,6 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 from memsys.access import action
 from memsys.audit import AuditAction, AuditOutcome
 from memsys.config import BatchConfig
+from memsys.errors import StoreUnavailableError
 from memsys.ingest.memories import MemoryDefaults
 from memsys.ingest.sources.base import SourceProblem, SourceSpec, host_of, open_connector
 from memsys.ingest.sources.git import WORK_DIR_OPTION
@@ -41,6 +43,7 @@ from memsys.logs import default_actor, event, get_logger
 from memsys.units import plural
 from memsys.store import MemoryFilter
 from memsys.engine.calls import ADMIN, OPERATOR, VIEWER, Calls
+from memsys.engine.records import find_name, tidy_name
 
 log = get_logger("sources")
 _RESERVED_OPTION = "_"
@@ -176,6 +179,7 @@ class Sources(Calls):
         spec = SourceSpec(kind, location, tuple(g.strip() for g in include if g.strip()),
                           tuple(g.strip() for g in exclude if g.strip()), max_bytes, options)
         secret = credential or password or None
+        defaults = self._folded(defaults)
         store = self._engine.source_store
         source = store.add(name, spec, defaults, schedule=schedule,
                            credential_env=(credential_env or "").strip(), created_by=actor or default_actor())
@@ -184,6 +188,21 @@ class Sources(Calls):
         self._audit(AuditAction.SOURCE_ADDED, actor, source.name,
                     {"kind": kind, "location": location, "schedule": source.schedule, "credential": bool(secret)})
         return source
+
+    def _folded(self, defaults: MemoryDefaults) -> MemoryDefaults:
+        """A knowledge base (and part) named with another case or spacing than an
+        existing one is that one, as on the Import page: a source never forks a knowledge
+        base by a typo. Without Weaviate to ask, the names are only tidied."""
+        project, repo = tidy_name(defaults.project), tidy_name(defaults.repo)
+        knowledge = self._engine.knowledge
+        try:
+            project = knowledge.find(project) or project
+            base = knowledge.get(project)
+        except StoreUnavailableError:
+            base = None
+        if base is not None:
+            repo = find_name(repo, base.parts) or repo
+        return replace(defaults, project=project, repo=repo)
 
     @action(OPERATOR, "pausing a source", audit=AuditAction.SOURCE_CHANGED)
     def pause(self, name: str, *, actor: str | None = None) -> SavedSource:
