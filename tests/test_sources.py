@@ -365,6 +365,12 @@ def test_the_cli_lists_shows_and_asks_before_removing(tmp_path: Path) -> None:
                        "--agent", "a", "--schedule", "cron */15 * * * *"], env).returncode == 0
     shown = run_memsys(["sources", "show", "docs"], env)
     assert shown.returncode == 0 and "cron */15 * * * *" in shown.stdout and "syncs: none yet" in shown.stdout
+    paused = run_memsys(["sources", "pause", "docs"], env)
+    assert paused.returncode == 0 and "(paused)" in paused.stdout
+    assert "(paused)" not in run_memsys(["sources", "resume", "docs"], env).stdout
+    unknown = run_memsys(["sources", "sync", "doc"], env)
+    assert unknown.returncode != 0 and "no source called 'doc'" in unknown.stdout + unknown.stderr
+    assert "docs" in (unknown.stdout + unknown.stderr).split("no source called 'doc'")[1]  # the name it may have meant
     refused = run_memsys(["sources", "remove", "docs"], env)
     assert refused.returncode == 2 and "would remove source docs" in refused.stdout
     removed = run_memsys(["sources", "remove", "docs", "--yes"], env)

@@ -4,10 +4,11 @@ watches). `remove` follows `confirm`'s rule: say what, then ask or need --yes.""
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import signal
 import time
-from typing import Any
+from typing import Any, Callable
 
 from memsys.cli.confirm import add_yes, close_matches, confirmed, nothing_matched
 from memsys.cli.scheduler import DEBOUNCE_SECONDS, TICK_SECONDS, Scheduler
@@ -108,133 +109,117 @@ def sync_line(record: SyncRecord) -> str:
     return line
 
 
-def _missing(engine: Engine, name: str) -> int:
-    names = [s.name for s in engine.sources.list()]
-    return nothing_matched(f"no source called {name!r}", close_matches(name, names))
+def _with_engine(command: Callable[[argparse.Namespace, Engine], int]) -> Callable[[argparse.Namespace], int]:
+    """The command run with an engine of the CLI, closed after it."""
+    @functools.wraps(command)
+    def run(args: argparse.Namespace) -> int:
+        engine = Engine(program="cli")
+        try:
+            return command(args, engine)
+        finally:
+            engine.close()
+    return run
 
 
-def _add(args: argparse.Namespace) -> int:
+def _on_source(command: Callable[[argparse.Namespace, Engine, SavedSource], int]) -> Callable[[argparse.Namespace], int]:
+    """The command run on the source the command line names; an unknown name is said,
+    with the names it may have meant."""
+    @functools.wraps(command)
+    def run(args: argparse.Namespace, engine: Engine) -> int:
+        try:
+            source = engine.sources.get(args.name)
+        except ValueError:
+            names = [s.name for s in engine.sources.list()]
+            return nothing_matched(f"no source called {args.name!r}", close_matches(args.name, names))
+        return command(args, engine, source)
+    return _with_engine(run)
+
+
+@_with_engine
+def _add(args: argparse.Namespace, engine: Engine) -> int:
     credential = None
     if args.credential_from_env:
         credential = os.environ.get(CREDENTIAL_ENV) or None
         if credential is None:
             raise ValueError(f"--credential-from-env: ${CREDENTIAL_ENV} is empty")
-    engine = Engine(program="cli")
-    try:
-        defaults = MemoryDefaults(project=args.project, repo=args.repo, agent=args.agent,
-                                  tags=tuple(t.strip() for t in args.tags.split(",") if t.strip()))
-        source = engine.sources.add(args.name, args.kind, args.location, defaults=defaults, include=args.include,
-                                    exclude=args.exclude, max_bytes=args.max_bytes, options=_options(args.option),
-                                    schedule=args.schedule, credential=credential, credential_env=args.credential_env)
-        print(f"source {source.name} saved: {source.kind} {source.location}, syncs {schedule_text(source)}")
-        print(f"  sync it now with: memsys sources sync {source.name}")
-    finally:
-        engine.close()
+    defaults = MemoryDefaults(project=args.project, repo=args.repo, agent=args.agent,
+                              tags=tuple(t.strip() for t in args.tags.split(",") if t.strip()))
+    source = engine.sources.add(args.name, args.kind, args.location, defaults=defaults, include=args.include,
+                                exclude=args.exclude, max_bytes=args.max_bytes, options=_options(args.option),
+                                schedule=args.schedule, credential=credential, credential_env=args.credential_env)
+    print(f"source {source.name} saved: {source.kind} {source.location}, syncs {schedule_text(source)}")
+    print(f"  sync it now with: memsys sources sync {source.name}")
     return 0
 
 
-def _list(args: argparse.Namespace) -> int:
-    engine = Engine(program="cli")
-    try:
-        sources = engine.sources.list()
-        if not sources:
-            print("no sources yet; add one with `memsys sources add NAME KIND LOCATION ...`")
-            return 0
-        for s in sources:
-            state = f"failing ({plural(s.failures, 'time')}): {s.last_error}" if s.failures else f"last synced {_when(s.last_success_at)}"
-            print(f"{s.name:<20} {s.kind:<7} {schedule_text(s):<24} {state}")
-            print(f"{'':<20} {s.location}")
-    finally:
-        engine.close()
+@_with_engine
+def _list(args: argparse.Namespace, engine: Engine) -> int:
+    sources = engine.sources.list()
+    if not sources:
+        print("no sources yet; add one with `memsys sources add NAME KIND LOCATION ...`")
+        return 0
+    for s in sources:
+        state = f"failing ({plural(s.failures, 'time')}): {s.last_error}" if s.failures else f"last synced {_when(s.last_success_at)}"
+        print(f"{s.name:<20} {s.kind:<7} {schedule_text(s):<24} {state}")
+        print(f"{'':<20} {s.location}")
     return 0
 
 
-def _show(args: argparse.Namespace) -> int:
-    engine = Engine(program="cli")
-    try:
-        try:
-            s = engine.sources.get(args.name)
-        except ValueError:
-            return _missing(engine, args.name)
-        info: list[tuple[str, Any]] = [
-            ("kind", s.kind), ("location", s.location), ("schedule", schedule_text(s)),
-            ("knowledge base", f"{s.defaults.project}/{s.defaults.repo} (agent {s.defaults.agent})"),
-            ("include", ", ".join(s.spec.include) or "everything"), ("exclude", ", ".join(s.spec.exclude) or "nothing"),
-            ("size limit", f"{s.spec.max_bytes} bytes" if s.spec.max_bytes else "the import's limits"),
-            ("options", ", ".join(f"{k}={v}" for k, v in sorted(s.spec.options.items())) or "none"),
-            ("credential", "stored" if engine.sources.has_credential(s.name)
-             else f"from ${s.credential_env}" if s.credential_env else "none"),
-            ("documents", engine.sources.document_count(s.name)),
-            ("next sync", _when(s.next_due_at) if s.next_due_at else "when asked" if not s.schedule else s.schedule),
-        ]
-        if s.failures:
-            info.append(("failing", f"{plural(s.failures, 'time')} in a row: {s.last_error}"))
-        print(s.name)
-        for label, value in info:
-            print(f"  {label + ':':<16} {value}")
-        history = engine.sources.history(s.name, 10)
-        print("syncs:" if history else "syncs: none yet")
-        for record in history:
-            print("  " + sync_line(record))
-    finally:
-        engine.close()
+@_on_source
+def _show(args: argparse.Namespace, engine: Engine, s: SavedSource) -> int:
+    info: list[tuple[str, Any]] = [
+        ("kind", s.kind), ("location", s.location), ("schedule", schedule_text(s)),
+        ("knowledge base", f"{s.defaults.project}/{s.defaults.repo} (agent {s.defaults.agent})"),
+        ("include", ", ".join(s.spec.include) or "everything"), ("exclude", ", ".join(s.spec.exclude) or "nothing"),
+        ("size limit", f"{s.spec.max_bytes} bytes" if s.spec.max_bytes else "the import's limits"),
+        ("options", ", ".join(f"{k}={v}" for k, v in sorted(s.spec.options.items())) or "none"),
+        ("credential", "stored" if engine.sources.has_credential(s.name)
+         else f"from ${s.credential_env}" if s.credential_env else "none"),
+        ("documents", engine.sources.document_count(s.name)),
+        ("next sync", _when(s.next_due_at) if s.next_due_at else "when asked" if not s.schedule else s.schedule),
+    ]
+    if s.failures:
+        info.append(("failing", f"{plural(s.failures, 'time')} in a row: {s.last_error}"))
+    print(s.name)
+    for label, value in info:
+        print(f"  {label + ':':<16} {value}")
+    history = engine.sources.history(s.name, 10)
+    print("syncs:" if history else "syncs: none yet")
+    for record in history:
+        print("  " + sync_line(record))
     return 0
 
 
-def _sync(args: argparse.Namespace) -> int:
-    engine = Engine(program="cli")
-    try:
-        try:
-            engine.sources.get(args.name)
-        except ValueError:
-            return _missing(engine, args.name)
-        record = engine.sources.sync(args.name)
-        print(f"sync of {args.name}: {sync_line(record)}")
-        return 0 if record.state == "done" and not record.failed else 1
-    finally:
-        engine.close()
+@_on_source
+def _sync(args: argparse.Namespace, engine: Engine, source: SavedSource) -> int:
+    record = engine.sources.sync(source.name)
+    print(f"sync of {source.name}: {sync_line(record)}")
+    return 0 if record.state == "done" and not record.failed else 1
 
 
-def _pause(args: argparse.Namespace) -> int:
-    return _switch(args, pause=True)
-
-
-def _resume(args: argparse.Namespace) -> int:
-    return _switch(args, pause=False)
-
-
-def _switch(args: argparse.Namespace, *, pause: bool) -> int:
-    engine = Engine(program="cli")
-    try:
-        try:
-            engine.sources.get(args.name)
-        except ValueError:
-            return _missing(engine, args.name)
-        source = engine.sources.pause(args.name) if pause else engine.sources.resume(args.name)
-        print(f"source {source.name}: syncs {schedule_text(source)}")
-    finally:
-        engine.close()
+@_on_source
+def _pause(args: argparse.Namespace, engine: Engine, source: SavedSource) -> int:
+    print(f"source {source.name}: syncs {schedule_text(engine.sources.pause(source.name))}")
     return 0
 
 
-def _remove(args: argparse.Namespace) -> int:
-    engine = Engine(program="cli")
-    try:
-        try:
-            source = engine.sources.get(args.name)
-        except ValueError:
-            return _missing(engine, args.name)
-        documents = engine.sources.document_count(source.name)
-        what = (f"would remove source {source.name} and delete the memories of its {plural(documents, 'document')}"
-                if args.delete_documents else
-                f"would remove source {source.name} (its {plural(documents, 'document')} stay in the knowledge base)")
-        stop = confirmed(args, what)
-        if stop is not None:
-            return stop
-        deleted = engine.sources.remove(source.name, delete_documents=args.delete_documents)
-        print(f"source {source.name} removed" + (f"; {plural(deleted, 'memory', 'memories')} deleted" if deleted else ""))
-    finally:
-        engine.close()
+@_on_source
+def _resume(args: argparse.Namespace, engine: Engine, source: SavedSource) -> int:
+    print(f"source {source.name}: syncs {schedule_text(engine.sources.resume(source.name))}")
+    return 0
+
+
+@_on_source
+def _remove(args: argparse.Namespace, engine: Engine, source: SavedSource) -> int:
+    documents = engine.sources.document_count(source.name)
+    what = (f"would remove source {source.name} and delete the memories of its {plural(documents, 'document')}"
+            if args.delete_documents else
+            f"would remove source {source.name} (its {plural(documents, 'document')} stay in the knowledge base)")
+    stop = confirmed(args, what)
+    if stop is not None:
+        return stop
+    deleted = engine.sources.remove(source.name, delete_documents=args.delete_documents)
+    print(f"source {source.name} removed" + (f"; {plural(deleted, 'memory', 'memories')} deleted" if deleted else ""))
     return 0
 
 
