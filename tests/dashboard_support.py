@@ -150,6 +150,47 @@ def chromium() -> Iterator[Browser]:
             launched.close()
 
 
+STARTUP_MS = 180_000  # the first visit starts embedded Weaviate and loads the model
+# How long an `expect` waits for its condition unless told otherwise: a rerun of a page on a
+# loaded two-core machine (CI runs two test files at once) can take longer than Playwright's
+# 5 s; a condition met at once is not slowed by it.
+expect.set_options(timeout=20_000)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """One Chromium for a module's browser tests (import the fixture where it is used)."""
+    with chromium() as launched:
+        yield launched
+
+
+def serve_dashboard(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[DashboardServer]:
+    """A dashboard on a data folder of its own (`name`), for a module's tests; stopped after
+    them. A module's `server` fixture yields from it."""
+    data_dir = tmp_path_factory.mktemp(name)
+    dashboard = DashboardServer(memsys_env(data_dir), data_dir / "streamlit.log")
+    try:
+        yield dashboard
+    finally:
+        dashboard.stop()
+
+
+@contextmanager
+def home_page(browser: Browser, server: DashboardServer, height: int = 1100, ready: str | None = "Recent imports",
+              **context_options: Any) -> Iterator[Page]:
+    """A new browser context on the dashboard's Home, once its heading `ready` shows (None:
+    any page title); the context is closed after."""
+    context = browser.new_context(viewport={"width": 1400, "height": height}, **context_options)
+    try:
+        opened = context.new_page()
+        opened.goto(server.address())
+        heading = opened.get_by_role("heading", name=ready) if ready else opened.get_by_role("heading", level=1)
+        expect(heading).to_be_visible(timeout=STARTUP_MS)
+        yield opened
+    finally:
+        context.close()
+
+
 def settle(page: Page) -> None:
     """Wait for the script run to finish: the app says it is not running, and no element
     is left over from the previous run."""

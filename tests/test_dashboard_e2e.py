@@ -18,8 +18,9 @@ from memsys.units import documents_title
 
 from conftest import run_memsys
 from dashboard_support import (
-    ARTIFACTS, DashboardServer, chromium, jsonl, memsys_env, sentences, settle, wait_until, weaviate_count,
+    ARTIFACTS, DashboardServer, home_page, jsonl, sentences, serve_dashboard, settle, wait_until, weaviate_count,
 )
+from dashboard_support import browser  # noqa: F401  (the shared fixture)
 
 SENTINEL_KEY = "sk-e2e-SENTINEL-7f3a9c1d2b4e6f80"
 LONG = 180_000  # ms: the first import also loads the model and starts nothing twice
@@ -39,27 +40,13 @@ SEED = "seed.jsonl"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DashboardServer]:
-    data_dir = tmp_path_factory.mktemp("dashboard-e2e")
-    dashboard = DashboardServer(memsys_env(data_dir), data_dir / "streamlit.log")
-    yield dashboard
-    dashboard.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as launched:
-        yield launched
+    yield from serve_dashboard(tmp_path_factory, "dashboard-e2e")
 
 
 @pytest.fixture
 def page(browser: Browser, server: DashboardServer) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1400, "height": 1100}, accept_downloads=True)
-    opened = context.new_page()
-    opened.goto(server.address())
-    # Embedded Weaviate starts on the first visit (about 15 s).
-    expect(opened.get_by_role("heading", name="Recent imports")).to_be_visible(timeout=LONG)
-    yield opened
-    context.close()
+    with home_page(browser, server, accept_downloads=True) as opened:
+        yield opened
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,8 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from conftest import run_memsys
-from dashboard_support import DashboardServer, chromium, jsonl, memsys_env, settle, weaviate_count
+from dashboard_support import DashboardServer, home_page, jsonl, serve_dashboard, settle, weaviate_count
+from dashboard_support import browser  # noqa: F401  (the shared fixture)
 from test_dashboard_e2e import LONG, fill_fields, upload
 
 WORDS = """
@@ -57,26 +58,13 @@ def passages(n: int, subject: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DashboardServer]:
-    data_dir = tmp_path_factory.mktemp("journey-imports")
-    dashboard = DashboardServer(memsys_env(data_dir), data_dir / "streamlit.log")
-    yield dashboard
-    dashboard.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as launched:
-        yield launched
+    yield from serve_dashboard(tmp_path_factory, "journey-imports")
 
 
 @pytest.fixture
 def page(browser: Browser, server: DashboardServer) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
-    opened = context.new_page()
-    opened.goto(server.address())
-    expect(opened.get_by_role("heading", name="Recent imports")).to_be_visible(timeout=LONG)
-    yield opened
-    context.close()
+    with home_page(browser, server, height=900) as opened:
+        yield opened
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,8 @@ from typing import Iterator
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from dashboard_support import DashboardServer, chromium, memsys_env, settle
+from dashboard_support import DashboardServer, home_page, serve_dashboard, settle
+from dashboard_support import browser  # noqa: F401  (the shared fixture)
 
 LONG = 180_000  # ms: the first visit starts Weaviate and loads the embedder
 _PLACES = ["harbour", "quarry", "foundry", "workshop", "laboratory", "mine", "refinery", "museum"]
@@ -45,28 +46,15 @@ def markdown(paragraphs: list[str], title: str) -> bytes:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DashboardServer]:
-    data_dir = tmp_path_factory.mktemp("journey-knowledge")
-    dashboard = DashboardServer(memsys_env(data_dir), data_dir / "streamlit.log")
-    yield dashboard
-    dashboard.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as launched:
-        yield launched
+    yield from serve_dashboard(tmp_path_factory, "journey-knowledge")
 
 
 @pytest.fixture
 def page(browser: Browser, server: DashboardServer) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1400, "height": 1100})
-    opened = context.new_page()
-    opened.goto(server.address())
-    expect(opened.get_by_role("heading", level=1)).to_be_visible(timeout=LONG)
-    settle(opened)
-    yield opened
-    no_traceback(opened)
-    context.close()
+    with home_page(browser, server, ready=None) as opened:
+        settle(opened)
+        yield opened
+        no_traceback(opened)
 
 
 def no_traceback(page: Page) -> None:

@@ -12,7 +12,8 @@ from typing import Iterator
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from dashboard_support import DashboardServer, chromium, memsys_env, settle
+from dashboard_support import DashboardServer, home_page, serve_dashboard, settle
+from dashboard_support import browser  # noqa: F401  (the shared fixture)
 from test_dashboard_e2e import LONG, fill_fields, go, shoot, upload
 
 PROJECT = "journey-preview"
@@ -27,21 +28,13 @@ NOTHING_TO_DO = "Nothing to do: all 3 memories are already stored and unchanged.
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DashboardServer]:
-    data_dir = tmp_path_factory.mktemp("journey-preview")
-    dashboard = DashboardServer(memsys_env(data_dir), data_dir / "streamlit.log")
-    yield dashboard
-    dashboard.stop()
+    yield from serve_dashboard(tmp_path_factory, "journey-preview")
 
 
 @pytest.fixture(scope="module")
-def page(server: DashboardServer) -> Iterator[Page]:
-    with chromium() as browser:
-        context = browser.new_context(viewport={"width": 1400, "height": 1100})
-        opened = context.new_page()
-        opened.goto(server.address())
-        expect(opened.get_by_role("heading", name="Recent imports")).to_be_visible(timeout=LONG)
+def page(browser: Browser, server: DashboardServer) -> Iterator[Page]:
+    with home_page(browser, server) as opened:
         yield opened
-        context.close()
 
 
 def files(notes: dict[str, str]) -> list[tuple[str, bytes, str]]:

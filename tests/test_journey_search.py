@@ -17,7 +17,8 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from conftest import run_memsys
-from dashboard_support import DashboardServer, chromium, memsys_env, settle
+from dashboard_support import DashboardServer, home_page, serve_dashboard, settle
+from dashboard_support import browser  # noqa: F401  (the shared fixture)
 from test_glossary import navigation_pages
 
 LONG = 180_000  # ms: the first visit starts embedded Weaviate and loads the model
@@ -38,27 +39,14 @@ SERVER_DETAILS = re.compile(r"Traceback \(most recent call last\)|File \"/|/tmp/
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DashboardServer]:
-    data_dir = tmp_path_factory.mktemp("journey-search")
-    dashboard = DashboardServer(memsys_env(data_dir), data_dir / "streamlit.log")
-    yield dashboard
-    dashboard.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as launched:
-        yield launched
+    yield from serve_dashboard(tmp_path_factory, "journey-search")
 
 
 @pytest.fixture
 def page(browser: Browser, server: DashboardServer) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    opened = context.new_page()
-    opened.goto(server.address())
-    expect(opened.get_by_role("heading", name="Recent imports")).to_be_visible(timeout=LONG)
-    settle(opened)
-    yield opened
-    context.close()
+    with home_page(browser, server, height=1000) as opened:
+        settle(opened)
+        yield opened
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,8 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from conftest import REPO, free_port, wait_for_http
-from dashboard_support import DashboardServer, chromium, memsys_env, settle
+from dashboard_support import DashboardServer, memsys_env, settle
+from dashboard_support import browser  # noqa: F401  (the shared fixture)
 
 OIDC = REPO / "tools" / "oidc"
 LONG = 180_000
@@ -96,12 +97,6 @@ def server(provider: tuple[str, int], tmp_path_factory: pytest.TempPathFactory) 
     dashboard = DashboardServer(env, folder / "streamlit.log", port=port, args=("--secrets.files", str(secrets)))
     yield dashboard
     dashboard.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as launched:
-        yield launched
 
 
 
