@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import shutil
 import socket
@@ -148,7 +149,8 @@ def measure(memories: int) -> list[Result]:
         restored = every_memory(settings)
         same = sum(1 for k, v in live.items() if restored.get(k) == v)
         identical = same == len(live) == len(restored)
-        detail = (f"{len(live):,} memories (built by batch in {built:.0f} s); backup {size(made.size_bytes)} "
+        load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+        detail = (f"load {load}; {len(live):,} memories (built by batch in {built:.0f} s); backup {size(made.size_bytes)} "
                   f"(data directory {size(data_bytes)}), create {made_in:.1f} s, restore into the wiped data "
                   f"directory {restored_in:.1f} s (with its server start); restored == live for {same:,} of "
                   f"{len(live):,}{' (identical)' if identical else ''}; restored counts {sum(restored_counts.values()):,}")

@@ -705,6 +705,12 @@ class Backups(Calls):
         log.info("backup %s deleted", name, extra=event("backup.deleted", backup=name))
         return found
 
+    @property
+    @action(OPERATOR, "reading the backup schedule")
+    def schedule(self) -> tuple[float, int]:
+        """Every how many hours the memsys server makes a backup (0: never), and how many it keeps."""
+        return self._engine.settings.backup_every_hours, self._engine.settings.backup_keep
+
     @action(OPERATOR, "reading the backup schedule's last outcome")
     def schedule_problem(self) -> str:
         """A sentence when the newest scheduled backup failed, else "" (Home, Settings)."""
