@@ -122,6 +122,9 @@ def _connect(settings: Settings) -> tuple[Any, _Target]:
             nodes = ""
         address = NodeAddress.parse(settings.weaviate_nodes[0], settings)
         return client, _Target(address.rest, settings.weaviate_api_key.get(), nodes, False)
+    if _backend(settings) == "s3":
+        raise WeaviateBackupError("MEMSYS_BACKUP_BACKEND=s3 backs up a Weaviate server or cluster (WEAVIATE_URL); the "
+                                  "embedded Weaviate's backups go to the backups folder: unset MEMSYS_BACKUP_BACKEND")
     client, state = connect_client(settings)
     return client, _Target(state.url, api_key(settings), state.node, True)
 
