@@ -5,14 +5,12 @@ minutes): `python -m bench.keep retention [with|without]` and `python -m bench.k
   data directory without retention (spool kept 10 years) and one with it (spool released
   at once, texts pruned at once: MEMSYS_SPOOL_KEEP_DAYS=0, MEMSYS_JOB_TEXTS_KEEP_DAYS as
   `jobs prune --older-than 0d`); each directory's size by part afterwards.
-- backup: a store of N memories (default 10,000) built with `memsys memories restore` from
-  a generated JSON-lines export with vectors, then `memsys backup create`, `backup verify`
-  and a restore into an empty data directory, timed, with the set's size and whether every
-  restored memory equals the live one (uuid, fields, vector).
+- backup: bench/backups.py (`python -m bench backups`): a store of N memories (default
+  10,000), backup, restore into the wiped data directory, timed, with the set's size and
+  whether every restored memory equals the live one (uuid, fields, vector).
 """
 from __future__ import annotations
 
-import json
 import os
 import random
 import shutil
@@ -22,11 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import backups
 from memsys.config import Settings
-from memsys.embeddings.factory import provider_from_settings
-from memsys.jobs.request import embedder_name
 from memsys.space import space_report
-from memsys.store import server as memsys_server
 from memsys.units import size
 
 REPO = Path(__file__).resolve().parent.parent
@@ -44,7 +40,7 @@ def memsys(args: list[str], env: dict[str, str]) -> str:
 
 def _env(root: Path, **extra: str) -> dict[str, str]:
     return {"MEMSYS_DATA_DIR": str(root / "data"), "MEMSYS_BACKUP_DIR": str(root / "backups"),
-            "MEMSYS_SERVER_IDLE_SECONDS": "120", "MEMSYS_WEAVIATE_PORT": "8682", "MEMSYS_WEAVIATE_GRPC_PORT": "8683",
+            "MEMSYS_SERVER_IDLE_SECONDS": "120", "MEMSYS_WEAVIATE_PORT": "8730", "MEMSYS_WEAVIATE_GRPC_PORT": "8731",
             **extra}
 
 
@@ -84,59 +80,9 @@ def retention(rounds: int = 20, files: int = 10, only: str = "") -> None:
 
 
 def backup(memories: int = 10_000) -> None:
-    root = Path(tempfile.mkdtemp(prefix="keep-backup-"))
-    env = _env(root)
-    settings = Settings.load(env=env, secrets_path=Path("/nonexistent"))
-    provider = provider_from_settings(settings)
-    rng = random.Random(11)
-    export = root / "export.jsonl"
-    with export.open("w", encoding="utf-8") as out:
-        for i in range(memories):
-            vector = [rng.uniform(-1, 1) for _ in range(provider.dimensions or 384)]
-            out.write(json.dumps({"content": f"memory {i}: {_paragraph(rng)}", "project": "bench", "repo": "backup",
-                                  "agent": "bench", "tags": ["bench"], "source_file": f"doc{i // 20}.md",
-                                  "chunk_index": i % 20, "vector": vector, "embedder": provider.fingerprint,
-                                  "embedder_name": embedder_name(provider)}) + "\n")
-    try:
-        began = time.monotonic()
-        memsys(["memories", "restore", str(export), "--yes"], env)
-        print(f"store of {memories:,} memories built with `memories restore` in {time.monotonic() - began:.0f} s")
-        began = time.monotonic()
-        print(memsys(["backup", "create", "bench"], env).strip())
-        made = time.monotonic() - began
-        began = time.monotonic()
-        print(memsys(["backup", "verify", "bench", "--sample", "200"], env).strip())
-        verified = time.monotonic() - began
-        live = _all(settings)
-        memsys(["server", "stop"], env)
-        empty = {**env, "MEMSYS_DATA_DIR": str(root / "restored"), "MEMSYS_WEAVIATE_PORT": "8684",
-                 "MEMSYS_WEAVIATE_GRPC_PORT": "8685"}
-        began = time.monotonic()
-        print(memsys(["backup", "restore", "bench", "--yes"], empty).strip())
-        restored_in = time.monotonic() - began
-        restored = _all(Settings.load(env=empty, secrets_path=Path("/nonexistent")))
-        same = sum(1 for k, v in live.items() if restored.get(k) == v)
-        print(f"backup of {memories:,} memories: create {made:.1f} s, verify {verified:.1f} s, restore into an empty "
-              f"data directory {restored_in:.1f} s (each with its server start); restored == live for {same:,} of "
-              f"{len(live):,} memories (uuid, fields, vector){' - identical' if same == len(live) == len(restored) else ''}")
-        memsys(["server", "stop"], empty)
-    finally:
-        memsys(["server", "stop"], env)
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def _all(settings: Settings) -> dict[str, tuple[str, str]]:
-    client, _ = memsys_server.connect_client(settings)
-    try:
-        out = {}
-        for name in client.collections.list_all(simple=True):
-            for o in client.collections.get(name).iterator(include_vector=True):
-                out[str(o.uuid)] = (json.dumps(o.properties, sort_keys=True, default=str),
-                                    json.dumps(o.vector, sort_keys=True))
-        return out
-    finally:
-        client.close()
-        memsys_server.release_client(settings)
+    """Now measured by bench/backups.py (the store built by Weaviate's client batch)."""
+    for result in backups.measure(memories):
+        print(result.line(), flush=True)
 
 
 if __name__ == "__main__":

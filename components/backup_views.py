@@ -1,23 +1,39 @@
 """Backups on the Settings page: the backup sets with their state and figures (operators),
 making one now and the restore drill that checks one (admins and operators, in the
-background). Restoring is done from the command line, into an empty data directory."""
+background), deleting one (admins). Restoring is done from the command line, into an empty
+data directory. A failed scheduled backup is said on Home and Settings to operators."""
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 
 from components import format as fmt
+from components.feedback import flash, show_flashes
 from components.resources import engine
 from components.task_views import start_task, task_result
+
+
+def scheduled_backup_warning() -> None:
+    """One line for operators when the newest scheduled backup failed."""
+    memsys_engine = engine()
+    if memsys_engine.can("backups.schedule_problem"):
+        problem = memsys_engine.backups.schedule_problem()
+        if problem:
+            st.warning(problem + " (see the Logs page; the next one is tried on schedule).", icon=":material/backup:")
 
 
 def backups_panel() -> None:
     memsys_engine = engine()
     if not memsys_engine.can("backups.list"):
         return
+    every, keep = memsys_engine.backups.schedule
     st.caption(f"Each backup holds the memories with their embeddings (Weaviate's own backup), the job history, the "
                f"audit trail, the saved settings and the spooled files. Kept in {memsys_engine.backups.directory}; "
                "restore one with `memsys backup restore NAME` into an empty data directory.")
+    if every > 0:
+        st.caption(f"The memsys server makes one every {every:g} hours and keeps the newest {keep} it made "
+                   "(MEMSYS_BACKUP_EVERY_HOURS, MEMSYS_BACKUP_KEEP).")
+    scheduled_backup_warning()
     found = memsys_engine.backups.list()
     if found:
         st.dataframe(pd.DataFrame([{
@@ -43,3 +59,22 @@ def backups_panel() -> None:
     if report is not None:
         verdict = report.verdict[:1].upper() + report.verdict[1:] + "."
         (st.success if report.ok else st.error)(verdict)
+    if found and memsys_engine.can("backups.delete"):
+        _delete_control([s.name for s in found])
+    show_flashes()
+
+
+def _delete_control(names: list[str]) -> None:
+    """Admins: delete one backup, after ticking that they mean it."""
+    pick, sure, go = st.columns([2, 2, 1], vertical_alignment="center")
+    name = pick.selectbox("Backup to delete", names, key="backup_delete_name", label_visibility="collapsed")
+    meant = sure.checkbox(f"Delete {name} for good", key="backup_delete_sure")
+    if go.button("Delete", icon=":material/delete:", disabled=not meant, key="backup_delete"):
+        try:
+            engine().backups.delete(name)
+        except ValueError as e:
+            st.error(str(e)[:1].upper() + str(e)[1:] + ".")
+        else:
+            st.session_state.pop("backup_delete_sure", None)
+            flash(f"Backup {name} deleted.")
+            st.rerun()

@@ -62,6 +62,7 @@ class AuditAction(enum.StrEnum):
     API_TOKEN_REVOKED = "api_token.revoked"
     BACKUP_CREATED = "backup.created"
     BACKUP_RESTORED = "backup.restored"
+    BACKUP_DELETED = "backup.deleted"
     JOBS_PRUNED = "jobs.pruned"
     CACHE_PRUNED = "cache.pruned"
 

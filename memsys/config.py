@@ -166,6 +166,20 @@ class Settings:
     # Backup sets (`memsys backup`): MEMSYS_BACKUP_DIR, best on another disk; default the
     # data directory's backups/ folder.
     backup_dir: Path | None = None
+    # Where backup sets go (MEMSYS_BACKUP_BACKEND): "filesystem" (the folder above, Weaviate's
+    # backup-filesystem) or "s3" (a bucket: Weaviate's backup-s3, enabled on the cluster with
+    # its own BACKUP_S3_* settings, and the other parts put there by memsys with these).
+    backup_backend: str = "filesystem"
+    backup_s3_bucket: str = ""
+    backup_s3_path: str = ""  # a folder inside the bucket ("" = its top)
+    backup_s3_endpoint: str = ""  # an S3-compatible server (http://127.0.0.1:7070); "" = AWS
+    backup_s3_region: str = "us-east-1"
+    backup_s3_access_key: str = ""
+    backup_s3_secret_key: Secret = field(default_factory=lambda: Secret(""))
+    # Scheduled backups by the memsys server: every this many hours (0: off), keeping the
+    # newest `backup_keep` complete ones made by the schedule.
+    backup_every_hours: float = 0.0
+    backup_keep: int = 7
     # Retention (memsys/jobs/retention.py): a settled job's spooled files go this many days
     # after it ended, its memories' texts after MEMSYS_JOB_TEXTS_KEEP_DAYS (0: never).
     spool_keep_days: int = 7
@@ -189,6 +203,7 @@ class Settings:
     def secrets(self) -> list[str]:
         """Every secret these settings hold (API keys, passwords inside URLs), for scrubbing."""
         found = [self.openai_api_key.get(), self.weaviate_api_key.get(),
+                 self.backup_s3_secret_key.get(),
                  url_password(self.openai_base_url), url_password(self.weaviate_url),
                  *(url_password(u) for u in self.weaviate_urls),
                  *(url_password(u) for u in self.openai_base_urls)]
@@ -333,6 +348,7 @@ class Settings:
             kwargs["data_dir"] = Path(get("MEMSYS_DATA_DIR"))  # type: ignore[arg-type]
         if get("MEMSYS_BACKUP_DIR"):
             kwargs["backup_dir"] = Path(get("MEMSYS_BACKUP_DIR"))  # type: ignore[arg-type]
+        kwargs.update(_backup_settings(get))
         if get("MEMSYS_WEAVIATE_BINARY_DIR"):
             kwargs["weaviate_binary_dir"] = Path(get("MEMSYS_WEAVIATE_BINARY_DIR"))  # type: ignore[arg-type]
         kwargs["weaviate_url"], kwargs["weaviate_urls"] = _weaviate_urls(get("WEAVIATE_URL"), kwargs["weaviate_urls"])
@@ -366,6 +382,25 @@ def _check_loaded(kwargs: Mapping[str, Any]) -> None:
             f"MEMSYS_OCR_LANGUAGES is {kwargs['ocr_languages']!r}; use Tesseract language names joined by '+', "
             "e.g. chi_sim+jpn+eng"
         )
+
+
+def _backup_settings(get: Any) -> dict[str, Any]:
+    """MEMSYS_BACKUP_BACKEND and its bucket, MEMSYS_BACKUP_EVERY (hours) and MEMSYS_BACKUP_KEEP."""
+    found: dict[str, Any] = {
+        "backup_backend": _choice(get, "MEMSYS_BACKUP_BACKEND", "FILESYSTEM", ("FILESYSTEM", "S3")).lower(),
+        "backup_s3_bucket": get("MEMSYS_BACKUP_S3_BUCKET") or "",
+        "backup_s3_path": (get("MEMSYS_BACKUP_S3_PATH") or "").strip("/"),
+        "backup_s3_endpoint": get("MEMSYS_BACKUP_S3_ENDPOINT") or "",
+        "backup_s3_region": get("MEMSYS_BACKUP_S3_REGION") or "us-east-1",
+        "backup_s3_access_key": get("MEMSYS_BACKUP_S3_ACCESS_KEY") or "",
+        "backup_s3_secret_key": Secret(get("MEMSYS_BACKUP_S3_SECRET_KEY") or ""),
+        "backup_every_hours": 0.0 if (get("MEMSYS_BACKUP_EVERY_HOURS") or "0").lower() in ("0", "off")
+        else _float(get, "MEMSYS_BACKUP_EVERY_HOURS", 0.0),
+        "backup_keep": _int(get, "MEMSYS_BACKUP_KEEP", 7, minimum=1),
+    }
+    if found["backup_backend"] == "s3" and not found["backup_s3_bucket"]:
+        raise ConfigError("MEMSYS_BACKUP_BACKEND is s3 but MEMSYS_BACKUP_S3_BUCKET is not set; name the bucket")
+    return found
 
 
 def _switch(get: Any, name: str, default: bool) -> bool:

@@ -3,6 +3,7 @@ imports ran recently and how they ended; whether everything is connected (Weavia
 embedder, the cache, the cluster) is below, folded, for operators."""
 import streamlit as st
 
+from components.backup_views import scheduled_backup_warning
 from components.cluster_views import cluster_panel
 from components.feedback import guarded, or_stop
 from components.resources import engine
@@ -42,6 +43,7 @@ with guarded():  # sources whose syncs keep failing: one line each (the Sources 
         retry = f"tried again {fmt.when(failing.next_due_at)}" if failing.next_due_at else "synced again when asked"
         st.warning(f"Source **{failing.name}** failed {fmt.count(failing.failures)} times in a row "
                    f"({failing.last_error}); {retry}.", icon=":material/sync_problem:")
+    scheduled_backup_warning()  # operators: the newest scheduled backup failed
 
 st.subheader("Recent imports")
 if jobs:

@@ -83,6 +83,9 @@ class LocalCluster:
     api_key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     data_password: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     binary: str = ""
+    # More settings for every node, e.g. a backup module's (ENABLE_MODULES=backup-s3,
+    # BACKUP_S3_*, AWS_*); never written to the state file.
+    extra_env: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
     # The processes this object started, kept so they are reaped (not left as zombies).
     _children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, repr=False, compare=False)
 
@@ -182,6 +185,7 @@ class LocalCluster:
             DEFAULT_VECTORIZER_MODULE="none",
             LOG_LEVEL="warning",
         )
+        env.update(self.extra_env)
         return env
 
     def start(self, names: list[str] | None = None) -> None:

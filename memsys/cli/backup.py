@@ -1,6 +1,8 @@
 """CLI commands for backups: `backup create [NAME]`, `backup list`, `backup restore NAME`
-(into an empty data directory; asks first, or --yes) and `backup verify NAME`, the restore
-drill that says plainly whether a backup gives the store back."""
+(into an empty data directory; asks first, or --yes), `backup verify NAME`, the restore
+drill that says plainly whether a backup gives the store back, and `backup delete NAME`
+(asks first, or --yes). The sets go to the backups folder, or with MEMSYS_BACKUP_BACKEND=s3
+to the bucket MEMSYS_BACKUP_S3_* names (a Weaviate cluster's backups)."""
 from __future__ import annotations
 
 import argparse
@@ -47,6 +49,10 @@ def _add_backup(p: argparse.ArgumentParser) -> None:
     verify.add_argument("name")
     verify.add_argument("--sample", type=int, default=50, help="memories compared per collection (default 50)")
     verify.set_defaults(func=_verify)
+    delete = sub.add_parser("delete", help="delete a backup (not one being made, restored or checked); asks first (or --yes)")
+    delete.add_argument("name")
+    add_yes(delete)
+    delete.set_defaults(func=_delete)
 
 
 def _create(args: argparse.Namespace) -> int:
@@ -54,7 +60,7 @@ def _create(args: argparse.Namespace) -> int:
     try:
         began = time.monotonic()
         made = engine.backups.create(args.name)
-        print(f"Backup {made.name} made in {time.monotonic() - began:.1f} s at {made.folder}: "
+        print(f"Backup {made.name} made in {time.monotonic() - began:.1f} s at {made.where}: "
               f"{made.memories:,} memories in {len(made.collections)} collection(s), {made.jobs:,} imports, "
               f"{made.audit_records:,} audit records, {size(made.size_bytes)}.")
         return 0
@@ -99,10 +105,27 @@ def _restore(args: argparse.Namespace) -> int:
         engine.close()
 
 
+def _delete(args: argparse.Namespace) -> int:
+    engine = Engine.from_settings(program="cli")
+    try:
+        found = engine.backups.get(args.name)
+        what = (f"{found.memories:,} memories, {found.jobs:,} imports, {size(found.size_bytes)}"
+                if found.state == "complete" else found.state)
+        stop = confirmed(args, f"would delete backup {found.name} ({what}) from {engine.backups.directory}")
+        if stop is not None:
+            return stop
+        engine.backups.delete(args.name)
+        print(f"Deleted backup {found.name} from {engine.backups.directory}.")
+        return 0
+    finally:
+        engine.close()
+
+
 def _verify(args: argparse.Namespace) -> int:
     engine = Engine.from_settings(program="cli")
     try:
-        print(f"Restoring backup {args.name} into a scratch data directory...", flush=True)
+        print(f"Checking backup {args.name}..." if engine.settings.backup_backend == "s3"
+              else f"Restoring backup {args.name} into a scratch data directory...", flush=True)
         report = engine.backups.verify(args.name, sample=args.sample)
         print(report.verdict[0].upper() + report.verdict[1:] + f" (checked in {report.seconds:.1f} s).")
         for line in report.differences[5:]:

@@ -9,9 +9,13 @@ the changes made while nothing watched. Syncs run one at a time.
 
 While an unpaused source has a schedule, the scheduler keeps its engine (and so its lease
 on the server) open: the server's idle timer does not stop a server that has syncs to run.
+
+With MEMSYS_BACKUP_EVERY_HOURS set it also makes the scheduled backups (engine.backups.run_due:
+one when due, the oldest beyond MEMSYS_BACKUP_KEEP deleted), and keeps its lease for them too.
 """
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
 from pathlib import Path
@@ -119,12 +123,24 @@ class Scheduler:
         except ValueError as e:
             log.info("source sync skipped: %s", e, extra=event("source.sync.skipped"))
 
-    def step(self) -> None:
-        """One tick: watches brought up to date, due sources synced, settled changes synced."""
+    def _backups(self, now: dt.datetime | None) -> None:
+        try:
+            self.engine().backups.run_due(now)
+        except Exception as e:  # noqa: BLE001 - the sources' schedule goes on; run_due logs its own failures
+            log.error("the backup schedule's tick failed: %s", type(e).__name__, exc_info=True,
+                      extra=event("backup.schedule.error"))
+
+    def step(self, now: dt.datetime | None = None) -> None:
+        """One tick: a scheduled backup made when due (at `now`, default the clock), watches
+        brought up to date, due sources synced, settled changes synced."""
+        backups = self.settings.backup_every_hours > 0
+        if backups:
+            self._backups(now)
         active = self._active()
         self._watch([s for s in active if s.schedule == "on change" and s.kind == "folder"])
         if not active:
-            self._release()  # nothing scheduled: no lease keeps the server up
+            if not backups:
+                self._release()  # nothing scheduled: no lease keeps the server up
             return
         self.engine().sources.run_due()
         now = time.monotonic()

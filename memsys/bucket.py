@@ -1,0 +1,176 @@
+"""The S3 bucket backup sets go to when MEMSYS_BACKUP_BACKEND is s3 (memsys/engine/backups.py):
+put and get a folder under a key prefix, read and write one small JSON object, list the
+sets' folders, checksum a prefix by its objects' keys, sizes and ETags (the server's own
+content hash), delete a prefix. Every message names the bucket and key, never the secret
+key (the client is given it; errors are scrubbed of it)."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from memsys.config import Settings
+from memsys.errors import scrub
+
+
+class BucketError(ValueError):
+    """The bucket could not be used; says which bucket and why, in plain words."""
+
+
+class Bucket:
+    """One bucket and a folder in it (MEMSYS_BACKUP_S3_BUCKET and _PATH)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.name = settings.backup_s3_bucket
+        self.root = settings.backup_s3_path.strip("/")
+        self.endpoint = settings.backup_s3_endpoint or None
+        self._secrets = settings.secrets
+        config = Config(connect_timeout=30, read_timeout=120, retries={"max_attempts": 3, "mode": "standard"},
+                        s3={"addressing_style": "path"}, request_checksum_calculation="when_required",
+                        response_checksum_validation="when_required")
+        self.client = boto3.session.Session().client(
+            "s3", endpoint_url=self.endpoint, region_name=settings.backup_s3_region,
+            aws_access_key_id=settings.backup_s3_access_key or None,
+            aws_secret_access_key=settings.backup_s3_secret_key.get() or None, config=config)
+
+    @property
+    def where(self) -> str:
+        """The bucket and folder, fit to show (no credentials are part of it)."""
+        return f"s3://{self.name}/{self.root}".rstrip("/")
+
+    def key(self, *parts: str) -> str:
+        return "/".join(p.strip("/") for p in (self.root, *parts) if p.strip("/"))
+
+    def _fail(self, e: Exception, what: str) -> BucketError:
+        if isinstance(e, ClientError):
+            code = str(e.response.get("Error", {}).get("Code", "")) or "an error"
+            reason = f"the S3 server answered {code}"
+        else:
+            reason = f"the S3 server could not be reached ({type(e).__name__})"
+        return BucketError(scrub(f"{what} in {self.where}: {reason}", self._secrets))
+
+    def _objects(self, prefix: str) -> Iterator[dict[str, Any]]:
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"Bucket": self.name, "Prefix": prefix}
+            if token:
+                kwargs["ContinuationToken"] = token
+            page = self.client.list_objects_v2(**kwargs)
+            yield from page.get("Contents", ())
+            if not page.get("IsTruncated"):
+                return
+            token = page.get("NextContinuationToken")
+
+    def folders(self) -> list[str]:
+        """The names of the folders directly under the root."""
+        prefix = self.key() + "/" if self.root else ""
+        found: list[str] = []
+        try:
+            paginator = self.client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.name, Prefix=prefix, Delimiter="/"):
+                found += [str(p["Prefix"])[len(prefix):].rstrip("/") for p in page.get("CommonPrefixes", ())]
+        except (ClientError, BotoCoreError) as e:
+            raise self._fail(e, "the backups could not be listed") from None
+        return found
+
+    def read_json(self, *parts: str) -> dict[str, Any] | None:
+        """A JSON object, or None when there is none."""
+        try:
+            body = self.client.get_object(Bucket=self.name, Key=self.key(*parts))["Body"].read()
+        except ClientError as e:
+            if str(e.response.get("Error", {}).get("Code", "")) in ("NoSuchKey", "404", "NotFound"):
+                return None
+            raise self._fail(e, f"{self.key(*parts)} could not be read") from None
+        except BotoCoreError as e:
+            raise self._fail(e, f"{self.key(*parts)} could not be read") from None
+        try:
+            return dict(json.loads(body))
+        except ValueError:
+            return None
+
+    def write_json(self, data: dict[str, Any], *parts: str) -> None:
+        try:
+            self.client.put_object(Bucket=self.name, Key=self.key(*parts),
+                                   Body=json.dumps(data, indent=2).encode("utf-8"), ContentType="application/json")
+        except (ClientError, BotoCoreError) as e:
+            raise self._fail(e, f"{self.key(*parts)} could not be written") from None
+
+    def keys(self, folder: str, starting: str = "") -> list[str]:
+        """The keys directly in `folder` (relative to it) that start with `starting`."""
+        prefix = self.key(folder) + "/"
+        try:
+            page = self.client.list_objects_v2(Bucket=self.name, Prefix=prefix + starting, Delimiter="/")
+        except (ClientError, BotoCoreError) as e:
+            raise self._fail(e, f"{prefix} could not be listed") from None
+        return [str(o["Key"])[len(prefix):] for o in page.get("Contents", ())]
+
+    def delete_key(self, *parts: str) -> None:
+        try:
+            self.client.delete_object(Bucket=self.name, Key=self.key(*parts))
+        except (ClientError, BotoCoreError) as e:
+            raise self._fail(e, f"{self.key(*parts)} could not be deleted") from None
+
+    def get_file(self, target: Path, *parts: str) -> None:
+        try:
+            self.client.download_file(self.name, self.key(*parts), str(target))
+        except (ClientError, BotoCoreError) as e:
+            raise self._fail(e, f"{self.key(*parts)} could not be read") from None
+
+    def put_folder(self, folder: Path, *parts: str) -> None:
+        """Every file under `folder`, at the same relative keys under `parts`."""
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            key = self.key(*parts, path.relative_to(folder).as_posix())
+            try:
+                self.client.upload_file(str(path), self.name, key)
+            except (ClientError, BotoCoreError) as e:
+                raise self._fail(e, f"{key} could not be written") from None
+
+    def get_folder(self, folder: Path, *parts: str) -> None:
+        """Every object under `parts`, into `folder` at the same relative paths."""
+        prefix = self.key(*parts) + "/"
+        try:
+            for obj in self._objects(prefix):
+                relative = str(obj["Key"])[len(prefix):]
+                if not relative or relative.endswith("/") or ".." in relative.split("/"):
+                    continue
+                target = folder / relative
+                target.parent.mkdir(parents=True, exist_ok=True)
+                self.client.download_file(self.name, str(obj["Key"]), str(target))
+        except (ClientError, BotoCoreError) as e:
+            raise self._fail(e, f"{prefix} could not be read") from None
+
+    def checksum(self, prefix: str) -> dict[str, Any]:
+        """Objects, bytes and one sha256 over the key (after `prefix`), size and ETag of
+        every object whose key starts with `prefix`."""
+        digest = hashlib.sha256()
+        files = size = 0
+        try:
+            for obj in sorted(self._objects(prefix), key=lambda o: str(o["Key"])):
+                relative = str(obj["Key"])[len(prefix):]
+                if relative.endswith("restore_config.json"):  # written by Weaviate on each restore
+                    continue
+                digest.update(f"{relative}\0{obj['Size']}\0{str(obj.get('ETag', '')).strip(chr(34))}\n".encode())
+                files += 1
+                size += int(obj["Size"])
+        except (ClientError, BotoCoreError) as e:
+            raise self._fail(e, f"{prefix} could not be listed") from None
+        return {"files": files, "bytes": size, "sha256": digest.hexdigest()}
+
+    def delete(self, *parts: str) -> int:
+        """Every object under `parts`; returns how many were deleted."""
+        prefix = self.key(*parts) + "/"
+        gone = 0
+        try:
+            keys = [str(o["Key"]) for o in self._objects(prefix)]
+            for start in range(0, len(keys), 1000):
+                chunk = keys[start:start + 1000]
+                self.client.delete_objects(Bucket=self.name, Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True})
+                gone += len(chunk)
+        except (ClientError, BotoCoreError) as e:
+            raise self._fail(e, f"{prefix} could not be deleted") from None
+        return gone
