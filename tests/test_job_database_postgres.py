@@ -9,13 +9,21 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
+
+import numpy as np
 
 import psycopg
 import pytest
 
+from memsys import EmbeddingRouter, MemorySystem
 from memsys.audit import AuditTrail
+from memsys.config import BatchConfig
+from memsys.embeddings.cache import EmbeddingCache
+from memsys.embeddings.providers import Kind, LocalProvider
+from memsys.engine import Engine
 from memsys.cli.main import main as memsys_main
 from memsys.config import Settings
 from memsys.errors import JobStoreError
@@ -25,13 +33,19 @@ from memsys.jobs import JobDocument, JobStore, PlannedItem
 from memsys.jobs.api_tokens import ApiTokenTables
 from memsys.jobs.job_knowledge import DocumentRemoval
 from memsys.jobs.metrics import BatchRecord
+from memsys.jobs.postgres import WRITE_LOCK
 from memsys.jobs.records import ItemOutcome
 from memsys.jobs.retention import pruned_at, _mark
 from memsys.jobs.schema import migrations
 from memsys.jobs.sources import SourceTables
 from memsys.models import document_id
 
+from dashboard_support import wait_until
+from helpers import short_texts, write_rows_csv
 from postgres_support import PostgresServer
+
+SMALL_BATCHES = BatchConfig(text_type_batch_sizes={"short": 10, "medium": 10, "long": 10, "very_long": 10},
+                            base_retry_delay=0.05, max_retry_delay=0.5, embed_workers=1)
 
 
 def location(job_database: dict[str, str], tmp_path: Path) -> Path | str:
@@ -296,3 +310,66 @@ def test_the_database_url_is_a_secret_of_the_settings(postgres_url: Callable[[],
         Settings.load(env={"MEMSYS_DATABASE_URL": "mysql://u:hunter2@db/x"}, secrets_path=Path("/none"))
     assert "hunter2" not in str(refused.value)
     assert json.dumps(Settings.load(env={}, secrets_path=Path("/none")).job_database.__fspath__()).endswith('jobs.sqlite3"')
+
+
+def test_another_writer_past_the_timeout_is_a_plain_lock_and_reads_go_on(postgres_url: Callable[[], str]) -> None:
+    url = postgres_url()
+    store = JobStore(url, timeout=1)
+    before = store.create_job({"label": "before"})
+    with psycopg.connect(url, autocommit=True) as other:  # another process's write, as memsys takes it
+        other.execute("BEGIN")
+        other.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+        with pytest.raises(JobStoreError) as caught:
+            store.create_job({"label": "while locked"})
+        assert caught.value.kind == "locked" and "locked by another process" in str(caught.value)
+        assert [j.job_id for j in store.list_jobs()] == [before]  # reads never wait for writes
+        other.execute("ROLLBACK")
+    after = store.create_job({"label": "after"})  # the same store carries on
+    assert {j.job_id for j in store.list_jobs()} == {before, after}
+    store.close()
+
+
+class HeldLocalProvider(LocalProvider):
+    """The real local embedder; it embeds the `held` texts only once `go` is set, so
+    "mid-import" is a moment the test chooses, not a timing guess."""
+
+    def __init__(self, held: Sequence[str]) -> None:
+        super().__init__()
+        self.held = set(held)
+        self.go = threading.Event()
+
+    def embed(self, texts: Sequence[str], kind: Kind) -> np.ndarray:
+        if self.held.intersection(texts) and not self.go.wait(timeout=120):
+            raise TimeoutError("the test never let this embedding call through")
+        return super().embed(texts, kind)
+
+
+def test_an_import_that_loses_postgres_stops_plainly_and_resumes_in_the_same_process(
+        memsys_system: MemorySystem, postgres_server: PostgresServer, postgres_url: Callable[[], str], tmp_path: Path) -> None:
+    texts = short_texts(20, "outage")
+    provider = HeldLocalProvider(held=texts[10:])  # the first batch goes in, the rest waits
+    router = EmbeddingRouter(memsys_system.settings, provider=provider, cache=EmbeddingCache(tmp_path / "cache"))
+    system = MemorySystem(memsys_system.settings, router=router, store=memsys_system.store)
+    settings = memsys_system.settings.replace(data_dir=tmp_path / "data", database_url=postgres_url(), jobs_db_timeout=2)
+    engine = Engine(settings, system=system)
+    paths = engine.imports.spool_paths([write_rows_csv(tmp_path / "rows.csv", texts)])
+    job_id = engine.imports.start(paths, MemoryDefaults(project="kb", repo="main", agent="pg"), config=SMALL_BATCHES)
+    wait_until(lambda: engine.job_store.require(job_id).processed >= 10, timeout=120, interval=0.05, what="first batch")
+    assert engine.job_store.require(job_id).processed < 20  # the rest waits for the embedder
+    postgres_server.stop()
+    provider.go.set()  # the next batches are embedded while the database is gone
+    try:
+        wait_until(lambda: not engine.runner.is_busy(), timeout=120, what="the import to stop")  # the runner lives on
+        with pytest.raises(JobStoreError, match="cannot be reached"):
+            engine.job_store.get(job_id)
+    finally:
+        postgres_server.start()
+    shown = engine.job_store.require(job_id)
+    assert shown.state == "failed" and "cannot be reached" in shown.error and shown.is_resumable
+    assert postgres_server.password not in shown.error
+    wait_until(lambda: engine.job_store.flush_unrecorded() == 0, timeout=30, what="the stop written")
+    engine.runner.resume(job_id)  # the same process, the same runner
+    done = engine.runner.wait(job_id, timeout=300)
+    assert (done.state, done.written, done.failed, done.total) == ("completed", 20, 0, 20)
+    assert memsys_system.count_memories() == 20
+    engine.job_store.close()
