@@ -18,6 +18,7 @@ import numpy as np
 import psycopg
 import pytest
 
+from components.session_settings import describe
 from memsys import EmbeddingRouter, MemorySystem
 from memsys.audit import AuditTrail
 from memsys.config import BatchConfig
@@ -306,6 +307,8 @@ def test_the_database_url_is_a_secret_of_the_settings(postgres_url: Callable[[],
     password = url.split(":")[2].split("@")[0]
     assert settings.job_database == url and password in settings.secrets
     assert password not in repr(settings)
+    shown = [r.value for r in describe(settings) if r.name == "Job database"]
+    assert shown == [f"PostgreSQL {url.replace(f'memsys:{password}@', '')}"]  # the Settings page: no user, no password
     with pytest.raises(Exception, match="MEMSYS_DATABASE_URL") as refused:
         Settings.load(env={"MEMSYS_DATABASE_URL": "mysql://u:hunter2@db/x"}, secrets_path=Path("/none"))
     assert "hunter2" not in str(refused.value)
