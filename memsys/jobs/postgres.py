@@ -224,17 +224,27 @@ class PostgresDatabase:
             with self.transaction():
                 pass  # the schema exists before anything reads it
         with self._read_lock:
-            for attempt in (1, 2):
-                try:
-                    if self._reader is None:
-                        self._reader = self._connect()
-                    return Connection(self._reader, self._dialect).execute(sql, params).fetchall()
-                except psycopg.Error as e:
-                    retry = attempt == 1 and self._lost(self._reader)
-                    self._reader = self._dropped(self._reader)
-                    if not retry:
-                        raise self.failure(e) from e
-            raise AssertionError("unreachable")
+            reused = self._reader is not None
+            try:
+                return self._read(sql, params)
+            except psycopg.Error as e:
+                if not (reused and self._reader is None):  # not a connection the server had dropped
+                    raise self.failure(e) from e
+            try:
+                return self._read(sql, params)  # once more, on a new connection
+            except psycopg.Error as e:
+                raise self.failure(e) from e
+
+    def _read(self, sql: str, params: Sequence[Any]) -> list[Row]:
+        """One query on the reading connection (call with `_read_lock` held); a connection
+        spoiled by the failure is dropped."""
+        if self._reader is None:
+            self._reader = self._connect()
+        try:
+            return Connection(self._reader, self._dialect).execute(sql, params).fetchall()
+        except psycopg.Error:
+            self._reader = self._dropped(self._reader)
+            raise
 
     def one(self, sql: str, params: Sequence[Any] = ()) -> Any:
         rows = self.rows(sql, params)
@@ -248,39 +258,43 @@ class PostgresDatabase:
         return conn
 
     @staticmethod
-    def _lost(conn: psycopg.Connection[Any] | None) -> bool:
-        return conn is None or conn.broken or conn.closed
-
-    def _dropped(self, conn: psycopg.Connection[Any] | None) -> None:
-        """Close a connection after a failure that may have spoiled it; the next call opens one."""
+    def _dropped(conn: psycopg.Connection[Any] | None) -> psycopg.Connection[Any] | None:
+        """The connection, or None once closed after a failure that spoiled it (the server
+        dropped it, or it is stuck in a transaction); the next call opens another."""
         if conn is not None and (conn.broken or conn.closed or conn.info.transaction_status != 0):
             try:
                 conn.close()
             except psycopg.Error:
                 pass  # closing a connection that already failed
             return None
-        return conn  # type: ignore[return-value]
+        return conn
 
     def _begin(self) -> Connection:
-        """BEGIN and the write lock on the writing connection (call with `_lock` held),
+        """BEGIN and the write lock on the writing connection (call with `_lock` held);
         once more on a new connection when the server had dropped the old one."""
-        for attempt in (1, 2):
-            try:
-                if self._db is None:
-                    self._db = self._connect()
-                self._db.execute("BEGIN")
-                self._db.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
-                db = Connection(self._db, self._dialect)
-                if not self._schema_ready:
-                    self.applied = list(self._prepare(db))
-                    self._schema_ready = True
-                return db
-            except psycopg.Error as e:
-                retry = attempt == 1 and self._lost(self._db)
-                self._rollback()
-                if not retry:
-                    raise self.failure(e) from e
-        raise AssertionError("unreachable")
+        reused = self._db is not None
+        try:
+            return self._start()
+        except psycopg.Error as e:
+            self._rollback()
+            if not (reused and self._db is None):
+                raise self.failure(e) from e
+        try:
+            return self._start()
+        except psycopg.Error as e:
+            self._rollback()
+            raise self.failure(e) from e
+
+    def _start(self) -> Connection:
+        if self._db is None:
+            self._db = self._connect()
+        self._db.execute("BEGIN")
+        self._db.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+        db = Connection(self._db, self._dialect)
+        if not self._schema_ready:
+            self.applied = list(self._prepare(db))
+            self._schema_ready = True
+        return db
 
     def _rollback(self) -> None:
         conn = self._db
@@ -331,6 +345,7 @@ class _Transaction:
         try:
             return database._begin()
         except BaseException:
+            database._rollback()  # a migration that raised something else leaves no transaction open
             database._lock.release()
             raise
 
