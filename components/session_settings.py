@@ -123,4 +123,6 @@ def describe(settings: Settings, overrides: Mapping[str, str] | None = None) -> 
         SettingRow("OCR of scanned PDFs", f"on ({settings.ocr_languages})" if settings.ocr_enabled else "off",
                    "environment, secrets file or default"),
         SettingRow("Data folder", str(settings.data_dir), "environment, secrets file or default"),
+        SettingRow("Job database", f"PostgreSQL {redact_url(settings.database_url)}" if settings.database_url
+                   else "SQLite file in the data folder", "environment, secrets file or default"),
     ]

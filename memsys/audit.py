@@ -1,43 +1,24 @@
 """The audit trail: who did what, when, to what, with what result (imports started,
 cancelled, resumed, retried; memories deleted; cache repaired or cleared; settings
-changed; refused actions). Kept in the job database, in a table SQLite itself keeps
-append-only (triggers refuse UPDATE and DELETE), so nothing in memsys, the dashboard
-included, can edit or remove a record. Details are scrubbed of secrets before storing.
+changed; refused actions). Kept in the job database (SQLite or PostgreSQL), in a table the
+database itself keeps append-only (triggers refuse UPDATE and DELETE: the table is made by
+memsys/jobs/migrations.py), so nothing in memsys, the dashboard included, can edit or
+remove a record. Details are scrubbed of secrets before storing.
 """
 from __future__ import annotations
 
 import datetime as dt
 import enum
 import json
-import sqlite3
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from memsys.jobs import explain_db_error, open_database
+from memsys.jobs.schema import JobDatabaseLocation, open_job_database
 from memsys.logs import event, get_logger, scrub_text, scrub_value
 
 log = get_logger("audit")
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS audit (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    at REAL NOT NULL,
-    actor TEXT NOT NULL,
-    action TEXT NOT NULL,
-    target TEXT NOT NULL DEFAULT '',
-    outcome TEXT NOT NULL,
-    details TEXT NOT NULL DEFAULT '{}'
-);
-CREATE INDEX IF NOT EXISTS audit_by_time ON audit (at);
-CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
-BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
-BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
-"""
-
 
 class AuditAction(enum.StrEnum):
     IMPORT_STARTED = "import.started"
@@ -96,36 +77,22 @@ class AuditRecord:
 
 
 class AuditTrail:
-    """The audit table of one job database. Thread-safe and process-safe (WAL, one
-    INSERT per record). A database that cannot be written raises JobStoreError."""
+    """The audit table of one job database. Thread-safe and process-safe (one INSERT per
+    record, in its own transaction). A database that cannot be written raises
+    JobStoreError; it is opened on first use, not here, so an engine on a read-only data
+    directory still starts (and says what is wrong) rather than failing to exist."""
 
-    def __init__(self, path: Path, timeout: float = 30.0) -> None:
-        self.path = path
+    def __init__(self, location: JobDatabaseLocation, timeout: float = 30.0) -> None:
+        self._db = open_job_database(location, timeout)
         self.timeout = timeout
-        self._lock = threading.Lock()
-        # Opened on first use, not here: an engine on a read-only data directory still
-        # starts (and says what is wrong) rather than failing to exist.
-        self._db: sqlite3.Connection | None = None
+
+    @property
+    def path(self) -> Path | None:
+        """The SQLite file; None on PostgreSQL."""
+        return self._db.path
 
     def close(self) -> None:
-        with self._lock:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
-
-    def _execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
-        """Run one statement (call with `_lock` held). A database that cannot be opened or
-        written raises JobStoreError with a plain reason, and the connection is dropped so
-        the next call opens it afresh (a data directory writable again)."""
-        try:
-            if self._db is None:
-                self._db = open_database(self.path, self.timeout, _SCHEMA)
-            return self._db.execute(sql, params)
-        except (sqlite3.Error, OSError) as e:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
-            raise explain_db_error(e, self.path, self.timeout) from e
+        self._db.close()
 
     def record(
         self,
@@ -140,12 +107,11 @@ class AuditTrail:
         clean = scrub_value(dict(details or {}))
         now = time.time()
         actor, target = scrub_text(actor), scrub_text(target)
-        with self._lock:
-            cur = self._execute(
-                "INSERT INTO audit (at, actor, action, target, outcome, details) VALUES (?, ?, ?, ?, ?, ?)",
+        with self._db.transaction() as db:
+            row_id = int(db.execute(
+                "INSERT INTO audit (at, actor, action, target, outcome, details) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
                 (now, actor, str(action), target, str(outcome), json.dumps(clean, ensure_ascii=False, default=str)),
-            )
-            row_id = int(cur.lastrowid or 0)
+            ).fetchone()[0])
         level = 30 if outcome != AuditOutcome.DONE else 20  # WARNING for refused and failed, else INFO
         log.log(level, "%s %s %s%s", actor, action, outcome, f" ({target})" if target else "",
                 extra={**event(f"audit.{action}", actor=actor, outcome=str(outcome), target=target, **clean),
@@ -161,17 +127,8 @@ class AuditTrail:
                  json.dumps(scrub_value(dict(e.details)), ensure_ascii=False, default=str)) for e in entries]
         if not rows:
             return
-        with self._lock:
-            self._execute("BEGIN IMMEDIATE")
-            try:
-                for row in rows:
-                    self._execute("INSERT INTO audit (at, actor, action, target, outcome, details) VALUES (?, ?, ?, ?, ?, ?)",
-                                  row)
-                self._execute("COMMIT")
-            except BaseException:
-                if self._db is not None and self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise
+        with self._db.transaction() as db:
+            db.executemany("INSERT INTO audit (at, actor, action, target, outcome, details) VALUES (?, ?, ?, ?, ?, ?)", rows)
         for _, actor, action, target, outcome, _ in rows:
             level = 30 if outcome != AuditOutcome.DONE else 20
             log.log(level, "%s %s %s%s", actor, action, outcome, f" ({target})" if target else "",
@@ -199,8 +156,7 @@ class AuditTrail:
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY id DESC LIMIT ?"
-        with self._lock:
-            rows = self._execute(sql, (*params, limit)).fetchall()
+        rows = self._db.rows(sql, (*params, limit))
         return [
             AuditRecord(r[0], dt.datetime.fromtimestamp(r[1], dt.timezone.utc), r[2], r[3], r[4], r[5], json.loads(r[6]))
             for r in rows

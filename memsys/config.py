@@ -206,10 +206,15 @@ class Settings:
                  self.backup_s3_secret_key.get(),
                  url_password(self.openai_base_url), url_password(self.weaviate_url),
                  *(url_password(u) for u in self.weaviate_urls),
-                 *(url_password(u) for u in self.openai_base_urls)]
+                 *(url_password(u) for u in self.openai_base_urls), url_password(self.database_url)]
         return [s for s in found if s]
     # How long a write to the job database waits for another process's write to end.
     jobs_db_timeout: float = 20.0
+    # MEMSYS_DATABASE_URL: a postgresql:// URL puts the job database (jobs, their items and
+    # batches, metrics, the audit trail, sources and schedules) on PostgreSQL, shared by
+    # every machine that names it; unset, it is the SQLite file `jobs_db`. Its password is
+    # a secret (never shown, logged or stored).
+    database_url: str | None = field(default=None, repr=False)
     # How long an import waits for one file (or archive entry) to be read and cut into chunks.
     read_seconds_per_file: float = 60.0
 
@@ -237,6 +242,11 @@ class Settings:
     @property
     def jobs_db(self) -> Path:
         return self.data_dir / "jobs.sqlite3"
+
+    @property
+    def job_database(self) -> Path | str:
+        """Where the job database is: MEMSYS_DATABASE_URL when set, else `jobs_db`."""
+        return self.database_url or self.jobs_db
 
     @property
     def spool_dir(self) -> Path:
@@ -325,6 +335,7 @@ class Settings:
             "ocr_enabled": _switch(get, "MEMSYS_OCR", True),
             "ocr_languages": get("MEMSYS_OCR_LANGUAGES") or "chi_sim+jpn+eng",
             "jobs_db_timeout": _float(get, "MEMSYS_JOBS_DB_TIMEOUT", 20.0),
+            "database_url": _database_url(get("MEMSYS_DATABASE_URL")),
             "read_seconds_per_file": _float(get, "MEMSYS_READ_SECONDS_PER_FILE", 60.0),
             "dashboard_token": _switch(get, "MEMSYS_DASHBOARD_TOKEN", True),
             "spool_keep_days": _int(get, "MEMSYS_SPOOL_KEEP_DAYS", 7, minimum=0),
@@ -354,6 +365,17 @@ class Settings:
         kwargs["weaviate_url"], kwargs["weaviate_urls"] = _weaviate_urls(get("WEAVIATE_URL"), kwargs["weaviate_urls"])
         _check_loaded(kwargs)
         return cls(**kwargs)
+
+
+def _database_url(url: str | None) -> str | None:
+    """MEMSYS_DATABASE_URL: a PostgreSQL URL, or nothing (the SQLite file in the data directory)."""
+    if not url:
+        return None
+    if urlsplit(url).scheme not in ("postgresql", "postgres"):
+        raise ConfigError(f"MEMSYS_DATABASE_URL is {redact_url(url)!r}: write a PostgreSQL URL "
+                          "(postgresql://user:password@host:5432/memsys), or leave it unset for the SQLite file "
+                          "in the data directory")
+    return url
 
 
 def _check_loaded(kwargs: Mapping[str, Any]) -> None:

@@ -149,3 +149,7 @@ def run_memsys(args: list[str], env: dict[str, str], timeout: float = 600, **kwa
         timeout=timeout,
         **kwargs,  # type: ignore[arg-type]
     )
+
+
+# PostgreSQL for the job database on it (tests/postgres_support.py): postgres_server, postgres_url, job_database.
+pytest_plugins = ["postgres_support"]

@@ -64,11 +64,13 @@ class GatedLocalProvider(LocalProvider):
 
 
 @pytest.fixture
-def gated(memsys_system: MemorySystem, tmp_path: Path) -> Iterator[tuple[Engine, GatedLocalProvider]]:
+def gated(memsys_system: MemorySystem, tmp_path: Path,
+          job_database: dict[str, str]) -> Iterator[tuple[Engine, GatedLocalProvider]]:
     provider = GatedLocalProvider()
     router = EmbeddingRouter(memsys_system.settings, provider=provider, cache=EmbeddingCache(tmp_path / "cache"))
     system = MemorySystem(memsys_system.settings, router=router, store=memsys_system.store)
-    engine = Engine(memsys_system.settings.replace(data_dir=tmp_path / "data"), system=system)
+    # On SQLite and PostgreSQL (tests/postgres_support.py).
+    engine = Engine(memsys_system.settings.replace(data_dir=tmp_path / "data", **job_database), system=system)
     yield engine, provider
     provider.open()  # a job still waiting on the gate finishes instead of hanging the runner
     engine.job_store.close()

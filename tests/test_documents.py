@@ -42,11 +42,12 @@ PARAGRAPHS = [
 
 
 @pytest.fixture
-def engine(memsys_system: MemorySystem, tmp_path: Path) -> Iterator[Engine]:
+def engine(memsys_system: MemorySystem, tmp_path: Path, job_database: dict[str, str]) -> Iterator[Engine]:
     provider = CountingLocalProvider()
     router = EmbeddingRouter(memsys_system.settings, provider=provider, cache=EmbeddingCache(tmp_path / "cache"))
     system = MemorySystem(memsys_system.settings, router=router, store=memsys_system.store)
-    engine = Engine(memsys_system.settings.replace(data_dir=tmp_path / "data"), system=system)
+    # On SQLite and PostgreSQL (tests/postgres_support.py).
+    engine = Engine(memsys_system.settings.replace(data_dir=tmp_path / "data", **job_database), system=system)
     yield engine
     engine.job_store.close()
 

@@ -30,8 +30,9 @@ PARAGRAPHS = [
 
 
 @pytest.fixture
-def engine(memsys_system: MemorySystem, tmp_path: Path) -> Iterator[Engine]:
-    engine = Engine(memsys_system.settings.replace(data_dir=tmp_path / "data"), system=memsys_system)
+def engine(memsys_system: MemorySystem, tmp_path: Path, job_database: dict[str, str]) -> Iterator[Engine]:
+    # On SQLite and PostgreSQL (tests/postgres_support.py).
+    engine = Engine(memsys_system.settings.replace(data_dir=tmp_path / "data", **job_database), system=memsys_system)
     yield engine
     engine.job_store.close()
 
@@ -126,7 +127,7 @@ def test_an_imports_choices_are_remembered_on_the_server(engine: Engine) -> None
     assert engine.knowledge.last_choice("ann@example.com") is None
     engine.knowledge.remember("ann@example.com", ImportChoice("encyclopedia", "", "scout", ("atlas",), ""))
     # Another process (a new session, a restarted dashboard) reads the same database.
-    again = JobStore(engine.settings.jobs_db)
+    again = JobStore(engine.settings.job_database)
     try:
         assert again.remembered("ann@example.com", "import")["knowledge_base"] == "encyclopedia"
     finally:

@@ -26,8 +26,8 @@ SMALL_BATCHES = BatchConfig(text_type_batch_sizes={"short": 10, "medium": 10, "l
 
 
 @pytest.fixture
-def engine(memsys_system: MemorySystem, tmp_path: Path) -> Iterator[Engine]:
-    settings = memsys_system.settings.replace(data_dir=tmp_path / "data")
+def engine(memsys_system: MemorySystem, tmp_path: Path, job_database: dict[str, str]) -> Iterator[Engine]:
+    settings = memsys_system.settings.replace(data_dir=tmp_path / "data", **job_database)  # on SQLite and PostgreSQL
     engine = Engine(settings, system=memsys_system)
     yield engine
     engine.job_store.close()

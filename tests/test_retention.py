@@ -5,7 +5,6 @@ a job that can still be resumed is kept whole; a delete after pruning still find
 memories. A job's age is set by moving its finish time back, as if days had passed."""
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 from typing import Iterator
 
@@ -19,8 +18,10 @@ DEFAULTS = MemoryDefaults(project="keep", repo="retention", agent="importer")
 
 
 @pytest.fixture
-def engine(memsys_system: MemorySystem, tmp_path: Path) -> Iterator[Engine]:
-    engine = Engine(memsys_system.settings.replace(data_dir=tmp_path / "data", spool_keep_days=7), system=memsys_system)
+def engine(memsys_system: MemorySystem, tmp_path: Path, job_database: dict[str, str]) -> Iterator[Engine]:
+    # On SQLite and PostgreSQL (tests/postgres_support.py).
+    engine = Engine(memsys_system.settings.replace(data_dir=tmp_path / "data", spool_keep_days=7, **job_database),
+                    system=memsys_system)
     yield engine
     engine.job_store.close()
     engine.audit_trail.close()
@@ -36,13 +37,13 @@ def run(engine: Engine, folder: Path, texts: dict[str, str | bytes]) -> JobProgr
 
 
 def age(engine: Engine, job_id: str, days: float) -> None:
-    with sqlite3.connect(str(engine.settings.jobs_db)) as db:
+    with engine.job_store._tx() as db:  # noqa: SLF001 - time passing, written as the store writes
         db.execute("UPDATE jobs SET finished_at = finished_at - ? WHERE id = ?", (days * DAY, job_id))
 
 
 def texts_kept(engine: Engine, job_id: str) -> int:
-    with sqlite3.connect(str(engine.settings.jobs_db)) as db:
-        return int(db.execute("SELECT COUNT(*) FROM items WHERE job_id = ? AND memory IS NOT NULL", (job_id,)).fetchone()[0])
+    return int(engine.job_store._one(  # noqa: SLF001
+        "SELECT COUNT(*) FROM items WHERE job_id = ? AND memory IS NOT NULL", (job_id,))[0])
 
 
 def spooled(job: JobProgress) -> list[Path]:
@@ -98,7 +99,7 @@ def test_a_pruned_job_keeps_its_summary_metrics_and_audit_records_and_refuses_re
 
 def test_a_job_that_can_still_be_resumed_is_kept_whole(engine: Engine, tmp_path: Path) -> None:
     job = run(engine, tmp_path / "d", {"one.md": "An interrupted import can be resumed later on."})
-    with sqlite3.connect(str(engine.settings.jobs_db)) as db:  # as a kill -9 mid-import leaves it
+    with engine.job_store._tx() as db:  # noqa: SLF001 - as a kill -9 mid-import leaves it
         db.execute("UPDATE items SET state = 'pending' WHERE job_id = ?", (job.job_id,))
         db.execute("UPDATE jobs SET state = 'failed', written = 0 WHERE id = ?", (job.job_id,))
     age(engine, job.job_id, 40)

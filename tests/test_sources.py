@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
 
+import psycopg
 import pytest
 
 import streamlit as st
@@ -38,14 +39,16 @@ GIT_ID = ["-c", "user.name=Ann Author", "-c", "user.email=ann@example.com"]
 
 
 @pytest.fixture
-def engine(memsys_system: MemorySystem, tmp_path: Path) -> Iterator[Engine]:
+def engine(memsys_system: MemorySystem, tmp_path: Path, job_database: dict[str, str]) -> Iterator[Engine]:
     provider = CountingLocalProvider()
     router = EmbeddingRouter(memsys_system.settings, provider=provider, cache=EmbeddingCache(tmp_path / "cache"))
     system = MemorySystem(memsys_system.settings, router=router, store=memsys_system.store)
-    engine = Engine(memsys_system.settings.replace(data_dir=tmp_path / "data"), system=system)
+    # On SQLite and PostgreSQL (tests/postgres_support.py).
+    engine = Engine(memsys_system.settings.replace(data_dir=tmp_path / "data", **job_database), system=system)
     yield engine
     engine.job_store.close()
     engine.audit_trail.close()
+    engine.source_store.close()
     engine.source_store.close()
 
 
@@ -293,9 +296,19 @@ def test_a_credential_reaches_only_its_host_and_no_page_log_job_or_audit(engine:
         if path.is_file() and path != secrets_file and SENTINEL.encode() in path.read_bytes():
             found.append(path)
     assert found == []  # not in the job database, the audit trail, the logs or the spool
-    with sqlite3.connect(engine.settings.jobs_db) as db:
-        dump = "\n".join(db.iterdump())
+    dump = job_database_text(engine)
     assert SENTINEL not in dump and "source.synced" in dump
+
+
+def job_database_text(engine: Engine) -> str:
+    """Everything the job database holds, as text: SQLite's dump, or every row of every
+    table on PostgreSQL."""
+    if engine.settings.database_url:
+        with psycopg.connect(engine.settings.database_url) as conn:
+            tables = [r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+            return "\n".join(str(row) for t in tables for row in conn.execute(f"SELECT * FROM {t}".encode()))
+    with sqlite3.connect(engine.settings.jobs_db) as db:
+        return "\n".join(db.iterdump())
 
 
 # --- the memsys server runs the schedule ----------------------------------------------------------
@@ -385,6 +398,8 @@ def test_the_sources_page_shows_each_sync_and_never_the_credential(engine: Engin
     with pytest.MonkeyPatch.context() as mp:
         for name, value in memsys_env(engine.settings.data_dir).items():
             mp.setenv(name, value)
+        if engine.settings.database_url:
+            mp.setenv("MEMSYS_DATABASE_URL", engine.settings.database_url)
         mp.chdir(tmp_path)
         try:
             # The page alone: it reads the job database; it needs Weaviate for nothing here.
@@ -445,7 +460,7 @@ def test_a_sync_whose_process_stopped_is_settled_once_its_import_completes(engin
     record, = engine.sources.history("left")
     assert record.state == "importing" and engine.sources.document_count("left") == 0
     assert wait(record.job_id, timeout=300).state == "completed"  # the import went on (as a resume would finish it)
-    with sqlite3.connect(engine.settings.jobs_db) as db:  # the process that ran the sync is gone
+    with engine.source_store._tx() as db:  # noqa: SLF001 - the process that ran the sync is gone
         db.execute("UPDATE source_syncs SET owner = ? WHERE id = ?", (f"{socket.gethostname()}:{2**22 + 7}", record.id))
     calls = len(sent(engine))
     after = engine.sources.sync("left")

@@ -60,7 +60,7 @@ class Scheduler:
         self.settings = settings
         self.tick = tick
         self.debounce = debounce
-        self._tables = SourceTables(settings.jobs_db, timeout=settings.jobs_db_timeout)
+        self._tables = SourceTables(settings.job_database, timeout=settings.jobs_db_timeout)
         self._engine: Engine | None = None
         self._observer: Observer | None = None
         self._watches: dict[str, tuple[str, object]] = {}  # source id -> (folder, watch)

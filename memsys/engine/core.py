@@ -63,16 +63,16 @@ class Engine:
         self.settings = settings or (system.settings if system else Settings.load())
         self.system = system or MemorySystem(self.settings)
         configure_logging(self.settings)
-        self.job_store = JobStore(self.settings.jobs_db, timeout=self.settings.jobs_db_timeout)
-        self.audit_trail = AuditTrail(self.settings.jobs_db, timeout=self.settings.jobs_db_timeout)
-        self.source_store = SourceTables(self.settings.jobs_db, timeout=self.settings.jobs_db_timeout)
+        self.job_store = JobStore(self.settings.job_database, timeout=self.settings.jobs_db_timeout)
+        self.audit_trail = AuditTrail(self.settings.job_database, timeout=self.settings.jobs_db_timeout)
+        self.source_store = SourceTables(self.settings.job_database, timeout=self.settings.jobs_db_timeout)
         self.spool = Spool(self.settings.spool_dir)
         self.pipeline = ImportPipeline(self.system, self.job_store)
         self.runner = JobRunner(self.job_store, self._run_job)
         self.task_runner = TaskRunner()
         self.write_queue = WriteCoalescer(self.system, self.settings.api_batch_window_ms, self.settings.api_queue_limit,
                                           self.audit_trail)
-        self.api_tokens = ApiTokenTables(self.settings.jobs_db, timeout=self.settings.jobs_db_timeout)
+        self.api_tokens = ApiTokenTables(self.settings.job_database, timeout=self.settings.jobs_db_timeout)
 
     def _run_job(self, job_id: str) -> None:
         try:

@@ -10,8 +10,9 @@ Layers, each importing only those below it:
   job_items | job_documents | job_knowledge | job_stages | job_timings   its items and batches,
                         the documents jobs read, knowledge bases and remembered choices,
                         where the items in flight are, where their time went
-  schema                its tables
-  connection | records | metrics
+  schema                its tables, on SQLite or PostgreSQL
+  connection | migrations   the SQLite file; the schema as numbered migrations
+  postgres | records | metrics
 
 This package exports the job database, its records and the runner; the pipeline and the
 kinds are imported from their modules.
@@ -19,7 +20,6 @@ kinds are imported from their modules.
 from __future__ import annotations
 
 from memsys.jobs.batching import iter_chunks
-from memsys.jobs.connection import explain_db_error, open_database
 from memsys.jobs.database import JobStore
 from memsys.jobs.job_stages import FileState
 from memsys.jobs.records import (
@@ -37,5 +37,5 @@ from memsys.jobs.runner import JobRunner
 __all__ = [
     "FAILED_PAGE", "FailedItem", "FileState", "ItemOutcome", "JobDocument", "JobProgress", "JobRunner", "JobStore", "PendingItem",
     "PlannedItem",
-    "explain_db_error", "failed_row", "iter_chunks", "open_database",
+    "failed_row", "iter_chunks",
 ]

@@ -13,7 +13,7 @@ import sqlite3
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from memsys.errors import JobStoreError
 
@@ -26,15 +26,16 @@ class SqliteFile:
     full works as soon as it is fixed. A write waits `timeout` seconds for another
     process's write, then raises JobStoreError.
 
-    `added_columns` (table -> (name, declaration) pairs) are the columns added after the
-    file's first release: a file made before them gets them when it is opened."""
+    `prepare` brings the file's schema up to date when it is opened (memsys/jobs/migrations.py)
+    and returns the migrations it ran; `applied` keeps them."""
 
-    def __init__(self, path: Path, timeout: float, schema: str,
-                 added_columns: Mapping[str, Sequence[tuple[str, str]]] | None = None) -> None:
+    dialect = "sqlite"
+
+    def __init__(self, path: Path, timeout: float, prepare: Callable[[sqlite3.Connection], Sequence[Any]]) -> None:
         self.path = Path(path)
         self.timeout = timeout
-        self._schema = schema
-        self._added_columns = added_columns or {}
+        self._prepare = prepare
+        self.applied: list[Any] = []
         self._lock = threading.RLock()  # the writing connection and its transaction
         self._read_lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
@@ -71,17 +72,14 @@ class SqliteFile:
         return rows[0] if rows else None
 
     def _open(self) -> sqlite3.Connection:
-        db = open_database(self.path, self.timeout, self._schema)
+        db = open_database(self.path, self.timeout)
         try:
             db.execute("PRAGMA synchronous=NORMAL")
-            for table, columns in self._added_columns.items():
-                have = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
-                for name, decl in columns:
-                    if name not in have:
-                        db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
+            self.applied = list(self._prepare(db))
         except sqlite3.Error:
             db.close()
             raise
+        db.row_factory = sqlite3.Row  # rows read inside a transaction by name too, as outside
         return db
 
     def _writer(self) -> sqlite3.Connection:
@@ -121,16 +119,14 @@ class SqliteFile:
                 pass  # closing a connection that already failed; the next call opens a new one
 
 
-def open_database(path: Path, timeout: float, schema: str) -> sqlite3.Connection:
-    """A writing connection to one of memsys's SQLite databases (the job database, its
-    audit table): its folder made, WAL, waiting up to `timeout` for another writer, the
-    schema created. sqlite3 and OS errors pass through, nothing left open."""
+def open_database(path: Path, timeout: float) -> sqlite3.Connection:
+    """A writing connection to the job database's file: its folder made, WAL, waiting up
+    to `timeout` for another writer. sqlite3 and OS errors pass through, nothing left open."""
     path.parent.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(str(path), timeout=timeout, check_same_thread=False, isolation_level=None)
     try:
         db.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
         db.execute("PRAGMA journal_mode=WAL")
-        db.executescript(schema)
     except sqlite3.Error:
         db.close()
         raise

@@ -1,4 +1,4 @@
-"""The job database (SQLite, WAL, in the data directory): jobs, their items, batches,
+"""The job database (SQLite, WAL, in the data directory; or PostgreSQL): jobs, their items, batches,
 warnings and the documents an import read.
 
 A job's items are planned into the database before any is processed, so a job can resume
@@ -12,10 +12,8 @@ from __future__ import annotations
 import json
 import os
 import socket
-import sqlite3
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 from memsys.errors import JobStoreError
@@ -25,6 +23,7 @@ from memsys.jobs.job_knowledge import KnowledgeTables
 from memsys.jobs.job_timings import TimingTables
 from memsys.jobs.job_stages import StageTables
 from memsys.jobs.records import ACTIVE_STATES, FINAL_STATES, JobProgress
+from memsys.jobs.schema import JobDatabaseLocation
 
 
 def _owner() -> str:
@@ -49,10 +48,10 @@ class JobStore(ItemTables, DocumentTables, KnowledgeTables, TimingTables, StageT
     """Jobs and their state (this class), their items and batches (`ItemTables`), the
     documents they read (`DocumentTables`), knowledge bases and remembered choices
     (`KnowledgeTables`), where their time went (`TimingTables`) and where the items in
-    flight are (`StageTables`), in one SQLite file."""
+    flight are (`StageTables`), in one SQLite file or PostgreSQL database."""
 
-    def __init__(self, path: Path, timeout: float = 20.0) -> None:
-        super().__init__(path, timeout)
+    def __init__(self, location: JobDatabaseLocation, timeout: float = 20.0) -> None:
+        super().__init__(location, timeout)
         # Job id -> (state, reason) of stops that could not be written yet; shown as the
         # job's state meanwhile, written by `flush_unrecorded` once the database takes it.
         self._unrecorded: dict[str, tuple[str, str]] = {}
@@ -88,7 +87,7 @@ class JobStore(ItemTables, DocumentTables, KnowledgeTables, TimingTables, StageT
     def list_jobs(self, limit: int = 50) -> list[JobProgress]:
         return [self._progress(r) for r in self._rows("SELECT * FROM jobs ORDER BY created_at DESC LIMIT ?", (limit,))]
 
-    def _progress(self, r: sqlite3.Row) -> JobProgress:
+    def _progress(self, r: Any) -> JobProgress:
         state, error = r["state"], r["error"]
         unrecorded = self._unrecorded.get(r["id"])
         if unrecorded is not None:

@@ -166,7 +166,7 @@ def apply_retention(store: JobStore, spool_root: Path, *, spool_keep_days: float
             with store._tx() as db:
                 db.execute("UPDATE items SET memory = NULL WHERE job_id = ? AND memory IS NOT NULL", (job.job_id,))
             _mark(store, job.job_id, "texts_pruned_at", now)
-    if not dry_run and report.pruned:
+    if not dry_run and report.pruned and store.path is not None:  # PostgreSQL's autovacuum does it there
         report.vacuumed_bytes = vacuum_if_worthwhile(store.path)
     return report
 

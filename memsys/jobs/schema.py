@@ -1,12 +1,18 @@
-"""The job database's tables, and the base its record classes share: one SQLite file
-(memsys/jobs/connection.py: thread-safe and process-safe, every change one transaction,
-reads never wait behind a write).
+"""The job database's tables, and the base its record classes share: a SQLite file in the
+data directory (memsys/jobs/connection.py), or a PostgreSQL database shared by several
+machines when MEMSYS_DATABASE_URL names one (memsys/jobs/postgres.py). Either is
+thread-safe and process-safe, every change one transaction, reads never wait behind a
+write; the schema reaches either through the same migrations (memsys/jobs/migrations.py).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Union
 
 from memsys.jobs.connection import SqliteFile
+from memsys.jobs.migrations import LEDGER, Migration, job_database_migrations, upgrade, upgrade_sqlite
+from memsys.jobs.postgres import PostgresDatabase, is_postgres_url, table_shapes
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -186,19 +192,44 @@ _ADDED_COLUMNS = {
 
 
 
-class JobTables:
-    """The job database's file; `JobStore` (memsys/jobs/database.py) is built from the
-    classes that share it, one per concern."""
+# A job database is named by a SQLite file's path or a postgresql:// URL.
+JobDatabaseLocation = Union[Path, str]
+JobDatabase = Union[SqliteFile, PostgresDatabase]
 
-    def __init__(self, path: Path, timeout: float = 20.0) -> None:
-        self._file = SqliteFile(path, timeout, _SCHEMA, _ADDED_COLUMNS)
+
+def migrations() -> tuple[Migration, ...]:
+    """The job database's migrations, from the tables above."""
+    return job_database_migrations(_SCHEMA, _ADDED_COLUMNS)
+
+
+def open_job_database(location: JobDatabaseLocation, timeout: float = 20.0) -> JobDatabase:
+    """The job database at `location` (nothing is opened until it is first used; then its
+    schema is brought up to date)."""
+    steps = migrations()
+    if is_postgres_url(location):
+        return PostgresDatabase(str(location), timeout, table_shapes(_SCHEMA + LEDGER, _ADDED_COLUMNS),
+                                lambda db: upgrade(db, "postgresql", steps))
+    return SqliteFile(Path(location), timeout, lambda db: upgrade_sqlite(db, steps))
+
+
+class JobTables:
+    """The job database; `JobStore` (memsys/jobs/database.py) is built from the classes
+    that share it, one per concern."""
+
+    def __init__(self, location: JobDatabaseLocation, timeout: float = 20.0) -> None:
+        self._file = open_job_database(location, timeout)
         self._tx = self._file.transaction
         self._rows = self._file.rows
         self._one = self._file.one
 
     @property
-    def path(self) -> Path:
+    def path(self) -> Path | None:
+        """The SQLite file; None on PostgreSQL."""
         return self._file.path
+
+    @property
+    def dialect(self) -> str:
+        return self._file.dialect
 
     @property
     def timeout(self) -> float:
@@ -206,3 +237,25 @@ class JobTables:
 
     def close(self) -> None:
         self._file.close()
+
+
+@dataclass(frozen=True)
+class SchemaState:
+    """What `upgrade_job_database` did: the migrations it ran now, and every one the
+    database has recorded as (version, name, when)."""
+
+    ran: tuple[Migration, ...]
+    recorded: tuple[tuple[int, str, float], ...]
+
+
+def upgrade_job_database(location: JobDatabaseLocation, timeout: float = 20.0) -> SchemaState:
+    """Bring the job database at `location` up to date (`memsys db upgrade`; every process
+    does the same when it first uses it). Safe to run at any time, as often as wanted."""
+    database = open_job_database(location, timeout)
+    try:
+        with database.transaction():
+            pass  # opening it for writing runs what is pending
+        recorded = database.rows("SELECT version, name, applied_at FROM schema_migrations ORDER BY version")
+        return SchemaState(tuple(database.applied), tuple((int(r[0]), str(r[1]), float(r[2])) for r in recorded))
+    finally:
+        database.close()
