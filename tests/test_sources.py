@@ -41,14 +41,17 @@ GIT_ID = ["-c", "user.name=Ann Author", "-c", "user.email=ann@example.com"]
 @pytest.fixture
 def engine(memsys_system: MemorySystem, tmp_path: Path, job_database: dict[str, str]) -> Iterator[Engine]:
     provider = CountingLocalProvider()
-    router = EmbeddingRouter(memsys_system.settings, provider=provider, cache=EmbeddingCache(tmp_path / "cache"))
-    system = MemorySystem(memsys_system.settings, router=router, store=memsys_system.store)
-    # On SQLite and PostgreSQL (tests/postgres_support.py).
-    engine = Engine(memsys_system.settings.replace(data_dir=tmp_path / "data", **job_database), system=system)
+    # On SQLite and PostgreSQL (tests/postgres_support.py), with a data folder (and so an
+    # embedding cache) of this test's own; the store is shared by the session, so what an
+    # earlier test (or the other database's run) synced is removed first.
+    settings = memsys_system.settings.replace(data_dir=tmp_path / "data", **job_database)
+    router = EmbeddingRouter(settings, provider=provider, cache=EmbeddingCache(tmp_path / "cache"))
+    system = MemorySystem(settings, router=router, store=memsys_system.store)
+    memsys_system.store.delete_matching(MemoryFilter(project=DEFAULTS.project))
+    engine = Engine(settings, system=system)
     yield engine
     engine.job_store.close()
     engine.audit_trail.close()
-    engine.source_store.close()
     engine.source_store.close()
 
 

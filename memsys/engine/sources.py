@@ -21,7 +21,6 @@ from urllib.parse import urlsplit, urlunsplit
 from memsys.access import action
 from memsys.audit import AuditAction, AuditOutcome
 from memsys.config import BatchConfig
-from memsys.errors import StoreUnavailableError
 from memsys.ingest.memories import MemoryDefaults
 from memsys.ingest.sources.base import SourceProblem, SourceSpec, host_of, open_connector
 from memsys.ingest.sources.git import WORK_DIR_OPTION
@@ -190,18 +189,15 @@ class Sources(Calls):
         return source
 
     def _folded(self, defaults: MemoryDefaults) -> MemoryDefaults:
-        """A knowledge base (and part) named with another case or spacing than an
-        existing one is that one, as on the Import page: a source never forks a knowledge
-        base by a typo. Without Weaviate to ask, the names are only tidied."""
-        project, repo = tidy_name(defaults.project), tidy_name(defaults.repo)
-        knowledge = self._engine.knowledge
-        try:
-            project = knowledge.find(project) or project
-            base = knowledge.get(project)
-        except StoreUnavailableError:
-            base = None
-        if base is not None:
-            repo = find_name(repo, base.parts) or repo
+        """A knowledge base (and part) named with another case or spacing than one an
+        import used is that one, as on the Import page: a source never forks a knowledge
+        base by a typo. Asked of the job database alone, so adding a source needs no
+        Weaviate."""
+        jobs = self._engine.job_store
+        project = tidy_name(defaults.project)
+        project = find_name(project, [p.project for p in jobs.project_imports()]) or project
+        repo = tidy_name(defaults.repo)
+        repo = find_name(repo, jobs.parts_imported(project)) or repo
         return replace(defaults, project=project, repo=repo)
 
     @action(OPERATOR, "pausing a source", audit=AuditAction.SOURCE_CHANGED)

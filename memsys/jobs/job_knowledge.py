@@ -60,6 +60,14 @@ class DocumentRemoval:
 class KnowledgeTables(JobTables):
     """Knowledge bases as the job database sees them, and remembered choices."""
 
+    def parts_imported(self, project: str) -> list[str]:
+        """The parts (repos) imports into `project` named, most used first."""
+        rows = self._rows(
+            "SELECT json_extract(request, '$.defaults.repo') AS part, COUNT(*) AS n FROM jobs"
+            f" WHERE json_extract(request, '$.defaults.project') = ? AND ({_IMPORTS}) GROUP BY part ORDER BY n DESC",
+            (project,))
+        return [r["part"] for r in rows if r["part"]]
+
     def project_imports(self) -> list[ProjectImports]:
         """Every project an import named, with its newest import; newest first."""
         rows = self._rows(
