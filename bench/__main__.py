@@ -8,7 +8,7 @@ import sys
 
 from bench.common import Result
 
-MODULES = ["bench.cache", "bench.pipeline", "bench.ocr", "bench.cluster", "bench.provider", "bench.server", "bench.chunking",
+MODULES = ["bench.cache", "bench.pipeline", "bench.scale", "bench.ocr", "bench.cluster", "bench.provider", "bench.server", "bench.chunking",
            "bench.sources", "bench.remote_sources", "bench.service"]
 
 
