@@ -9,6 +9,7 @@ working as it is until its first re-embed moves it behind an alias (`switch_to`)
 """
 from __future__ import annotations
 
+import bisect
 import contextlib
 import dataclasses
 import datetime as dt
@@ -822,14 +823,39 @@ class MemoryStore:
     def page_after(self, after: str | None, limit: int = 50, where: MemoryFilter | None = None) -> "BrowsePage":
         """One page of memories in uuid order after the cursor `after` (None: the first
         page), and the cursor of the next page (None after the last)."""
+        filters = where.to_weaviate() if where is not None else None
+        if after and filters is not None:
+            page = self._filtered_page_after(filters, where, after, limit)  # type: ignore[arg-type]
+            if page is not None:
+                return page
         # One request for the page and one memory more, which says whether a next page exists
         # (a page of the most Weaviate answers at once asks again for that one).
-        filters = where.to_weaviate() if where is not None else None
         objects = next(self._pages(filters, after, min(limit + 1, MAX_RESULTS)), [])
         memories = [StoredMemory.from_object(o) for o in objects[:limit]]
         more = len(objects) > limit or (len(memories) == limit and limit >= MAX_RESULTS
                                         and bool(next(self._pages(filters, memories[-1].uuid, 1), [])))
         return BrowsePage(memories, memories[-1].uuid if more else None)
+    def _filtered_page_after(self, filters: Any, where: MemoryFilter, after: str, limit: int) -> BrowsePage | None:
+        """A filtered page after a cursor, at a cost that follows the matches: the matches'
+        uuids (no properties) in order, the page's memories by uuid. The filter "uuid after
+        the cursor" would read every uuid of the store after it. None when more memories
+        match than Weaviate lists at once (the caller pages by that filter then)."""
+        if self.count(where) > MAX_RESULTS:
+            return None
+        res = self.read(lambda c: c.query.fetch_objects(filters=filters, sort=Sort.by_property("_id"),
+                                                        limit=MAX_RESULTS, return_properties=[]))
+        ids = [str(o.uuid) for o in res.objects]
+        if len(ids) >= MAX_RESULTS:
+            return None
+        start = bisect.bisect_right(ids, after)
+        chosen = ids[start:start + limit]
+        found = {str(o.uuid): o for o in self.read(lambda c: c.query.fetch_objects(
+            filters=Filter.by_id().contains_any(chosen), limit=len(chosen), return_properties=RETURN_PROPERTIES,
+        )).objects} if chosen else {}
+        memories = [StoredMemory.from_object(found[i]) for i in chosen if i in found]
+        more = start + limit < len(ids) and bool(memories)
+        return BrowsePage(memories, memories[-1].uuid if more else None)
+
     # --- indexing ------------------------------------------------------------------
     def index_queue(self) -> IndexQueue:
         """What the nodes API (verbose shard status) says is still waiting to be indexed."""
