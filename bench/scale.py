@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 import numpy as np
 
@@ -45,7 +45,9 @@ QUERIES = ("how do I restore an export with vectors", "hybrid search alpha keywo
            "delete a document from a knowledge base", "Weaviate replication factor consistency",
            "cancel an import while it embeds", "embedding cache prune unused", "API token roles viewer operator",
            "backup to S3 schedule")
-RUNS = 5
+RUNS = 7
+K = TypeVar("K")
+ONE_REPO = MemoryFilter(project="kb3", repo="part7")
 # The document a run imports into one repo and then re-imports unchanged (removed afterwards).
 REIMPORTED = "settings-notes.txt"
 
@@ -110,7 +112,7 @@ def build(system: MemorySystem, seed: list[dict[str, Any]], n: int) -> float:
     store = system.store.with_collection(_collection(n))
     marker = HOME / f"{_collection(n)}.json"
     if marker.exists():  # a re-import measured by a run that stopped before removing it
-        store.delete_matching(MemoryFilter(project="kb3", repo="part7", source_file=REIMPORTED))
+        store.delete_matching(MemoryFilter(source_file=REIMPORTED))
     if marker.exists() and json.loads(marker.read_text()) == {"recipe": RECIPE, "n": n} and store.count() == n:
         return 0.0
     started = time.perf_counter()
@@ -130,57 +132,85 @@ def build(system: MemorySystem, seed: list[dict[str, Any]], n: int) -> float:
     return time.perf_counter() - started
 
 
-def _ms(fn: Callable[[], Any], runs: int = RUNS) -> float:
-    """Median milliseconds of `fn` after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
+def _ms(fns: dict[K, Callable[[], Any]], runs: int = RUNS) -> dict[K, float]:
+    """Median milliseconds of each `fn`, after one warm-up call each, taking turns (a change
+    in the machine's load falls on all of them alike)."""
+    times: dict[K, list[float]] = {k: [] for k in fns}
+    for fn in fns.values():
         fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
+    for _ in range(runs):
+        for k, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - start)
+    return {k: statistics.median(t) * 1000 for k, t in times.items()}
 
 
-def measure(system: MemorySystem, n: int) -> dict[str, float]:
-    """Each operation's median time in ms on the collection of n memories."""
-    store = system.store.with_collection(_collection(n))
-    sized = MemorySystem(system.settings, router=system.router, store=store)
-    engine = Engine(sized.settings, system=sized)
-    one_repo = MemoryFilter(project="kb3", repo="part7")
+class Sized:
+    """One store of the bench and the engine over it."""
+
+    def __init__(self, system: MemorySystem, n: int) -> None:
+        self.store = system.store.with_collection(_collection(n))
+        sized = MemorySystem(system.settings, router=system.router, store=self.store)
+        self.engine = Engine(sized.settings, system=sized)
+        self.second = self.engine.memories.browse_page(ONE_REPO, limit=25).next_after
+        self.queries = iter(QUERIES * 1000)
+        # One document re-imported unchanged into that repo: the first import writes it (its
+        # vectors from the embedder's cache after the first run); removed again in `close`.
+        doc = HOME / "reimport" / REIMPORTED
+        doc.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(REPO / "memsys" / "config.py", doc)
+        self.reimport = lambda: self.engine.pipeline.run(self.engine.imports.create(
+            [doc], DEFAULTS.__class__("kb3", "reimported", "p18-reimport")))
+        self.reimport()
+        self.document = self.engine.memories.browse_page(MemoryFilter(source_file=REIMPORTED), limit=1
+                                                         ).memories[0].document_id
+
+    def search(self, mode: str, where: MemoryFilter | None = None) -> Callable[[], Any]:
+        return lambda: self.engine.memories.search(next(self.queries), limit=10, where=where, mode=mode)
+
+    def close(self) -> None:
+        self.store.delete_matching(MemoryFilter(project="kb3", repo="reimported", source_file=REIMPORTED))
+
+
+def measure(system: MemorySystem) -> dict[int, dict[str, float]]:
+    """Each operation's median time in ms on each size's store."""
     # The query vectors are embedded once (the embedder's cache keeps them): search time is the store's.
-    queries = iter(QUERIES * 1000)
-
-    def search(mode: str, where: MemoryFilter | None = None) -> Callable[[], Any]:
-        return lambda: engine.memories.search(next(queries), limit=10, where=where, mode=mode)
-
     for q in QUERIES:
-        sized.router.embed([q], kind="query")
-    document = store.browse(limit=1, where=one_repo)[0].document_id
-    second = engine.memories.browse_page(one_repo, limit=25).next_after
-    out: dict[str, float] = {
-        "hybrid search, top 10": _ms(search("hybrid"), RUNS * 2),
-        "vector search, top 10": _ms(search("vector"), RUNS * 2),
-        "hybrid search filtered to one repo": _ms(search("hybrid", one_repo), RUNS * 2),
-        "vector search filtered to one repo": _ms(search("vector", one_repo), RUNS * 2),
-        "browse page of 25 filtered to one repo": _ms(lambda: engine.memories.browse_page(one_repo, limit=25)),
-        "its next browse page": _ms(lambda: engine.memories.browse_page(one_repo, after=second, limit=25)),
-        "export of that repo": _ms(lambda: engine.memories.export(io.StringIO(), one_repo)),
-        "count, whole store": _ms(lambda: engine.memories.count()),
-        "count of that repo": _ms(lambda: engine.memories.count(one_repo)),
-        "delete dry run of one file": _ms(lambda: engine.memories.delete(MemoryFilter(document_id=document),
-                                                                           dry_run=True)),
-        "a document's memories": _ms(lambda: engine.knowledge.memories_of(document)),
-    }
-    # One document re-imported unchanged into that repo (the first import embeds it).
-    doc = HOME / "reimport" / REIMPORTED
-    doc.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(REPO / "memsys" / "config.py", doc)
-    defaults = DEFAULTS.__class__("kb3", "part7", "p18-reimport")
-    # The first import writes it (its vectors come from the embedder's cache after the first run).
-    out["one document re-imported"] = _ms(lambda: engine.pipeline.run(engine.imports.create([doc], defaults)), 3)
-    store.delete_matching(MemoryFilter(project="kb3", repo="part7", source_file=REIMPORTED))  # the store as built
-    out["matches of that repo"] = engine.memories.count(one_repo)
-    return out
+        system.router.embed([q], kind="query")
+    sized = {n: Sized(system, n) for n in SIZES}
+    try:
+        ops: dict[str, Callable[[Sized], Callable[[], Any]]] = {
+            "hybrid search, top 10": lambda s: s.search("hybrid"),
+            "vector search, top 10": lambda s: s.search("vector"),
+            "hybrid search filtered to one repo": lambda s: s.search("hybrid", ONE_REPO),
+            "vector search filtered to one repo": lambda s: s.search("vector", ONE_REPO),
+            "browse page of 25 filtered to one repo": lambda s: lambda: s.engine.memories.browse_page(ONE_REPO, limit=25),
+            "its next browse page": lambda s: lambda: s.engine.memories.browse_page(ONE_REPO, after=s.second, limit=25),
+            "export of that repo": lambda s: lambda: s.engine.memories.export(io.StringIO(), ONE_REPO),
+            "count, whole store": lambda s: lambda: s.engine.memories.count(),
+            "count of that repo": lambda s: lambda: s.engine.memories.count(ONE_REPO),
+            "delete dry run of one file": lambda s: lambda: s.engine.memories.delete(
+                MemoryFilter(document_id=s.document), dry_run=True),
+            "a document's memories": lambda s: lambda: s.engine.knowledge.memories_of(s.document),
+            "one document re-imported": lambda s: s.reimport,
+        }
+        out: dict[int, dict[str, float]] = {n: {} for n in SIZES}
+        # The searches take turns with each other too: the hybrid/vector ratio is of one moment.
+        searches = {(name, n): op(s) for name, op in ops.items() if "search" in name for n, s in sized.items()}
+        for (name, n), ms in _ms(searches, RUNS * 4).items():
+            out[n][name] = ms
+        for name, op in ops.items():
+            if "search" not in name:
+                for n, ms in _ms({n: op(s) for n, s in sized.items()}, 3 if "re-imported" in name else RUNS).items():
+                    out[n][name] = ms
+        for n, s in sized.items():
+            out[n]["matches of that repo"] = s.engine.memories.count(ONE_REPO)
+            out[n]["memories of that document"] = len(s.engine.knowledge.memories_of(s.document))
+        return out
+    finally:
+        for s in sized.values():
+            s.close()
 
 
 def load() -> str:
@@ -189,8 +219,8 @@ def load() -> str:
 
 
 def measured_by(checkout: str) -> dict[int, dict[str, float]]:
-    """The same measurements by another checkout's memsys (`MEMSYS_BENCH_BEFORE`, e.g. the
-    main branch before a change) on the same stores, in a process of its own."""
+    """The measurements by a checkout's memsys (this one, or `MEMSYS_BENCH_BEFORE`: e.g. the
+    main branch before a change) on the same stores, in a fresh process of its own."""
     env = {**os.environ, "PYTHONPATH": checkout}
     done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "measure"], env=env, cwd=checkout,
                           capture_output=True, text=True, timeout=900)
@@ -204,7 +234,7 @@ def table(figures: dict[int, dict[str, float]], title: str) -> None:
     print(f"   {title:<42} {small:>10,} {large:>10,}   growth", flush=True)
     for name in figures[small]:
         a, b = figures[small][name], figures[large][name]
-        unit = "" if name.startswith("matches") else " ms"
+        unit = "" if name.startswith(("matches", "memories")) else " ms"
         print(f"   {name:<42} {a:>8.1f}{unit} {b:>8.1f}{unit}   {b / a:.1f}x", flush=True)
 
 
@@ -217,7 +247,8 @@ def run(only: str = "") -> Iterator[Result]:
         seed = seed_records(system, HOME)
         built = {n: build(system, seed, n) for n in SIZES}
         before = measured_by(before_checkout) if before_checkout else None
-        figures = {n: measure(system, n) for n in SIZES}
+        # Measured in a fresh process as the checkout before is, so both run alike.
+        figures = measured_by(str(REPO))
         print(f"   P18 stores of {len(seed)} real memories multiplied ("
               + (", ".join(f"{n:,}: built in {s:.0f} s" for n, s in built.items() if s) or "kept from the last run")
               + f"); {load()}", flush=True)
@@ -246,6 +277,6 @@ if __name__ == "__main__" and sys.argv[1:] == ["measure"]:
     # The measurements alone, by the memsys on PYTHONPATH, on stores `run` built (see measured_by).
     system = MemorySystem(_settings(HOME / "data"))
     try:
-        print(json.dumps({n: measure(system, n) for n in SIZES}))
+        print(json.dumps(measure(system)))
     finally:
         system.close()

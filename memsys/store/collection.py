@@ -758,12 +758,18 @@ class MemoryStore:
             ]
         if mode != "hybrid":
             raise ValueError(f"search mode {mode!r} is not one of {', '.join(SEARCH_MODES)}")
+        # Weaviate reads each side's candidates (100 of each) with the properties asked for:
+        # the hits come back with their ids and scores only, and the few shown are read by id.
         res = query.hybrid(query=keyword_text(text), vector=vec, alpha=alpha, limit=limit, filters=filters,
                            query_properties=keyword_properties,
                            return_metadata=MetadataQuery(score=True, explain_score=True),
-                           return_properties=RETURN_PROPERTIES)
-        return [StoredMemory.from_object(o, score=o.metadata.score, matched_by=_matched_by(o.metadata.explain_score))
-                for o in res.objects]
+                           return_properties=[])
+        ids = [str(o.uuid) for o in res.objects]
+        found = {str(o.uuid): o for o in query.fetch_objects(
+            filters=Filter.by_id().contains_any(ids), limit=len(ids), return_properties=RETURN_PROPERTIES).objects} if ids else {}
+        return [StoredMemory.from_object(found[str(o.uuid)], score=o.metadata.score,
+                                         matched_by=_matched_by(o.metadata.explain_score))
+                for o in res.objects if str(o.uuid) in found]
 
     def browse(self, offset: int = 0, limit: int = 50, where: MemoryFilter | None = None) -> list[StoredMemory]:
         res = self.read(lambda c: c.query.fetch_objects(
