@@ -10,11 +10,12 @@ from typing import Iterator
 
 import numpy as np
 import pytest
+from weaviate.classes.config import Configure, DataType, Property, Tokenization
 
 from memsys import MemorySystem
 from memsys.engine import Engine, MemoryFilter
 from memsys.models import Memory
-from memsys.store.collection import keyword_properties
+from memsys.store.collection import ADDED_WORDS_NOTE, RETURN_PROPERTIES, keyword_properties
 
 # Real text on a few topics that share words (a river, a city, a metal, a language):
 # meaning alone mixes them up, the words a query names single one out.
@@ -113,3 +114,27 @@ def test_a_filtered_export_and_a_document_s_memories_hold_every_match_once(shelv
     chunks = shelves.knowledge.memories_of(document)
     assert [m.chunk_index for m in chunks] == list(range(20))
     assert shelves.memories.count(MemoryFilter(repo="a")) == 40
+
+
+def test_a_collection_made_before_plain_words_keeps_finding_its_older_memories(base_system: MemorySystem) -> None:
+    """memsys adds `content_words` to such a collection, marked; keywords are then searched
+    in `content` too, since the memories stored before hold no plain words."""
+    client = base_system.store.client
+    name = "Search_before_words"
+    client.collections.delete(name)
+    texts = [p for p in RETURN_PROPERTIES if p not in ("chunk_index", "created_at", "tags")]
+    client.collections.create(name, vector_config=Configure.Vectors.self_provided(), properties=[
+        *(Property(name=p, data_type=DataType.TEXT, tokenization=Tokenization.WORD if p == "content" else
+                   Tokenization.FIELD) for p in texts),
+        Property(name="tags", data_type=DataType.TEXT_ARRAY), Property(name="chunk_index", data_type=DataType.INT),
+        Property(name="created_at", data_type=DataType.DATE)])
+    old = Memory(content="Zirconium resists corrosion.", project="p", repo="r", agent="a")
+    client.collections.get(name).data.insert(old.properties(), uuid=old.uuid, vector=[1.0] + [0.0] * 383)
+    store = base_system.store.with_collection(name, physical=True)
+    try:
+        hits = store.search(None, limit=5, text="zirconium", mode="keyword")
+        assert [h.uuid for h in hits] == [old.uuid]
+        words = next(p for p in store.collection.config.get().properties if p.name == "content_words")
+        assert words.description == ADDED_WORDS_NOTE
+    finally:
+        client.collections.delete(name)

@@ -54,7 +54,7 @@ VERSION_MARK = "_v"
 # What Weaviate answers for the moment a store made before aliases is moved behind one: the
 # collection asked for does not exist, or (a keyword search) is being dropped, its shards'
 # indexes closed before the collection is gone.
-_MID_SWITCH = re.compile(r"could not find class|class .* not found|collection .* not found|no such class"
+_MID_SWITCH = re.compile(r"could not find class|class (.* )?not found|collection .* not found|no such class"
                          r"|requires inverted index", re.I)
 # The content again, split into plain words for keywords: gse (Chinese) splits a code such
 # as "E4471" or "QX-2291" into pieces, so an exact term is matched on either tokenization.
