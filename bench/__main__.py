@@ -8,8 +8,8 @@ import sys
 
 from bench.common import Result
 
-MODULES = ["bench.cache", "bench.pipeline", "bench.ocr", "bench.cluster", "bench.provider", "bench.server", "bench.chunking",
-           "bench.sources", "bench.remote_sources", "bench.service", "bench.backups"]
+MODULES = ["bench.cache", "bench.pipeline", "bench.scale", "bench.ocr", "bench.cluster", "bench.provider", "bench.server",
+           "bench.chunking", "bench.sources", "bench.remote_sources", "bench.service", "bench.backups"]
 
 
 def main(argv: list[str]) -> int:

@@ -9,6 +9,7 @@ working as it is until its first re-embed moves it behind an alias (`switch_to`)
 """
 from __future__ import annotations
 
+import bisect
 import contextlib
 import dataclasses
 import datetime as dt
@@ -35,7 +36,7 @@ from memsys.models import Memory
 from memsys.store import server
 from memsys.store.client import MAX_RESULTS
 from memsys.store.connection import Connection
-from memsys.store.terms import query_terms, terms_found
+from memsys.store.terms import has_cjk, query_terms, terms_found
 from memsys.store.records import (BrowsePage, MemoryFilter, StoredDocument, StoredMemory, WriteOutcome,
                                   stored_to_memory)
 
@@ -53,11 +54,19 @@ VERSION_MARK = "_v"
 # What Weaviate answers for the moment a store made before aliases is moved behind one: the
 # collection asked for does not exist, or (a keyword search) is being dropped, its shards'
 # indexes closed before the collection is gone.
-_MID_SWITCH = re.compile(r"could not find class|class .* not found|collection .* not found|no such class"
+_MID_SWITCH = re.compile(r"could not find class|class (.* )?not found|collection .* not found|no such class"
                          r"|requires inverted index", re.I)
 # The content again, split into plain words for keywords: gse (Chinese) splits a code such
 # as "E4471" or "QX-2291" into pieces, so an exact term is matched on either tokenization.
 KEYWORD_PROPERTIES = ["content", "content_words^5"]
+# A query without Chinese, Japanese or Korean searches the plain words alone: gse cuts each
+# English word of a query into every piece its dictionary knows ("restore": "re", "store",
+# ...), each a term most memories hold, so BM25 over `content` scores nearly the whole store
+# (half a second a query at 100,000 memories), for matches of pieces that are not the word.
+WORDS_ONLY = ["content_words"]
+# The description memsys gives `content_words` when it adds it to a collection made before
+# it: the memories stored by then lack it, so keywords are searched in `content` too.
+ADDED_WORDS_NOTE = "added to a collection made before it: older memories lack it"
 # A keyword search asks for this many times the hits it shows, and keeps those that hold a
 # query term (gse's pieces of a word score too).
 KEYWORD_CANDIDATES = 5
@@ -65,6 +74,12 @@ KEYWORD_CANDIDATES = 5
 # "会議室の予約"): as a keyword it matches nearly every text, and Weaviate's stopwords do not
 # apply to gse, so the keyword side of a search leaves it out.
 _CJK_PARTICLE = re.compile(r"(?<=[\u4e00-\u9fff\u30a0-\u30ff])[的了是在和のはがをにでとも](?=[\u4e00-\u9fff\u30a0-\u30ff\s]|$)")
+
+
+def keyword_properties(query: str, words_complete: bool = True) -> list[str]:
+    """The properties BM25 searches for `query`: the plain words, and with Chinese, Japanese
+    or Korean in it (or memories stored without plain words) the gse-tokenized content too."""
+    return KEYWORD_PROPERTIES if has_cjk(query) or not words_complete else WORDS_ONLY
 
 
 def keyword_text(query: str) -> str:
@@ -170,6 +185,8 @@ class MemoryStore:
         self._down_nodes = down_nodes
         self._ready = False
         self._replication_factor: int | None = None  # read from the collection once, on a write
+        # False when memories stored before `content_words` existed may lack it (see ADDED_WORDS_NOTE).
+        self._words_complete = True
         # The embedder a collection this store creates is recorded with (set by MemorySystem).
         self.embedder: dict[str, Any] | None = None
 
@@ -463,11 +480,15 @@ class MemoryStore:
         """A collection made before memories knew their document gets those properties
         (tokenized for exact filters), so a re-import and delete by document work on it."""
         collection = self.client.collections.get(name)
-        have = {prop.name for prop in collection.config.get().properties}
+        have = {prop.name: prop for prop in collection.config.get().properties}
         for name, tokenization in (("document_id", Tokenization.FIELD), ("document_hash", Tokenization.FIELD),
                                    ("content_words", Tokenization.WORD), ("record_id", Tokenization.FIELD)):
             if name not in have:
-                collection.config.add_property(Property(name=name, data_type=DataType.TEXT, tokenization=tokenization))
+                collection.config.add_property(Property(
+                    name=name, data_type=DataType.TEXT, tokenization=tokenization,
+                    description=ADDED_WORDS_NOTE if name == "content_words" else None))
+        words = have.get("content_words")
+        self._words_complete = words is not None and (words.description or "") != ADDED_WORDS_NOTE
 
     # --- writes --------------------------------------------------------------------
     def write(
@@ -700,7 +721,8 @@ class MemoryStore:
         1 = meaning only, 0 = keywords only). Each hit says how it matched."""
         filters = where.to_weaviate() if where else None
         try:
-            hits = self.read(lambda c: self._search(c.query, vector, _asked(limit, mode), filters, text, mode, alpha))
+            hits = self.read(lambda c: self._search(c.query, vector, _asked(limit, mode), filters, text, mode, alpha,
+                                                   self._keyword_properties(text)))
         except WeaviateBaseError as e:
             if mode == "keyword" or not text or not _OTHER_LENGTH.search(str(e)):
                 raise
@@ -708,14 +730,19 @@ class MemoryStore:
             # such as while a re-embed to a model of other dimensions has not switched yet.
             # Keywords still answer, and each hit says it matched by keyword.
             mode = "keyword"
-            hits = self.read(lambda c: self._search(c.query, None, _asked(limit, mode), filters, text, mode, alpha))
+            hits = self.read(lambda c: self._search(c.query, None, _asked(limit, mode), filters, text, mode, alpha,
+                                                   self._keyword_properties(text)))
         return truthful_hits(hits, text, limit, keyword_only=mode == "keyword")
+
+    def _keyword_properties(self, text: str) -> list[str]:
+        self.ensure_collection()  # it learns whether every memory holds its plain words
+        return keyword_properties(text, self._words_complete)
 
     @staticmethod
     def _search(query: Any, vector: np.ndarray | Sequence[float] | None, limit: int, filters: Any, text: str, mode: str,
-                alpha: float) -> list[StoredMemory]:
+                alpha: float, keyword_properties: list[str]) -> list[StoredMemory]:
         if mode == "keyword":
-            res = query.bm25(query=keyword_text(text), query_properties=KEYWORD_PROPERTIES, limit=limit, filters=filters,
+            res = query.bm25(query=keyword_text(text), query_properties=keyword_properties, limit=limit, filters=filters,
                              return_metadata=MetadataQuery(score=True), return_properties=RETURN_PROPERTIES)
             return [StoredMemory.from_object(o, score=o.metadata.score, matched_by="keyword") for o in res.objects]
         if vector is None:
@@ -731,11 +758,18 @@ class MemoryStore:
             ]
         if mode != "hybrid":
             raise ValueError(f"search mode {mode!r} is not one of {', '.join(SEARCH_MODES)}")
-        res = query.hybrid(query=keyword_text(text), vector=vec, alpha=alpha, limit=limit, filters=filters, query_properties=KEYWORD_PROPERTIES,
+        # Weaviate reads each side's candidates (100 of each) with the properties asked for:
+        # the hits come back with their ids and scores only, and the few shown are read by id.
+        res = query.hybrid(query=keyword_text(text), vector=vec, alpha=alpha, limit=limit, filters=filters,
+                           query_properties=keyword_properties,
                            return_metadata=MetadataQuery(score=True, explain_score=True),
-                           return_properties=RETURN_PROPERTIES)
-        return [StoredMemory.from_object(o, score=o.metadata.score, matched_by=_matched_by(o.metadata.explain_score))
-                for o in res.objects]
+                           return_properties=[])
+        ids = [str(o.uuid) for o in res.objects]
+        found = {str(o.uuid): o for o in query.fetch_objects(
+            filters=Filter.by_id().contains_any(ids), limit=len(ids), return_properties=RETURN_PROPERTIES).objects} if ids else {}
+        return [StoredMemory.from_object(found[str(o.uuid)], score=o.metadata.score,
+                                         matched_by=_matched_by(o.metadata.explain_score))
+                for o in res.objects if str(o.uuid) in found]
 
     def browse(self, offset: int = 0, limit: int = 50, where: MemoryFilter | None = None) -> list[StoredMemory]:
         res = self.read(lambda c: c.query.fetch_objects(
@@ -771,6 +805,12 @@ class MemoryStore:
                  properties: list[str] = RETURN_PROPERTIES) -> Iterator[Any]:
         """Every object matching `filters` (all when None) in uuid order after `after`, read
         a page at a time (see `scan`)."""
+        for objects in self._pages(filters, after, page, include_vector=include_vector, properties=properties):
+            yield from objects
+
+    def _pages(self, filters: Any, after: str | None, page: int, *, include_vector: bool = False,
+               properties: list[str] = RETURN_PROPERTIES) -> Iterator[list[Any]]:
+        """The objects of `_objects`, a page (one request) at a time; a short page is the last."""
         while True:
             if filters is None:
                 query = dict(after=after)
@@ -781,19 +821,47 @@ class MemoryStore:
                 limit=page, include_vector=include_vector, return_properties=properties, **query))
             if not res.objects:
                 return
-            yield from res.objects
+            yield list(res.objects)
+            if len(res.objects) < page:  # the last page: asking again would only find nothing
+                return
             after = str(res.objects[-1].uuid)
 
     def page_after(self, after: str | None, limit: int = 50, where: MemoryFilter | None = None) -> "BrowsePage":
         """One page of memories in uuid order after the cursor `after` (None: the first
         page), and the cursor of the next page (None after the last)."""
-        memories: list[StoredMemory] = []
-        for memory, _ in self.scan(where, after=after, page=min(max(limit, 100), 1000)):
-            memories.append(memory)
-            if len(memories) == limit:
-                break
-        more = len(memories) == limit and next(iter(self.scan(where, after=memories[-1].uuid, page=100)), None) is not None
+        filters = where.to_weaviate() if where is not None else None
+        if after and filters is not None:
+            page = self._filtered_page_after(filters, where, after, limit)  # type: ignore[arg-type]
+            if page is not None:
+                return page
+        # One request for the page and one memory more, which says whether a next page exists
+        # (a page of the most Weaviate answers at once asks again for that one).
+        objects = next(self._pages(filters, after, min(limit + 1, MAX_RESULTS)), [])
+        memories = [StoredMemory.from_object(o) for o in objects[:limit]]
+        more = len(objects) > limit or (len(memories) == limit and limit >= MAX_RESULTS
+                                        and bool(next(self._pages(filters, memories[-1].uuid, 1), [])))
         return BrowsePage(memories, memories[-1].uuid if more else None)
+    def _filtered_page_after(self, filters: Any, where: MemoryFilter, after: str, limit: int) -> BrowsePage | None:
+        """A filtered page after a cursor, at a cost that follows the matches: the matches'
+        uuids (no properties) in order, the page's memories by uuid. The filter "uuid after
+        the cursor" would read every uuid of the store after it. None when more memories
+        match than Weaviate lists at once (the caller pages by that filter then)."""
+        if self.count(where) > MAX_RESULTS:
+            return None
+        res = self.read(lambda c: c.query.fetch_objects(filters=filters, sort=Sort.by_property("_id"),
+                                                        limit=MAX_RESULTS, return_properties=[]))
+        ids = [str(o.uuid) for o in res.objects]
+        if len(ids) >= MAX_RESULTS:
+            return None
+        start = bisect.bisect_right(ids, after)
+        chosen = ids[start:start + limit]
+        found = {str(o.uuid): o for o in self.read(lambda c: c.query.fetch_objects(
+            filters=Filter.by_id().contains_any(chosen), limit=len(chosen), return_properties=RETURN_PROPERTIES,
+        )).objects} if chosen else {}
+        memories = [StoredMemory.from_object(found[i]) for i in chosen if i in found]
+        more = start + limit < len(ids) and bool(memories)
+        return BrowsePage(memories, memories[-1].uuid if more else None)
+
     # --- indexing ------------------------------------------------------------------
     def index_queue(self) -> IndexQueue:
         """What the nodes API (verbose shard status) says is still waiting to be indexed."""

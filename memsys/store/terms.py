@@ -49,6 +49,11 @@ def query_terms(query: str) -> QueryTerms:
     return QueryTerms(tuple(words), tuple(cjk))
 
 
+def has_cjk(text: str) -> bool:
+    """True when `text` holds a Chinese, Japanese or Korean character."""
+    return _CJK_RUN.search(text) is not None
+
+
 def term_spans(text: str, terms: QueryTerms) -> list[tuple[int, int]]:
     """Where the terms occur in `text`, as sorted, non-overlapping (start, end) spans: a word
     only as a whole word (any case), a CJK run as written or, failing that, by its
