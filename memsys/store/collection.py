@@ -44,9 +44,11 @@ RETURN_PROPERTIES = [
     "source_file", "source_location", "chunk_index", "content_hash", "created_at",
     "document_id", "document_hash", "record_id",
 ]
-# What deciding whether a memory needs writing reads of the stored one (`settle`, and the
-# creation time a rewrite keeps): everything but the text itself.
-SETTLE_PROPERTIES = [p for p in RETURN_PROPERTIES if p != "content"]
+# What deciding whether a memory needs writing reads of the stored one: what `settle`
+# compares (the uuid already stands for the content, project, repo, agent and record id)
+# and the creation time a rewrite keeps. Fewer properties, fewer values for the client to decode.
+SETTLE_PROPERTIES = ["content_hash", "document_id", "tags", "source", "source_file", "source_location", "chunk_index",
+                     "created_at"]
 SEARCH_MODES = ("hybrid", "vector", "keyword")
 # A new collection's description records the embedder its vectors come from.
 EMBEDDER_NOTE = "memsys memories; embedder "
@@ -655,8 +657,8 @@ class MemoryStore:
     def existing(self, uuids: Sequence[str], level: str | None = None,
                  properties: list[str] = RETURN_PROPERTIES) -> dict[str, StoredMemory]:
         """The stored memories among `uuids`, by uuid (read at `level`, default the
-        configured read consistency), with `properties` read (SETTLE_PROPERTIES: all but
-        the content, which then reads as "")."""
+        configured read consistency), with `properties` read (those left out read as
+        empty: SETTLE_PROPERTIES is what `settle` needs)."""
         found: dict[str, StoredMemory] = {}
         ids = list(dict.fromkeys(uuids))
         for start in range(0, len(ids), 1000):
