@@ -673,13 +673,14 @@ class MemoryStore:
         return found
 
     def stored_count(self, uuids: Sequence[str]) -> int:
-        """How many of `uuids` are stored (their ids read only, a thousand per query)."""
+        """How many of `uuids` are stored: counted by Weaviate (an aggregate over an id
+        filter, a thousand ids per request), nothing read back."""
         ids = list(dict.fromkeys(uuids))
         found = 0
         for start in range(0, len(ids), 1000):
-            chunk = ids[start:start + 1000]
-            found += len(self.read(lambda c: c.query.fetch_objects(
-                filters=Filter.by_id().contains_any(chunk), limit=len(chunk), return_properties=[])).objects)
+            flt = Filter.by_id().contains_any(ids[start:start + 1000])
+            res = self.on_a_node(lambda: self.collection.aggregate.over_all(total_count=True, filters=flt))
+            found += int(res.total_count or 0)
         return found
 
     def get(self, uuid: str) -> StoredMemory | None:
