@@ -183,6 +183,7 @@ class PreparedBatch:
     cache_misses: int = 0
     retries: int = 0
     cancelled: bool = False  # cancel came before its write: nothing of it is written or recorded
+    staged: bool = False  # some of its items were given a stage (item_stages) to clear once recorded
 
     def fail(self, seqs: Sequence[int], reason: str, error_type: str) -> None:
         for seq in seqs:
@@ -295,6 +296,7 @@ class BatchWork:
         if prepared.to_write:
             embed_started, waited_before = time.time(), waited()
             run.job.jobs.set_stage(run.job_id, [item.seq for item, _ in prepared.to_write], EMBEDDING)
+            prepared.staged = True
             self._embed(prepared, run.embedder)
             prepared.embedder_seconds = time.time() - embed_started
             prepared.provider_wait_seconds = waited() - waited_before
@@ -433,7 +435,8 @@ class BatchWork:
         prepared.store_wait_seconds = waited() - waited_before
         record = prepared.record(run.job_id, write_started, finished=time.time())
         run.job.jobs.record_batch(record, prepared.outcomes)
-        run.job.jobs.clear_stages(run.job_id, seqs)
+        if prepared.staged:  # a batch of stored memories only was never staged: nothing to clear
+            run.job.jobs.clear_stages(run.job_id, seqs)
         failure = prepared.first_failure()
         if failure is not None and not config.continue_on_error:
             run.stop.stop(f"batch {prepared.batch_no} had failures and continue_on_error is off: {failure}")
