@@ -86,7 +86,10 @@ def _restore(args: argparse.Namespace) -> int:
 
 def _confirm_restore(engine: Engine, args: argparse.Namespace) -> int | None:
     """A restore that only adds memories (or writes them as they are stored) goes ahead;
-    one that would overwrite memories stored with other fields asks first."""
+    one that would overwrite memories stored with other fields asks first. With --yes
+    there is nothing to ask: the file is read once, by the restore itself."""
+    if args.yes and not args.dry_run:
+        return None
     with args.file.open(encoding="utf-8") as lines:
         total, overwritten = engine.memories.restore_overwrites(lines)
     plan = f"would restore {plural(total, 'memory', 'memories')} from {args.file}"

@@ -11,7 +11,7 @@ from memsys.access import action
 from memsys.audit import AuditAction, AuditRecord
 from memsys.config import BatchConfig
 from memsys.ingest.chunking import ChunkSettings
-from memsys.ingest.files import iter_memories
+from memsys.ingest.files import iter_memories, prestart_reader
 from memsys.ingest.memories import MemoryDefaults
 from memsys.ingest.readers import FieldMapping, InputProblem, ReadTally, has_columns, structured_columns
 from memsys.jobs import iter_chunks
@@ -77,7 +77,9 @@ class Imports(Calls):
 
     @action(OPERATOR, "copying files in for an import")
     def spool_paths(self, paths: Sequence[Path | str]) -> list[Path]:
-        """Copy files and folders into a new spool folder; returns the copies."""
+        """Copy files and folders into a new spool folder; returns the copies. A reader
+        worker starts meanwhile, for the import that follows."""
+        prestart_reader(read_limits(self._engine.settings))
         return self._engine.spool.copy_in(paths)
 
     @staticmethod
@@ -113,6 +115,7 @@ class Imports(Calls):
         if mirror and not origin:
             raise ValueError("a mirror import needs its origin: the folders or files it mirrors")
         engine = self._engine
+        prestart_reader(read_limits(engine.settings))  # it boots while the job is recorded and claimed
         provider = engine.system.router.provider
         request = ImportRequest(
             paths=tuple(str(Path(p).resolve()) for p in paths),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Iterable, TextIO
 
 from memsys.access import action
@@ -14,10 +16,28 @@ from memsys.errors import StoreUnavailableError
 from memsys.ingest.memories import MemoryDefaults
 from memsys.models import Memory
 from memsys.jobs.request import ImportRequest, embedder_name
-from memsys.store import BrowsePage, MemoryFilter, StoredMemory, export_record, parse_export_line
+from memsys.store import SETTLE_PROPERTIES, BrowsePage, MemoryFilter, StoredMemory, export_record, parse_export_line
+from memsys.units import plural
 from memsys.engine.calls import ADMIN, OPERATOR, VIEWER, Calls, audited
 from memsys.engine.forgetting import forget_content
 from memsys.engine.records import CollectionVersion, DocumentSummary
+
+
+# Write requests a restore has in flight at once (the Weaviate client's batch sends two).
+_RESTORE_REQUESTS = 2
+
+
+def _finish(writes: "deque[Future[int]]", details: dict[str, Any]) -> None:
+    """Wait for every write still in flight, counting what each wrote in `details`; the
+    first write that failed raises once the others are done."""
+    error = None
+    while writes:
+        try:
+            details["count"] += writes.popleft().result()
+        except Exception as e:  # noqa: BLE001 - raised below, once every write is done
+            error = error or e
+    if error is not None:
+        raise error
 
 
 class Memories(Calls):
@@ -80,18 +100,34 @@ class Memories(Calls):
                      {"source": source} if source else None) as details:
             check_embedder(system)
             provider = system.router.provider
-            pending: list[tuple[Memory, list[float] | None, Any]] = []
             details["count"] = 0
-            for number, line in enumerate(lines, start=1):
-                if not line.strip():
-                    continue
-                memory, vector, created = parse_export_line(line, number, provider.fingerprint, embedder_name(provider))
-                pending.append((memory, vector, created))
-                if len(pending) >= batch:
-                    details["count"] += self._restore_batch(pending)
-                    pending = []
-            if pending:
-                details["count"] += self._restore_batch(pending)
+            restored: set[str] = set()
+            # Lines are read and checked while earlier batches are written, at most
+            # _RESTORE_REQUESTS write requests at once (as the client's own batch sends them).
+            writes: deque[Future[int]] = deque()
+            with ThreadPoolExecutor(_RESTORE_REQUESTS, thread_name_prefix="memsys-restore") as pool:
+                try:
+                    pending: list[tuple[Memory, Any, Any]] = []
+                    for number, line in enumerate(lines, start=1):
+                        if not line.strip():
+                            continue
+                        memory, vector, created = parse_export_line(line, number, provider.fingerprint,
+                                                                    embedder_name(provider))
+                        pending.append((memory, vector, created))
+                        restored.add(memory.uuid)
+                        if len(pending) >= batch:
+                            writes.append(pool.submit(self._restore_batch, pending))
+                            pending = []
+                            while len(writes) >= _RESTORE_REQUESTS:
+                                details["count"] += writes.popleft().result()
+                    if pending:
+                        writes.append(pool.submit(self._restore_batch, pending))
+                finally:
+                    _finish(writes, details)
+            missing = len(restored) - system.store.stored_count(list(restored))
+            if missing:
+                raise StoreUnavailableError(f"{plural(missing, 'memory', 'memories')} of the restore "
+                                            f"{'is' if missing == 1 else 'are'} not in the store after it was written")
         return int(details["count"])
 
     @action(OPERATOR, "restoring memories")
@@ -115,7 +151,8 @@ class Memories(Calls):
 
     def _stored_otherwise(self, memories: list[Memory]) -> int:
         """How many of these memories are stored with other fields than theirs."""
-        stored = self._engine.system.store.existing([m.uuid for m in memories]) if memories else {}
+        stored = self._engine.system.store.existing([m.uuid for m in memories], properties=SETTLE_PROPERTIES) \
+            if memories else {}
         return sum(1 for m in memories if m.uuid in stored and not stored[m.uuid].same_as(m))
 
     def _restore_batch(self, batch: list[tuple[Memory, list[float] | None, Any]]) -> int:

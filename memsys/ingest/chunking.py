@@ -9,6 +9,8 @@ returned, so the embedder never has to truncate.
 """
 from __future__ import annotations
 
+import functools
+import hashlib
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
@@ -36,6 +38,10 @@ _WORD_END = re.compile(r"\s+")
 _MAX_CHARS_PER_TOKEN = 32
 # How often a chunk over the limit is split again, smaller, before giving up.
 _MAX_RESPLITS = 8
+# Texts whose cut a chunker remembers (by digest: 16 bytes and their offsets each), so a
+# re-import of unchanged files in the same process (a reader worker kept in the pool, the
+# dashboard's server) does not count their tokens again.
+_REMEMBERED_CUTS = 50_000
 
 
 @dataclass(frozen=True)
@@ -92,24 +98,47 @@ class Chunker:
     """Splits texts for one tokenizer. `count_tokens` is what the model sees for a text,
     including any fixed overhead it adds (e5's "passage: " prefix and special tokens)."""
 
-    def __init__(self, settings: ChunkSettings, count_tokens: Callable[[str], int]) -> None:
+    def __init__(self, settings: ChunkSettings, count_tokens: Callable[[str], int], *, load_on_use: bool = False) -> None:
         self.settings = settings
         self._count = count_tokens
-        # What the model adds to every input. Not count(""): e5 counts an empty passage one
-        # higher than the prefix alone, while "a" is a single token in every vocabulary.
-        self._overhead = max(0, count_tokens("a") - 1)
-        if settings.max_tokens - self._overhead < MIN_CHUNK_TOKENS // 2:
-            raise ConfigError(f"chunk max_tokens {settings.max_tokens} leaves no room for text")
+        if not load_on_use:
+            self.load()
+        self._cuts: dict[bytes, tuple[tuple[int, int], ...]] = {}  # text digest -> its chunks' offsets
+
+    @functools.cached_property
+    def _overhead(self) -> int:
+        """What the model adds to every input. Not count(""): e5 counts an empty passage one
+        higher than the prefix alone, while "a" is a single token in every vocabulary."""
+        overhead = max(0, self._count("a") - 1)
+        if self.settings.max_tokens - overhead < MIN_CHUNK_TOKENS // 2:
+            raise ConfigError(f"chunk max_tokens {self.settings.max_tokens} leaves no room for text")
+        return overhead
+
+    def load(self) -> None:
+        """Load the tokenizer now (and check the settings leave room for text)."""
+        self._overhead  # noqa: B018 - computed, and cached, for its check and the tokenizer load
 
     @classmethod
     def for_model(cls, provider: str, model: str, settings: ChunkSettings | None = None) -> "Chunker":
+        """The chunker of a model's tokenizer, which is loaded on the first text that needs
+        counting: a process whose texts are all cut elsewhere (in reader workers) or
+        remembered never loads it."""
         settings = settings or ChunkSettings.for_model(provider, model)
         settings.check_fits(provider, model)
-        return cls(settings, token_counter(provider, model))
+        return cls(settings, lambda text: token_counter(provider, model)(text), load_on_use=True)
 
     def split(self, text: str) -> list[Chunk]:
-        """Chunks of `text` in order, each within max_tokens; [] for blank text."""
-        return self._split(text, 0, len(text), self.settings.max_tokens - self._overhead, 0)
+        """Chunks of `text` in order, each within max_tokens; [] for blank text. A text
+        cut before by this chunker is cut the same way again without counting tokens."""
+        key = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+        cut = self._cuts.get(key)
+        if cut is None:
+            chunks = self._split(text, 0, len(text), self.settings.max_tokens - self._overhead, 0)
+            if len(self._cuts) >= _REMEMBERED_CUTS:
+                del self._cuts[next(iter(self._cuts))]  # the oldest goes
+            self._cuts[key] = tuple((c.start, c.end) for c in chunks)
+            return chunks
+        return [Chunk(text[start:end], start, end) for start, end in cut]
 
     def _split(self, text: str, lo: int, hi: int, budget: int, retries: int) -> list[Chunk]:
         """Chunks of text[lo:hi]: spans are packed up to `budget` text tokens, and every

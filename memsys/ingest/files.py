@@ -82,6 +82,13 @@ def iter_memories(
     return memories_from_pieces(pieces, defaults, chunker)
 
 
+def prestart_reader(limits: ReadLimits) -> None:
+    """Start a reader worker ahead of an import's reading, when files are read in workers:
+    it boots while the import is set up (`ReaderPool.prestart`)."""
+    if limits.isolate:
+        reader_pool().prestart(limits)
+
+
 def _file_reader(
     limits: ReadLimits, cancelled: Callable[[], bool] | None, plan: ChunkPlan | None
 ) -> FileReader[SourceText | InputProblem | Memory]:

@@ -165,6 +165,15 @@ class ReaderPool:
                 worker.kill()
         return _Worker(limits)
 
+    def prestart(self, limits: ReadLimits) -> None:
+        """Start a worker now unless one is idle, so the next read does not wait for a new
+        Python to start: it boots while the caller goes on (an import's spooling and set-up)."""
+        with self._lock:
+            if len(self._idle) >= _POOL_SIZE or any(
+                    w.memory_bytes == limits.reader_memory_bytes and w.alive() for w in self._idle):
+                return
+            self._idle.append(_Worker(limits))
+
     def _give_back(self, worker: _Worker) -> None:
         with self._lock:
             if len(self._idle) < _POOL_SIZE and worker.alive():
@@ -330,6 +339,7 @@ def _read_one(request: _Request, send: Connection, chunkers: _Chunkers) -> bool:
         key = (plan.provider, plan.model, plan.settings)
         if key not in chunkers:
             chunkers[key] = plan.chunker()
+            chunkers[key].load()
         pieces = memories_from_pieces(pieces, plan.defaults, chunkers[key])
     send.send_bytes(pickle.dumps(("entry", request.name)))
     try:

@@ -26,7 +26,7 @@ from memsys.jobs.records import UPDATED, WRITTEN, ItemOutcome, PendingItem
 from memsys.logs import event, get_logger
 from memsys.models import Memory
 from memsys.retry import RetryPolicy, log_retry
-from memsys.store import MemoryStore, StoredMemory, is_replica_error, settle
+from memsys.store import SETTLE_PROPERTIES, MemoryStore, StoredMemory, is_replica_error, settle
 from memsys.waits import add_wait, waited
 
 log = get_logger("pipeline")
@@ -183,6 +183,7 @@ class PreparedBatch:
     cache_misses: int = 0
     retries: int = 0
     cancelled: bool = False  # cancel came before its write: nothing of it is written or recorded
+    staged: bool = False  # some of its items were given a stage (item_stages) to clear once recorded
 
     def fail(self, seqs: Sequence[int], reason: str, error_type: str) -> None:
         for seq in seqs:
@@ -270,7 +271,7 @@ class BatchWork:
         try:
             if unknown:
                 existing.update(run.retry.run(
-                    lambda: run.store.existing(unknown),
+                    lambda: run.store.existing(unknown, properties=SETTLE_PROPERTIES),
                     is_retryable=lambda e: isinstance(e, (WeaviateBaseError, OSError)),
                     what=f"a Weaviate lookup of {len(unknown)} items",
                 ))
@@ -295,6 +296,7 @@ class BatchWork:
         if prepared.to_write:
             embed_started, waited_before = time.time(), waited()
             run.job.jobs.set_stage(run.job_id, [item.seq for item, _ in prepared.to_write], EMBEDDING)
+            prepared.staged = True
             self._embed(prepared, run.embedder)
             prepared.embedder_seconds = time.time() - embed_started
             prepared.provider_wait_seconds = waited() - waited_before
@@ -310,6 +312,15 @@ class BatchWork:
         keep: list[tuple[PendingItem, Memory]] = []
         created: list[Any] = []
         vectors: list[Any] = []
+        if embedder.use_cache and todo:
+            # What the cache holds costs no embedding: read in one call and marked embedded
+            # at once; only the texts left are embedded in sub-calls.
+            cached = embedder.router.cached_texts([m.content for (_, m), _ in todo])
+            if cached:
+                hits = [pair for pair in todo if pair[0][1].content in cached]
+                todo = [pair for pair in todo if pair[0][1].content not in cached]
+                if not self._embed_part(prepared, embedder, hits, keep, created, vectors):
+                    todo = hits + todo  # refused after all (the cache changed meanwhile): embed as below
         while todo:
             if run.cancelled():
                 self._drop(prepared)
@@ -341,16 +352,33 @@ class BatchWork:
                 continue
             if result.embedded and not result.retries:  # cached texts, and waits to retry, say nothing of the speed
                 run.seconds_per_text = (time.monotonic() - started) / result.embedded
-            keep.extend(pair for pair, _ in part)
-            created.extend(when for _, when in part)
-            vectors.extend(result.vectors)
-            prepared.cache_hits += result.cache_hits
-            prepared.cache_misses += len(texts) - result.cache_hits
-            prepared.retries += result.retries
-            prepared.tokens += result.tokens
-            run.job.jobs.set_stage(run.job_id, [item.seq for (item, _), _ in part], EMBEDDED)
+            self._embedded(prepared, part, result, keep, created, vectors)
         prepared.to_write, prepared.created_at = keep, created
         prepared.vectors = vectors
+
+    def _embed_part(self, prepared: PreparedBatch, embedder: JobEmbedder, part: list[tuple[tuple[PendingItem, Memory], Any]],
+                    keep: list[tuple[PendingItem, Memory]], created: list[Any], vectors: list[Any]) -> bool:
+        """Embed `part` in one call (texts the cache holds); False, with nothing kept, when
+        the embedder refused it."""
+        try:
+            result = embedder.embed([m.content for (_, m), _ in part])
+        except (EmbeddingProviderError, InputTooLongError, ValueError):
+            return False
+        self._embedded(prepared, part, result, keep, created, vectors)
+        return True
+
+    def _embedded(self, prepared: PreparedBatch, part: list[tuple[tuple[PendingItem, Memory], Any]], result: EmbeddingResult,
+                  keep: list[tuple[PendingItem, Memory]], created: list[Any], vectors: list[Any]) -> None:
+        """Keep what one call embedded and mark its items embedded (the progress moves)."""
+        run = self.run
+        keep.extend(pair for pair, _ in part)
+        created.extend(when for _, when in part)
+        vectors.extend(result.vectors)
+        prepared.cache_hits += result.cache_hits
+        prepared.cache_misses += len(part) - result.cache_hits
+        prepared.retries += result.retries
+        prepared.tokens += result.tokens
+        run.job.jobs.set_stage(run.job_id, [item.seq for (item, _), _ in part], EMBEDDED)
 
     def _embed_one_by_one(self, prepared: PreparedBatch, embedder: JobEmbedder, part: list[tuple[tuple[PendingItem, Memory], Any]],
                           keep: list[tuple[PendingItem, Memory]], created: list[Any], vectors: list[Any]) -> bool:
@@ -407,7 +435,8 @@ class BatchWork:
         prepared.store_wait_seconds = waited() - waited_before
         record = prepared.record(run.job_id, write_started, finished=time.time())
         run.job.jobs.record_batch(record, prepared.outcomes)
-        run.job.jobs.clear_stages(run.job_id, seqs)
+        if prepared.staged:  # a batch of stored memories only was never staged: nothing to clear
+            run.job.jobs.clear_stages(run.job_id, seqs)
         failure = prepared.first_failure()
         if failure is not None and not config.continue_on_error:
             run.stop.stop(f"batch {prepared.batch_no} had failures and continue_on_error is off: {failure}")

@@ -27,6 +27,7 @@ from memsys.jobs.reembed import Reembed
 from memsys.jobs.request import ImportRequest, embedder_name
 from memsys.logs import event, get_logger, job_context
 from memsys.retry import RetryPolicy
+from memsys.store import SETTLE_PROPERTIES
 
 log = get_logger("pipeline")
 _START_RETRY = RetryPolicy(5, 0.5, 4.0)  # about 10 s of retries for the reads that open a job
@@ -222,7 +223,7 @@ class ImportPipeline:
             uuids = [item.uuid for item in window]
             lookup_started = time.monotonic()
             try:
-                stored = run.store.existing(uuids)
+                stored = run.store.existing(uuids, properties=SETTLE_PROPERTIES)
             except (WeaviateBaseError, OSError) as e:
                 log.warning("Weaviate did not answer which of %d items it holds (each batch asks again): %s", len(uuids), e,
                             extra=event("store.lookup.failed", items=len(uuids), error=type(e).__name__, reason=str(e)))

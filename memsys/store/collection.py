@@ -23,17 +23,16 @@ from typing import Any, Callable, Iterator, Sequence, TypeVar
 import httpx
 import numpy as np
 import weaviate
-import weaviate.classes as wvc
 from weaviate.classes.aggregate import GroupByAggregate
 from weaviate.classes.config import (Configure, ConsistencyLevel, DataType, Property, Tokenization,
                                      VectorDistances)
 from weaviate.classes.query import Filter, MetadataQuery, Sort
-from weaviate.exceptions import UnexpectedStatusCodeError, WeaviateBaseError, WeaviateInsertManyAllFailedError
+from weaviate.exceptions import UnexpectedStatusCodeError, WeaviateBaseError
 
 from memsys.config import Settings
 from memsys.errors import StoreUnavailableError
 from memsys.models import Memory
-from memsys.store import server
+from memsys.store import server, wire
 from memsys.store.client import MAX_RESULTS
 from memsys.store.connection import Connection
 from memsys.store.terms import has_cjk, query_terms, terms_found
@@ -46,6 +45,11 @@ RETURN_PROPERTIES = [
     "source_file", "source_location", "chunk_index", "content_hash", "created_at",
     "document_id", "document_hash", "record_id",
 ]
+# What deciding whether a memory needs writing reads of the stored one: what `settle`
+# compares (the uuid already stands for the content, project, repo, agent and record id)
+# and the creation time a rewrite keeps. Fewer properties, fewer values for the client to decode.
+SETTLE_PROPERTIES = ["content_hash", "document_id", "tags", "source", "source_file", "source_location", "chunk_index",
+                     "created_at"]
 SEARCH_MODES = ("hybrid", "vector", "keyword")
 # A new collection's description records the embedder its vectors come from.
 EMBEDDER_NOTE = "memsys memories; embedder "
@@ -502,28 +506,18 @@ class MemoryStore:
         `failed`; nothing is dropped silently."""
         if not memories:
             return WriteOutcome([], {})
-        now = dt.datetime.now(dt.timezone.utc)
-        objects = []
-        for i, m in enumerate(memories):
-            props = m.properties()
-            props["created_at"] = (created_at[i] if created_at and created_at[i] else now)
-            props["content_words"] = m.content
-            vec = vectors[i]
-            objects.append(
-                wvc.data.DataObject(properties=props, uuid=m.uuid, vector=vec.tolist() if isinstance(vec, np.ndarray) else list(vec))
-            )
+        now = wire.stamp(dt.datetime.now(dt.timezone.utc))
+        stamps = [wire.stamp(created_at[i]) if created_at and created_at[i] else now for i in range(len(memories))]
         short = self._too_few_replicas()
         if short:
-            return WriteOutcome([], {i: short for i in range(len(objects))})
-        try:
-            # The same UUIDs again on another node if this one did not answer: never twice.
-            result = self.on_a_node(lambda: self._writing().data.insert_many(objects))
-        except WeaviateInsertManyAllFailedError as e:
-            # Every object refused alike (no replica quorum, say): per-object failures, so
-            # the caller retries them with the same UUIDs or records each with its reason.
-            message = e.message.split("Here is the set of all errors: ", 1)[-1]
-            return WriteOutcome([], {i: self._explain_write_error(message) for i in range(len(objects))})
-        failed = {int(i): self._explain_write_error(err.message) for i, err in result.errors.items()}
+            return WriteOutcome([], {i: short for i in range(len(memories))})
+        # The request is built once (vectors as float32 bytes) and sent as `insert_many` would.
+        request = wire.batch_request(self.collection_name, memories, vectors, stamps, self.settings.write_consistency)
+        # The same UUIDs again on another node if this one did not answer: never twice.
+        errors = self.on_a_node(lambda: wire.send(self.collection, request))
+        # Objects refused (every one alike when no replica quorum answered, say) are
+        # per-object failures: the caller retries them with the same UUIDs or records each.
+        failed = {int(i): self._explain_write_error(message) for i, message in errors.items()}
         written = [m.uuid for i, m in enumerate(memories) if i not in failed]
         return WriteOutcome(written, failed)
 
@@ -585,7 +579,7 @@ class MemoryStore:
                 filters=Filter.by_id().contains_any(chunk), limit=len(chunk), include_vector=True, return_properties=[]
             ))
             for obj in res.objects:
-                found[str(obj.uuid)] = list(obj.vector["default"])
+                found[str(obj.uuid)] = obj.vector["default"]
         return found
 
     def delete_matching(self, where: MemoryFilter, before_delete: Callable[[list[str]], None] | None = None) -> int:
@@ -681,20 +675,33 @@ class MemoryStore:
         self._replication_factor = None
 
     # --- reads ---------------------------------------------------------------------
-    def existing(self, uuids: Sequence[str], level: str | None = None) -> dict[str, StoredMemory]:
+    def existing(self, uuids: Sequence[str], level: str | None = None,
+                 properties: list[str] = RETURN_PROPERTIES) -> dict[str, StoredMemory]:
         """The stored memories among `uuids`, by uuid (read at `level`, default the
-        configured read consistency)."""
+        configured read consistency), with `properties` read (those left out read as
+        empty: SETTLE_PROPERTIES is what `settle` needs)."""
         found: dict[str, StoredMemory] = {}
         ids = list(dict.fromkeys(uuids))
         for start in range(0, len(ids), 1000):
             chunk = ids[start:start + 1000]
             fetch = lambda c: c.query.fetch_objects(  # noqa: E731
-                filters=Filter.by_id().contains_any(chunk), limit=len(chunk), return_properties=RETURN_PROPERTIES
+                filters=Filter.by_id().contains_any(chunk), limit=len(chunk), return_properties=properties
             )
             # A check at an explicit level (ALL, for verification) must not fall back.
             res = fetch(self.collection.with_consistency_level(ConsistencyLevel(level))) if level else self.read(fetch)
             for obj in res.objects:
                 found[str(obj.uuid)] = StoredMemory.from_object(obj)
+        return found
+
+    def stored_count(self, uuids: Sequence[str]) -> int:
+        """How many of `uuids` are stored: counted by Weaviate (an aggregate over an id
+        filter, a thousand ids per request), nothing read back."""
+        ids = list(dict.fromkeys(uuids))
+        found = 0
+        for start in range(0, len(ids), 1000):
+            flt = Filter.by_id().contains_any(ids[start:start + 1000])
+            res = self.on_a_node(lambda: self.collection.aggregate.over_all(total_count=True, filters=flt))
+            found += int(res.total_count or 0)
         return found
 
     def get(self, uuid: str) -> StoredMemory | None:
@@ -799,7 +806,7 @@ class MemoryStore:
         time: Weaviate reads only the matches, however large the store."""
         for obj in self._objects(where.to_weaviate() if where is not None else None, after, page,
                                  include_vector=include_vector):
-            yield StoredMemory.from_object(obj), (list(obj.vector["default"]) if include_vector else None)
+            yield StoredMemory.from_object(obj), (obj.vector["default"] if include_vector else None)
 
     def _objects(self, filters: Any, after: str | None, page: int, *, include_vector: bool = False,
                  properties: list[str] = RETURN_PROPERTIES) -> Iterator[Any]:

@@ -9,6 +9,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+import numpy as np
 from weaviate.classes.query import Filter
 
 from memsys.models import Memory
@@ -154,10 +155,10 @@ def export_record(memory: StoredMemory) -> dict[str, Any]:
     }
 
 
-def parse_export_line(line: str, number: int, embedder: str, embedder_name: str) -> tuple[Memory, list[float] | None, dt.datetime | None]:
-    """One export line back to a memory, its vector (None when the export has none) and
-    its creation time; ValueError names the line and the problem. A vector made by another
-    embedder than `embedder` is refused: one collection holds one model's vectors."""
+def parse_export_line(line: str, number: int, embedder: str, embedder_name: str) -> tuple[Memory, np.ndarray | None, dt.datetime | None]:
+    """One export line back to a memory, its vector as float32 (None when the export has
+    none) and its creation time; ValueError names the line and the problem. A vector made
+    by another embedder than `embedder` is refused: one collection holds one model's vectors."""
     try:
         record = json.loads(line)
     except json.JSONDecodeError as e:
@@ -180,8 +181,11 @@ def parse_export_line(line: str, number: int, embedder: str, embedder_name: str)
                 f"line {number}: its vector was made by {made_by_name or 'an unknown embedder'}, but this store embeds "
                 f"with {embedder_name}; restore it with the embedder it was exported with, or export it without vectors"
             )
-        if not isinstance(vector, list) or not vector or not all(isinstance(x, (int, float)) for x in vector):
+        # One conversion, checked by its type: a list of numbers only (no strings, nesting or nulls).
+        numbers = np.asarray(vector) if isinstance(vector, list) else None
+        if numbers is None or numbers.ndim != 1 or not numbers.size or numbers.dtype.kind not in "fiu":
             raise ValueError(f"line {number}: 'vector' must be a list of numbers")
+        vector = numbers.astype(np.float32)
     try:
         created = dt.datetime.fromisoformat(created_raw) if created_raw else None
     except (TypeError, ValueError):
