@@ -61,8 +61,8 @@ TEST_WORKERS ?= 2
 test: setup browser oidc
 	$(BIN)/python -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
-# Every benchmark step with its figures and how long it took (~15 minutes on a quiet 2-core
-# machine); `make bench ARGS=--quick` the headline figures only (within 5 minutes), and
+# Every benchmark step with its figures and how long it took; `make bench ARGS=--quick`
+# the headline figures only (a few minutes on a quiet 2-core machine), and
 # `make bench ARGS="pipeline:cold server"` the named steps.
 bench: setup
 	$(BIN)/python -m bench $(ARGS)
