@@ -61,8 +61,11 @@ TEST_WORKERS ?= 2
 test: setup browser oidc
 	$(BIN)/python -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
+# Every benchmark step with its figures and how long it took; `make bench ARGS=--quick`
+# the headline figures only (a few minutes on a quiet 2-core machine), and
+# `make bench ARGS="pipeline:cold server"` the named steps.
 bench: setup
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache test-artifacts *.egg-info

@@ -1,4 +1,4 @@
-"""Embedding cache benchmarks (TARGETS.md P2, and the health check's speed): 10,000 cached
+"""Embedding cache benchmarks (TARGETS.md P2, P2l, and the health check's speed): 10,000 cached
 vectors looked up in one call, against a loop of single diskcache gets and against the
 seed's one-JSON-file-per-entry layout, all on the same vectors in this run. The cache is
 filled directly with EmbeddingCache.set_many: cache lookups are what is measured, and no
@@ -78,6 +78,7 @@ def _run(tmp: Path) -> list[Result]:
     assert np.array_equal(np.asarray(router.get_embeddings_batch(texts[:3])), vectors[:3])
 
     batch = median_seconds(lambda: router.get_embeddings_batch(texts), repeats=5)
+    floor = median_seconds(vectors.tolist, repeats=5)  # numpy's own Python floats of the same vectors
     embed = median_seconds(lambda: router.embed(texts), repeats=5)
     gets = median_seconds(single_gets, repeats=3)
     gets_lists = median_seconds(single_gets_as_lists, repeats=3)
@@ -88,10 +89,10 @@ def _run(tmp: Path) -> list[Result]:
     assert final.ok and final.healthy == entries
 
     return [
-        Result("P2", f"get_embeddings_batch (lists) vs one JSON file per entry ({N:,})", files / batch, "x",
-               ">= 15x", files / batch >= 15, f"{batch * 1e3:.0f} ms vs {files * 1e3:.0f} ms"),
-        Result("P2", "get_embeddings_batch throughput (lists of Python floats)", N / batch, "vectors/s",
-               ">= 100,000/s", N / batch >= 100_000, "includes ~3.8M float objects"),
+        Result("P2l", f"get_embeddings_batch (lists) vs numpy's tolist() of the same vectors ({N:,})", floor / batch,
+               "x", ">= 0.8x", floor / batch >= 0.8,
+               f"{batch * 1e3:.0f} ms vs {floor * 1e3:.0f} ms ({N / batch:,.0f} vectors/s; ~3.8M float objects); "
+               f"one JSON file per entry {files * 1e3:.0f} ms"),
         Result("P2", f"embed() (numpy, the import path) vs one JSON file per entry ({N:,})", files / embed, "x",
                ">= 15x", files / embed >= 15, f"{embed * 1e3:.0f} ms vs {files * 1e3:.0f} ms"),
         Result("P2", "embed() throughput (numpy)", N / embed, "vectors/s",

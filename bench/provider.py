@@ -93,8 +93,10 @@ def server_tokens_per_minute(upstream: str) -> float:
     return count / seconds * 60
 
 
-def bench_budget(b: _Bench, upstream: str) -> list[Result]:
-    """P10: tokens per minute achieved vs the limit, and the share of 429s, new vs old."""
+def bench_budget(b: _Bench, upstream: str, modes: tuple[str, ...] = ("budget",)) -> list[Result]:
+    """P10: tokens per minute achieved vs the limit, and the share of 429s. With
+    `modes=("budget", "old")` also the old pipeline (no budget) for comparison, which
+    `make bench` no longer runs (its half-minute measures nothing the target asks)."""
     sys.path.insert(0, str(REPO / "tests"))
     from faults import FaultProxy
 
@@ -103,7 +105,7 @@ def bench_budget(b: _Bench, upstream: str) -> list[Result]:
     corpus = texts(n, 30, seed=10)
     path = write_jsonl(b.root / "p10.jsonl", corpus)
     figures = {}
-    for mode in ("budget", "old"):
+    for mode in modes:
         with FaultProxy(upstream, every=0, latency=LATENCY, tpm=tpm, rpm=RPM, burst_seconds=BURST_SECONDS) as proxy:
             engine = b.engine(f"p10-{mode}", [proxy.url], old=mode == "old")
             seconds, job = b.run(engine, path, BATCHES_OF_20)
@@ -114,23 +116,27 @@ def bench_budget(b: _Bench, upstream: str) -> list[Result]:
             figures[mode] = (steady / tpm, proxy.over_limit / max(1, proxy.requests), proxy.requests, job, seconds)
             engine.job_store.close()
     new_ratio, new_429, new_requests, new_job, new_seconds = figures["budget"]
-    old_ratio, old_429, old_requests, old_job, old_seconds = figures["old"]
+    ratio_detail = f"import {new_seconds:.1f}s, written {new_job.written}"  # type: ignore[attr-defined]
+    share_detail = f"{new_429 * new_requests:.0f} of {new_requests}"
+    if "old" in figures:
+        old_ratio, old_429, old_requests, old_job, old_seconds = figures["old"]
+        ratio_detail += (f"; old pipeline {old_ratio:.2f}x, import {old_seconds:.1f}s, written {old_job.written} "  # type: ignore[attr-defined]
+                         f"(failed {old_job.failed})")  # type: ignore[attr-defined]
+        share_detail += f"; old pipeline {old_429:.0%} ({old_429 * old_requests:.0f} of {old_requests})"
     return [
-        Result("P10", f"tokens/min achieved vs limit ({tpm:,.0f} TPM, {n} texts, +300 ms)", new_ratio, "x", ">= 0.9x", new_ratio >= 0.9,
-               f"old pipeline {old_ratio:.2f}x; import {new_seconds:.1f}s vs {old_seconds:.1f}s old; "
-               f"written {new_job.written} vs {old_job.written} old (failed {old_job.failed})"),  # type: ignore[attr-defined]
-        Result("P10", "429 answers as a share of requests", new_429 * 100, "%", "<= 2%", new_429 <= 0.02,
-               f"{new_429 * new_requests:.0f} of {new_requests}; old pipeline {old_429:.0%} "
-               f"({old_429 * old_requests:.0f} of {old_requests})"),
+        Result("P10", f"tokens/min achieved vs limit ({tpm:,.0f} TPM, {n} texts, +300 ms)", new_ratio, "x", ">= 0.9x",
+               new_ratio >= 0.9, ratio_detail),
+        Result("P10", "429 answers as a share of requests", new_429 * 100, "%", "<= 2%", new_429 <= 0.02, share_detail),
     ]
 
 
 def bench_three_servers(b: _Bench, ports: list[int]) -> list[Result]:
-    """P11: the same import against three servers vs one, each +300 ms, one request at a time each."""
+    """P11: the same import against three servers vs one, each +300 ms, one request at a time
+    each: 180 short texts (45 requests of four) give the ratio 360 gave, in half the time."""
     sys.path.insert(0, str(REPO / "tests"))
     from faults import FaultProxy
 
-    corpus = texts(360, 30, seed=11)
+    corpus = texts(180, 30, seed=11)
     path = write_jsonl(b.root / "p11.jsonl", corpus)
     proxies = [FaultProxy(f"http://127.0.0.1:{p}/v1", every=0, latency=LATENCY).__enter__() for p in ports]
     try:

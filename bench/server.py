@@ -1,7 +1,10 @@
 """P14: what the shared memsys server saves a fresh process. Wall time from a fresh
 interpreter for `memsys.count_memories()` and for a CLI re-import of 600 unchanged texts,
 with the data directory's server already running versus a cold start (no server: the
-command starts it). Each is the median of a few runs, measured in one run of the bench."""
+command starts it). The running figures are medians of three runs, the cold starts one run
+each (a detail beside the figure). The 600 texts' vectors are put in the embedding cache
+first (random unit vectors): the first import only sets the store up, its embedding is not
+what is measured."""
 from __future__ import annotations
 
 import os
@@ -15,7 +18,10 @@ from typing import Iterator
 
 from bench.common import Result
 from bench.pipeline import free_port
-from memsys import Settings
+import numpy as np
+
+from memsys import EmbeddingRouter, Settings
+from memsys.embeddings.cache import make_key
 from memsys.store.server import running_state, stop_server
 
 REPO = Path(__file__).resolve().parent.parent
@@ -41,9 +47,9 @@ def _wall(args: list[str], env: dict[str, str]) -> float:
     return seconds
 
 
-def _median(args: list[str], env: dict[str, str], settings: Settings, cold: bool) -> float:
+def _median(args: list[str], env: dict[str, str], settings: Settings, cold: bool, runs: int = RUNS) -> float:
     times = []
-    for _ in range(RUNS):
+    for _ in range(runs):
         if cold:
             stop_server(settings)
         elif running_state(settings) is None:
@@ -52,24 +58,36 @@ def _median(args: list[str], env: dict[str, str], settings: Settings, cold: bool
     return statistics.median(times)
 
 
+def _cache_vectors(settings: Settings, contents: list[str]) -> None:
+    router = EmbeddingRouter(settings)
+    try:
+        fingerprint = router.provider.fingerprint
+        vectors = np.random.default_rng(14).standard_normal((len(contents), router.provider.dimensions)).astype(np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        router.cache.set_many(((make_key(fingerprint, "passage", c), v) for c, v in zip(contents, vectors)), fingerprint)
+    finally:
+        router.close()
+
+
 def run() -> Iterator[Result]:
     with tempfile.TemporaryDirectory(prefix="memsys-bench-server-") as tmp:
         root = Path(tmp)
         env = _env(root / "data")
         settings = Settings.load(env=env, secrets_path=Path("/nonexistent"))
         rows = root / "rows.csv"
-        rows.write_text("content\n" + "".join(f"unchanged text number {i} for the re-import\n" for i in range(600)),
-                        encoding="utf-8")
+        contents = [f"unchanged text number {i} for the re-import" for i in range(600)]
+        rows.write_text("content\n" + "".join(f"{c}\n" for c in contents), encoding="utf-8")
+        _cache_vectors(settings, contents)
         reimport = ["-m", "memsys", "import", str(rows), "--project", "p14", "--repo", "r", "--agent", "a"]
         try:
             _wall(reimport, env)  # the first import: embeds and writes; starts the server
             warm_count = _median(["-c", COUNT], env, settings, cold=False)
             warm_import = _median(reimport, env, settings, cold=False)
-            cold_count = _median(["-c", COUNT], env, settings, cold=True)
-            cold_import = _median(reimport, env, settings, cold=True)
+            cold_count = _median(["-c", COUNT], env, settings, cold=True, runs=1)
+            cold_import = _median(reimport, env, settings, cold=True, runs=1)
         finally:
             stop_server(settings)
-    yield Result("P14", "count_memories() in a fresh interpreter, server running", warm_count, "s", "< 1.5 s",
-                 warm_count < 1.5, f"cold start {cold_count:.1f} s ({cold_count / warm_count:.0f}x longer)")
-    yield Result("P14", "CLI re-import of 600 unchanged texts, server running", warm_import, "s", "< 2 s",
-                 warm_import < 2.0, f"cold start {cold_import:.1f} s ({cold_import / warm_import:.0f}x longer)")
+    yield Result("P14", "count_memories() in a fresh interpreter, server running", warm_count, "s", "<= 1.5 s",
+                 warm_count <= 1.5, f"cold start {cold_count:.1f} s ({cold_count / warm_count:.0f}x longer)")
+    yield Result("P14", "CLI re-import of 600 unchanged texts, server running", warm_import, "s", "<= 2 s",
+                 warm_import <= 2.0, f"cold start {cold_import:.1f} s ({cold_import / warm_import:.0f}x longer)")

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-import openai
+from memsys.lazy import late_base
 
 # Anything shaped like an API key, in case a provider echoes one back.
 _KEY_PATTERN = re.compile(r"(sk-[A-Za-z0-9_\-]{6,}|Bearer\s+[A-Za-z0-9_\-\.]{6,})")
@@ -25,9 +25,11 @@ class MemsysError(Exception):
     """Base class of memsys's own errors."""
 
 
-class EmbeddingProviderError(openai.OpenAIError, MemsysError):
-    """The embedding provider failed. Subclasses `openai.OpenAIError`, so code that catches the
-    OpenAI client's errors catches it too.
+@late_base("openai", "OpenAIError")
+class EmbeddingProviderError(MemsysError):
+    """The embedding provider failed. An `openai.OpenAIError` too, so code that catches the
+    OpenAI client's errors catches it (the OpenAI client is imported when the first one is
+    made, not with memsys: see memsys.lazy.late_base).
 
     `retryable` says whether trying again later can help; `retry_after` is the wait the
     provider asked for, in seconds, when it said so.

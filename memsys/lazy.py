@@ -1,10 +1,14 @@
-"""Package attributes loaded on first use (PEP 562), so importing a package costs almost
-nothing and a process that needs only part of memsys (a reader worker, the memsys
-server's supervisor, `memsys server status`) does not pay for the Weaviate and OpenAI
-clients it never uses."""
+"""Imports on first use, so a process that needs only part of memsys (a reader worker, the
+memsys server's supervisor, `memsys jobs`, a script's `count_memories()`) does not pay for
+the Weaviate and OpenAI clients it never uses: package attributes loaded on first read
+(PEP 562, `lazy_exports`), a module's heavy names loaded on first call (`lazy_names`), and
+an exception's heavy base class adopted when the first one is made (`late_base`).
+tests/test_startup.py checks which commands import what."""
 from __future__ import annotations
 
 import importlib
+import sys
+import threading
 from typing import Any, Callable, Mapping
 
 
@@ -27,3 +31,77 @@ def lazy_exports(
         return sorted({*namespace, *home_of})
 
     return __getattr__, __dir__, sorted(home_of)
+
+
+class LazyName:
+    """A module attribute, imported the first time it is called, read from or checked against
+    (`isinstance`), so a module can name a heavy one at its top and pay for it only on the
+    path that uses it: the CLI builds its parser and answers `--help` without loading the
+    engine's Weaviate and OpenAI clients. Not for a base class or an `except` clause (those
+    need the class itself: import it where it is used that way)."""
+
+    __slots__ = ("_module", "_name", "_value")
+
+    def __init__(self, module: str, name: str) -> None:
+        self._module = module
+        self._name = name
+        self._value: Any = None
+
+    def load(self) -> Any:
+        if self._value is None:
+            self._value = getattr(importlib.import_module(self._module), self._name)
+        return self._value
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.load()(*args, **kwargs)
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self.load(), attr)
+
+    def __instancecheck__(self, instance: Any) -> bool:
+        return isinstance(instance, self.load())
+
+    def __subclasscheck__(self, subclass: type) -> bool:
+        return issubclass(subclass, self.load())
+
+    def __repr__(self) -> str:
+        return f"<{self._module}.{self._name}, imported on first use>"
+
+
+def lazy_names(module: str, *names: str) -> tuple[LazyName, ...]:
+    """`A, B = lazy_names("pkg.mod", "A", "B")`: what `from pkg.mod import A, B` names,
+    imported on first use (see LazyName)."""
+    return tuple(LazyName(module, name) for name in names)
+
+
+_ADOPTING = threading.Lock()
+
+
+def late_base(module: str, name: str) -> Callable[[type[BaseException]], type[BaseException]]:
+    """A class decorator for an exception that must also be an instance of a heavy module's
+    exception (memsys's provider errors are `openai.OpenAIError`s, so code that catches the
+    OpenAI client's errors catches them): `module.name` becomes its first base when the
+    module is imported already, or else when the first instance is made (before it can be
+    raised, so every `except module.name` sees it), not when memsys is imported. Its
+    subclasses follow (Python recomputes their order of bases)."""
+
+    def decorate(cls: type[BaseException]) -> type[BaseException]:
+        def adopt() -> None:
+            base = getattr(importlib.import_module(module), name)
+            with _ADOPTING:
+                if base not in cls.__mro__:
+                    cls.__bases__ = (base, *cls.__bases__)
+
+        original = cls.__init__
+
+        def __init__(self: BaseException, *args: Any, **kwargs: Any) -> None:
+            adopt()
+            original(self, *args, **kwargs)
+
+        __init__.__doc__ = original.__doc__
+        cls.__init__ = __init__  # type: ignore[method-assign]
+        if module in sys.modules:
+            adopt()
+        return cls
+
+    return decorate

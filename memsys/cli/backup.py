@@ -8,10 +8,16 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from typing import TYPE_CHECKING
 
 from memsys.cli.confirm import add_yes, confirmed
-from memsys.engine import Engine
+from memsys.lazy import LazyName
 from memsys.units import size
+
+if TYPE_CHECKING:
+    from memsys.engine import Engine
+else:  # imported on first use (memsys.lazy): `memsys --help` loads neither client
+    Engine = LazyName("memsys.engine", "Engine")
 
 _EXIT_PROBLEM = 1
 

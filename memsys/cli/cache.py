@@ -8,15 +8,22 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
 from memsys.cli.confirm import add_yes, confirmed, nothing_matched
 from memsys.cli.prune import age_days
-from memsys.embeddings.health import PROBLEMS, CacheHealthReport
 from memsys.ingest.readers.warmup import WARMUP_FORMAT
-from memsys.engine import Engine
+from memsys.lazy import LazyName, lazy_names
 from memsys.units import size
+
+if TYPE_CHECKING:
+    from memsys.engine import Engine
+    from memsys.embeddings.health import PROBLEMS, CacheHealthReport
+else:  # imported on first use (memsys.lazy): `memsys --help` loads neither client
+    Engine = LazyName("memsys.engine", "Engine")
+    PROBLEMS, CacheHealthReport = lazy_names("memsys.embeddings.health", "PROBLEMS", "CacheHealthReport")
 
 _SHOWN_ENTRIES = 20
 

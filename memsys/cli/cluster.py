@@ -3,8 +3,14 @@ are readable with consistency ALL and on every replica; `cluster` shows the node
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from memsys.engine import Engine
+from memsys.lazy import LazyName
+
+if TYPE_CHECKING:
+    from memsys.engine import Engine
+else:  # imported on first use (memsys.lazy): `memsys --help` loads neither client
+    Engine = LazyName("memsys.engine", "Engine")
 
 _SHOWN = 20
 

@@ -10,9 +10,14 @@ import argparse
 import difflib
 import posixpath
 import sys
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
-from memsys.engine import MemoryFilter
+from memsys.lazy import LazyName
+
+if TYPE_CHECKING:
+    from memsys.engine import MemoryFilter
+else:  # imported on first use (memsys.lazy): `memsys --help` loads neither client
+    MemoryFilter = LazyName("memsys.engine", "MemoryFilter")
 
 NOT_CONFIRMED = 2  # the code argparse and main give an error, too
 NOTHING_MATCHED = 4

@@ -4,13 +4,20 @@ then one summary line, its failed items and how to continue it."""
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
 from memsys.config import BatchConfig
-from memsys.engine import Engine
-from memsys.jobs import JobProgress
+from memsys.lazy import LazyName
 from memsys.units import job_state, plural
+
+if TYPE_CHECKING:
+    from memsys.engine import Engine
+    from memsys.jobs import JobProgress
+else:  # imported on first use (memsys.lazy): `memsys --help` loads neither client
+    Engine = LazyName("memsys.engine", "Engine")
+    JobProgress = LazyName("memsys.jobs", "JobProgress")
 
 SHOWN_FAILURES = 20
 

@@ -8,14 +8,19 @@ import argparse
 import itertools
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from memsys.cli.prune import add_prune_command
 from memsys.cli.confirm import add_yes, confirmed
 from memsys.units import job_state, plural
 from memsys.cli.follow import SHOWN_FAILURES, follow_job, updated_part
 from memsys.config import BatchConfig
-from memsys.engine import Engine, FieldMapping
-from memsys.ingest.memories import MemoryDefaults
+from memsys.lazy import lazy_names
+
+if TYPE_CHECKING:
+    from memsys.engine import Engine, FieldMapping, MemoryDefaults
+else:  # imported on first use (memsys.lazy): `memsys --help` loads neither client
+    Engine, FieldMapping, MemoryDefaults = lazy_names("memsys.engine", "Engine", "FieldMapping", "MemoryDefaults")
 
 
 def add_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -9,10 +9,16 @@ import re
 import signal
 import sys
 import threading
+from typing import TYPE_CHECKING
 
 from memsys.config import LOG_LEVELS
-from memsys.engine import Engine
+from memsys.lazy import LazyName
 from memsys.logs import LOG_FILE, LogLine, LogQuery
+
+if TYPE_CHECKING:
+    from memsys.engine import Engine
+else:  # imported on first use (memsys.lazy): `memsys --help` loads neither client
+    Engine = LazyName("memsys.engine", "Engine")
 
 _SPAN = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}

@@ -9,10 +9,16 @@ import argparse
 import dataclasses
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from memsys.cli.confirm import add_yes, close_matches, confirmed, describe_filter, nothing_matched
 from memsys.units import plural
-from memsys.engine import Engine, MemoryFilter
+from memsys.lazy import lazy_names
+
+if TYPE_CHECKING:
+    from memsys.engine import Engine, MemoryFilter
+else:  # imported on first use (memsys.lazy): `memsys --help` loads neither client
+    Engine, MemoryFilter = lazy_names("memsys.engine", "Engine", "MemoryFilter")
 
 
 def add_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import argparse
 import re
+from typing import TYPE_CHECKING
 
 from memsys.cli.confirm import add_yes, confirmed, nothing_matched
-from memsys.engine import Engine
+from memsys.lazy import LazyName
 from memsys.units import size
+
+if TYPE_CHECKING:
+    from memsys.engine import Engine
+else:  # imported on first use (memsys.lazy): `memsys --help` loads neither client
+    Engine = LazyName("memsys.engine", "Engine")
 
 _UNITS = {"h": 1 / 24, "d": 1.0, "w": 7.0}
 

@@ -6,12 +6,18 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from memsys.cli.confirm import add_yes, close_matches, confirmed, nothing_matched
 from memsys.units import plural
 from memsys.cli.follow import follow_job
 from memsys.config import BatchConfig
-from memsys.engine import Engine
+from memsys.lazy import LazyName
+
+if TYPE_CHECKING:
+    from memsys.engine import Engine
+else:  # imported on first use (memsys.lazy): `memsys --help` loads neither client
+    Engine = LazyName("memsys.engine", "Engine")
 
 
 def add_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

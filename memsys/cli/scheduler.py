@@ -19,15 +19,21 @@ import datetime as dt
 import threading
 import time
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from memsys.config import Settings
-from memsys.engine import Engine, SavedSource
-from memsys.jobs.sources import SourceTables
+from memsys.lazy import LazyName, lazy_names
 from memsys.logs import event, get_logger
+
+if TYPE_CHECKING:
+    from memsys.engine import Engine, SavedSource
+    from memsys.jobs.sources import SourceTables
+else:  # imported on first use (memsys.lazy): `memsys --help` loads neither client
+    Engine, SavedSource = lazy_names("memsys.engine", "Engine", "SavedSource")
+    SourceTables = LazyName("memsys.jobs.sources", "SourceTables")
 
 log = get_logger("sources")
 TICK_SECONDS = 5.0

@@ -5,10 +5,17 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import TYPE_CHECKING
 
-from memsys.engine import Engine, SpaceReport
-from memsys.store.server import ServerState, ServerStatus
+from memsys.lazy import lazy_names
 from memsys.units import duration, size
+
+if TYPE_CHECKING:
+    from memsys.engine import Engine, SpaceReport
+    from memsys.store.server import ServerState, ServerStatus
+else:  # imported on first use (memsys.lazy): `memsys --help` loads neither client
+    Engine, SpaceReport = lazy_names("memsys.engine", "Engine", "SpaceReport")
+    ServerState, ServerStatus = lazy_names("memsys.store.server", "ServerState", "ServerStatus")
 
 
 def add_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -6,10 +6,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
 
 from memsys.config import Settings
-from memsys.engine import ApiToken, Engine
+from memsys.lazy import lazy_names
 from memsys import service
+
+if TYPE_CHECKING:
+    from memsys.engine import ApiToken, Engine
+else:  # imported on first use (memsys.lazy): `memsys --help` loads neither client
+    ApiToken, Engine = lazy_names("memsys.engine", "ApiToken", "Engine")
 
 
 def add_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

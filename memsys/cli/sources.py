@@ -8,13 +8,19 @@ import functools
 import os
 import signal
 import time
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from memsys.cli.confirm import add_yes, close_matches, confirmed, nothing_matched
 from memsys.cli.scheduler import DEBOUNCE_SECONDS, TICK_SECONDS, Scheduler
 from memsys.config import Settings
-from memsys.engine import Engine, MemoryDefaults, SavedSource, SyncRecord
+from memsys.lazy import lazy_names
 from memsys.units import duration, plural
+
+if TYPE_CHECKING:
+    from memsys.engine import Engine, MemoryDefaults, SavedSource, SyncRecord
+else:  # imported on first use (memsys.lazy): `memsys --help` loads neither client
+    Engine, MemoryDefaults, SavedSource, SyncRecord = lazy_names("memsys.engine", "Engine", "MemoryDefaults",
+                                                                 "SavedSource", "SyncRecord")
 
 CREDENTIAL_ENV = "MEMSYS_SOURCE_CREDENTIAL"
 
