@@ -136,7 +136,7 @@ class WorkerProcess:
                         self._loop = None
                         self._worker = None
                         loop.close()
-                except Exception as e:  # noqa: BLE001 - the queue's database away: wait for it
+                except (Exception, asyncio.CancelledError) as e:  # noqa: BLE001 - the queue's database away: wait for it
                     log.warning("worker %s: the queue's database %s did not answer (%s); trying again", self.name,
                                 self.worker_settings.queue_name, e,
                                 extra=event("worker.reconnect", worker=self.name, error=type(e).__name__))
