@@ -2,10 +2,11 @@
 # Debian packages memsys needs at run time: Tesseract with its Chinese, Japanese and
 # English data (OCR of scanned PDFs) and the Noto CJK fonts (the OCR tests render CJK
 # text to images); Dovecot's IMAP server (the mailbox source tests start their own, on
-# loopback, never the system service). Installs only what is missing, with one apt-get
-# update, when root.
+# loopback, never the system service); PostgreSQL (the workers' queue: the tests and
+# tools/workers.py start their own server on loopback, never the system service).
+# Installs only what is missing, with one apt-get update, when root.
 set -euo pipefail
-PACKAGES=(tesseract-ocr tesseract-ocr-eng tesseract-ocr-chi-sim tesseract-ocr-jpn fonts-noto-cjk dovecot-imapd)
+PACKAGES=(tesseract-ocr tesseract-ocr-eng tesseract-ocr-chi-sim tesseract-ocr-jpn fonts-noto-cjk dovecot-imapd postgresql)
 missing=()
 for package in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
@@ -23,7 +24,10 @@ if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
   if [[ " ${missing[*]} " == *" dovecot-imapd "* ]] && command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
     systemctl disable --now dovecot.service dovecot.socket >/dev/null 2>&1 || true
   fi
+  if [[ " ${missing[*]} " == *" postgresql "* ]] && command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+    systemctl disable --now postgresql.service >/dev/null 2>&1 || true
+  fi
 else
-  echo "Missing Debian packages: ${missing[*]} (sudo apt-get install ${missing[*]}); OCR of scanned PDFs and the mailbox source tests need them." >&2
+  echo "Missing Debian packages: ${missing[*]} (sudo apt-get install ${missing[*]}); OCR of scanned PDFs, the mailbox source tests and the worker tests need them." >&2
   if [ "${CI:-}" = "true" ]; then exit 1; fi
 fi
