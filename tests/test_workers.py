@@ -24,7 +24,7 @@ from urllib.parse import urlparse
 import pytest
 
 from memsys.config import BatchConfig, Settings
-from memsys.engine import Engine
+from memsys.engine import Engine, LogQuery
 from memsys.ingest.memories import MemoryDefaults
 from memsys.store import MemoryFilter
 from memsys.workers.settings import WorkerSettings
@@ -257,6 +257,33 @@ def test_a_killed_worker_s_batch_is_taken_over_after_its_lease(
     assert outcome(engine, job_id, "killed")[0] == reference[0]
     assert outcome(engine, job_id, "killed")[1] == [(c, f, i) for c, f, i in reference[1]]
     assert attempts(engine, job_id) == [1] * TEXTS  # each item recorded exactly once
+    # The log names the worker of each line: the one that took the batch over says so.
+    lines = engine.logs.read(LogQuery(level="INFO", job_id=job_id))
+    takeover = [line for line in lines if line.event == "batch.taken_over"]
+    assert takeover and takeover[0].process.startswith("worker@") and takeover[0].batch == batch_no
+    assert takeover[0].process.rpartition(":")[2] == taken["done_by"].rpartition(":")[2]  # type: ignore[union-attr]
+
+
+def test_cancel_and_resume_work_across_workers(
+        cluster: tuple[Engine, Workers, Engine], gate: EmbeddingGate, reference: tuple, tmp_path: Path) -> None:
+    engine, workers, _ = cluster
+    workers.start(3)
+    gate.close_gate()
+    job_id = start_import(engine, "cancelled", tmp_path)
+    wait_for("each worker is in the middle of a batch", every_worker_in_a_batch(engine, gate, job_id))
+    assert engine.jobs.cancel(job_id)
+    gate.open()
+    stopped = engine.jobs.wait(job_id, timeout=120)
+    assert stopped.state == "cancelled"
+    wait_for("no worker holds a batch of it", lambda: engine.workers.list() and not any(
+        c.startswith(job_id) for w in engine.workers.list().workers for c in w.current))
+    counts, _ = outcome(engine, job_id, "cancelled")
+    assert counts[5] > 0, "what was not written stays pending for the resume"
+    engine.jobs.resume(job_id)
+    final = engine.jobs.wait(job_id, timeout=180)
+    assert final.state == "completed", final.error
+    assert outcome(engine, job_id, "cancelled") == reference
+    assert attempts(engine, job_id) == [1] * TEXTS
 
 
 def test_a_paused_worker_resumed_after_its_lease_cannot_write_stale_results(
