@@ -9,7 +9,7 @@ import sys
 from bench.common import Result
 
 MODULES = ["bench.cache", "bench.pipeline", "bench.ocr", "bench.cluster", "bench.provider", "bench.server", "bench.chunking",
-           "bench.sources", "bench.remote_sources", "bench.service"]
+           "bench.sources", "bench.remote_sources", "bench.service", "bench.workers"]
 
 
 def main(argv: list[str]) -> int:

@@ -129,9 +129,16 @@ class Workers:
 
     def start(self, n: int = 3) -> None:
         while len([p for p in self.procs if p.poll() is None]) < n:
-            log = (self.logs / f"worker-{len(self.procs)}.log").open("wb")
-            self.procs.append(subprocess.Popen([sys.executable, "-m", "memsys", "worker", "--concurrency", "1"],
-                                               env=self.env, cwd=str(REPO), stdout=log, stderr=subprocess.STDOUT))
+            with (self.logs / f"worker-{len(self.procs)}.log").open("wb") as log:
+                self.procs.append(subprocess.Popen([sys.executable, "-m", "memsys", "worker", "--concurrency", "1"],
+                                                   env=self.env, cwd=str(REPO), stdout=log, stderr=subprocess.STDOUT))
+
+    def ready(self, engine: Engine, n: int = 3) -> None:
+        """Start workers until `n` run, and wait until each has registered."""
+        self.start(n)
+        wait_for(f"{n} workers are registered", lambda: len({
+            w.pid for w in engine.workers.list().workers
+            if w.stopped_at is None and w.pid in {p.pid for p in self.procs if p.poll() is None}}) == n, timeout=120)
 
     def by_name(self, name: str) -> subprocess.Popen[bytes]:
         pid = int(name.rpartition(":")[2])
@@ -172,9 +179,6 @@ def cluster(test_env: dict[str, str], postgres_url: str, gate: EmbeddingGate, ba
     queued = Engine(settings, worker_settings=WorkerSettings.load(env))
     local = Engine(settings, worker_settings=WorkerSettings())
     try:
-        wait_for("three workers are registered", lambda: len([w for w in queued.workers.list().workers
-                                                              if w.stopped_at is None and w.pid in {p.pid for p in workers.procs}]) == 3,
-                 timeout=90)
         yield queued, workers, local
     finally:
         workers.stop()
@@ -240,7 +244,7 @@ def lease(engine: Engine, job_id: str, batch_no: int) -> dict[str, object]:
 def test_a_killed_worker_s_batch_is_taken_over_after_its_lease(
         cluster: tuple[Engine, Workers, Engine], gate: EmbeddingGate, reference: tuple, tmp_path: Path) -> None:
     engine, workers, _ = cluster
-    workers.start(3)
+    workers.ready(engine)
     gate.close_gate()
     job_id = start_import(engine, "killed", tmp_path)
     wait_for("each worker is in the middle of a batch", every_worker_in_a_batch(engine, gate, job_id))
@@ -267,7 +271,7 @@ def test_a_killed_worker_s_batch_is_taken_over_after_its_lease(
 def test_cancel_and_resume_work_across_workers(
         cluster: tuple[Engine, Workers, Engine], gate: EmbeddingGate, reference: tuple, tmp_path: Path) -> None:
     engine, workers, _ = cluster
-    workers.start(3)
+    workers.ready(engine)
     gate.close_gate()
     job_id = start_import(engine, "cancelled", tmp_path)
     wait_for("each worker is in the middle of a batch", every_worker_in_a_batch(engine, gate, job_id))
@@ -289,7 +293,7 @@ def test_cancel_and_resume_work_across_workers(
 def test_a_paused_worker_resumed_after_its_lease_cannot_write_stale_results(
         cluster: tuple[Engine, Workers, Engine], gate: EmbeddingGate, reference: tuple, tmp_path: Path) -> None:
     engine, workers, _ = cluster
-    workers.start(3)
+    workers.ready(engine)
     gate.close_gate()
     job_id = start_import(engine, "paused", tmp_path)
     wait_for("each worker is in the middle of a batch", every_worker_in_a_batch(engine, gate, job_id))
@@ -319,7 +323,7 @@ def test_the_queue_database_restarted_mid_import_the_job_completes(
         cluster: tuple[Engine, Workers, Engine], gate: EmbeddingGate, reference: tuple, tmp_path: Path,
         postgres_server: object) -> None:  # noqa: F811
     engine, workers, _ = cluster
-    workers.start(3)
+    workers.ready(engine)
     gate.close_gate()
     job_id = start_import(engine, "restarted", tmp_path)
     wait_for("each worker is in the middle of a batch", every_worker_in_a_batch(engine, gate, job_id))

@@ -74,8 +74,9 @@ def start(base: Path, count: int, port: int, concurrency: int) -> int:
     env = {**os.environ, "MEMSYS_QUEUE_URL": state["url"], "PYTHONPATH": str(REPO)}
     while len(workers) < count:
         log = base / f"worker-{len(workers) + 1}.log"
-        proc = subprocess.Popen([sys.executable, "-m", "memsys", "worker", "--concurrency", str(concurrency)], env=env,
-                                cwd=str(REPO), stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
+        with log.open("ab") as out:
+            proc = subprocess.Popen([sys.executable, "-m", "memsys", "worker", "--concurrency", str(concurrency)], env=env,
+                                    cwd=str(REPO), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         workers.append({"pid": proc.pid, "started": psutil.Process(proc.pid).create_time(), "log": str(log)})
     state["workers"] = workers
     _save(base, state)
