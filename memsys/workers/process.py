@@ -71,7 +71,7 @@ class WorkerProcess:
                 self.held.lose(lease)
         leases.beat_jobs(lease.job_id for lease in held)
         for job_id, batch_no in leases.due():
-            self.queue.batch(job_id, batch_no)
+            self.queue.batch(job_id, batch_no, again=True)
             leases.postpone(job_id, batch_no, lease_seconds)
         for job_id in leases.jobs_to_complete():
             self.queue.complete(job_id)

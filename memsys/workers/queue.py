@@ -60,20 +60,23 @@ class JobQueue:
     def plan(self, job_id: str) -> bool:
         return self._defer(PLAN, f"plan:{job_id}", job_id=job_id)
 
-    def batch(self, job_id: str, batch_no: int) -> bool:
-        return self._defer(BATCH, f"batch:{job_id}:{batch_no}", job_id=job_id, batch_no=batch_no)
+    def batch(self, job_id: str, batch_no: int, again: bool = False) -> bool:
+        """Queue a batch; `again` (its lease ran out) before the batches not yet started,
+        so a batch taken over is not left for last."""
+        return self._defer(BATCH, f"batch:{job_id}:{batch_no}", priority=1 if again else 0, job_id=job_id,
+                           batch_no=batch_no)
 
     def complete(self, job_id: str) -> bool:
-        return self._defer(COMPLETE, f"complete:{job_id}", job_id=job_id)
+        return self._defer(COMPLETE, f"complete:{job_id}", priority=2, job_id=job_id)
 
-    def _defer(self, task: str, queueing_lock: str, **kwargs: Any) -> bool:
+    def _defer(self, task: str, queueing_lock: str, priority: int = 0, **kwargs: Any) -> bool:
         """Put one piece of work in the queue; False when the same is already waiting
         there. Retried while the queue's database restarts (about ten seconds). No
         procrastinate `lock`: a worker killed while holding one would hold up every job
         after it; the leases in the job database say who may write instead."""
         for attempt in range(_DEFER_TRIES):
             try:
-                self.app().configure_task(task, queue=QUEUE, queueing_lock=queueing_lock).defer(**kwargs)
+                self.app().configure_task(task, queue=QUEUE, queueing_lock=queueing_lock, priority=priority).defer(**kwargs)
                 return True
             except AlreadyEnqueued:
                 return False
