@@ -334,3 +334,17 @@ def test_the_queue_database_restarted_mid_import_the_job_completes(
     assert outcome(engine, job_id, "restarted") == reference
     assert attempts(engine, job_id) == [1] * TEXTS
     assert len([p for p in workers.procs if p.poll() is None]) == 3, "the workers lived through the restart"
+
+
+def test_the_queue_setting_names_postgresql_and_never_shows_its_password() -> None:
+    settings = WorkerSettings.load({"MEMSYS_DATABASE_URL": "postgresql://memsys:s3cret-pw@db.example:5433/memsys"})
+    assert settings.enabled and settings.queue_url.endswith("/memsys")  # taken from the job database's URL
+    assert settings.queue_name == "db.example:5433/memsys" and "s3cret-pw" in settings.secrets
+    assert not WorkerSettings.load({"MEMSYS_DATABASE_URL": "sqlite:///tmp/jobs.db"}).enabled  # SQLite: no workers
+    assert not WorkerSettings.load({}).enabled
+    with pytest.raises(ValueError, match="MEMSYS_QUEUE_URL must name a PostgreSQL database"):
+        WorkerSettings.load({"MEMSYS_QUEUE_URL": "redis://127.0.0.1:6379/0"})
+    with pytest.raises(ValueError, match="MEMSYS_WORKER_CONCURRENCY must be at least 1"):
+        WorkerSettings.load({"MEMSYS_QUEUE_URL": "postgresql://127.0.0.1/q", "MEMSYS_WORKER_CONCURRENCY": "0"})
+    lease = WorkerSettings.load({"MEMSYS_QUEUE_URL": "postgresql://127.0.0.1/q", "MEMSYS_LEASE_SECONDS": "9"})
+    assert lease.lease_seconds == 9 and lease.heartbeat_seconds == 3
