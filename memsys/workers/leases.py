@@ -203,12 +203,15 @@ class LeaseTables(JobTables):
                        (time.time() + lease_seconds, job_id, batch_no))
 
     def jobs_to_complete(self) -> list[str]:
-        """Jobs of the workers running with every batch settled (their completion may
-        have been lost)."""
+        """Jobs of the workers whose completion may have been lost: every batch settled,
+        and either every item settled too or the job cancelling. (A job being planned
+        again for a resume has settled batches of its last run and pending items: it is
+        not one of them.)"""
         rows = self._rows(
             "SELECT id FROM jobs WHERE owner = ? AND state IN ('running', 'cancelling') AND planned = 1"
             " AND EXISTS (SELECT 1 FROM batch_leases b WHERE b.job_id = jobs.id)"
-            " AND NOT EXISTS (SELECT 1 FROM batch_leases b WHERE b.job_id = jobs.id AND b.state IN ('pending', 'running'))",
+            " AND NOT EXISTS (SELECT 1 FROM batch_leases b WHERE b.job_id = jobs.id AND b.state IN ('pending', 'running'))"
+            " AND (state = 'cancelling' OR NOT EXISTS (SELECT 1 FROM items i WHERE i.job_id = jobs.id AND i.state = 'pending'))",
             (QUEUE_OWNER,),
         )
         return [r[0] for r in rows]
