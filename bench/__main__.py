@@ -52,6 +52,7 @@ STEPS = [
     Step("remote_sources"),  # SR1-SR3, remote kinds
     Step("service"),  # P15
     Step("backups"),  # backup and restore of 10,000 memories
+    Step("workers"),  # P16: three workers vs one, and a SIGKILLed worker's batch taken over
 ]
 
 

@@ -60,6 +60,7 @@ def _row(line: LogLine) -> dict[str, object]:
         "Component": line.component,
         "Job": line.job_id or "",
         "Batch": "" if line.batch is None else str(line.batch),
+        "Process": line.process,  # "worker@host:pid" names the worker that wrote the line
         "Message": line.message,
         "Details": json.dumps(line.fields, ensure_ascii=False) if line.fields else "",
     }

@@ -11,6 +11,7 @@ from components.feedback import guarded, or_stop
 from components.follow_views import filter_jobs, job_links, job_title, project_of
 from components.job_views import job_summary, live_job
 from components.resources import engine
+from components.worker_views import batch_workers, workers_panel
 
 HISTORY_LIMIT = 500  # the newest imports the list is made from
 
@@ -39,6 +40,7 @@ if job_id:
             live_job(job.job_id)
         else:
             job_summary(job)
+        batch_workers(memsys_engine.workers.batches(job.job_id))
     st.stop()
 
 with guarded():
@@ -46,6 +48,7 @@ with guarded():
     if not jobs:
         st.info("No imports yet: start one on the Import page.", icon=":material/upload_file:")
         st.page_link("pages/import.py", label="Import documents", icon=":material/upload_file:")
+        workers_panel(memsys_engine.workers.list())
         st.stop()
     states = list(dict.fromkeys(fmt.job_state(j.state, j.failed) for j in jobs))
     projects = sorted({project_of(j) for j in jobs} - {""})
@@ -63,3 +66,6 @@ with guarded():
     job_links(matching[:200], "history")
     if len(matching) > 200:
         st.caption(f"The newest 200 are shown; narrow the filters to see the other {len(matching) - 200:,}.")
+
+with guarded():
+    workers_panel(memsys_engine.workers.list())

@@ -2,9 +2,9 @@
 # Debian packages memsys needs at run time: Tesseract with its Chinese, Japanese and
 # English data (OCR of scanned PDFs) and the Noto CJK fonts (the OCR tests render CJK
 # text to images); Dovecot's IMAP server (the mailbox source tests start their own, on
-# loopback, never the system service); PostgreSQL 15 (the job database on PostgreSQL: the
-# tests start their own server in a temporary folder, never the system cluster). Installs only what is missing, with one apt-get
-# update, when root.
+# loopback, never the system service); PostgreSQL 15 (the job database and the workers'
+# queue on PostgreSQL: the tests and tools/workers.py start their own server on loopback,
+# never the system cluster). Installs only what is missing, with one apt-get update, when root.
 set -euo pipefail
 PACKAGES=(tesseract-ocr tesseract-ocr-eng tesseract-ocr-chi-sim tesseract-ocr-jpn fonts-noto-cjk dovecot-imapd postgresql)
 missing=()
@@ -29,6 +29,6 @@ if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
     systemctl disable --now postgresql.service >/dev/null 2>&1 || true
   fi
 else
-  echo "Missing Debian packages: ${missing[*]} (sudo apt-get install ${missing[*]}); OCR of scanned PDFs, the mailbox source tests and the PostgreSQL job database tests need them." >&2
+  echo "Missing Debian packages: ${missing[*]} (sudo apt-get install ${missing[*]}); OCR of scanned PDFs, the mailbox source tests and the PostgreSQL job database and worker tests need them." >&2
   if [ "${CI:-}" = "true" ]; then exit 1; fi
 fi

@@ -56,6 +56,8 @@ def _format_line(line: LogLine) -> str:
     where = line.component
     if line.job_id:
         where += f" job {line.job_id}" + (f" batch {line.batch}" if line.batch is not None else "")
+    if line.process.startswith("worker@"):
+        where += f" on {line.process}"  # which worker (host:pid) wrote it
     return f"{when} {line.level:<7} {where}: {line.message}"
 
 

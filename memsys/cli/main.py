@@ -8,14 +8,14 @@ import sys
 from typing import Sequence
 
 from memsys import __version__
-from memsys.cli import backup, cache, cluster, db, jobs, logs, memories, reembed, server, service, sources
+from memsys.cli import backup, cache, cluster, db, jobs, logs, memories, reembed, server, service, sources, workers
 from memsys.cli.confirm import EXIT_CODES
 from memsys.config import ConfigError
 from memsys.errors import MemsysError
 from memsys.logs import set_program
 
 # In the order `memsys --help` lists the groups.
-_COMMAND_MODULES = (cache, cluster, jobs, memories, reembed, server, logs, sources, service, backup, db)
+_COMMAND_MODULES = (cache, cluster, jobs, memories, reembed, server, logs, sources, service, backup, db, workers)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -38,6 +38,7 @@ from memsys.engine.status import Batch, Server, Status
 from memsys.jobs.sources import SavedSource, SyncRecord
 from memsys.engine.timings import Timings
 from memsys.engine.trail import Audit, Logs
+from memsys.engine.workers import Workers, WorkersView
 from memsys.engine.writes import WriteResult, Writes
 from memsys.jobs.api_tokens import ApiToken
 from memsys.ingest.memories import MemoryDefaults
@@ -73,4 +74,5 @@ __all__ = [
     "KnowledgeBase", "find_name", "name_key", "tidy_name",
     "ApiToken", "ApiTokens", "CoalescerStats", "QueueFull", "WriteResult", "Writes",
     "Timings",
+    "Workers", "WorkersView",
 ]

@@ -16,6 +16,9 @@ from memsys.jobs.api_tokens import ApiTokenTables
 from memsys.logs import default_actor
 from memsys.spool import Spool
 from memsys.tasks import TaskRunner
+from memsys.workers.leases import LeaseTables
+from memsys.workers.runner import QueueRunner
+from memsys.workers.settings import WorkerSettings
 
 
 class Parts(Protocol):
@@ -28,10 +31,12 @@ class Parts(Protocol):
     audit_trail: AuditTrail
     source_store: SourceTables
     spool: Spool
-    runner: JobRunner
+    runner: JobRunner | QueueRunner
     task_runner: TaskRunner
     write_queue: WriteCoalescer
     api_tokens: ApiTokenTables
+    worker_settings: WorkerSettings
+    worker_leases: LeaseTables
 
 
 VIEWER, OPERATOR, ADMIN = Role.VIEWER, Role.OPERATOR, Role.ADMIN

@@ -19,6 +19,7 @@ from memsys.engine.sources import Sources
 from memsys.engine.status import Batch, Server, Status
 from memsys.engine.timings import Timings
 from memsys.engine.trail import Audit, Logs
+from memsys.engine.workers import Workers
 from memsys.engine.writes import Writes
 from memsys.errors import JobStoreError
 from memsys.jobs import JobRunner, JobStore
@@ -28,6 +29,10 @@ from memsys.jobs.pipeline import ImportPipeline
 from memsys.jobs.sources import SourceTables
 from memsys.spool import Spool
 from memsys.tasks import TaskRunner
+from memsys import workers as worker_queue
+from memsys.workers.leases import LeaseTables
+from memsys.workers.runner import QueueRunner
+from memsys.workers.settings import WorkerSettings
 
 log = get_logger("engine")
 
@@ -55,9 +60,10 @@ class Engine:
     timings = CallGroup(Timings)
     backups = CallGroup(Backups)
     retention = CallGroup(Retention)
+    workers = CallGroup(Workers)
 
     def __init__(self, settings: Settings | None = None, system: MemorySystem | None = None, *,
-                 program: str | None = None) -> None:
+                 program: str | None = None, worker_settings: WorkerSettings | None = None) -> None:
         if program:
             set_program(program)  # "dashboard", "cli": named in log lines and default audit actors
         self.settings = settings or (system.settings if system else Settings.load())
@@ -68,7 +74,15 @@ class Engine:
         self.source_store = SourceTables(self.settings.job_database, timeout=self.settings.jobs_db_timeout)
         self.spool = Spool(self.settings.spool_dir)
         self.pipeline = ImportPipeline(self.system, self.job_store)
-        self.runner = JobRunner(self.job_store, self._run_job)
+        # With a queue configured (MEMSYS_QUEUE_URL), jobs go to `memsys worker` processes;
+        # without one, this process runs them (the embedded default).
+        self.worker_settings = worker_settings or WorkerSettings.load()
+        self.worker_leases = LeaseTables(self.settings.jobs_db, timeout=self.settings.jobs_db_timeout)
+        self.runner: JobRunner | QueueRunner
+        if self.worker_settings.enabled:
+            self.runner = QueueRunner(self.job_store, self.worker_leases, worker_queue.JobQueue(self.worker_settings))
+        else:
+            self.runner = JobRunner(self.job_store, self._run_job)
         self.task_runner = TaskRunner()
         self.write_queue = WriteCoalescer(self.system, self.settings.api_batch_window_ms, self.settings.api_queue_limit,
                                           self.audit_trail)
@@ -100,3 +114,6 @@ class Engine:
         self.job_store.close()
         self.audit_trail.close()
         self.source_store.close()
+        self.worker_leases.close()
+        if isinstance(self.runner, QueueRunner):
+            self.runner.queue.close()

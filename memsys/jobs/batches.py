@@ -434,7 +434,7 @@ class BatchWork:
         self._rewrite(prepared)
         prepared.store_wait_seconds = waited() - waited_before
         record = prepared.record(run.job_id, write_started, finished=time.time())
-        run.job.jobs.record_batch(record, prepared.outcomes)
+        self.record(record, prepared)
         if prepared.staged:  # a batch of stored memories only was never staged: nothing to clear
             run.job.jobs.clear_stages(run.job_id, seqs)
         failure = prepared.first_failure()
@@ -460,6 +460,11 @@ class BatchWork:
             # and OpenAI clients each time (a quarter second, 7% of a warm import's time).
             gc.collect(1)
         run.job.report_progress()
+
+    def record(self, record: BatchRecord, prepared: PreparedBatch) -> None:
+        """Record the batch and its items' outcomes in the job database (one transaction);
+        a worker's batch checks its lease there (memsys/workers/work.py)."""
+        self.run.job.jobs.record_batch(record, prepared.outcomes)
 
     def _rewrite(self, prepared: PreparedBatch) -> None:
         """Rewrite the metadata of stored memories (no embedding); whole-request failures

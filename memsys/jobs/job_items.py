@@ -7,7 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import time
-from typing import Any, Iterator, Mapping, Sequence, TextIO
+from typing import Any, Callable, Iterator, Mapping, Sequence, TextIO
 
 from memsys.jobs.metrics import BatchMetrics, BatchRecord
 from memsys.jobs.records import (
@@ -109,13 +109,18 @@ class ItemTables(JobTables):
         )
         return [(r[0], r[1]) for r in rows]
 
-    def record_batch(self, batch: BatchRecord, outcomes: Mapping[int, ItemOutcome]) -> None:
+    def record_batch(self, batch: BatchRecord, outcomes: Mapping[int, ItemOutcome],
+                     fence: Callable[[Any], None] | None = None) -> None:
         """Store one batch's figures and its items' outcomes (by item seq) in one
-        transaction, so counts and states never disagree."""
+        transaction, so counts and states never disagree. `fence` (a worker's batch lease,
+        memsys/workers/leases.py) is called first inside the transaction and raises to
+        refuse the record: nothing of it is written."""
         counts = {s: 0 for s in ITEM_STATES}
         for outcome in outcomes.values():
             counts[outcome.state] += 1
         with self._tx() as db:
+            if fence is not None:
+                fence(db)
             db.executemany(
                 "UPDATE items SET state = ?, reason = ?, error_type = ?, attempts = attempts + 1 WHERE job_id = ? AND seq = ?",
                 [(o.state, o.reason, o.error_type, batch.job_id, seq) for seq, o in sorted(outcomes.items())],

@@ -66,7 +66,7 @@ class ImportPipeline:
         try:
             kind = job_kind(self.system, request)
             job = JobContext(job_id, request, jobs, kind.system, on_progress)
-            refused = self._other_embedder(request)
+            refused = self.other_embedder(request)
             if refused:
                 jobs.set_state(job_id, "failed", refused)
             else:
@@ -88,7 +88,7 @@ class ImportPipeline:
             on_progress(final)
         return final
 
-    def _other_embedder(self, request: ImportRequest) -> str:
+    def other_embedder(self, request: ImportRequest) -> str:
         """Why the job must not run with the embedder set now ("" when it may): a resume
         with other embedding settings would mix two models' vectors in one collection."""
         provider = self.system.router.provider
@@ -102,6 +102,17 @@ class ImportPipeline:
 
     def _run_kind(self, job: JobContext, kind: JobKind) -> None:
         """Plan (unless planned), process, complete; the job's state is set on the way."""
+        if not self.plan_job(job, kind):
+            return
+        system = job.system
+        with system.store.import_running():
+            stopped_early = self._process(job, kind)
+        self.end_job(job, kind, stopped_early)
+
+    def plan_job(self, job: JobContext, kind: JobKind) -> bool:
+        """The start of a run (here, or by `memsys worker`): the collection's embedder
+        checked, the job planned unless it is, the embedder and the store made ready.
+        False when the job was cancelled meanwhile (it is marked so)."""
         jobs, job_id, system = self.jobs, job.job_id, job.system
         # A schema read at the start: a cluster answers 500 for a few seconds after a node
         # dies, so it is retried for about ten seconds whatever the job's own retry count.
@@ -118,12 +129,16 @@ class ImportPipeline:
             jobs.finish_planning(job_id)
         if jobs.cancel_requested(job_id):
             jobs.set_state(job_id, "cancelled")
-            return
+            return False
         # Several endpoints must serve one model: refused here, before a vector is written.
         system.router.provider.verify()
         system.store.client  # (re)starts this data directory's server if it is down
-        with system.store.import_running():
-            stopped_early = self._process(job, kind)
+        return True
+
+    def end_job(self, job: JobContext, kind: JobKind, stopped_early: str) -> None:
+        """The end of a run: cancelled, failed (`stopped_early` says why) or completed
+        (the kind's completion done, the job's wait for the index recorded)."""
+        jobs, job_id = self.jobs, job.job_id
         if jobs.cancel_requested(job_id):
             jobs.set_state(job_id, "cancelled")
         elif stopped_early:
@@ -136,6 +151,28 @@ class ImportPipeline:
     # --- processing --------------------------------------------------------------------
     def _process(self, job: JobContext, kind: JobKind) -> str:
         """Process every pending item; returns "" or why the job stopped early."""
+        jobs, job_id = self.jobs, job.job_id
+        run = self.new_run(job, kind)
+        batches = BatchWork(run)
+        config = run.config
+        work: queue.Queue[PreparedBatch | None] = queue.Queue(maxsize=config.queue_depth)
+        writers = [threading.Thread(target=self._writer, args=(batches, work), daemon=True, name=f"memsys-writer-{i}")
+                   for i in range(config.write_workers)]
+        for w in writers:
+            w.start()
+        try:
+            self._prepare_all(batches, work)
+        finally:
+            for _ in writers:
+                work.put(None)
+            for w in writers:
+                w.join()
+            jobs.clear_stages(job_id)  # nothing is in flight any more
+        return "" if run.stop.cancelled else run.stop.reason
+
+    def new_run(self, job: JobContext, kind: JobKind) -> JobRun:
+        """What the batches of one run of a job share: its settings, embedder (with the
+        job's cache folder), retries, and the hashes of its documents."""
         jobs, job_id, system = self.jobs, job.job_id, job.system
         config = job.request.config
         retry = RetryPolicy(config.max_retries, config.base_retry_delay, config.max_retry_delay)
@@ -155,21 +192,7 @@ class ImportPipeline:
             settings = system.settings
             budget.configure(config.requests_per_minute or settings.embedding_requests_per_minute,
                              config.tokens_per_minute or settings.embedding_tokens_per_minute)
-        batches = BatchWork(run)
-        work: queue.Queue[PreparedBatch | None] = queue.Queue(maxsize=config.queue_depth)
-        writers = [threading.Thread(target=self._writer, args=(batches, work), daemon=True, name=f"memsys-writer-{i}")
-                   for i in range(config.write_workers)]
-        for w in writers:
-            w.start()
-        try:
-            self._prepare_all(batches, work)
-        finally:
-            for _ in writers:
-                work.put(None)
-            for w in writers:
-                w.join()
-            jobs.clear_stages(job_id)  # nothing is in flight any more
-        return "" if run.stop.cancelled else run.stop.reason
+        return run
 
     def _prepare_all(self, batches: BatchWork, work: "queue.Queue[PreparedBatch | None]") -> None:
         """Cut the pending items into batches and prepare them, `parallel` at once: while

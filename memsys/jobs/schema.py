@@ -175,6 +175,35 @@ CREATE TABLE IF NOT EXISTS item_stages (
     stage TEXT NOT NULL,
     PRIMARY KEY (job_id, seq)
 );
+CREATE TABLE IF NOT EXISTS batch_leases (
+    job_id TEXT NOT NULL,
+    batch_no INTEGER NOT NULL,
+    seqs TEXT NOT NULL,
+    state TEXT NOT NULL,
+    token INTEGER NOT NULL DEFAULT 0,
+    worker TEXT NOT NULL DEFAULT '',
+    expires_at REAL,
+    done_by TEXT NOT NULL DEFAULT '',
+    taken_over INTEGER NOT NULL DEFAULT 0,
+    refused INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (job_id, batch_no)
+);
+CREATE INDEX IF NOT EXISTS batch_leases_by_state ON batch_leases (state, expires_at);
+CREATE TABLE IF NOT EXISTS workers (
+    id TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    concurrency INTEGER NOT NULL,
+    started_at REAL NOT NULL,
+    heartbeat REAL NOT NULL,
+    stopped_at REAL,
+    batches_done INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS document_claims (
+    document_id TEXT PRIMARY KEY,
+    job_id TEXT NOT NULL,
+    claimed_at REAL NOT NULL
+);
 """
 # Columns added after the first release: a job database made before them gets them on open.
 _ADDED_COLUMNS = {

