@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import TYPE_CHECKING
 
 from memsys import workers as worker_processes  # procrastinate's worker, loaded by `worker` only
 from memsys.config import Settings
-from memsys.engine import Engine
+from memsys.lazy import lazy_names
 from memsys.logs import configure_logging
 from memsys.workers.settings import WorkerSettings
+
+if TYPE_CHECKING:
+    from memsys.engine import Engine
+else:  # imported on first use (memsys.lazy): `memsys --help` loads neither client
+    Engine, = lazy_names("memsys.engine", "Engine")
 
 
 def add_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
