@@ -18,6 +18,7 @@ from memsys.embeddings.providers import Kind, LocalProvider
 from memsys.engine import Engine, JobProgress
 from memsys.jobs import batches
 from memsys.ingest.memories import MemoryDefaults
+from memsys.store import MemoryFilter
 
 from helpers import short_texts, write_rows_csv
 
@@ -67,10 +68,14 @@ class GatedLocalProvider(LocalProvider):
 def gated(memsys_system: MemorySystem, tmp_path: Path,
           job_database: dict[str, str]) -> Iterator[tuple[Engine, GatedLocalProvider]]:
     provider = GatedLocalProvider()
-    router = EmbeddingRouter(memsys_system.settings, provider=provider, cache=EmbeddingCache(tmp_path / "cache"))
-    system = MemorySystem(memsys_system.settings, router=router, store=memsys_system.store)
-    # On SQLite and PostgreSQL (tests/postgres_support.py).
-    engine = Engine(memsys_system.settings.replace(data_dir=tmp_path / "data", **job_database), system=system)
+    # On SQLite and PostgreSQL (tests/postgres_support.py), with a data folder (and so a job
+    # embedding cache) of this test's own; the store is the session's, so what the other
+    # database's run (or an earlier test) stored in this knowledge base is removed first.
+    settings = memsys_system.settings.replace(data_dir=tmp_path / "data", **job_database)
+    router = EmbeddingRouter(settings, provider=provider, cache=EmbeddingCache(tmp_path / "cache"))
+    system = MemorySystem(settings, router=router, store=memsys_system.store)
+    memsys_system.store.delete_matching(MemoryFilter(project=DEFAULTS.project))
+    engine = Engine(settings, system=system)
     yield engine, provider
     provider.open()  # a job still waiting on the gate finishes instead of hanging the runner
     engine.job_store.close()

@@ -194,7 +194,7 @@ def test_cache_clear_asks_or_needs_yes_and_says_when_empty(env: dict[str, str]) 
     fill(cache_of(env), 20)  # 20 vectors and the record of their model: 21 entries
 
     refused = run_memsys(["cache", "clear"], env)
-    assert refused.returncode == NOT_CONFIRMED and "would remove all 20 cached vectors" in refused.stdout
+    assert refused.returncode == NOT_CONFIRMED and "would remove all 20 cached embeddings" in refused.stdout
     assert "add --yes" in refused.stderr and len(cache_of(env)) == 21
 
     dry = run_memsys(["cache", "clear", "--dry-run"], env)
