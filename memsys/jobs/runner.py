@@ -21,7 +21,41 @@ log = get_logger("jobs")
 _RECORD_RETRY_SECONDS = 2.0
 
 
-class JobRunner:
+class RunnerCalls:
+    """What every job runner does the same way through the job database, whoever runs the
+    job (this process's `JobRunner`, or the workers' `QueueRunner`): cancel, resume and
+    retry. A runner gives `store` and `submit`."""
+
+    store: JobStore
+
+    def submit(self, job_id: str) -> None:
+        raise NotImplementedError
+
+    def cancel(self, job_id: str) -> None:
+        self.store.request_cancel(job_id)
+
+    def resume(self, job_id: str) -> str:
+        job = self.store.require(job_id)
+        if job.is_active:
+            raise ValueError(f"job {job_id} is {job.state}; it is already going")
+        refuse_if_pruned(self.store, job_id, "be resumed")
+        self.store.recount(job_id)
+        self.submit(job_id)
+        return job_id
+
+    def retry_failed(self, job_id: str) -> int:
+        """Re-run only the failed items of a finished job; returns how many will be retried."""
+        job = self.store.require(job_id)
+        if job.is_active:
+            raise ValueError(f"job {job_id} is {job.state}; wait for it to finish before retrying its failed items")
+        refuse_if_pruned(self.store, job_id, "have its failed items retried")
+        n = self.store.reset_failed(job_id)
+        if n or job.pending:
+            self.submit(job_id)
+        return n
+
+
+class JobRunner(RunnerCalls):
     """Runs jobs one after another in a background thread (one runner per process).
     Submitting from any thread is safe; the UI and CLI only read progress from the store."""
 
@@ -53,29 +87,6 @@ class JobRunner:
     def is_busy(self) -> bool:
         with self._lock:
             return bool(self._queued)
-
-    def cancel(self, job_id: str) -> None:
-        self.store.request_cancel(job_id)
-
-    def resume(self, job_id: str) -> str:
-        job = self.store.require(job_id)
-        if job.is_active:
-            raise ValueError(f"job {job_id} is {job.state}; it is already going")
-        refuse_if_pruned(self.store, job_id, "be resumed")
-        self.store.recount(job_id)
-        self.submit(job_id)
-        return job_id
-
-    def retry_failed(self, job_id: str) -> int:
-        """Re-run only the failed items of a finished job; returns how many will be retried."""
-        job = self.store.require(job_id)
-        if job.is_active:
-            raise ValueError(f"job {job_id} is {job.state}; wait for it to finish before retrying its failed items")
-        refuse_if_pruned(self.store, job_id, "have its failed items retried")
-        n = self.store.reset_failed(job_id)
-        if n or job.pending:
-            self.submit(job_id)
-        return n
 
     def wait(self, job_id: str, timeout: float | None = None, poll: float = 0.2) -> JobProgress:
         """Block until the job is no longer active (tests and scripts)."""

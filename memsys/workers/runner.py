@@ -11,7 +11,7 @@ from typing import Protocol
 
 from memsys.jobs.database import JobStore
 from memsys.jobs.records import JobProgress
-from memsys.jobs.retention import refuse_if_pruned
+from memsys.jobs.runner import RunnerCalls
 from memsys.workers.leases import LeaseTables
 
 
@@ -23,7 +23,7 @@ class WorkQueue(Protocol):
     def close(self) -> None: ...
 
 
-class QueueRunner:
+class QueueRunner(RunnerCalls):
     """The job runner when jobs go to workers."""
 
     def __init__(self, store: JobStore, leases: LeaseTables, queue: WorkQueue) -> None:
@@ -38,28 +38,6 @@ class QueueRunner:
 
     def is_busy(self) -> bool:
         return False  # the work is the workers'; this process holds none of it
-
-    def cancel(self, job_id: str) -> None:
-        self.store.request_cancel(job_id)
-
-    def resume(self, job_id: str) -> str:
-        job = self.store.require(job_id)
-        if job.is_active:
-            raise ValueError(f"job {job_id} is {job.state}; it is already going")
-        refuse_if_pruned(self.store, job_id, "be resumed")
-        self.store.recount(job_id)
-        self.submit(job_id)
-        return job_id
-
-    def retry_failed(self, job_id: str) -> int:
-        job = self.store.require(job_id)
-        if job.is_active:
-            raise ValueError(f"job {job_id} is {job.state}; wait for it to finish before retrying its failed items")
-        refuse_if_pruned(self.store, job_id, "have its failed items retried")
-        n = self.store.reset_failed(job_id)
-        if n or job.pending:
-            self.submit(job_id)
-        return n
 
     def wait(self, job_id: str, timeout: float | None = None, poll: float = 0.2) -> JobProgress:
         deadline = None if timeout is None else time.monotonic() + timeout
