@@ -180,6 +180,7 @@ def fill_fields(page: Page, project: str) -> None:
     values = {"Part": "handbook", "Agent": "e2e", "Tags": "browser, test"}
     for _ in range(3):
         for label, value in values.items():
+            open_details(page)  # a rerun after the last field may have folded them again
             if field_value(page, label) != value:
                 fill(page, label, value)
         if all(field_value(page, label) == value for label, value in values.items()):
