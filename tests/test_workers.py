@@ -169,7 +169,7 @@ def cluster(test_env: dict[str, str], postgres_url: Callable[[], str], gate: Emb
     """(an engine whose jobs go to the workers, the workers, an engine running jobs in
     its own process on the same store): one collection of its own for this module."""
     env = {**test_env, "MEMSYS_EMBEDDING_PROVIDER": "openai", "OPENAI_BASE_URL": gate.url, "MEMSYS_EMBEDDING_MODEL": E5_MODEL,
-           "MEMSYS_COLLECTION": f"Workers_{uuid.uuid4().hex[:10]}", "MEMSYS_QUEUE_URL": postgres_url(),
+           "MEMSYS_COLLECTION": f"Workers_{uuid.uuid4().hex[:10]}", "MEMSYS_DATABASE_URL": postgres_url(),
            "MEMSYS_LEASE_SECONDS": str(LEASE_SECONDS), "MEMSYS_LOG_LEVEL": "INFO", "NO_PROXY": "127.0.0.1,localhost"}
     settings = Settings.load(env=env, secrets_path=Path("/nonexistent"))
     workers = Workers({**os.environ, **env, "PYTHONPATH": str(REPO)}, tmp_path_factory.mktemp("worker-logs"))

@@ -38,8 +38,8 @@ class WorkerProcess:
         self.worker_settings = worker_settings
         self.concurrency = concurrency or worker_settings.concurrency
         self.engine = Engine(settings, program=f"worker@{self.name.rpartition(':')[0]}")
-        self.leases = LeaseTables(settings.jobs_db, timeout=settings.jobs_db_timeout)
-        self.beat_leases = LeaseTables(settings.jobs_db, timeout=settings.jobs_db_timeout)  # the heartbeat's own connection
+        self.leases = LeaseTables(settings.job_database, timeout=settings.jobs_db_timeout)
+        self.beat_leases = LeaseTables(settings.job_database, timeout=settings.jobs_db_timeout)  # the heartbeat's own connection
         self.queue = JobQueue(worker_settings)
         self.held = HeldLeases()
         self.work = WorkerJobs(self.engine.system, self.engine.job_store, self.leases, self.queue, worker_settings,
