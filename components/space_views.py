@@ -21,7 +21,7 @@ def space_block(memsys_engine: Any) -> None:
              f"({report.used_percent:.0f}% of the disk used)")
     with st.expander(label, icon=":material/hard_drive:"):
         rows = [f"- {name[:1].upper() + name[1:]}: {fmt.size(n)}"
-                + (" (kept outside the data directory)" if name == "backups" and report.backups_outside else "")
+                + (" (kept outside the data directory)" if name in report.outside else "")
                 for name, n in report.parts.items()]
         rows.append(f"- Everything else: {fmt.size(report.other_bytes)}")
         st.markdown("\n".join(rows))

@@ -183,6 +183,12 @@ class Settings:
     # Retention (memsys/jobs/retention.py): a settled job's spooled files go this many days
     # after it ended, its memories' texts after MEMSYS_JOB_TEXTS_KEEP_DAYS (0: never).
     spool_keep_days: int = 7
+    # The spool on a folder of its own (MEMSYS_SPOOL_DIR): shared by the machines whose
+    # `memsys worker` processes read the imports' files (NFS or the like, the same path on each).
+    spool_folder: Path | None = None
+    # The log on a folder of its own (MEMSYS_LOG_DIR), shared the same way: each line names
+    # its process (worker@host:pid); writers take turns through a lock file beside it.
+    log_folder: Path | None = None
     job_texts_keep_days: int = 0
     # Cache entries not used for this many days are removed by the memsys server (0: never).
     cache_unused_days: int = 0
@@ -220,7 +226,9 @@ class Settings:
 
     @property
     def log_dir(self) -> Path:
-        return self.data_dir / "logs"
+        """MEMSYS_LOG_DIR (a folder the workers on several machines share, so the Logs page
+        reads every machine's lines), else the data directory's `logs`."""
+        return self.log_folder or self.data_dir / "logs"
 
     @property
     def weaviate_data_dir(self) -> Path:
@@ -250,7 +258,9 @@ class Settings:
 
     @property
     def spool_dir(self) -> Path:
-        return self.data_dir / "spool"
+        """Where imports keep their input: MEMSYS_SPOOL_DIR (a folder every worker machine
+        mounts at the same path), else the data directory's `spool`."""
+        return self.spool_folder or self.data_dir / "spool"
 
     @property
     def backups_dir(self) -> Path:
@@ -357,6 +367,10 @@ class Settings:
             kwargs[setting] = _entries(raw)
         if get("MEMSYS_DATA_DIR"):
             kwargs["data_dir"] = Path(get("MEMSYS_DATA_DIR"))  # type: ignore[arg-type]
+        if get("MEMSYS_SPOOL_DIR"):
+            kwargs["spool_folder"] = Path(get("MEMSYS_SPOOL_DIR"))  # type: ignore[arg-type]
+        if get("MEMSYS_LOG_DIR"):
+            kwargs["log_folder"] = Path(get("MEMSYS_LOG_DIR"))  # type: ignore[arg-type]
         if get("MEMSYS_BACKUP_DIR"):
             kwargs["backup_dir"] = Path(get("MEMSYS_BACKUP_DIR"))  # type: ignore[arg-type]
         kwargs.update(_backup_settings(get))

@@ -30,12 +30,14 @@ class SpaceReport:
     other_bytes: int
     disk_total: int
     disk_free: int
-    backups_outside: bool = False  # the backups folder is on its own path (MEMSYS_BACKUP_DIR)
+    # The parts kept on a path of their own, outside the data directory (MEMSYS_BACKUP_DIR,
+    # MEMSYS_SPOOL_DIR, MEMSYS_LOG_DIR): listed, not in its total.
+    outside: frozenset[str] = frozenset()
     paths: dict[str, list[Path]] = field(default_factory=dict)
 
     @property
     def total_bytes(self) -> int:
-        inside = sum(n for name, n in self.parts.items() if not (name == "backups" and self.backups_outside))
+        inside = sum(n for name, n in self.parts.items() if name not in self.outside)
         return inside + self.other_bytes
 
     @property
@@ -64,7 +66,8 @@ def part_paths(settings: Settings) -> dict[str, list[Path]]:
         "embedding cache": [settings.cache_dir],
         "job database": [db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")],
         "spool": [settings.spool_dir],
-        "logs": [settings.log_dir, settings.data_dir / "server"],
+        # The memsys server's own files count as logs, unless the log is kept elsewhere.
+        "logs": [settings.log_dir] if settings.log_folder else [settings.log_dir, settings.data_dir / "server"],
         "backups": [settings.backups_dir],
     }
 
@@ -107,5 +110,8 @@ def space_report(settings: Settings) -> SpaceReport:
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
     usage = shutil.disk_usage(probe)
-    outside = not os.path.abspath(settings.backups_dir).startswith(os.path.abspath(data_dir) + os.sep)
+    inside = os.path.abspath(data_dir) + os.sep
+    outside = frozenset(name for name, folder in (("backups", settings.backups_dir), ("spool", settings.spool_dir),
+                                                                   ("logs", settings.log_dir))
+                        if not os.path.abspath(folder).startswith(inside))
     return SpaceReport(data_dir, parts, other, usage.total, usage.free, outside, paths)

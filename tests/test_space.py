@@ -44,16 +44,23 @@ def test_each_part_is_what_du_counts(tmp_path: Path) -> None:
     for name, paths in part_paths(settings).items():
         assert report.parts[name] == du(paths), name
     assert report.total_bytes == du([settings.data_dir])
-    assert not report.backups_outside
+    assert not report.outside
 
 
-def test_backups_kept_elsewhere_are_named_so_and_not_in_the_data_directory_total(tmp_path: Path) -> None:
-    settings = settings_for(tmp_path / "data", MEMSYS_BACKUP_DIR=str(tmp_path / "elsewhere"))
+def test_backups_spool_and_logs_kept_elsewhere_are_named_so_and_not_in_the_data_directory_total(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path / "data", MEMSYS_BACKUP_DIR=str(tmp_path / "elsewhere"),
+                            MEMSYS_SPOOL_DIR=str(tmp_path / "shared-spool"), MEMSYS_LOG_DIR=str(tmp_path / "shared-logs"))
+    assert settings.spool_dir == tmp_path / "shared-spool"
     fill(settings.jobs_db, 10_000)
     fill(settings.backups_dir / "memsys-1" / "jobs.sqlite3", 50_000)
+    fill(settings.spool_dir / "upload-1" / "notes.md", 20_000)
+    fill(settings.log_dir / "memsys.log", 30_000)
+    fill(settings.data_dir / "server" / "weaviate.log", 4_000)
     report = space_report(settings)
-    assert report.backups_outside
+    assert report.outside == {"backups", "spool", "logs"}
+    assert report.parts["logs"] == du([settings.log_dir]) > 0
     assert report.parts["backups"] == du([settings.backups_dir])
+    assert report.parts["spool"] == du([settings.spool_dir]) > 0
     assert report.total_bytes == du([settings.data_dir])
 
 

@@ -27,6 +27,7 @@ from memsys.config import BatchConfig, Settings
 from memsys.engine import Engine, LogQuery
 from memsys.ingest.memories import MemoryDefaults
 from memsys.store import MemoryFilter
+from memsys.store.server import api_key as weaviate_api_key
 from memsys.workers.settings import WorkerSettings
 
 from conftest import REPO
@@ -119,7 +120,9 @@ def wait_for(what: str, condition: Callable[[], bool], timeout: float = 120) -> 
 
 
 class Workers:
-    """Three `memsys worker` processes on one data directory, their logs in files."""
+    """Three `memsys worker` processes, each as on a machine of its own: its own data
+    directory (embedding cache, logs), the job database and queue on PostgreSQL, Weaviate
+    by its address, the imports' files in a shared spool folder; their output in files."""
 
     def __init__(self, env: dict[str, str], logs: Path) -> None:
         self.env = env
@@ -129,8 +132,9 @@ class Workers:
     def start(self, n: int = 3) -> None:
         while len([p for p in self.procs if p.poll() is None]) < n:
             with (self.logs / f"worker-{len(self.procs)}.log").open("wb") as log:
+                machine = {**self.env, "MEMSYS_DATA_DIR": str(self.logs / f"machine-{len(self.procs)}")}
                 self.procs.append(subprocess.Popen([sys.executable, "-m", "memsys", "worker", "--concurrency", "1"],
-                                                   env=self.env, cwd=str(REPO), stdout=log, stderr=subprocess.STDOUT))
+                                                   env=machine, cwd=str(REPO), stdout=log, stderr=subprocess.STDOUT))
 
     def ready(self, engine: Engine, n: int = 3) -> None:
         """Start workers until `n` run, and wait until each has registered."""
@@ -170,9 +174,13 @@ def cluster(test_env: dict[str, str], postgres_url: Callable[[], str], gate: Emb
     its own process on the same store): one collection of its own for this module."""
     env = {**test_env, "MEMSYS_EMBEDDING_PROVIDER": "openai", "OPENAI_BASE_URL": gate.url, "MEMSYS_EMBEDDING_MODEL": E5_MODEL,
            "MEMSYS_COLLECTION": f"Workers_{uuid.uuid4().hex[:10]}", "MEMSYS_DATABASE_URL": postgres_url(),
-           "MEMSYS_LEASE_SECONDS": str(LEASE_SECONDS), "MEMSYS_LOG_LEVEL": "INFO", "NO_PROXY": "127.0.0.1,localhost"}
+           "MEMSYS_LEASE_SECONDS": str(LEASE_SECONDS), "MEMSYS_LOG_LEVEL": "INFO", "NO_PROXY": "127.0.0.1,localhost",
+           "MEMSYS_SPOOL_DIR": str(tmp_path_factory.mktemp("shared-spool"))}
     settings = Settings.load(env=env, secrets_path=Path("/nonexistent"))
-    workers = Workers({**os.environ, **env, "PYTHONPATH": str(REPO)}, tmp_path_factory.mktemp("worker-logs"))
+    # The session's server as a remote one; the log in one folder all "machines" write to.
+    shared = {"MEMSYS_LOG_DIR": str(settings.log_dir), "WEAVIATE_URL": f"http://127.0.0.1:{env['MEMSYS_WEAVIATE_PORT']}?grpc={env['MEMSYS_WEAVIATE_GRPC_PORT']}",
+              "WEAVIATE_API_KEY": weaviate_api_key(settings)}
+    workers = Workers({**os.environ, **env, **shared, "PYTHONPATH": str(REPO)}, tmp_path_factory.mktemp("worker-logs"))
     gate.open()
     workers.start(3)
     queued = Engine(settings, worker_settings=WorkerSettings.load(env))
@@ -258,6 +266,10 @@ def test_a_killed_worker_s_batch_is_taken_over_after_its_lease(
     assert taken["token"] == 2 and taken["taken_over"] == 1
     assert {r["done_by"] for r in engine.workers.batches(job_id)} - {victim}, "the other workers did the batches"
     assert outcome(engine, job_id, "killed")[0] == reference[0]
+    # Each worker on a "machine" of its own: the imports' files only in the shared spool.
+    spooled = engine.job_store.request(job_id)["paths"]
+    assert spooled and all(Path(p).is_relative_to(engine.system.settings.spool_dir) for p in spooled)
+    assert not any((workers.logs / f"machine-{n}" / "spool").exists() for n in range(len(workers.procs)))
     assert outcome(engine, job_id, "killed")[1] == [(c, f, i) for c, f, i in reference[1]]
     assert attempts(engine, job_id) == [1] * TEXTS  # each item recorded exactly once
     # The log names the worker of each line: the one that took the batch over says so.

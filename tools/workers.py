@@ -2,12 +2,13 @@
 processes on this data directory (MEMSYS_DATA_DIR and the other settings come from the
 environment), each writing its log to a file; stopped by their recorded PIDs.
 
-    python tools/workers.py start 3 [--base-dir .memsys-workers] [--port 55420] [--concurrency 2]
+    python tools/workers.py start 3 [--base-dir .memsys-workers] [--port 55420] [--concurrency 2] [--jobs-too]
     #   prints: MEMSYS_QUEUE_URL=postgresql://postgres@127.0.0.1:55420/memsys
+    #   (with --jobs-too: MEMSYS_DATABASE_URL=..., the job database on that PostgreSQL as well)
     python tools/workers.py status    # the queue, each worker: pid, running or not, its log
     python tools/workers.py stop      # SIGTERM to each recorded worker (it finishes its batches), then PostgreSQL
 
-Set the printed MEMSYS_QUEUE_URL for the dashboard and the CLI: their imports then go to
+Set the printed setting for the dashboard and the CLI: their imports then go to
 the workers (`memsys workers` lists them, `memsys logs` names the worker of each line).
 `start` again starts only the workers that are not running (a killed one is replaced).
 """
@@ -59,7 +60,7 @@ def _postgres_folder(base: Path, port: int) -> Path:
     return Path(f"/tmp/memsys-workers-postgres-{port}") if os.geteuid() == 0 else base / "postgres"
 
 
-def start(base: Path, count: int, port: int, concurrency: int) -> int:
+def start(base: Path, count: int, port: int, concurrency: int, jobs_too: bool = False) -> int:
     base.mkdir(parents=True, exist_ok=True)
     state = _load(base)
     port = state.get("port", port)
@@ -70,8 +71,10 @@ def start(base: Path, count: int, port: int, concurrency: int) -> int:
     if not state.get("url"):
         state["url"] = server.create_database("memsys")
     state["port"] = server.port
+    # The queue only (the job database stays this data directory's), or the job database too.
+    state["setting"] = "MEMSYS_DATABASE_URL" if jobs_too else state.get("setting", "MEMSYS_QUEUE_URL")
     workers = [w for w in state.get("workers", []) if _is_our_worker(w["pid"], w["started"])]
-    env = {**os.environ, "MEMSYS_QUEUE_URL": state["url"], "PYTHONPATH": str(REPO)}
+    env = {**os.environ, state["setting"]: state["url"], "PYTHONPATH": str(REPO)}
     while len(workers) < count:
         log = base / f"worker-{len(workers) + 1}.log"
         with log.open("ab") as out:
@@ -80,7 +83,7 @@ def start(base: Path, count: int, port: int, concurrency: int) -> int:
         workers.append({"pid": proc.pid, "started": psutil.Process(proc.pid).create_time(), "log": str(log)})
     state["workers"] = workers
     _save(base, state)
-    print(f"MEMSYS_QUEUE_URL={state['url']}")
+    print(f"{state['setting']}={state['url']}")
     for w in workers:
         print(f"worker pid {w['pid']}, log {w['log']}")
     return 0
@@ -91,7 +94,7 @@ def status(base: Path) -> int:
     if not state:
         print(f"nothing started under {base}")
         return 1
-    print(f"queue: {state['url']}")
+    print(f"{'queue and job database' if state.get('setting') == 'MEMSYS_DATABASE_URL' else 'queue'}: {state['url']}")
     for w in state.get("workers", []):
         alive = "running" if _is_our_worker(w["pid"], w["started"]) else "not running"
         print(f"worker pid {w['pid']}: {alive}, log {w['log']}")
@@ -126,12 +129,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("count", type=int, nargs="?", default=3)
     p.add_argument("--port", type=int, default=55420, help="PostgreSQL's port on 127.0.0.1")
     p.add_argument("--concurrency", type=int, default=2, help="batches each worker runs at once")
+    p.add_argument("--jobs-too", action="store_true",
+                   help="keep the job database on that PostgreSQL too (MEMSYS_DATABASE_URL), as on several machines")
     sub.add_parser("status", help="the queue and each worker")
     sub.add_parser("stop", help="stop the workers (SIGTERM, by PID), then PostgreSQL")
     args = parser.parse_args(argv)
     base = args.base_dir.resolve()
     if args.command == "start":
-        return start(base, args.count, args.port, args.concurrency)
+        return start(base, args.count, args.port, args.concurrency, args.jobs_too)
     if args.command == "status":
         return status(base)
     return stop(base)

@@ -94,7 +94,7 @@ def describe_space(report: SpaceReport) -> str:
     lines = [f"  space: {size(report.total_bytes)} in {report.data_dir}; {size(report.disk_free)} free of "
              f"{size(report.disk_total)} on its disk ({report.used_percent:.0f}% used)"]
     for name, n in report.parts.items():
-        where = " (outside the data directory)" if name == "backups" and report.backups_outside else ""
+        where = " (outside the data directory)" if name in report.outside else ""
         lines.append(f"    {name + ':':<17}{size(n):>10}{where}")
     lines.append(f"    {'other:':<17}{size(report.other_bytes):>10}")
     if report.warning:

@@ -11,6 +11,7 @@ from memsys import workers as worker_processes  # procrastinate's worker, loaded
 from memsys.config import Settings
 from memsys.lazy import lazy_names
 from memsys.logs import configure_logging
+from memsys.units import plural
 from memsys.workers.settings import WorkerSettings
 
 if TYPE_CHECKING:
@@ -74,7 +75,7 @@ def _workers(args: argparse.Namespace) -> int:
         for w in view.workers:
             current = ", ".join(w.current) if w.current else "idle"
             print(f"{w.worker}  {w.state(view.lease_seconds, now)}  last heartbeat {_ago(w.heartbeat, now)}  "
-                  f"{w.concurrency} at once  {w.batches_done} batches done  now: {current}")
+                  f"{w.concurrency} at once  {plural(w.batches_done, 'batch', 'batches')} done  now: {current}")
         return 0
     finally:
         engine.close()
