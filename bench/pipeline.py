@@ -435,12 +435,14 @@ def bench_restore(b: Bench, n: int = 5000) -> list[Result]:
                       "embedder": provider.fingerprint, "embedder_name": provider.model}
             f.write(json.dumps(record) + "\n")
 
-    def restore() -> int:
+    def restore() -> float:
+        """One restore into a new, empty collection; its seconds."""
+        store = system.store = system.store.with_collection(f"Bench_{uuid.uuid4().hex[:10]}")  # engine.system is system
         with path.open(encoding="utf-8") as lines:
-            return engine.memories.restore(lines, source=path.name)
-
-    restored, memsys_seconds = timed(restore)
-    assert restored == n and system.store.count() == n
+            restored, seconds = timed(lambda: engine.memories.restore(lines, source=path.name))
+        assert restored == n and store.count() == n
+        store.delete_all()
+        return seconds
 
     def client_batch(parsed: list[tuple[str, dict[str, Any], list[float]]] | None) -> None:
         """The client's batch of the objects parsed before, or (None) read from the file
@@ -459,20 +461,31 @@ def bench_restore(b: Bench, n: int = 5000) -> list[Result]:
                 m = Memory.from_dict(record)
                 yield m.uuid, {**m.properties(), "content_words": m.content, "created_at": created}, vector
 
-    objects = list(client_objects())
-    seconds: dict[str, float] = {}
-    for name, parsed in (("from the file", None), ("parsed before", objects)):
+    def client(parsed: list[tuple[str, dict[str, Any], list[float]]] | None) -> float:
+        nonlocal target
         target = b.base.store.with_collection(f"Bench_{uuid.uuid4().hex[:10]}")
         target.ensure_collection()
-        _, seconds[name] = timed(lambda: client_batch(parsed))
+        _, seconds = timed(lambda: client_batch(parsed))
         assert target.count() == n
         target.delete_all()
-    ratio = seconds["from the file"] / memsys_seconds
+        return seconds
+
+    target = b.base.store
+    objects = list(client_objects())
+    # Both are bound by Weaviate's own indexing on the same 2 cores, so which runs first and
+    # the machine's load move one run by more than the difference between them: each runs
+    # twice, in the order memsys, client, client, memsys, and the faster of its two counts.
+    runs: dict[str, list[float]] = {"memsys": [], "from the file": []}
+    for name in ("memsys", "from the file", "from the file", "memsys"):
+        runs[name].append(restore() if name == "memsys" else client(None))
+    parsed_seconds = client(objects)
+    memsys_seconds, file_seconds = min(runs["memsys"]), min(runs["from the file"])
+    ratio = file_seconds / memsys_seconds
     return [Result("P3c", f"restore of an export vs the client's batch import of it ({n:,}, batches of 500)", ratio,
                    "x", ">= 0.95x", ratio >= 0.95,
-                   f"{n / memsys_seconds:,.0f} vs {n / seconds['from the file']:,.0f} objects/s, both reading the file "
-                   f"as they go; the client's batch of the objects parsed before: {n / seconds['parsed before']:,.0f}/s "
-                   f"({seconds['parsed before'] / memsys_seconds:.2f}x)")]
+                   f"{n / memsys_seconds:,.0f} vs {n / file_seconds:,.0f} objects/s (the faster of two runs each, "
+                   f"interleaved), both reading the file as they go; the client's batch of the objects parsed before: "
+                   f"{n / parsed_seconds:,.0f}/s ({parsed_seconds / memsys_seconds:.2f}x)")]
 
 
 def bench_small_jobs(b: Bench, n: int = 600) -> list[Result]:
