@@ -43,7 +43,8 @@ BATCHES_OF_2 = BatchConfig(text_type_batch_sizes={"short": 2, "medium": 2, "long
 
 class EmbeddingGate:
     """An HTTP proxy in front of the embeddings server that holds every call until the
-    test lets it through (`allow`, `open`)."""
+    test lets it through (`allow`, `open`); while `refuse` is set, a call with that text in
+    it is answered 400 (as a provider refuses an input), the others pass."""
 
     def __init__(self, upstream: str) -> None:
         self.upstream = urlparse(upstream)
@@ -51,6 +52,7 @@ class EmbeddingGate:
         self._lock = threading.Lock()
         self._open = False
         self.waiting = 0
+        self.refuse: str | None = None
         gate = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -59,6 +61,14 @@ class EmbeddingGate:
             def do_POST(self) -> None:  # noqa: N802
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 gate._wait()
+                if gate.refuse and gate.refuse.encode() in body:
+                    refusal = b'{"error": {"message": "this input is refused by the test", "type": "invalid_request_error"}}'
+                    self.send_response(400)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(refusal)))
+                    self.end_headers()
+                    self.wfile.write(refusal)
+                    return
                 up = http.client.HTTPConnection(gate.upstream.hostname, gate.upstream.port, timeout=120)
                 up.request("POST", gate.upstream.path.rstrip("/") + self.path.removeprefix("/v1"), body=body,
                            headers={"Content-Type": "application/json"})
@@ -359,3 +369,24 @@ def test_the_queue_setting_names_postgresql_and_never_shows_its_password() -> No
         WorkerSettings.load({"MEMSYS_QUEUE_URL": "postgresql://127.0.0.1/q", "MEMSYS_WORKER_CONCURRENCY": "0"})
     lease = WorkerSettings.load({"MEMSYS_QUEUE_URL": "postgresql://127.0.0.1/q", "MEMSYS_LEASE_SECONDS": "9"})
     assert lease.lease_seconds == 9 and lease.heartbeat_seconds == 3
+
+
+def test_a_retry_of_the_failed_memories_runs_on_the_workers(
+        cluster: tuple[Engine, Workers, Engine], gate: EmbeddingGate, reference: tuple, tmp_path: Path) -> None:
+    engine, workers, _ = cluster
+    workers.ready(engine)
+    gate.open()
+    gate.refuse = "worker note 5:"  # the provider refuses one text: its memory fails, the rest go in
+    try:
+        job_id = start_import(engine, "retried", tmp_path)
+        first = engine.jobs.wait(job_id, timeout=180)
+    finally:
+        gate.refuse = None
+    assert first.failed >= 1 and first.written + first.failed == TEXTS and first.pending == 0, first
+    done_first = {r["batch_no"] for r in engine.workers.batches(job_id) if r["state"] == "done"}
+    assert engine.jobs.retry_failed(job_id) == first.failed
+    final = engine.jobs.wait(job_id, timeout=180)
+    assert final.state == "completed" and final.failed == 0, final.error
+    assert outcome(engine, job_id, "retried") == reference
+    retried = [r for r in engine.workers.batches(job_id) if r["batch_no"] not in done_first]
+    assert retried and all(r["state"] == "done" and r["done_by"] for r in retried), retried  # by the workers
