@@ -1,8 +1,9 @@
-"""The S3 bucket backup sets go to when MEMSYS_BACKUP_BACKEND is s3 (memsys/engine/backups.py):
-put and get a folder under a key prefix, read and write one small JSON object, list the
-sets' folders, checksum a prefix by its objects' keys, sizes and ETags (the server's own
-content hash), delete a prefix. Every message names the bucket and key, never the secret
-key (the client is given it; errors are scrubbed of it)."""
+"""An S3 bucket and a folder in it: where backup sets go when MEMSYS_BACKUP_BACKEND is s3
+(memsys/engine/backups.py), and where the spool's files go when MEMSYS_SPOOL_BACKEND is s3
+(memsys/spool.py). Put and get a file or a folder under a key prefix, read and write one
+small JSON object, list the folders, checksum a prefix by its objects' keys, sizes and ETags
+(the server's own content hash), delete a prefix. Every message names the bucket and key,
+never the secret key (the client is given it; errors are scrubbed of it)."""
 from __future__ import annotations
 
 import hashlib
@@ -23,20 +24,34 @@ class BucketError(ValueError):
 
 
 class Bucket:
-    """One bucket and a folder in it (MEMSYS_BACKUP_S3_BUCKET and _PATH)."""
+    """One bucket and a folder in it, on AWS or an S3-compatible server at `endpoint`."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.name = settings.backup_s3_bucket
-        self.root = settings.backup_s3_path.strip("/")
-        self.endpoint = settings.backup_s3_endpoint or None
-        self._secrets = settings.secrets
+    def __init__(self, name: str, root: str, *, endpoint: str, region: str, access_key: str, secret_key: str,
+                 secrets: list[str]) -> None:
+        self.name = name
+        self.root = root.strip("/")
+        self.endpoint = endpoint or None
+        self._secrets = secrets
         config = Config(connect_timeout=30, read_timeout=120, retries={"max_attempts": 3, "mode": "standard"},
                         s3={"addressing_style": "path"}, request_checksum_calculation="when_required",
                         response_checksum_validation="when_required")
         self.client = boto3.session.Session().client(
-            "s3", endpoint_url=self.endpoint, region_name=settings.backup_s3_region,
-            aws_access_key_id=settings.backup_s3_access_key or None,
-            aws_secret_access_key=settings.backup_s3_secret_key.get() or None, config=config)
+            "s3", endpoint_url=self.endpoint, region_name=region, aws_access_key_id=access_key or None,
+            aws_secret_access_key=secret_key or None, config=config)
+
+    @classmethod
+    def for_backups(cls, settings: Settings) -> "Bucket":
+        """MEMSYS_BACKUP_S3_BUCKET and _PATH, on its server with its keys."""
+        return cls(settings.backup_s3_bucket, settings.backup_s3_path, endpoint=settings.backup_s3_endpoint,
+                   region=settings.backup_s3_region, access_key=settings.backup_s3_access_key,
+                   secret_key=settings.backup_s3_secret_key.get(), secrets=settings.secrets)
+
+    @classmethod
+    def for_spool(cls, settings: Settings) -> "Bucket":
+        """MEMSYS_SPOOL_S3_BUCKET and _PATH, on its server with its keys."""
+        return cls(settings.spool_s3_bucket, settings.spool_s3_path, endpoint=settings.spool_s3_endpoint,
+                   region=settings.spool_s3_region, access_key=settings.spool_s3_access_key,
+                   secret_key=settings.spool_s3_secret_key.get(), secrets=settings.secrets)
 
     @property
     def where(self) -> str:
@@ -120,6 +135,21 @@ class Bucket:
             self.client.download_file(self.name, self.key(*parts), str(target))
         except (ClientError, BotoCoreError) as e:
             raise self._fail(e, f"{self.key(*parts)} could not be read") from None
+
+    def sizes(self, *parts: str) -> dict[str, int]:
+        """Key (relative to `parts`) -> size of every object under `parts`."""
+        prefix = self.key(*parts) + "/"
+        try:
+            return {str(o["Key"])[len(prefix):]: int(o["Size"]) for o in self._objects(prefix)}
+        except (ClientError, BotoCoreError) as e:
+            raise self._fail(e, f"{prefix} could not be listed") from None
+
+    def put_file(self, path: Path, *parts: str) -> None:
+        key = self.key(*parts)
+        try:
+            self.client.upload_file(str(path), self.name, key)
+        except (ClientError, BotoCoreError) as e:
+            raise self._fail(e, f"{key} could not be written") from None
 
     def put_folder(self, folder: Path, *parts: str) -> None:
         """Every file under `folder`, at the same relative keys under `parts`."""

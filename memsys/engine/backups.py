@@ -277,7 +277,7 @@ class _InBucket:
     are made in a local staging folder and put there, the manifest last."""
 
     def __init__(self, settings: Settings) -> None:
-        self.bucket = Bucket(settings)
+        self.bucket = Bucket.for_backups(settings)
 
     @property
     def where(self) -> str:

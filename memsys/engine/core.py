@@ -27,12 +27,16 @@ from memsys.jobs.api_tokens import ApiTokenTables
 from memsys.logs import configure_logging, event, get_logger, set_program
 from memsys.jobs.pipeline import ImportPipeline
 from memsys.jobs.sources import SourceTables
+from memsys.lazy import lazy_names
 from memsys.spool import Spool
 from memsys.tasks import TaskRunner
 from memsys import workers as worker_queue
 from memsys.workers.leases import LeaseTables
 from memsys.workers.runner import QueueRunner
 from memsys.workers.settings import WorkerSettings
+
+# boto3, loaded only when the spool has a bucket (MEMSYS_SPOOL_BACKEND=s3).
+Bucket, = lazy_names("memsys.bucket", "Bucket")
 
 log = get_logger("engine")
 
@@ -72,7 +76,8 @@ class Engine:
         self.job_store = JobStore(self.settings.job_database, timeout=self.settings.jobs_db_timeout)
         self.audit_trail = AuditTrail(self.settings.job_database, timeout=self.settings.jobs_db_timeout)
         self.source_store = SourceTables(self.settings.job_database, timeout=self.settings.jobs_db_timeout)
-        self.spool = Spool(self.settings.spool_dir)
+        self.spool = Spool(self.settings.spool_dir,
+                           Bucket.for_spool(self.settings) if self.settings.spool_backend == "s3" else None)
         self.pipeline = ImportPipeline(self.system, self.job_store)
         # With a queue configured (MEMSYS_QUEUE_URL), jobs go to `memsys worker` processes;
         # without one, this process runs them (the embedded default).
@@ -80,7 +85,8 @@ class Engine:
         self.worker_leases = LeaseTables(self.settings.job_database, timeout=self.settings.jobs_db_timeout)
         self.runner: JobRunner | QueueRunner
         if self.worker_settings.enabled:
-            self.runner = QueueRunner(self.job_store, self.worker_leases, worker_queue.JobQueue(self.worker_settings))
+            self.runner = QueueRunner(self.job_store, self.worker_leases, worker_queue.JobQueue(self.worker_settings),
+                                      self.spool)
         else:
             self.runner = JobRunner(self.job_store, self._run_job)
         self.task_runner = TaskRunner()

@@ -30,7 +30,7 @@ class Retention(Calls):
         engine = self._engine
         with audited(engine.audit_trail, AuditAction.JOBS_PRUNED, actor, f"older than {older_than_days:g} days") as d:
             report = apply_retention(engine.job_store, engine.settings.spool_dir, spool_keep_days=None,
-                                     prune_older_than_days=older_than_days)
+                                     prune_older_than_days=older_than_days, forget_remote=engine.spool.forget_remote)
             d.update(jobs=len(report.pruned), items=report.pruned_items, spool_files=report.spool_files,
                      spool_bytes=report.spool_bytes, kept=len(report.kept), vacuumed_bytes=report.vacuumed_bytes)
         return report
@@ -42,7 +42,8 @@ class Retention(Calls):
         engine = self._engine
         settings = engine.settings
         report = apply_retention(engine.job_store, settings.spool_dir, spool_keep_days=settings.spool_keep_days,
-                                 prune_older_than_days=settings.job_texts_keep_days or None)
+                                 prune_older_than_days=settings.job_texts_keep_days or None,
+                                 forget_remote=engine.spool.forget_remote)
         if report.spool_released or report.pruned:
             log.info("retention: spooled files of %d jobs removed (%d files, %d bytes), texts of %d jobs pruned",
                      len(report.spool_released), report.spool_files, report.spool_bytes, len(report.pruned),

@@ -20,7 +20,7 @@ import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from memsys.jobs.database import JobStore
 from memsys.jobs.records import FINAL_STATES, JobProgress
@@ -120,7 +120,7 @@ def _drop(paths: Sequence[Path]) -> None:
 
 def apply_retention(store: JobStore, spool_root: Path, *, spool_keep_days: float | None,
                     prune_older_than_days: float | None, dry_run: bool = False,
-                    now: float | None = None) -> RetentionReport:
+                    now: float | None = None, forget_remote: Callable[[Sequence[Path]], None] | None = None) -> RetentionReport:
     """Release the spool of settled jobs that finished more than `spool_keep_days` ago and
     prune the texts of finished jobs older than `prune_older_than_days` (None: neither)."""
     now = time.time() if now is None else now
@@ -156,6 +156,8 @@ def apply_retention(store: JobStore, spool_root: Path, *, spool_keep_days: float
             report.spool_released.append(job_id)
         if not dry_run:
             _drop(own)
+            if forget_remote is not None:  # the spool's bucket (MEMSYS_SPOOL_BACKEND=s3) lets them go too
+                forget_remote(own)
             _mark(store, job_id, "spool_removed_at", now)
     for job in prune:
         items = int(store._one("SELECT COUNT(*) FROM items WHERE job_id = ? AND memory IS NOT NULL",

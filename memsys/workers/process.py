@@ -43,7 +43,7 @@ class WorkerProcess:
         self.queue = JobQueue(worker_settings)
         self.held = HeldLeases()
         self.work = WorkerJobs(self.engine.system, self.engine.job_store, self.leases, self.queue, worker_settings,
-                               self.held, after_job=self._after_job)
+                               self.held, after_job=self._after_job, spool=self.engine.spool)
         self._stopping = threading.Event()
         self._worker: Worker | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

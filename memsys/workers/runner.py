@@ -12,6 +12,7 @@ from typing import Protocol
 from memsys.jobs.database import JobStore
 from memsys.jobs.records import JobProgress
 from memsys.jobs.runner import RunnerCalls
+from memsys.spool import Spool
 from memsys.workers.leases import LeaseTables
 
 
@@ -26,12 +27,17 @@ class WorkQueue(Protocol):
 class QueueRunner(RunnerCalls):
     """The job runner when jobs go to workers."""
 
-    def __init__(self, store: JobStore, leases: LeaseTables, queue: WorkQueue) -> None:
+    def __init__(self, store: JobStore, leases: LeaseTables, queue: WorkQueue, spool: Spool | None = None) -> None:
         self.store = store
         self.leases = leases
         self.queue = queue
+        self.spool = spool
 
     def submit(self, job_id: str) -> None:
+        # With the spool in a bucket (MEMSYS_SPOOL_BACKEND=s3), the job's files go there
+        # first, for workers on machines without this one's spool.
+        if self.spool is not None:
+            self.spool.publish(self.store.request(job_id).get("paths") or [])
         self.store.mark_queued(job_id)
         self.leases.hand_to_workers(job_id)
         self.queue.plan(job_id)

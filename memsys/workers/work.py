@@ -6,9 +6,11 @@ ends with the same items, counts and memories whichever runs it.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from memsys.errors import JobStoreError
@@ -21,6 +23,7 @@ from memsys.jobs.database import JobStore
 from memsys.jobs.request import ImportRequest
 from memsys.logs import event, get_logger, job_context
 from memsys.api import MemorySystem
+from memsys.spool import Spool
 from memsys.workers.leases import Lease, LeaseLost, LeaseTables, worker_id
 from memsys.workers.queue import JobQueue
 from memsys.workers.settings import WorkerSettings
@@ -94,7 +97,7 @@ class WorkerJobs:
     """The three tasks of a worker, over this process's memory system and job database."""
 
     def __init__(self, system: MemorySystem, jobs: JobStore, leases: LeaseTables, queue: JobQueue,
-                 settings: WorkerSettings, held: HeldLeases, after_job: Any = None) -> None:
+                 settings: WorkerSettings, held: HeldLeases, after_job: Any = None, spool: Spool | None = None) -> None:
         self.system = system
         self.jobs = jobs
         self.leases = leases
@@ -104,6 +107,7 @@ class WorkerJobs:
         self.pipeline = ImportPipeline(system, jobs)
         self.worker = worker_id()
         self._after_job = after_job
+        self.spool = spool
 
     def _context(self, job_id: str) -> tuple[JobContext, Any]:
         request = ImportRequest.from_json(self.jobs.request(job_id))
@@ -131,8 +135,18 @@ class WorkerJobs:
                 if refused:
                     jobs.set_state(job_id, "failed", refused)
                     return
-                if not self.pipeline.plan_job(ctx, kind):
-                    return
+                # The spooled files this machine lacks, from the bucket (MEMSYS_SPOOL_BACKEND=s3);
+                # once read into the job's memories they are not needed here again.
+                fetched: list[Path] = []
+                if self.spool is not None and not jobs.require(job_id).planned:
+                    local, fetched = self.spool.localize(request.paths)
+                    ctx = dataclasses.replace(ctx, request=dataclasses.replace(ctx.request, paths=tuple(local)))
+                try:
+                    if not self.pipeline.plan_job(ctx, kind):
+                        return
+                finally:
+                    if self.spool is not None:
+                        self.spool.discard(fetched)
                 others = self.leases.claim_documents(job_id, [d.document_id for d in jobs.documents(job_id)])
                 if others:
                     log.info("import %s waits: import %s is replacing some of the same documents", job_id, others[0],
