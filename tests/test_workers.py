@@ -9,6 +9,7 @@ input, every item settled exactly once."""
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import signal
 import subprocess
@@ -27,8 +28,10 @@ from memsys.config import BatchConfig, Settings
 from memsys.engine import Engine, LogQuery
 from memsys.ingest.memories import MemoryDefaults
 from memsys.store import MemoryFilter
+from memsys.workers.reads import ReadLeases
 from memsys.workers.settings import WorkerSettings
 
+from bench.ocr import SCAN_TEXT, scanned_pdf
 from conftest import REPO
 from helpers import short_texts, write_rows_csv
 
@@ -170,7 +173,8 @@ def cluster(test_env: dict[str, str], postgres_url: Callable[[], str], gate: Emb
     its own process on the same store): one collection of its own for this module."""
     env = {**test_env, "MEMSYS_EMBEDDING_PROVIDER": "openai", "OPENAI_BASE_URL": gate.url, "MEMSYS_EMBEDDING_MODEL": E5_MODEL,
            "MEMSYS_COLLECTION": f"Workers_{uuid.uuid4().hex[:10]}", "MEMSYS_DATABASE_URL": postgres_url(),
-           "MEMSYS_LEASE_SECONDS": str(LEASE_SECONDS), "MEMSYS_LOG_LEVEL": "INFO", "NO_PROXY": "127.0.0.1,localhost"}
+           "MEMSYS_LEASE_SECONDS": str(LEASE_SECONDS), "MEMSYS_LOG_LEVEL": "INFO", "NO_PROXY": "127.0.0.1,localhost",
+           "MEMSYS_OCR_LANGUAGES": "eng"}  # the scanned pages below are English: a second a page, not three
     settings = Settings.load(env=env, secrets_path=Path("/nonexistent"))
     workers = Workers({**os.environ, **env, "PYTHONPATH": str(REPO)}, tmp_path_factory.mktemp("worker-logs"))
     gate.open()
@@ -333,6 +337,118 @@ def test_the_queue_database_restarted_mid_import_the_job_completes(
     assert outcome(engine, job_id, "restarted") == reference
     assert attempts(engine, job_id) == [1] * TEXTS
     assert len([p for p in workers.procs if p.poll() is None]) == 3, "the workers lived through the restart"
+
+
+# --- a job's files read by several workers -----------------------------------------------------
+
+SCAN_PAGE = SCAN_TEXT["en"]
+
+
+@pytest.fixture(scope="module")
+def several_files(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Files read in five parts: two scanned pages (OCR), a repeated file (its memories are
+    "same content as" the first's), a PDF that cannot be read, small files read together."""
+    folder = tmp_path_factory.mktemp("several")
+    notes = "\n\n".join(f"Paragraph {i} of the warehouse notes: shelves are counted every morning." for i in range(6))
+    files = {
+        "notes.md": notes,
+        "scan-one.pdf": scanned_pdf([("en", SCAN_PAGE)]),
+        "again.md": notes,
+        "plans.txt": "The loading dock opens at seven. Deliveries wait in the yard until a bay is free.",
+        "broken.pdf": b"%PDF-1.4 this is not a PDF at all",
+        "scan-two.pdf": scanned_pdf([("en", SCAN_PAGE[::-1])]),
+    }
+    paths = []
+    for name, body in files.items():
+        path = folder / name
+        path.write_bytes(body if isinstance(body, bytes) else body.encode())
+        paths.append(path)
+    return paths
+
+
+def import_files(engine: Engine, project: str, files: list[Path]) -> str:
+    return engine.imports.start(engine.imports.spool_paths(files), MemoryDefaults(project=project, repo="main", agent="importer"),
+                                config=BATCHES_OF_2)
+
+
+def planned(engine: Engine, job_id: str, project: str) -> tuple[object, ...]:
+    """Everything planning decided and the import stored: counts, each item (seq, name, state,
+    reason, attempts), the documents, OCR pages, warnings and the memories stored."""
+    job = engine.job_store.require(job_id)
+    items = [tuple(r) for r in engine.job_store._rows(
+        "SELECT seq, item, state, reason, attempts FROM items WHERE job_id = ? ORDER BY seq", (job_id,))]
+    documents = sorted((d.source_file, d.document_hash, d.chunks) for d in engine.job_store.documents(job_id))
+    stored = sorted((m.content, m.source_file, m.source_location, m.chunk_index)
+                    for m, _ in engine.system.store.scan(MemoryFilter(project=project)))
+    return (job.total, job.written, job.updated, job.unchanged, job.failed, job.pending, job.ocr_pages,
+            items, documents, engine.job_store.warnings(job_id), stored)
+
+
+@pytest.fixture(scope="module")
+def read_reference(cluster: tuple[Engine, Workers, Engine], gate: EmbeddingGate,
+                   several_files: list[Path]) -> tuple[object, ...]:
+    """The files imported on one machine, by the in-process runner."""
+    _, _, local = cluster
+    gate.open()
+    job_id = import_files(local, "read-reference", several_files)
+    final = local.jobs.wait(job_id, timeout=300)
+    assert final.state == "completed", final.error
+    return planned(local, job_id, "read-reference")
+
+
+def reads(engine: Engine, job_id: str) -> list[dict[str, object]]:
+    """The job's parts of files (read 0 is their merge), as the job database has them."""
+    leases = ReadLeases(engine.settings.job_database)
+    try:
+        return [r for r in leases.read_rows(job_id) if r["read_no"]]
+    finally:
+        leases.close()
+
+
+def test_a_job_s_files_are_read_by_several_workers_with_one_machine_s_result(
+        cluster: tuple[Engine, Workers, Engine], gate: EmbeddingGate, several_files: list[Path],
+        read_reference: tuple[object, ...]) -> None:
+    engine, workers, _ = cluster
+    workers.ready(engine)
+    gate.open()
+    job_id = import_files(engine, "read-spread", several_files)
+    final = engine.jobs.wait(job_id, timeout=300)
+    assert final.state == "completed", final.error
+    got = planned(engine, job_id, "read-spread")
+    assert got == read_reference
+    assert got[6] == 2 and got[4] == 1 and got[3] > 0, "two pages read by OCR, one file unreadable, repeats settled"
+    parts = reads(engine, job_id)
+    assert [[Path(p).name for p in json.loads(str(r["paths"]))] for r in parts] == [
+        ["notes.md"], ["scan-one.pdf"], ["again.md", "plans.txt"], ["broken.pdf"], ["scan-two.pdf"]]  # small files together
+    assert {r["state"] for r in parts} == {"done"}
+    assert len({r["done_by"] for r in parts}) > 1, "the parts were read by more than one worker"
+    assert sum(int(r["ocr_pages"]) for r in parts) == 2  # type: ignore[call-overload]
+
+
+def test_a_reader_killed_mid_read_has_its_part_taken_over_and_the_job_completes_exactly(
+        cluster: tuple[Engine, Workers, Engine], gate: EmbeddingGate, several_files: list[Path],
+        read_reference: tuple[object, ...]) -> None:
+    engine, workers, _ = cluster
+    workers.ready(engine)
+    gate.open()
+    job_id = import_files(engine, "read-killed", several_files)
+    victim: list[dict[str, object]] = []
+
+    def reading_a_scan() -> bool:
+        victim[:] = [r for r in reads(engine, job_id)
+                     if r["state"] == "running" and "scan-" in str(r["paths"]) and r["token"] == 1]
+        return bool(victim)
+
+    wait_for("a worker is reading a scanned page", reading_a_scan)
+    part, name = int(victim[0]["read_no"]), str(victim[0]["worker"])  # type: ignore[call-overload]
+    workers.by_name(name).send_signal(signal.SIGKILL)
+    workers.by_name(name).wait()
+    final = engine.jobs.wait(job_id, timeout=300)
+    assert final.state == "completed", final.error
+    taken = next(r for r in reads(engine, job_id) if r["read_no"] == part)
+    assert (taken["state"], taken["token"], taken["taken_over"]) == ("done", 2, 1)
+    assert taken["done_by"] not in ("", name)
+    assert planned(engine, job_id, "read-killed") == read_reference  # items, documents, OCR pages, memories: exact
 
 
 def test_the_queue_setting_names_postgresql_and_never_shows_its_password() -> None:
