@@ -28,7 +28,6 @@ from memsys.config import BatchConfig, Settings
 from memsys.engine import Engine, LogQuery
 from memsys.ingest.memories import MemoryDefaults
 from memsys.store import MemoryFilter
-from memsys.workers.reads import ReadLeases
 from memsys.workers.settings import WorkerSettings
 
 from bench.ocr import SCAN_TEXT, scanned_pdf
@@ -397,12 +396,8 @@ def read_reference(cluster: tuple[Engine, Workers, Engine], gate: EmbeddingGate,
 
 
 def reads(engine: Engine, job_id: str) -> list[dict[str, object]]:
-    """The job's parts of files (read 0 is their merge), as the job database has them."""
-    leases = ReadLeases(engine.settings.job_database)
-    try:
-        return [r for r in leases.read_rows(job_id) if r["read_no"]]
-    finally:
-        leases.close()
+    """The parts of the job's files the workers read (without read 0, their merge)."""
+    return [r for r in engine.workers.reads(job_id) if r["read_no"]]
 
 
 def test_a_job_s_files_are_read_by_several_workers_with_one_machine_s_result(
@@ -449,6 +444,25 @@ def test_a_reader_killed_mid_read_has_its_part_taken_over_and_the_job_completes_
     assert (taken["state"], taken["token"], taken["taken_over"]) == ("done", 2, 1)
     assert taken["done_by"] not in ("", name)
     assert planned(engine, job_id, "read-killed") == read_reference  # items, documents, OCR pages, memories: exact
+
+
+def test_cancel_while_the_files_are_read_drops_what_was_read_and_resume_reads_them_again(
+        cluster: tuple[Engine, Workers, Engine], gate: EmbeddingGate, several_files: list[Path],
+        read_reference: tuple[object, ...]) -> None:
+    engine, workers, _ = cluster
+    workers.ready(engine)
+    gate.open()
+    job_id = import_files(engine, "read-cancelled", several_files)
+    wait_for("a worker is reading a scanned page", lambda: any(
+        r["state"] == "running" and "scan-" in str(r["paths"]) for r in reads(engine, job_id)))
+    assert engine.jobs.cancel(job_id)
+    stopped = engine.jobs.wait(job_id, timeout=120)
+    assert (stopped.state, stopped.total, stopped.planned) == ("cancelled", 0, False)
+    assert reads(engine, job_id) == [], "what the workers had read is dropped"
+    engine.jobs.resume(job_id)
+    final = engine.jobs.wait(job_id, timeout=300)
+    assert final.state == "completed", final.error
+    assert planned(engine, job_id, "read-cancelled") == read_reference
 
 
 def test_the_queue_setting_names_postgresql_and_never_shows_its_password() -> None:
