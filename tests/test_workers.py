@@ -27,7 +27,12 @@ import pytest
 from memsys.config import BatchConfig, Settings
 from memsys.engine import Engine, LogQuery
 from memsys.ingest.memories import MemoryDefaults
+from memsys.jobs import JobStore
+from memsys.jobs.imports import ReadPiece
 from memsys.store import MemoryFilter
+from memsys.workers import reads as reads_module
+from memsys.workers.leases import LeaseLost
+from memsys.workers.reads import ReadLease, ReadLeases
 from memsys.workers.settings import WorkerSettings
 
 from bench.ocr import SCAN_TEXT, scanned_pdf
@@ -458,11 +463,51 @@ def test_cancel_while_the_files_are_read_drops_what_was_read_and_resume_reads_th
     assert engine.jobs.cancel(job_id)
     stopped = engine.jobs.wait(job_id, timeout=120)
     assert (stopped.state, stopped.total, stopped.planned) == ("cancelled", 0, False)
-    assert reads(engine, job_id) == [], "what the workers had read is dropped"
+    assert {r["state"] for r in reads(engine, job_id)} == {"dropped"}
+    assert engine.job_store._one("SELECT COUNT(*) FROM read_pieces WHERE job_id = ?", (job_id,))[0] == 0, \
+        "what the workers had read is dropped"
+    tokens = max(int(r["token"]) for r in reads(engine, job_id))  # type: ignore[call-overload]
     engine.jobs.resume(job_id)
     final = engine.jobs.wait(job_id, timeout=300)
     assert final.state == "completed", final.error
     assert planned(engine, job_id, "read-cancelled") == read_reference
+    assert min(int(r["token"]) for r in reads(engine, job_id)) > tokens, \
+        "the second run's leases never reuse a token a reader of the first may still hold"  # type: ignore[call-overload]
+
+
+def test_a_late_reader_s_pieces_are_refused_and_the_merge_reads_the_new_holder_s_in_file_order(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(reads_module, "_WINDOW", 2)  # pieces read back two at a time
+    store, leases = JobStore(tmp_path / "jobs.sqlite3"), ReadLeases(tmp_path / "jobs.sqlite3")
+    try:
+        job_id = store.create_job({"paths": ["a.md", "b.pdf"]})
+        assert leases.create_reads(job_id, [("a.md",), ("b.pdf",)], 60) == [1, 2]
+        first = leases.acquire_read(job_id, 2, "paused:1", -1)  # its lease has already run out
+        assert first is not None and leases.acquire_read(job_id, 2, "other:2", 60) is not None
+        with pytest.raises(LeaseLost):
+            leases.add_pieces(first, 0, [ReadPiece("b.pdf", "late")], 60)
+        with pytest.raises(LeaseLost):
+            leases.finish_read(first, "paused:1", 1, 1.0, 60)
+        second = leases.acquire_read(job_id, 1, "other:2", 60)
+        assert second is not None and second.token == 1 and not second.taken_over
+        leases.add_pieces(second, 0, [ReadPiece(f"a.md chunk {i}") for i in range(3)], 60)
+        leases.finish_read(second, "other:2", 3, 0.1, 60)
+        assert leases.unsettled_reads(job_id) == 1
+        taken = leases.acquire_read(job_id, 2, "third:3", -1)
+        assert taken is None, "the other worker's lease on it still holds"
+        rows = {r["read_no"]: r for r in leases.read_rows(job_id)}
+        assert (rows[2]["token"], rows[2]["taken_over"], rows[2]["worker"]) == (2, 1, "other:2")
+        holder = ReadLease(job_id, 2, 2, ("b.pdf",), True)
+        leases.add_pieces(holder, 0, [ReadPiece("b.pdf page 1"), ReadPiece("b.pdf page 2", "unreadable")], 60)
+        leases.finish_read(holder, "other:2", 2, 0.2, 60)
+        assert leases.unsettled_reads(job_id) == 0
+        assert [(p.item, p.reason) for p in leases.pieces(job_id)] == [
+            ("a.md chunk 0", ""), ("a.md chunk 1", ""), ("a.md chunk 2", ""), ("b.pdf page 1", ""),
+            ("b.pdf page 2", "unreadable")]
+        assert leases.due_reads() == []  # the merge's lease runs from the last part's end
+    finally:
+        leases.close()
+        store.close()
 
 
 def test_the_queue_setting_names_postgresql_and_never_shows_its_password() -> None:

@@ -51,13 +51,17 @@ class ReadLeases(LeaseTables):
         now = time.time()
         numbers = list(range(1, len(parts) + 1))
         with self._tx() as db:
+            # Tokens go on from the run before: a reader of that run still going (paused)
+            # holds a token no new lease has, so its writes stay refused.
+            base = int(db.execute("SELECT COALESCE(MAX(token), 0) FROM file_reads WHERE job_id = ?", (job_id,)).fetchone()[0])
             db.execute("DELETE FROM read_pieces WHERE job_id = ?", (job_id,))
             db.execute("DELETE FROM file_reads WHERE job_id = ?", (job_id,))
             # The merge's lease has no expiry until the last part is read (`finish_read`).
             db.executemany(
-                "INSERT INTO file_reads (job_id, read_no, paths, state, expires_at, created_at) VALUES (?, ?, ?, 'pending', ?, ?)",
-                [(job_id, MERGE, "[]", None, now)]
-                + [(job_id, n, json.dumps(list(paths)), now + lease_seconds, now) for n, paths in zip(numbers, parts)],
+                "INSERT INTO file_reads (job_id, read_no, paths, state, token, expires_at, created_at)"
+                " VALUES (?, ?, ?, 'pending', ?, ?, ?)",
+                [(job_id, MERGE, "[]", base, None, now)]
+                + [(job_id, n, json.dumps(list(paths)), base, now + lease_seconds, now) for n, paths in zip(numbers, parts)],
             )
         return numbers
 
@@ -175,11 +179,19 @@ class ReadLeases(LeaseTables):
                        " AND state = 'dropped'", (time.time() + lease_seconds, job_id, MERGE))
         return [int(r[0]) for r in rows]
 
+    def drop_merge(self, job_id: str) -> None:
+        """A job that stopped before its merge: the merge is not handed out again (a
+        resume reads the files again)."""
+        with self._tx() as db:
+            db.execute("UPDATE file_reads SET state = 'dropped', expires_at = NULL WHERE job_id = ? AND read_no = ?"
+                       " AND state = 'pending'", (job_id, MERGE))
+
     def drop_reads(self, job_id: str) -> None:
-        """Forget the job's reads and what they stored (a cancelled job plans again)."""
+        """Drop what the job's reads stored (a cancelled job reads its files again when
+        resumed); their rows stay, dropped, so the next run's tokens go on from theirs."""
         with self._tx() as db:
             db.execute("DELETE FROM read_pieces WHERE job_id = ?", (job_id,))
-            db.execute("DELETE FROM file_reads WHERE job_id = ?", (job_id,))
+            db.execute("UPDATE file_reads SET state = 'dropped', expires_at = NULL WHERE job_id = ?", (job_id,))
 
     def clear_pieces(self, job_id: str) -> None:
         """Merged: the stored pieces go (the reads' rows stay: who read what)."""

@@ -247,6 +247,7 @@ class WorkerJobs:
         jobs, leases = self.jobs, self.leases
         job = jobs.get(job_id)
         if job is None or job.state not in ("planning", "cancelling") or job.planned:
+            leases.drop_merge(job_id)  # stopped (or merged): nothing to hand out again
             return
         with job_context(job_id):
             if leases.unsettled_reads(job_id):
