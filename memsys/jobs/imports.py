@@ -6,6 +6,7 @@ documents gone from the imported folder too.
 from __future__ import annotations
 
 import hashlib
+import stat
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -131,8 +132,9 @@ class FileImport:
         for raw in paths:
             path = Path(raw)
             try:
-                small = path.is_file() and path.stat().st_size < _GROUP_BYTES and path.suffix.lower() not in _READ_ALONE
-                bytes_ = path.stat().st_size if small else 0
+                info = path.stat()
+                bytes_ = info.st_size
+                small = stat.S_ISREG(info.st_mode) and bytes_ < _GROUP_BYTES and path.suffix.lower() not in _READ_ALONE
             except OSError:
                 small, bytes_ = True, 0  # gone: its reader says so, in its place
             if not small or len(group) >= _GROUP_FILES or size + bytes_ > _GROUP_BYTES:
