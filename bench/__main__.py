@@ -53,6 +53,7 @@ STEPS = [
     Step("service"),  # P15
     Step("backups"),  # backup and restore of 10,000 memories
     Step("workers"),  # P16: three workers vs one, and a SIGKILLed worker's batch taken over
+    Step("read_workers"),  # P16: OCR pages per minute with one worker and with three
 ]
 
 

@@ -170,8 +170,9 @@ class Spool:
         says the file is not there."""
         local: list[str] = []
         fetched: list[Path] = []
+        listed: dict[str, dict[str, int]] = {}
         for raw in paths:
-            key = None if Path(raw).exists() or self.mirror is None else self._key_of(Path(raw))
+            key = None if Path(raw).exists() or self.mirror is None else self._key_of(Path(raw), listed)
             if key is None:
                 local.append(str(raw))
                 continue
@@ -190,15 +191,34 @@ class Spool:
                      extra=event("spool.fetched", paths=len(fetched)))
         return local, fetched
 
-    def _key_of(self, path: Path) -> tuple[str, bool] | None:
+    def remote_sizes(self, paths: Sequence[Path | str]) -> dict[str, int | None]:
+        """For each of `paths` this machine lacks and the mirror has: its size (None for a
+        folder), so the work can be cut up before anything is fetched."""
+        found: dict[str, int | None] = {}
+        listed: dict[str, dict[str, int]] = {}
+        for raw in paths:
+            if self.mirror is None or Path(raw).exists():
+                continue
+            key = self._key_of(Path(raw), listed)
+            if key is not None:
+                relative, is_file = key
+                top, _, rest = relative.partition("/")
+                found[str(raw)] = listed[top][rest] if is_file else None
+        return found
+
+    def _key_of(self, path: Path, listed: dict[str, dict[str, int]] | None = None) -> tuple[str, bool] | None:
         """The path's name in the mirror and whether it is one file (else a folder), tried
-        from its last two parts up: the first folder of the mirror holding the rest."""
+        from its last two parts up: the first folder of the mirror holding the rest.
+        `listed` keeps the mirror's listings of folders between calls."""
+        listed = {} if listed is None else listed
         parts = PurePosixPath(path.as_posix()).parts
         for i in range(len(parts) - 2, 0, -1):
             top, rest = parts[i], "/".join(parts[i + 1:])
             if not is_safe_relative_name(top) or not is_safe_relative_name(rest):
                 continue
-            keys = self.mirror.sizes(top)  # type: ignore[union-attr]
+            if top not in listed:
+                listed[top] = self.mirror.sizes(top)  # type: ignore[union-attr]
+            keys = listed[top]
             if rest in keys:
                 return f"{top}/{rest}", True
             if any(k.startswith(rest + "/") for k in keys):

@@ -10,6 +10,7 @@ input, every item settled exactly once."""
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import signal
 import subprocess
@@ -27,10 +28,16 @@ import pytest
 from memsys.config import BatchConfig, Settings
 from memsys.engine import Engine, LogQuery
 from memsys.ingest.memories import MemoryDefaults
+from memsys.jobs import JobStore
+from memsys.jobs.imports import ReadPiece
 from memsys.store import MemoryFilter
 from memsys.store.server import api_key as weaviate_api_key
+from memsys.workers import reads as reads_module
+from memsys.workers.leases import LeaseLost
+from memsys.workers.reads import ReadLease, ReadLeases
 from memsys.workers.settings import WorkerSettings
 
+from bench.ocr import SCAN_TEXT, scanned_pdf
 from conftest import REPO
 from helpers import short_texts, write_rows_csv
 
@@ -201,7 +208,8 @@ def cluster(test_env: dict[str, str], postgres_url: Callable[[], str], gate: Emb
            "MEMSYS_COLLECTION": f"Workers_{uuid.uuid4().hex[:10]}", "MEMSYS_DATABASE_URL": postgres_url(),
            "MEMSYS_LEASE_SECONDS": str(LEASE_SECONDS), "MEMSYS_LOG_LEVEL": "INFO", "NO_PROXY": "127.0.0.1,localhost",
            "MEMSYS_SPOOL_BACKEND": "s3", "MEMSYS_SPOOL_S3_BUCKET": SPOOL_BUCKET, "MEMSYS_SPOOL_S3_ENDPOINT": s3.endpoint,
-           "MEMSYS_SPOOL_S3_ACCESS_KEY": S3_ACCESS_KEY, "MEMSYS_SPOOL_S3_SECRET_KEY": SENTINEL}
+           "MEMSYS_SPOOL_S3_ACCESS_KEY": S3_ACCESS_KEY, "MEMSYS_SPOOL_S3_SECRET_KEY": SENTINEL,
+           "MEMSYS_OCR_LANGUAGES": "eng"}  # the scanned pages below are English: a second a page, not three
     settings = Settings.load(env=env, secrets_path=Path("/nonexistent"))
     # The session's server as a remote one; the log in one folder all "machines" write to.
     shared = {"MEMSYS_LOG_DIR": str(settings.log_dir), "WEAVIATE_URL": f"http://127.0.0.1:{env['MEMSYS_WEAVIATE_PORT']}?grpc={env['MEMSYS_WEAVIATE_GRPC_PORT']}",
@@ -368,6 +376,188 @@ def test_the_queue_database_restarted_mid_import_the_job_completes(
     assert outcome(engine, job_id, "restarted") == reference
     assert attempts(engine, job_id) == [1] * TEXTS
     assert len([p for p in workers.procs if p.poll() is None]) == 3, "the workers lived through the restart"
+
+
+# --- a job's files read by several workers -----------------------------------------------------
+
+SCAN_PAGE = SCAN_TEXT["en"]
+
+
+@pytest.fixture(scope="module")
+def several_files(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Files read in five parts: two scanned pages (OCR), a repeated file (its memories are
+    "same content as" the first's), a PDF that cannot be read, small files read together."""
+    folder = tmp_path_factory.mktemp("several")
+    notes = "\n\n".join(f"Paragraph {i} of the warehouse notes: shelves are counted every morning." for i in range(6))
+    files = {
+        "notes.md": notes,
+        "scan-one.pdf": scanned_pdf([("en", SCAN_PAGE)]),
+        "again.md": notes,
+        "plans.txt": "The loading dock opens at seven. Deliveries wait in the yard until a bay is free.",
+        "broken.pdf": b"%PDF-1.4 this is not a PDF at all",
+        "scan-two.pdf": scanned_pdf([("en", SCAN_PAGE[::-1])]),
+    }
+    paths = []
+    for name, body in files.items():
+        path = folder / name
+        path.write_bytes(body if isinstance(body, bytes) else body.encode())
+        paths.append(path)
+    return paths
+
+
+def import_files(engine: Engine, project: str, files: list[Path], elsewhere: Path | None = None) -> str:
+    """Start an import of the files; with `elsewhere`, its spooled copies exist only on the
+    machine that spooled them (moved there once in the spool's bucket): every worker fetches
+    what it reads."""
+    spooled = engine.imports.spool_paths(files)
+    defaults = MemoryDefaults(project=project, repo="main", agent="importer")
+    if elsewhere is None:
+        return engine.imports.start(spooled, defaults, config=BATCHES_OF_2)
+    job_id = engine.imports.create(spooled, defaults, config=BATCHES_OF_2)
+    assert engine.spool.publish(spooled) == len(spooled)
+    spooled[0].parent.rename(elsewhere)
+    engine.runner.submit(job_id)
+    return job_id
+
+
+def planned(engine: Engine, job_id: str, project: str) -> tuple[object, ...]:
+    """Everything planning decided and the import stored: counts, each item (seq, name, state,
+    reason, attempts), the documents, OCR pages, warnings and the memories stored."""
+    job = engine.job_store.require(job_id)
+    items = [tuple(r) for r in engine.job_store._rows(
+        "SELECT seq, item, state, reason, attempts FROM items WHERE job_id = ? ORDER BY seq", (job_id,))]
+    documents = sorted((d.source_file, d.document_hash, d.chunks) for d in engine.job_store.documents(job_id))
+    stored = sorted((m.content, m.source_file, m.source_location, m.chunk_index)
+                    for m, _ in engine.system.store.scan(MemoryFilter(project=project)))
+    return (job.total, job.written, job.updated, job.unchanged, job.failed, job.pending, job.ocr_pages,
+            items, documents, engine.job_store.warnings(job_id), stored)
+
+
+@pytest.fixture(scope="module")
+def read_reference(cluster: tuple[Engine, Workers, Engine], gate: EmbeddingGate,
+                   several_files: list[Path]) -> tuple[object, ...]:
+    """The files imported on one machine, by the in-process runner."""
+    _, _, local = cluster
+    gate.open()
+    job_id = import_files(local, "read-reference", several_files)
+    final = local.jobs.wait(job_id, timeout=300)
+    assert final.state == "completed", final.error
+    return planned(local, job_id, "read-reference")
+
+
+def reads(engine: Engine, job_id: str) -> list[dict[str, object]]:
+    """The parts of the job's files the workers read (without read 0, their merge)."""
+    return [r for r in engine.workers.reads(job_id) if r["read_no"]]
+
+
+def test_a_job_s_files_are_read_by_several_workers_with_one_machine_s_result(
+        cluster: tuple[Engine, Workers, Engine], gate: EmbeddingGate, several_files: list[Path],
+        read_reference: tuple[object, ...], tmp_path: Path) -> None:
+    engine, workers, _ = cluster
+    workers.ready(engine)
+    gate.open()
+    # The files only on the dashboard's machine: each worker fetches its part's from the bucket.
+    job_id = import_files(engine, "read-spread", several_files, elsewhere=tmp_path / "only-on-the-dashboard-machine")
+    final = engine.jobs.wait(job_id, timeout=300)
+    assert final.state == "completed", final.error
+    got = planned(engine, job_id, "read-spread")
+    assert got == read_reference
+    fetched = [line for line in engine.logs.read(LogQuery(level="INFO", job_id=job_id)) if line.event == "spool.fetched"]
+    assert len({line.process for line in fetched}) > 1, "more than one worker fetched files"
+    assert not [f for n in range(len(workers.procs)) for f in (workers.logs / f"machine-{n}" / "spool").rglob("*")
+                if f.is_file()], "each fetched copy went once read"
+    assert got[6] == 2 and got[4] == 1 and got[3] > 0, "two pages read by OCR, one file unreadable, repeats settled"
+    parts = reads(engine, job_id)
+    assert [[Path(p).name for p in json.loads(str(r["paths"]))] for r in parts] == [
+        ["notes.md"], ["scan-one.pdf"], ["again.md", "plans.txt"], ["broken.pdf"], ["scan-two.pdf"]]  # small files together
+    assert {r["state"] for r in parts} == {"done"}
+    assert len({r["done_by"] for r in parts}) > 1, "the parts were read by more than one worker"
+    assert sum(int(r["ocr_pages"]) for r in parts) == 2  # type: ignore[call-overload]
+
+
+def test_a_reader_killed_mid_read_has_its_part_taken_over_and_the_job_completes_exactly(
+        cluster: tuple[Engine, Workers, Engine], gate: EmbeddingGate, several_files: list[Path],
+        read_reference: tuple[object, ...]) -> None:
+    engine, workers, _ = cluster
+    workers.ready(engine)
+    gate.open()
+    job_id = import_files(engine, "read-killed", several_files)
+    victim: list[dict[str, object]] = []
+
+    def reading_a_scan() -> bool:
+        victim[:] = [r for r in reads(engine, job_id)
+                     if r["state"] == "running" and "scan-" in str(r["paths"]) and r["token"] == 1]
+        return bool(victim)
+
+    wait_for("a worker is reading a scanned page", reading_a_scan)
+    part, name = int(victim[0]["read_no"]), str(victim[0]["worker"])  # type: ignore[call-overload]
+    workers.by_name(name).send_signal(signal.SIGKILL)
+    workers.by_name(name).wait()
+    final = engine.jobs.wait(job_id, timeout=300)
+    assert final.state == "completed", final.error
+    taken = next(r for r in reads(engine, job_id) if r["read_no"] == part)
+    assert (taken["state"], taken["token"], taken["taken_over"]) == ("done", 2, 1)
+    assert taken["done_by"] not in ("", name)
+    assert planned(engine, job_id, "read-killed") == read_reference  # items, documents, OCR pages, memories: exact
+
+
+def test_cancel_while_the_files_are_read_drops_what_was_read_and_resume_reads_them_again(
+        cluster: tuple[Engine, Workers, Engine], gate: EmbeddingGate, several_files: list[Path],
+        read_reference: tuple[object, ...]) -> None:
+    engine, workers, _ = cluster
+    workers.ready(engine)
+    gate.open()
+    job_id = import_files(engine, "read-cancelled", several_files)
+    wait_for("a worker is reading a scanned page", lambda: any(
+        r["state"] == "running" and "scan-" in str(r["paths"]) for r in reads(engine, job_id)))
+    assert engine.jobs.cancel(job_id)
+    stopped = engine.jobs.wait(job_id, timeout=120)
+    assert (stopped.state, stopped.total, stopped.planned) == ("cancelled", 0, False)
+    assert {r["state"] for r in reads(engine, job_id)} == {"dropped"}
+    assert engine.job_store._one("SELECT COUNT(*) FROM read_pieces WHERE job_id = ?", (job_id,))[0] == 0, \
+        "what the workers had read is dropped"
+    tokens = max(int(r["token"]) for r in reads(engine, job_id))  # type: ignore[call-overload]
+    engine.jobs.resume(job_id)
+    final = engine.jobs.wait(job_id, timeout=300)
+    assert final.state == "completed", final.error
+    assert planned(engine, job_id, "read-cancelled") == read_reference
+    assert min(int(r["token"]) for r in reads(engine, job_id)) > tokens, \
+        "the second run's leases never reuse a token a reader of the first may still hold"  # type: ignore[call-overload]
+
+
+def test_a_late_reader_s_pieces_are_refused_and_the_merge_reads_the_new_holder_s_in_file_order(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(reads_module, "_WINDOW", 2)  # pieces read back two at a time
+    store, leases = JobStore(tmp_path / "jobs.sqlite3"), ReadLeases(tmp_path / "jobs.sqlite3")
+    try:
+        job_id = store.create_job({"paths": ["a.md", "b.pdf"]})
+        assert leases.create_reads(job_id, [("a.md",), ("b.pdf",)], 60) == [1, 2]
+        first = leases.acquire_read(job_id, 2, "paused:1", -1)  # its lease has already run out
+        assert first is not None and leases.acquire_read(job_id, 2, "other:2", 60) is not None
+        with pytest.raises(LeaseLost):
+            leases.add_pieces(first, 0, [ReadPiece("b.pdf", "late")], 60)
+        with pytest.raises(LeaseLost):
+            leases.finish_read(first, "paused:1", 1, 1.0, 60)
+        second = leases.acquire_read(job_id, 1, "other:2", 60)
+        assert second is not None and second.token == 1 and not second.taken_over
+        leases.add_pieces(second, 0, [ReadPiece(f"a.md chunk {i}") for i in range(3)], 60)
+        leases.finish_read(second, "other:2", 3, 0.1, 60)
+        assert leases.unsettled_reads(job_id) == 1
+        taken = leases.acquire_read(job_id, 2, "third:3", -1)
+        assert taken is None, "the other worker's lease on it still holds"
+        rows = {r["read_no"]: r for r in leases.read_rows(job_id)}
+        assert (rows[2]["token"], rows[2]["taken_over"], rows[2]["worker"]) == (2, 1, "other:2")
+        holder = ReadLease(job_id, 2, 2, ("b.pdf",), True)
+        leases.add_pieces(holder, 0, [ReadPiece("b.pdf page 1"), ReadPiece("b.pdf page 2", "unreadable")], 60)
+        leases.finish_read(holder, "other:2", 2, 0.2, 60)
+        assert leases.unsettled_reads(job_id) == 0
+        assert [(p.item, p.reason) for p in leases.pieces(job_id)] == [
+            ("a.md chunk 0", ""), ("a.md chunk 1", ""), ("a.md chunk 2", ""), ("b.pdf page 1", ""),
+            ("b.pdf page 2", "unreadable")]
+        assert leases.due_reads() == []  # the merge's lease runs from the last part's end
+    finally:
+        leases.close()
+        store.close()
 
 
 def test_the_queue_setting_names_postgresql_and_never_shows_its_password() -> None:

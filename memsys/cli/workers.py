@@ -4,7 +4,9 @@ the queue in MEMSYS_QUEUE_URL; SIGTERM or Ctrl-C stop it after the batches it ho
 from __future__ import annotations
 
 import argparse
+import json
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from memsys import workers as worker_processes  # procrastinate's worker, loaded by `worker` only
@@ -27,7 +29,7 @@ def add_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                    help="batches this worker runs at once (default MEMSYS_WORKER_CONCURRENCY, else 2)")
     p.set_defaults(func=_worker)
     p = groups.add_parser("workers", help="the workers: host, pid, the batches each holds, its last heartbeat")
-    p.add_argument("--job", metavar="ID", help="instead, which worker did each batch of this import")
+    p.add_argument("--job", metavar="ID", help="instead, which worker read each part of this import's files and did each batch")
     p.set_defaults(func=_workers)
 
 
@@ -55,6 +57,12 @@ def _workers(args: argparse.Namespace) -> int:
     engine = Engine()
     try:
         if args.job:
+            for r in engine.workers.reads(args.job):
+                extra = "; taken over" if r["taken_over"] else ""
+                extra += f"; {r['refused']} late write(s) refused" if r["refused"] else ""
+                extra += f"; {r['ocr_pages']} page(s) read by OCR" if r["ocr_pages"] else ""
+                what = f"files {', '.join(Path(p).name for p in json.loads(str(r['paths'])))}" if r["read_no"] else "merge"
+                print(f"read {r['read_no']} ({what}): {r['state']}, by {r['done_by'] or r['worker'] or '-'}{extra}")
             rows = engine.workers.batches(args.job)
             if not rows:
                 print(f"import {args.job} was not run by workers (or has no batches yet)")

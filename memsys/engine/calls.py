@@ -16,7 +16,7 @@ from memsys.jobs.api_tokens import ApiTokenTables
 from memsys.logs import default_actor
 from memsys.spool import Spool
 from memsys.tasks import TaskRunner
-from memsys.workers.leases import LeaseTables
+from memsys.workers.reads import ReadLeases
 from memsys.workers.runner import QueueRunner
 from memsys.workers.settings import WorkerSettings
 
@@ -36,7 +36,7 @@ class Parts(Protocol):
     write_queue: WriteCoalescer
     api_tokens: ApiTokenTables
     worker_settings: WorkerSettings
-    worker_leases: LeaseTables
+    worker_leases: ReadLeases
 
 
 VIEWER, OPERATOR, ADMIN = Role.VIEWER, Role.OPERATOR, Role.ADMIN

@@ -31,7 +31,7 @@ from memsys.lazy import lazy_names
 from memsys.spool import Spool
 from memsys.tasks import TaskRunner
 from memsys import workers as worker_queue
-from memsys.workers.leases import LeaseTables
+from memsys.workers.reads import ReadLeases
 from memsys.workers.runner import QueueRunner
 from memsys.workers.settings import WorkerSettings
 
@@ -82,7 +82,7 @@ class Engine:
         # With a queue configured (MEMSYS_QUEUE_URL), jobs go to `memsys worker` processes;
         # without one, this process runs them (the embedded default).
         self.worker_settings = worker_settings or WorkerSettings.load()
-        self.worker_leases = LeaseTables(self.settings.job_database, timeout=self.settings.jobs_db_timeout)
+        self.worker_leases = ReadLeases(self.settings.job_database, timeout=self.settings.jobs_db_timeout)
         self.runner: JobRunner | QueueRunner
         if self.worker_settings.enabled:
             self.runner = QueueRunner(self.job_store, self.worker_leases, worker_queue.JobQueue(self.worker_settings),

@@ -1,6 +1,6 @@
 """Workers: the `memsys worker` processes that take jobs from the queue, as the CLI and
 the dashboard show them (host, pid, the batches each holds, its last heartbeat), and
-which worker recorded each batch of a job."""
+which worker read each part of a job's files and recorded each of its batches."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -34,3 +34,10 @@ class Workers(Calls):
         """Each batch a worker ran for the job: its number, state, the worker that
         recorded it, its lease token, whether it was taken over and late writes refused."""
         return self._engine.worker_leases.lease_rows(job_id)
+
+    @action(VIEWER, "seeing the workers")
+    def reads(self, job_id: str) -> list[dict[str, object]]:
+        """Each part of the job's files workers read (read 0 is their merge): its files,
+        state, the worker that stored it, its lease token, whether it was taken over, late
+        writes refused, pieces and pages read by OCR ([] for a job read in one piece)."""
+        return self._engine.worker_leases.read_rows(job_id)

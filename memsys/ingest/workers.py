@@ -368,6 +368,9 @@ def _main(argv: list[str]) -> None:
     # A reader has no business with the terminal; and its own recursion must not be
     # deep enough to overflow the C stack on a hostile file.
     sys.setrecursionlimit(2000)
-    _serve(Connection(receive_fd, writable=False), Connection(send_fd, readable=False))
+    try:
+        _serve(Connection(receive_fd, writable=False), Connection(send_fd, readable=False))
+    except BrokenPipeError:
+        pass  # the process it read for is gone (killed mid-read): it stops at its next page or batch
 
 

@@ -6,10 +6,11 @@ documents gone from the imported folder too.
 from __future__ import annotations
 
 import hashlib
+import stat
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from memsys.api import MemorySystem
 from memsys.ingest.files import iter_memories
@@ -17,7 +18,7 @@ from memsys.ingest.readers import InputProblem, ReadTally
 from memsys.ingest.workers import ReadCancelled
 from memsys.jobs.kinds import JobContext, PlanWriter, item_name
 from memsys.jobs.records import UNCHANGED, WRITTEN, ItemOutcome, JobDocument, PlannedItem
-from memsys.jobs.request import ocr_settings, read_limits
+from memsys.jobs.request import ImportRequest, ocr_settings, read_limits
 from memsys.logs import event, get_logger
 from memsys.models import Memory
 from memsys.store import MemoryFilter, StoredMemory
@@ -25,18 +26,62 @@ from memsys.store import MemoryFilter, StoredMemory
 log = get_logger("pipeline")
 
 
+@dataclass(frozen=True, slots=True)
+class ReadPiece:
+    """What reading a file gives planning, one piece at a time: a memory (its uuid, record,
+    item name and document), a part that could not be read (an item failed at once, with
+    its reason), or a warning about a part still read. Plain values, so a piece read by
+    one `memsys worker` is stored in the job database and merged by another."""
+
+    item: str
+    reason: str = ""
+    warning: bool = False
+    uuid: str = ""
+    memory: dict[str, Any] | None = None
+    document_id: str = ""
+    content_hash: str = ""
+    project: str = ""
+    repo: str = ""
+    source_file: str = ""
+
+    @classmethod
+    def of(cls, piece: Memory | InputProblem) -> "ReadPiece":
+        if isinstance(piece, InputProblem):
+            return cls(piece.item, piece.reason, piece.warning)
+        return cls(item_name(piece), uuid=piece.uuid, memory=piece.to_dict(), document_id=piece.document_id,
+                   content_hash=piece.content_hash, project=piece.project, repo=piece.repo, source_file=piece.source_file)
+
+    @property
+    def is_memory(self) -> bool:
+        return self.memory is not None
+
+    def to_json(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "ReadPiece":
+        return cls(**data)
+
+
 @dataclass(slots=True)
 class _DocumentRead:
     """A document as planning reads it: its first chunk (where it came from), the hash of
     its chunks' hashes so far, and how many chunks it has."""
 
-    first: Memory
+    first: ReadPiece
     digest: Any  # hashlib's sha256
     chunks: int = 0
 
     def record(self, document_id: str) -> JobDocument:
         first = self.first
         return JobDocument(document_id, first.project, first.repo, first.source_file, self.digest.hexdigest(), self.chunks)
+
+
+# Files read together by one `memsys worker` (memsys/workers/work.py): consecutive small
+# files that need no OCR, up to this many and this many bytes; any other file is read alone.
+_GROUP_FILES = 16
+_GROUP_BYTES = 1 * 2**20
+_READ_ALONE = frozenset({".pdf", ".zip", ".tif", ".tiff", ".png", ".jpg", ".jpeg"})
 
 
 class FileImport:
@@ -54,29 +99,79 @@ class FileImport:
         item failed at once, with its reason."""
         jobs, job_id, request = job.jobs, job.job_id, job.request
         jobs.reset_plan(job_id)
-        started = time.monotonic()
+        pieces = self.read(request, request.paths, ReadTally(on_ocr_page=lambda pages: jobs.set_ocr_pages(job_id, pages)),
+                           cancelled=lambda: jobs.cancel_requested(job_id))  # asked while a file is read: cancel acts inside it
+        self.merge(job, pieces)
+
+    def read(self, request: ImportRequest, paths: Sequence[str], tally: ReadTally,
+             cancelled: Callable[[], bool]) -> Iterator[ReadPiece]:
+        """The pieces of `paths` (all of a job's files, or the part a worker reads), in
+        order; raises ReadCancelled once `cancelled` says yes while a file is read."""
         provider = self.system.router.provider
-        pieces = iter_memories(
-            [Path(p) for p in request.paths],
+        for piece in iter_memories(
+            [Path(p) for p in paths],
             request.defaults,
             mapping=request.mapping,
             chunking=request.chunking,
             provider=provider.name,
             model=provider.model,
             ocr=ocr_settings(self.system.settings),
-            tally=ReadTally(on_ocr_page=lambda pages: jobs.set_ocr_pages(job_id, pages)),
+            tally=tally,
             limits=read_limits(self.system.settings),
-            cancelled=lambda: jobs.cancel_requested(job_id),  # asked while a file is read: cancel acts inside it
-        )
-        writer = PlanWriter(job)
+            cancelled=cancelled,
+        ):
+            yield ReadPiece.of(piece)
+
+    @staticmethod
+    def read_parts(paths: Sequence[str], remote: Mapping[str, int | None] | None = None) -> list[tuple[str, ...]]:
+        """The job's files cut into parts that workers read one each, in order: a file that
+        may need OCR, an archive, a folder or a large file alone, small ones together.
+        `remote`: the size of a path this machine lacks (None for a folder), as the spool's
+        bucket lists it."""
+        parts: list[tuple[str, ...]] = []
+        group: list[str] = []
+        size = 0
+        for raw in paths:
+            path = Path(raw)
+            try:
+                if remote and raw in remote:
+                    found = remote[raw]
+                    is_file, bytes_ = found is not None, found or 0
+                else:
+                    info = path.stat()
+                    is_file, bytes_ = stat.S_ISREG(info.st_mode), info.st_size
+                small = is_file and bytes_ < _GROUP_BYTES and path.suffix.lower() not in _READ_ALONE
+            except OSError:
+                small, bytes_ = True, 0  # gone: its reader says so, in its place
+            if not small or len(group) >= _GROUP_FILES or size + bytes_ > _GROUP_BYTES:
+                if group:
+                    parts.append(tuple(group))
+                group, size = [], 0
+            if small:
+                group.append(raw)
+                size += bytes_
+            else:
+                parts.append((raw,))
+        if group:
+            parts.append(tuple(group))
+        return parts
+
+    def merge(self, job: JobContext, pieces: Iterable[ReadPiece], fence: Callable[[Any], None] | None = None) -> bool:
+        """Plan the job from its files' pieces in file order: its items (seq by seq, a memory
+        an earlier item has settled as the same content), warnings and documents. False when
+        cancel was asked meanwhile (the job stays unplanned: a resume plans again). `fence`
+        (a worker's lease on the merge) is checked in each write and refuses a late one."""
+        jobs, job_id, request = job.jobs, job.job_id, job.request
+        started = time.monotonic()
+        writer = PlanWriter(job, fence)
         documents: dict[str, _DocumentRead] = {}
         seq = 0
         try:
             for piece in pieces:
-                if isinstance(piece, InputProblem) and piece.warning:
+                if piece.warning:
                     writer.warn(piece)  # the file is still read; the warning is kept with the job
                     continue
-                if not isinstance(piece, InputProblem) and piece.document_id:
+                if piece.document_id:
                     document = documents.get(piece.document_id)
                     if document is None:
                         document = documents[piece.document_id] = _DocumentRead(piece, hashlib.sha256())
@@ -84,25 +179,26 @@ class FileImport:
                     document.chunks += 1
                 if not writer.add(self._planned(job, seq, piece)):
                     log.info("import %s cancelled while planning", job_id, extra=event("import.plan.cancelled"))
-                    return  # unplanned: a resume plans again from the spooled files
+                    return False  # unplanned: a resume plans again from the spooled files
                 seq += 1
         except ReadCancelled:
-            return  # unplanned, as above
+            return False  # unplanned, as above
         planned = writer.finish(d.record(document_id) for document_id, d in documents.items())
         seconds = time.monotonic() - started
         log.info("import %s planned in %.1f s: %d items, %d to process, %d repeated, %d could not be read",
                  job_id, seconds, planned.total, planned.pending, planned.unchanged, planned.failed,
                  extra=event("import.planned", items=planned.total, pending=planned.pending, repeated=planned.unchanged,
                              unreadable=planned.failed, files=len(request.paths), seconds=round(seconds, 3)))
+        return True
 
     @staticmethod
-    def _planned(job: JobContext, seq: int, piece: Memory | InputProblem) -> PlannedItem:
-        if isinstance(piece, InputProblem):
+    def _planned(job: JobContext, seq: int, piece: ReadPiece) -> PlannedItem:
+        if not piece.is_memory:
             if job.request.config.log_errors:
                 log.warning("%s: %s", piece.item, piece.reason,
                             extra=event("item.failed", item=piece.item, seq=seq, reason=piece.reason, error_type="input"))
             return PlannedItem.unreadable(seq, piece.item, piece.reason)
-        return PlannedItem(seq, piece.uuid, piece.to_dict(), item_name(piece))
+        return PlannedItem(seq, piece.uuid, piece.memory, piece.item)
 
     @staticmethod
     def stored_outcome(stored: StoredMemory, job_created: float) -> ItemOutcome:

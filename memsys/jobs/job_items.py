@@ -46,13 +46,17 @@ class ItemTables(JobTables):
         with self._tx() as db:
             db.execute("UPDATE jobs SET ocr_pages = ?, heartbeat = ? WHERE id = ?", (pages, time.time(), job_id))
 
-    def add_items(self, job_id: str, items: Sequence[PlannedItem], warnings: Sequence[Any] = ()) -> None:
+    def add_items(self, job_id: str, items: Sequence[PlannedItem], warnings: Sequence[Any] = (),
+                  fence: Callable[[Any], None] | None = None) -> None:
         """Add planned items, and warnings about files that were still read (anything with
         .item and .reason). An item whose memory an earlier item of the job already has is
-        settled at once as unchanged, so each memory is written once per job."""
+        settled at once as unchanged, so each memory is written once per job. `fence` (a
+        worker's lease) is called first inside the transaction and raises to refuse it."""
         if not items and not warnings:
             return
         with self._tx() as db:
+            if fence is not None:
+                fence(db)
             db.executemany("INSERT INTO warnings (job_id, item, reason) VALUES (?, ?, ?)",
                            [(job_id, w.item, w.reason) for w in warnings])
             uuids = list({i.uuid for i in items if i.uuid})

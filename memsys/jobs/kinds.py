@@ -73,9 +73,11 @@ class JobKind(Protocol):
 @dataclass(slots=True)
 class PlanWriter:
     """Adds a job's planned items (and warnings about files that were still read) to the
-    job database `PLAN_CHUNK` at a time."""
+    job database `PLAN_CHUNK` at a time; `fence` (a worker's lease, memsys/workers/) is
+    checked inside each write and refuses it by raising."""
 
     job: JobContext
+    fence: Callable[[Any], None] | None = None
     _items: list[PlannedItem] = field(default_factory=list, init=False)
     _warnings: list[Any] = field(default_factory=list, init=False)
     _flushed: float = field(default_factory=time.monotonic, init=False)
@@ -106,7 +108,7 @@ class PlanWriter:
 
     def _flush(self) -> None:
         self._flushed = time.monotonic()
-        self.job.jobs.add_items(self.job.job_id, self._items, self._warnings)
+        self.job.jobs.add_items(self.job.job_id, self._items, self._warnings, fence=self.fence)
         self._items, self._warnings = [], []
 
 

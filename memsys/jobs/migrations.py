@@ -106,7 +106,8 @@ def _nothing(db: Any) -> None:
     """A step this database needs no statement for."""
 
 
-def job_database_migrations(schema: str, added_columns: Mapping[str, Sequence[tuple[str, str]]]) -> tuple[Migration, ...]:
+def job_database_migrations(schema: str, added_columns: Mapping[str, Sequence[tuple[str, str]]],
+                            file_reads: str) -> tuple[Migration, ...]:
     """Every migration of the job database, in order."""
     pg_schema = postgres_ddl(schema)
     return (
@@ -117,6 +118,8 @@ def job_database_migrations(schema: str, added_columns: Mapping[str, Sequence[tu
                   _AUDIT_SQLITE + _AUDIT_POSTGRES),
         Migration(4, "warnings keep their order", _nothing, lambda db: db.script(_WARNINGS_ORDER_POSTGRES),
                   _WARNINGS_ORDER_POSTGRES),
+        Migration(5, "file reads spread over workers", lambda db: sqlite_script(db, file_reads),
+                  lambda db: db.script(postgres_ddl(file_reads)), file_reads),
     )
 
 

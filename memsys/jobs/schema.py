@@ -205,6 +205,37 @@ CREATE TABLE IF NOT EXISTS document_claims (
     claimed_at REAL NOT NULL
 );
 """
+# A job's files read by several `memsys worker` processes (memsys/workers/reads.py): one
+# lease row per part of the files (read_no 0: the merge of the parts), and what each part's
+# reader stored, under the token of its lease. Made by its own numbered migration.
+_FILE_READS = """
+CREATE TABLE IF NOT EXISTS file_reads (
+    job_id TEXT NOT NULL,
+    read_no INTEGER NOT NULL,
+    paths TEXT NOT NULL,
+    state TEXT NOT NULL,
+    token INTEGER NOT NULL DEFAULT 0,
+    worker TEXT NOT NULL DEFAULT '',
+    expires_at REAL,
+    done_by TEXT NOT NULL DEFAULT '',
+    taken_over INTEGER NOT NULL DEFAULT 0,
+    refused INTEGER NOT NULL DEFAULT 0,
+    ocr_pages INTEGER NOT NULL DEFAULT 0,
+    pieces INTEGER NOT NULL DEFAULT 0,
+    seconds REAL NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (job_id, read_no)
+);
+CREATE INDEX IF NOT EXISTS file_reads_by_state ON file_reads (state, expires_at);
+CREATE TABLE IF NOT EXISTS read_pieces (
+    job_id TEXT NOT NULL,
+    read_no INTEGER NOT NULL,
+    token INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    piece TEXT NOT NULL,
+    PRIMARY KEY (job_id, read_no, token, n)
+);
+"""
 # Columns added after the first release: a job database made before them gets them on open.
 _ADDED_COLUMNS = {
     "jobs": (("ocr_pages", "INTEGER NOT NULL DEFAULT 0"), ("updated", "INTEGER NOT NULL DEFAULT 0"),
@@ -228,7 +259,7 @@ JobDatabase = Union[SqliteFile, PostgresDatabase]
 
 def migrations() -> tuple[Migration, ...]:
     """The job database's migrations, from the tables above."""
-    return job_database_migrations(_SCHEMA, _ADDED_COLUMNS)
+    return job_database_migrations(_SCHEMA, _ADDED_COLUMNS, _FILE_READS)
 
 
 def open_job_database(location: JobDatabaseLocation, timeout: float = 20.0) -> JobDatabase:
@@ -236,7 +267,7 @@ def open_job_database(location: JobDatabaseLocation, timeout: float = 20.0) -> J
     schema is brought up to date)."""
     steps = migrations()
     if is_postgres_url(location):
-        return PostgresDatabase(str(location), timeout, table_shapes(_SCHEMA + LEDGER, _ADDED_COLUMNS),
+        return PostgresDatabase(str(location), timeout, table_shapes(_SCHEMA + _FILE_READS + LEDGER, _ADDED_COLUMNS),
                                 lambda db: upgrade(db, "postgresql", steps))
     return SqliteFile(Path(location), timeout, lambda db: upgrade_sqlite(db, steps))
 

@@ -3,8 +3,10 @@ database, Weaviate and the embedders, through procrastinate's queue in PostgreSQ
 
 Layers, each importing only those below it:
   process    one worker process: procrastinate's worker, its heartbeat, reconnecting
-  work       what a worker does: plan a job into batch leases, run a batch fenced, complete
-  queue | runner   handing work out (procrastinate); the runner of a process whose jobs go to workers
+  work       what a worker does: plan a job (its files read a part per worker, merged in
+             order) into batch leases, run a batch fenced, complete
+  queue | runner | reads   handing work out (procrastinate); the runner of a process whose
+             jobs go to workers; leases on parts of a job's files and what their readers stored
   leases     batch leases with fencing tokens, workers, document claims (job database tables)
   settings   MEMSYS_QUEUE_URL, MEMSYS_WORKER_CONCURRENCY, MEMSYS_LEASE_SECONDS
 """

@@ -47,6 +47,10 @@ class Lease:
     seqs: tuple[int, ...]
     taken_over: bool  # the batch was someone else's, whose lease ran out
 
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return ("batch", self.job_id, self.batch_no)
+
 
 @dataclass(frozen=True, slots=True)
 class WorkerRow:
@@ -242,9 +246,12 @@ class LeaseTables(JobTables):
             db.execute("UPDATE workers SET stopped_at = ? WHERE id = ?", (time.time(), worker))
 
     def workers(self, limit: int = 100) -> list[WorkerRow]:
-        """The workers, most recently heard from first, each with the batches it holds."""
+        """The workers, most recently heard from first, each with the batches and the
+        parts of files (memsys/workers/reads.py) it holds."""
         rows = self._rows("SELECT * FROM workers ORDER BY heartbeat DESC LIMIT ?", (limit,))
         held: dict[str, list[str]] = {}
+        for r in self._rows("SELECT worker, job_id, read_no FROM file_reads WHERE state = 'running' ORDER BY job_id, read_no"):
+            held.setdefault(r[0], []).append(f"{r[1]} reading files, part {r[2]}" if r[2] else f"{r[1]} planning")
         for r in self._rows("SELECT worker, job_id, batch_no FROM batch_leases WHERE state = 'running' ORDER BY job_id, batch_no"):
             held.setdefault(r[0], []).append(f"{r[1]} batch {r[2]}")
         return [WorkerRow(r["id"], r["host"], int(r["pid"]), int(r["concurrency"]), r["started_at"], r["heartbeat"],

@@ -1,8 +1,8 @@
 """One `memsys worker` process: it registers in the job database (host, pid,
-concurrency), runs procrastinate's worker on the memsys queue (`concurrency` batches at
-once), and a heartbeat thread that every third of the lease renews the leases it holds,
-marks itself alive, hands out again the batches whose lease ran out (another worker's,
-killed or paused) and completes jobs whose completion was lost. If the queue's database
+concurrency), runs procrastinate's worker on the memsys queue (`concurrency` batches or
+parts of files at once), and a heartbeat thread that every third of the lease renews the
+leases it holds, marks itself alive, hands out again the batches and parts whose lease ran
+out (another worker's, killed or paused) and completes jobs whose completion was lost. If the queue's database
 goes away (restarted), the worker waits for it and carries on; SIGTERM or SIGINT stop it
 after the batches it holds.
 """
@@ -20,8 +20,10 @@ from procrastinate.worker import Worker
 from memsys.config import Settings
 from memsys.engine import Engine
 from memsys.logs import event, get_logger, set_program
-from memsys.workers.leases import LeaseTables, worker_id
-from memsys.workers.queue import BATCH, COMPLETE, PLAN, QUEUE, JobQueue, ensure_schema
+from memsys.workers.leases import worker_id
+from memsys.workers.queue import BATCH, COMPLETE, MERGE, PLAN, QUEUE, READ, JobQueue, ensure_schema
+from memsys.workers.reads import MERGE as MERGE_READ
+from memsys.workers.reads import ReadLease, ReadLeases
 from memsys.workers.settings import WorkerSettings
 from memsys.workers.work import HeldLeases, WorkerJobs
 
@@ -38,8 +40,8 @@ class WorkerProcess:
         self.worker_settings = worker_settings
         self.concurrency = concurrency or worker_settings.concurrency
         self.engine = Engine(settings, program=f"worker@{self.name.rpartition(':')[0]}")
-        self.leases = LeaseTables(settings.job_database, timeout=settings.jobs_db_timeout)
-        self.beat_leases = LeaseTables(settings.job_database, timeout=settings.jobs_db_timeout)  # the heartbeat's own connection
+        self.leases = ReadLeases(settings.job_database, timeout=settings.jobs_db_timeout)
+        self.beat_leases = ReadLeases(settings.job_database, timeout=settings.jobs_db_timeout)  # the heartbeat's own connection
         self.queue = JobQueue(worker_settings)
         self.held = HeldLeases()
         self.work = WorkerJobs(self.engine.system, self.engine.job_store, self.leases, self.queue, worker_settings,
@@ -67,9 +69,16 @@ class WorkerProcess:
         leases.worker_heartbeat(self.name)
         held = self.held.all()
         for lease in held:
-            if not leases.renew(lease, lease_seconds):
+            kept = leases.renew_read(lease, lease_seconds) if isinstance(lease, ReadLease) else leases.renew(lease, lease_seconds)
+            if not kept:
                 self.held.lose(lease)
         leases.beat_jobs(lease.job_id for lease in held)
+        for job_id, read_no in leases.due_reads():
+            if read_no == MERGE_READ:
+                self.queue.merge(job_id)
+            else:
+                self.queue.read(job_id, read_no, again=True)
+            leases.postpone_read(job_id, read_no, lease_seconds)
         for job_id, batch_no in leases.due():
             self.queue.batch(job_id, batch_no, again=True)
             leases.postpone(job_id, batch_no, lease_seconds)
@@ -89,6 +98,14 @@ class WorkerProcess:
         @app.task(name=BATCH, queue=QUEUE)
         def batch(job_id: str, batch_no: int) -> None:
             work.batch(job_id, batch_no)
+
+        @app.task(name=READ, queue=QUEUE)
+        def read(job_id: str, read_no: int) -> None:
+            work.read(job_id, read_no)
+
+        @app.task(name=MERGE, queue=QUEUE)
+        def merge(job_id: str) -> None:
+            work.merge(job_id)
 
         @app.task(name=COMPLETE, queue=QUEUE)
         def complete(job_id: str) -> None:

@@ -1,6 +1,6 @@
 """The queue jobs go through to `memsys worker` processes: procrastinate, keeping its
-queue in PostgreSQL (MEMSYS_QUEUE_URL). `JobQueue` hands work out (a job to plan, a
-batch to run, a job to complete), each under a queueing lock so a piece of work waits in
+queue in PostgreSQL (MEMSYS_QUEUE_URL). `JobQueue` hands work out (a job to plan, a part
+of its files to read, their merge, a batch to run, a job to complete), each under a queueing lock so a piece of work waits in
 the queue at most once; the runner of a process whose jobs go to workers is
 memsys/workers/runner.py.
 """
@@ -21,6 +21,7 @@ from memsys.workers.settings import WorkerSettings
 log = get_logger("workers")
 QUEUE = "memsys"
 PLAN, BATCH, COMPLETE = "memsys.plan", "memsys.batch", "memsys.complete"
+READ, MERGE = "memsys.read", "memsys.merge"
 # A hand-out the queue's database refused (restarting) is tried again this many times.
 _DEFER_TRIES = 20
 _DEFER_WAIT = 0.5
@@ -65,6 +66,14 @@ class JobQueue:
         so a batch taken over is not left for last."""
         return self._defer(BATCH, f"batch:{job_id}:{batch_no}", priority=1 if again else 0, job_id=job_id,
                            batch_no=batch_no)
+
+    def read(self, job_id: str, read_no: int, again: bool = False) -> bool:
+        """Queue a part of a job's files to read (`again`: its lease ran out)."""
+        return self._defer(READ, f"read:{job_id}:{read_no}", priority=1 if again else 0, job_id=job_id, read_no=read_no)
+
+    def merge(self, job_id: str) -> bool:
+        """Queue the merge of a job's parts, once all are read."""
+        return self._defer(MERGE, f"merge:{job_id}", priority=2, job_id=job_id)
 
     def complete(self, job_id: str) -> bool:
         return self._defer(COMPLETE, f"complete:{job_id}", priority=2, job_id=job_id)

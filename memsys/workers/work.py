@@ -1,8 +1,10 @@
-"""What a `memsys worker` does with the work the queue hands it: plan a job and cut it
-into batch leases, run one batch under its lease (fenced: a late result of a lease that
-ran out is refused), complete a job once every batch is settled. The same pipeline code
-as the in-process runner does each part (memsys/jobs/pipeline.py, batches.py), so a job
-ends with the same items, counts and memories whichever runs it.
+"""What a `memsys worker` does with the work the queue hands it: plan a job (a job of
+several files: cut them into parts that workers read, OCR and chunk one each, then merge
+what they read in file order), cut it into batch leases, run one batch under its lease
+(fenced: a late result of a lease that ran out is refused), complete a job once every
+batch is settled. The same pipeline code as the in-process runner does each part
+(memsys/jobs/pipeline.py, imports.py, batches.py), so a job ends with the same items,
+counts and memories whichever runs it.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from typing import Any
 from memsys.errors import JobStoreError
 from memsys.jobs.batches import BatchWork, JobRun, PreparedBatch, stopped_because
 from memsys.jobs.batching import AdaptiveBatchSizer, plan_batches
+from memsys.jobs.imports import FileImport, ReadPiece
 from memsys.jobs.kinds import JobContext
 from memsys.jobs.metrics import BatchRecord
 from memsys.jobs.pipeline import ImportPipeline, job_kind
@@ -24,43 +27,52 @@ from memsys.jobs.request import ImportRequest
 from memsys.logs import event, get_logger, job_context
 from memsys.api import MemorySystem
 from memsys.spool import Spool
-from memsys.workers.leases import Lease, LeaseLost, LeaseTables, worker_id
+from memsys.ingest.readers import ReadTally
+from memsys.ingest.workers import ReadCancelled
+from memsys.workers.leases import Lease, LeaseLost, worker_id
 from memsys.workers.queue import JobQueue
+from memsys.workers.reads import MERGE, ReadLease, ReadLeases
 from memsys.workers.settings import WorkerSettings
 
 log = get_logger("workers")
 # A job whose documents another import is replacing is planned again this much later.
 _CLAIM_WAIT_SECONDS = 2.0
+# Pieces a reader stores per write.
+_PIECES_PER_WRITE = 200
+
+
+AnyLease = Lease | ReadLease
 
 
 class HeldLeases:
-    """The leases this worker holds now (renewed by its heartbeat); thread-safe."""
+    """The leases this worker holds now, on batches and on parts of files (renewed by its
+    heartbeat); thread-safe."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._held: dict[tuple[str, int], Lease] = {}
-        self._lost: set[tuple[str, int, int]] = set()
+        self._held: dict[tuple[str, str, int], AnyLease] = {}
+        self._lost: set[tuple[tuple[str, str, int], int]] = set()
 
-    def add(self, lease: Lease) -> None:
+    def add(self, lease: AnyLease) -> None:
         with self._lock:
-            self._held[(lease.job_id, lease.batch_no)] = lease
+            self._held[lease.key] = lease
 
-    def remove(self, lease: Lease) -> None:
+    def remove(self, lease: AnyLease) -> None:
         with self._lock:
-            self._held.pop((lease.job_id, lease.batch_no), None)
-            self._lost.discard((lease.job_id, lease.batch_no, lease.token))
+            self._held.pop(lease.key, None)
+            self._lost.discard((lease.key, lease.token))
 
-    def all(self) -> list[Lease]:
+    def all(self) -> list[AnyLease]:
         with self._lock:
             return list(self._held.values())
 
-    def lose(self, lease: Lease) -> None:
+    def lose(self, lease: AnyLease) -> None:
         with self._lock:
-            self._lost.add((lease.job_id, lease.batch_no, lease.token))
+            self._lost.add((lease.key, lease.token))
 
-    def is_lost(self, lease: Lease) -> bool:
+    def is_lost(self, lease: AnyLease) -> bool:
         with self._lock:
-            return (lease.job_id, lease.batch_no, lease.token) in self._lost
+            return (lease.key, lease.token) in self._lost
 
 
 class FencedBatchWork(BatchWork):
@@ -68,7 +80,7 @@ class FencedBatchWork(BatchWork):
     (refused when it ran out or was taken over), and its record in the job database
     checks the lease in the same transaction."""
 
-    def __init__(self, run: JobRun, lease: Lease, leases: LeaseTables, worker: str, lease_seconds: float) -> None:
+    def __init__(self, run: JobRun, lease: Lease, leases: ReadLeases, worker: str, lease_seconds: float) -> None:
         super().__init__(run)
         self.lease = lease
         self.leases = leases
@@ -94,9 +106,9 @@ class FencedBatchWork(BatchWork):
 
 
 class WorkerJobs:
-    """The three tasks of a worker, over this process's memory system and job database."""
+    """The tasks of a worker, over this process's memory system and job database."""
 
-    def __init__(self, system: MemorySystem, jobs: JobStore, leases: LeaseTables, queue: JobQueue,
+    def __init__(self, system: MemorySystem, jobs: JobStore, leases: ReadLeases, queue: JobQueue,
                  settings: WorkerSettings, held: HeldLeases, after_job: Any = None, spool: Spool | None = None) -> None:
         self.system = system
         self.jobs = jobs
@@ -122,6 +134,7 @@ class WorkerJobs:
             return
         with job_context(job_id):
             if jobs.cancel_requested(job_id):
+                self.leases.drop_reads(job_id)
                 jobs.set_state(job_id, "cancelled")
                 return
             request = ImportRequest.from_json(jobs.request(job_id))
@@ -135,30 +148,171 @@ class WorkerJobs:
                 if refused:
                     jobs.set_state(job_id, "failed", refused)
                     return
-                # The spooled files this machine lacks, from the bucket (MEMSYS_SPOOL_BACKEND=s3);
-                # once read into the job's memories they are not needed here again.
-                fetched: list[Path] = []
-                if self.spool is not None and not jobs.require(job_id).planned:
-                    local, fetched = self.spool.localize(request.paths)
-                    ctx = dataclasses.replace(ctx, request=dataclasses.replace(ctx.request, paths=tuple(local)))
-                try:
-                    if not self.pipeline.plan_job(ctx, kind):
-                        return
-                finally:
-                    if self.spool is not None:
-                        self.spool.discard(fetched)
-                others = self.leases.claim_documents(job_id, [d.document_id for d in jobs.documents(job_id)])
-                if others:
-                    log.info("import %s waits: import %s is replacing some of the same documents", job_id, others[0],
-                             extra=event("import.waits", other=others[0]))
-                    time.sleep(_CLAIM_WAIT_SECONDS)
-                    self.queue.plan(job_id)
-                    return
-                self._hand_out(ctx)
+                if not job.planned and isinstance(kind, FileImport):
+                    # With the spool in a bucket (MEMSYS_SPOOL_BACKEND=s3), files this machine
+                    # lacks are cut into parts by the sizes the bucket lists.
+                    remote = self.spool.remote_sizes(request.paths) if self.spool is not None else {}
+                    parts = kind.read_parts(request.paths, remote)
+                    if len(parts) > 1:
+                        self._hand_out_reads(job_id, parts)
+                        return  # the worker that reads the last part queues the merge
+                self._planned(ctx, kind)
             except Exception as e:  # noqa: BLE001 - recorded on the job, which stays resumable
                 log.error("import %s stopped: %s", job_id, e, exc_info=True, extra=event("import.stopped", error=type(e).__name__))
                 jobs.record_stop(job_id, "failed", self._plain(e))
                 self.leases.release_documents(job_id)
+
+    def _planned(self, ctx: JobContext, kind: Any) -> None:
+        """Plan the job unless it is (here, by one worker), claim its documents, hand its
+        batches out."""
+        job_id = ctx.job_id
+        # The spooled files this machine lacks, from the bucket (MEMSYS_SPOOL_BACKEND=s3);
+        # once read into the job's memories they are not needed here again.
+        fetched: list[Path] = []
+        if self.spool is not None and not self.jobs.require(job_id).planned:
+            local, fetched = self.spool.localize(ctx.request.paths)
+            ctx = dataclasses.replace(ctx, request=dataclasses.replace(ctx.request, paths=tuple(local)))
+        try:
+            if not self.pipeline.plan_job(ctx, kind):
+                return
+        finally:
+            if self.spool is not None:
+                self.spool.discard(fetched)
+        others = self.leases.claim_documents(job_id, [d.document_id for d in self.jobs.documents(job_id)])
+        if others:
+            log.info("import %s waits: import %s is replacing some of the same documents", job_id, others[0],
+                     extra=event("import.waits", other=others[0]))
+            time.sleep(_CLAIM_WAIT_SECONDS)
+            self.queue.plan(job_id)
+            return
+        self._hand_out(ctx)
+
+    # --- reading a job's files, a part per worker ------------------------------------------
+    def _hand_out_reads(self, job_id: str, parts: list[tuple[str, ...]]) -> None:
+        self.jobs.reset_plan(job_id)
+        numbers = self.leases.create_reads(job_id, parts, self.settings.lease_seconds)
+        log.info("import %s: its %d files handed to the workers to read in %d parts", job_id,
+                 sum(len(p) for p in parts), len(numbers), extra=event("import.reads_queued", parts=len(numbers)))
+        for n in numbers:
+            self.queue.read(job_id, n)
+
+    def read(self, job_id: str, read_no: int) -> None:
+        """Read, OCR and chunk one part of a job's files under its lease; the worker that
+        reads the last part queues the merge."""
+        lease = self.leases.acquire_read(job_id, read_no, self.worker, self.settings.lease_seconds)
+        if lease is None:
+            return  # read, or another worker holds it
+        self.held.add(lease)
+        try:
+            with job_context(job_id):
+                self._run_read(lease)
+        finally:
+            self.held.remove(lease)
+        if self.leases.unsettled_reads(job_id) == 0:
+            self.queue.merge(job_id)
+
+    def _run_read(self, lease: ReadLease) -> None:
+        jobs, job_id, leases = self.jobs, lease.job_id, self.leases
+        job = jobs.get(job_id)
+        if job is None or job.state != "planning" or jobs.cancel_requested(job_id):
+            leases.release_read(lease, "dropped")  # a resume plans again
+            return
+        if lease.taken_over:
+            log.warning("read of part %d taken over by worker %s: the worker before did not renew its lease", lease.read_no,
+                        self.worker, extra=event("read.taken_over", worker=self.worker, token=lease.token, part=lease.read_no))
+        ctx, kind = self._context(job_id)
+        seconds = self.settings.lease_seconds
+        started = time.monotonic()
+        stored = 0
+        waiting: list[ReadPiece] = []
+
+        def store() -> None:
+            nonlocal stored
+            leases.add_pieces(lease, stored, waiting, seconds)
+            stored += len(waiting)
+            waiting.clear()
+
+        fetched: list[Path] = []
+        try:
+            # The part's files from the spool's bucket when this machine lacks them (read, then removed).
+            paths, fetched = self.spool.localize(lease.paths) if self.spool is not None else (list(lease.paths), [])
+            tally = ReadTally(on_ocr_page=lambda pages: leases.read_ocr_pages(lease, pages))
+            for piece in kind.read(ctx.request, paths, tally,
+                                   cancelled=lambda: self.held.is_lost(lease) or jobs.cancel_requested(job_id)):
+                waiting.append(piece)
+                if len(waiting) >= _PIECES_PER_WRITE:
+                    store()
+            store()
+            leases.finish_read(lease, self.worker, stored, time.monotonic() - started, seconds)
+        except (LeaseLost, ReadCancelled) as e:
+            if isinstance(e, ReadCancelled) and not self.held.is_lost(lease):
+                leases.release_read(lease, "dropped")  # cancelled: the job plans again on resume
+                return
+            leases.refused_read(lease)
+            log.warning("part %d: not stored by worker %s, its lease ran out and another worker reads it", lease.read_no,
+                        self.worker, extra=event("read.fenced", worker=self.worker, token=lease.token, part=lease.read_no))
+            return
+        except Exception as e:  # noqa: BLE001 - recorded on the job, which stays resumable
+            log.error("reading part %d stopped the import: %s", lease.read_no, e, exc_info=True,
+                      extra=event("read.stopped", error=type(e).__name__))
+            leases.release_read(lease, "dropped")
+            jobs.record_stop(job_id, "failed", self._plain(e))
+            return
+        finally:
+            if self.spool is not None:
+                self.spool.discard(fetched)
+        log.info("part %d of import %s read by worker %s: %d pieces in %.1f s", lease.read_no, job_id, self.worker, stored,
+                 time.monotonic() - started, extra=event("read.done", worker=self.worker, part=lease.read_no, pieces=stored))
+
+    def merge(self, job_id: str) -> None:
+        """Once every part is read: plan the job from the pieces in file order (under the
+        merge's lease), then hand its batches out."""
+        jobs, leases = self.jobs, self.leases
+        job = jobs.get(job_id)
+        if job is None or job.state not in ("planning", "cancelling") or job.planned:
+            leases.drop_merge(job_id)  # stopped (or merged): nothing to hand out again
+            return
+        with job_context(job_id):
+            if leases.unsettled_reads(job_id):
+                return  # the last reader queues the merge again
+            if jobs.cancel_requested(job_id):
+                leases.drop_reads(job_id)
+                jobs.set_state(job_id, "cancelled")
+                return
+            again = leases.redo_dropped(job_id, self.settings.lease_seconds)
+            if again:  # dropped by a stop that was undone since
+                for n in again:
+                    self.queue.read(job_id, n)
+                return
+            lease = leases.acquire_read(job_id, MERGE, self.worker, self.settings.lease_seconds)
+            if lease is None:
+                return  # merged, or another worker merges
+            self.held.add(lease)
+            try:
+                ctx, kind = self._context(job_id)
+                jobs.reset_plan(job_id)  # what a merge before that lost its lease added
+                jobs.set_ocr_pages(job_id, leases.ocr_pages_read(job_id))
+                started = leases.read_started(job_id)
+                if not kind.merge(ctx, leases.pieces(job_id), fence=leases.read_fence(lease, self.settings.lease_seconds)):
+                    leases.drop_reads(job_id)
+                    jobs.set_state(job_id, "cancelled")
+                    return
+                leases.finish_read(lease, self.worker, 0, 0.0, self.settings.lease_seconds)
+                leases.clear_pieces(job_id)
+                if started is not None:
+                    jobs.add_stage_seconds(job_id, read=time.time() - started)
+                self._planned(ctx, kind)
+            except LeaseLost as e:
+                leases.refused_read(lease)
+                log.warning("import %s: the merge of its files' parts by worker %s was refused (%s)", job_id, self.worker, e,
+                            extra=event("read.fenced", worker=self.worker, token=lease.token, part=MERGE))
+            except Exception as e:  # noqa: BLE001 - recorded on the job, which stays resumable
+                log.error("import %s stopped: %s", job_id, e, exc_info=True, extra=event("import.stopped", error=type(e).__name__))
+                leases.release_read(lease, "dropped")
+                jobs.record_stop(job_id, "failed", self._plain(e))
+                leases.release_documents(job_id)
+            finally:
+                self.held.remove(lease)
 
     def _hand_out(self, ctx: JobContext) -> None:
         """Cut the pending items into batches (as the in-process run would), record their
