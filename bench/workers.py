@@ -90,7 +90,7 @@ def run() -> Iterator[Result]:
         servers = [_serve(p) for p in ports]
         env = {"MEMSYS_DATA_DIR": str(root / "data"), "MEMSYS_WEAVIATE_PORT": str(free_port()),
                "MEMSYS_WEAVIATE_GRPC_PORT": str(free_port()), "MEMSYS_EMBEDDING_PROVIDER": "openai",
-               "MEMSYS_EMBEDDING_MODEL": E5, "MEMSYS_SERVER_COMPANION": "off", "MEMSYS_QUEUE_URL": pg.create_database(),
+               "MEMSYS_EMBEDDING_MODEL": E5, "MEMSYS_SERVER_COMPANION": "off", "MEMSYS_DATABASE_URL": pg.create_database(),
                "MEMSYS_LEASE_SECONDS": str(LEASE_SECONDS), "MEMSYS_COLLECTION": f"Bench_{uuid.uuid4().hex[:8]}",
                "NO_PROXY": "127.0.0.1,localhost"}
         proxies = []
