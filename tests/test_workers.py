@@ -624,3 +624,36 @@ def test_a_worker_on_another_machine_reads_the_files_from_the_spools_bucket(
     # The bucket's secret key reached neither the log nor any worker's output.
     logged = [p for p in [*engine.system.settings.log_dir.glob("memsys.log*"), *workers.logs.glob("worker-*.log")]]
     assert logged and not any(SENTINEL.encode() in p.read_bytes() for p in logged)
+
+
+def test_two_imports_of_one_document_take_turns_so_its_replacement_is_never_interleaved(
+        cluster: tuple[Engine, Workers, Engine], gate: EmbeddingGate, tmp_path: Path) -> None:
+    engine, workers, _ = cluster
+    workers.ready(engine)
+    gate.close_gate()
+    def handbook(version: str, hour: str, n: int) -> str:  # paragraphs long enough to be memories of their own
+        return "\n\n".join(f"{version} paragraph {i} of the shared handbook. " +
+                             f"The harbour gate opens at {hour} and the boats wait in line for the harbour master. " * 8
+                             for i in range(n))
+
+    old, new = handbook("Old", "six", 6), handbook("New", "seven", 4)
+    defaults = MemoryDefaults(project="turns", repo="main", agent="importer")
+    (tmp_path / "first").mkdir()
+    (tmp_path / "second").mkdir()
+    (tmp_path / "first" / "handbook.md").write_text(old)
+    (tmp_path / "second" / "handbook.md").write_text(new)
+    first = engine.imports.start(engine.imports.spool_paths([tmp_path / "first" / "handbook.md"]), defaults, config=BATCHES_OF_2)
+    wait_for("the first import's batches are in the workers' hands", lambda: any(
+        c.startswith(first) for w in engine.workers.list().workers for c in w.current))
+    second = engine.imports.start(engine.imports.spool_paths([tmp_path / "second" / "handbook.md"]), defaults,
+                                  config=BATCHES_OF_2)
+    wait_for("the second import waits its turn", lambda: any(
+        line.event == "import.waits" for line in engine.logs.read(LogQuery(level="INFO", job_id=second))))
+    gate.open()
+    done = [engine.jobs.wait(job_id, timeout=180) for job_id in (first, second)]
+    assert [job.state for job in done] == ["completed", "completed"], [job.error for job in done]
+    # The second import's batches all came after the first had finished: no interleaving.
+    assert min(b.started_at for b in engine.job_store.batches(second)) >= done[0].finished_at  # type: ignore[operator]
+    stored = [m.content for m, _ in engine.system.store.scan(MemoryFilter(project="turns"))]
+    assert done[0].written > 1 and len(stored) == done[1].total > 1  # several memories each
+    assert all("seven" in c and "six" not in c for c in stored)  # the new version whole, nothing of the old left
