@@ -56,5 +56,6 @@ def test_async_indexing_is_on_in_the_embedded_server(async_system: MemorySystem)
     from memsys.store import embedded_environment
 
     assert embedded_environment(async_indexing=True)["ASYNC_INDEXING"] == "true"
+    assert embedded_environment(async_indexing=True)["QUEUE_SCHEDULER_INTERVAL"] == "100ms"  # done soon after the last write
     assert "ASYNC_INDEXING" not in embedded_environment()
     assert async_system.settings.async_indexing
