@@ -6,10 +6,13 @@ import datetime as dt
 import uuid
 
 import numpy as np
+import pytest
 import weaviate.classes as wvc
+from weaviate.exceptions import WeaviateConnectionError
 
 from memsys import MemorySystem
 from memsys.models import Memory
+from memsys.store import wire
 
 
 def _read_back(store, uuids):  # type: ignore[no-untyped-def]
@@ -71,3 +74,20 @@ def test_an_object_weaviate_refuses_is_failed_with_its_reason(base_system: Memor
         assert list(outcome.failed) == [1] and "length" in outcome.failed[1].lower()
     finally:
         store.delete_all()
+
+
+def test_a_write_on_a_channel_closed_under_it_is_a_connection_error_to_retry(base_system: MemorySystem) -> None:
+    """Weaviate killed: one writer's retry replaces the client while another writer's
+    request is still being retried on the old channel. Its 'closed channel' must come back as
+    the connection error the write path retries, not stop the import (seen in CI)."""
+    system = MemorySystem(base_system.settings)  # a client of its own, so closing its channel harms no one
+    try:
+        store = system.store
+        request = wire.batch_request(store.collection_name, [Memory(content="late", project="p", repo="r", agent="a")],
+                                     np.ones((1, 384), dtype=np.float32), [None], "ONE")
+        collection = store.collection
+        collection._connection._grpc_channel.close()
+        with pytest.raises(WeaviateConnectionError, match="closed while a write was sent"):
+            wire.send(collection, request)
+    finally:
+        system.close()

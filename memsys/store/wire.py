@@ -15,6 +15,7 @@ from typing import Any, Sequence
 
 import numpy as np
 from google.protobuf.struct_pb2 import Struct, Value
+from weaviate.exceptions import WeaviateConnectionError
 from weaviate.proto.v1 import base_pb2, batch_pb2
 
 from memsys.models import Memory
@@ -80,5 +81,13 @@ def send(collection: Any, request: Any) -> dict[int, str]:
     per-object errors by index (Weaviate's words). A request that fails as a whole raises
     the client's own error (WeaviateBatchError, InsufficientPermissionsError)."""
     connection = collection._connection
-    return dict(connection.grpc_batch_objects(request=request, timeout=connection.timeout_config.insert,
-                                              max_retries=_MAX_RETRIES))
+    try:
+        return dict(connection.grpc_batch_objects(request=request, timeout=connection.timeout_config.insert,
+                                                  max_retries=_MAX_RETRIES))
+    except ValueError as e:
+        # Weaviate went away and another thread replaced the client meanwhile (closing this
+        # one's channel under the client's own retries): a connection error like the others,
+        # so the write is tried again, on the new client.
+        if "closed channel" not in str(e):
+            raise
+        raise WeaviateConnectionError(f"the connection closed while a write was sent ({e})") from e
