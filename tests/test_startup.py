@@ -127,13 +127,15 @@ def test_provider_errors_are_openai_errors_once_made(test_env: dict[str, str]) -
 
 def test_lazy_names_load_on_first_use(test_env: dict[str, str]) -> None:
     """A LazyName stands for its module's attribute when called, read or checked against,
-    and imports the module only then."""
+    and imports the module only then; `lazy_module` stands for the module itself."""
     printed, _ = loaded_by_script(
         "import sys\n"
-        "from memsys.lazy import LazyName\n"
+        "from memsys.lazy import LazyName, lazy_module\n"
         "Fraction = LazyName('fractions', 'Fraction')\n"
-        "print('fractions' in sys.modules)\n"
+        "statistics = lazy_module('statistics')\n"
+        "print('fractions' in sys.modules, 'statistics' in sys.modules)\n"
         "half = Fraction(1, 2)\n"
-        "print('fractions' in sys.modules, half, isinstance(half, Fraction), Fraction.from_float(0.25))\n",
+        "print('fractions' in sys.modules, half, isinstance(half, Fraction), Fraction.from_float(0.25))\n"
+        "print(statistics.median([3, 1, 2]), 'statistics' in sys.modules)\n",
         test_env)
-    assert printed.splitlines() == ["False", "True 1/2 True 1/4"]
+    assert printed.splitlines() == ["False False", "True 1/2 True 1/4", "2 True"]
