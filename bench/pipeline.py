@@ -353,10 +353,10 @@ def where_time_goes(engine: Engine, job: object, seconds: float) -> str:
             f"summed over threads), index drain {drain:.2f}s, of {seconds:.2f}s")
 
 
-def bench_batch_vs_single_requests(b: Bench, n: int = 1000, singles: int = 200, batch: int = 100) -> list[Result]:
+def bench_batch_vs_single_requests(b: Bench, n: int = 1000, singles: int = 100, batch: int = 100) -> list[Result]:
     """P4: 1,000 short texts in batches of 100 vs one per request, 50 ms added round trip,
-    compared per text: one request per text costs the same for each text, so 200 of them
-    sent one at a time measure it (the 1,000 took five minutes that way)."""
+    compared per text: one request per text costs the same for each text, so 100 of them
+    sent one at a time measure it (the 1,000 took five minutes that way, 200 of them 47 s)."""
     sys.path.insert(0, str(REPO / "tests"))
     from faults import FaultProxy  # the tests' loopback proxy, here adding latency only
 
