@@ -179,7 +179,7 @@ def bench_node_kills(b: _Bench) -> Iterator[Result]:
             engine.system.store.delete_all()
         finally:
             engine.close()
-    yield Result("R12", f"node SIGKILLed mid-import, {len(points)} kill points: lost + duplicated",
+    yield Result("R12", f"node SIGKILLed mid-import, {len(points)} kill point{'s' if len(points) != 1 else ''}: lost + duplicated",
                  lost_total + duplicated_total, "memories", "0", lost_total + duplicated_total == 0,
                  f"{KILL_ITEMS} items each; killed {'; '.join(points)}; {lost_total} lost, {duplicated_total} duplicated")
 
