@@ -31,9 +31,13 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 from tools.weaviate_cluster import LocalCluster  # noqa: E402
 
-THROUGHPUT_ITEMS = 3000
-KILL_ITEMS = 1500
-KILL_POINTS = (0.2, 0.5, 0.8)
+THROUGHPUT_ITEMS = 2000
+KILL_ITEMS = 1000
+# Followers killed at these points of an import, then (below) the Raft leader half way. Each
+# kill costs a node's restart and a wait for every replica (~1 min here, whatever the items),
+# so `make bench` kills the leader alone (it kills a follower when the leader is node01,
+# memsys's coordinator); tests/test_cluster.py kills followers mid-import.
+KILL_POINTS: tuple[float, ...] = ()
 WAIT = 300.0
 DEFAULTS = MemoryDefaults("bench-cluster", "main", "bench")
 _WORDS = ["alpha", "bravo", "cedar", "delta", "ember", "fjord", "gamma", "harbor", "iris", "jade"]
@@ -175,7 +179,7 @@ def bench_node_kills(b: _Bench) -> Iterator[Result]:
             engine.system.store.delete_all()
         finally:
             engine.close()
-    yield Result("R12", f"node SIGKILLed mid-import, {len(points)} kill points: lost + duplicated",
+    yield Result("R12", f"node SIGKILLed mid-import, {len(points)} kill point{'s' if len(points) != 1 else ''}: lost + duplicated",
                  lost_total + duplicated_total, "memories", "0", lost_total + duplicated_total == 0,
                  f"{KILL_ITEMS} items each; killed {'; '.join(points)}; {lost_total} lost, {duplicated_total} duplicated")
 

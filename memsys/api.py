@@ -13,12 +13,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from weaviate.exceptions import WeaviateBaseError
 
 from memsys.config import BatchConfig, Settings
 from memsys.embeddings.router import EmbeddingRouter
 from memsys.embeddings.providers import EmbeddingProvider
-from memsys.errors import EmbedderMismatchError, FailedMemory, MemoryWriteError, StoreUnavailableError
+from memsys.errors import (EmbedderMismatchError, FailedMemory, MemoryWriteError, StoreUnavailableError,
+                           weaviate_errors)
 from memsys.logs import configure_logging, event, get_logger
 from memsys.models import DEFAULT_SOURCE, Memory, validate_memories
 from memsys.store import SEARCH_MODES, MemoryFilter, MemoryStore, StoredMemory, settle
@@ -235,7 +235,7 @@ class MemorySystem:
             return cached[2]
         try:
             recorded = self.store.recorded_embedder()
-        except (WeaviateBaseError, StoreUnavailableError) as e:
+        except weaviate_errors(StoreUnavailableError) as e:
             log.warning("cannot tell which embedder made the collection's vectors (%s); searching as before",
                         type(e).__name__, extra=event("search.embedder_unknown", reason=str(e)[:300]))
             return cached[2] if cached is not None else True

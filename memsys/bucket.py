@@ -9,14 +9,23 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Iterator
-
-import boto3
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from typing import TYPE_CHECKING, Any, Iterator
 
 from memsys.config import Settings
 from memsys.errors import scrub
+from memsys.lazy import caught_once_imported, lazy_module, lazy_names
+
+if TYPE_CHECKING:
+    import boto3
+    from botocore.config import Config
+else:  # imported on first use (memsys.lazy): only a backup to a bucket loads the S3 client
+    boto3 = lazy_module("boto3")
+    (Config,) = lazy_names("botocore.config", "Config")
+# The S3 client's errors, for except clauses that do not import it: the server's answers
+# (ClientError), and a server not reached (BotoCoreError).
+_answered = caught_once_imported("botocore.exceptions", "ClientError")
+_unreached = caught_once_imported("botocore.exceptions", "BotoCoreError")
+_s3_errors = caught_once_imported("botocore.exceptions", "ClientError", "BotoCoreError")
 
 
 class BucketError(ValueError):
@@ -62,7 +71,7 @@ class Bucket:
         return "/".join(p.strip("/") for p in (self.root, *parts) if p.strip("/"))
 
     def _fail(self, e: Exception, what: str) -> BucketError:
-        if isinstance(e, ClientError):
+        if isinstance(e, _answered()):
             code = str(e.response.get("Error", {}).get("Code", "")) or "an error"
             reason = f"the S3 server answered {code}"
         else:
@@ -89,7 +98,7 @@ class Bucket:
             paginator = self.client.get_paginator("list_objects_v2")
             for page in paginator.paginate(Bucket=self.name, Prefix=prefix, Delimiter="/"):
                 found += [str(p["Prefix"])[len(prefix):].rstrip("/") for p in page.get("CommonPrefixes", ())]
-        except (ClientError, BotoCoreError) as e:
+        except _s3_errors() as e:
             raise self._fail(e, "the backups could not be listed") from None
         return found
 
@@ -97,11 +106,11 @@ class Bucket:
         """A JSON object, or None when there is none."""
         try:
             body = self.client.get_object(Bucket=self.name, Key=self.key(*parts))["Body"].read()
-        except ClientError as e:
+        except _answered() as e:
             if str(e.response.get("Error", {}).get("Code", "")) in ("NoSuchKey", "404", "NotFound"):
                 return None
             raise self._fail(e, f"{self.key(*parts)} could not be read") from None
-        except BotoCoreError as e:
+        except _unreached() as e:
             raise self._fail(e, f"{self.key(*parts)} could not be read") from None
         try:
             return dict(json.loads(body))
@@ -112,7 +121,7 @@ class Bucket:
         try:
             self.client.put_object(Bucket=self.name, Key=self.key(*parts),
                                    Body=json.dumps(data, indent=2).encode("utf-8"), ContentType="application/json")
-        except (ClientError, BotoCoreError) as e:
+        except _s3_errors() as e:
             raise self._fail(e, f"{self.key(*parts)} could not be written") from None
 
     def keys(self, folder: str, starting: str = "") -> list[str]:
@@ -120,20 +129,20 @@ class Bucket:
         prefix = self.key(folder) + "/"
         try:
             page = self.client.list_objects_v2(Bucket=self.name, Prefix=prefix + starting, Delimiter="/")
-        except (ClientError, BotoCoreError) as e:
+        except _s3_errors() as e:
             raise self._fail(e, f"{prefix} could not be listed") from None
         return [str(o["Key"])[len(prefix):] for o in page.get("Contents", ())]
 
     def delete_key(self, *parts: str) -> None:
         try:
             self.client.delete_object(Bucket=self.name, Key=self.key(*parts))
-        except (ClientError, BotoCoreError) as e:
+        except _s3_errors() as e:
             raise self._fail(e, f"{self.key(*parts)} could not be deleted") from None
 
     def get_file(self, target: Path, *parts: str) -> None:
         try:
             self.client.download_file(self.name, self.key(*parts), str(target))
-        except (ClientError, BotoCoreError) as e:
+        except _s3_errors() as e:
             raise self._fail(e, f"{self.key(*parts)} could not be read") from None
 
     def sizes(self, *parts: str) -> dict[str, int]:
@@ -157,7 +166,7 @@ class Bucket:
             key = self.key(*parts, path.relative_to(folder).as_posix())
             try:
                 self.client.upload_file(str(path), self.name, key)
-            except (ClientError, BotoCoreError) as e:
+            except _s3_errors() as e:
                 raise self._fail(e, f"{key} could not be written") from None
 
     def get_folder(self, folder: Path, *parts: str) -> None:
@@ -171,7 +180,7 @@ class Bucket:
                 target = folder / relative
                 target.parent.mkdir(parents=True, exist_ok=True)
                 self.client.download_file(self.name, str(obj["Key"]), str(target))
-        except (ClientError, BotoCoreError) as e:
+        except _s3_errors() as e:
             raise self._fail(e, f"{prefix} could not be read") from None
 
     def checksum(self, prefix: str) -> dict[str, Any]:
@@ -187,7 +196,7 @@ class Bucket:
                 digest.update(f"{relative}\0{obj['Size']}\0{str(obj.get('ETag', '')).strip(chr(34))}\n".encode())
                 files += 1
                 size += int(obj["Size"])
-        except (ClientError, BotoCoreError) as e:
+        except _s3_errors() as e:
             raise self._fail(e, f"{prefix} could not be listed") from None
         return {"files": files, "bytes": size, "sha256": digest.hexdigest()}
 
@@ -201,6 +210,6 @@ class Bucket:
                 chunk = keys[start:start + 1000]
                 self.client.delete_objects(Bucket=self.name, Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True})
                 gone += len(chunk)
-        except (ClientError, BotoCoreError) as e:
+        except _s3_errors() as e:
             raise self._fail(e, f"{prefix} could not be deleted") from None
         return gone

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from memsys.lazy import late_base
+from memsys.lazy import caught_once_imported, late_base
 
 # Anything shaped like an API key, in case a provider echoes one back.
 _KEY_PATTERN = re.compile(r"(sk-[A-Za-z0-9_\-]{6,}|Bearer\s+[A-Za-z0-9_\-\.]{6,})")
@@ -130,6 +130,11 @@ class MemoryWriteError(MemsysError):
 
 class StoreUnavailableError(MemsysError):
     """Weaviate cannot be reached or started."""
+
+
+# The Weaviate client's errors for an `except` clause, without importing the client (a
+# command that never talks to Weaviate does not load it): `except weaviate_errors(OSError)`.
+weaviate_errors = caught_once_imported("weaviate.exceptions", "WeaviateBaseError")
 
 
 class JobStoreError(MemsysError):

@@ -1,8 +1,9 @@
 """Imports on first use, so a process that needs only part of memsys (a reader worker, the
 memsys server's supervisor, `memsys jobs`, a script's `count_memories()`) does not pay for
 the Weaviate and OpenAI clients it never uses: package attributes loaded on first read
-(PEP 562, `lazy_exports`), a module's heavy names loaded on first call (`lazy_names`), and
-an exception's heavy base class adopted when the first one is made (`late_base`).
+(PEP 562, `lazy_exports`), a module's heavy names loaded on first call (`lazy_names`,
+`lazy_module`), a heavy module's exceptions caught without importing it (`caught_once_imported`),
+and an exception's heavy base class adopted when the first one is made (`late_base`).
 tests/test_startup.py checks which commands import what."""
 from __future__ import annotations
 
@@ -37,8 +38,9 @@ class LazyName:
     """A module attribute, imported the first time it is called, read from or checked against
     (`isinstance`), so a module can name a heavy one at its top and pay for it only on the
     path that uses it: the CLI builds its parser and answers `--help` without loading the
-    engine's Weaviate and OpenAI clients. Not for a base class or an `except` clause (those
-    need the class itself: import it where it is used that way)."""
+    engine's Weaviate and OpenAI clients. With no name it stands for the module itself
+    (`lazy_module`). Not for a base class or an `except` clause (those need the class itself:
+    see `caught_once_imported` for the clause)."""
 
     __slots__ = ("_module", "_name", "_value")
 
@@ -49,7 +51,8 @@ class LazyName:
 
     def load(self) -> Any:
         if self._value is None:
-            self._value = getattr(importlib.import_module(self._module), self._name)
+            module = importlib.import_module(self._module)
+            self._value = getattr(module, self._name) if self._name else module
         return self._value
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -65,13 +68,38 @@ class LazyName:
         return issubclass(subclass, self.load())
 
     def __repr__(self) -> str:
-        return f"<{self._module}.{self._name}, imported on first use>"
+        return f"<{self._module}{'.' if self._name else ''}{self._name}, imported on first use>"
 
 
 def lazy_names(module: str, *names: str) -> tuple[LazyName, ...]:
     """`A, B = lazy_names("pkg.mod", "A", "B")`: what `from pkg.mod import A, B` names,
     imported on first use (see LazyName)."""
     return tuple(LazyName(module, name) for name in names)
+
+
+def lazy_module(module: str) -> LazyName:
+    """`wire = lazy_module("memsys.store.wire")`: the module, imported the first time one of
+    its names is read (`wire.send(...)`)."""
+    return LazyName(module, "")
+
+
+def caught_once_imported(module: str, *names: str) -> Callable[..., tuple[type[BaseException], ...]]:
+    """For an `except` clause (or an `isinstance` check) on a heavy module's exceptions that
+    does not import the module: `weaviate_errors = caught_once_imported("weaviate.exceptions",
+    "WeaviateBaseError")`, then `except weaviate_errors(OSError) as e:`. The clause's tuple is
+    made when an exception reaches it; while the module is not imported none of its
+    exceptions can exist, so the tuple holds only the others, and once it is, its classes
+    too."""
+
+    def caught(*others: type[BaseException]) -> tuple[type[BaseException], ...]:
+        loaded = sys.modules.get(module)
+        if loaded is None:
+            return others
+        # getattr's default: a module still being imported may not have made the class yet
+        # (and then there is no instance of it either).
+        return (*(c for c in (getattr(loaded, name, None) for name in names) if c is not None), *others)
+
+    return caught
 
 
 _ADOPTING = threading.Lock()

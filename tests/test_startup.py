@@ -1,7 +1,8 @@
 """Commands that answer at once (TARGETS.md P14): a script's `count_memories()` and the
 CLI's commands import only what they use. Checked on the modules a fresh interpreter has
 loaded when it is done (never on time): no OpenAI client where nothing is embedded, no
-Weaviate client where nothing talks to Weaviate."""
+Weaviate client where nothing talks to Weaviate, no S3 client where nothing is backed up
+to a bucket. (Their wall times are bench/server.py's P14.)"""
 from __future__ import annotations
 
 import json
@@ -28,9 +29,10 @@ sys.argv = ["memsys", *sys.argv[2:]]
 runpy.run_module("memsys", run_name="__main__")
 """
 
-# The heavy clients: OpenAI's, and Weaviate's with what only it brings (gRPC, pydantic).
+# The heavy clients: OpenAI's, Weaviate's with what only it brings (gRPC, pydantic), S3's.
 OPENAI = {"openai"}
 WEAVIATE = {"weaviate", "grpc", "pydantic"}
+S3 = {"boto3", "botocore"}
 
 
 def loaded_by_cli(args: list[str], env: dict[str, str], tmp_path: Path, code: int = 0) -> set[str]:
@@ -63,7 +65,7 @@ def test_count_memories_in_a_fresh_interpreter_imports_no_openai_client(base_sys
     printed, modules = loaded_by_script("import memsys\nprint(memsys.count_memories())", test_env)
     assert printed.isdigit()
     assert "weaviate" in modules  # the check below would pass for a count that never ran
-    assert not OPENAI & modules
+    assert not (OPENAI | S3) & modules, sorted((OPENAI | S3) & modules)
 
 
 @pytest.mark.parametrize("args", [["--help"], ["jobs", "--help"], ["logs", "--help"], ["server", "--help"],
@@ -75,14 +77,32 @@ def test_help_imports_neither_client(args: list[str], test_env: dict[str, str], 
 
 
 @pytest.mark.parametrize("args, code", [(["jobs"], 0), (["logs", "--limit", "5"], 0), (["server", "status"], 3)])
-def test_commands_that_embed_nothing_import_no_openai_client(args: list[str], code: int, tmp_path: Path) -> None:
+def test_commands_that_talk_to_no_weaviate_import_no_client(args: list[str], code: int, tmp_path: Path) -> None:
     """`memsys jobs`, `logs` and `server status` on a data directory of their own (no
-    server running, so nothing is started: `server status` says so with its exit code 3)."""
+    server running, so nothing is started: `server status` says so with its exit code 3)
+    build the whole engine, and import neither the OpenAI, the Weaviate nor the S3 client."""
     env = {"MEMSYS_DATA_DIR": str(tmp_path / "data"), "MEMSYS_EMBEDDING_PROVIDER": "local",
            "MEMSYS_SERVER_COMPANION": "off"}
     modules = loaded_by_cli(args, env, tmp_path, code)
-    assert "memsys" in modules
-    assert not OPENAI & modules
+    assert "memsys" in modules and "sqlite3" in modules  # the command read the job database
+    assert not (OPENAI | WEAVIATE | S3) & modules, sorted((OPENAI | WEAVIATE | S3) & modules)
+
+
+def test_weaviate_errors_are_caught_once_the_client_is_imported(test_env: dict[str, str]) -> None:
+    """An `except weaviate_errors(...)` clause catches the others alone while the Weaviate
+    client is not imported (none of its errors can exist yet) and its errors once it is."""
+    printed, modules = loaded_by_script(
+        "import sys\n"
+        "from memsys.errors import weaviate_errors\n"
+        "print('weaviate' in sys.modules, [c.__name__ for c in weaviate_errors(OSError)])\n"
+        "from weaviate.exceptions import WeaviateQueryError\n"
+        "try:\n"
+        "    raise WeaviateQueryError('no such property', 'gRPC')\n"
+        "except weaviate_errors(OSError) as caught:\n"
+        "    print(type(caught).__name__, [c.__name__ for c in weaviate_errors()])\n",
+        test_env)
+    assert printed.splitlines() == ["False ['OSError']", "WeaviateQueryError ['WeaviateBaseError']"]
+    assert "weaviate" in modules
 
 
 def test_provider_errors_are_openai_errors_once_made(test_env: dict[str, str]) -> None:
@@ -107,13 +127,15 @@ def test_provider_errors_are_openai_errors_once_made(test_env: dict[str, str]) -
 
 def test_lazy_names_load_on_first_use(test_env: dict[str, str]) -> None:
     """A LazyName stands for its module's attribute when called, read or checked against,
-    and imports the module only then."""
+    and imports the module only then; `lazy_module` stands for the module itself."""
     printed, _ = loaded_by_script(
         "import sys\n"
-        "from memsys.lazy import LazyName\n"
+        "from memsys.lazy import LazyName, lazy_module\n"
         "Fraction = LazyName('fractions', 'Fraction')\n"
-        "print('fractions' in sys.modules)\n"
+        "statistics = lazy_module('statistics')\n"
+        "print('fractions' in sys.modules, 'statistics' in sys.modules)\n"
         "half = Fraction(1, 2)\n"
-        "print('fractions' in sys.modules, half, isinstance(half, Fraction), Fraction.from_float(0.25))\n",
+        "print('fractions' in sys.modules, half, isinstance(half, Fraction), Fraction.from_float(0.25))\n"
+        "print(statistics.median([3, 1, 2]), 'statistics' in sys.modules)\n",
         test_env)
-    assert printed.splitlines() == ["False", "True 1/2 True 1/4"]
+    assert printed.splitlines() == ["False False", "True 1/2 True 1/4", "2 True"]

@@ -14,11 +14,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from weaviate.exceptions import WeaviateBaseError
 
 from memsys.config import BatchConfig
 from memsys.embeddings.router import EmbeddingResult, EmbeddingRouter
-from memsys.errors import EmbeddingProviderError, InputTooLongError, ServerStoppedError, scrub
+from memsys.errors import EmbeddingProviderError, InputTooLongError, ServerStoppedError, scrub, weaviate_errors
 from memsys.jobs.job_stages import EMBEDDED, EMBEDDING, WRITING
 from memsys.jobs.kinds import JobContext, JobKind
 from memsys.jobs.metrics import BatchRecord
@@ -272,10 +271,10 @@ class BatchWork:
             if unknown:
                 existing.update(run.retry.run(
                     lambda: run.store.existing(unknown, properties=SETTLE_PROPERTIES),
-                    is_retryable=lambda e: isinstance(e, (WeaviateBaseError, OSError)),
+                    is_retryable=lambda e: isinstance(e, weaviate_errors(OSError)),
                     what=f"a Weaviate lookup of {len(unknown)} items",
                 ))
-        except (WeaviateBaseError, OSError) as e:  # every item gets this reason; retry-failed clears it
+        except weaviate_errors(OSError) as e:  # every item gets this reason; retry-failed clears it
             _raise_if_server_stopped(run.store, batch_no)
             reason = f"Weaviate could not be reached: {self.plain(e).removeprefix(STOPPED)}"
             log.error("batch %d: Weaviate could not be reached; its %d items failed: %s", batch_no, len(batch), e,
@@ -476,9 +475,9 @@ class BatchWork:
         created = [c for _, _, c in prepared.to_update]
         try:
             outcome = run.retry.run(lambda: run.store.rewrite(memories, created),
-                                is_retryable=lambda e: isinstance(e, (WeaviateBaseError, OSError)),
+                                is_retryable=lambda e: isinstance(e, weaviate_errors(OSError)),
                                 what=f"a Weaviate update of {len(memories)} memories")
-        except (WeaviateBaseError, OSError) as e:
+        except weaviate_errors(OSError) as e:
             _raise_if_server_stopped(run.store, prepared.batch_no)
             reason = f"Weaviate did not take the update: {self.plain(e).removeprefix(STOPPED)}"
             prepared.fail([item.seq for item, _, _ in prepared.to_update], reason, "store_unavailable")
@@ -502,7 +501,7 @@ class BatchWork:
             created = [prepared.created_at[i] for i in todo]
             try:
                 outcome = run.store.write(memories, vectors, created_at=created)
-            except (WeaviateBaseError, OSError) as e:
+            except weaviate_errors(OSError) as e:
                 _raise_if_server_stopped(run.store, prepared.batch_no)
                 if attempt >= retry.max_retries:
                     reason = f"Weaviate did not take the write: {self.plain(e).removeprefix(STOPPED)}"

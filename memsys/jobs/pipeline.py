@@ -14,9 +14,8 @@ import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Iterator
 
-from weaviate.exceptions import WeaviateBaseError
-
 from memsys.api import MemorySystem, check_embedder
+from memsys.errors import weaviate_errors
 from memsys.jobs.batches import BatchWork, JobEmbedder, JobRun, PreparedBatch, stopped_because
 from memsys.jobs.batching import AdaptiveBatchSizer, plan_batches
 from memsys.jobs.database import JobStore
@@ -118,7 +117,7 @@ class ImportPipeline:
         # dies, so it is retried for about ten seconds whatever the job's own retry count.
         _START_RETRY.run(
             lambda: check_embedder(system),
-            is_retryable=lambda e: isinstance(e, (WeaviateBaseError, OSError)),
+            is_retryable=lambda e: isinstance(e, weaviate_errors(OSError)),
             what="the collection's embedder check",
         )
         if not jobs.require(job_id).planned:
@@ -247,7 +246,7 @@ class ImportPipeline:
             lookup_started = time.monotonic()
             try:
                 stored = run.store.existing(uuids, properties=SETTLE_PROPERTIES)
-            except (WeaviateBaseError, OSError) as e:
+            except weaviate_errors(OSError) as e:
                 log.warning("Weaviate did not answer which of %d items it holds (each batch asks again): %s", len(uuids), e,
                             extra=event("store.lookup.failed", items=len(uuids), error=type(e).__name__, reason=str(e)))
                 stored = None

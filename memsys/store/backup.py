@@ -20,10 +20,9 @@ from pathlib import Path
 from typing import Any, Callable, Union
 
 import httpx
-from weaviate.exceptions import WeaviateBaseError
 
 from memsys.config import Settings, redact_url
-from memsys.errors import StoreUnavailableError, scrub
+from memsys.errors import StoreUnavailableError, scrub, weaviate_errors
 from memsys.store.client import NodeAddress, connect
 from memsys.store.server import adopt_node_name, api_key, connect_client, release_client, running_state
 
@@ -118,7 +117,7 @@ def _connect(settings: Settings) -> tuple[Any, _Target]:
         client = connect(settings)
         try:
             nodes = ",".join(sorted(n.name for n in client.cluster.nodes()))
-        except WeaviateBaseError:
+        except weaviate_errors():
             nodes = ""
         address = NodeAddress.parse(settings.weaviate_nodes[0], settings)
         return client, _Target(address.rest, settings.weaviate_api_key.get(), nodes, False)
@@ -159,7 +158,7 @@ def create_backup(settings: Settings, backup_id: str, where: Where,
                 on_started()
             _wait(state, settings, f"/backups/{backend}/{backup_id}", params, "backup")
         return WeaviateBackup(state.node, found)
-    except WeaviateBaseError as e:
+    except weaviate_errors() as e:
         raise WeaviateBackupError(f"Weaviate did not answer as expected during the backup: {type(e).__name__}") from None
     finally:
         _release(settings, client, state)
@@ -205,7 +204,7 @@ def restore_backup(settings: Settings, backup_id: str, where: Where, node: str) 
         _request(state, settings, "POST", f"/backups/{backend}/{backup_id}/restore", json={"config": config})
         _wait(state, settings, f"/backups/{backend}/{backup_id}/restore", params, "restore")
         return counts(client)
-    except WeaviateBaseError as e:
+    except weaviate_errors() as e:
         raise WeaviateBackupError(f"Weaviate did not answer as expected during the restore: {type(e).__name__}") from None
     finally:
         _release(settings, client, state)

@@ -7,15 +7,19 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlparse
 
-import weaviate
-import weaviate.classes as wvc
-from weaviate.classes.init import AdditionalConfig, Timeout
-from weaviate.exceptions import WeaviateBaseError
-
 from memsys.config import Settings, redact_url
-from memsys.errors import StoreUnavailableError, scrub
+from memsys.errors import StoreUnavailableError, scrub, weaviate_errors
+from memsys.lazy import lazy_module, lazy_names
+
+if TYPE_CHECKING:
+    import weaviate
+    from weaviate.classes.init import AdditionalConfig, Auth, Timeout
+else:  # imported on first use (memsys.lazy): only opening a client loads the Weaviate client
+    weaviate = lazy_module("weaviate")
+    AdditionalConfig, Auth, Timeout = lazy_names("weaviate.classes.init", "AdditionalConfig", "Auth", "Timeout")
 
 # Weaviate answers at most this many objects per query (its QUERY_MAXIMUM_RESULTS, whose
 # default this is; the memsys server is run with it set to this value).
@@ -69,7 +73,7 @@ def connect(settings: Settings, node: int = 0) -> weaviate.WeaviateClient:
     timeouts = client_timeouts(settings)
     url = settings.weaviate_nodes[node]
     try:
-        auth = wvc.init.Auth.api_key(settings.weaviate_api_key.get()) if settings.weaviate_api_key else None
+        auth = Auth.api_key(settings.weaviate_api_key.get()) if settings.weaviate_api_key else None
         if settings.weaviate_mode == "cloud":
             return weaviate.connect_to_weaviate_cloud(cluster_url=url, auth_credentials=auth,
                                                       additional_config=timeouts)
@@ -84,6 +88,6 @@ def connect(settings: Settings, node: int = 0) -> weaviate.WeaviateClient:
             auth_credentials=auth,
             additional_config=timeouts,
         )
-    except (WeaviateBaseError, OSError) as e:
+    except weaviate_errors(OSError) as e:
         secrets = settings.secrets
         raise StoreUnavailableError(f"cannot connect to {redact_url(url)}: {scrub(str(e), secrets)}") from None

@@ -14,8 +14,8 @@ import weakref
 from dataclasses import dataclass, field
 
 import httpx
-from weaviate.exceptions import WeaviateBaseError
 
+from memsys.errors import weaviate_errors
 from memsys.store.collection import MemoryStore
 
 DOWN = "DOWN"  # a Raft member the nodes API no longer lists
@@ -76,11 +76,11 @@ def cluster_status(store: MemoryStore, wait_for_listing: float = 0.0) -> Cluster
         # Verbose output has the shards, but answers 500 while a node is unreachable.
         # The nodes API knows physical collections, not the alias memsys addresses.
         listed = client.cluster.nodes(store.live_collection(), output="verbose")
-    except WeaviateBaseError:
+    except weaviate_errors():
         detail = "shard details are not available while a node is unreachable"
         try:
             listed = _minimal_nodes(store, wait_for_listing)
-        except WeaviateBaseError as e:
+        except weaviate_errors() as e:
             # The error names the unreachable node; the others seen before are asked one
             # by one (a fresh process has seen none: then only Raft's members are known).
             listed = []
@@ -125,7 +125,7 @@ def _minimal_nodes(store: MemoryStore, wait: float) -> list:
     while True:
         try:
             return store.client.cluster.nodes(output="minimal")
-        except WeaviateBaseError:
+        except weaviate_errors():
             if time.monotonic() >= deadline:
                 raise
         time.sleep(0.5)
@@ -161,7 +161,7 @@ def _raft_view(store: MemoryStore) -> _RaftView:
     """The cluster's Raft members, the nodes answering for statistics, and the leader."""
     try:
         stats = store.client.cluster.statistics()
-    except WeaviateBaseError:
+    except weaviate_errors():
         return _RaftView()  # one node without Raft statistics, or no rights: the nodes API alone
     members: set[str] = set()
     statuses = {}
@@ -188,7 +188,7 @@ def down_nodes(store: MemoryStore) -> list[str]:
             return cached[1]
     try:
         down = list(cluster_status(store).down)
-    except WeaviateBaseError:
+    except weaviate_errors():
         down = []  # the reason then says only that a replica did not answer
     with _down_lock:
         _down_seen[store] = (now, down)

@@ -18,26 +18,39 @@ import re
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, TypeVar
 
 import httpx
 import numpy as np
-import weaviate
-from weaviate.classes.aggregate import GroupByAggregate
-from weaviate.classes.config import (Configure, ConsistencyLevel, DataType, Property, Tokenization,
-                                     VectorDistances)
-from weaviate.classes.query import Filter, MetadataQuery, Sort
-from weaviate.exceptions import UnexpectedStatusCodeError, WeaviateBaseError
 
 from memsys.config import Settings
-from memsys.errors import StoreUnavailableError
+from memsys.errors import StoreUnavailableError, weaviate_errors
+from memsys.lazy import lazy_module, lazy_names
 from memsys.models import Memory
-from memsys.store import server, wire
+from memsys.store import server
 from memsys.store.client import MAX_RESULTS
 from memsys.store.connection import Connection
 from memsys.store.terms import has_cjk, query_terms, terms_found
 from memsys.store.records import (BrowsePage, MemoryFilter, StoredDocument, StoredMemory, WriteOutcome,
                                   stored_to_memory)
+
+if TYPE_CHECKING:
+    import weaviate
+    from weaviate.classes.aggregate import GroupByAggregate
+    from weaviate.classes.config import (Configure, ConsistencyLevel, DataType, Property, Tokenization,
+                                         VectorDistances)
+    from weaviate.classes.query import Filter, MetadataQuery, Sort
+    from weaviate.exceptions import UnexpectedStatusCodeError
+
+    from memsys.store import wire
+else:  # imported on first use (memsys.lazy): a process that never talks to Weaviate does not load its client
+    (GroupByAggregate,) = lazy_names("weaviate.classes.aggregate", "GroupByAggregate")
+    Configure, ConsistencyLevel, DataType, Property, Tokenization, VectorDistances = lazy_names(
+        "weaviate.classes.config", "Configure", "ConsistencyLevel", "DataType", "Property", "Tokenization",
+        "VectorDistances")
+    Filter, MetadataQuery, Sort = lazy_names("weaviate.classes.query", "Filter", "MetadataQuery", "Sort")
+    (UnexpectedStatusCodeError,) = lazy_names("weaviate.exceptions", "UnexpectedStatusCodeError")
+    wire = lazy_module("memsys.store.wire")
 
 
 RETURN_PROPERTIES = [
@@ -364,7 +377,7 @@ class MemoryStore:
                 self._ensure_physical(first)
                 try:
                     client.alias.create(alias_name=self.collection_name, target_collection=first)
-                except WeaviateBaseError as e:
+                except weaviate_errors() as e:
                     # Another process may have made it in the meantime.
                     if client.alias.get(alias_name=self.collection_name) is None:
                         raise StoreUnavailableError(f"cannot create the alias {self.collection_name}: {e}") from None
@@ -404,7 +417,7 @@ class MemoryStore:
                     ],
                     **layout,
                 )
-            except WeaviateBaseError as e:
+            except weaviate_errors() as e:
                 # Another process may have created it in the meantime.
                 if not client.collections.exists(name):
                     raise StoreUnavailableError(f"cannot create collection {name}: {e}") from None
@@ -418,7 +431,7 @@ class MemoryStore:
         s = self.settings
         try:
             nodes = len(client.cluster.nodes(output="minimal"))
-        except WeaviateBaseError:
+        except weaviate_errors():
             nodes = 0  # a server that does not say (e.g. no rights): leave its defaults
         factor = s.replication_factor or (min(nodes, DEFAULT_MAX_REPLICAS) if nodes > 1 else None)
         if factor and nodes and factor > nodes:
@@ -450,7 +463,7 @@ class MemoryStore:
             client = self.client
             try:
                 return op()
-            except (WeaviateBaseError, httpx.TransportError) as e:
+            except weaviate_errors(httpx.TransportError) as e:
                 attempt += 1
                 if attempt >= self._connection.node_count or not self._connection.fail_over(client, e):
                     raise
@@ -463,7 +476,7 @@ class MemoryStore:
         while True:
             try:
                 return self.on_a_node(op)
-            except WeaviateBaseError as e:
+            except weaviate_errors() as e:
                 gone = _MID_SWITCH.search(str(e)) or (isinstance(e, UnexpectedStatusCodeError) and e.status_code == 404)
                 if not gone or self.physical or time.monotonic() >= deadline:
                     raise
@@ -475,7 +488,7 @@ class MemoryStore:
         level = level or self.settings.read_consistency
         try:
             return self._across_the_switch(lambda: op(self.collection.with_consistency_level(ConsistencyLevel(level))))
-        except WeaviateBaseError as e:
+        except weaviate_errors() as e:
             if level == "ONE" or not is_replica_error(str(e)):
                 raise
         return self.on_a_node(lambda: op(self.collection.with_consistency_level(ConsistencyLevel.ONE)))
@@ -730,7 +743,7 @@ class MemoryStore:
         try:
             hits = self.read(lambda c: self._search(c.query, vector, _asked(limit, mode), filters, text, mode, alpha,
                                                    self._keyword_properties(text)))
-        except WeaviateBaseError as e:
+        except weaviate_errors() as e:
             if mode == "keyword" or not text or not _OTHER_LENGTH.search(str(e)):
                 raise
             # The collection holds vectors of another length than the query's: another model's,
@@ -897,7 +910,7 @@ class MemoryStore:
         while True:
             try:
                 queue = self.index_queue()
-            except WeaviateBaseError as e:
+            except weaviate_errors() as e:
                 if not self.settings.async_indexing:
                     return time.monotonic() - started
                 queue, last = None, str(e)

@@ -8,17 +8,23 @@ from __future__ import annotations
 import threading
 import time
 
+from typing import TYPE_CHECKING
+
 import httpx
-import weaviate
-from weaviate.exceptions import WeaviateClosedClientError, WeaviateConnectionError
 
 from memsys.config import Settings, redact_url
 from memsys.errors import StoreUnavailableError
+from memsys.lazy import caught_once_imported
 from memsys.logs import event, get_logger
 from memsys.store import server
 from memsys.store.client import NodeAddress, connect
 
+if TYPE_CHECKING:
+    import weaviate
+
 log = get_logger("store")
+# The client's errors of a node that did not answer (without importing the client: memsys.lazy).
+_unanswered = caught_once_imported("weaviate.exceptions", "WeaviateConnectionError", "WeaviateClosedClientError")
 
 
 def is_unreachable(error: BaseException) -> bool:
@@ -26,7 +32,7 @@ def is_unreachable(error: BaseException) -> bool:
     opposed to answering with an error. A client closed by another thread moving to the
     next node counts too: the call is made again there."""
     text = str(error)
-    return isinstance(error, (WeaviateConnectionError, WeaviateClosedClientError, httpx.TransportError)) \
+    return isinstance(error, _unanswered(httpx.TransportError)) \
         or "StatusCode.UNAVAILABLE" in text or "failed to connect to all addresses" in text
 
 

@@ -7,12 +7,17 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
-from weaviate.classes.query import Filter
 
+from memsys.lazy import lazy_names
 from memsys.models import Memory
+
+if TYPE_CHECKING:
+    from weaviate.classes.query import Filter
+else:  # imported on first use (memsys.lazy): only a query needs the Weaviate client
+    (Filter,) = lazy_names("weaviate.classes.query", "Filter")
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,8 @@ from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
 import httpx
-from weaviate.exceptions import WeaviateBaseError
 
-from memsys.errors import StoreUnavailableError, scrub
+from memsys.errors import StoreUnavailableError, scrub, weaviate_errors
 from memsys.store.cluster import cluster_status
 from memsys.store.collection import MemoryStore
 
@@ -107,7 +106,7 @@ def verify_replication(store: MemoryStore, job_id: str, items: Sequence[tuple[st
         chunk = uuids[start:start + 1000]
         try:
             readable.update(store.existing(chunk, level="ALL"))
-        except WeaviateBaseError as e:
+        except weaviate_errors() as e:
             why = f"not readable with consistency ALL: {scrub(str(e), secrets)}"
             problems.update((u, UnreplicatedMemory(u, "", 0, why)) for u in chunk)
     up = [n.name for n in status.nodes if n.is_up]

@@ -24,20 +24,26 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
-import weaviate
-from weaviate.classes.init import Auth
-from weaviate.embedded import _get_server_ports, get_random_port
-from weaviate.exceptions import WeaviateBaseError
 
 from memsys.config import WEAVIATE_VERSION, Settings
-from memsys.errors import StoreUnavailableError, scrub
+from memsys.errors import StoreUnavailableError, scrub, weaviate_errors
+from memsys.lazy import lazy_module, lazy_names
 from memsys.logs import event, get_logger
 from memsys.store import supervisor as sup
 from memsys.store.client import MAX_RESULTS, client_timeouts
 from memsys.units import duration
+
+if TYPE_CHECKING:
+    import weaviate
+    from weaviate.classes.init import Auth
+    from weaviate.embedded import _get_server_ports, get_random_port
+else:  # imported on first use (memsys.lazy): `memsys server status` does not load the Weaviate client
+    weaviate = lazy_module("weaviate")
+    (Auth,) = lazy_names("weaviate.classes.init", "Auth")
+    _get_server_ports, get_random_port = lazy_names("weaviate.embedded", "_get_server_ports", "get_random_port")
 
 log = get_logger("server")
 HOST = "127.0.0.1"
@@ -500,12 +506,12 @@ def connect_client(settings: Settings, *, start: bool = True) -> tuple[Any, Serv
                 host=state.host, port=state.port, grpc_port=state.grpc_port,
                 auth_credentials=Auth.api_key(api_key(settings)), additional_config=client_timeouts(settings),
             )
-        except WeaviateBaseError as e:
+        except weaviate_errors() as e:
             raise ServerError(f"cannot use the memsys server for {settings.data_dir} on port {state.port}: "
                               f"{scrub(str(e), [api_key(settings)])}") from None
         try:
             nodes = [n.name for n in client.cluster.nodes()]
-        except WeaviateBaseError as e:
+        except weaviate_errors() as e:
             client.close()
             raise ServerError(f"the server on port {state.port} did not answer as expected: {type(e).__name__}") from None
         if nodes != [state.node]:
@@ -599,7 +605,7 @@ def _count_objects(settings: Settings) -> dict[str, int] | None:
             name: int(client.collections.get(name).aggregate.over_all(total_count=True).total_count or 0)
             for name in sorted(client.collections.list_all(simple=True))
         }
-    except (WeaviateBaseError, OSError):
+    except weaviate_errors(OSError):
         return None
     finally:
         client.close()

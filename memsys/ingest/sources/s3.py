@@ -15,15 +15,25 @@ Options: `access_key_id`, `region` (us-east-1), `page_size` (1000), `timeout` (3
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
-
-import boto3
-from botocore import UNSIGNED
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError
 
 from memsys.ingest.sources.base import Listing, RemoteEntry, SourceProblem, SourceSpec, copy_capped, register, target_in
 from memsys.ingest.sources.web import scrubbed, size_limit, timeout_of
+from memsys.lazy import caught_once_imported, lazy_module, lazy_names
+
+if TYPE_CHECKING:
+    import boto3
+    import botocore
+    from botocore.config import Config
+else:  # imported on first use (memsys.lazy): only a sync of an S3 source loads the S3 client
+    boto3, botocore = lazy_module("boto3"), lazy_module("botocore")
+    (Config,) = lazy_names("botocore.config", "Config")
+# The S3 client's errors, for except clauses and checks that do not import it.
+_s3_errors = caught_once_imported("botocore.exceptions", "BotoCoreError", "ClientError")
+_answered = caught_once_imported("botocore.exceptions", "ClientError")
+_timed_out = caught_once_imported("botocore.exceptions", "ConnectTimeoutError", "ReadTimeoutError")
+_unreached = caught_once_imported("botocore.exceptions", "EndpointConnectionError")
 
 _PLAIN = {
     "AccessDenied": "the server refused access (check the access key and its permissions)",
@@ -70,7 +80,7 @@ class S3Connector:
             raise SourceProblem("an S3 source needs both an access key id and its secret key, or neither (a public bucket)")
         config = Config(
             connect_timeout=self.timeout, read_timeout=self.timeout, retries={"max_attempts": 2, "mode": "standard"},
-            s3={"addressing_style": "path"}, signature_version=None if secret else UNSIGNED,
+            s3={"addressing_style": "path"}, signature_version=None if secret else botocore.UNSIGNED,
             request_checksum_calculation="when_required", response_checksum_validation="when_required",
         )
         self.calls = 0
@@ -84,13 +94,13 @@ class S3Connector:
         self.calls += 1
 
     def _why(self, e: Exception, what: str) -> str:
-        if isinstance(e, ClientError):
+        if isinstance(e, _answered()):
             code = str(e.response.get("Error", {}).get("Code", ""))
             status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             reason = _PLAIN.get(code) or f"the server answered {status or code or 'with an error'}"
-        elif isinstance(e, (ConnectTimeoutError, ReadTimeoutError)):
+        elif isinstance(e, _timed_out()):
             reason = f"the server did not answer within {self.timeout:g} seconds"
-        elif isinstance(e, EndpointConnectionError):
+        elif isinstance(e, _unreached()):
             reason = "the server could not be reached"
         else:
             reason = f"the server could not be read ({type(e).__name__})"
@@ -116,7 +126,7 @@ class S3Connector:
                 token = page.get("NextContinuationToken")
                 if not token:
                     return Listing(tuple(entries), False, "the server said the listing goes on but gave no way to continue")
-        except (BotoCoreError, ClientError) as e:
+        except _s3_errors() as e:
             return Listing(tuple(entries), False, self._why(e, f"listing the bucket {self.bucket}"))
         return Listing(tuple(entries), True)
 
@@ -131,7 +141,7 @@ class S3Connector:
                 raise SourceProblem(f"{entry.key} is larger than the limit of {self.limit} bytes; not fetched")
             with obj["Body"] as body:
                 return copy_capped(body, target, entry.key, self.limit)
-        except (BotoCoreError, ClientError) as e:
+        except _s3_errors() as e:
             target.unlink(missing_ok=True)
             raise SourceProblem(self._why(e, entry.key)) from None
 
