@@ -150,14 +150,14 @@ class Bucket:
         prefix = self.key(*parts) + "/"
         try:
             return {str(o["Key"])[len(prefix):]: int(o["Size"]) for o in self._objects(prefix)}
-        except (ClientError, BotoCoreError) as e:
+        except _s3_errors() as e:
             raise self._fail(e, f"{prefix} could not be listed") from None
 
     def put_file(self, path: Path, *parts: str) -> None:
         key = self.key(*parts)
         try:
             self.client.upload_file(str(path), self.name, key)
-        except (ClientError, BotoCoreError) as e:
+        except _s3_errors() as e:
             raise self._fail(e, f"{key} could not be written") from None
 
     def put_folder(self, folder: Path, *parts: str) -> None:
