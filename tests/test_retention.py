@@ -12,7 +12,7 @@ import pytest
 
 from memsys import MemorySystem
 from memsys.engine import Engine, JobProgress, MemoryDefaults, MemoryFilter
-from memsys.jobs.retention import DAY
+from memsys.jobs.retention import DAY, apply_retention
 
 DEFAULTS = MemoryDefaults(project="keep", repo="retention", agent="importer")
 
@@ -116,3 +116,16 @@ def test_deleting_a_pruned_jobs_memories_still_finds_them(engine: Engine, tmp_pa
     engine.retention.prune(30)
     assert engine.memories.delete_job(job.job_id) == 1
     assert engine.memories.count(MemoryFilter(project="keep", repo="retention", source_file="e/gone.md")) == 0
+
+
+def test_files_spooled_on_another_machine_are_left_to_that_machines_retention(engine: Engine, tmp_path: Path) -> None:
+    """Workers on several machines share the job database: a worker's retention (its own
+    spool elsewhere) neither removes another machine's files nor marks them released, so
+    the machine that spooled them still removes them in its turn."""
+    job = run(engine, tmp_path / "a", {"one.md": "The night shift logs every alarm in the book."})
+    age(engine, job.job_id, 8)
+    worker = apply_retention(engine.job_store, tmp_path / "worker-machine" / "spool", spool_keep_days=7,
+                             prune_older_than_days=None)
+    assert worker.spool_released == [] and spooled(job)
+    report = engine.retention.after_job()  # the machine that spooled them
+    assert report.spool_released == [job.job_id] and not spooled(job)

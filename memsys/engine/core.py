@@ -86,7 +86,7 @@ class Engine:
         self.runner: JobRunner | QueueRunner
         if self.worker_settings.enabled:
             self.runner = QueueRunner(self.job_store, self.worker_leases, worker_queue.JobQueue(self.worker_settings),
-                                      self.spool)
+                                      self.spool, after_submit=lambda: self.retention.after_job())
         else:
             self.runner = JobRunner(self.job_store, self._run_job)
         self.task_runner = TaskRunner()

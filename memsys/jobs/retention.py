@@ -89,6 +89,12 @@ def _spool_paths(job: JobProgress, spool_root: Path) -> list[Path]:
     return paths
 
 
+def _spooled_elsewhere(job: JobProgress, spool_root: Path) -> bool:
+    """The job's files were spooled on another machine (workers on several machines): none
+    of its paths is in this machine's spool, so their removal is that machine's."""
+    return bool(job.request.get("paths")) and not _spool_paths(job, spool_root)
+
+
 def _why_kept(job: JobProgress) -> str:
     """Why a job's texts must stay whatever its age; "" when nothing needs them."""
     if job.state not in FINAL_STATES:
@@ -138,11 +144,12 @@ def apply_retention(store: JobStore, spool_root: Path, *, spool_keep_days: float
                 report.kept[job.job_id] = why
             else:
                 prune.append(job)
-                release[job.job_id] = _spool_paths(job, spool_root)
+                if not _spooled_elsewhere(job, spool_root):
+                    release[job.job_id] = _spool_paths(job, spool_root)
                 continue
         if spool_keep_days is None or why or job.failed or _released(store, job.job_id):
             continue
-        if finished <= now - spool_keep_days * DAY:
+        if finished <= now - spool_keep_days * DAY and not _spooled_elsewhere(job, spool_root):
             release[job.job_id] = _spool_paths(job, spool_root)
     # A spooled path another job still needs stays (a job run again from the same files).
     needed = {p.resolve() for job in jobs if job.job_id not in release and not _released(store, job.job_id)

@@ -7,13 +7,18 @@ whichever worker has the job.
 from __future__ import annotations
 
 import time
-from typing import Protocol
+from typing import Callable, Protocol
+
+from memsys.errors import JobStoreError
 
 from memsys.jobs.database import JobStore
 from memsys.jobs.records import JobProgress
 from memsys.jobs.runner import RunnerCalls
+from memsys.logs import event, get_logger
 from memsys.spool import Spool
 from memsys.workers.leases import LeaseTables
+
+log = get_logger("workers")
 
 
 class WorkQueue(Protocol):
@@ -27,11 +32,15 @@ class WorkQueue(Protocol):
 class QueueRunner(RunnerCalls):
     """The job runner when jobs go to workers."""
 
-    def __init__(self, store: JobStore, leases: LeaseTables, queue: WorkQueue, spool: Spool | None = None) -> None:
+    def __init__(self, store: JobStore, leases: LeaseTables, queue: WorkQueue, spool: Spool | None = None,
+                 after_submit: Callable[[], object] | None = None) -> None:
         self.store = store
         self.leases = leases
         self.queue = queue
         self.spool = spool
+        # This process's own retention (its spool): the workers run theirs when a job ends,
+        # but on several machines the files were spooled here, and only here can they go.
+        self.after_submit = after_submit
 
     def submit(self, job_id: str) -> None:
         # With the spool in a bucket (MEMSYS_SPOOL_BACKEND=s3), the job's files go there
@@ -41,6 +50,12 @@ class QueueRunner(RunnerCalls):
         self.store.mark_queued(job_id)
         self.leases.hand_to_workers(job_id)
         self.queue.plan(job_id)
+        if self.after_submit is not None:
+            try:
+                self.after_submit()
+            except (JobStoreError, OSError) as e:  # the job is queued; the next submit tries again
+                log.warning("retention after queueing job %s failed: %s", job_id, e,
+                            extra=event("retention.failed", job_id=job_id))
 
     def is_busy(self) -> bool:
         return False  # the work is the workers'; this process holds none of it
