@@ -24,7 +24,7 @@ from memsys.ingest.sources.kinds import CONNECTORS
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 from tools.source_servers import (  # noqa: E402
-    S3_ACCESS_KEY, SENTINEL, Dovecot, HangingServer, Page, VersityGW, WebDAV, Website, html, mail,
+    S3_ACCESS_KEY, SENTINEL, Dovecot, HangingServer, Page, VersityGW, WebDAV, Website, html, mail, wait_until,
 )
 
 BUCKET = "memsys-docs"
@@ -323,8 +323,12 @@ def test_imap_over_tls_and_starttls_verifies_the_server(monkeypatch: pytest.Monk
             listing, _ = listed(imap_spec_at(location, server.user), SENTINEL)
             assert listing.complete, listing.problem
             assert sorted(versions(listing)) == [f"INBOX/{uid}.eml"]
-        logins = [line for line in server.log_text().splitlines() if "Login: user=<tester>" in line]
-        assert len([line for line in logins if ", TLS" in line]) == 2  # imaps and STARTTLS, both encrypted
+        def tls_logins() -> list[str]:
+            return [line for line in server.log_text().splitlines() if "Login: user=<tester>" in line and ", TLS" in line]
+
+        # Dovecot writes a login's line on its own time: wait for both (CI read the log between them).
+        wait_until(lambda: len(tls_logins()) >= 2, what="both logins in Dovecot's log")
+        assert len(tls_logins()) == 2  # imaps and STARTTLS, both encrypted
         assert SENTINEL not in server.log_text()
     finally:
         server.stop()
