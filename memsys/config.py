@@ -430,39 +430,37 @@ def _check_loaded(kwargs: Mapping[str, Any]) -> None:
         )
 
 
+def _bucket_settings(get: Any, part: str, default_backend: str, default_path: str) -> dict[str, Any]:
+    """MEMSYS_<PART>_BACKEND (its default or s3) and the bucket's MEMSYS_<PART>_S3_* settings,
+    as the `<part>_backend` and `<part>_s3_*` fields (part: "backup" or "spool")."""
+    env, field_ = f"MEMSYS_{part.upper()}", part
+    found: dict[str, Any] = {
+        f"{field_}_backend": _choice(get, f"{env}_BACKEND", default_backend.upper(), (default_backend.upper(), "S3")).lower(),
+        f"{field_}_s3_bucket": get(f"{env}_S3_BUCKET") or "",
+        f"{field_}_s3_path": (get(f"{env}_S3_PATH") or default_path).strip("/"),
+        f"{field_}_s3_endpoint": get(f"{env}_S3_ENDPOINT") or "",
+        f"{field_}_s3_region": get(f"{env}_S3_REGION") or "us-east-1",
+        f"{field_}_s3_access_key": get(f"{env}_S3_ACCESS_KEY") or "",
+        f"{field_}_s3_secret_key": Secret(get(f"{env}_S3_SECRET_KEY") or ""),
+    }
+    if found[f"{field_}_backend"] == "s3" and not found[f"{field_}_s3_bucket"]:
+        raise ConfigError(f"{env}_BACKEND is s3 but {env}_S3_BUCKET is not set; name the bucket")
+    return found
+
+
 def _backup_settings(get: Any) -> dict[str, Any]:
     """MEMSYS_BACKUP_BACKEND and its bucket, MEMSYS_BACKUP_EVERY (hours) and MEMSYS_BACKUP_KEEP."""
-    found: dict[str, Any] = {
-        "backup_backend": _choice(get, "MEMSYS_BACKUP_BACKEND", "FILESYSTEM", ("FILESYSTEM", "S3")).lower(),
-        "backup_s3_bucket": get("MEMSYS_BACKUP_S3_BUCKET") or "",
-        "backup_s3_path": (get("MEMSYS_BACKUP_S3_PATH") or "").strip("/"),
-        "backup_s3_endpoint": get("MEMSYS_BACKUP_S3_ENDPOINT") or "",
-        "backup_s3_region": get("MEMSYS_BACKUP_S3_REGION") or "us-east-1",
-        "backup_s3_access_key": get("MEMSYS_BACKUP_S3_ACCESS_KEY") or "",
-        "backup_s3_secret_key": Secret(get("MEMSYS_BACKUP_S3_SECRET_KEY") or ""),
+    return {
+        **_bucket_settings(get, "backup", "filesystem", ""),
         "backup_every_hours": 0.0 if (get("MEMSYS_BACKUP_EVERY_HOURS") or "0").lower() in ("0", "off")
         else _float(get, "MEMSYS_BACKUP_EVERY_HOURS", 0.0),
         "backup_keep": _int(get, "MEMSYS_BACKUP_KEEP", 7, minimum=1),
     }
-    if found["backup_backend"] == "s3" and not found["backup_s3_bucket"]:
-        raise ConfigError("MEMSYS_BACKUP_BACKEND is s3 but MEMSYS_BACKUP_S3_BUCKET is not set; name the bucket")
-    return found
 
 
 def _spool_settings(get: Any) -> dict[str, Any]:
     """MEMSYS_SPOOL_BACKEND (folder or s3) and its bucket."""
-    found: dict[str, Any] = {
-        "spool_backend": _choice(get, "MEMSYS_SPOOL_BACKEND", "FOLDER", ("FOLDER", "S3")).lower(),
-        "spool_s3_bucket": get("MEMSYS_SPOOL_S3_BUCKET") or "",
-        "spool_s3_path": (get("MEMSYS_SPOOL_S3_PATH") or "spool").strip("/"),
-        "spool_s3_endpoint": get("MEMSYS_SPOOL_S3_ENDPOINT") or "",
-        "spool_s3_region": get("MEMSYS_SPOOL_S3_REGION") or "us-east-1",
-        "spool_s3_access_key": get("MEMSYS_SPOOL_S3_ACCESS_KEY") or "",
-        "spool_s3_secret_key": Secret(get("MEMSYS_SPOOL_S3_SECRET_KEY") or ""),
-    }
-    if found["spool_backend"] == "s3" and not found["spool_s3_bucket"]:
-        raise ConfigError("MEMSYS_SPOOL_BACKEND is s3 but MEMSYS_SPOOL_S3_BUCKET is not set; name the bucket")
-    return found
+    return _bucket_settings(get, "spool", "folder", "spool")
 
 
 def _switch(get: Any, name: str, default: bool) -> bool:
